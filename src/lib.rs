@@ -1,0 +1,37 @@
+//! fiblab: one `fib(n)` TCP microservice served by every classic concurrency model,
+//! with clients that measure them. It is the system of the seed documents (Beazley's
+//! "Python Concurrency From the Ground Up" and the notes built on it), in Rust.
+//!
+//! # Layout
+//!
+//! The work, the wire and the models are separate, so a model file shows only its
+//! concurrency idea:
+//!
+//! - [`fib`] — the work: naive recursive fib(n), CPU cost ~1.6^n.
+//! - [`framing`] — bytes to request lines: `\n`/`\r\n`, pipelining, the seeds'
+//!   unterminated requests, over-long lines, bounded memory. Sans-I/O.
+//! - [`service`] — what a line means (`fib` or `upper`), `ERR` replies, and
+//!   [`service::Session`], framer + service for one connection.
+//! - [`connection`] — the two connection loops (blocking, async) every inline model
+//!   shares.
+//! - [`server`] — [`server::Config`] and [`server::bind`].
+//! - [`shutdown`] — [`shutdown::Shutdown`]: stop accepting, wake blocked readers,
+//!   drain within a grace period.
+//! - [`models`] — one module per concurrency model behind one signature, and the
+//!   [`models::MODELS`] registry that the CLI, the docs and the tests read.
+//! - [`client`] — `perf1` and `perf2`, the seeds' measuring clients.
+//! - [`seeds`] — the seeds' own programs, extracted from the seed documents to run as
+//!   peers.
+//!
+//! The wire contract is `PROTOCOL.md` in the shared folder; `tests/conformance.rs`
+//! checks every registered model against it.
+
+pub mod client;
+pub mod connection;
+pub mod fib;
+pub mod framing;
+pub mod models;
+pub mod seeds;
+pub mod server;
+pub mod service;
+pub mod shutdown;

@@ -1,0 +1,179 @@
+//! The concurrency models, one module each, behind one contract and one registry.
+//!
+//! Every model is a function with the same signature, [`ServeFn`]:
+//!
+//! ```text
+//! serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::Result<()>
+//! ```
+//!
+//! It gets a listener that is already bound (so tests bind port 0), serves the wire
+//! contract on it with [`crate::connection`] or [`crate::service::Session`], and
+//! returns once `shutdown` has been triggered and its connections have ended (or the
+//! grace period ran out). Models differ only in how they schedule connections and
+//! work; a diff between two model files shows one concurrency idea and nothing else.
+//!
+//! [`MODELS`] is the registry: the CLI's `--model` choices, `fiblab models`, the README
+//! table and the conformance suite all read it. Adding a model is one module and one
+//! entry here.
+
+use std::io;
+use std::net::TcpListener;
+
+use crate::server::Config;
+use crate::shutdown::Shutdown;
+
+pub mod single;
+pub mod threadpool;
+pub mod threads;
+pub mod tokio_current;
+pub mod tokio_multi;
+
+/// The one signature every model implements; see the module docs.
+pub type ServeFn = fn(TcpListener, &Config, Shutdown) -> io::Result<()>;
+
+/// How many clients a model serves at once, as far as the wire can tell. The
+/// conformance suite checks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clients {
+    /// One client at a time; the next waits (connected, unanswered) until it leaves.
+    OneAtATime,
+    /// Every connected client is answered while the others stay connected (up to the
+    /// model's own documented limits, such as a pool's queue).
+    Concurrent,
+}
+
+/// One registry entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Model {
+    /// The `--model` name.
+    pub name: &'static str,
+    /// The module that implements it, so a reader finds it in one step.
+    pub source: &'static str,
+    /// The seed program this model reproduces, and where it appears.
+    pub seed: &'static str,
+    /// One line: how it schedules.
+    pub summary: &'static str,
+    pub clients: Clients,
+    pub serve: ServeFn,
+}
+
+/// Every model fiblab serves, in the order the seeds introduce them.
+pub const MODELS: &[Model] = &[
+    Model {
+        name: "single",
+        source: "src/models/single.rs",
+        seed: "one_server.py (000, 001, 004)",
+        summary: "one thread: accept a client, serve it until it leaves, then the next",
+        clients: Clients::OneAtATime,
+        serve: single::serve,
+    },
+    Model {
+        name: "threads",
+        source: "src/models/threads.rs",
+        seed: "thread_server.py (000, 001, 002, 004)",
+        summary: "one OS thread per connection",
+        clients: Clients::Concurrent,
+        serve: threads::serve,
+    },
+    Model {
+        name: "threadpool",
+        source: "src/models/threadpool.rs",
+        seed: "thread pool / ThreadPoolExecutor (002, 003)",
+        summary: "--workers threads take connections from a bounded queue; beyond it: ERR server busy",
+        clients: Clients::Concurrent,
+        serve: threadpool::serve,
+    },
+    Model {
+        name: "tokio",
+        source: "src/models/tokio_multi.rs",
+        seed: "server.go (000, 001)",
+        summary: "tokio multi-thread runtime, a task per connection (Go's goroutines)",
+        clients: Clients::Concurrent,
+        serve: tokio_multi::serve,
+    },
+    Model {
+        name: "tokio-current",
+        source: "src/models/tokio_current.rs",
+        seed: "gevent server (002, 003)",
+        summary: "tokio current-thread runtime, a task per connection (green threads)",
+        clients: Clients::Concurrent,
+        serve: tokio_current::serve,
+    },
+];
+
+/// Looks a model up by its `--model` name.
+pub fn find(name: &str) -> Option<&'static Model> {
+    MODELS.iter().find(|m| m.name == name)
+}
+
+/// The registry as a markdown table: `fiblab models --markdown`, and the README's.
+pub fn markdown_table() -> String {
+    let mut table =
+        String::from("| model | seed program | how it schedules | source |\n|---|---|---|---|\n");
+    for m in MODELS {
+        table.push_str(&format!(
+            "| `{}` | {} | {} | [{}]({}) |\n",
+            m.name, m.seed, m.summary, m.source, m.source
+        ));
+    }
+    table
+}
+
+/// The registry as aligned plain text: `fiblab models`.
+pub fn text_table() -> String {
+    let width = |field: fn(&Model) -> &str, title: &str| {
+        MODELS
+            .iter()
+            .map(|m| field(m).len())
+            .chain([title.len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let (name_w, source_w, seed_w) = (
+        width(|m| m.name, "MODEL"),
+        width(|m| m.source, "SOURCE"),
+        width(|m| m.seed, "SEED"),
+    );
+    let mut table = format!(
+        "{:name_w$}  {:source_w$}  {:seed_w$}  SUMMARY\n",
+        "MODEL", "SOURCE", "SEED"
+    );
+    for m in MODELS {
+        table.push_str(&format!(
+            "{:name_w$}  {:source_w$}  {:seed_w$}  {}\n",
+            m.name, m.source, m.seed, m.summary
+        ));
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_findable() {
+        for m in MODELS {
+            assert_eq!(find(m.name).map(|f| f.name), Some(m.name));
+            assert_eq!(MODELS.iter().filter(|o| o.name == m.name).count(), 1);
+        }
+        assert!(find("nope").is_none());
+    }
+
+    #[test]
+    fn sources_exist() {
+        for m in MODELS {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(m.source);
+            assert!(path.is_file(), "{}: no file {}", m.name, m.source);
+        }
+    }
+
+    #[test]
+    fn tables_list_every_model() {
+        let (md, text) = (markdown_table(), text_table());
+        for m in MODELS {
+            assert!(md.contains(&format!("| `{}` |", m.name)));
+            assert!(text.lines().any(|l| l.starts_with(m.name)));
+        }
+    }
+}

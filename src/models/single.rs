@@ -1,0 +1,31 @@
+//! `single` — the seeds' `one_server.py` (seeds 000, 001, 004).
+//!
+//! One thread does everything: accept a client, serve it until it leaves, accept the
+//! next.
+//!
+//! ```text
+//! main thread:  accept ─► serve client A ... until A closes ─► accept ─► serve B ...
+//! client B:     connect (kernel backlog takes it) ─► send ─► ............ reply
+//! ```
+//!
+//! Good at: nothing but simplicity; with one client it is as fast as anything, since
+//! no thread hands work to another (no cross-CPU wake-up on the reply path).
+//! Bad at: a second client. It connects (the kernel's accept backlog completes the
+//! handshake) and then waits unanswered until the first client leaves. The seeds'
+//! tables write "cannot serve" in its 2-client cells; fiblab's benchmark shows 0 req/s
+//! for the second connection.
+
+use std::io;
+use std::net::TcpListener;
+
+use crate::connection::serve_blocking;
+use crate::server::Config;
+use crate::shutdown::Shutdown;
+
+pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::Result<()> {
+    while let Some((stream, peer)) = shutdown.accept(&listener)? {
+        let _live = shutdown.track(Some(&stream));
+        serve_blocking(stream, peer, config);
+    }
+    Ok(())
+}

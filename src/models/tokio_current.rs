@@ -1,0 +1,31 @@
+//! `tokio-current` — the peer of the seeds' gevent server (seeds 002, 003).
+//!
+//! gevent runs green threads, one per connection, on a single OS thread: a greenlet
+//! that would block on a socket yields to the hub (an event loop on epoll), which
+//! resumes whichever greenlet's socket is ready. A tokio current-thread runtime is
+//! the same machine: one OS thread, a task per connection, an epoll reactor.
+//!
+//! ```text
+//! one thread:  poll epoll ─► run ready tasks one by one (A, then B, ...) ─► poll ...
+//!              each task runs until it would wait for its socket, then yields
+//! ```
+//!
+//! Good at: many mostly idle connections on one core with no locks, no thread
+//! wake-ups across CPUs, and no preemption surprises. Bad at: CPU-bound work. While
+//! one task computes fib(36), the only thread is busy and every other client waits:
+//! exactly the collapse seed 004 shows for one heavy request. It also uses one core
+//! however many the machine has.
+
+use std::io;
+use std::net::TcpListener;
+
+use crate::connection::accept_loop_async;
+use crate::server::Config;
+use crate::shutdown::Shutdown;
+
+pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(accept_loop_async(listener, *config, shutdown))
+}

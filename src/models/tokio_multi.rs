@@ -1,0 +1,35 @@
+//! `tokio` — the peer of the seeds' `server.go` (seeds 000, 001).
+//!
+//! Go serves each connection on a goroutine, multiplexed by its runtime over a few OS
+//! threads with a netpoller (epoll) underneath. The tokio multi-thread runtime is the
+//! same design: `--workers` OS threads, each with a run queue of tasks, work stealing
+//! between them, and an epoll reactor that wakes a task when its socket is ready.
+//!
+//! ```text
+//! accept task ─► spawn(conn task) per client
+//! worker thread 1: [task A] [task C] ...  ┐ work stealing; epoll wakes tasks
+//! worker thread 2: [task B] ...           ┘ whose sockets are ready
+//! ```
+//!
+//! Good at: many connections (a task is a few hundred bytes, idle ones cost nothing),
+//! and CPU-bound requests on different connections still run in parallel on
+//! different workers, like goroutines. Bad at: a CPU-bound request runs inline on its
+//! worker thread and blocks every task queued behind it on that thread until it ends
+//! (Go preempts goroutines; tokio cannot preempt a task). Offloading the work to a
+//! pool is a later option of this model.
+
+use std::io;
+use std::net::TcpListener;
+
+use crate::connection::accept_loop_async;
+use crate::server::Config;
+use crate::shutdown::Shutdown;
+
+pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.workers.max(1))
+        .thread_name("tokio-worker")
+        .enable_all()
+        .build()?;
+    runtime.block_on(accept_loop_async(listener, *config, shutdown))
+}

@@ -1,0 +1,70 @@
+//! What every model is given: its [`Config`], and a listener bound by [`bind`].
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::service::{DEFAULT_MAX_LINE, Service};
+
+/// Settings shared by every model. Models ignore the fields that do not apply to them
+/// (`single` has no pool), so one `serve` signature fits all.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    pub service: Service,
+    /// Longest request line, terminator excluded.
+    pub max_line: usize,
+    /// Pool size: worker threads (`threadpool`), runtime threads (`tokio`).
+    pub workers: usize,
+    /// Connections that may wait for a free worker (`threadpool`) before new ones are
+    /// turned away with `ERR server busy`.
+    pub queue: usize,
+    /// How long shutdown waits for open connections before cutting them.
+    pub grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            service: Service::default(),
+            max_line: DEFAULT_MAX_LINE,
+            workers: default_workers(),
+            queue: 64,
+            grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One worker per CPU this process may run on.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Binds a listening socket: `SO_REUSEADDR` so a restarted server gets its port back at
+/// once (as the seeds do), and a deep accept backlog so a burst of clients queues in the
+/// kernel instead of being refused.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_port_zero_then_rebind_same_port() {
+        let first = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = first.local_addr().unwrap();
+        drop(first);
+        let again = bind(addr).unwrap();
+        assert_eq!(again.local_addr().unwrap(), addr);
+    }
+}

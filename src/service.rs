@@ -1,0 +1,329 @@
+//! The services behind the framing: what one request line means and what its reply is.
+//!
+//! Two services share the framing of [`crate::framing`]:
+//! - `fib`: the line is a decimal `n`, the reply is fib(n) (the seeds' microservice);
+//! - `upper`: the line comes back upper-cased (the echo service of seeds 002/003).
+//!
+//! Parsing ([`Service::parse`]) is separate from the work ([`Request::execute`]) so a
+//! model that runs the work elsewhere (a worker pool, another process) parses on the
+//! connection and ships only the parsed request. [`Session`] glues framer and service
+//! for the common case: bytes in, reply bytes out.
+
+use std::fmt;
+use std::io::Write as _;
+
+use crate::fib::{MAX_N_FITS_U64, fib};
+use crate::framing::{Frame, LineFramer};
+
+/// Which service a server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ServiceKind {
+    /// `n` -> fib(n), by naive recursion.
+    #[default]
+    Fib,
+    /// A line -> the same line in upper case (UTF-8 aware).
+    Upper,
+}
+
+impl fmt::Display for ServiceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ServiceKind::Fib => "fib",
+            ServiceKind::Upper => "upper",
+        })
+    }
+}
+
+/// Default cap on the `n` one request may ask for. Naive fib(44) takes about 2 s on a
+/// 2-vCPU VM (fib(42) 0.8 s, fib(40) 0.3 s), so no single request holds a worker for
+/// more than a few seconds, and the seeds' heavy requests (36, 42) are all allowed.
+pub const DEFAULT_MAX_N: u32 = 44;
+
+/// Default cap on the length of one request line, terminator excluded.
+pub const DEFAULT_MAX_LINE: usize = 1024;
+
+/// A service with its limits. Cheap to copy into every connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Service {
+    pub kind: ServiceKind,
+    /// The largest `n` a fib request may ask for (at most 93, where u64 ends).
+    pub max_n: u32,
+}
+
+impl Default for Service {
+    fn default() -> Self {
+        Service {
+            kind: ServiceKind::Fib,
+            max_n: DEFAULT_MAX_N,
+        }
+    }
+}
+
+/// A parsed request, ready to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request<'a> {
+    Fib(u32),
+    Upper(&'a str),
+}
+
+/// Why a line gets an `ERR` reply. The `Display` text is the reason on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("not a number")]
+    NotANumber,
+    #[error("negative")]
+    Negative,
+    #[error("above max-n {max_n}")]
+    AboveMaxN { max_n: u32 },
+    #[error("line too long")]
+    LineTooLong,
+    #[error("not utf-8")]
+    NotUtf8,
+    #[error("server busy")]
+    ServerBusy,
+}
+
+impl Rejection {
+    /// The whole reply line, `ERR <reason>\n`.
+    pub fn reply_line(&self) -> String {
+        format!("ERR {self}\n")
+    }
+}
+
+impl Service {
+    /// Parses one line (terminator already removed). `None` means a blank line, which
+    /// gets no reply.
+    pub fn parse<'a>(&self, line: &'a [u8]) -> Option<Result<Request<'a>, Rejection>> {
+        match self.kind {
+            ServiceKind::Fib => parse_fib(line, self.max_n),
+            ServiceKind::Upper => {
+                if line.iter().all(|b| matches!(b, b' ' | b'\t')) {
+                    return None;
+                }
+                Some(
+                    std::str::from_utf8(line)
+                        .map(Request::Upper)
+                        .map_err(|_| Rejection::NotUtf8),
+                )
+            }
+        }
+    }
+
+    /// Answers one frame into `out`: parse, run, write the reply line.
+    pub fn respond(&self, frame: Frame<'_>, out: &mut Vec<u8>) {
+        let parsed = match frame {
+            Frame::TooLong => Some(Err(Rejection::LineTooLong)),
+            Frame::Line(line) => self.parse(line),
+        };
+        match parsed {
+            None => {}
+            Some(Ok(request)) => request.execute(out),
+            Some(Err(rejection)) => write_rejection(rejection, out),
+        }
+    }
+}
+
+/// Writes `ERR <reason>\n`.
+pub fn write_rejection(rejection: Rejection, out: &mut Vec<u8>) {
+    // Writing into a Vec cannot fail.
+    let _ = writeln!(out, "ERR {rejection}");
+}
+
+impl Request<'_> {
+    /// Does the work and writes the reply line. For `Fib(n)` this is the CPU-bound part.
+    pub fn execute(&self, out: &mut Vec<u8>) {
+        match *self {
+            Request::Fib(n) => {
+                let _ = writeln!(out, "{}", fib(n));
+            }
+            Request::Upper(text) => {
+                out.extend_from_slice(text.to_uppercase().as_bytes());
+                out.push(b'\n');
+            }
+        }
+    }
+}
+
+/// `[ \t]*-?[0-9]+[ \t]*`, bounded by `max_n`.
+fn parse_fib(line: &[u8], max_n: u32) -> Option<Result<Request<'static>, Rejection>> {
+    let is_blank = |b: &u8| matches!(b, b' ' | b'\t');
+    let start = line.iter().position(|b| !is_blank(b))?;
+    let end = line
+        .iter()
+        .rposition(|b| !is_blank(b))
+        .map_or(start, |e| e + 1);
+    let token = &line[start..end];
+    let (negative, digits) = match token.strip_prefix(b"-") {
+        Some(rest) => (true, rest),
+        None => (false, token),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Some(Err(Rejection::NotANumber));
+    }
+    // Saturate instead of overflowing: any n past u32 is simply "too large".
+    let value = digits.iter().fold(0u64, |acc, d| {
+        acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+    });
+    let max_n = max_n.min(MAX_N_FITS_U64);
+    Some(if negative && value > 0 {
+        Err(Rejection::Negative)
+    } else if value > u64::from(max_n) {
+        Err(Rejection::AboveMaxN { max_n })
+    } else {
+        // value <= max_n <= 93 here, so the conversion cannot truncate.
+        Ok(Request::Fib(value as u32))
+    })
+}
+
+/// Framer plus service: what one connection needs to turn bytes into replies.
+///
+/// Models that do the work inline drive a `Session`; the I/O loop around it is the
+/// only thing that differs between them.
+#[derive(Debug)]
+pub struct Session {
+    framer: LineFramer,
+    service: Service,
+}
+
+impl Session {
+    pub fn new(service: Service, max_line: usize) -> Self {
+        Session {
+            framer: LineFramer::new(max_line),
+            service,
+        }
+    }
+
+    /// Feeds bytes just read; appends the replies of every request they complete.
+    pub fn on_bytes(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        let service = self.service;
+        self.framer.push(input, |frame| service.respond(frame, out));
+    }
+
+    /// See [`LineFramer::wants_idle_flush`].
+    pub fn wants_idle_flush(&self) -> bool {
+        self.framer.wants_idle_flush()
+    }
+
+    /// The socket is drained for now; answers an unterminated client's pending request.
+    pub fn on_idle(&mut self, out: &mut Vec<u8>) {
+        let service = self.service;
+        self.framer.flush_idle(|frame| service.respond(frame, out));
+    }
+
+    /// The client closed its side; answers what is pending.
+    pub fn on_eof(&mut self, out: &mut Vec<u8>) {
+        let service = self.service;
+        self.framer.flush_eof(|frame| service.respond(frame, out));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fib_service(max_n: u32) -> Service {
+        Service {
+            kind: ServiceKind::Fib,
+            max_n,
+        }
+    }
+
+    fn replies(service: Service, chunks: &[&[u8]]) -> String {
+        let mut session = Session::new(service, 32);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            session.on_bytes(chunk, &mut out);
+            session.on_idle(&mut out);
+        }
+        session.on_eof(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn fib_replies() {
+        let s = fib_service(40);
+        assert_eq!(
+            replies(s, &[b"0\n1\n2\n10\n20\n30\n"]),
+            "0\n1\n1\n55\n6765\n832040\n"
+        );
+        assert_eq!(replies(s, &[b" \t10 \t\r\n"]), "55\n");
+        assert_eq!(replies(s, &[b"007\n"]), "13\n");
+        assert_eq!(replies(s, &[b"-0\n"]), "0\n");
+    }
+
+    #[test]
+    fn fib_rejections() {
+        let s = fib_service(35);
+        assert_eq!(replies(s, &[b"abc\n"]), "ERR not a number\n");
+        assert_eq!(replies(s, &[b"1 2\n"]), "ERR not a number\n");
+        assert_eq!(replies(s, &[b"+5\n"]), "ERR not a number\n");
+        assert_eq!(replies(s, &[b"-\n"]), "ERR not a number\n");
+        assert_eq!(replies(s, &[b"\xff\x00\n"]), "ERR not a number\n");
+        assert_eq!(replies(s, &[b"-5\n"]), "ERR negative\n");
+        assert_eq!(replies(s, &[b"36\n"]), "ERR above max-n 35\n");
+        assert_eq!(
+            replies(s, &[b"99999999999999999999999999\n"]),
+            "ERR above max-n 35\n"
+        );
+        assert_eq!(
+            replies(s, &[&[b'1'; 40], b"\n7\n"]),
+            "ERR line too long\n13\n"
+        );
+    }
+
+    #[test]
+    fn max_n_is_capped_at_u64_range() {
+        assert_eq!(
+            replies(fib_service(200), &[b"94\n"]),
+            "ERR above max-n 93\n"
+        );
+    }
+
+    #[test]
+    fn blank_lines_get_no_reply() {
+        assert_eq!(replies(fib_service(40), &[b"\n\r\n \t \n5\n"]), "5\n");
+        let upper = Service {
+            kind: ServiceKind::Upper,
+            max_n: 0,
+        };
+        assert_eq!(replies(upper, &[b"\n  \nab\n"]), "AB\n");
+    }
+
+    #[test]
+    fn rejection_keeps_the_connection_usable() {
+        assert_eq!(
+            replies(fib_service(40), &[b"x\n", b"10\n"]),
+            "ERR not a number\n55\n"
+        );
+    }
+
+    #[test]
+    fn unterminated_requests_like_the_seeds_clients() {
+        // perf1.py of seed 004 sends b'30' and waits; then b'30' again.
+        assert_eq!(
+            replies(fib_service(40), &[b"30", b"30"]),
+            "832040\n832040\n"
+        );
+    }
+
+    #[test]
+    fn upper_service() {
+        let upper = Service {
+            kind: ServiceKind::Upper,
+            max_n: 0,
+        };
+        assert_eq!(
+            replies(upper, &[b"hello w\xc3\xb6rld\r\n"]),
+            "HELLO W\u{d6}RLD\n"
+        );
+        assert_eq!(replies(upper, &[b"stra\xc3\x9fe\n"]), "STRASSE\n");
+        assert_eq!(replies(upper, &[b"a\n", b"b", b"\n"]), "A\nB\n");
+        assert_eq!(replies(upper, &[b"\xff\n"]), "ERR not utf-8\n");
+        assert_eq!(replies(upper, &[b"abc"]), "ABC\n");
+    }
+
+    #[test]
+    fn split_request_after_first_line() {
+        assert_eq!(replies(fib_service(40), &[b"1\n2", b"0\n"]), "1\n6765\n");
+    }
+}

@@ -1,0 +1,287 @@
+//! Graceful shutdown, shared by every model.
+//!
+//! A [`Shutdown`] is handed to a model's `serve` with its listener. When it is
+//! triggered (SIGINT/SIGTERM at the CLI edge, or a test):
+//!
+//! 1. accept loops stop: blocking ones wait in `poll(2)` on the listener *and* on a
+//!    wake-up socket that becomes readable at trigger time ([`Shutdown::accept`]);
+//!    async ones await [`ShutdownWatch::triggered`];
+//! 2. connections stop reading: a blocking connection's socket registered with
+//!    [`Shutdown::track`] gets `shutdown(SHUT_RD)`, so a thread parked in `read`
+//!    wakes up with end-of-file, writes the replies it owes and leaves;
+//! 3. `serve` waits for the tracked connections with [`Shutdown::wait_drained`] up to
+//!    the grace period, then cuts whatever is left (`SHUT_RDWR` also frees writers
+//!    blocked on a client that stopped reading) and returns.
+
+use std::collections::HashMap;
+use std::io::{self, Write as _};
+use std::net::{Shutdown as Direction, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+/// A cloneable handle to one server's shutdown. See the module docs.
+#[derive(Clone)]
+pub struct Shutdown {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    triggered: AtomicBool,
+    /// Written once at trigger time and never read, so `wake_rx` stays readable for
+    /// every poller: the blocking accept loops' way of hearing about shutdown.
+    wake_tx: UnixStream,
+    wake_rx: UnixStream,
+    /// The async side of the same event.
+    watch: tokio::sync::watch::Sender<bool>,
+    /// Live connections, with a clone of their socket where the model needs one shut
+    /// down to wake a blocked reader.
+    live: Mutex<Live>,
+    /// Signalled whenever a tracked connection ends.
+    ended: Condvar,
+}
+
+#[derive(Default)]
+struct Live {
+    next_id: u64,
+    sockets: HashMap<u64, Option<TcpStream>>,
+}
+
+impl Shutdown {
+    pub fn new() -> io::Result<Shutdown> {
+        let (wake_tx, wake_rx) = UnixStream::pair()?;
+        let (watch, _) = tokio::sync::watch::channel(false);
+        Ok(Shutdown {
+            inner: Arc::new(Inner {
+                triggered: AtomicBool::new(false),
+                wake_tx,
+                wake_rx,
+                watch,
+                live: Mutex::new(Live::default()),
+                ended: Condvar::new(),
+            }),
+        })
+    }
+
+    /// Starts the shutdown. Idempotent.
+    pub fn trigger(&self) {
+        if self.inner.triggered.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // A full or closed socket only means a poller already has its wake-up.
+        let _ = (&self.inner.wake_tx).write(b"!");
+        self.inner.watch.send_replace(true);
+        for socket in self.live().sockets.values().flatten() {
+            let _ = socket.shutdown(Direction::Read);
+        }
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        self.inner.triggered.load(Ordering::SeqCst)
+    }
+
+    /// A receiver for async code; see [`ShutdownWatch::triggered`].
+    pub fn watch(&self) -> ShutdownWatch {
+        ShutdownWatch(self.inner.watch.subscribe())
+    }
+
+    /// Accepts the next connection, or returns `Ok(None)` once shutdown is triggered.
+    ///
+    /// Transient accept errors (the client already reset, out of descriptors) are
+    /// logged and retried after a short pause instead of ending the server.
+    pub fn accept(&self, listener: &TcpListener) -> io::Result<Option<(TcpStream, SocketAddr)>> {
+        listener.set_nonblocking(true)?;
+        loop {
+            if self.is_triggered() {
+                return Ok(None);
+            }
+            let mut fds = [
+                PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.inner.wake_rx.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    // Accepted sockets do not inherit O_NONBLOCK on Linux, but be explicit:
+                    // every blocking model relies on it.
+                    stream.set_nonblocking(false)?;
+                    return Ok(Some((stream, peer)));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if is_transient_accept_error(&e) => {
+                    tracing::warn!(error = %e, "accept failed; retrying");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Registers a live connection until the guard drops. With `Some(stream)`, shutdown
+    /// also shuts the socket's read side so a thread blocked reading it wakes up; pass
+    /// `None` for connections that watch the shutdown themselves (async tasks).
+    pub fn track(&self, stream: Option<&TcpStream>) -> ConnectionGuard {
+        let socket = stream.and_then(|s| s.try_clone().ok());
+        let mut live = self.live();
+        if self.is_triggered() {
+            if let Some(s) = &socket {
+                let _ = s.shutdown(Direction::Read);
+            }
+        }
+        let id = live.next_id;
+        live.next_id += 1;
+        live.sockets.insert(id, socket);
+        ConnectionGuard {
+            shutdown: self.clone(),
+            id,
+        }
+    }
+
+    /// Number of tracked connections still open.
+    pub fn live_connections(&self) -> usize {
+        self.live().sockets.len()
+    }
+
+    /// Waits until every tracked connection has ended, or `grace` has passed; then
+    /// shuts down both directions of whatever is left, and returns how many were cut.
+    pub fn wait_drained(&self, grace: Duration) -> usize {
+        let deadline = Instant::now() + grace;
+        let mut live = self.live();
+        while !live.sockets.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            live = match self.inner.ended.wait_timeout(live, deadline - now) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        for socket in live.sockets.values().flatten() {
+            let _ = socket.shutdown(Direction::Both);
+        }
+        live.sockets.len()
+    }
+
+    fn live(&self) -> MutexGuard<'_, Live> {
+        // The map stays consistent even if a holder panicked: every update is one call.
+        self.inner.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Keeps a connection counted as live; see [`Shutdown::track`].
+pub struct ConnectionGuard {
+    shutdown: Shutdown,
+    id: u64,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.shutdown.live().sockets.remove(&self.id);
+        self.shutdown.inner.ended.notify_all();
+    }
+}
+
+/// The async view of a [`Shutdown`].
+pub struct ShutdownWatch(tokio::sync::watch::Receiver<bool>);
+
+impl ShutdownWatch {
+    /// Completes once shutdown is triggered (at once if it already was).
+    pub async fn triggered(&mut self) {
+        // An error means the Shutdown was dropped, which also ends everything.
+        let _ = self.0.wait_for(|&t| t).await;
+    }
+}
+
+/// Errors after which the next `accept` may well succeed.
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    use nix::errno::Errno;
+    matches!(
+        e.raw_os_error().map(Errno::from_raw),
+        Some(
+            Errno::ECONNABORTED
+                | Errno::EINTR
+                | Errno::EMFILE
+                | Errno::ENFILE
+                | Errno::ENOBUFS
+                | Errno::ENOMEM
+                | Errno::EPROTO
+                | Errno::EPERM
+        )
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read as _;
+
+    #[test]
+    fn accept_returns_none_after_trigger() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let shutdown = Shutdown::new().unwrap();
+        let s2 = shutdown.clone();
+        let t = std::thread::spawn(move || s2.accept(&listener).unwrap().is_none());
+        std::thread::sleep(Duration::from_millis(50));
+        shutdown.trigger();
+        assert!(t.join().unwrap());
+    }
+
+    #[test]
+    fn accept_returns_connections() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = Shutdown::new().unwrap();
+        let _client = TcpStream::connect(addr).unwrap();
+        let (stream, _) = shutdown.accept(&listener).unwrap().unwrap();
+        assert!(!stream.local_addr().unwrap().ip().is_unspecified());
+    }
+
+    #[test]
+    fn trigger_wakes_a_blocked_reader_and_drain_waits_for_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut stream, _) = listener.accept().unwrap();
+        let shutdown = Shutdown::new().unwrap();
+        let guard = shutdown.track(Some(&stream));
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 8];
+            let n = stream.read(&mut buf).unwrap();
+            drop(guard);
+            n
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(shutdown.live_connections(), 1);
+        shutdown.trigger();
+        assert_eq!(shutdown.wait_drained(Duration::from_secs(5)), 0);
+        assert_eq!(reader.join().unwrap(), 0, "reader saw end-of-file");
+    }
+
+    #[test]
+    fn drain_gives_up_after_grace() {
+        let shutdown = Shutdown::new().unwrap();
+        let _guard = shutdown.track(None);
+        shutdown.trigger();
+        let start = Instant::now();
+        assert_eq!(shutdown.wait_drained(Duration::from_millis(100)), 1);
+        assert!(start.elapsed() >= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn async_watch_sees_trigger() {
+        let shutdown = Shutdown::new().unwrap();
+        let mut watch = shutdown.watch();
+        shutdown.trigger();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(watch.triggered());
+    }
+}

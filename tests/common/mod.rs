@@ -1,0 +1,192 @@
+//! Test harness shared by the integration tests: a `fiblab serve` process on a free
+//! port, and a line client with timeouts so that a broken model fails a test instead
+//! of hanging it.
+
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// How long a test waits for a reply that must come.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn fiblab_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_fiblab")
+}
+
+/// A `fiblab serve` child process; killed on drop if a test did not stop it.
+pub struct Server {
+    child: Child,
+    _stdout: BufReader<ChildStdout>,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts `fiblab serve --model MODEL --port 0 ARGS...` and waits until it listens.
+    pub fn start(model: &str, args: &[&str]) -> Server {
+        let mut child = Command::new(fiblab_bin())
+            .args(["serve", "--model", model, "--port", "0"])
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("FIBLAB_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn fiblab serve");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        stdout
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                panic!(
+                    "fiblab serve --model {model} did not announce its address; it printed {line:?}"
+                )
+            });
+        Server {
+            child,
+            _stdout: stdout,
+            addr,
+        }
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and waits up to `limit` for the exit.
+    pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let _ = kill(self.pid(), Signal::SIGTERM);
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.is_running() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw TCP client that speaks lines, with a read timeout on every read.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect_timeout(&addr, REPLY_TIMEOUT).expect("connect");
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) -> &mut Self {
+        self.stream.write_all(bytes).expect("send");
+        self
+    }
+
+    /// The next reply line without its newline; panics after `REPLY_TIMEOUT`.
+    pub fn line(&mut self) -> String {
+        self.line_within(REPLY_TIMEOUT)
+            .unwrap_or_else(|e| panic!("no reply line: {e}"))
+    }
+
+    /// The next reply line, or an error saying why there was none within `limit`.
+    pub fn line_within(&mut self, limit: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                return Ok(String::from_utf8_lossy(&line[..pos]).into_owned());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "timed out after {limit:?} (partial: {:?})",
+                    String::from_utf8_lossy(&self.buf)
+                ));
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    return Err(format!(
+                        "connection closed (partial: {:?})",
+                        String::from_utf8_lossy(&self.buf)
+                    ));
+                }
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(format!("read failed: {e}")),
+            }
+        }
+    }
+
+    /// Sends `request` and returns the reply line.
+    pub fn ask(&mut self, request: &str) -> String {
+        self.send(request.as_bytes());
+        self.line()
+    }
+
+    /// Asserts that nothing arrives for `quiet`.
+    pub fn assert_silent_for(&mut self, quiet: Duration) {
+        match self.line_within(quiet) {
+            Err(e) if e.starts_with("timed out") => {}
+            other => panic!("expected no reply for {quiet:?}, got {other:?}"),
+        }
+    }
+
+    /// Asserts the server closes the connection within `limit` with nothing more sent.
+    pub fn assert_closed_within(&mut self, limit: Duration) {
+        match self.line_within(limit) {
+            Err(e) if e.starts_with("connection closed (partial: \"\")") => {}
+            Err(e) if e.contains("reset") => {}
+            other => panic!("expected the server to close the connection, got {other:?}"),
+        }
+    }
+
+    pub fn shutdown_write(&mut self) {
+        self.stream
+            .shutdown(Shutdown::Write)
+            .expect("shutdown(SHUT_WR)");
+    }
+}

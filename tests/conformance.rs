@@ -1,0 +1,311 @@
+//! The conformance suite: every model in the registry against every rule of the wire
+//! contract (`PROTOCOL.md`), over real TCP, through the real `fiblab serve` binary.
+//!
+//! Tests are generated: one per (model, rule), named `MODEL::RULE`, so a model added to
+//! `fiblab::models::MODELS` is checked by all of them with no new test code. Run one
+//! model with `cargo test --test conformance -- tokio-current::`.
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::Server;
+use fiblab::models::{Clients, MODELS, Model};
+use libtest_mimic::{Arguments, Trial};
+
+/// Server flags every rule uses unless it says otherwise: a small max-n so rules can
+/// cross it cheaply, and more workers than the rules have clients.
+const BASE: &[&str] = &["--max-n", "35", "--workers", "4", "--grace", "2s"];
+
+type Rule = fn(&Model);
+
+const RULES: &[(&str, Rule)] = &[
+    ("fib_values", fib_values),
+    ("crlf_terminated", crlf_terminated),
+    ("pipelined_in_order", pipelined_in_order),
+    ("unterminated_request", unterminated_request),
+    ("blank_lines_ignored", blank_lines_ignored),
+    ("spaces_and_tabs", spaces_and_tabs),
+    ("not_a_number", not_a_number),
+    ("negative", negative),
+    ("above_max_n", above_max_n),
+    ("line_too_long", line_too_long),
+    ("byte_at_a_time", byte_at_a_time),
+    ("request_split_across_reads", request_split_across_reads),
+    ("half_close_gets_every_reply", half_close_gets_every_reply),
+    ("large_pipeline_while_reading", large_pipeline_while_reading),
+    ("upper_service", upper_service),
+    ("two_clients", two_clients),
+    ("disconnect_mid_request", disconnect_mid_request),
+    ("sequential_clients", sequential_clients),
+    ("shutdown_is_clean", shutdown_is_clean),
+];
+
+fn main() {
+    let args = Arguments::from_args();
+    let mut trials = Vec::new();
+    for model in MODELS {
+        for &(rule_name, rule) in RULES {
+            trials.push(Trial::test(
+                format!("{}::{rule_name}", model.name),
+                move || {
+                    rule(model);
+                    Ok(())
+                },
+            ));
+        }
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn start(model: &Model) -> Server {
+    Server::start(model.name, BASE)
+}
+
+fn fib_values(model: &Model) {
+    let server = start(model);
+    let mut c = server.connect();
+    for (n, v) in [
+        ("0", "0"),
+        ("1", "1"),
+        ("2", "1"),
+        ("10", "55"),
+        ("20", "6765"),
+        ("30", "832040"),
+    ] {
+        assert_eq!(c.ask(&format!("{n}\n")), v, "fib({n})");
+    }
+}
+
+fn crlf_terminated(model: &Model) {
+    let server = start(model);
+    let mut c = server.connect();
+    assert_eq!(c.ask("10\r\n"), "55");
+    assert_eq!(c.ask("20\r\n"), "6765");
+}
+
+fn pipelined_in_order(model: &Model) {
+    let server = start(model);
+    let mut c = server.connect();
+    let request: String = (1..=30).map(|n| format!("{n}\n")).collect();
+    c.send(request.as_bytes());
+    for n in 1..=30 {
+        assert_eq!(
+            c.line(),
+            fiblab::fib::fib_fast(n).unwrap().to_string(),
+            "reply {n}"
+        );
+    }
+}
+
+fn unterminated_request(model: &Model) {
+    // Beazley's perf1.py: b'30' with no newline, then wait for the answer.
+    let server = start(model);
+    let mut c = server.connect();
+    assert_eq!(c.ask("30"), "832040");
+    assert_eq!(c.ask("12"), "144");
+}
+
+fn blank_lines_ignored(model: &Model) {
+    let server = start(model);
+    let mut c = server.connect();
+    assert_eq!(c.ask("\n\r\n \t \n10\n"), "55", "blank lines got a reply");
+    c.send(b"\n");
+    assert_eq!(c.ask("7\n"), "13", "a lone blank line got a reply");
+}
+
+fn spaces_and_tabs(model: &Model) {
+    let server = start(model);
+    let mut c = server.connect();
+    assert_eq!(c.ask("  \t10\t \n"), "55");
+}
+
+fn not_a_number(model: &Model) {
+    let server = start(model);
+    let mut c = server.connect();
+    assert_eq!(c.ask("abc\n"), "ERR not a number");
+    assert_eq!(c.ask("1 2\n"), "ERR not a number");
+    assert_eq!(c.ask("\u{0}\u{7f}\n"), "ERR not a number");
+    assert_eq!(
+        c.ask("12\n"),
+        "144",
+        "the connection stays usable after an error"
+    );
+}
+
+fn negative(model: &Model) {
+    let server = start(model);
+    let mut c = server.connect();
+    assert_eq!(c.ask("-5\n"), "ERR negative");
+    assert_eq!(c.ask("5\n"), "5");
+}
+
+fn above_max_n(model: &Model) {
+    let server = start(model);
+    let mut c = server.connect();
+    assert_eq!(c.ask("36\n"), "ERR above max-n 35");
+    assert_eq!(c.ask("99999999999999999999999999\n"), "ERR above max-n 35");
+    assert_eq!(c.ask("35\n"), "9227465");
+}
+
+fn line_too_long(model: &Model) {
+    let server = start(model);
+    let mut c = server.connect();
+    c.send(b"1\n").line();
+    // 256 KiB of digits with no newline, then the newline and a normal request.
+    let chunk = vec![b'7'; 16 * 1024];
+    for _ in 0..16 {
+        c.send(&chunk);
+    }
+    c.send(b"\n10\n");
+    assert_eq!(c.line(), "ERR line too long");
+    assert_eq!(
+        c.line(),
+        "55",
+        "exactly one ERR for one long line, then normal service"
+    );
+}
+
+fn byte_at_a_time(model: &Model) {
+    let server = start(model);
+    let mut c = server.connect();
+    assert_eq!(c.ask("1\n"), "1");
+    for byte in b" 25\r\n" {
+        c.send(&[*byte]);
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    assert_eq!(c.line(), "75025");
+}
+
+fn request_split_across_reads(model: &Model) {
+    let server = start(model);
+    let mut c = server.connect();
+    c.send(b"1\n2");
+    assert_eq!(c.line(), "1");
+    std::thread::sleep(Duration::from_millis(50));
+    c.send(b"0\n");
+    assert_eq!(
+        c.line(),
+        "6765",
+        "a terminated client's split line is one request"
+    );
+}
+
+fn half_close_gets_every_reply(model: &Model) {
+    let server = start(model);
+    let mut c = server.connect();
+    c.send(b"10\n20\n5");
+    c.shutdown_write();
+    assert_eq!(c.line(), "55");
+    assert_eq!(c.line(), "6765");
+    assert_eq!(
+        c.line(),
+        "5",
+        "the last, unterminated request is answered at end of input"
+    );
+    c.assert_closed_within(common::REPLY_TIMEOUT);
+}
+
+fn large_pipeline_while_reading(model: &Model) {
+    // 20,000 requests in one stream while replies flow back: neither side may stall.
+    let server = start(model);
+    let mut c = server.connect();
+    let mut writer = c.stream.try_clone().unwrap();
+    let requests: Vec<u8> = b"1\n".repeat(20_000);
+    let sender = std::thread::spawn(move || std::io::Write::write_all(&mut writer, &requests));
+    for i in 0..20_000 {
+        assert_eq!(c.line(), "1", "reply {i}");
+    }
+    sender.join().unwrap().unwrap();
+}
+
+fn upper_service(model: &Model) {
+    let mut args = BASE.to_vec();
+    args.extend(["--service", "upper"]);
+    let server = Server::start(model.name, &args);
+    let mut c = server.connect();
+    assert_eq!(c.ask("hello w\u{f6}rld\r\n"), "HELLO W\u{d6}RLD");
+    c.send(b"\xff\xfe\n");
+    assert_eq!(c.line(), "ERR not utf-8");
+    assert_eq!(c.ask("a\nb\n"), "A");
+    assert_eq!(c.line(), "B");
+    drop(c); // `single` serves one client at a time
+    let mut unterminated = server.connect();
+    assert_eq!(unterminated.ask("abc"), "ABC", "unterminated request");
+}
+
+fn two_clients(model: &Model) {
+    let server = start(model);
+    let mut first = server.connect();
+    assert_eq!(first.ask("10\n"), "55");
+    let mut second = server.connect();
+    second.send(b"20\n");
+    match model.clients {
+        Clients::Concurrent => {
+            assert_eq!(
+                second.line(),
+                "6765",
+                "second client served while the first stays"
+            );
+            assert_eq!(first.ask("11\n"), "89", "first client still served");
+        }
+        Clients::OneAtATime => {
+            second.assert_silent_for(Duration::from_millis(300));
+            drop(first);
+            assert_eq!(
+                second.line(),
+                "6765",
+                "second client served once the first left"
+            );
+        }
+    }
+}
+
+fn disconnect_mid_request(model: &Model) {
+    let server = start(model);
+    // One client leaves while its fib(35) is being computed, another resets with half
+    // a request pending.
+    let mut leaving = server.connect();
+    leaving.send(b"35\n");
+    drop(leaving);
+    let mut resetting = server.connect();
+    resetting.send(b"3");
+    socket2::SockRef::from(&resetting.stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(resetting);
+    let mut other = server.connect();
+    assert_eq!(other.ask("10\n"), "55");
+    assert_eq!(other.ask("20\n"), "6765");
+}
+
+fn sequential_clients(model: &Model) {
+    let server = start(model);
+    for i in 0..30u32 {
+        let mut c = server.connect();
+        let n = i % 20;
+        assert_eq!(
+            c.ask(&format!("{n}\n")),
+            fiblab::fib::fib_fast(n).unwrap().to_string()
+        );
+    }
+}
+
+fn shutdown_is_clean(model: &Model) {
+    let mut server = start(model);
+    let mut idle = server.connect();
+    assert_eq!(idle.ask("1\n"), "1");
+    let started = Instant::now();
+    let status = server
+        .terminate(Duration::from_secs(10))
+        .expect("server exits within 10 s of SIGTERM");
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    idle.assert_closed_within(Duration::from_secs(1));
+    TcpListener::bind(server.addr).expect("the port is free again right after exit");
+}
