@@ -1,14 +1,20 @@
-//! The two connection loops every inline model shares: one for a blocking socket, one
-//! for an async one. Both only move bytes between the socket and a [`Session`], so the
-//! wire behaviour cannot drift between models.
+//! The connection loops every model shares. They only move bytes between a socket and
+//! a [`Session`], so the wire behaviour cannot drift between models:
 //!
-//! Each loop reads, answers every request the bytes complete, and writes all replies
-//! before reading again. Writing first bounds memory (one read's worth of replies) and
-//! gives back-pressure for free: a client that stops reading stops being read.
+//! - [`serve_blocking`]: a blocking socket on its own thread (`single`, `threads`,
+//!   `threadpool`, and `isolates`, which computes through its isolate);
+//! - [`serve_async`]: an async socket in a task, for any executor that implements
+//!   [`AsyncStream`] (tokio, and the hand-built one of `coroutines`);
+//! - [`PollConn`]: a non-blocking socket as a state machine driven by readiness
+//!   (`nonblocking`, `select`, `epoll`).
+//!
+//! All three answer every request one read completes, and write the replies before
+//! waiting for more input. That bounds memory (one read's worth of replies) and gives
+//! back-pressure for free: a client that stops reading stops being read.
 //!
 //! The seeds' unterminated clients: when a read leaves bytes without a newline, the
 //! loop reads again *without waiting*. If the socket has nothing more right now, the
-//! pending bytes are one request (`Session::on_idle`).
+//! pending bytes are one request ([`Session::on_idle`]).
 
 use std::io::{self, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -18,122 +24,220 @@ use std::sync::Arc;
 use nix::sys::socket::{MsgFlags, recv};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use crate::fib::fib;
+use crate::offload::Offload;
 use crate::server::Config;
-use crate::service::Session;
-use crate::shutdown::Shutdown;
+use crate::service::{Rejection, Session, Work};
+use crate::shutdown::{Shutdown, ShutdownWatch};
 
 /// Size of one socket read. 16 KiB holds thousands of pipelined requests.
-const READ_CHUNK: usize = 16 * 1024;
+pub const READ_CHUNK: usize = 16 * 1024;
+
+/// What one step of a connection loop got from its socket.
+enum Input {
+    Bytes(usize),
+    /// Nothing more to read right now (asked without waiting).
+    Idle,
+    Eof,
+}
+
+/// How a blocking connection computes the fib requests its session hands over.
+pub type Compute<'a> = &'a mut dyn FnMut(u32) -> Result<u64, Rejection>;
 
 /// Serves one connection on the calling thread until the client leaves or shutdown
 /// shuts the socket's read side. Logs the outcome; never panics on client input.
 pub fn serve_blocking(stream: TcpStream, peer: SocketAddr, config: &Config) {
-    tracing::debug!(%peer, "connected");
-    match serve_blocking_inner(stream, config) {
-        Ok(()) => tracing::debug!(%peer, "closed"),
-        Err(e) => log_connection_error(peer, &e),
-    }
+    serve_blocking_with(stream, peer, config, None);
 }
 
-fn serve_blocking_inner(mut stream: TcpStream, config: &Config) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    let mut session = Session::new(config.service, config.max_line);
-    let mut input = vec![0u8; READ_CHUNK];
-    let mut out = Vec::with_capacity(READ_CHUNK);
-    let mut eof = false;
-    while !eof {
-        let n = match stream.read(&mut input) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            session.on_eof(&mut out);
-            eof = true;
-        } else {
-            session.on_bytes(&input[..n], &mut out);
-        }
-        while !eof && session.wants_idle_flush() {
-            match recv(stream.as_raw_fd(), &mut input, MsgFlags::MSG_DONTWAIT) {
-                Ok(0) => {
-                    session.on_eof(&mut out);
-                    eof = true;
-                }
-                Ok(n) => session.on_bytes(&input[..n], &mut out),
-                Err(nix::errno::Errno::EAGAIN) => session.on_idle(&mut out),
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if !out.is_empty() {
-            stream.write_all(&out)?;
-            out.clear();
-        }
-    }
-    Ok(())
-}
-
-/// The async twin of [`serve_blocking`]: same steps, awaiting instead of blocking, and
-/// it also stops reading when shutdown is triggered.
-pub async fn serve_async(
-    stream: tokio::net::TcpStream,
+/// [`serve_blocking`], with fib computed by `compute` instead of inline.
+pub fn serve_blocking_with(
+    stream: TcpStream,
     peer: SocketAddr,
-    config: Arc<Config>,
-    shutdown: Shutdown,
+    config: &Config,
+    compute: Option<Compute<'_>>,
 ) {
     tracing::debug!(%peer, "connected");
-    match serve_async_inner(stream, &config, &shutdown).await {
+    match blocking_loop(stream, config, compute) {
         Ok(()) => tracing::debug!(%peer, "closed"),
         Err(e) => log_connection_error(peer, &e),
     }
 }
 
-async fn serve_async_inner(
-    mut stream: tokio::net::TcpStream,
+fn blocking_loop(
+    mut stream: TcpStream,
     config: &Config,
-    shutdown: &Shutdown,
+    mut compute: Option<Compute<'_>>,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    let mut stop = shutdown.watch();
-    let mut session = Session::new(config.service, config.max_line);
+    let work = if compute.is_some() { Work::Handed } else { Work::Inline };
+    let mut session = Session::new(config.service, config.max_line, work);
     let mut input = vec![0u8; READ_CHUNK];
     let mut out = Vec::with_capacity(READ_CHUNK);
-    let mut eof = false;
-    while !eof {
-        let n = tokio::select! {
-            biased;
-            read = stream.read(&mut input) => read?,
-            () = stop.triggered() => return Ok(()),
-        };
-        if n == 0 {
-            session.on_eof(&mut out);
-            eof = true;
+    let mut run = |n: u32| compute.as_mut().map_or_else(|| Ok(fib(n)), |c| c(n));
+    loop {
+        let event = if session.wants_idle_flush() {
+            match recv(stream.as_raw_fd(), &mut input, MsgFlags::MSG_DONTWAIT) {
+                Ok(0) => Input::Eof,
+                Ok(n) => Input::Bytes(n),
+                Err(nix::errno::Errno::EAGAIN) => Input::Idle,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
         } else {
-            session.on_bytes(&input[..n], &mut out);
-        }
-        while !eof && session.wants_idle_flush() {
-            match stream.try_read(&mut input) {
-                Ok(0) => {
-                    session.on_eof(&mut out);
-                    eof = true;
-                }
-                Ok(n) => session.on_bytes(&input[..n], &mut out),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => session.on_idle(&mut out),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // About to block: the replies owed go out first.
+            if !out.is_empty() {
+                stream.write_all(&out)?;
+                out.clear();
+            }
+            match stream.read(&mut input) {
+                Ok(0) => Input::Eof,
+                Ok(n) => Input::Bytes(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
-        }
-        if !out.is_empty() {
-            stream.write_all(&out).await?;
-            out.clear();
+        };
+        match event {
+            Input::Bytes(n) => {
+                let mut rest = &input[..n];
+                loop {
+                    let fed = session.feed(rest, &mut out);
+                    rest = &rest[fed.consumed..];
+                    let Some(k) = fed.handed else { break };
+                    Session::write_reply(run(k), &mut out);
+                }
+            }
+            Input::Idle => {
+                if let Some(k) = session.on_idle(&mut out) {
+                    Session::write_reply(run(k), &mut out);
+                }
+            }
+            Input::Eof => {
+                if let Some(k) = session.on_eof(&mut out) {
+                    Session::write_reply(run(k), &mut out);
+                }
+                stream.write_all(&out)?;
+                return Ok(());
+            }
         }
     }
-    Ok(())
 }
 
-/// The accept loop of the async models: a task per connection, until shutdown; then
+/// The socket operations [`serve_async`] needs, so one connection loop serves every
+/// executor: tokio's ([`TokioStream`]) and the hand-built one of `coroutines`.
+#[allow(async_fn_in_trait)] // implemented in this crate for concrete types only
+pub trait AsyncStream {
+    /// Waits for bytes; `Ok(0)` is end of input.
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Reads without waiting: `WouldBlock` when nothing is there right now.
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+}
+
+/// Serves one connection as an async task: the same steps as [`serve_blocking`],
+/// awaiting instead of blocking. With `offload`, fib runs in the pool and the task
+/// awaits the reply, so the executor's thread stays free for other connections.
+pub async fn serve_async<S: AsyncStream>(
+    stream: S,
+    peer: SocketAddr,
+    config: &Config,
+    offload: Option<&Offload>,
+) {
+    tracing::debug!(%peer, "connected");
+    match async_loop(stream, config, offload).await {
+        Ok(()) => tracing::debug!(%peer, "closed"),
+        Err(e) => log_connection_error(peer, &e),
+    }
+}
+
+async fn async_loop<S: AsyncStream>(
+    mut stream: S,
+    config: &Config,
+    offload: Option<&Offload>,
+) -> io::Result<()> {
+    let work = if offload.is_some() { Work::Handed } else { Work::Inline };
+    let mut session = Session::new(config.service, config.max_line, work);
+    let mut input = vec![0u8; READ_CHUNK];
+    let mut out = Vec::with_capacity(READ_CHUNK);
+    let run = async |n: u32| match offload {
+        Some(pool) => pool.fib(n).await,
+        None => Ok(fib(n)),
+    };
+    loop {
+        let event = if session.wants_idle_flush() {
+            match stream.try_read(&mut input) {
+                Ok(0) => Input::Eof,
+                Ok(n) => Input::Bytes(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Input::Idle,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        } else {
+            if !out.is_empty() {
+                stream.write_all(&out).await?;
+                out.clear();
+            }
+            match stream.read(&mut input).await {
+                Ok(0) => Input::Eof,
+                Ok(n) => Input::Bytes(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        match event {
+            Input::Bytes(n) => {
+                let mut consumed = 0;
+                loop {
+                    let fed = session.feed(&input[consumed..n], &mut out);
+                    consumed += fed.consumed;
+                    let Some(k) = fed.handed else { break };
+                    Session::write_reply(run(k).await, &mut out);
+                }
+            }
+            Input::Idle => {
+                if let Some(k) = session.on_idle(&mut out) {
+                    Session::write_reply(run(k).await, &mut out);
+                }
+            }
+            Input::Eof => {
+                if let Some(k) = session.on_eof(&mut out) {
+                    Session::write_reply(run(k).await, &mut out);
+                }
+                stream.write_all(&out).await?;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A tokio socket that also ends its reads when shutdown is triggered.
+pub struct TokioStream {
+    stream: tokio::net::TcpStream,
+    stop: ShutdownWatch,
+}
+
+impl AsyncStream for TokioStream {
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        tokio::select! {
+            biased;
+            read = self.stream.read(buf) => read,
+            // Shutdown reads as end of input: the replies owed are written, then it closes.
+            () = self.stop.triggered() => Ok(0),
+        }
+    }
+
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.try_read(buf)
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.stream.write_all(buf).await
+    }
+}
+
+/// The accept loop of the tokio models: a task per connection, until shutdown; then
 /// up to `config.grace` for the tasks to finish.
-pub async fn accept_loop_async(
+pub async fn accept_loop_tokio(
     listener: std::net::TcpListener,
     config: Config,
     shutdown: Shutdown,
@@ -141,6 +245,10 @@ pub async fn accept_loop_async(
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let config = Arc::new(config);
+    let offload = match config.offload {
+        true => Some(Arc::new(Offload::start(config.workers, config.queue)?)),
+        false => None,
+    };
     let mut stop = shutdown.watch();
     let mut tasks = tokio::task::JoinSet::new();
     loop {
@@ -150,11 +258,13 @@ pub async fn accept_loop_async(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let guard = shutdown.track(None);
-                    let conn = serve_async(stream, peer, config.clone(), shutdown.clone());
+                    let _ = stream.set_nodelay(true);
+                    let live = shutdown.track(None);
+                    let stream = TokioStream { stream, stop: shutdown.watch() };
+                    let (config, offload) = (config.clone(), offload.clone());
                     tasks.spawn(async move {
-                        conn.await;
-                        drop(guard);
+                        serve_async(stream, peer, &config, offload.as_deref()).await;
+                        drop(live);
                     });
                 }
                 Err(e) => {
@@ -170,15 +280,185 @@ pub async fn accept_loop_async(
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(left = tasks.len(), "grace period over; cutting connections");
-        tasks.abort_all();
+        tracing::warn!(
+            left = tasks.len(),
+            "grace period over; cutting connections"
+        );
+        tasks.shutdown().await;
     }
     Ok(())
 }
 
+/// Replies that may pile up before a readiness-driven connection stops reading.
+const OUT_HIGH_WATER: usize = 64 * 1024;
+
+/// A non-blocking connection as a state machine, for the models that drive sockets by
+/// readiness themselves (`nonblocking`, `select`, `epoll`).
+///
+/// The loop tells it what the socket became ([`readable`](Self::readable),
+/// [`writable`](Self::writable)) and calls [`drive`](Self::drive), which does all it
+/// can without blocking: write pending replies, read and answer requests, until the
+/// socket would block both ways. It never relies on being told twice (edge-triggered
+/// epoll tells once): a direction it stopped using for its own reasons (back-pressure,
+/// a reply computed elsewhere) is resumed by `drive` itself.
+///
+/// With [`Work::Handed`] (`epoll --offload`), `drive` returns the `n` of a fib request
+/// for the loop to compute elsewhere, and stops reading until the loop hands the reply
+/// back with [`reply`](Self::reply).
+pub struct PollConn {
+    stream: TcpStream,
+    pub peer: SocketAddr,
+    session: Session,
+    /// Bytes read but not yet framed: the rest of a read after a handed request.
+    unfed: Vec<u8>,
+    /// A handed request's reply has not come back yet.
+    awaiting_reply: bool,
+    out: Vec<u8>,
+    written: usize,
+    read_closed: bool,
+    /// The last read or write hit `WouldBlock`; cleared when readiness is reported.
+    read_blocked: bool,
+    write_blocked: bool,
+}
+
+impl PollConn {
+    pub fn new(stream: TcpStream, peer: SocketAddr, config: &Config, work: Work) -> io::Result<Self> {
+        stream.set_nonblocking(true)?;
+        stream.set_nodelay(true)?;
+        tracing::debug!(%peer, "connected");
+        Ok(PollConn {
+            stream,
+            peer,
+            session: Session::new(config.service, config.max_line, work),
+            unfed: Vec::new(),
+            awaiting_reply: false,
+            out: Vec::new(),
+            written: 0,
+            read_closed: false,
+            read_blocked: false,
+            write_blocked: false,
+        })
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// The socket has bytes (or end of input) to read.
+    pub fn readable(&mut self) {
+        self.read_blocked = false;
+    }
+
+    /// The socket has room to write.
+    pub fn writable(&mut self) {
+        self.write_blocked = false;
+    }
+
+    /// Would read if the socket had bytes.
+    pub fn wants_read(&self) -> bool {
+        !self.read_closed
+            && !self.awaiting_reply
+            && self.unfed.is_empty()
+            && self.out.len() - self.written < OUT_HIGH_WATER
+    }
+
+    /// Has replies to write.
+    pub fn wants_write(&self) -> bool {
+        self.written < self.out.len()
+    }
+
+    /// The client has closed its side and got every reply: drop the connection.
+    pub fn is_finished(&self) -> bool {
+        self.read_closed && !self.awaiting_reply && self.unfed.is_empty() && !self.wants_write()
+    }
+
+    /// The reply of a handed request.
+    pub fn reply(&mut self, reply: Result<u64, Rejection>) {
+        Session::write_reply(reply, &mut self.out);
+        self.awaiting_reply = false;
+    }
+
+    /// Makes every step possible without blocking. Returns a request to compute
+    /// elsewhere, if the session handed one; errors mean the connection is dead.
+    pub fn drive(&mut self, scratch: &mut [u8]) -> io::Result<Option<u32>> {
+        loop {
+            if !self.awaiting_reply && !self.unfed.is_empty() {
+                let fed = self.session.feed(&self.unfed, &mut self.out);
+                self.unfed.drain(..fed.consumed);
+                if let Some(n) = self.hand(fed.handed) {
+                    self.flush()?;
+                    return Ok(Some(n));
+                }
+                continue;
+            }
+            if self.wants_write() && !self.write_blocked {
+                self.flush()?;
+                continue;
+            }
+            if self.wants_read() && !self.read_blocked {
+                let handed = match self.stream.read(scratch) {
+                    Ok(0) => {
+                        self.read_closed = true;
+                        self.session.on_eof(&mut self.out)
+                    }
+                    Ok(n) => {
+                        let fed = self.session.feed(&scratch[..n], &mut self.out);
+                        self.unfed.extend_from_slice(&scratch[fed.consumed..n]);
+                        fed.handed
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.read_blocked = true;
+                        self.session.on_idle(&mut self.out)
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+                    Err(e) => return Err(e),
+                };
+                if let Some(n) = self.hand(handed) {
+                    self.flush()?;
+                    return Ok(Some(n));
+                }
+                continue;
+            }
+            return Ok(None);
+        }
+    }
+
+    fn hand(&mut self, handed: Option<u32>) -> Option<u32> {
+        self.awaiting_reply |= handed.is_some();
+        handed
+    }
+
+    /// Writes pending replies until done or the socket is full.
+    fn flush(&mut self) -> io::Result<()> {
+        while self.written < self.out.len() {
+            match self.stream.write(&self.out[self.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.clear();
+        self.written = 0;
+        Ok(())
+    }
+
+    /// Logs how the connection ended.
+    pub fn log_end(&self, result: &io::Result<()>) {
+        match result {
+            Ok(()) => tracing::debug!(peer = %self.peer, "closed"),
+            Err(e) => log_connection_error(self.peer, e),
+        }
+    }
+}
+
 /// A client that resets or vanishes is ordinary life for a server: debug level. Anything
 /// else is worth a warning.
-fn log_connection_error(peer: SocketAddr, e: &io::Error) {
+pub fn log_connection_error(peer: SocketAddr, e: &io::Error) {
     match e.kind() {
         io::ErrorKind::ConnectionReset
         | io::ErrorKind::BrokenPipe

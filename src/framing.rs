@@ -17,6 +17,8 @@
 //!   cut in the middle of a line, however its bytes are split across reads;
 //! - at end of input ([`LineFramer::flush_eof`]) pending bytes are a last request.
 
+use std::ops::ControlFlow;
+
 /// What the framer hands to the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Frame<'a> {
@@ -50,34 +52,56 @@ impl LineFramer {
     }
 
     /// Feeds bytes just read; calls `on_frame` for each frame they complete, in order.
-    pub fn push(&mut self, mut input: &[u8], mut on_frame: impl FnMut(Frame<'_>)) {
-        while let Some(end) = input.iter().position(|&b| b == b'\n') {
+    pub fn push(&mut self, input: &[u8], mut on_frame: impl FnMut(Frame<'_>)) {
+        self.push_until(input, |frame| {
+            on_frame(frame);
+            ControlFlow::Continue(())
+        });
+    }
+
+    /// Like [`push`](Self::push), but stops right after a line whose callback returns
+    /// `Break` and returns how many bytes of `input` it consumed; the caller feeds the
+    /// rest later. Models that hand a request to a worker pool use it to wait for the
+    /// reply before framing the next request, which keeps replies in order and bounds
+    /// the work one connection can queue.
+    pub fn push_until(
+        &mut self,
+        input: &[u8],
+        mut on_frame: impl FnMut(Frame<'_>) -> ControlFlow<()>,
+    ) -> usize {
+        let mut rest = input;
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
             self.line_mode = true;
-            let segment = &input[..end];
-            input = &input[end + 1..];
-            if self.discarding {
+            let segment = &rest[..end];
+            rest = &rest[end + 1..];
+            let flow = if self.discarding {
                 self.discarding = false;
+                ControlFlow::Continue(())
             } else if self.pending.is_empty() {
-                self.emit(segment, &mut on_frame);
+                self.emit(segment, &mut on_frame)
             } else {
                 let mut line = std::mem::take(&mut self.pending);
                 line.extend_from_slice(segment);
-                self.emit(&line, &mut on_frame);
+                let flow = self.emit(&line, &mut on_frame);
                 line.clear();
                 self.pending = line; // keep the allocation
+                flow
+            };
+            if flow.is_break() {
+                return input.len() - rest.len();
             }
         }
-        if input.is_empty() || self.discarding {
-            return;
+        if !rest.is_empty() && !self.discarding {
+            // One byte of slack: the line may end in a `\r` whose `\n` is still to come.
+            if self.pending.len() + rest.len() > self.max_line + 1 {
+                self.pending.clear();
+                self.discarding = true;
+                let _ = on_frame(Frame::TooLong);
+            } else {
+                self.pending.extend_from_slice(rest);
+            }
         }
-        // One byte of slack: the line may end in a `\r` whose `\n` is still to come.
-        if self.pending.len() + input.len() > self.max_line + 1 {
-            self.pending.clear();
-            self.discarding = true;
-            on_frame(Frame::TooLong);
-        } else {
-            self.pending.extend_from_slice(input);
-        }
+        input.len()
     }
 
     /// True when pending bytes would become a request if the socket is idle now. Models
@@ -88,7 +112,7 @@ impl LineFramer {
 
     /// The socket has nothing more to read right now: an unterminated client's pending
     /// bytes are its request.
-    pub fn flush_idle(&mut self, on_frame: impl FnMut(Frame<'_>)) {
+    pub fn flush_idle(&mut self, on_frame: impl FnMut(Frame<'_>) -> ControlFlow<()>) {
         if self.wants_idle_flush() {
             self.flush(on_frame);
         }
@@ -96,26 +120,30 @@ impl LineFramer {
 
     /// The client closed its side: pending bytes are a last request, answered before
     /// the connection closes.
-    pub fn flush_eof(&mut self, on_frame: impl FnMut(Frame<'_>)) {
+    pub fn flush_eof(&mut self, on_frame: impl FnMut(Frame<'_>) -> ControlFlow<()>) {
         if !self.discarding && !self.pending.is_empty() {
             self.flush(on_frame);
         }
         self.discarding = false;
     }
 
-    fn flush(&mut self, mut on_frame: impl FnMut(Frame<'_>)) {
+    fn flush(&mut self, mut on_frame: impl FnMut(Frame<'_>) -> ControlFlow<()>) {
         let line = std::mem::take(&mut self.pending);
-        self.emit(&line, &mut on_frame);
+        let _ = self.emit(&line, &mut on_frame);
         self.pending = line;
         self.pending.clear();
     }
 
-    fn emit(&self, line: &[u8], on_frame: &mut impl FnMut(Frame<'_>)) {
+    fn emit(
+        &self,
+        line: &[u8],
+        on_frame: &mut impl FnMut(Frame<'_>) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.len() > self.max_line {
-            on_frame(Frame::TooLong);
+            on_frame(Frame::TooLong)
         } else {
-            on_frame(Frame::Line(line));
+            on_frame(Frame::Line(line))
         }
     }
 }
@@ -131,6 +159,11 @@ mod tests {
             framer.push(chunk, |f| out.push(show(f)));
         }
         out
+    }
+
+    fn keep(out: &mut Vec<String>, frame: Frame<'_>) -> ControlFlow<()> {
+        out.push(show(frame));
+        ControlFlow::Continue(())
     }
 
     fn show(frame: Frame<'_>) -> String {
@@ -182,12 +215,12 @@ mod tests {
         assert!(collect(&mut f, &[b"30"]).is_empty());
         assert!(f.wants_idle_flush());
         let mut out = Vec::new();
-        f.flush_idle(|fr| out.push(show(fr)));
+        f.flush_idle(|fr| keep(&mut out, fr));
         assert_eq!(out, ["30"]);
         assert!(!f.wants_idle_flush());
         // The next unterminated request starts afresh.
         assert!(collect(&mut f, &[b"3", b"1"]).is_empty());
-        f.flush_idle(|fr| out.push(show(fr)));
+        f.flush_idle(|fr| keep(&mut out, fr));
         assert_eq!(out, ["30", "31"]);
     }
 
@@ -197,9 +230,9 @@ mod tests {
         assert_eq!(collect(&mut f, &[b"1\n3"]), ["1"]);
         assert!(!f.wants_idle_flush());
         let mut out = Vec::new();
-        f.flush_idle(|fr| out.push(show(fr)));
+        f.flush_idle(|fr| keep(&mut out, fr));
         assert!(out.is_empty());
-        f.flush_eof(|fr| out.push(show(fr)));
+        f.flush_eof(|fr| keep(&mut out, fr));
         assert_eq!(out, ["3"]);
     }
 
@@ -207,7 +240,7 @@ mod tests {
     fn eof_flushes_pending_bytes() {
         let mut f = LineFramer::new(16);
         let mut out = collect(&mut f, &[b"7\r"]);
-        f.flush_eof(|fr| out.push(show(fr)));
+        f.flush_eof(|fr| keep(&mut out, fr));
         assert_eq!(out, ["7"]);
     }
 
@@ -230,7 +263,7 @@ mod tests {
         assert_eq!(collect(&mut f, &[b"1234567"]), ["<too long>"]);
         assert!(!f.wants_idle_flush());
         let mut out = Vec::new();
-        f.flush_eof(|fr| out.push(show(fr)));
+        f.flush_eof(|fr| keep(&mut out, fr));
         assert!(out.is_empty());
     }
 
@@ -247,6 +280,20 @@ mod tests {
     }
 
     #[test]
+    fn push_until_stops_after_the_breaking_line() {
+        let mut f = LineFramer::new(16);
+        let input = b"1\n22\n333\n4";
+        let mut seen = Vec::new();
+        let consumed = f.push_until(input, |fr| {
+            seen.push(show(fr));
+            if seen.len() == 2 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        });
+        assert_eq!((seen.as_slice(), consumed), (&["1".to_string(), "22".to_string()][..], 5));
+        let rest = collect(&mut f, &[&input[consumed..]]);
+        assert_eq!(rest, ["333"]);
+    }
+
+    #[test]
     fn any_split_gives_same_frames_for_terminated_clients() {
         let input = b"1\n22\r\n\n  333 \nabc\n";
         let mut whole = LineFramer::new(8);
@@ -260,7 +307,7 @@ mod tests {
                 let mut got = Vec::new();
                 for p in parts {
                     f.push(p, |fr| got.push(show(fr)));
-                    f.flush_idle(|fr| got.push(show(fr)));
+                    f.flush_idle(|fr| keep(&mut got, fr));
                 }
                 assert_eq!(got, expected, "cuts at {cut_a},{cut_b}");
             }

@@ -12,8 +12,10 @@
 //!   unterminated requests, over-long lines, bounded memory. Sans-I/O.
 //! - [`service`] — what a line means (`fib` or `upper`), `ERR` replies, and
 //!   [`service::Session`], framer + service for one connection.
-//! - [`connection`] — the two connection loops (blocking, async) every inline model
-//!   shares.
+//! - [`connection`] — the connection loops every model shares: blocking, async, and
+//!   a readiness-driven state machine.
+//! - [`pool`] — the bounded producer-consumer queue behind every pool.
+//! - [`offload`] — `--offload`: fib in a bounded worker pool that wakes the loop.
 //! - [`server`] — [`server::Config`] and [`server::bind`].
 //! - [`shutdown`] — [`shutdown::Shutdown`]: stop accepting, wake blocked readers,
 //!   drain within a grace period.
@@ -31,6 +33,8 @@ pub mod connection;
 pub mod fib;
 pub mod framing;
 pub mod models;
+pub mod offload;
+pub mod pool;
 pub mod seeds;
 pub mod server;
 pub mod service;

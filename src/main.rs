@@ -77,6 +77,10 @@ struct ServeArgs {
     /// threadpool: connections that may wait for a worker before new ones get `ERR server busy`.
     #[arg(long, default_value_t = Config::default().queue)]
     queue: usize,
+    /// Run fib in a bounded pool of --workers threads (at most --queue waiting) so the
+    /// event loop stays free; for the models that have one (see `fiblab models`).
+    #[arg(long)]
+    offload: bool,
     /// On SIGINT/SIGTERM, how long open connections get to finish (e.g. 5s, 500ms).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     grace: Duration,
@@ -222,6 +226,13 @@ fn serve(args: ServeArgs) -> Result<()> {
             fib::MAX_N_FITS_U64
         );
     }
+    if args.offload && !model.offload {
+        bail!(
+            "model {} cannot --offload: it has no event loop to keep free (its connections already run on their own threads). Models that can: {}",
+            model.name,
+            models::offload_models().join(", ")
+        );
+    }
     if args.workers == Some(0) {
         bail!("--workers must be at least 1");
     }
@@ -234,6 +245,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         workers: args.workers.unwrap_or_else(server::default_workers),
         queue: args.queue,
         grace: args.grace,
+        offload: args.offload,
     };
     let addr = SocketAddr::new(args.bind, args.port);
     // Before any thread exists, so that every thread inherits the mask and only the
@@ -250,8 +262,12 @@ fn serve(args: ServeArgs) -> Result<()> {
         tracing::warn!(%local, "listening beyond loopback: anyone who can reach this address can load the server");
     }
     println!(
-        "fiblab serve: model={} service={} max-n={} workers={} listening on {local}",
-        model.name, config.service.kind, config.service.max_n, config.workers
+        "fiblab serve: model={}{} service={} max-n={} workers={} listening on {local}",
+        model.name,
+        if config.offload { " (offload)" } else { "" },
+        config.service.kind,
+        config.service.max_n,
+        config.workers
     );
     io::stdout().flush()?;
     (model.serve)(listener, &config, shutdown)

@@ -22,6 +22,9 @@ pub struct Config {
     pub queue: usize,
     /// How long shutdown waits for open connections before cutting them.
     pub grace: Duration,
+    /// Run fib in a bounded worker pool (`--workers` threads, `--queue` waiting jobs)
+    /// instead of on the loop; only models whose registry entry allows it.
+    pub offload: bool,
 }
 
 impl Default for Config {
@@ -32,6 +35,7 @@ impl Default for Config {
             workers: default_workers(),
             queue: 64,
             grace: Duration::from_secs(5),
+            offload: false,
         }
     }
 }

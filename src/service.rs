@@ -11,6 +11,7 @@
 
 use std::fmt;
 use std::io::Write as _;
+use std::ops::ControlFlow;
 
 use crate::fib::{MAX_N_FITS_U64, fib};
 use crate::framing::{Frame, LineFramer};
@@ -108,19 +109,6 @@ impl Service {
             }
         }
     }
-
-    /// Answers one frame into `out`: parse, run, write the reply line.
-    pub fn respond(&self, frame: Frame<'_>, out: &mut Vec<u8>) {
-        let parsed = match frame {
-            Frame::TooLong => Some(Err(Rejection::LineTooLong)),
-            Frame::Line(line) => self.parse(line),
-        };
-        match parsed {
-            None => {}
-            Some(Ok(request)) => request.execute(out),
-            Some(Err(rejection)) => write_rejection(rejection, out),
-        }
-    }
 }
 
 /// Writes `ERR <reason>\n`.
@@ -175,28 +163,55 @@ fn parse_fib(line: &[u8], max_n: u32) -> Option<Result<Request<'static>, Rejecti
     })
 }
 
+/// Where a connection's fib work runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// On the connection's own thread or task, inside [`Session::feed`].
+    Inline,
+    /// Elsewhere (a worker pool, an isolate): `feed` stops at each fib request and hands
+    /// its `n` back; the model computes it and writes the reply with
+    /// [`Session::write_reply`] before feeding the rest.
+    Handed,
+}
+
+/// What [`Session::feed`] did with the bytes it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fed {
+    /// How many bytes it consumed; with [`Work::Handed`] the rest waits for the reply.
+    pub consumed: usize,
+    /// A fib request to compute elsewhere (only with [`Work::Handed`]).
+    pub handed: Option<u32>,
+}
+
 /// Framer plus service: what one connection needs to turn bytes into replies.
 ///
-/// Models that do the work inline drive a `Session`; the I/O loop around it is the
-/// only thing that differs between them.
+/// Every model drives a `Session`; the I/O loop around it is the only thing that
+/// differs between them.
 #[derive(Debug)]
 pub struct Session {
     framer: LineFramer,
     service: Service,
+    work: Work,
 }
 
 impl Session {
-    pub fn new(service: Service, max_line: usize) -> Self {
+    pub fn new(service: Service, max_line: usize, work: Work) -> Self {
         Session {
             framer: LineFramer::new(max_line),
             service,
+            work,
         }
     }
 
-    /// Feeds bytes just read; appends the replies of every request they complete.
-    pub fn on_bytes(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        let service = self.service;
-        self.framer.push(input, |frame| service.respond(frame, out));
+    /// Feeds bytes just read and appends the replies of the requests they complete.
+    /// With [`Work::Handed`] it stops after the first fib request and returns its `n`.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Fed {
+        let (service, work) = (self.service, self.work);
+        let mut handed = None;
+        let consumed = self
+            .framer
+            .push_until(input, |frame| answer(service, work, frame, out, &mut handed));
+        Fed { consumed, handed }
     }
 
     /// See [`LineFramer::wants_idle_flush`].
@@ -204,17 +219,57 @@ impl Session {
         self.framer.wants_idle_flush()
     }
 
-    /// The socket is drained for now; answers an unterminated client's pending request.
-    pub fn on_idle(&mut self, out: &mut Vec<u8>) {
-        let service = self.service;
-        self.framer.flush_idle(|frame| service.respond(frame, out));
+    /// The socket is drained for now: answers an unterminated client's pending request
+    /// (or hands it back, like [`feed`](Self::feed)).
+    pub fn on_idle(&mut self, out: &mut Vec<u8>) -> Option<u32> {
+        let (service, work) = (self.service, self.work);
+        let mut handed = None;
+        self.framer
+            .flush_idle(|frame| answer(service, work, frame, out, &mut handed));
+        handed
     }
 
-    /// The client closed its side; answers what is pending.
-    pub fn on_eof(&mut self, out: &mut Vec<u8>) {
-        let service = self.service;
-        self.framer.flush_eof(|frame| service.respond(frame, out));
+    /// The client closed its side: answers (or hands back) what is pending.
+    pub fn on_eof(&mut self, out: &mut Vec<u8>) -> Option<u32> {
+        let (service, work) = (self.service, self.work);
+        let mut handed = None;
+        self.framer
+            .flush_eof(|frame| answer(service, work, frame, out, &mut handed));
+        handed
     }
+
+    /// Writes the reply of a request computed elsewhere.
+    pub fn write_reply(reply: Result<u64, Rejection>, out: &mut Vec<u8>) {
+        match reply {
+            Ok(value) => {
+                let _ = writeln!(out, "{value}");
+            }
+            Err(rejection) => write_rejection(rejection, out),
+        }
+    }
+}
+
+fn answer(
+    service: Service,
+    work: Work,
+    frame: Frame<'_>,
+    out: &mut Vec<u8>,
+    handed: &mut Option<u32>,
+) -> ControlFlow<()> {
+    let parsed = match frame {
+        Frame::TooLong => Some(Err(Rejection::LineTooLong)),
+        Frame::Line(line) => service.parse(line),
+    };
+    match parsed {
+        None => {}
+        Some(Err(rejection)) => write_rejection(rejection, out),
+        Some(Ok(Request::Fib(n))) if work == Work::Handed => {
+            *handed = Some(n);
+            return ControlFlow::Break(());
+        }
+        Some(Ok(request)) => request.execute(out),
+    }
+    ControlFlow::Continue(())
 }
 
 #[cfg(test)]
@@ -229,14 +284,51 @@ mod tests {
     }
 
     fn replies(service: Service, chunks: &[&[u8]]) -> String {
-        let mut session = Session::new(service, 32);
+        let mut session = Session::new(service, 32, Work::Inline);
         let mut out = Vec::new();
         for chunk in chunks {
-            session.on_bytes(chunk, &mut out);
+            assert_eq!(session.feed(chunk, &mut out).consumed, chunk.len());
             session.on_idle(&mut out);
         }
         session.on_eof(&mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    /// The same through `Work::Handed`, computing each handed request "elsewhere".
+    fn replies_handed(service: Service, chunks: &[&[u8]]) -> String {
+        let mut session = Session::new(service, 32, Work::Handed);
+        let mut out = Vec::new();
+        let compute = |n: u32| Ok(crate::fib::fib(n));
+        for chunk in chunks {
+            let mut rest = *chunk;
+            loop {
+                let fed = session.feed(rest, &mut out);
+                rest = &rest[fed.consumed..];
+                match fed.handed {
+                    Some(n) => Session::write_reply(compute(n), &mut out),
+                    None => break,
+                }
+            }
+            if let Some(n) = session.on_idle(&mut out) {
+                Session::write_reply(compute(n), &mut out);
+            }
+        }
+        if let Some(n) = session.on_eof(&mut out) {
+            Session::write_reply(compute(n), &mut out);
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn handed_work_gives_the_same_replies_in_order() {
+        let s = fib_service(40);
+        for chunks in [
+            &[&b"1\n2\nx\n10\n\n-1\n20\n"[..]][..],
+            &[b"30"],
+            &[b"5\n", b"6", b"\n7"],
+        ] {
+            assert_eq!(replies_handed(s, chunks), replies(s, chunks), "{chunks:?}");
+        }
     }
 
     #[test]

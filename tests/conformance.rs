@@ -2,8 +2,9 @@
 //! contract (`PROTOCOL.md`), over real TCP, through the real `fiblab serve` binary.
 //!
 //! Tests are generated: one per (model, rule), named `MODEL::RULE`, so a model added to
-//! `fiblab::models::MODELS` is checked by all of them with no new test code. Run one
-//! model with `cargo test --test conformance -- tokio-current::`.
+//! `fiblab::models::MODELS` is checked by all of them with no new test code. A model
+//! that accepts `--offload` is checked a second time with it, as `MODEL+offload::RULE`.
+//! Run one model with `cargo test --test conformance -- tokio-current::`.
 
 mod common;
 
@@ -18,7 +19,30 @@ use libtest_mimic::{Arguments, Trial};
 /// cross it cheaply, and more workers than the rules have clients.
 const BASE: &[&str] = &["--max-n", "35", "--workers", "4", "--grace", "2s"];
 
-type Rule = fn(&Model);
+/// A model under test, with or without `--offload`.
+#[derive(Clone, Copy)]
+struct Subject {
+    model: &'static Model,
+    offload: bool,
+}
+
+impl Subject {
+    fn name(&self) -> String {
+        format!("{}{}", self.model.name, if self.offload { "+offload" } else { "" })
+    }
+
+    /// Starts the server with the base flags plus `extra`.
+    fn start_with(&self, extra: &[&str]) -> Server {
+        let mut args = BASE.to_vec();
+        if self.offload {
+            args.push("--offload");
+        }
+        args.extend_from_slice(extra);
+        Server::start(self.model.name, &args)
+    }
+}
+
+type Rule = fn(Subject);
 
 const RULES: &[(&str, Rule)] = &[
     ("fib_values", fib_values),
@@ -45,26 +69,29 @@ const RULES: &[(&str, Rule)] = &[
 fn main() {
     let args = Arguments::from_args();
     let mut trials = Vec::new();
-    for model in MODELS {
+    let subjects = MODELS.iter().flat_map(|model| {
+        let plain = Subject { model, offload: false };
+        let offloaded = model.offload.then_some(Subject { model, offload: true });
+        std::iter::once(plain).chain(offloaded)
+    });
+    for subject in subjects {
         for &(rule_name, rule) in RULES {
-            trials.push(Trial::test(
-                format!("{}::{rule_name}", model.name),
-                move || {
-                    rule(model);
-                    Ok(())
-                },
-            ));
+            let name = format!("{}::{rule_name}", subject.name());
+            trials.push(Trial::test(name, move || {
+                rule(subject);
+                Ok(())
+            }));
         }
     }
     libtest_mimic::run(&args, trials).exit();
 }
 
-fn start(model: &Model) -> Server {
-    Server::start(model.name, BASE)
+fn start(subject: Subject) -> Server {
+    subject.start_with(&[])
 }
 
-fn fib_values(model: &Model) {
-    let server = start(model);
+fn fib_values(subject: Subject) {
+    let server = start(subject);
     let mut c = server.connect();
     for (n, v) in [
         ("0", "0"),
@@ -78,15 +105,15 @@ fn fib_values(model: &Model) {
     }
 }
 
-fn crlf_terminated(model: &Model) {
-    let server = start(model);
+fn crlf_terminated(subject: Subject) {
+    let server = start(subject);
     let mut c = server.connect();
     assert_eq!(c.ask("10\r\n"), "55");
     assert_eq!(c.ask("20\r\n"), "6765");
 }
 
-fn pipelined_in_order(model: &Model) {
-    let server = start(model);
+fn pipelined_in_order(subject: Subject) {
+    let server = start(subject);
     let mut c = server.connect();
     let request: String = (1..=30).map(|n| format!("{n}\n")).collect();
     c.send(request.as_bytes());
@@ -99,30 +126,30 @@ fn pipelined_in_order(model: &Model) {
     }
 }
 
-fn unterminated_request(model: &Model) {
+fn unterminated_request(subject: Subject) {
     // Beazley's perf1.py: b'30' with no newline, then wait for the answer.
-    let server = start(model);
+    let server = start(subject);
     let mut c = server.connect();
     assert_eq!(c.ask("30"), "832040");
     assert_eq!(c.ask("12"), "144");
 }
 
-fn blank_lines_ignored(model: &Model) {
-    let server = start(model);
+fn blank_lines_ignored(subject: Subject) {
+    let server = start(subject);
     let mut c = server.connect();
     assert_eq!(c.ask("\n\r\n \t \n10\n"), "55", "blank lines got a reply");
     c.send(b"\n");
     assert_eq!(c.ask("7\n"), "13", "a lone blank line got a reply");
 }
 
-fn spaces_and_tabs(model: &Model) {
-    let server = start(model);
+fn spaces_and_tabs(subject: Subject) {
+    let server = start(subject);
     let mut c = server.connect();
     assert_eq!(c.ask("  \t10\t \n"), "55");
 }
 
-fn not_a_number(model: &Model) {
-    let server = start(model);
+fn not_a_number(subject: Subject) {
+    let server = start(subject);
     let mut c = server.connect();
     assert_eq!(c.ask("abc\n"), "ERR not a number");
     assert_eq!(c.ask("1 2\n"), "ERR not a number");
@@ -134,23 +161,23 @@ fn not_a_number(model: &Model) {
     );
 }
 
-fn negative(model: &Model) {
-    let server = start(model);
+fn negative(subject: Subject) {
+    let server = start(subject);
     let mut c = server.connect();
     assert_eq!(c.ask("-5\n"), "ERR negative");
     assert_eq!(c.ask("5\n"), "5");
 }
 
-fn above_max_n(model: &Model) {
-    let server = start(model);
+fn above_max_n(subject: Subject) {
+    let server = start(subject);
     let mut c = server.connect();
     assert_eq!(c.ask("36\n"), "ERR above max-n 35");
     assert_eq!(c.ask("99999999999999999999999999\n"), "ERR above max-n 35");
     assert_eq!(c.ask("35\n"), "9227465");
 }
 
-fn line_too_long(model: &Model) {
-    let server = start(model);
+fn line_too_long(subject: Subject) {
+    let server = start(subject);
     let mut c = server.connect();
     c.send(b"1\n").line();
     // 256 KiB of digits with no newline, then the newline and a normal request.
@@ -167,8 +194,8 @@ fn line_too_long(model: &Model) {
     );
 }
 
-fn byte_at_a_time(model: &Model) {
-    let server = start(model);
+fn byte_at_a_time(subject: Subject) {
+    let server = start(subject);
     let mut c = server.connect();
     assert_eq!(c.ask("1\n"), "1");
     for byte in b" 25\r\n" {
@@ -178,8 +205,8 @@ fn byte_at_a_time(model: &Model) {
     assert_eq!(c.line(), "75025");
 }
 
-fn request_split_across_reads(model: &Model) {
-    let server = start(model);
+fn request_split_across_reads(subject: Subject) {
+    let server = start(subject);
     let mut c = server.connect();
     c.send(b"1\n2");
     assert_eq!(c.line(), "1");
@@ -192,8 +219,8 @@ fn request_split_across_reads(model: &Model) {
     );
 }
 
-fn half_close_gets_every_reply(model: &Model) {
-    let server = start(model);
+fn half_close_gets_every_reply(subject: Subject) {
+    let server = start(subject);
     let mut c = server.connect();
     c.send(b"10\n20\n5");
     c.shutdown_write();
@@ -207,9 +234,9 @@ fn half_close_gets_every_reply(model: &Model) {
     c.assert_closed_within(common::REPLY_TIMEOUT);
 }
 
-fn large_pipeline_while_reading(model: &Model) {
+fn large_pipeline_while_reading(subject: Subject) {
     // 20,000 requests in one stream while replies flow back: neither side may stall.
-    let server = start(model);
+    let server = start(subject);
     let mut c = server.connect();
     let mut writer = c.stream.try_clone().unwrap();
     let requests: Vec<u8> = b"1\n".repeat(20_000);
@@ -220,10 +247,8 @@ fn large_pipeline_while_reading(model: &Model) {
     sender.join().unwrap().unwrap();
 }
 
-fn upper_service(model: &Model) {
-    let mut args = BASE.to_vec();
-    args.extend(["--service", "upper"]);
-    let server = Server::start(model.name, &args);
+fn upper_service(subject: Subject) {
+    let server = subject.start_with(&["--service", "upper"]);
     let mut c = server.connect();
     assert_eq!(c.ask("hello w\u{f6}rld\r\n"), "HELLO W\u{d6}RLD");
     c.send(b"\xff\xfe\n");
@@ -235,13 +260,13 @@ fn upper_service(model: &Model) {
     assert_eq!(unterminated.ask("abc"), "ABC", "unterminated request");
 }
 
-fn two_clients(model: &Model) {
-    let server = start(model);
+fn two_clients(subject: Subject) {
+    let server = start(subject);
     let mut first = server.connect();
     assert_eq!(first.ask("10\n"), "55");
     let mut second = server.connect();
     second.send(b"20\n");
-    match model.clients {
+    match subject.model.clients {
         Clients::Concurrent => {
             assert_eq!(
                 second.line(),
@@ -262,8 +287,8 @@ fn two_clients(model: &Model) {
     }
 }
 
-fn disconnect_mid_request(model: &Model) {
-    let server = start(model);
+fn disconnect_mid_request(subject: Subject) {
+    let server = start(subject);
     // One client leaves while its fib(35) is being computed, another resets with half
     // a request pending.
     let mut leaving = server.connect();
@@ -280,8 +305,8 @@ fn disconnect_mid_request(model: &Model) {
     assert_eq!(other.ask("20\n"), "6765");
 }
 
-fn sequential_clients(model: &Model) {
-    let server = start(model);
+fn sequential_clients(subject: Subject) {
+    let server = start(subject);
     for i in 0..30u32 {
         let mut c = server.connect();
         let n = i % 20;
@@ -292,8 +317,8 @@ fn sequential_clients(model: &Model) {
     }
 }
 
-fn shutdown_is_clean(model: &Model) {
-    let mut server = start(model);
+fn shutdown_is_clean(subject: Subject) {
+    let mut server = start(subject);
     let mut idle = server.connect();
     assert_eq!(idle.ask("1\n"), "1");
     let started = Instant::now();

@@ -54,6 +54,8 @@ pub struct Model {
     /// One line: how it schedules.
     pub summary: &'static str,
     pub clients: Clients,
+    /// Accepts `--offload`: fib in a bounded worker pool instead of on the loop.
+    pub offload: bool,
     pub serve: ServeFn,
 }
 
@@ -65,6 +67,7 @@ pub const MODELS: &[Model] = &[
         seed: "one_server.py (000, 001, 004)",
         summary: "one thread: accept a client, serve it until it leaves, then the next",
         clients: Clients::OneAtATime,
+        offload: false,
         serve: single::serve,
     },
     Model {
@@ -73,6 +76,7 @@ pub const MODELS: &[Model] = &[
         seed: "thread_server.py (000, 001, 002, 004)",
         summary: "one OS thread per connection",
         clients: Clients::Concurrent,
+        offload: false,
         serve: threads::serve,
     },
     Model {
@@ -81,6 +85,7 @@ pub const MODELS: &[Model] = &[
         seed: "thread pool / ThreadPoolExecutor (002, 003)",
         summary: "--workers threads take connections from a bounded queue; beyond it: ERR server busy",
         clients: Clients::Concurrent,
+        offload: false,
         serve: threadpool::serve,
     },
     Model {
@@ -89,6 +94,7 @@ pub const MODELS: &[Model] = &[
         seed: "server.go (000, 001)",
         summary: "tokio multi-thread runtime, a task per connection (Go's goroutines)",
         clients: Clients::Concurrent,
+        offload: true,
         serve: tokio_multi::serve,
     },
     Model {
@@ -97,9 +103,15 @@ pub const MODELS: &[Model] = &[
         seed: "gevent server (002, 003)",
         summary: "tokio current-thread runtime, a task per connection (green threads)",
         clients: Clients::Concurrent,
+        offload: true,
         serve: tokio_current::serve,
     },
 ];
+
+/// The models that accept `--offload`, for error messages.
+pub fn offload_models() -> Vec<&'static str> {
+    MODELS.iter().filter(|m| m.offload).map(|m| m.name).collect()
+}
 
 /// Looks a model up by its `--model` name.
 pub fn find(name: &str) -> Option<&'static Model> {

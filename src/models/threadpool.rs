@@ -27,12 +27,12 @@
 //! The seeds' pools hand out *requests*, not connections; that needs the event-loop
 //! models, where a connection costs nothing while it is idle.
 
-use std::collections::VecDeque;
 use std::io::{self, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use crate::connection::serve_blocking;
+use crate::pool::WorkQueue;
 use crate::server::Config;
 use crate::service::Rejection;
 use crate::shutdown::{ConnectionGuard, Shutdown};
@@ -40,85 +40,9 @@ use crate::shutdown::{ConnectionGuard, Shutdown};
 /// A connection waiting for a worker, with its shutdown registration.
 type Job = (TcpStream, SocketAddr, ConnectionGuard);
 
-/// The bounded producer-consumer queue: one lock, one condition variable.
-struct Queue {
-    state: Mutex<QueueState>,
-    /// Signalled when a job is pushed or the queue closes.
-    not_empty: Condvar,
-    /// Signalled when a worker becomes idle; only startup waits on it.
-    worker_idle: Condvar,
-    /// How many jobs may wait beyond those an idle worker is about to take.
-    capacity: usize,
-}
-
-struct QueueState {
-    jobs: VecDeque<Job>,
-    /// Workers blocked in `take`: each will take one job without delay.
-    idle: usize,
-    closed: bool,
-}
-
-impl Queue {
-    /// Adds a job, or hands it back when `capacity` jobs already wait for a worker.
-    fn offer(&self, job: Job) -> Result<(), Job> {
-        let mut state = self.lock();
-        if state.jobs.len() >= state.idle + self.capacity {
-            return Err(job);
-        }
-        state.jobs.push_back(job);
-        self.not_empty.notify_one();
-        Ok(())
-    }
-
-    /// The oldest job; `None` once the queue is closed and empty.
-    fn take(&self) -> Option<Job> {
-        let mut state = self.lock();
-        state.idle += 1;
-        self.worker_idle.notify_all();
-        while state.jobs.is_empty() && !state.closed {
-            state = self
-                .not_empty
-                .wait(state)
-                .unwrap_or_else(|p| p.into_inner());
-        }
-        state.idle -= 1;
-        state.jobs.pop_front()
-    }
-
-    /// Blocks until `workers` workers wait for jobs, so that the first clients find
-    /// the whole pool idle rather than racing its start.
-    fn wait_until_idle(&self, workers: usize) {
-        let mut state = self.lock();
-        while state.idle < workers {
-            state = self
-                .worker_idle
-                .wait(state)
-                .unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    fn close(&self) {
-        self.lock().closed = true;
-        self.not_empty.notify_all();
-    }
-
-    fn lock(&self) -> MutexGuard<'_, QueueState> {
-        // Every critical section is a few field updates that cannot panic halfway.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::Result<()> {
-    let queue = Arc::new(Queue {
-        state: Mutex::new(QueueState {
-            jobs: VecDeque::new(),
-            idle: 0,
-            closed: false,
-        }),
-        not_empty: Condvar::new(),
-        worker_idle: Condvar::new(),
-        capacity: config.queue,
-    });
+    // The producer-consumer queue itself is src/pool.rs, shared with the offload pool.
+    let queue = Arc::new(WorkQueue::<Job>::new(config.queue));
     let workers = config.workers.max(1);
     for id in 0..workers {
         let (queue, config) = (queue.clone(), *config);
@@ -141,7 +65,7 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
     }
     // Workers finish their client, then drain what is queued (those sockets are already
     // shut for reading, so each ends at once) and exit.
-    queue.close();
+    queue.close(false);
     shutdown.wait_drained(config.grace);
     Ok(())
 }

@@ -1,0 +1,169 @@
+//! `--offload`: fib runs in a bounded pool of worker threads, and the result wakes the
+//! event loop that asked for it.
+//!
+//! This is aserver.py's `pool.submit(fib, n)` plus its `future_notify` socketpair. The
+//! loop must never block, so it hands the CPU-bound work away and goes on serving other
+//! connections; when a worker finishes, it wakes the loop:
+//! - async models await [`Offload::fib`], a future whose waker the worker calls (the
+//!   hand-built executor turns that into an eventfd write, tokio into its own wake-up);
+//! - the `epoll` state machine passes a callback to [`Offload::submit`] that queues the
+//!   result and writes the loop's eventfd (a `mio::Waker`).
+//!
+//! The pool is bounded twice: `--workers` threads, and at most `--queue` jobs waiting
+//! beyond the idle workers. A job past that is refused at once with `ERR server busy`,
+//! the honest answer when every core is already computing (an unbounded queue only
+//! turns overload into unbounded latency and memory). Each connection has at most one
+//! job in the pool (its session waits for the reply before framing its next request),
+//! so the queue bound is a bound on busy connections.
+//!
+//! Why not tokio's `spawn_blocking`? Its pool grows to 512 threads and its queue is
+//! unbounded: under a flood of fib(40) requests it oversubscribes the CPUs and queues
+//! without limit. The same bounded pool serves every async model here, tokio included.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::thread::JoinHandle;
+
+use crate::fib::fib;
+use crate::pool::WorkQueue;
+use crate::service::Rejection;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A bounded pool of fib workers. Dropping it stops the workers: queued jobs are
+/// discarded and running ones finish first.
+pub struct Offload {
+    queue: Arc<WorkQueue<Job>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Offload {
+    /// Starts `workers` threads that take jobs from a queue of `capacity` slots.
+    pub fn start(workers: usize, capacity: usize) -> io::Result<Offload> {
+        let queue = Arc::new(WorkQueue::<Job>::new(capacity));
+        let workers = (0..workers.max(1))
+            .map(|id| {
+                let queue = queue.clone();
+                std::thread::Builder::new()
+                    .name(format!("offload-{id}"))
+                    .spawn(move || {
+                        while let Some(job) = queue.take() {
+                            job();
+                        }
+                    })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        queue.wait_until_idle(workers.len());
+        Ok(Offload { queue, workers })
+    }
+
+    /// Computes fib(n) on a worker and calls `done` there with the result; when the pool
+    /// is full, calls `done(Err(ServerBusy))` at once on the caller's thread.
+    pub fn submit(&self, n: u32, done: impl FnOnce(Result<u64, Rejection>) + Send + 'static) {
+        let done = Arc::new(Mutex::new(Some(done)));
+        let on_worker = done.clone();
+        let job: Job = Box::new(move || {
+            let value = fib(n);
+            if let Some(done) = lock(&on_worker).take() {
+                done(Ok(value));
+            }
+        });
+        if self.queue.offer(job).is_err() {
+            if let Some(done) = lock(&done).take() {
+                done(Err(Rejection::ServerBusy));
+            }
+        }
+    }
+
+    /// fib(n) on a worker, as a future for async connection loops.
+    pub fn fib(&self, n: u32) -> FibFuture {
+        let slot = Arc::new(Mutex::new(Slot::default()));
+        let filled_by_worker = slot.clone();
+        self.submit(n, move |result| {
+            let mut slot = lock(&filled_by_worker);
+            slot.result = Some(result);
+            if let Some(waker) = slot.waker.take() {
+                waker.wake();
+            }
+        });
+        FibFuture { slot }
+    }
+}
+
+impl Drop for Offload {
+    fn drop(&mut self) {
+        self.queue.close(true);
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Slot {
+    result: Option<Result<u64, Rejection>>,
+    /// The waker of the task awaiting the result, stored by its last poll.
+    waker: Option<Waker>,
+}
+
+/// The result of [`Offload::fib`]; completes when a worker has computed it.
+pub struct FibFuture {
+    slot: Arc<Mutex<Slot>>,
+}
+
+impl Future for FibFuture {
+    type Output = Result<u64, Rejection>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut slot = lock(&self.slot);
+        match slot.result.take() {
+            Some(result) => Poll::Ready(result),
+            None => {
+                slot.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Critical sections are single assignments; a panic cannot leave them torn.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn submit_computes_on_a_worker() {
+        let pool = Offload::start(2, 4).unwrap();
+        let (tx, rx) = mpsc::channel();
+        pool.submit(20, move |r| tx.send(r).unwrap());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Ok(6765));
+    }
+
+    #[test]
+    fn full_pool_refuses_at_once() {
+        let pool = Offload::start(1, 0).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let tx2 = tx.clone();
+        pool.submit(32, move |r| tx.send(r).unwrap()); // occupies the only worker
+        std::thread::sleep(Duration::from_millis(5));
+        pool.submit(1, move |r| tx2.send(r).unwrap());
+        assert_eq!(rx.recv().unwrap(), Err(Rejection::ServerBusy));
+        assert_eq!(rx.recv().unwrap(), Ok(2_178_309));
+    }
+
+    #[test]
+    fn future_completes_under_tokio() {
+        let pool = Offload::start(1, 4).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        assert_eq!(rt.block_on(pool.fib(25)), Ok(75025));
+    }
+}
