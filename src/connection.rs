@@ -70,7 +70,11 @@ fn blocking_loop(
     mut compute: Option<Compute<'_>>,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    let work = if compute.is_some() { Work::Handed } else { Work::Inline };
+    let work = if compute.is_some() {
+        Work::Handed
+    } else {
+        Work::Inline
+    };
     let mut session = Session::new(config.service, config.max_line, work);
     let mut input = vec![0u8; READ_CHUNK];
     let mut out = Vec::with_capacity(READ_CHUNK);
@@ -155,7 +159,11 @@ async fn async_loop<S: AsyncStream>(
     config: &Config,
     offload: Option<&Offload>,
 ) -> io::Result<()> {
-    let work = if offload.is_some() { Work::Handed } else { Work::Inline };
+    let work = if offload.is_some() {
+        Work::Handed
+    } else {
+        Work::Inline
+    };
     let mut session = Session::new(config.service, config.max_line, work);
     let mut input = vec![0u8; READ_CHUNK];
     let mut out = Vec::with_capacity(READ_CHUNK);
@@ -280,13 +288,30 @@ pub async fn accept_loop_tokio(
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(
-            left = tasks.len(),
-            "grace period over; cutting connections"
-        );
+        tracing::warn!(left = tasks.len(), "grace period over; cutting connections");
         tasks.shutdown().await;
     }
     Ok(())
+}
+
+/// Accepts every connection a non-blocking listener has waiting, for the models that
+/// drive the listener by readiness. A transient failure (out of descriptors) is
+/// logged and ends this round; the loop tries again at the next readiness.
+pub fn accept_pending(
+    listener: &std::net::TcpListener,
+    mut on_accept: impl FnMut(TcpStream, SocketAddr),
+) -> io::Result<()> {
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => on_accept(stream, peer),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if crate::shutdown::is_transient_accept_error(&e) => {
+                tracing::warn!(error = %e, "accept failed; will retry");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Replies that may pile up before a readiness-driven connection stops reading.
@@ -322,7 +347,12 @@ pub struct PollConn {
 }
 
 impl PollConn {
-    pub fn new(stream: TcpStream, peer: SocketAddr, config: &Config, work: Work) -> io::Result<Self> {
+    pub fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        config: &Config,
+        work: Work,
+    ) -> io::Result<Self> {
         stream.set_nonblocking(true)?;
         stream.set_nodelay(true)?;
         tracing::debug!(%peer, "connected");
@@ -447,11 +477,19 @@ impl PollConn {
         Ok(())
     }
 
-    /// Logs how the connection ended.
-    pub fn log_end(&self, result: &io::Result<()>) {
-        match result {
-            Ok(()) => tracing::debug!(peer = %self.peer, "closed"),
-            Err(e) => log_connection_error(self.peer, e),
+    /// Drives an inline connection (nothing is ever handed) and says whether it is
+    /// done: finished or failed, logged either way. The loop then drops it.
+    pub fn drive_inline(&mut self, scratch: &mut [u8]) -> bool {
+        match self.drive(scratch) {
+            Ok(_) if self.is_finished() => {
+                tracing::debug!(peer = %self.peer, "closed");
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                log_connection_error(self.peer, &e);
+                true
+            }
         }
     }
 }

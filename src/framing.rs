@@ -286,9 +286,16 @@ mod tests {
         let mut seen = Vec::new();
         let consumed = f.push_until(input, |fr| {
             seen.push(show(fr));
-            if seen.len() == 2 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            if seen.len() == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         });
-        assert_eq!((seen.as_slice(), consumed), (&["1".to_string(), "22".to_string()][..], 5));
+        assert_eq!(
+            (seen.as_slice(), consumed),
+            (&["1".to_string(), "22".to_string()][..], 5)
+        );
         let rest = collect(&mut f, &[&input[consumed..]]);
         assert_eq!(rest, ["333"]);
     }

@@ -163,7 +163,9 @@ mod tests {
     #[test]
     fn future_completes_under_tokio() {
         let pool = Offload::start(1, 4).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         assert_eq!(rt.block_on(pool.fib(25)), Ok(75025));
     }
 }

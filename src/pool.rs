@@ -121,8 +121,14 @@ mod tests {
             .collect();
         q.wait_until_idle(2);
         // Two idle workers plus one waiting slot.
-        assert_eq!((q.offer(3), q.offer(4), q.offer(5)), (Ok(()), Ok(()), Ok(())));
-        let mut got: Vec<_> = idle.into_iter().map(|t| t.join().unwrap().unwrap()).collect();
+        assert_eq!(
+            (q.offer(3), q.offer(4), q.offer(5)),
+            (Ok(()), Ok(()), Ok(()))
+        );
+        let mut got: Vec<_> = idle
+            .into_iter()
+            .map(|t| t.join().unwrap().unwrap())
+            .collect();
         got.sort();
         assert_eq!(got, [3, 4]);
         assert_eq!(q.take(), Some(5));

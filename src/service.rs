@@ -208,9 +208,9 @@ impl Session {
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Fed {
         let (service, work) = (self.service, self.work);
         let mut handed = None;
-        let consumed = self
-            .framer
-            .push_until(input, |frame| answer(service, work, frame, out, &mut handed));
+        let consumed = self.framer.push_until(input, |frame| {
+            answer(service, work, frame, out, &mut handed)
+        });
         Fed { consumed, handed }
     }
 

@@ -84,6 +84,12 @@ impl Shutdown {
         self.inner.triggered.load(Ordering::SeqCst)
     }
 
+    /// A descriptor that becomes readable, and stays so, once shutdown is triggered:
+    /// event loops watch it beside their sockets.
+    pub fn wake_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.inner.wake_rx.as_fd()
+    }
+
     /// A receiver for async code; see [`ShutdownWatch::triggered`].
     pub fn watch(&self) -> ShutdownWatch {
         ShutdownWatch(self.inner.watch.subscribe())
@@ -201,7 +207,7 @@ impl ShutdownWatch {
 }
 
 /// Errors after which the next `accept` may well succeed.
-fn is_transient_accept_error(e: &io::Error) -> bool {
+pub(crate) fn is_transient_accept_error(e: &io::Error) -> bool {
     use nix::errno::Errno;
     matches!(
         e.raw_os_error().map(Errno::from_raw),

@@ -28,7 +28,11 @@ struct Subject {
 
 impl Subject {
     fn name(&self) -> String {
-        format!("{}{}", self.model.name, if self.offload { "+offload" } else { "" })
+        format!(
+            "{}{}",
+            self.model.name,
+            if self.offload { "+offload" } else { "" }
+        )
     }
 
     /// Starts the server with the base flags plus `extra`.
@@ -70,8 +74,14 @@ fn main() {
     let args = Arguments::from_args();
     let mut trials = Vec::new();
     let subjects = MODELS.iter().flat_map(|model| {
-        let plain = Subject { model, offload: false };
-        let offloaded = model.offload.then_some(Subject { model, offload: true });
+        let plain = Subject {
+            model,
+            offload: false,
+        };
+        let offloaded = model.offload.then_some(Subject {
+            model,
+            offload: true,
+        });
         std::iter::once(plain).chain(offloaded)
     });
     for subject in subjects {

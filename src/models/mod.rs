@@ -22,6 +22,9 @@ use std::net::TcpListener;
 use crate::server::Config;
 use crate::shutdown::Shutdown;
 
+pub mod epoll;
+pub mod nonblocking;
+pub mod select;
 pub mod single;
 pub mod threadpool;
 pub mod threads;
@@ -106,11 +109,42 @@ pub const MODELS: &[Model] = &[
         offload: true,
         serve: tokio_current::serve,
     },
+    Model {
+        name: "nonblocking",
+        source: "src/models/nonblocking.rs",
+        seed: "non-blocking server (003)",
+        summary: "one thread busy-polls non-blocking sockets, no readiness API (burns a core)",
+        clients: Clients::Concurrent,
+        offload: false,
+        serve: nonblocking::serve,
+    },
+    Model {
+        name: "select",
+        seed: "select server (003)",
+        source: "src/models/select.rs",
+        summary: "one thread, select(2) readiness; past FD_SETSIZE: ERR server busy",
+        clients: Clients::Concurrent,
+        offload: false,
+        serve: select::serve,
+    },
+    Model {
+        name: "epoll",
+        source: "src/models/epoll.rs",
+        seed: "selectors server (003)",
+        summary: "one thread, edge-triggered epoll (mio), a state machine per connection",
+        clients: Clients::Concurrent,
+        offload: true,
+        serve: epoll::serve,
+    },
 ];
 
 /// The models that accept `--offload`, for error messages.
 pub fn offload_models() -> Vec<&'static str> {
-    MODELS.iter().filter(|m| m.offload).map(|m| m.name).collect()
+    MODELS
+        .iter()
+        .filter(|m| m.offload)
+        .map(|m| m.name)
+        .collect()
 }
 
 /// Looks a model up by its `--model` name.

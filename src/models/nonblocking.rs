@@ -1,0 +1,77 @@
+//! `nonblocking` — seed 003's non-blocking server: one thread, non-blocking sockets,
+//! and a loop that tries every socket in turn, with no readiness API at all.
+//!
+//! ```text
+//! loop {
+//!     accept() every waiting client          (WouldBlock: none waiting)
+//!     for each client: write what is owed, read what is there, answer it
+//!                                            (WouldBlock: nothing there, next client)
+//! }
+//! ```
+//!
+//! The loop never sleeps while it has clients, so it burns a whole core even when
+//! they are all idle: every `read` that finds nothing is a wasted system call. That is
+//! the cost. The benefit is latency: a reply is read the moment it lands, by a thread
+//! that is already running. Blocking models pay a wake-up on every request instead:
+//! the kernel must notice the sleeping thread is runnable and, on a small VM, wake an
+//! idle vCPU to run it; a blocking ping-pong across two vCPUs costs about 74 µs here,
+//! on one vCPU about 15 µs. Spinning skips that, which is why latency-critical systems
+//! (DPDK, sockperf's busy-poll mode, the kernel's own `SO_BUSY_POLL`) spin too.
+//! With no client at all it blocks in `accept`, so an idle server costs nothing.
+//!
+//! Good at: one or two clients on a machine with a spare core: the lowest latency of
+//! all the models. Bad at: everything else. It takes a core from the clients (on 2
+//! vCPUs the client and the spinning server fight for CPU), scales linearly worse with
+//! idle connections, and a CPU-bound request blocks every client (one thread).
+//! Prediction: near the top at n=1 with one client when a core is free, and a fall
+//! on 2 vCPUs with 2 clients, where the spinner steals the clients' CPU.
+
+use std::io;
+use std::net::TcpListener;
+use std::time::Instant;
+
+use crate::connection::{PollConn, READ_CHUNK, accept_pending};
+use crate::server::Config;
+use crate::service::Work;
+use crate::shutdown::{ConnectionGuard, Shutdown};
+
+pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let mut clients: Vec<(PollConn, ConnectionGuard)> = Vec::new();
+    let mut scratch = vec![0u8; READ_CHUNK];
+    let mut deadline = None;
+    let admit = |clients: &mut Vec<_>, stream, peer| match PollConn::new(
+        stream,
+        peer,
+        config,
+        Work::Inline,
+    ) {
+        Ok(conn) => {
+            let live = shutdown.track(Some(conn.stream()));
+            clients.push((conn, live));
+        }
+        Err(e) => tracing::warn!(%peer, error = %e, "cannot set up the connection"),
+    };
+    loop {
+        if shutdown.is_triggered() {
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + config.grace);
+            if clients.is_empty() || Instant::now() >= deadline {
+                return Ok(());
+            }
+        } else if clients.is_empty() {
+            // Nothing to spin for: sleep in accept until a client comes.
+            match shutdown.accept(&listener)? {
+                Some((stream, peer)) => admit(&mut clients, stream, peer),
+                None => continue,
+            }
+        } else {
+            accept_pending(&listener, |stream, peer| admit(&mut clients, stream, peer))?;
+        }
+        clients.retain_mut(|(conn, _)| {
+            // No readiness API: assume every socket is ready and let WouldBlock say no.
+            conn.readable();
+            conn.writable();
+            !conn.drive_inline(&mut scratch)
+        });
+    }
+}

@@ -1,0 +1,123 @@
+//! `select` — seed 003's select server: one thread asks the kernel which sockets are
+//! ready with `select(2)`, then serves exactly those.
+//!
+//! ```text
+//! loop {
+//!     read set  = listener + shutdown + clients that want to read
+//!     write set = clients with replies still to write
+//!     select(read set, write set)            (sleeps until something is ready)
+//!     accept if the listener is ready; read/answer/write the ready clients
+//! }
+//! ```
+//!
+//! Unlike `nonblocking`, an idle server sleeps in the kernel. Unlike `epoll`, every
+//! call hands the kernel the whole interest set and scans it again on return, so each
+//! round costs O(highest descriptor), however few sockets are ready.
+//!
+//! The ceiling: an `fd_set` is a bitmap of `FD_SETSIZE` (1024) bits, and a descriptor
+//! at or past it cannot be watched at all (writing it would corrupt memory; `nix`
+//! refuses). fiblab's choice: a connection whose descriptor is past the ceiling is
+//! accepted, told `ERR server busy`, and closed; the listener, the shutdown socket and
+//! the earlier clients keep working, and new clients are admitted again once
+//! descriptors below the ceiling are free. With 3 descriptors for stdio, one for the
+//! listener and two for the shutdown socket pair, about 1015 clients fit at once.
+//! (`poll(2)` has no such ceiling; that is the `epoll` model's family.)
+//!
+//! Good at: a handful to a few hundred connections on one thread with no spinning, and
+//! portability (select is everywhere). Bad at: many connections (O(n) per round, and
+//! the ceiling), and, like every single-threaded loop, CPU-bound requests, which block
+//! all other clients until they finish. Prediction: close to `epoll` for 1 and 2
+//! clients; it falls behind only with hundreds of connections.
+
+use std::io::{self, Write as _};
+use std::net::TcpListener;
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::Instant;
+
+use nix::sys::select::{FD_SETSIZE, FdSet, select};
+use nix::sys::time::{TimeVal, TimeValLike};
+
+use crate::connection::{PollConn, READ_CHUNK, accept_pending};
+use crate::server::Config;
+use crate::service::{Rejection, Work};
+use crate::shutdown::{ConnectionGuard, Shutdown};
+
+pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let mut clients: Vec<(PollConn, ConnectionGuard)> = Vec::new();
+    let mut scratch = vec![0u8; READ_CHUNK];
+    let mut deadline = None;
+    loop {
+        let stopping = shutdown.is_triggered();
+        let mut timeout = None;
+        if stopping {
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + config.grace);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if clients.is_empty() || left.is_zero() {
+                return Ok(());
+            }
+            timeout = Some(TimeVal::microseconds(
+                left.as_micros().try_into().unwrap_or(i64::MAX),
+            ));
+        }
+
+        let mut readable = FdSet::new();
+        let mut writable = FdSet::new();
+        if !stopping {
+            readable.insert(listener.as_fd());
+            readable.insert(shutdown.wake_fd());
+        }
+        for (conn, _) in &clients {
+            // Every client descriptor is below FD_SETSIZE: admission checked it.
+            if conn.wants_read() {
+                readable.insert(conn.stream().as_fd());
+            }
+            if conn.wants_write() {
+                writable.insert(conn.stream().as_fd());
+            }
+        }
+        match select(None, &mut readable, &mut writable, None, timeout.as_mut()) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+
+        // The sets borrow the clients' descriptors: read them out, then serve.
+        let ready: Vec<(bool, bool)> = clients
+            .iter()
+            .map(|(conn, _)| {
+                let fd = conn.stream().as_fd();
+                (readable.contains(fd), writable.contains(fd))
+            })
+            .collect();
+        let accept_now = !stopping && readable.contains(listener.as_fd());
+
+        for ((conn, _), (can_read, can_write)) in clients.iter_mut().zip(ready) {
+            if can_read {
+                conn.readable();
+            }
+            if can_write {
+                conn.writable();
+            }
+        }
+        clients.retain_mut(|(conn, _)| !conn.drive_inline(&mut scratch));
+        if accept_now {
+            accept_pending(&listener, |mut stream, peer| {
+                if stream.as_raw_fd() as usize >= FD_SETSIZE {
+                    tracing::warn!(%peer, fd = stream.as_raw_fd(), "descriptor past select's FD_SETSIZE; turning the client away");
+                    let _ = stream.write_all(Rejection::ServerBusy.reply_line().as_bytes());
+                    return;
+                }
+                match PollConn::new(stream, peer, config, Work::Inline) {
+                    Ok(mut conn) => {
+                        let live = shutdown.track(Some(conn.stream()));
+                        // Serve what may already be there; select reports the rest.
+                        if !conn.drive_inline(&mut scratch) {
+                            clients.push((conn, live));
+                        }
+                    }
+                    Err(e) => tracing::warn!(%peer, error = %e, "cannot set up the connection"),
+                }
+            })?;
+        }
+    }
+}
