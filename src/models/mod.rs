@@ -22,7 +22,9 @@ use std::net::TcpListener;
 use crate::server::Config;
 use crate::shutdown::Shutdown;
 
+pub mod coroutines;
 pub mod epoll;
+pub mod isolates;
 pub mod nonblocking;
 pub mod select;
 pub mod single;
@@ -135,6 +137,24 @@ pub const MODELS: &[Model] = &[
         clients: Clients::Concurrent,
         offload: true,
         serve: epoll::serve,
+    },
+    Model {
+        name: "coroutines",
+        source: "src/models/coroutines.rs",
+        seed: "aserver.py (000, 001)",
+        summary: "a hand-built executor and epoll reactor, a task per connection (no tokio)",
+        clients: Clients::Concurrent,
+        offload: true,
+        serve: coroutines::serve,
+    },
+    Model {
+        name: "isolates",
+        source: "src/models/isolates.rs",
+        seed: "subinterpreters_server.py (000, 001)",
+        summary: "a thread per connection; fib runs in its own WebAssembly interpreter (wasmi), via channels",
+        clients: Clients::Concurrent,
+        offload: false,
+        serve: isolates::serve,
     },
 ];
 
