@@ -384,6 +384,14 @@ impl PollConn {
         self.write_blocked = false;
     }
 
+    /// Shutdown: stop taking requests. The socket's read side is shut, so the next
+    /// read sees end of input: pending bytes are answered, replies owed are written,
+    /// and the connection finishes.
+    pub fn stop_reading(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Read);
+        self.read_blocked = false;
+    }
+
     /// Would read if the socket had bytes.
     pub fn wants_read(&self) -> bool {
         !self.read_closed

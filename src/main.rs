@@ -247,6 +247,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         grace: args.grace,
         offload: args.offload,
     };
+    raise_descriptor_limit();
     let addr = SocketAddr::new(args.bind, args.port);
     // Before any thread exists, so that every thread inherits the mask and only the
     // signal thread ever sees SIGINT/SIGTERM.
@@ -274,6 +275,20 @@ fn serve(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("model {} failed", model.name))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A server holds one descriptor per client; the usual soft limit of 1024 would refuse
+/// clients long before the machine runs out. Raise it to the hard limit, as most
+/// servers do.
+fn raise_descriptor_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, soft, "cannot raise the descriptor limit");
+            }
+        }
+    }
 }
 
 /// SIGINT/SIGTERM start a graceful shutdown; a second one exits at once.

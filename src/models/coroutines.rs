@@ -36,7 +36,7 @@ use std::io::{self, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::ThreadId;
@@ -70,7 +70,8 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
                     continue;
                 }
             };
-            let live = conn_shutdown.track(Some(&stream));
+            // Counted only: at shutdown the reactor ends every read itself.
+            let live = conn_shutdown.track(None);
             let Ok(stream) = Async::new(stream, &reactor) else {
                 continue;
             };
@@ -187,6 +188,7 @@ impl Executor {
             registry: poll.registry().try_clone()?,
             waiting: Mutex::new(HashMap::new()),
             next_token: AtomicUsize::new(2),
+            reads_stopped: AtomicBool::new(false),
         });
         Ok(Executor {
             poll,
@@ -240,6 +242,7 @@ impl Executor {
                     NOTIFY => {} // woken tasks are already on the run queue
                     SHUTDOWN if deadline.is_none() => {
                         accept_task.cancel();
+                        self.reactor.stop_reads();
                         deadline = Some(Instant::now() + grace);
                         let _ = self.poll.registry().deregister(&mut SourceFd(&wake_fd));
                     }
@@ -282,9 +285,21 @@ struct Reactor {
     registry: mio::Registry,
     waiting: Mutex<HashMap<Token, Waiting>>,
     next_token: AtomicUsize,
+    /// Set at shutdown: every read returns end of input from then on.
+    reads_stopped: AtomicBool,
 }
 
 impl Reactor {
+    /// Shutdown: ends every read, waking the tasks parked in one.
+    fn stop_reads(&self) {
+        self.reads_stopped.store(true, Ordering::SeqCst);
+        let readers: Vec<Waker> = lock(&self.waiting)
+            .values_mut()
+            .filter_map(|w| w.reader.take())
+            .collect();
+        readers.into_iter().for_each(Waker::wake);
+    }
+
     /// Leaves `waker` to be woken when `token`'s socket is ready for `direction`.
     fn wait(&self, token: Token, direction: Direction, waker: &Waker) {
         let mut waiting = lock(&self.waiting);
@@ -379,11 +394,20 @@ impl Async<TcpListener> {
 
 impl AsyncStream for Async<TcpStream> {
     async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io(Direction::Read, |mut s| s.read(buf)).await
+        self.io(Direction::Read, |mut s| {
+            match self.reactor.reads_stopped.load(Ordering::SeqCst) {
+                true => Ok(0),
+                false => s.read(buf),
+            }
+        })
+        .await
     }
 
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&self.io).read(buf)
+        match self.reactor.reads_stopped.load(Ordering::SeqCst) {
+            true => Ok(0),
+            false => (&self.io).read(buf),
+        }
     }
 
     async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {

@@ -127,7 +127,8 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
                         {
                             return log_connection_error(peer, &e);
                         }
-                        let live = shutdown.track(Some(conn.stream()));
+                        // Counted only: this loop stops its own clients' reads at shutdown.
+                        let live = shutdown.track(None);
                         clients.insert(
                             token,
                             Client {

@@ -174,12 +174,18 @@ pub fn find(name: &str) -> Option<&'static Model> {
 
 /// The registry as a markdown table: `fiblab models --markdown`, and the README's.
 pub fn markdown_table() -> String {
-    let mut table =
-        String::from("| model | seed program | how it schedules | source |\n|---|---|---|---|\n");
+    let mut table = String::from(
+        "| model | seed program | how it schedules | `--offload` | source |\n|---|---|---|---|---|\n",
+    );
     for m in MODELS {
         table.push_str(&format!(
-            "| `{}` | {} | {} | [{}]({}) |\n",
-            m.name, m.seed, m.summary, m.source, m.source
+            "| `{}` | {} | {} | {} | [{}]({}) |\n",
+            m.name,
+            m.seed,
+            m.summary,
+            if m.offload { "yes" } else { "" },
+            m.source,
+            m.source
         ));
     }
     table

@@ -47,13 +47,17 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
         Work::Inline,
     ) {
         Ok(conn) => {
-            let live = shutdown.track(Some(conn.stream()));
+            // Counted only: this loop stops its own clients' reads at shutdown.
+            let live = shutdown.track(None);
             clients.push((conn, live));
         }
         Err(e) => tracing::warn!(%peer, error = %e, "cannot set up the connection"),
     };
     loop {
         if shutdown.is_triggered() {
+            if deadline.is_none() {
+                clients.iter_mut().for_each(|(conn, _)| conn.stop_reading());
+            }
             let deadline = *deadline.get_or_insert_with(|| Instant::now() + config.grace);
             if clients.is_empty() || Instant::now() >= deadline {
                 return Ok(());

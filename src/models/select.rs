@@ -51,6 +51,9 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
         let stopping = shutdown.is_triggered();
         let mut timeout = None;
         if stopping {
+            if deadline.is_none() {
+                clients.iter_mut().for_each(|(conn, _)| conn.stop_reading());
+            }
             let deadline = *deadline.get_or_insert_with(|| Instant::now() + config.grace);
             let left = deadline.saturating_duration_since(Instant::now());
             if clients.is_empty() || left.is_zero() {
@@ -109,7 +112,8 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
                 }
                 match PollConn::new(stream, peer, config, Work::Inline) {
                     Ok(mut conn) => {
-                        let live = shutdown.track(Some(conn.stream()));
+                        // Counted only: this loop stops its own clients' reads at shutdown.
+                        let live = shutdown.track(None);
                         // Serve what may already be there; select reports the rest.
                         if !conn.drive_inline(&mut scratch) {
                             clients.push((conn, live));

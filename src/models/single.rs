@@ -14,6 +14,9 @@
 //! handshake) and then waits unanswered until the first client leaves. The seeds'
 //! tables write "cannot serve" in its 2-client cells; fiblab's benchmark shows 0 req/s
 //! for the second connection.
+//!
+//! Prediction: the best single-client figures at n=1 (no hand-off between threads), the
+//! same total with 2 clients, all of it on the first connection and 0 on the second.
 
 use std::io;
 use std::net::TcpListener;

@@ -26,6 +26,10 @@
 //! to one client for the client's whole life, so K idle clients starve everyone else.
 //! The seeds' pools hand out *requests*, not connections; that needs the event-loop
 //! models, where a connection costs nothing while it is idle.
+//!
+//! Prediction: the same as `threads` for 1 and 2 clients (a connection holds a worker
+//! just as it holds a thread); it differs only beyond `--workers` clients, where the
+//! extra ones wait or are turned away instead of getting a thread each.
 
 use std::io::{self, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};

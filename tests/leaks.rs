@@ -1,0 +1,91 @@
+//! No model leaks a descriptor or a thread: each one serves in this process, with
+//! clients served, one left connected, and (where it can) `--offload` on; after
+//! shutdown the process has exactly the descriptors and threads it had before.
+//!
+//! One test that runs the models one after another, alone in its test binary, so
+//! nothing else opens descriptors or threads while it counts.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use fiblab::models::MODELS;
+use fiblab::server::{Config, bind};
+use fiblab::shutdown::Shutdown;
+
+fn count(dir: &str) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+fn descriptors() -> usize {
+    count("/proc/self/fd")
+}
+
+fn threads() -> usize {
+    count("/proc/self/task")
+}
+
+/// Waits up to 2 s for the counts to come back: an exiting thread may still be
+/// listed for a moment after it has done its last work.
+fn settles_to(fds: usize, tasks: usize) -> (usize, usize) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let now = (descriptors(), threads());
+        if now == (fds, tasks) || Instant::now() > deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn ask(stream: &mut BufReader<TcpStream>, request: &str) -> String {
+    stream.get_mut().write_all(request.as_bytes()).unwrap();
+    let mut line = String::new();
+    stream.read_line(&mut line).unwrap();
+    line.trim_end().to_string()
+}
+
+#[test]
+fn no_descriptor_or_thread_outlives_a_model() {
+    let variants = MODELS
+        .iter()
+        .flat_map(|m| [(m, false), (m, true)])
+        .filter(|(m, offload)| !offload || m.offload);
+    for (model, offload) in variants {
+        let (fds_before, threads_before) = (descriptors(), threads());
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = Shutdown::new().unwrap();
+        let config = Config {
+            workers: 2,
+            offload,
+            grace: Duration::from_secs(2),
+            ..Config::default()
+        };
+        let serving = {
+            let shutdown = shutdown.clone();
+            std::thread::spawn(move || (model.serve)(listener, &config, shutdown))
+        };
+        for n in ["10\n", "20\n"] {
+            let mut client = BufReader::new(TcpStream::connect(addr).unwrap());
+            assert!(!ask(&mut client, n).is_empty());
+        }
+        // A client still connected (and idle) when shutdown comes.
+        let mut idle = BufReader::new(TcpStream::connect(addr).unwrap());
+        assert_eq!(ask(&mut idle, "1\n"), "1", "{}", model.name);
+
+        shutdown.trigger();
+        serving.join().unwrap().unwrap();
+        drop(idle);
+        drop(shutdown);
+        let after = settles_to(fds_before, threads_before);
+        assert_eq!(
+            after,
+            (fds_before, threads_before),
+            "{}{}: (descriptors, threads) before {:?}, after {after:?}",
+            model.name,
+            if offload { " --offload" } else { "" },
+            (fds_before, threads_before)
+        );
+    }
+}
