@@ -16,6 +16,7 @@
 //!   a readiness-driven state machine.
 //! - [`pool`] — the bounded producer-consumer queue behind every pool.
 //! - [`offload`] — `--offload`: fib in a bounded worker pool that wakes the loop.
+//! - [`process`] — starting fiblab child processes that die with their parent.
 //! - [`server`] — [`server::Config`] and [`server::bind`].
 //! - [`shutdown`] — [`shutdown::Shutdown`]: stop accepting, wake blocked readers,
 //!   drain within a grace period.
@@ -35,6 +36,7 @@ pub mod framing;
 pub mod models;
 pub mod offload;
 pub mod pool;
+pub mod process;
 pub mod seeds;
 pub mod server;
 pub mod service;

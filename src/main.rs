@@ -49,6 +49,9 @@ enum Command {
         #[command(subcommand)]
         command: SeedsCommand,
     },
+    /// A procpool worker process: fib requests on stdin, replies on stdout.
+    #[command(hide = true)]
+    Worker,
 }
 
 #[derive(Args)]
@@ -81,6 +84,14 @@ struct ServeArgs {
     /// event loop stays free; for the models that have one (see `fiblab models`).
     #[arg(long)]
     offload: bool,
+    /// prefork: one port per process (the seed's form), from --port up, instead of one
+    /// shared SO_REUSEPORT port.
+    #[arg(long)]
+    ports: bool,
+    /// Serve on the listening socket passed as standard input (how prefork starts its
+    /// processes) instead of binding one.
+    #[arg(long, hide = true)]
+    inherited_listener: bool,
     /// On SIGINT/SIGTERM, how long open connections get to finish (e.g. 5s, 500ms).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     grace: Duration,
@@ -191,6 +202,9 @@ fn run(command: Command) -> Result<()> {
             }
             ensure_correct(report.wrong)
         }
+        Command::Worker => {
+            fiblab::models::procpool::worker_main().context("procpool worker failed")
+        }
         Command::Seeds { command } => match command {
             SeedsCommand::List { dir } => {
                 for p in seeds::load(&dir.unwrap_or_else(seeds::default_dir))? {
@@ -233,6 +247,12 @@ fn serve(args: ServeArgs) -> Result<()> {
             models::offload_models().join(", ")
         );
     }
+    if args.ports && !model.ports {
+        bail!(
+            "model {} has no --ports: only prefork runs one process per port",
+            model.name
+        );
+    }
     if args.workers == Some(0) {
         bail!("--workers must be at least 1");
     }
@@ -246,6 +266,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         queue: args.queue,
         grace: args.grace,
         offload: args.offload,
+        ports: args.ports,
     };
     raise_descriptor_limit();
     let addr = SocketAddr::new(args.bind, args.port);
@@ -253,11 +274,13 @@ fn serve(args: ServeArgs) -> Result<()> {
     // signal thread ever sees SIGINT/SIGTERM.
     let shutdown = Shutdown::new().context("cannot set up shutdown handling")?;
     spawn_signal_thread(shutdown.clone())?;
-    let listener = server::bind(addr).with_context(|| {
-        format!(
-            "cannot listen on {addr}; is another server using the port? Pick another with --port"
-        )
-    })?;
+    let listener = if args.inherited_listener {
+        inherited_listener()?
+    } else {
+        server::bind_with(addr, model.reuse_port).with_context(|| {
+            format!("cannot listen on {addr}; is another server using the port? Pick another with --port")
+        })?
+    };
     let local = listener.local_addr()?;
     if !args.bind.is_loopback() {
         tracing::warn!(%local, "listening beyond loopback: anyone who can reach this address can load the server");
@@ -275,6 +298,18 @@ fn serve(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("model {} failed", model.name))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The listening socket a parent process passed as our standard input.
+fn inherited_listener() -> Result<std::net::TcpListener> {
+    use std::os::fd::AsFd;
+    fiblab::process::die_with_parent()?;
+    let fd = io::stdin().as_fd().try_clone_to_owned()?;
+    let listening = nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::AcceptConn);
+    if !matches!(listening, Ok(true)) {
+        bail!("--inherited-listener: standard input is not a listening socket");
+    }
+    Ok(std::net::TcpListener::from(fd))
 }
 
 /// A server holds one descriptor per client; the usual soft limit of 1024 would refuse
@@ -365,9 +400,12 @@ fn init_logging(verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Colours only for a person at a terminal, never into a pipe or a log file.
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
         .init();
 }
 

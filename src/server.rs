@@ -22,6 +22,8 @@ pub struct Config {
     pub queue: usize,
     /// How long shutdown waits for open connections before cutting them.
     pub grace: Duration,
+    /// `prefork`: one port per process (the seed's form) instead of one shared port.
+    pub ports: bool,
     /// Run fib in a bounded worker pool (`--workers` threads, `--queue` waiting jobs)
     /// instead of on the loop; only models whose registry entry allows it.
     pub offload: bool,
@@ -36,6 +38,7 @@ impl Default for Config {
             queue: 64,
             grace: Duration::from_secs(5),
             offload: false,
+            ports: false,
         }
     }
 }
@@ -49,8 +52,19 @@ pub fn default_workers() -> usize {
 /// once (as the seeds do), and a deep accept backlog so a burst of clients queues in the
 /// kernel instead of being refused.
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    bind_with(addr, false)
+}
+
+/// [`bind`], optionally with `SO_REUSEPORT`, so that other sockets (`prefork`'s
+/// processes) can bind the same port and the kernel spreads connections over them.
+/// Only models that ask for it get it: on an ordinary server it would let a second
+/// server start on a busy port and silently take half its clients.
+pub fn bind_with(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }

@@ -82,6 +82,8 @@ pub enum Rejection {
     NotUtf8,
     #[error("server busy")]
     ServerBusy,
+    #[error("worker died")]
+    WorkerDied,
 }
 
 impl Rejection {

@@ -90,6 +90,14 @@ impl Shutdown {
         self.inner.wake_rx.as_fd()
     }
 
+    /// Sleeps until shutdown is triggered or `timeout` passes; true if triggered.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let mut fds = [PollFd::new(self.inner.wake_rx.as_fd(), PollFlags::POLLIN)];
+        let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let _ = poll(&mut fds, PollTimeout::from(millis));
+        self.is_triggered()
+    }
+
     /// A receiver for async code; see [`ShutdownWatch::triggered`].
     pub fn watch(&self) -> ShutdownWatch {
         ShutdownWatch(self.inner.watch.subscribe())

@@ -285,6 +285,21 @@ fn two_clients(subject: Subject) {
             );
             assert_eq!(first.ask("11\n"), "89", "first client still served");
         }
+        Clients::Sharded => match second.line_within(Duration::from_millis(500)) {
+            Ok(line) => {
+                assert_eq!(line, "6765", "second client, on another worker");
+                assert_eq!(first.ask("11\n"), "89", "first client still served");
+            }
+            Err(_) => {
+                // Hashed onto the first client's worker: served once it is free.
+                drop(first);
+                assert_eq!(
+                    second.line(),
+                    "6765",
+                    "second client served once the first left"
+                );
+            }
+        },
         Clients::OneAtATime => {
             second.assert_silent_for(Duration::from_millis(300));
             drop(first);

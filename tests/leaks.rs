@@ -1,6 +1,7 @@
-//! No model leaks a descriptor or a thread: each one serves in this process, with
-//! clients served, one left connected, and (where it can) `--offload` on; after
-//! shutdown the process has exactly the descriptors and threads it had before.
+//! No model leaks a descriptor, a thread or a child process: each one serves in this
+//! process, with clients served, one left connected, and (where it can) `--offload`
+//! on; after shutdown the process has exactly the descriptors, threads and children
+//! it had before.
 //!
 //! One test that runs the models one after another, alone in its test binary, so
 //! nothing else opens descriptors or threads while it counts.
@@ -10,7 +11,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use fiblab::models::MODELS;
-use fiblab::server::{Config, bind};
+use fiblab::server::{Config, bind_with};
 use fiblab::shutdown::Shutdown;
 
 fn count(dir: &str) -> usize {
@@ -25,13 +26,32 @@ fn threads() -> usize {
     count("/proc/self/task")
 }
 
+/// Processes (not zombies) whose parent is this test process.
+fn child_processes() -> usize {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            let Some((_, rest)) = stat.rsplit_once(") ") else {
+                return false;
+            };
+            let mut fields = rest.split_whitespace();
+            let state = fields.next();
+            fields.next() == Some(me.as_str()) && state != Some("Z")
+        })
+        .count()
+}
+
 /// Waits up to 2 s for the counts to come back: an exiting thread may still be
 /// listed for a moment after it has done its last work.
-fn settles_to(fds: usize, tasks: usize) -> (usize, usize) {
+fn settles_to(before: (usize, usize, usize)) -> (usize, usize, usize) {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        let now = (descriptors(), threads());
-        if now == (fds, tasks) || Instant::now() > deadline {
+        let now = (descriptors(), threads(), child_processes());
+        if now == before || Instant::now() > deadline {
             return now;
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -46,14 +66,16 @@ fn ask(stream: &mut BufReader<TcpStream>, request: &str) -> String {
 }
 
 #[test]
-fn no_descriptor_or_thread_outlives_a_model() {
+fn no_descriptor_thread_or_process_outlives_a_model() {
+    // Process models start the fiblab binary, not this test binary, as their children.
+    fiblab::process::use_fiblab_exe(env!("CARGO_BIN_EXE_fiblab").into());
     let variants = MODELS
         .iter()
         .flat_map(|m| [(m, false), (m, true)])
         .filter(|(m, offload)| !offload || m.offload);
     for (model, offload) in variants {
-        let (fds_before, threads_before) = (descriptors(), threads());
-        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let before = (descriptors(), threads(), child_processes());
+        let listener = bind_with("127.0.0.1:0".parse().unwrap(), model.reuse_port).unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = Shutdown::new().unwrap();
         let config = Config {
@@ -78,14 +100,13 @@ fn no_descriptor_or_thread_outlives_a_model() {
         serving.join().unwrap().unwrap();
         drop(idle);
         drop(shutdown);
-        let after = settles_to(fds_before, threads_before);
+        let after = settles_to(before);
         assert_eq!(
             after,
-            (fds_before, threads_before),
-            "{}{}: (descriptors, threads) before {:?}, after {after:?}",
+            before,
+            "{}{}: (descriptors, threads, child processes) before {before:?}, after {after:?}",
             model.name,
             if offload { " --offload" } else { "" },
-            (fds_before, threads_before)
         );
     }
 }

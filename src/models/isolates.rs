@@ -25,6 +25,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+
 use std::sync::mpsc;
 
 use wasmi::{Engine, Linker, Module, Store, TypedFunc};
@@ -94,21 +95,10 @@ impl Isolate {
 
 pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::Result<()> {
     let module = FibModule::assemble()?;
-    while let Some((stream, peer)) = shutdown.accept(&listener)? {
-        let live = shutdown.track(Some(&stream));
-        let (config, module) = (*config, module.clone());
-        let spawned = std::thread::Builder::new()
-            .name(format!("conn-{peer}"))
-            .spawn(move || {
-                let _live = live;
-                handle(stream, peer, &config, &module);
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(%peer, error = %e, "cannot spawn a thread; dropping the connection");
-        }
-    }
-    shutdown.wait_drained(config.grace);
-    Ok(())
+    // The `threads` model, with fib computed by the connection's own isolate.
+    super::threads::serve_with(listener, config, shutdown, move |stream, peer, config| {
+        handle(stream, peer, config, &module);
+    })
 }
 
 /// The connection thread: starts its isolate, then serves the connection with every

@@ -26,6 +26,8 @@ pub mod coroutines;
 pub mod epoll;
 pub mod isolates;
 pub mod nonblocking;
+pub mod prefork;
+pub mod procpool;
 pub mod select;
 pub mod single;
 pub mod threadpool;
@@ -45,6 +47,10 @@ pub enum Clients {
     /// Every connected client is answered while the others stay connected (up to the
     /// model's own documented limits, such as a pool's queue).
     Concurrent,
+    /// Clients are spread over one-client-at-a-time workers by a hash the server does
+    /// not control: a second client is served at once, or (if it lands on the busy
+    /// worker) once the first leaves.
+    Sharded,
 }
 
 /// One registry entry.
@@ -61,6 +67,11 @@ pub struct Model {
     pub clients: Clients,
     /// Accepts `--offload`: fib in a bounded worker pool instead of on the loop.
     pub offload: bool,
+    /// Accepts `--ports`: one port per worker process instead of one shared port.
+    pub ports: bool,
+    /// Its listener is bound with `SO_REUSEPORT`, so its processes can bind the
+    /// same port.
+    pub reuse_port: bool,
     pub serve: ServeFn,
 }
 
@@ -73,6 +84,8 @@ pub const MODELS: &[Model] = &[
         summary: "one thread: accept a client, serve it until it leaves, then the next",
         clients: Clients::OneAtATime,
         offload: false,
+        ports: false,
+        reuse_port: false,
         serve: single::serve,
     },
     Model {
@@ -82,6 +95,8 @@ pub const MODELS: &[Model] = &[
         summary: "one OS thread per connection",
         clients: Clients::Concurrent,
         offload: false,
+        ports: false,
+        reuse_port: false,
         serve: threads::serve,
     },
     Model {
@@ -91,6 +106,8 @@ pub const MODELS: &[Model] = &[
         summary: "--workers threads take connections from a bounded queue; beyond it: ERR server busy",
         clients: Clients::Concurrent,
         offload: false,
+        ports: false,
+        reuse_port: false,
         serve: threadpool::serve,
     },
     Model {
@@ -100,6 +117,8 @@ pub const MODELS: &[Model] = &[
         summary: "tokio multi-thread runtime, a task per connection (Go's goroutines)",
         clients: Clients::Concurrent,
         offload: true,
+        ports: false,
+        reuse_port: false,
         serve: tokio_multi::serve,
     },
     Model {
@@ -109,6 +128,8 @@ pub const MODELS: &[Model] = &[
         summary: "tokio current-thread runtime, a task per connection (green threads)",
         clients: Clients::Concurrent,
         offload: true,
+        ports: false,
+        reuse_port: false,
         serve: tokio_current::serve,
     },
     Model {
@@ -118,6 +139,8 @@ pub const MODELS: &[Model] = &[
         summary: "one thread busy-polls non-blocking sockets, no readiness API (burns a core)",
         clients: Clients::Concurrent,
         offload: false,
+        ports: false,
+        reuse_port: false,
         serve: nonblocking::serve,
     },
     Model {
@@ -127,6 +150,8 @@ pub const MODELS: &[Model] = &[
         summary: "one thread, select(2) readiness; past FD_SETSIZE: ERR server busy",
         clients: Clients::Concurrent,
         offload: false,
+        ports: false,
+        reuse_port: false,
         serve: select::serve,
     },
     Model {
@@ -136,6 +161,8 @@ pub const MODELS: &[Model] = &[
         summary: "one thread, edge-triggered epoll (mio), a state machine per connection",
         clients: Clients::Concurrent,
         offload: true,
+        ports: false,
+        reuse_port: false,
         serve: epoll::serve,
     },
     Model {
@@ -145,6 +172,8 @@ pub const MODELS: &[Model] = &[
         summary: "a hand-built executor and epoll reactor, a task per connection (no tokio)",
         clients: Clients::Concurrent,
         offload: true,
+        ports: false,
+        reuse_port: false,
         serve: coroutines::serve,
     },
     Model {
@@ -154,7 +183,31 @@ pub const MODELS: &[Model] = &[
         summary: "a thread per connection; fib runs in its own WebAssembly interpreter (wasmi), via channels",
         clients: Clients::Concurrent,
         offload: false,
+        ports: false,
+        reuse_port: false,
         serve: isolates::serve,
+    },
+    Model {
+        name: "procpool",
+        source: "src/models/procpool.rs",
+        seed: "multiprocess_server.py (000, 001, 004)",
+        summary: "a thread per connection; fib runs in a pool of --workers worker processes, over pipes",
+        clients: Clients::Concurrent,
+        offload: false,
+        ports: false,
+        reuse_port: false,
+        serve: procpool::serve,
+    },
+    Model {
+        name: "prefork",
+        source: "src/models/prefork.rs",
+        seed: "many_server.py (000, 001)",
+        summary: "--workers single-thread server processes on one SO_REUSEPORT port (--ports: a port each)",
+        clients: Clients::Sharded,
+        offload: false,
+        ports: true,
+        reuse_port: true,
+        serve: prefork::serve,
     },
 ];
 

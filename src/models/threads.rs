@@ -21,21 +21,32 @@
 //! compared with.
 
 use std::io;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 
 use crate::connection::serve_blocking;
 use crate::server::Config;
 use crate::shutdown::Shutdown;
 
 pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::Result<()> {
+    serve_with(listener, config, shutdown, serve_blocking)
+}
+
+/// The accept-and-spawn loop, with what each connection thread runs as a parameter:
+/// `isolates` and `procpool` are this model with fib computed elsewhere.
+pub fn serve_with(
+    listener: TcpListener,
+    config: &Config,
+    shutdown: Shutdown,
+    handle: impl Fn(TcpStream, SocketAddr, &Config) + Clone + Send + 'static,
+) -> io::Result<()> {
     while let Some((stream, peer)) = shutdown.accept(&listener)? {
         let live = shutdown.track(Some(&stream));
-        let config = *config;
+        let (config, handle) = (*config, handle.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("conn-{peer}"))
             .spawn(move || {
                 let _live = live;
-                serve_blocking(stream, peer, &config);
+                handle(stream, peer, &config);
             });
         if let Err(e) = spawned {
             // The stream and guard went down with the closure: the client sees a close.
