@@ -46,7 +46,7 @@ pub fn fiblab_child() -> io::Result<Command> {
 }
 
 /// In a child started by [`fiblab_child`]: be killed when the parent dies, and exit
-/// at once if it already has.
+/// (status 0, silently) at once if it already has.
 ///
 /// The signal is SIGKILL: a child must not outlive its parent even while busy
 /// computing or ignoring the usual signals.
