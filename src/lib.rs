@@ -22,6 +22,8 @@
 //!   drain within a grace period.
 //! - [`models`] — one module per concurrency model behind one signature, and the
 //!   [`models::MODELS`] registry that the CLI, the docs and the tests read.
+//! - [`load`] — `fiblab load`, the load generator: closed and open loop, mixes,
+//!   HdrHistogram latencies corrected for coordinated omission, text/JSON/CSV reports.
 //! - [`client`] — `perf1` and `perf2`, the seeds' measuring clients.
 //! - [`seeds`] — the seeds' own programs, extracted from the seed documents to run as
 //!   peers.
@@ -33,6 +35,7 @@ pub mod client;
 pub mod connection;
 pub mod fib;
 pub mod framing;
+pub mod load;
 pub mod models;
 pub mod offload;
 pub mod pool;

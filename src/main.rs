@@ -8,8 +8,13 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
-use fiblab::client::perf2::Bound;
-use fiblab::client::{Workload, parse_duration, perf1, perf2};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use fiblab::client::{parse_duration, perf1, perf2};
+use fiblab::load::mix::{Class, Mix};
+use fiblab::load::report::{render_csv, render_json, render_text};
+use fiblab::load::{self, Hooks, LoadSpec, Stop};
 use fiblab::models::{self, MODELS};
 use fiblab::server::{self, Config};
 use fiblab::service::{DEFAULT_MAX_LINE, DEFAULT_MAX_N, Service, ServiceKind};
@@ -40,6 +45,8 @@ enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// Load generator: closed or open loop, mixes, latency percentiles, JSON/CSV.
+    Load(Box<LoadArgs>),
     /// The seeds' perf1: one connection, the latency of every request.
     Perf1(Perf1Args),
     /// The seeds' perf2: requests per second, once a second, over --conns connections.
@@ -105,7 +112,7 @@ struct Target {
     /// Send the request with no newline, as Beazley's clients do (b'30').
     #[arg(long)]
     no_newline: bool,
-    /// Stop after this many requests in all.
+    /// Stop after exactly this many requests in all.
     #[arg(short, long, conflicts_with = "duration")]
     count: Option<u64>,
     /// Stop after this long (e.g. 3s, 500ms, 1m).
@@ -132,6 +139,69 @@ struct Perf2Args {
     conns: usize,
     #[command(flatten)]
     target: Target,
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// Server address.
+    #[arg(short, long, default_value = "127.0.0.1:25000", value_parser = parse_addr)]
+    addr: SocketAddr,
+    /// Ask for fib(n) (the default is n = 1).
+    #[arg(short, long, conflicts_with_all = ["mix", "request"])]
+    n: Option<u32>,
+    /// A weighted mix of fib requests, e.g. 1:99,36:1 (n:weight,...); statistics per n.
+    #[arg(long, conflicts_with = "request")]
+    mix: Option<String>,
+    /// Send this line instead (any line protocol: PING for redis, "get k" for memcached).
+    #[arg(long)]
+    request: Option<String>,
+    /// Send requests with no newline, as Beazley's clients do.
+    #[arg(long)]
+    no_newline: bool,
+    /// Connections.
+    #[arg(short, long, default_value_t = 1)]
+    conns: usize,
+    /// Requests in flight per connection (open loop: at most this many; later ones
+    /// wait and are measured from when they were due).
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
+    /// Open loop: send this many requests per second in all, on schedule, and measure
+    /// latency from when each was due (coordinated-omission corrected).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Measure for this long (after the warm-up). Default: 10s.
+    #[arg(short, long, value_parser = parse_duration, conflicts_with = "requests")]
+    duration: Option<Duration>,
+    /// Measure exactly this many requests (after the warm-up).
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Run this long first without measuring.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// A request without a reply for this long is a timeout error.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Client threads (connections are spread over them). Default: CPUs.
+    #[arg(short, long)]
+    threads: Option<usize>,
+    /// Busy-poll the sockets instead of sleeping (no wake-up latency; a core per thread).
+    #[arg(long)]
+    spin: bool,
+    /// Pin client threads to these CPUs, e.g. 0,1 or 2-3.
+    #[arg(long, value_parser = parse_cpus)]
+    cpus: Option<Vec<usize>>,
+    /// Seed of the random class choice in a mix.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write the whole report as JSON to this file (- for stdout).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the per-second series as CSV to this file (- for stdout).
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// No live progress line on stderr.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 #[derive(Subcommand)]
@@ -177,30 +247,39 @@ fn run(command: Command) -> Result<()> {
             io::stdout().write_all(table.as_bytes())?;
             Ok(())
         }
+        Command::Load(args) => load_command(*args),
         Command::Perf1(args) => {
-            let workload = workload(args.n, &args.target)?;
-            let bound = bound(&args.target, Bound::Count(10));
-            let report = perf1::run(args.target.addr, &workload, bound, &mut io::stdout().lock())
-                .with_context(|| connect_hint(args.target.addr))?;
-            ensure_correct(report.wrong)
+            let class = fib_class(args.n, &args.target)?;
+            let stop = stop(&args.target, Stop::Requests(10));
+            let report = perf1::run(
+                args.target.addr,
+                class,
+                stop,
+                interrupt_on_ctrl_c()?,
+                io::stdout(),
+            )
+            .with_context(|| connect_hint(args.target.addr))?;
+            ensure_correct(report.errors.wrong)
         }
         Command::Perf2(args) => {
-            let workload = workload(args.n, &args.target)?;
-            let bound = bound(&args.target, Bound::Duration(Duration::from_secs(5)));
+            let class = fib_class(args.n, &args.target)?;
+            let stop = stop(&args.target, Stop::After(Duration::from_secs(5)));
+            let interrupt = interrupt_on_ctrl_c()?;
             let report = perf2::run(
                 args.target.addr,
-                &workload,
+                class,
                 args.conns,
-                bound,
+                stop,
+                interrupt,
                 &mut io::stdout().lock(),
             )?;
-            if report.errors.len() == report.per_connection.len() {
+            if report.requests_ok == 0 && report.errors.connect > 0 {
                 bail!(
                     "every connection failed; {}",
                     connect_hint(args.target.addr)
                 );
             }
-            ensure_correct(report.wrong)
+            ensure_correct(report.errors.wrong)
         }
         Command::Worker => {
             fiblab::models::procpool::worker_main().context("procpool worker failed")
@@ -328,6 +407,22 @@ fn raise_descriptor_limit() {
 
 /// SIGINT/SIGTERM start a graceful shutdown; a second one exits at once.
 fn spawn_signal_thread(shutdown: Shutdown) -> Result<()> {
+    on_signals(move || shutdown.trigger())
+}
+
+/// A flag that Ctrl-C (or SIGTERM) sets, for clients that then report what they
+/// measured so far; a second signal exits at once.
+fn interrupt_on_ctrl_c() -> Result<Arc<AtomicBool>> {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    on_signals(move || flag.store(true, Ordering::SeqCst))?;
+    Ok(interrupt)
+}
+
+/// Runs `first` on the first SIGINT/SIGTERM and exits on the second. Must be called
+/// before any other thread starts: they inherit the blocked mask, so only the
+/// signal thread ever sees these signals.
+fn on_signals(mut first: impl FnMut() + Send + 'static) -> Result<()> {
     use nix::sys::signal::{SigSet, Signal};
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGINT);
@@ -342,11 +437,8 @@ fn spawn_signal_thread(shutdown: Shutdown) -> Result<()> {
             while let Ok(signal) = signals.wait() {
                 seen += 1;
                 if seen == 1 {
-                    tracing::info!(
-                        ?signal,
-                        "shutting down: no new connections, open ones get the grace period"
-                    );
-                    shutdown.trigger();
+                    first();
+                    tracing::info!(?signal, "stopping: a second signal exits at once");
                 } else {
                     tracing::warn!(?signal, "second signal: exiting now");
                     std::process::exit(1);
@@ -356,20 +448,112 @@ fn spawn_signal_thread(shutdown: Shutdown) -> Result<()> {
     Ok(())
 }
 
-fn workload(n: u32, target: &Target) -> Result<Workload> {
+fn load_command(args: LoadArgs) -> Result<()> {
+    let newline = !args.no_newline;
+    let mix = match (&args.request, &args.mix, args.n) {
+        (Some(text), _, _) => Mix::new(vec![Class::text(text, newline)]),
+        (None, Some(mix), _) => Mix::parse_fib(mix, newline),
+        (None, None, n) => Mix::new(vec![fib_class_of(n.unwrap_or(1), newline)?]),
+    }
+    .map_err(anyhow::Error::msg)?;
+    if args.conns == 0 || args.pipeline == 0 {
+        bail!("--conns and --pipeline must be at least 1");
+    }
+    if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        bail!("--rate must be a positive number of requests per second");
+    }
+    let spec = LoadSpec {
+        addr: args.addr,
+        mix,
+        connections: args.conns,
+        pipeline: args.pipeline,
+        rate: args.rate,
+        stop: match (args.requests, args.duration) {
+            (Some(n), _) => Stop::Requests(n),
+            (None, d) => Stop::After(d.unwrap_or(Duration::from_secs(10))),
+        },
+        warmup: args.warmup,
+        timeout: args.timeout,
+        threads: args.threads.unwrap_or_else(server::default_workers),
+        spin: args.spin,
+        cpus: args.cpus,
+        seed: args.seed,
+    };
+    let interrupt = interrupt_on_ctrl_c()?;
+    let quiet = args.quiet;
+    let mut live = |second: u64, ok: u64, errors: u64| {
+        if !quiet {
+            eprintln!(
+                "  {:>4}s  {ok:>9} req/s  {errors} errors so far",
+                second + 1
+            );
+        }
+    };
+    let report = load::run(
+        &spec,
+        interrupt,
+        Hooks {
+            on_second: Some(&mut live),
+            on_reply: None,
+        },
+    )?;
+    io::stdout().write_all(render_text(&report).as_bytes())?;
+    for (path, text) in [
+        (&args.json, render_json(&report) + "\n"),
+        (&args.csv, render_csv(&report)),
+    ] {
+        match path {
+            Some(p) if p.as_os_str() == "-" => io::stdout().write_all(text.as_bytes())?,
+            Some(p) => {
+                std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?
+            }
+            None => {}
+        }
+    }
+    if report.requests_ok == 0 && report.errors.connect > 0 {
+        bail!("no reply at all; {}", connect_hint(args.addr));
+    }
+    ensure_correct(report.errors.wrong)
+}
+
+/// `0,1`, `2-3`, `0,2-3`.
+fn parse_cpus(text: &str) -> Result<Vec<usize>, String> {
+    let bad = || format!("'{text}' is not a CPU list: try 0,1 or 2-3");
+    let mut cpus = Vec::new();
+    for part in text.split(',') {
+        match part.trim().split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) =
+                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                if a > b {
+                    return Err(bad());
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.trim().parse().map_err(|_| bad())?),
+        }
+    }
+    Ok(cpus)
+}
+
+fn fib_class(n: u32, target: &Target) -> Result<Class> {
+    fib_class_of(n, !target.no_newline)
+}
+
+fn fib_class_of(n: u32, newline: bool) -> Result<Class> {
     if n > fib::MAX_N_FITS_U64 {
         bail!(
             "n = {n} is too large: fib(n) fits in 64 bits only up to n = {}",
             fib::MAX_N_FITS_U64
         );
     }
-    Ok(Workload::fib(n, !target.no_newline))
+    Ok(Class::fib(n, 1, newline))
 }
 
-fn bound(target: &Target, default: Bound) -> Bound {
+fn stop(target: &Target, default: Stop) -> Stop {
     match (target.count, target.duration) {
-        (Some(n), _) => Bound::Count(n),
-        (None, Some(d)) => Bound::Duration(d),
+        (Some(n), _) => Stop::Requests(n),
+        (None, Some(d)) => Stop::After(d),
         (None, None) => default,
     }
 }
@@ -406,6 +590,9 @@ fn init_logging(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(io::stderr)
         .with_ansi(io::stderr().is_terminal())
+        // A log line that cannot be written (stderr closed) is dropped; the default
+        // reports it with eprintln!, which panics the thread that was logging.
+        .log_internal_errors(false)
         .init();
 }
 
@@ -413,4 +600,24 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain()
         .filter_map(|c| c.downcast_ref::<io::Error>())
         .any(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpus("0,1"), Ok(vec![0, 1]));
+        assert_eq!(parse_cpus("2-4"), Ok(vec![2, 3, 4]));
+        assert_eq!(parse_cpus("0, 2-3"), Ok(vec![0, 2, 3]));
+        assert!(parse_cpus("3-1").is_err());
+        assert!(parse_cpus("x").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -2,103 +2,94 @@
 //! the latency of every request printed as it completes.
 //!
 //! Seed 000's perf1.py sends `n\n`; Beazley's (seed 004) sends `30` with no newline.
-//! Both forms are here (`--no-newline`). Unlike the seeds' loop this one stops by
-//! itself (`--count` or `--duration`), checks every reply against the true fib(n),
-//! and ends with a summary.
+//! Both forms are here (`--no-newline`). Unlike the seeds' loop it stops by itself,
+//! checks every reply against the true fib(n), and ends with a summary. It is a preset
+//! of [`crate::load`]: one connection, one thread, a closed loop.
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use super::{LineClient, Workload};
-use crate::client::perf2::Bound;
+use crate::load::mix::{Class, Mix};
+use crate::load::report::Report;
+use crate::load::{Hooks, LoadSpec, Stop, run as run_load};
 
-/// What one perf1 run saw.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Perf1Report {
-    /// Latency of every request, in order.
-    pub latencies: Vec<Duration>,
-    pub wrong: u64,
-}
-
-/// Runs perf1 and prints one line per request to `out`, then a summary.
-pub fn run(
+/// Runs perf1, printing one line per reply to `out` as it arrives, then a summary.
+pub fn run<W: Write + Send + 'static>(
     addr: SocketAddr,
-    workload: &Workload,
-    bound: Bound,
-    out: &mut impl Write,
-) -> io::Result<Perf1Report> {
-    let mut client = LineClient::connect(addr, Duration::from_secs(5))?;
-    let mut report = Perf1Report {
-        latencies: Vec::new(),
-        wrong: 0,
+    class: Class,
+    stop: Stop,
+    interrupt: Arc<AtomicBool>,
+    out: W,
+) -> io::Result<Report> {
+    let spec = LoadSpec {
+        addr,
+        mix: Mix::new(vec![class]).map_err(io::Error::other)?,
+        connections: 1,
+        pipeline: 1,
+        rate: None,
+        stop,
+        warmup: Duration::ZERO,
+        timeout: Duration::from_secs(30),
+        threads: 1,
+        spin: false,
+        cpus: None,
+        seed: 1,
     };
-    let started = Instant::now();
-    let mut last_flush = started;
-    while !bound.reached(report.latencies.len() as u64, started.elapsed()) {
-        let sent = Instant::now();
-        let reply = client.call(&workload.request)?;
-        let latency = sent.elapsed();
-        let mark = if workload.is_correct(reply) {
-            ""
-        } else {
-            report.wrong += 1;
-            "   <- WRONG"
-        };
-        writeln!(
+    let out = Arc::new(Mutex::new(io::BufWriter::new(out)));
+    let printer = out.clone();
+    let on_reply = Arc::new(move |latency: Duration, reply: &[u8], correct: bool| {
+        let mut out = printer.lock().unwrap_or_else(|p| p.into_inner());
+        let mark = if correct { "" } else { "   <- WRONG" };
+        let _ = writeln!(
             out,
             "{:>10.1} µs  {}{mark}",
             latency.as_secs_f64() * 1e6,
             String::from_utf8_lossy(reply)
-        )?;
-        report.latencies.push(latency);
-        // Printing each line with its own write would make the client, not the server,
-        // the bottleneck at ~10 µs per request; flush a few times a second instead.
-        if last_flush.elapsed() > Duration::from_millis(100) {
-            out.flush()?;
-            last_flush = Instant::now();
-        }
-    }
-    writeln!(out, "{}", report.summary())?;
+        );
+    });
+    // Flush a few times a second rather than per line: printing must not be what
+    // limits the request rate.
+    let flusher = out.clone();
+    let mut on_second = |_: u64, _: u64, _: u64| {
+        let _ = flusher.lock().unwrap_or_else(|p| p.into_inner()).flush();
+    };
+    let report = run_load(
+        &spec,
+        interrupt,
+        Hooks {
+            on_second: Some(&mut on_second),
+            on_reply: Some(on_reply),
+        },
+    )?;
+    let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+    writeln!(out, "{}", summary(&report))?;
     out.flush()?;
+    if report.requests_ok == 0 && report.errors.connect > 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            "could not connect",
+        ));
+    }
     Ok(report)
 }
 
-impl Perf1Report {
-    pub fn summary(&self) -> String {
-        let mut sorted = self.latencies.clone();
-        sorted.sort();
-        let us = |d: Duration| d.as_secs_f64() * 1e6;
-        let Some((&min, &max)) = sorted.first().zip(sorted.last()) else {
-            return "0 requests".into();
-        };
-        let mean = sorted.iter().sum::<Duration>() / sorted.len() as u32;
-        let p50 = sorted[sorted.len() / 2];
-        format!(
-            "{} requests: min {:.1} µs, p50 {:.1} µs, mean {:.1} µs, max {:.1} µs; {} wrong replies",
-            sorted.len(),
-            us(min),
-            us(p50),
-            us(mean),
-            us(max),
-            self.wrong
-        )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn summary_figures() {
-        let report = Perf1Report {
-            latencies: [30, 10, 20].map(Duration::from_micros).to_vec(),
-            wrong: 1,
-        };
-        assert_eq!(
-            report.summary(),
-            "3 requests: min 10.0 µs, p50 20.0 µs, mean 20.0 µs, max 30.0 µs; 1 wrong replies"
-        );
-    }
+/// `N requests: min, p50, mean, max; W wrong replies`.
+pub fn summary(report: &Report) -> String {
+    let Some(class) = report.classes.first() else {
+        return "0 requests".into();
+    };
+    let l = &class.latency_sent_us;
+    format!(
+        "{} requests: min {} µs, p50 {} µs, mean {:.1} µs, max {} µs; {} wrong replies, {} errors",
+        class.requests_ok,
+        l.min,
+        l.p50,
+        l.mean,
+        l.max,
+        class.wrong,
+        report.errors.total() - report.errors.wrong
+    )
 }

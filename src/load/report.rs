@@ -1,0 +1,263 @@
+//! What a load run measured, and the exporters that print it: human text, JSON, CSV.
+//!
+//! [`Report`] is the documented JSON schema (`fiblab load --json FILE` writes it with
+//! `serde_json`); every field below says its unit. Exporters are pure functions of a
+//! `Report`, tested against golden output on a fixed report.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// Version of the JSON layout below; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Everything one `fiblab load` run measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// [`SCHEMA_VERSION`].
+    pub schema: u32,
+    /// The server, `host:port`.
+    pub target: String,
+    /// `"closed"` (each connection waits for replies) or `"open"` (sent at `rate`).
+    pub mode: String,
+    pub connections: usize,
+    /// Requests in flight per connection (closed loop).
+    pub pipeline: usize,
+    /// Requests per second asked for, in all (open loop).
+    pub rate: Option<f64>,
+    /// Client threads.
+    pub threads: usize,
+    /// The client busy-polled its sockets instead of sleeping.
+    pub spin: bool,
+    /// CPUs the client threads were pinned to; `null` means not pinned.
+    pub cpus: Option<Vec<usize>>,
+    pub seed: u64,
+    /// Seconds of warm-up, excluded from every figure.
+    pub warmup_s: f64,
+    /// Seconds measured (after warm-up).
+    pub measured_s: f64,
+    /// Correct replies per second over the measured time, all classes.
+    pub throughput_rps: f64,
+    /// Correct replies, all classes.
+    pub requests_ok: u64,
+    pub errors: Errors,
+    /// Requests still in flight when a timed run ended: neither answered nor failed.
+    pub unfinished: u64,
+    pub classes: Vec<ClassReport>,
+    /// Correct replies on each connection, in connection order.
+    pub per_connection: Vec<u64>,
+    /// One entry per whole measured second.
+    pub per_second: Vec<SecondReport>,
+    pub client: ClientCost,
+    /// Warnings about the measurement itself (the client as bottleneck, ...).
+    pub notes: Vec<String>,
+}
+
+/// Failed requests and connections, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Errors {
+    /// Connection attempts refused or failed.
+    pub connect: u64,
+    /// Requests lost to a reset or closed connection.
+    pub reset: u64,
+    /// Requests without a reply within `--timeout`.
+    pub timeout: u64,
+    /// `ERR ...` replies.
+    pub err_reply: u64,
+    /// Replies that are not the right fib(n).
+    pub wrong: u64,
+}
+
+impl Errors {
+    pub fn total(&self) -> u64 {
+        self.connect + self.reset + self.timeout + self.err_reply + self.wrong
+    }
+
+    pub fn add(&mut self, other: &Errors) {
+        self.connect += other.connect;
+        self.reset += other.reset;
+        self.timeout += other.timeout;
+        self.err_reply += other.err_reply;
+        self.wrong += other.wrong;
+    }
+}
+
+/// One request class (`n=1`, `PING`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassReport {
+    pub label: String,
+    pub weight: u32,
+    /// Correct replies.
+    pub requests_ok: u64,
+    pub err_replies: u64,
+    pub wrong: u64,
+    /// Latency from the *intended* send time, in µs: corrected for coordinated
+    /// omission (equal to `latency_sent_us` in a closed loop).
+    pub latency_us: Percentiles,
+    /// Latency from the moment the request was actually written, in µs.
+    pub latency_sent_us: Percentiles,
+    /// `latency_us` as an HdrHistogram, V2 format with DEFLATE, base64: mergeable
+    /// across runs with any HdrHistogram library.
+    pub histogram: String,
+    /// The same for `latency_sent_us`.
+    pub histogram_sent: String,
+}
+
+/// Latency percentiles in µs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub min: u64,
+    pub mean: f64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p99_9: u64,
+    pub p99_99: u64,
+    pub max: u64,
+}
+
+/// One measured second.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SecondReport {
+    /// Seconds since the measurement started (0 = the first second).
+    pub second: u64,
+    pub classes: Vec<SecondClass>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SecondClass {
+    pub label: String,
+    /// Correct replies that arrived in this second.
+    pub requests_ok: u64,
+    /// 99th percentile latency of those replies, µs (from the intended send time).
+    pub p99_us: u64,
+    pub errors: u64,
+}
+
+/// What the client itself cost.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClientCost {
+    /// CPU time (user + system) of each client thread over its wall time, 0..1.
+    pub thread_busy: Vec<f64>,
+    /// True when a thread was busy over 90% without `--spin`: the client, not the
+    /// server, may be what limits the figures.
+    pub likely_bottleneck: bool,
+}
+
+/// The human summary, in the spirit of wrk and oha.
+pub fn render_text(r: &Report) -> String {
+    let mut out = String::new();
+    let mode = match r.rate {
+        Some(rate) => format!("open loop at {rate:.0} req/s"),
+        None => format!("closed loop, {} in flight per connection", r.pipeline),
+    };
+    let pinning = match &r.cpus {
+        Some(cpus) => format!("pinned to CPUs {cpus:?}"),
+        None => "unpinned".to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "fiblab load {}: {mode}, {} connections, {} threads{}, {pinning}",
+        r.target,
+        r.connections,
+        r.threads,
+        if r.spin { ", spinning" } else { "" }
+    );
+    let _ = writeln!(
+        out,
+        "  {:.2} s measured after {:.2} s warm-up: {} ok, {} errors, {:.0} req/s",
+        r.measured_s,
+        r.warmup_s,
+        r.requests_ok,
+        r.errors.total(),
+        r.throughput_rps
+    );
+    let e = &r.errors;
+    if e.total() > 0 {
+        let _ = writeln!(
+            out,
+            "  errors: connect {}, reset {}, timeout {}, ERR replies {}, wrong {}",
+            e.connect, e.reset, e.timeout, e.err_reply, e.wrong
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n  latency (µs)          {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "p50", "p90", "p99", "p99.9", "p99.99", "max", "ok"
+    );
+    let row = |out: &mut String, label: &str, p: &Percentiles, ok: u64| {
+        let _ = writeln!(
+            out,
+            "  {label:<21} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            p.p50, p.p90, p.p99, p.p99_9, p.p99_99, p.max, ok
+        );
+    };
+    for c in &r.classes {
+        if r.rate.is_some() {
+            row(
+                &mut out,
+                &format!("{} (intended)", c.label),
+                &c.latency_us,
+                c.requests_ok,
+            );
+            row(
+                &mut out,
+                &format!("{} (sent)", c.label),
+                &c.latency_sent_us,
+                c.requests_ok,
+            );
+        } else {
+            row(&mut out, &c.label, &c.latency_us, c.requests_ok);
+        }
+    }
+    if r.rate.is_some() {
+        let _ = writeln!(
+            out,
+            "  (intended: from when the request was due, corrected for coordinated omission;\n   sent: from when it was written)"
+        );
+    }
+    let busy: Vec<String> = r
+        .client
+        .thread_busy
+        .iter()
+        .map(|b| format!("{:.0}%", b * 100.0))
+        .collect();
+    let _ = writeln!(out, "\n  client CPU per thread: {}", busy.join(" "));
+    for note in &r.notes {
+        let _ = writeln!(out, "  note: {note}");
+    }
+    out
+}
+
+/// The per-second series: `second,class,requests_ok,p99_us,errors`.
+pub fn render_csv(r: &Report) -> String {
+    let mut out = String::from("second,class,requests_ok,p99_us,errors\n");
+    for s in &r.per_second {
+        for c in &s.classes {
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{}",
+                s.second,
+                csv_field(&c.label),
+                c.requests_ok,
+                c.p99_us,
+                c.errors
+            );
+        }
+    }
+    out
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+/// The whole report as pretty JSON.
+pub fn render_json(r: &Report) -> String {
+    // A Report holds only strings, numbers, options and vectors: it always serializes.
+    serde_json::to_string_pretty(r).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}

@@ -1,0 +1,447 @@
+//! The load generator against servers in this process: exact counts, wrong and ERR
+//! replies counted, the coordinated-omission correction shown by a server that stalls
+//! once, open-loop pacing, a real redis-server, and golden output of the exporters.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use fiblab::load::mix::{Class, Mix};
+use fiblab::load::report::{self, Report};
+use fiblab::load::{Hooks, LoadSpec, Stop, run};
+use fiblab::models;
+use fiblab::server::{Config, bind};
+use fiblab::shutdown::Shutdown;
+
+/// A fiblab model serving in this process until dropped.
+struct InProcess {
+    addr: SocketAddr,
+    shutdown: Shutdown,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InProcess {
+    fn start(model: &str) -> InProcess {
+        let model = models::find(model).unwrap();
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = Shutdown::new().unwrap();
+        let s = shutdown.clone();
+        let config = Config {
+            grace: Duration::from_secs(1),
+            ..Config::default()
+        };
+        let thread = std::thread::spawn(move || (model.serve)(listener, &config, s).unwrap());
+        InProcess {
+            addr,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A line server whose reply to each request is `answer(line, since_start)`,
+/// one thread per connection. Runs until the test process ends.
+fn line_server(answer: impl Fn(&str, Duration) -> String + Send + Sync + 'static) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answer = Arc::new(answer);
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { return };
+                    let reply = answer(&line, started.elapsed());
+                    if writer.write_all(format!("{reply}\n").as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn spec(addr: SocketAddr, mix: Mix, connections: usize, stop: Stop) -> LoadSpec {
+    LoadSpec {
+        addr,
+        mix,
+        connections,
+        pipeline: 1,
+        rate: None,
+        stop,
+        warmup: Duration::ZERO,
+        timeout: Duration::from_secs(10),
+        threads: 2,
+        spin: false,
+        cpus: None,
+        seed: 7,
+    }
+}
+
+fn fib_mix(n: u32) -> Mix {
+    Mix::new(vec![Class::fib(n, 1, true)]).unwrap()
+}
+
+fn load(spec: &LoadSpec) -> Report {
+    run(spec, Arc::new(AtomicBool::new(false)), Hooks::default()).unwrap()
+}
+
+#[test]
+fn exact_request_count_with_pipelining_and_a_mix() {
+    let server = InProcess::start("epoll");
+    let mut spec = spec(
+        server.addr,
+        Mix::parse_fib("1:3,20:1", true).unwrap(),
+        3,
+        Stop::Requests(1000),
+    );
+    spec.pipeline = 4;
+    spec.warmup = Duration::from_millis(200);
+    let r = load(&spec);
+    assert_eq!(r.requests_ok, 1000, "{}", report::render_text(&r));
+    assert_eq!(r.errors.total(), 0);
+    assert_eq!(r.per_connection.iter().sum::<u64>(), 1000);
+    assert_eq!(r.classes.iter().map(|c| c.requests_ok).sum::<u64>(), 1000);
+    let heavy = r.classes[1].requests_ok;
+    assert!(
+        (150..350).contains(&heavy),
+        "about a quarter should be n=20: {heavy}"
+    );
+}
+
+#[test]
+fn duration_bound_run_reports_every_second() {
+    let server = InProcess::start("threads");
+    let r = load(&spec(
+        server.addr,
+        fib_mix(1),
+        2,
+        Stop::After(Duration::from_secs(2)),
+    ));
+    assert_eq!(r.measured_s, 2.0);
+    assert_eq!(r.per_second.len(), 2);
+    assert!(r.per_second.iter().all(|s| s.classes[0].requests_ok > 0));
+    let series: u64 = r.per_second.iter().map(|s| s.classes[0].requests_ok).sum();
+    assert!(
+        series <= r.requests_ok && series * 10 >= r.requests_ok * 9,
+        "{series} of {}",
+        r.requests_ok
+    );
+    assert!(r.throughput_rps > 0.0 && r.classes[0].latency_us.p50 > 0);
+}
+
+#[test]
+fn wrong_and_err_replies_are_errors() {
+    let wrong = line_server(|_, _| "42".into());
+    let r = load(&spec(wrong, fib_mix(10), 1, Stop::Requests(50)));
+    assert_eq!((r.requests_ok, r.errors.wrong), (0, 50));
+
+    let refusing = line_server(|_, _| "ERR server busy".into());
+    let r = load(&spec(refusing, fib_mix(10), 1, Stop::Requests(20)));
+    assert_eq!((r.requests_ok, r.errors.err_reply), (0, 20));
+    assert_eq!(r.classes[0].err_replies, 20);
+}
+
+#[test]
+fn refused_connections_are_counted_and_explained() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let r = load(&spec(
+        port,
+        fib_mix(1),
+        1,
+        Stop::After(Duration::from_millis(500)),
+    ));
+    assert_eq!(r.requests_ok, 0);
+    assert!(r.errors.connect >= 1);
+    assert!(
+        r.notes.iter().any(|n| n.contains("is a server listening")),
+        "{:?}",
+        r.notes
+    );
+}
+
+#[test]
+fn stall_shows_in_corrected_latency_only() {
+    // Replies at once, except one stall of 500 ms about a second into the run.
+    let stalled = Arc::new(AtomicBool::new(false));
+    let flag = stalled.clone();
+    let server = line_server(move |_, since| {
+        if since >= Duration::from_millis(1000) && !flag.swap(true, Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        "1".into()
+    });
+    let mut spec = spec(server, fib_mix(1), 1, Stop::After(Duration::from_secs(3)));
+    spec.rate = Some(1000.0);
+    spec.threads = 1;
+    let r = load(&spec);
+    assert!(stalled.load(Ordering::SeqCst));
+    let (corrected, sent) = (&r.classes[0].latency_us, &r.classes[0].latency_sent_us);
+    assert!(
+        corrected.p99_9 >= 300_000,
+        "corrected p99.9 {} µs misses the stall",
+        corrected.p99_9
+    );
+    assert!(
+        sent.p99_9 < 100_000,
+        "uncorrected p99.9 {} µs shows the stall",
+        sent.p99_9
+    );
+    assert!(
+        sent.max >= 450_000,
+        "the one stalled request itself: {} µs",
+        sent.max
+    );
+}
+
+#[test]
+fn open_loop_holds_1k_per_second() {
+    let server = InProcess::start("threads");
+    let mut spec = spec(
+        server.addr,
+        fib_mix(1),
+        2,
+        Stop::After(Duration::from_secs(2)),
+    );
+    spec.rate = Some(1000.0);
+    let r = load(&spec);
+    // The schedule has exactly 2000 slots in 2 s; wide bounds, it is a shared machine.
+    assert!(
+        (1800..=2050).contains(&r.requests_ok),
+        "{} requests at 1000/s for 2 s",
+        r.requests_ok
+    );
+}
+
+/// Benchmark-style: needs a quiet machine. `cargo test --test load -- --ignored`.
+#[test]
+#[ignore]
+fn open_loop_holds_20k_per_second() {
+    let server = InProcess::start("epoll");
+    let mut spec = spec(
+        server.addr,
+        fib_mix(1),
+        4,
+        Stop::After(Duration::from_secs(3)),
+    );
+    spec.rate = Some(20_000.0);
+    let r = load(&spec);
+    let achieved = r.throughput_rps;
+    assert!(
+        (19_000.0..=20_500.0).contains(&achieved),
+        "{achieved} req/s asked 20000"
+    );
+}
+
+#[test]
+fn drives_a_real_redis_server() {
+    let Some(redis) = which("redis-server") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "redis-server missing under CI: .ci/run installs it"
+        );
+        eprintln!(
+            "SKIPPED redis test: redis-server is not installed (apt-get install redis-server)"
+        );
+        return;
+    };
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(redis)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let ready = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        std::net::TcpStream::connect(addr).is_ok()
+    });
+    let result = std::panic::catch_unwind(|| {
+        assert!(ready, "redis-server did not start");
+        let out = std::process::Command::new(common::fiblab_bin())
+            .args([
+                "load",
+                "--addr",
+                &addr.to_string(),
+                "--request",
+                "PING",
+                "--conns",
+                "50",
+                "--duration",
+                "2",
+                "-q",
+                "--json",
+                "-",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json = &text[text.find("{\n").expect("json report")..];
+        let report: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert!(report["requests_ok"].as_u64().unwrap() > 1000, "{json}");
+        assert_eq!(report["errors"]["reset"].as_u64(), Some(0));
+        assert_eq!(report["classes"][0]["label"], "PING");
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| std::path::Path::new(dir).join(program))
+        .find(|p| p.is_file())
+}
+
+/// A fixed report, so the exporters' output can be compared byte for byte.
+fn fixture() -> Report {
+    use fiblab::load::report::*;
+    let p = |base: u64| Percentiles {
+        min: base,
+        mean: base as f64 * 1.5,
+        p50: base * 2,
+        p90: base * 3,
+        p99: base * 4,
+        p99_9: base * 5,
+        p99_99: base * 6,
+        max: base * 7,
+    };
+    Report {
+        schema: SCHEMA_VERSION,
+        target: "127.0.0.1:25000".into(),
+        mode: "open".into(),
+        connections: 2,
+        pipeline: 1,
+        rate: Some(1000.0),
+        threads: 2,
+        spin: false,
+        cpus: Some(vec![0, 1]),
+        seed: 1,
+        warmup_s: 1.0,
+        measured_s: 2.0,
+        throughput_rps: 999.0,
+        requests_ok: 1998,
+        errors: Errors {
+            connect: 0,
+            reset: 1,
+            timeout: 0,
+            err_reply: 1,
+            wrong: 0,
+        },
+        unfinished: 0,
+        classes: vec![
+            ClassReport {
+                label: "n=1".into(),
+                weight: 99,
+                requests_ok: 1978,
+                err_replies: 1,
+                wrong: 0,
+                latency_us: p(10),
+                latency_sent_us: p(9),
+                histogram: "HISTFAAAAB".into(),
+                histogram_sent: "HISTFAAAAC".into(),
+            },
+            ClassReport {
+                label: "n=36".into(),
+                weight: 1,
+                requests_ok: 20,
+                err_replies: 0,
+                wrong: 0,
+                latency_us: p(20_000),
+                latency_sent_us: p(19_000),
+                histogram: "HISTFAAAAD".into(),
+                histogram_sent: "HISTFAAAAE".into(),
+            },
+        ],
+        per_connection: vec![1000, 998],
+        per_second: (0..2)
+            .map(|s| SecondReport {
+                second: s,
+                classes: vec![
+                    SecondClass {
+                        label: "n=1".into(),
+                        requests_ok: 989,
+                        p99_us: 40 + s,
+                        errors: s,
+                    },
+                    SecondClass {
+                        label: "n=36".into(),
+                        requests_ok: 10,
+                        p99_us: 80_000,
+                        errors: 0,
+                    },
+                ],
+            })
+            .collect(),
+        client: ClientCost {
+            thread_busy: vec![0.25, 0.5],
+            likely_bottleneck: false,
+        },
+        notes: vec!["a note".into()],
+    }
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("FIBLAB_BLESS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        expected == actual,
+        "{name} differs from tests/golden/{name}; if the change is intended, run FIBLAB_BLESS=1 cargo test --test load\n--- actual ---\n{actual}"
+    );
+}
+
+#[test]
+fn exporters_match_golden_output() {
+    let r = fixture();
+    golden("load_report.json", &report::render_json(&r));
+    golden("load_report.txt", &report::render_text(&r));
+    golden("load_per_second.csv", &report::render_csv(&r));
+}
