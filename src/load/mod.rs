@@ -365,6 +365,9 @@ impl Worker {
             .register(&mut SourceFd(&timer.as_fd_raw()), TIMER, Interest::READABLE)?;
         let mut events = Events::with_capacity(1024);
         let mut scratch = vec![0u8; 64 * 1024];
+        // When the timer is set to fire; re-armed only when an earlier wake-up is
+        // needed, not on every turn (a closed loop turns once per reply).
+        let mut armed: Option<Instant> = None;
         loop {
             let now = Instant::now();
             if self.shared.interrupt.load(Ordering::Relaxed) {
@@ -406,13 +409,17 @@ impl Worker {
                 continue;
             }
             let wake = self.next_deadline(now, sending);
-            let delay = wake
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_nanos(1));
-            timer.set(
-                Expiration::OneShot(TimeSpec::from_duration(delay)),
-                TimerSetTimeFlags::empty(),
-            )?;
+            let now = Instant::now();
+            if armed.is_none_or(|at| at <= now || wake < at) {
+                let delay = wake
+                    .saturating_duration_since(now)
+                    .max(Duration::from_nanos(1));
+                timer.set(
+                    Expiration::OneShot(TimeSpec::from_duration(delay)),
+                    TimerSetTimeFlags::empty(),
+                )?;
+                armed = Some(wake);
+            }
             match poll.poll(&mut events, None) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -421,6 +428,7 @@ impl Worker {
             for event in &events {
                 if event.token() == TIMER {
                     let _ = timer.wait(); // clears the expiry; EAGAIN if already cleared
+                    armed = None;
                     continue;
                 }
                 let i = event.token().0;
