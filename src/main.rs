@@ -1,6 +1,6 @@
 //! The `fiblab` command line: the edge where typed library errors become messages.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -202,6 +202,10 @@ struct LoadArgs {
     /// No live progress line on stderr.
     #[arg(short, long)]
     quiet: bool,
+    /// A live full-screen view (throughput and p99 per class, per second) while it
+    /// runs; q or Ctrl-C stops early. The report follows.
+    #[arg(long)]
+    tui: bool,
 }
 
 #[derive(Subcommand)]
@@ -480,23 +484,32 @@ fn load_command(args: LoadArgs) -> Result<()> {
         seed: args.seed,
     };
     let interrupt = interrupt_on_ctrl_c()?;
-    let quiet = args.quiet;
-    let mut live = |second: u64, ok: u64, errors: u64| {
-        if !quiet {
-            eprintln!(
-                "  {:>4}s  {ok:>9} req/s  {errors} errors so far",
-                second + 1
-            );
+    let report = if args.tui {
+        if !io::stdout().is_terminal() {
+            bail!("--tui needs a terminal on standard output; leave it out to get the text report");
         }
+        fiblab::load::tui::run(&spec, interrupt)?
+    } else {
+        let quiet = args.quiet;
+        let mut live = |tick: &load::Tick| {
+            if !quiet {
+                eprintln!(
+                    "  {:>4}s  {:>9} req/s  {} errors so far",
+                    tick.second + 1,
+                    tick.ok,
+                    tick.errors
+                );
+            }
+        };
+        load::run(
+            &spec,
+            interrupt,
+            Hooks {
+                on_second: Some(&mut live),
+                ..Hooks::default()
+            },
+        )?
     };
-    let report = load::run(
-        &spec,
-        interrupt,
-        Hooks {
-            on_second: Some(&mut live),
-            on_reply: None,
-        },
-    )?;
     io::stdout().write_all(render_text(&report).as_bytes())?;
     for (path, text) in [
         (&args.json, render_json(&report) + "\n"),
@@ -585,7 +598,6 @@ fn init_logging(verbose: u8) {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Colours only for a person at a terminal, never into a pipe or a log file.
-    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)

@@ -150,3 +150,10 @@ fn readme_model_table_is_the_registry() {
         "README's model table is out of date: paste `cargo run -- models --markdown` between the markers"
     );
 }
+
+#[test]
+fn load_tui_needs_a_terminal() {
+    let out = fiblab(&["load", "--tui", "--duration", "1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tui needs a terminal"));
+}

@@ -53,7 +53,7 @@ pub fn run<W: Write + Send + 'static>(
     // Flush a few times a second rather than per line: printing must not be what
     // limits the request rate.
     let flusher = out.clone();
-    let mut on_second = |_: u64, _: u64, _: u64| {
+    let mut on_second = |_: &crate::load::Tick| {
         let _ = flusher.lock().unwrap_or_else(|p| p.into_inner()).flush();
     };
     let report = run_load(
@@ -62,6 +62,7 @@ pub fn run<W: Write + Send + 'static>(
         Hooks {
             on_second: Some(&mut on_second),
             on_reply: Some(on_reply),
+            should_stop: None,
         },
     )?;
     let mut out = out.lock().unwrap_or_else(|p| p.into_inner());

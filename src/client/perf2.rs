@@ -41,8 +41,8 @@ pub fn run(
         seed: 1,
     };
     let mut failed = None;
-    let mut on_second = |_: u64, ok: u64, _: u64| {
-        if let Err(e) = writeln!(out, "{ok} reqs/sec").and_then(|()| out.flush()) {
+    let mut on_second = |tick: &crate::load::Tick| {
+        if let Err(e) = writeln!(out, "{} reqs/sec", tick.ok).and_then(|()| out.flush()) {
             failed.get_or_insert(e);
         }
     };
@@ -52,6 +52,7 @@ pub fn run(
         Hooks {
             on_second: Some(&mut on_second),
             on_reply: None,
+            should_stop: None,
         },
     )?;
     if let Some(e) = failed {

@@ -26,13 +26,14 @@
 
 pub mod mix;
 pub mod report;
+pub mod tui;
 
 use std::collections::VecDeque;
 use std::io::{self, Read as _, Write as _};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -82,11 +83,30 @@ pub struct LoadSpec {
 /// line, correct).
 pub type OnReply = Arc<dyn Fn(Duration, &[u8], bool) + Send + Sync>;
 
-/// Callbacks for the clients built on the engine (`perf1`, `perf2`, the live line).
+/// What the run did in one measured second, for live views.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tick {
+    /// Seconds since the measurement started (0 = the first second).
+    pub second: u64,
+    /// Correct replies in this second, all classes.
+    pub ok: u64,
+    /// Errors so far.
+    pub errors: u64,
+    /// Correct replies in this second, per class.
+    pub class_ok: Vec<u64>,
+    /// p99 latency (µs, from the intended send time) per class, of the most recent
+    /// second every thread has finished (one or two seconds behind).
+    pub class_p99_us: Vec<u64>,
+}
+
+/// Callbacks for the clients built on the engine (`perf1`, `perf2`, the live views).
 #[derive(Default)]
 pub struct Hooks<'a> {
-    /// Once a second on the calling thread: (second, correct replies in it, errors so far).
-    pub on_second: Option<&'a mut dyn FnMut(u64, u64, u64)>,
+    /// Once a second, on the calling thread.
+    pub on_second: Option<&'a mut dyn FnMut(&Tick)>,
+    /// Checked every few milliseconds on the calling thread; returning true stops the
+    /// run as Ctrl-C does (a live view's quit key).
+    pub should_stop: Option<&'a mut dyn FnMut() -> bool>,
     pub on_reply: Option<OnReply>,
 }
 
@@ -112,6 +132,8 @@ pub fn run(
         ok: AtomicU64::new(0),
         errors: AtomicU64::new(0),
         running: AtomicUsize::new(threads),
+        class_ok: spec.mix.classes.iter().map(|_| AtomicU64::new(0)).collect(),
+        published: Mutex::new(Vec::new()),
     });
     let workers: Vec<_> = (0..threads)
         .map(|t| {
@@ -130,33 +152,26 @@ pub fn run(
         .collect::<io::Result<_>>()?;
 
     // Progress, once a second of measured time.
-    let mut second = 0u64;
-    let mut counted = 0u64;
+    let mut ticker = Ticker {
+        second: 0,
+        counted: 0,
+        class_counted: vec![0; spec.mix.classes.len()],
+    };
     while shared.running.load(Ordering::SeqCst) > 0 {
         std::thread::sleep(Duration::from_millis(5));
-        let next = measure_start + Duration::from_secs(second + 1);
-        if Instant::now() >= next {
-            let ok = shared.ok.load(Ordering::Relaxed);
-            if let Some(on_second) = hooks.on_second.as_mut() {
-                on_second(second, ok - counted, shared.errors.load(Ordering::Relaxed));
-            }
-            counted = ok;
-            second += 1;
+        if hooks.should_stop.as_mut().is_some_and(|stop| stop()) {
+            interrupt.store(true, Ordering::SeqCst);
+        }
+        if Instant::now() >= measure_start + Duration::from_secs(ticker.second + 1) {
+            ticker.tick(&shared, &mut hooks);
         }
     }
-    // The workers may finish just before the last tick: print the seconds that ended.
-    while Instant::now() >= measure_start + Duration::from_secs(second + 1)
+    // The workers may finish just before the last tick: report the seconds that ended.
+    while Instant::now() >= measure_start + Duration::from_secs(ticker.second + 1)
         && !interrupt.load(Ordering::SeqCst)
+        && !matches!(spec.stop, Stop::After(d) if Duration::from_secs(ticker.second) >= d)
     {
-        let ok = shared.ok.load(Ordering::Relaxed);
-        if let Some(on_second) = hooks.on_second.as_mut() {
-            on_second(second, ok - counted, shared.errors.load(Ordering::Relaxed));
-        }
-        counted = ok;
-        second += 1;
-        if matches!(spec.stop, Stop::After(d) if Duration::from_secs(second) >= d) {
-            break;
-        }
+        ticker.tick(&shared, &mut hooks);
     }
     let stats: Vec<ThreadStats> = workers
         .into_iter()
@@ -174,6 +189,56 @@ pub fn run(
     ))
 }
 
+/// Turns the shared counters into one [`Tick`] per second.
+struct Ticker {
+    second: u64,
+    counted: u64,
+    class_counted: Vec<u64>,
+}
+
+impl Ticker {
+    fn tick(&mut self, shared: &Shared, hooks: &mut Hooks<'_>) {
+        let ok = shared.ok.load(Ordering::Relaxed);
+        let class_now: Vec<u64> = shared
+            .class_ok
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let published = shared.published.lock().unwrap_or_else(|p| p.into_inner());
+        // The latest second that every thread has moved past is complete.
+        let complete = published
+            .len()
+            .checked_sub(1)
+            .and_then(|s| published.get(s.saturating_sub(1)));
+        let class_p99_us = (0..class_now.len())
+            .map(|c| {
+                complete
+                    .and_then(|h| h.get(c))
+                    .filter(|h| !h.is_empty())
+                    .map_or(0, |h| h.value_at_quantile(0.99))
+            })
+            .collect();
+        drop(published);
+        let tick = Tick {
+            second: self.second,
+            ok: ok - self.counted,
+            errors: shared.errors.load(Ordering::Relaxed),
+            class_ok: class_now
+                .iter()
+                .zip(&self.class_counted)
+                .map(|(n, c)| n - c)
+                .collect(),
+            class_p99_us,
+        };
+        if let Some(on_second) = hooks.on_second.as_mut() {
+            on_second(&tick);
+        }
+        self.counted = ok;
+        self.class_counted = class_now;
+        self.second += 1;
+    }
+}
+
 /// Counters every worker updates, for progress and for the exact request count.
 struct Shared {
     interrupt: Arc<AtomicBool>,
@@ -182,6 +247,10 @@ struct Shared {
     ok: AtomicU64,
     errors: AtomicU64,
     running: AtomicUsize,
+    class_ok: Vec<AtomicU64>,
+    /// Per second, per class: latencies the workers have published (each worker adds
+    /// a second's histogram once it has moved past that second).
+    published: Mutex<Vec<Vec<Histogram<u64>>>>,
 }
 
 /// A request on the wire.
@@ -259,6 +328,8 @@ struct Worker {
     stats: ThreadStats,
     /// No more measured requests may be sent (request budget spent).
     exhausted: bool,
+    /// Seconds below this are published to `Shared::published`.
+    published_to: usize,
     cpu: Option<usize>,
 }
 
@@ -329,6 +400,7 @@ impl Worker {
                 unfinished: 0,
             },
             exhausted: false,
+            published_to: 0,
             cpu: spec
                 .cpus
                 .as_ref()
@@ -343,6 +415,7 @@ impl Worker {
         }
         let (wall, cpu) = (Instant::now(), thread_cpu_time());
         let result = self.event_loop();
+        self.publish_seconds(usize::MAX);
         self.stats.busy = match (thread_cpu_time(), cpu) {
             (Some(end), Some(begin)) => {
                 (end - begin).as_secs_f64() / wall.elapsed().as_secs_f64().max(1e-9)
@@ -666,6 +739,9 @@ impl Worker {
                         .collect(),
                 );
             }
+            if second > self.published_to {
+                self.publish_seconds(second);
+            }
             let per_second = &mut self.stats.seconds[second][request.class];
             let stats = &mut self.stats.classes[request.class];
             if correct {
@@ -679,6 +755,7 @@ impl Worker {
                 per_second.latency.saturating_record(intended);
                 self.conns[i].ok += 1;
                 self.shared.ok.fetch_add(1, Ordering::Relaxed);
+                self.shared.class_ok[request.class].fetch_add(1, Ordering::Relaxed);
                 self.stats.last_reply = Some(now);
             } else {
                 if is_err {
@@ -693,6 +770,32 @@ impl Worker {
             }
         }
         self.conns[i].read_buf.drain(..consumed);
+    }
+
+    /// Adds this thread's latencies of the seconds before `until` to the shared
+    /// per-second histograms that live views read.
+    fn publish_seconds(&mut self, until: usize) {
+        let until = until.min(self.stats.seconds.len());
+        if until <= self.published_to {
+            return;
+        }
+        let mut published = self
+            .shared
+            .published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for second in self.published_to..until {
+            while published.len() <= second {
+                published.push(self.spec.mix.classes.iter().map(|_| histogram(2)).collect());
+            }
+            for (shared, mine) in published[second]
+                .iter_mut()
+                .zip(&self.stats.seconds[second])
+            {
+                let _ = shared.add(&mine.latency);
+            }
+        }
+        self.published_to = until;
     }
 
     /// How long to wait for replies once sending has stopped: an exact count waits
