@@ -17,8 +17,13 @@
 //! so the queue bound is a bound on busy connections.
 //!
 //! Why not tokio's `spawn_blocking`? Its pool grows to 512 threads and its queue is
-//! unbounded: under a flood of fib(40) requests it oversubscribes the CPUs and queues
-//! without limit. The same bounded pool serves every async model here, tokio included.
+//! unbounded: under a flood it oversubscribes the CPUs and queues without limit. The
+//! same bounded pool serves every async model here, tokio included. Measured with
+//! `cargo run --release --example offload_choice -- 2000 28` (2000 fib(28) jobs at once,
+//! 2 vCPUs): `spawn_blocking` peaked at 518 threads and took 1.4 s to answer them all
+//! (a light job behind them: 20 ms); this pool stayed at 6 threads, computed what it
+//! had room for and refused 1931 jobs at once, the light one included. Refusing is the
+//! point: a server that accepts every job answers all of them late.
 
 use std::future::Future;
 use std::io;

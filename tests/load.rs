@@ -148,6 +148,26 @@ fn duration_bound_run_reports_every_second() {
 }
 
 #[test]
+fn spinning_and_pinning_are_applied_and_reported() {
+    let server = InProcess::start("threads");
+    let mut spec = spec(server.addr, fib_mix(5), 1, Stop::Requests(500));
+    spec.spin = true;
+    spec.cpus = Some(vec![0]);
+    spec.threads = 1;
+    let r = load(&spec);
+    assert_eq!(r.requests_ok, 500);
+    assert!(r.spin && r.cpus == Some(vec![0]));
+    assert!(
+        r.notes.iter().any(|n| n.contains("--spin")),
+        "{:?}",
+        r.notes
+    );
+    assert!(report::render_text(&r).contains("spinning, pinned to CPUs [0]"));
+    // A spinning thread is busy all the time, and that is no bottleneck warning.
+    assert!(!r.client.likely_bottleneck);
+}
+
+#[test]
 fn wrong_and_err_replies_are_errors() {
     let wrong = line_server(|_, _| "42".into());
     let r = load(&spec(wrong, fib_mix(10), 1, Stop::Requests(50)));
