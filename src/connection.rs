@@ -296,18 +296,19 @@ pub async fn accept_loop_tokio(
 
 /// Accepts every connection a non-blocking listener has waiting, for the models that
 /// drive the listener by readiness. A transient failure (out of descriptors) is
-/// logged and ends this round; the loop tries again at the next readiness.
+/// logged and ends this round with `Ok(true)`: the caller must try again soon by
+/// itself, since an edge-triggered listener will not report the waiting clients again.
 pub fn accept_pending(
     listener: &std::net::TcpListener,
     mut on_accept: impl FnMut(TcpStream, SocketAddr),
-) -> io::Result<()> {
+) -> io::Result<bool> {
     loop {
         match listener.accept() {
             Ok((stream, peer)) => on_accept(stream, peer),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) if crate::shutdown::is_transient_accept_error(&e) => {
                 tracing::warn!(error = %e, "accept failed; will retry");
-                return Ok(());
+                return Ok(true);
             }
             Err(e) => return Err(e),
         }

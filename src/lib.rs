@@ -25,12 +25,15 @@
 //! - [`load`] — `fiblab load`, the load generator: closed and open loop, mixes,
 //!   HdrHistogram latencies corrected for coordinated omission, text/JSON/CSV reports.
 //! - [`client`] — `perf1` and `perf2`, the seeds' measuring clients.
+//! - [`bench`](mod@bench) — `fiblab bench`: scenarios as data, a server process per model, the
+//!   seeds' tables measured on this machine.
 //! - [`seeds`] — the seeds' own programs, extracted from the seed documents to run as
 //!   peers.
 //!
 //! The wire contract is `PROTOCOL.md` in the shared folder; `tests/conformance.rs`
 //! checks every registered model against it.
 
+pub mod bench;
 pub mod client;
 pub mod connection;
 pub mod fib;

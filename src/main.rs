@@ -45,6 +45,8 @@ enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// Benchmark every model: the seeds' tables, measured on this machine.
+    Bench(BenchArgs),
     /// Load generator: closed or open loop, mixes, latency percentiles, JSON/CSV.
     Load(Box<LoadArgs>),
     /// The seeds' perf1: one connection, the latency of every request.
@@ -142,6 +144,19 @@ struct Perf2Args {
 }
 
 #[derive(Args)]
+struct BenchArgs {
+    /// A shipped scenario (quick, seeds, full) or a scenario TOML file.
+    #[arg(default_value = "quick")]
+    scenario: String,
+    /// Also write the tables as markdown to this file.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Write everything (every sample, every cell, the machine) as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct LoadArgs {
     /// Server address.
     #[arg(short, long, default_value = "127.0.0.1:25000", value_parser = parse_addr)]
@@ -152,7 +167,8 @@ struct LoadArgs {
     /// A weighted mix of fib requests, e.g. 1:99,36:1 (n:weight,...); statistics per n.
     #[arg(long, conflicts_with = "request")]
     mix: Option<String>,
-    /// Send this line instead (any line protocol: PING for redis, "get k" for memcached).
+    /// Send this line instead: any protocol with one reply line per request (PING for
+    /// redis; not memcached's multi-line `get`).
     #[arg(long)]
     request: Option<String>,
     /// Send requests with no newline, as Beazley's clients do.
@@ -251,6 +267,7 @@ fn run(command: Command) -> Result<()> {
             io::stdout().write_all(table.as_bytes())?;
             Ok(())
         }
+        Command::Bench(args) => bench_command(args),
         Command::Load(args) => load_command(*args),
         Command::Perf1(args) => {
             let class = fib_class(args.n, &args.target)?;
@@ -350,6 +367,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         grace: args.grace,
         offload: args.offload,
         ports: args.ports,
+        free_ports: args.port == 0,
     };
     raise_descriptor_limit();
     let addr = SocketAddr::new(args.bind, args.port);
@@ -452,6 +470,56 @@ fn on_signals(mut first: impl FnMut() + Send + 'static) -> Result<()> {
     Ok(())
 }
 
+fn bench_command(args: BenchArgs) -> Result<()> {
+    use fiblab::bench::{self, report};
+    let scenario = bench::scenario::load(&args.scenario).map_err(anyhow::Error::msg)?;
+    let exe =
+        std::env::current_exe().context("cannot find the fiblab binary to start servers with")?;
+    let interrupt = interrupt_on_ctrl_c()?;
+    eprintln!(
+        "fiblab bench {}: {} cells x {} repetitions, about {:.0} s",
+        scenario.name,
+        scenario.cells(),
+        scenario.repetitions,
+        scenario.estimate().as_secs_f64()
+    );
+    let terminal = io::stderr().is_terminal();
+    let mut progress = |line: &str| match terminal {
+        true => eprint!("\r{line}\x1b[K"),
+        false => eprintln!("{line}"),
+    };
+    let samples = bench::run(&scenario, &exe, interrupt.clone(), &mut progress)?;
+    if terminal {
+        eprintln!();
+    }
+    let bench_report = report::BenchReport {
+        scenario: scenario.name.clone(),
+        about: scenario.about.clone(),
+        date: report::today(),
+        command: format!("fiblab bench {}", args.scenario),
+        machine: bench::Machine::detect(),
+        duration_s: scenario.duration.as_secs_f64(),
+        warmup_s: scenario.warmup.as_secs_f64(),
+        repetitions: scenario.repetitions,
+        cells: report::aggregate(&samples),
+        samples,
+    };
+    let markdown = report::render_markdown(&bench_report);
+    io::stdout().write_all(markdown.as_bytes())?;
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, &markdown)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, report::render_json(&bench_report) + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if interrupt.load(Ordering::SeqCst) {
+        eprintln!("interrupted: the tables hold the cells measured so far");
+    }
+    Ok(())
+}
+
 fn load_command(args: LoadArgs) -> Result<()> {
     let newline = !args.no_newline;
     let mix = match (&args.request, &args.mix, args.n) {
@@ -462,6 +530,14 @@ fn load_command(args: LoadArgs) -> Result<()> {
     .map_err(anyhow::Error::msg)?;
     if args.conns == 0 || args.pipeline == 0 {
         bail!("--conns and --pipeline must be at least 1");
+    }
+    if args.no_newline && args.pipeline > 1 {
+        bail!(
+            "--no-newline needs --pipeline 1: unterminated requests sent back to back run together (30 30 arrives as 3030)"
+        );
+    }
+    if args.timeout.is_zero() {
+        bail!("--timeout must be more than 0");
     }
     if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         bail!("--rate must be a positive number of requests per second");

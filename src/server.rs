@@ -24,6 +24,9 @@ pub struct Config {
     pub grace: Duration,
     /// `prefork`: one port per process (the seed's form) instead of one shared port.
     pub ports: bool,
+    /// The server was asked for `--port 0`: extra listeners (`prefork --ports`) take
+    /// free ports too, instead of the ports after the first.
+    pub free_ports: bool,
     /// Run fib in a bounded worker pool (`--workers` threads, `--queue` waiting jobs)
     /// instead of on the loop; only models whose registry entry allows it.
     pub offload: bool,
@@ -39,6 +42,7 @@ impl Default for Config {
             grace: Duration::from_secs(5),
             offload: false,
             ports: false,
+            free_ports: false,
         }
     }
 }

@@ -24,6 +24,9 @@ pub enum ServiceKind {
     Fib,
     /// A line -> the same line in upper case (UTF-8 aware).
     Upper,
+    /// `n` -> fib(n) from a table, with no work at all: what the machine's loopback
+    /// and the model allow, the benchmark's `floor`.
+    Lookup,
 }
 
 impl fmt::Display for ServiceKind {
@@ -31,6 +34,7 @@ impl fmt::Display for ServiceKind {
         f.write_str(match self {
             ServiceKind::Fib => "fib",
             ServiceKind::Upper => "upper",
+            ServiceKind::Lookup => "lookup",
         })
     }
 }
@@ -65,6 +69,8 @@ impl Default for Service {
 pub enum Request<'a> {
     Fib(u32),
     Upper(&'a str),
+    /// fib(n) from the O(n) table (the `lookup` service).
+    Lookup(u32),
 }
 
 /// Why a line gets an `ERR` reply. The `Display` text is the reason on the wire.
@@ -99,6 +105,12 @@ impl Service {
     pub fn parse<'a>(&self, line: &'a [u8]) -> Option<Result<Request<'a>, Rejection>> {
         match self.kind {
             ServiceKind::Fib => parse_fib(line, self.max_n),
+            ServiceKind::Lookup => parse_fib(line, self.max_n).map(|parsed| {
+                parsed.map(|request| match request {
+                    Request::Fib(n) => Request::Lookup(n),
+                    other => other,
+                })
+            }),
             ServiceKind::Upper => {
                 if line.iter().all(|b| matches!(b, b' ' | b'\t')) {
                     return None;
@@ -129,6 +141,10 @@ impl Request<'_> {
             Request::Upper(text) => {
                 out.extend_from_slice(text.to_uppercase().as_bytes());
                 out.push(b'\n');
+            }
+            Request::Lookup(n) => {
+                // n <= max-n <= 93 here, so the value exists.
+                let _ = writeln!(out, "{}", crate::fib::fib_fast(n).unwrap_or(0));
             }
         }
     }
@@ -414,6 +430,22 @@ mod tests {
         assert_eq!(replies(upper, &[b"a\n", b"b", b"\n"]), "A\nB\n");
         assert_eq!(replies(upper, &[b"\xff\n"]), "ERR not utf-8\n");
         assert_eq!(replies(upper, &[b"abc"]), "ABC\n");
+    }
+
+    #[test]
+    fn lookup_answers_like_fib_without_the_work() {
+        let lookup = Service {
+            kind: ServiceKind::Lookup,
+            max_n: 93,
+        };
+        assert_eq!(
+            replies(lookup, &[b"0\n30\n93\n"]),
+            "0\n832040\n12200160415121876738\n"
+        );
+        assert_eq!(
+            replies(lookup, &[b"x\n-1\n"]),
+            "ERR not a number\nERR negative\n"
+        );
     }
 
     #[test]

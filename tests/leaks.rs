@@ -75,6 +75,11 @@ fn no_descriptor_thread_or_process_outlives_a_model() {
         .filter(|(m, offload)| !offload || m.offload);
     for (model, offload) in variants {
         let before = (descriptors(), threads(), child_processes());
+        eprintln!(
+            "leak check: {}{}",
+            model.name,
+            if offload { " --offload" } else { "" }
+        );
         let listener = bind_with("127.0.0.1:0".parse().unwrap(), model.reuse_port).unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = Shutdown::new().unwrap();

@@ -391,6 +391,7 @@ fn fixture() -> Report {
             wrong: 0,
         },
         unfinished: 0,
+        missed: 3,
         classes: vec![
             ClassReport {
                 label: "n=1".into(),

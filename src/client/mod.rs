@@ -24,8 +24,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" | "min" => 60.0,
         _ => return Err(format!("unknown unit '{unit}' in '{text}': use ms, s or m")),
     };
-    Duration::try_from_secs_f64(value * scale)
-        .map_err(|_| format!("'{text}' is not a duration: it must be positive and finite"))
+    let duration = Duration::try_from_secs_f64(value * scale)
+        .map_err(|_| format!("'{text}' is not a duration: it must be positive and finite"))?;
+    // Far beyond any sensible setting, and far from where `Instant + Duration` overflows.
+    if duration > Duration::from_secs(365 * 24 * 3600) {
+        return Err(format!("'{text}' is longer than a year"));
+    }
+    Ok(duration)
 }
 
 #[cfg(test)]
@@ -42,5 +47,6 @@ mod tests {
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("3h").is_err());
         assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("1e12").is_err());
     }
 }

@@ -308,6 +308,8 @@ struct ThreadStats {
     stopped_sending: Option<Instant>,
     /// Requests still in flight when a timed run ended (not errors).
     unfinished: u64,
+    /// Open loop: requests that fell due but were never sent.
+    missed: u64,
 }
 
 fn histogram(sigfig: u8) -> Histogram<u64> {
@@ -398,6 +400,7 @@ impl Worker {
                 last_reply: None,
                 stopped_sending: None,
                 unfinished: 0,
+                missed: 0,
             },
             exhausted: false,
             published_to: 0,
@@ -448,6 +451,9 @@ impl Worker {
             }
             let sending = !self.exhausted && self.end.is_none_or(|end| now < end);
             if !sending {
+                if self.stats.stopped_sending.is_none() {
+                    self.count_unsent_slots();
+                }
                 let stopped = *self.stats.stopped_sending.get_or_insert(now);
                 let waiting = self
                     .conns
@@ -565,8 +571,15 @@ impl Worker {
                 conn.read_buf.clear();
                 conn.write_buf.clear();
                 conn.written = 0;
-                // A reconnected open-loop connection does not owe the requests that fell
-                // due while it was down: the schedule resumes from now.
+                // The requests that fell due while the connection was down are not sent
+                // late (that would bunch them up): they are counted as missed, and the
+                // schedule resumes from now.
+                if let Some(interval) = self.interval {
+                    let from = conn.next_due.max(self.measure_start);
+                    if from < now {
+                        self.stats.missed += slots(now - from, interval);
+                    }
+                }
                 conn.next_due = conn.next_due.max(now);
             }
             Err(e) => {
@@ -772,6 +785,20 @@ impl Worker {
         self.conns[i].read_buf.drain(..consumed);
     }
 
+    /// Open loop, at the end of a timed run: the slots that fell due before the end but
+    /// could not be sent (the connection was full or down) are missed requests.
+    fn count_unsent_slots(&mut self) {
+        let (Some(interval), Some(end)) = (self.interval, self.end) else {
+            return;
+        };
+        for conn in &self.conns {
+            let from = conn.next_due.max(self.measure_start);
+            if from < end {
+                self.stats.missed += slots(end - from, interval);
+            }
+        }
+    }
+
     /// Adds this thread's latencies of the seconds before `until` to the shared
     /// per-second histograms that live views read.
     fn publish_seconds(&mut self, until: usize) {
@@ -847,6 +874,12 @@ impl RawTimer for TimerFd {
     }
 }
 
+/// How many schedule slots of `interval` fit in `span` (rounded up).
+fn slots(span: Duration, interval: Duration) -> u64 {
+    let interval = interval.as_nanos().max(1);
+    u64::try_from(span.as_nanos().div_ceil(interval)).unwrap_or(u64::MAX)
+}
+
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
@@ -910,6 +943,7 @@ fn merge(
         .map(|_| (0..classes).map(|_| (0, 0, histogram(2))).collect())
         .collect();
     let mut unfinished = 0;
+    let mut missed = 0;
     let mut last_reply = None::<Instant>;
     let mut stopped = None::<Instant>;
     for s in &stats {
@@ -922,6 +956,7 @@ fn merge(
         }
         errors.add(&s.errors);
         unfinished += s.unfinished;
+        missed += s.missed;
         for &(index, ok) in &s.per_connection {
             per_connection[index] += ok;
         }
@@ -958,6 +993,11 @@ fn merge(
                 .into(),
         );
     }
+    if missed > 0 {
+        notes.push(format!(
+            "{missed} requests fell due but were never sent (a connection was down, or still full at the end): the server took less than the asked rate"
+        ));
+    }
     if interrupted {
         notes.push("interrupted: these are the figures up to the interruption".into());
     }
@@ -993,6 +1033,7 @@ fn merge(
         requests_ok,
         errors,
         unfinished,
+        missed,
         classes: spec
             .mix
             .classes
@@ -1038,5 +1079,30 @@ fn merge(
             likely_bottleneck,
         },
         notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_slots_round_up() {
+        let ms = Duration::from_millis;
+        assert_eq!(slots(ms(10), ms(1)), 10);
+        assert_eq!(slots(ms(10), ms(3)), 4);
+        assert_eq!(slots(Duration::ZERO, ms(3)), 0);
+        assert_eq!(slots(ms(1), Duration::ZERO), 1_000_000);
+    }
+
+    #[test]
+    fn percentiles_of_an_empty_histogram_are_zero() {
+        assert_eq!(percentiles(&histogram(3)), Percentiles::default());
+        let mut h = histogram(3);
+        for v in 1..=100 {
+            h.record(v).unwrap();
+        }
+        let p = percentiles(&h);
+        assert_eq!((p.min, p.p50, p.p99, p.max), (1, 50, 99, 100));
     }
 }

@@ -43,6 +43,10 @@ pub struct Report {
     pub errors: Errors,
     /// Requests still in flight when a timed run ended: neither answered nor failed.
     pub unfinished: u64,
+    /// Open loop: requests that fell due but were never sent (their connection was
+    /// down, or still full at the end). Not in any latency figure: a server that
+    /// stalls long enough for this should be read from this count.
+    pub missed: u64,
     pub classes: Vec<ClassReport>,
     /// Correct replies on each connection, in connection order.
     pub per_connection: Vec<u64>,
@@ -69,8 +73,14 @@ pub struct Errors {
 }
 
 impl Errors {
+    /// Everything counted, connection attempts included.
     pub fn total(&self) -> u64 {
-        self.connect + self.reset + self.timeout + self.err_reply + self.wrong
+        self.connect + self.failed_requests()
+    }
+
+    /// Requests that got no correct reply (connection attempts are not requests).
+    pub fn failed_requests(&self) -> u64 {
+        self.reset + self.timeout + self.err_reply + self.wrong
     }
 
     pub fn add(&mut self, other: &Errors) {
@@ -165,19 +175,26 @@ pub fn render_text(r: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "  {:.2} s measured after {:.2} s warm-up: {} ok, {} errors, {:.0} req/s",
+        "  {:.2} s measured after {:.2} s warm-up: {} ok, {} failed, {:.0} req/s",
         r.measured_s,
         r.warmup_s,
         r.requests_ok,
-        r.errors.total(),
+        r.errors.failed_requests(),
         r.throughput_rps
     );
     let e = &r.errors;
     if e.total() > 0 {
         let _ = writeln!(
             out,
-            "  errors: connect {}, reset {}, timeout {}, ERR replies {}, wrong {}",
+            "  errors: failed connection attempts {}, requests lost to a reset {}, timeouts {}, ERR replies {}, wrong replies {}",
             e.connect, e.reset, e.timeout, e.err_reply, e.wrong
+        );
+    }
+    if r.missed > 0 || r.unfinished > 0 {
+        let _ = writeln!(
+            out,
+            "  not sent though due (open loop): {}; in flight at the end: {}",
+            r.missed, r.unfinished
         );
     }
     let _ = writeln!(

@@ -66,7 +66,11 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    // Out of descriptors, say: let the other tasks run (and free some)
+                    // before trying again, instead of spinning in this one.
+                    tracing::warn!(error = %e, "accept failed; retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    yield_now().await;
                     continue;
                 }
             };
@@ -83,6 +87,20 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
         }
     });
     executor.run(&shutdown, accept_task, config.grace)
+}
+
+/// Lets the executor run the other ready tasks before this one continues.
+async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref(); // back on the run queue, behind the others
+        Poll::Pending
+    })
+    .await
 }
 
 // ---------------------------------------------------------------------------------

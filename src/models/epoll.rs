@@ -94,8 +94,11 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
     let mut events = Events::with_capacity(1024);
     let mut scratch = vec![0u8; READ_CHUNK];
     let mut deadline = None;
+    // Accepting stopped on a transient error (out of descriptors): the edge-triggered
+    // listener will not report the clients still waiting, so poll for them.
+    let mut retry_accept = false;
     loop {
-        let mut timeout = None;
+        let mut timeout = retry_accept.then_some(std::time::Duration::from_millis(10));
         if shutdown.is_triggered() {
             let deadline = *deadline.get_or_insert_with(|| Instant::now() + config.grace);
             let left = deadline.saturating_duration_since(Instant::now());
@@ -110,46 +113,24 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
             Err(e) => return Err(e),
         }
         let mut touched = Vec::new();
+        let mut accept_now = retry_accept && !shutdown.is_triggered();
         for event in &events {
             match event.token() {
-                LISTENER if !shutdown.is_triggered() => {
-                    accept_pending(&listener, |stream, peer| {
-                        let token = Token(next_token);
-                        next_token += 1;
-                        let conn = match PollConn::new(stream, peer, config, work) {
-                            Ok(conn) => conn,
-                            Err(e) => return log_connection_error(peer, &e),
-                        };
-                        let fd = conn.stream().as_raw_fd();
-                        if let Err(e) =
-                            poll.registry()
-                                .register(&mut SourceFd(&fd), token, Interest::READABLE)
-                        {
-                            return log_connection_error(peer, &e);
-                        }
-                        // Counted only: this loop stops its own clients' reads at shutdown.
-                        let live = shutdown.track(None);
-                        clients.insert(
-                            token,
-                            Client {
-                                conn,
-                                interest: Interest::READABLE,
-                                _live: live,
-                            },
-                        );
-                        touched.push(token);
-                    })?;
-                }
+                LISTENER if !shutdown.is_triggered() => accept_now = true,
                 LISTENER => {}
                 SHUTDOWN => {
-                    // Tracked sockets were shut for reading by the trigger: their clients
-                    // will see end of input; here we only stop accepting.
+                    // Stop accepting, and stop every client's reads: each answers what it
+                    // has, writes what it owes, and finishes.
                     let _ = poll
                         .registry()
                         .deregister(&mut SourceFd(&listener.as_raw_fd()));
                     let _ = poll
                         .registry()
                         .deregister(&mut SourceFd(&shutdown.wake_fd().as_raw_fd()));
+                    for (token, client) in &mut clients {
+                        client.conn.stop_reading();
+                        touched.push(*token);
+                    }
                 }
                 POOL_DONE => {
                     for (token, reply) in completions
@@ -175,6 +156,34 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
                     }
                 }
             }
+        }
+        if accept_now {
+            retry_accept = accept_pending(&listener, |stream, peer| {
+                let token = Token(next_token);
+                next_token += 1;
+                let conn = match PollConn::new(stream, peer, config, work) {
+                    Ok(conn) => conn,
+                    Err(e) => return log_connection_error(peer, &e),
+                };
+                let fd = conn.stream().as_raw_fd();
+                if let Err(e) =
+                    poll.registry()
+                        .register(&mut SourceFd(&fd), token, Interest::READABLE)
+                {
+                    return log_connection_error(peer, &e);
+                }
+                // Counted only: this loop stops its own clients' reads at shutdown.
+                let live = shutdown.track(None);
+                clients.insert(
+                    token,
+                    Client {
+                        conn,
+                        interest: Interest::READABLE,
+                        _live: live,
+                    },
+                );
+                touched.push(token);
+            })?;
         }
         for token in touched {
             let Some(client) = clients.get_mut(&token) else {

@@ -69,7 +69,8 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
                 None => continue,
             }
         } else {
-            accept_pending(&listener, |stream, peer| admit(&mut clients, stream, peer))?;
+            // A transient failure is retried on the next turn of this loop anyway.
+            let _ = accept_pending(&listener, |stream, peer| admit(&mut clients, stream, peer))?;
         }
         clients.retain_mut(|(conn, _)| {
             // No readiness API: assume every socket is ready and let WouldBlock say no.

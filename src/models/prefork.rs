@@ -104,9 +104,10 @@ fn bind_sockets(listener: TcpListener, config: &Config) -> io::Result<Vec<TcpLis
     let mut sockets = vec![listener];
     for i in 1..config.workers.max(1) {
         let socket = if config.ports {
-            let port = match addr.port() {
-                0 => 0,
-                base => base
+            let port = match config.free_ports {
+                true => 0,
+                false => addr
+                    .port()
                     .checked_add(i as u16)
                     .ok_or_else(|| io::Error::other("no port left above the base port"))?,
             };

@@ -113,11 +113,22 @@ impl ProcessPool {
                         ?status,
                         "worker process died; starting a replacement"
                     );
-                    match Worker::start() {
-                        Ok(worker) => {
-                            let _ = supervised.offer(worker);
+                    drop(dead);
+                    // Keep trying: a pool that silently shrinks would end with every
+                    // request waiting for a worker that never comes.
+                    let mut backoff = std::time::Duration::from_millis(50);
+                    for attempt in 1..=10 {
+                        match Worker::start() {
+                            Ok(worker) => {
+                                let _ = supervised.offer(worker);
+                                break;
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, attempt, "cannot start a replacement worker; retrying");
+                                std::thread::sleep(backoff);
+                                backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+                            }
                         }
-                        Err(e) => tracing::warn!(error = %e, "cannot start a replacement worker"),
                     }
                 }
             })?;

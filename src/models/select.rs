@@ -104,7 +104,8 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
         }
         clients.retain_mut(|(conn, _)| !conn.drive_inline(&mut scratch));
         if accept_now {
-            accept_pending(&listener, |mut stream, peer| {
+            // A transient failure is retried at the next select: the listener stays readable.
+            let _ = accept_pending(&listener, |mut stream, peer| {
                 if stream.as_raw_fd() as usize >= FD_SETSIZE {
                     tracing::warn!(%peer, fd = stream.as_raw_fd(), "descriptor past select's FD_SETSIZE; turning the client away");
                     let _ = stream.write_all(Rejection::ServerBusy.reply_line().as_bytes());

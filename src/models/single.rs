@@ -26,9 +26,26 @@ use crate::server::Config;
 use crate::shutdown::Shutdown;
 
 pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::Result<()> {
-    while let Some((stream, peer)) = shutdown.accept(&listener)? {
-        let _live = shutdown.track(Some(&stream));
-        serve_blocking(stream, peer, config);
-    }
-    Ok(())
+    // The only thread is the one serving, so the grace period is kept by a watchdog:
+    // once shutdown starts, it cuts the client after the grace (a client that stops
+    // reading would otherwise hold the server in `write` for ever).
+    let watchdog = {
+        let (shutdown, grace) = (shutdown.clone(), config.grace);
+        std::thread::Builder::new()
+            .name("grace-watchdog".into())
+            .spawn(move || {
+                while !shutdown.wait_timeout(std::time::Duration::from_secs(1)) {}
+                shutdown.wait_drained(grace);
+            })?
+    };
+    let served = (|| {
+        while let Some((stream, peer)) = shutdown.accept(&listener)? {
+            let _live = shutdown.track(Some(&stream));
+            serve_blocking(stream, peer, config);
+        }
+        Ok(())
+    })();
+    shutdown.trigger(); // also on an accept error, so the watchdog ends
+    let _ = watchdog.join();
+    served
 }

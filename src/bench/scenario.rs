@@ -1,0 +1,209 @@
+//! Benchmark scenarios as data: TOML files in `scenarios/`, one [`Scenario`] each.
+//!
+//! ```toml
+//! name = "quick"
+//! about = "what it is for"
+//! models = ["threads", "epoll+offload"]   # a model name, `+offload` for the variant
+//! workloads = [1, 20]                      # fib(n) per cell
+//! clients = [1, 2]                         # connections per cell
+//! duration = "700ms"                       # measured time per cell
+//! warmup = "200ms"
+//! repetitions = 3                          # each cell, interleaved across models
+//! ```
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::client::parse_duration;
+use crate::models;
+
+/// The scenario `fiblab bench` runs when given none.
+pub const QUICK: &str = include_str!("../../scenarios/quick.toml");
+
+/// The scenarios built into the binary, by name, so `fiblab bench seeds` works anywhere.
+pub const SHIPPED: &[(&str, &str)] = &[
+    ("quick", QUICK),
+    ("seeds", include_str!("../../scenarios/seeds.toml")),
+    ("full", include_str!("../../scenarios/full.toml")),
+];
+
+/// A shipped scenario by name, or a scenario file by path.
+pub fn load(name_or_path: &str) -> Result<Scenario, String> {
+    if let Some((_, text)) = SHIPPED.iter().find(|(name, _)| *name == name_or_path) {
+        return Scenario::parse(text);
+    }
+    let text = std::fs::read_to_string(name_or_path).map_err(|e| {
+        let names: Vec<&str> = SHIPPED.iter().map(|(n, _)| *n).collect();
+        format!(
+            "'{name_or_path}' is neither a shipped scenario ({}) nor a readable file: {e}",
+            names.join(", ")
+        )
+    })?;
+    Scenario::parse(&text).map_err(|e| format!("{name_or_path}: {e}"))
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub about: String,
+    pub models: Vec<Variant>,
+    pub workloads: Vec<u32>,
+    pub clients: Vec<usize>,
+    #[serde(deserialize_with = "duration")]
+    pub duration: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub warmup: Duration,
+    pub repetitions: usize,
+}
+
+/// A model as a scenario names it: `epoll` or `epoll+offload`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variant {
+    pub model: String,
+    pub offload: bool,
+}
+
+impl Variant {
+    pub fn label(&self) -> String {
+        format!(
+            "{}{}",
+            self.model,
+            if self.offload { "+offload" } else { "" }
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for Variant {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let (model, offload) = match text.strip_suffix("+offload") {
+            Some(model) => (model.to_string(), true),
+            None => (text.clone(), false),
+        };
+        let Some(found) = models::find(&model) else {
+            return Err(serde::de::Error::custom(format!(
+                "unknown model '{model}' (see `fiblab models`)"
+            )));
+        };
+        if offload && !found.offload {
+            return Err(serde::de::Error::custom(format!(
+                "model '{model}' has no --offload"
+            )));
+        }
+        Ok(Variant { model, offload })
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+impl Scenario {
+    /// Parses a scenario file's text, checking what TOML alone cannot.
+    pub fn parse(text: &str) -> Result<Scenario, String> {
+        let scenario: Scenario = toml::from_str(text).map_err(|e| e.to_string())?;
+        if scenario.models.is_empty()
+            || scenario.workloads.is_empty()
+            || scenario.clients.is_empty()
+        {
+            return Err("a scenario needs at least one model, workload and client count".into());
+        }
+        if scenario.repetitions == 0 || scenario.clients.contains(&0) {
+            return Err("repetitions and client counts must be at least 1".into());
+        }
+        if let Some(n) = scenario
+            .workloads
+            .iter()
+            .find(|&&n| n > crate::service::DEFAULT_MAX_N)
+        {
+            return Err(format!(
+                "workload n = {n} is above the servers' --max-n {}",
+                crate::service::DEFAULT_MAX_N
+            ));
+        }
+        Ok(scenario)
+    }
+
+    /// Cells (variant, n, clients) in one repetition, floor first.
+    pub fn cells(&self) -> usize {
+        (self.models.len() + 1) * self.workloads.len() * self.clients.len()
+    }
+
+    /// Rough wall time: cells x repetitions x (warm-up + duration), plus server starts.
+    pub fn estimate(&self) -> Duration {
+        let per_cell = self.duration + self.warmup;
+        let starts =
+            Duration::from_millis(150) * ((self.models.len() + 1) * self.repetitions) as u32;
+        per_cell * (self.cells() * self.repetitions) as u32 + starts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_scenario_parses() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let scenario =
+                Scenario::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(
+                path.file_stem().unwrap().to_str(),
+                Some(scenario.name.as_str())
+            );
+            seen += 1;
+        }
+        assert_eq!(
+            seen,
+            SHIPPED.len(),
+            "every file in scenarios/ is shipped in the binary"
+        );
+        for (name, _) in SHIPPED {
+            assert_eq!(&load(name).unwrap().name, name);
+        }
+        assert!(load("nope").unwrap_err().contains("quick, seeds, full"));
+        let quick = Scenario::parse(QUICK).unwrap();
+        assert!(
+            quick.estimate() < Duration::from_secs(240),
+            "quick must stay under 4 minutes: {:?}",
+            quick.estimate()
+        );
+        assert_eq!(
+            quick.models.len(),
+            models::MODELS.len(),
+            "quick covers every model"
+        );
+    }
+
+    #[test]
+    fn rejects_what_cannot_run() {
+        let base =
+            "name='x'\nworkloads=[1]\nclients=[1]\nduration='1s'\nwarmup='0s'\nrepetitions=1\n";
+        assert!(
+            Scenario::parse(&format!("{base}models=['nope']"))
+                .unwrap_err()
+                .contains("unknown model")
+        );
+        assert!(
+            Scenario::parse(&format!("{base}models=['threads+offload']"))
+                .unwrap_err()
+                .contains("no --offload")
+        );
+        assert!(Scenario::parse(&format!("{base}models=['epoll+offload']\nextra=1")).is_err());
+        let v = Scenario::parse(&format!("{base}models=['epoll+offload']")).unwrap();
+        assert_eq!(
+            v.models[0],
+            Variant {
+                model: "epoll".into(),
+                offload: true
+            }
+        );
+    }
+}
