@@ -278,6 +278,8 @@ struct Conn {
     /// When connecting started failing (a server that stays away is given up on
     /// after `timeout`).
     failing_since: Option<Instant>,
+    /// A connect in progress, and when it times out.
+    connecting: Option<Instant>,
     ever_connected: bool,
     ok: u64,
 }
@@ -364,6 +366,7 @@ impl Worker {
                     }),
                 retry_at: Some(first_due),
                 failing_since: None,
+                connecting: None,
                 ever_connected: false,
                 ok: 0,
             })
@@ -482,6 +485,10 @@ impl Worker {
             if self.spec.spin {
                 // Busy-poll: try every socket instead of sleeping in epoll.
                 for i in 0..self.conns.len() {
+                    if self.conns[i].connecting.is_some() {
+                        self.finish_connect(i);
+                        continue;
+                    }
                     self.read_replies(i, &mut scratch);
                     self.flush(i);
                 }
@@ -511,6 +518,11 @@ impl Worker {
                     continue;
                 }
                 let i = event.token().0;
+                if self.conns[i].connecting.is_some() {
+                    self.finish_connect(i);
+                    // Connected or not, the next turn of the loop sends what is due.
+                    continue;
+                }
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     self.read_replies(i, &mut scratch);
                 }
@@ -528,6 +540,12 @@ impl Worker {
                 self.connect(i, poll)?;
             }
             if self.conns[i].stream.is_none() {
+                return Ok(());
+            }
+        }
+        if self.conns[i].connecting.is_some() {
+            self.finish_connect(i); // also enforces the connect timeout
+            if self.conns[i].connecting.is_some() || self.conns[i].stream.is_none() {
                 return Ok(());
             }
         }
@@ -551,13 +569,12 @@ impl Worker {
         Ok(())
     }
 
+    /// Starts a non-blocking connect: a server that drops SYNs (full backlog) must not
+    /// stall the other connections of this thread while the handshake waits.
     fn connect(&mut self, i: usize, poll: &Poll) -> io::Result<()> {
         let now = Instant::now();
-        match std::net::TcpStream::connect_timeout(&self.spec.addr, self.spec.timeout) {
-            Ok(stream) => {
-                stream.set_nodelay(true)?;
-                stream.set_nonblocking(true)?;
-                let mut stream = mio::net::TcpStream::from_std(stream);
+        match mio::net::TcpStream::connect(self.spec.addr) {
+            Ok(mut stream) => {
                 poll.registry().register(
                     &mut stream,
                     Token(i),
@@ -565,51 +582,92 @@ impl Worker {
                 )?;
                 let conn = &mut self.conns[i];
                 conn.stream = Some(stream);
+                conn.connecting = Some(now + self.spec.timeout);
                 conn.retry_at = None;
-                conn.failing_since = None;
-                conn.ever_connected = true;
-                conn.read_buf.clear();
-                conn.write_buf.clear();
-                conn.written = 0;
-                // The requests that fell due while the connection was down are not sent
-                // late (that would bunch them up): they are counted as missed, and the
-                // schedule resumes from now.
-                if let Some(interval) = self.interval {
-                    let from = conn.next_due.max(self.measure_start);
-                    if from < now {
-                        self.stats.missed += slots(now - from, interval);
-                    }
-                }
-                conn.next_due = conn.next_due.max(now);
             }
-            Err(e) => {
-                if now >= self.measure_start {
-                    self.stats.errors.connect += 1;
-                    self.shared.errors.fetch_add(1, Ordering::Relaxed);
-                }
-                let conn = &mut self.conns[i];
-                let since = *conn.failing_since.get_or_insert(now);
-                // Nobody listening at the start is an answer, not a hiccup; a server
-                // that went away is retried until the timeout.
-                let give_up = (!conn.ever_connected
-                    && e.kind() == io::ErrorKind::ConnectionRefused)
-                    || now.duration_since(since) >= self.spec.timeout;
-                conn.retry_at = if give_up {
-                    None
-                } else {
-                    Some(now + RECONNECT_AFTER)
-                };
-                if give_up
-                    && self
-                        .conns
-                        .iter()
-                        .all(|c| c.stream.is_none() && c.retry_at.is_none())
-                {
-                    self.exhausted = true; // no connection left to send on
-                }
-            }
+            Err(e) => self.connect_failed(i, &e),
         }
         Ok(())
+    }
+
+    /// A connect in progress: done, failed, or still waiting?
+    fn finish_connect(&mut self, i: usize) {
+        let conn = &mut self.conns[i];
+        let (Some(deadline), Some(stream)) = (conn.connecting, conn.stream.as_ref()) else {
+            return;
+        };
+        let failure = match stream.take_error() {
+            Ok(Some(e)) | Err(e) => Some(e),
+            Ok(None) => match stream.peer_addr() {
+                Ok(_) => None,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected && Instant::now() < deadline => {
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                    Some(io::ErrorKind::TimedOut.into())
+                }
+                Err(e) => Some(e),
+            },
+        };
+        match failure {
+            Some(e) => {
+                conn.stream = None;
+                conn.connecting = None;
+                self.connect_failed(i, &e);
+            }
+            None => self.connected(i),
+        }
+    }
+
+    fn connected(&mut self, i: usize) {
+        let now = Instant::now();
+        let conn = &mut self.conns[i];
+        conn.connecting = None;
+        if let Some(stream) = &conn.stream {
+            let _ = stream.set_nodelay(true);
+        }
+        conn.failing_since = None;
+        conn.ever_connected = true;
+        conn.read_buf.clear();
+        conn.write_buf.clear();
+        conn.written = 0;
+        // The requests that fell due while the connection was down are not sent late
+        // (that would bunch them up): they are counted as missed, and the schedule
+        // resumes from now.
+        if let Some(interval) = self.interval {
+            let from = conn.next_due.max(self.measure_start);
+            if from < now {
+                self.stats.missed += slots(now - from, interval);
+            }
+        }
+        conn.next_due = conn.next_due.max(now);
+    }
+
+    fn connect_failed(&mut self, i: usize, e: &io::Error) {
+        let now = Instant::now();
+        if now >= self.measure_start {
+            self.stats.errors.connect += 1;
+            self.shared.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let conn = &mut self.conns[i];
+        let since = *conn.failing_since.get_or_insert(now);
+        // Nobody listening at the start is an answer, not a hiccup; a server that went
+        // away is retried until the timeout.
+        let give_up = (!conn.ever_connected && e.kind() == io::ErrorKind::ConnectionRefused)
+            || now.duration_since(since) >= self.spec.timeout;
+        conn.retry_at = if give_up {
+            None
+        } else {
+            Some(now + RECONNECT_AFTER)
+        };
+        if give_up
+            && self
+                .conns
+                .iter()
+                .all(|c| c.stream.is_none() && c.retry_at.is_none())
+        {
+            self.exhausted = true; // no connection left to send on
+        }
     }
 
     fn drop_connection(&mut self, i: usize, now: Instant) {
@@ -848,6 +906,9 @@ impl Worker {
         for conn in &self.conns {
             if let Some(retry) = conn.retry_at {
                 wake = wake.min(retry);
+            }
+            if let Some(deadline) = conn.connecting {
+                wake = wake.min(deadline);
             }
             if let Some(oldest) = conn.in_flight.front() {
                 wake = wake.min(oldest.sent + self.spec.timeout);
