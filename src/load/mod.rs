@@ -1054,7 +1054,8 @@ fn merge(
                 .into(),
         );
     }
-    if missed > 0 {
+    // Over 1% of what was answered: the server (or the client) could not keep the rate.
+    if missed * 100 > requests_ok {
         notes.push(format!(
             "{missed} requests fell due but were never sent (a connection was down, or still full at the end): the server took less than the asked rate"
         ));
