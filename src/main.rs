@@ -488,7 +488,7 @@ fn bench_command(args: BenchArgs) -> Result<()> {
         true => eprint!("\r{line}\x1b[K"),
         false => eprintln!("{line}"),
     };
-    let samples = bench::run(&scenario, &exe, interrupt.clone(), &mut progress)?;
+    let (samples, starvation) = bench::run(&scenario, &exe, interrupt.clone(), &mut progress)?;
     if terminal {
         eprintln!();
     }
@@ -503,6 +503,7 @@ fn bench_command(args: BenchArgs) -> Result<()> {
         repetitions: scenario.repetitions,
         cells: report::aggregate(&samples),
         samples,
+        starvation,
     };
     let markdown = report::render_markdown(&bench_report);
     io::stdout().write_all(markdown.as_bytes())?;

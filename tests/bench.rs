@@ -15,7 +15,7 @@ fn tiny_scenario_end_to_end() {
     let scenario = dir.join("tiny.toml");
     std::fs::write(
         &scenario,
-        "name = 'tiny'\nabout = 'smoke'\nmodels = ['single', 'epoll']\nworkloads = [1]\nclients = [1, 2]\nduration = '200ms'\nwarmup = '50ms'\nrepetitions = 2\n",
+        "name = 'tiny'\nabout = 'smoke'\nmodels = ['single', 'epoll']\nworkloads = [1]\nclients = [1, 2]\nduration = '200ms'\nwarmup = '50ms'\nrepetitions = 2\n[starvation]\nlight_n = 1\nheavy_seconds = 0.3\nat = '500ms'\nlength = '1500ms'\n",
     )
     .unwrap();
     let json = dir.join("tiny.json");
@@ -113,6 +113,28 @@ fn fixture() -> BenchReport {
         repetitions: 1,
         cells: report::aggregate(&samples),
         samples,
+        starvation: vec![
+            fiblab::bench::StarvationResult {
+                variant: "threads".into(),
+                heavy_n: 40,
+                heavy_s: Some(0.95),
+                light_before_rps: 40_000.0,
+                light_during_rps: 30_000.0,
+                kept: 0.75,
+                timeline: vec![4000; 40],
+                heavy_at_s: 1.5,
+            },
+            fiblab::bench::StarvationResult {
+                variant: "tokio-current".into(),
+                heavy_n: 40,
+                heavy_s: Some(0.97),
+                light_before_rps: 38_000.0,
+                light_during_rps: 0.0,
+                kept: 0.0,
+                timeline: vec![0; 40],
+                heavy_at_s: 1.5,
+            },
+        ],
     }
 }
 

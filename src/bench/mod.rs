@@ -157,11 +157,188 @@ impl Drop for ServerProcess {
     }
 }
 
+/// Seed 004's experiment on one model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StarvationResult {
+    pub variant: String,
+    /// fib(n) of the heavy request.
+    pub heavy_n: u32,
+    /// Seconds the heavy request took, if it was answered within the run.
+    pub heavy_s: Option<f64>,
+    /// Light replies per second before the heavy request was sent.
+    pub light_before_rps: f64,
+    /// Light replies per second while the heavy request was in the server (until the
+    /// end of the run if it never came back).
+    pub light_during_rps: f64,
+    /// `light_during_rps / light_before_rps`: 1 means untouched, 0 means collapsed.
+    pub kept: f64,
+    /// Light replies per 100 ms over the whole run, for timelines.
+    pub timeline: Vec<u64>,
+    /// When the heavy request was sent, in seconds from the start of the run.
+    pub heavy_at_s: f64,
+}
+
+/// The `n` whose naive fib takes about `seconds` here: fib(30) timed in this process,
+/// scaled by the golden ratio per step of n, kept within what servers allow.
+pub fn calibrate_heavy_n(seconds: f64) -> u32 {
+    let started = Instant::now();
+    std::hint::black_box(crate::fib::fib(std::hint::black_box(30)));
+    let t30 = started.elapsed().as_secs_f64().max(1e-6);
+    let phi = (1.0 + 5f64.sqrt()) / 2.0;
+    let n = 30.0 + (seconds / t30).ln() / phi.ln();
+    (n.round() as u32).clamp(25, crate::service::DEFAULT_MAX_N)
+}
+
+/// Runs the starvation experiment against one server.
+pub fn starvation(
+    addr: SocketAddr,
+    label: &str,
+    experiment: &scenario::Starvation,
+    heavy_n: u32,
+    interrupt: Arc<AtomicBool>,
+) -> io::Result<StarvationResult> {
+    use std::io::{BufRead as _, Write as _};
+    let light_times = Arc::new(std::sync::Mutex::new(Vec::<Instant>::with_capacity(
+        1 << 18,
+    )));
+    let recorder = light_times.clone();
+    let on_reply: crate::load::OnReply = Arc::new(move |_, _, correct| {
+        if correct {
+            recorder
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Instant::now());
+        }
+    });
+    // The heavy client arrives `at` into the run, as in seed 004 (a second terminal
+    // typing one request); for a one-client-at-a-time model it then waits its turn.
+    let start = Instant::now();
+    let at = experiment.at;
+    let length = experiment.length;
+    let heavy_thread = std::thread::spawn(move || -> Option<(Instant, Instant)> {
+        std::thread::sleep(at);
+        let mut heavy = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+        heavy
+            .set_read_timeout(Some(
+                length.saturating_sub(at).max(Duration::from_millis(1)),
+            ))
+            .ok()?;
+        let sent = Instant::now();
+        heavy.write_all(format!("{heavy_n}\n").as_bytes()).ok()?;
+        let mut line = String::new();
+        std::io::BufReader::new(heavy).read_line(&mut line).ok()?;
+        (!line.is_empty()).then(|| (sent, Instant::now()))
+    });
+    let spec = LoadSpec {
+        addr,
+        mix: Mix::new(vec![Class::fib(experiment.light_n, 1, true)]).map_err(io::Error::other)?,
+        connections: 1,
+        pipeline: 1,
+        rate: None,
+        stop: Stop::After(experiment.length),
+        warmup: Duration::ZERO,
+        timeout: experiment.length,
+        threads: 1,
+        spin: false,
+        cpus: None,
+        seed: 1,
+    };
+    crate::load::run(
+        &spec,
+        interrupt,
+        Hooks {
+            on_reply: Some(on_reply),
+            ..Hooks::default()
+        },
+    )?;
+    let heavy_span = heavy_thread.join().ok().flatten();
+    let times = light_times
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let end = start + experiment.length;
+    let count =
+        |from: Instant, to: Instant| times.iter().filter(|&&t| t >= from && t < to).count() as f64;
+    let sent_at = start + at;
+    let (during_from, during_to) = heavy_span.map_or((sent_at, end), |(s, e)| (s, e.min(end)));
+    let rate = |n: f64, span: Duration| {
+        if span.is_zero() {
+            0.0
+        } else {
+            n / span.as_secs_f64()
+        }
+    };
+    let light_before_rps = rate(count(start, sent_at), at);
+    let light_during_rps = rate(
+        count(during_from, during_to),
+        during_to.saturating_duration_since(during_from),
+    );
+    let bins = (experiment.length.as_millis() / 100) as usize;
+    let mut timeline = vec![0u64; bins];
+    for t in &times {
+        let bin = (t.saturating_duration_since(start).as_millis() / 100) as usize;
+        if let Some(slot) = timeline.get_mut(bin) {
+            *slot += 1;
+        }
+    }
+    Ok(StarvationResult {
+        variant: label.to_string(),
+        heavy_n,
+        heavy_s: heavy_span.map(|(s, e)| ((e - s).as_secs_f64() * 1000.0).round() / 1000.0),
+        light_before_rps: light_before_rps.round(),
+        light_during_rps: light_during_rps.round(),
+        kept: if light_before_rps > 0.0 {
+            ((light_during_rps / light_before_rps) * 1000.0).round() / 1000.0
+        } else {
+            0.0
+        },
+        timeline,
+        heavy_at_s: at.as_secs_f64(),
+    })
+}
+
 /// The floor row: `threads` serving `--service lookup`.
 pub const FLOOR: &str = "floor";
 
-/// Runs every cell of `scenario` `repetitions` times; `progress` gets a line per cell.
+/// Runs every cell of `scenario` `repetitions` times, then the starvation experiment
+/// once per model; `progress` gets a line per step.
 pub fn run(
+    scenario: &Scenario,
+    exe: &PathBuf,
+    interrupt: Arc<AtomicBool>,
+    progress: &mut dyn FnMut(&str),
+) -> io::Result<(Vec<Sample>, Vec<StarvationResult>)> {
+    let samples = run_cells(scenario, exe, interrupt.clone(), progress)?;
+    let mut starved = Vec::new();
+    if let Some(experiment) = &scenario.starvation {
+        let heavy_n = calibrate_heavy_n(experiment.heavy_seconds);
+        for (i, variant) in scenario.models.iter().enumerate() {
+            if interrupt.load(Ordering::SeqCst) {
+                break;
+            }
+            progress(&format!(
+                "[starvation {}/{}] {:<22} fib({}) among fib({})",
+                i + 1,
+                scenario.models.len(),
+                variant.label(),
+                heavy_n,
+                experiment.light_n
+            ));
+            let server = ServerProcess::start(exe, variant, "fib")?;
+            starved.push(starvation(
+                server.addr,
+                &variant.label(),
+                experiment,
+                heavy_n,
+                interrupt.clone(),
+            )?);
+            server.stop();
+        }
+    }
+    Ok((samples, starved))
+}
+
+fn run_cells(
     scenario: &Scenario,
     exe: &PathBuf,
     interrupt: Arc<AtomicBool>,

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{FLOOR, Machine, Sample};
+use super::{FLOOR, Machine, Sample, StarvationResult};
 
 /// A cell's spread (max - min over median) above this is marked as noisy.
 pub const WIDE_SPREAD: f64 = 0.15;
@@ -42,6 +42,8 @@ pub struct BenchReport {
     pub repetitions: usize,
     pub cells: Vec<Cell>,
     pub samples: Vec<Sample>,
+    /// Seed 004's experiment, one entry per model (empty if the scenario has none).
+    pub starvation: Vec<StarvationResult>,
 }
 
 /// Median and spread of each cell, in the order the cells were first measured.
@@ -204,6 +206,32 @@ pub fn render_markdown(r: &BenchReport) -> String {
                 None => row.push_str(" | |"),
             }
             let _ = writeln!(out, "{row}");
+        }
+        out.push('\n');
+    }
+    if let Some(first) = r.starvation.first() {
+        let _ = writeln!(out, "## One heavy request among light ones (seed 004)\n");
+        let _ = writeln!(
+            out,
+            "A closed loop of light requests on one connection; {:.1} s in, one fib({}) on another connection. \"kept\": light throughput while the heavy request was in the server, over light throughput before it.\n",
+            first.heavy_at_s, first.heavy_n
+        );
+        let _ = writeln!(
+            out,
+            "| model | light req/s before | light req/s during | kept | heavy request took |\n|---|---:|---:|---:|---:|"
+        );
+        for s in &r.starvation {
+            let took = s
+                .heavy_s
+                .map_or("no reply in the run".to_string(), |t| format!("{t:.2} s"));
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {:.2} | {took} |",
+                s.variant,
+                thousands(s.light_before_rps),
+                thousands(s.light_during_rps),
+                s.kept
+            );
         }
         out.push('\n');
     }

@@ -57,6 +57,23 @@ pub struct Scenario {
     #[serde(deserialize_with = "duration")]
     pub warmup: Duration,
     pub repetitions: usize,
+    /// Seed 004's experiment, once per model: see [`Starvation`].
+    pub starvation: Option<Starvation>,
+}
+
+/// Seed 004's experiment: a closed loop of light requests on one connection, and one
+/// heavy request on another, sent `at` into the run and sized so it takes about
+/// `heavy_seconds` on this machine. How much of the light throughput survives while the
+/// heavy request runs is the measure of a model's isolation.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Starvation {
+    pub light_n: u32,
+    pub heavy_seconds: f64,
+    #[serde(deserialize_with = "duration")]
+    pub at: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub length: Duration,
 }
 
 /// A model as a scenario names it: `epoll` or `epoll+offload`.
