@@ -178,15 +178,24 @@ pub struct StarvationResult {
     pub heavy_at_s: f64,
 }
 
-/// The `n` whose naive fib takes about `seconds` here: fib(30) timed in this process,
-/// scaled by the golden ratio per step of n, kept within what servers allow.
+/// The `n` whose naive fib takes about `seconds` here: fib(n) timed in this process
+/// for growing n until one takes an eighth of the target, then scaled by the golden
+/// ratio per step of n (the last few steps only, where the scaling is reliable), and
+/// kept within what servers allow.
 pub fn calibrate_heavy_n(seconds: f64) -> u32 {
-    let started = Instant::now();
-    std::hint::black_box(crate::fib::fib(std::hint::black_box(30)));
-    let t30 = started.elapsed().as_secs_f64().max(1e-6);
     let phi = (1.0 + 5f64.sqrt()) / 2.0;
-    let n = 30.0 + (seconds / t30).ln() / phi.ln();
-    (n.round() as u32).clamp(25, crate::service::DEFAULT_MAX_N)
+    let mut n = 25;
+    loop {
+        let started = Instant::now();
+        std::hint::black_box(crate::fib::fib(std::hint::black_box(n)));
+        let took = started.elapsed().as_secs_f64().max(1e-9);
+        if took >= seconds / 8.0 || n >= crate::service::DEFAULT_MAX_N {
+            let steps = (seconds / took).ln() / phi.ln();
+            return ((f64::from(n) + steps).round() as u32)
+                .clamp(25, crate::service::DEFAULT_MAX_N);
+        }
+        n += 1;
+    }
 }
 
 /// Runs the starvation experiment against one server.
@@ -415,4 +424,17 @@ fn run_cells(
         }
     }
     Ok(samples)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calibration_is_monotonic_and_bounded() {
+        let short = calibrate_heavy_n(0.001);
+        let long = calibrate_heavy_n(0.05);
+        assert!(short <= long, "{short} > {long}");
+        assert!((25..=crate::service::DEFAULT_MAX_N).contains(&long));
+    }
 }
