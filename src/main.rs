@@ -492,7 +492,7 @@ fn bench_command(args: BenchArgs) -> Result<()> {
     if terminal {
         eprintln!();
     }
-    let bench_report = report::BenchReport {
+    let mut bench_report = report::BenchReport {
         scenario: scenario.name.clone(),
         about: scenario.about.clone(),
         date: report::today(),
@@ -504,7 +504,9 @@ fn bench_command(args: BenchArgs) -> Result<()> {
         cells: report::aggregate(&samples),
         samples,
         starvation,
+        findings: Vec::new(),
     };
+    bench_report.findings = bench::findings::findings(&bench_report);
     let markdown = report::render_markdown(&bench_report);
     io::stdout().write_all(markdown.as_bytes())?;
     if let Some(path) = &args.markdown {

@@ -135,12 +135,15 @@ fn fixture() -> BenchReport {
                 heavy_at_s: 1.5,
             },
         ],
+        findings: vec![],
     }
 }
 
 #[test]
 fn markdown_matches_golden_output() {
-    let actual = report::render_markdown(&fixture());
+    let mut fixture = fixture();
+    fixture.findings = fiblab::bench::findings::findings(&fixture);
+    let actual = report::render_markdown(&fixture);
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/bench_tables.md");
     if std::env::var_os("FIBLAB_BLESS").is_some() {

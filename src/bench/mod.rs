@@ -18,6 +18,7 @@
 //! process, so the two compete for the CPUs exactly as the seeds' perf2.py and server
 //! did. Machine facts and pinning head every report.
 
+pub mod findings;
 pub mod report;
 pub mod scenario;
 

@@ -44,6 +44,9 @@ pub struct BenchReport {
     pub samples: Vec<Sample>,
     /// Seed 004's experiment, one entry per model (empty if the scenario has none).
     pub starvation: Vec<StarvationResult>,
+    /// The seeds' conclusions checked against these measurements
+    /// ([`super::findings::findings`]).
+    pub findings: Vec<super::findings::Finding>,
 }
 
 /// Median and spread of each cell, in the order the cells were first measured.
@@ -233,6 +236,10 @@ pub fn render_markdown(r: &BenchReport) -> String {
                 s.kept
             );
         }
+        out.push('\n');
+    }
+    if !r.findings.is_empty() {
+        out.push_str(&super::findings::render_markdown(&r.findings));
         out.push('\n');
     }
     if starved_note {
