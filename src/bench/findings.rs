@@ -80,33 +80,64 @@ fn missing(source: &'static str, claim: &'static str, needs: &str) -> Finding {
     )
 }
 
+/// A claim about one cell's throughput relative to another's: `holds(a / b)` decides.
+struct Ratio<'a> {
+    source: &'static str,
+    claim: &'static str,
+    /// (label, model, n, clients) of the two cells.
+    a: (&'a str, &'a str, u32, usize),
+    b: (&'a str, &'a str, u32, usize),
+    holds: fn(f64) -> bool,
+}
+
+impl Ratio<'_> {
+    fn check(&self, r: &BenchReport) -> Finding {
+        let (la, ma, n, clients) = self.a;
+        let (lb, mb, nb, cb) = self.b;
+        let who = if clients == 1 {
+            "1 client".to_string()
+        } else {
+            format!("{clients} clients")
+        };
+        match (rps(r, ma, n, clients), rps(r, mb, nb, cb)) {
+            (Some(x), Some(y)) => {
+                let ratio = x / y;
+                let verdict = if (self.holds)(ratio) {
+                    Verdict::Reproduces
+                } else {
+                    Verdict::Contradicts
+                };
+                let who = if clients == 1 {
+                    "1 client".to_string()
+                } else {
+                    format!("{clients} clients")
+                };
+                let evidence = format!("n={n}, {who}: {la} {x:.0} req/s, {lb} {y:.0}: {ratio:.2}x");
+                finding(self.source, self.claim, verdict, evidence)
+            }
+            _ => missing(
+                self.source,
+                self.claim,
+                &format!("{ma} and {mb} at n={n} with {who}"),
+            ),
+        }
+    }
+}
+
 /// Every rule, in the order the seeds state the claims.
 pub fn findings(r: &BenchReport) -> Vec<Finding> {
     let mut out = Vec::new();
 
-    let (source, claim) = (
-        "seed 000, 总结 1",
-        "I/O-bound, threads perform about like Go",
-    );
-    out.push(match (rps(r, "threads", 1, 2), rps(r, "tokio", 1, 2)) {
-        (Some(t), Some(g)) => {
-            let ratio = t / g;
-            let verdict = if (0.8..=1.25).contains(&ratio) {
-                Verdict::Reproduces
-            } else {
-                Verdict::Contradicts
-            };
-            finding(
-                source,
-                claim,
-                verdict,
-                format!(
-                    "n=1, 2 clients: threads {t:.0} req/s, tokio (Go's design) {g:.0}: {ratio:.2}x"
-                ),
-            )
+    out.push(
+        Ratio {
+            source: "seed 000, 总结 1",
+            claim: "I/O-bound, threads perform about like Go",
+            a: ("threads", "threads", 1, 2),
+            b: ("tokio (Go's design)", "tokio", 1, 2),
+            holds: |ratio| (0.8..=1.25).contains(&ratio),
         }
-        _ => missing(source, claim, "threads and tokio at n=1 with 2 clients"),
-    });
+        .check(r),
+    );
 
     let (source, claim) = (
         "seed 000, 总结 2",
@@ -122,27 +153,16 @@ pub fn findings(r: &BenchReport) -> Vec<Finding> {
         _ => missing(source, claim, "threads and tokio at n=20 with 2 clients"),
     });
 
-    let (source, claim) = (
-        "seed 000, 总结 3",
-        "I/O-bound, a process pool is much slower than threads",
-    );
-    out.push(match (rps(r, "procpool", 1, 2), rps(r, "threads", 1, 2)) {
-        (Some(p), Some(t)) => {
-            let ratio = p / t;
-            let verdict = if ratio < 0.8 {
-                Verdict::Reproduces
-            } else {
-                Verdict::Contradicts
-            };
-            finding(
-                source,
-                claim,
-                verdict,
-                format!("n=1, 2 clients: procpool {p:.0} req/s, threads {t:.0}: {ratio:.2}x"),
-            )
+    out.push(
+        Ratio {
+            source: "seed 000, 总结 3",
+            claim: "I/O-bound, a process pool is much slower than threads",
+            a: ("procpool", "procpool", 1, 2),
+            b: ("threads", "threads", 1, 2),
+            holds: |ratio| ratio < 0.8,
         }
-        _ => missing(source, claim, "procpool and threads at n=1 with 2 clients"),
-    });
+        .check(r),
+    );
 
     let (source, claim) = (
         "seed 000, 总结 4",
@@ -179,18 +199,16 @@ pub fn findings(r: &BenchReport) -> Vec<Finding> {
         _ => missing(source, claim, "coroutines and threads at n=1 with 2 clients, and the starvation experiment"),
     });
 
-    let (source, claim) = (
-        "seed 000, 总结 6",
-        "sub-interpreters isolate, but do not cure the interpreter's slowness",
-    );
-    out.push(match (rps(r, "isolates", 20, 1), rps(r, "threads", 20, 1)) {
-        (Some(i), Some(t)) => {
-            let ratio = i / t;
-            let verdict = if ratio < 0.5 { Verdict::Reproduces } else { Verdict::Contradicts };
-            finding(source, claim, verdict, format!("n=20, 1 client: isolates (wasmi) {i:.0} req/s, threads (native) {t:.0}: {ratio:.2}x"))
+    out.push(
+        Ratio {
+            source: "seed 000, 总结 6",
+            claim: "sub-interpreters isolate, but do not cure the interpreter's slowness",
+            a: ("isolates (wasmi)", "isolates", 20, 1),
+            b: ("threads (native)", "threads", 20, 1),
+            holds: |ratio| ratio < 0.5,
         }
-        _ => missing(source, claim, "isolates and threads at n=20 with 1 client"),
-    });
+        .check(r),
+    );
 
     let (source, claim) = (
         "seed 004",
