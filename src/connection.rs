@@ -41,6 +41,20 @@ enum Input {
     Eof,
 }
 
+impl Input {
+    /// What a read returned, as the loops see it; `Ok(None)` means "interrupted, read
+    /// again". `WouldBlock` only comes from the reads that do not wait.
+    fn from_read(read: io::Result<usize>) -> io::Result<Option<Input>> {
+        match read {
+            Ok(0) => Ok(Some(Input::Eof)),
+            Ok(n) => Ok(Some(Input::Bytes(n))),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Some(Input::Idle)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// How a blocking connection computes the fib requests its session hands over.
 pub type Compute<'a> = &'a mut dyn FnMut(u32) -> Result<u64, Rejection>;
 
@@ -80,26 +94,18 @@ fn blocking_loop(
     let mut out = Vec::with_capacity(READ_CHUNK);
     let mut run = |n: u32| compute.as_mut().map_or_else(|| Ok(fib(n)), |c| c(n));
     loop {
-        let event = if session.wants_idle_flush() {
-            match recv(stream.as_raw_fd(), &mut input, MsgFlags::MSG_DONTWAIT) {
-                Ok(0) => Input::Eof,
-                Ok(n) => Input::Bytes(n),
-                Err(nix::errno::Errno::EAGAIN) => Input::Idle,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
+        let read = if session.wants_idle_flush() {
+            recv(stream.as_raw_fd(), &mut input, MsgFlags::MSG_DONTWAIT).map_err(io::Error::from)
         } else {
             // About to block: the replies owed go out first.
             if !out.is_empty() {
                 stream.write_all(&out)?;
                 out.clear();
             }
-            match stream.read(&mut input) {
-                Ok(0) => Input::Eof,
-                Ok(n) => Input::Bytes(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+            stream.read(&mut input)
+        };
+        let Some(event) = Input::from_read(read)? else {
+            continue;
         };
         match event {
             Input::Bytes(n) => {
@@ -172,25 +178,17 @@ async fn async_loop<S: AsyncStream>(
         None => Ok(fib(n)),
     };
     loop {
-        let event = if session.wants_idle_flush() {
-            match stream.try_read(&mut input) {
-                Ok(0) => Input::Eof,
-                Ok(n) => Input::Bytes(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Input::Idle,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+        let read = if session.wants_idle_flush() {
+            stream.try_read(&mut input)
         } else {
             if !out.is_empty() {
                 stream.write_all(&out).await?;
                 out.clear();
             }
-            match stream.read(&mut input).await {
-                Ok(0) => Input::Eof,
-                Ok(n) => Input::Bytes(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+            stream.read(&mut input).await
+        };
+        let Some(event) = Input::from_read(read)? else {
+            continue;
         };
         match event {
             Input::Bytes(n) => {
