@@ -68,7 +68,7 @@ fn main() {
                 let pool = pool.clone();
                 handles.push(tokio::spawn(async move {
                     match bounded {
-                        true => pool.fib(n).await.is_err(),
+                        true => pool.fib(n, None).await.is_err(),
                         false => tokio::task::spawn_blocking(move || fib(n)).await.is_err(),
                     }
                 }));
@@ -76,7 +76,7 @@ fn main() {
             tokio::task::yield_now().await;
             let light = Instant::now();
             let answered = match bounded {
-                true => pool.fib(1).await.is_ok(),
+                true => pool.fib(1, None).await.is_ok(),
                 false => tokio::task::spawn_blocking(|| fib(1)).await.is_ok(),
             };
             let waited = (light.elapsed(), answered);

@@ -18,14 +18,15 @@
 
 use std::io::{self, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd as _, AsRawFd};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use nix::sys::socket::{MsgFlags, recv};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::fib::fib;
-use crate::offload::Offload;
+use crate::offload::{Offload, gone_for};
 use crate::server::Config;
 use crate::service::{Rejection, Session, Work};
 use crate::shutdown::{Shutdown, ShutdownWatch};
@@ -55,8 +56,49 @@ impl Input {
     }
 }
 
+/// A blocking read or write that failed with `WouldBlock` ran into `SO_RCVTIMEO` /
+/// `SO_SNDTIMEO`: the idle timeout, reported as `TimedOut`.
+fn idle_as_timeout(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock => io::Error::new(io::ErrorKind::TimedOut, "idle timeout"),
+        _ => e,
+    }
+}
+
 /// How a blocking connection computes the fib requests its session hands over.
 pub type Compute<'a> = &'a mut dyn FnMut(u32) -> Result<u64, Rejection>;
+
+/// A probe for [`Session::set_probe`] on a client's socket: true once the socket was
+/// reset or broke (`POLLERR`/`POLLHUP`: the client closed with replies unread, was
+/// killed with data in flight, or a reply was written to a client that had closed).
+/// A plain end of input is *not* "gone": a client that half-closes still reads its
+/// replies, and TCP cannot tell it from one that closed, until a reply is written.
+/// It polls its own duplicate of the descriptor, so a pool thread may hold it safely.
+pub fn gone_probe(
+    socket: std::os::fd::BorrowedFd<'_>,
+) -> Option<impl FnMut() -> bool + Send + 'static> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let socket = dup_above_select_range(socket).ok()?;
+    Some(move || {
+        let mut fds = [PollFd::new(socket.as_fd(), PollFlags::empty())];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(1..))
+            && fds[0]
+                .revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
+    })
+}
+
+/// A duplicate of `fd` numbered 1024 or more where the descriptor limit allows, so
+/// duplicates never take the low numbers that `select(2)` can watch.
+fn dup_above_select_range(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd as _;
+    match nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(1024)) {
+        // SAFETY: fcntl(F_DUPFD_CLOEXEC) just created this descriptor and returned it
+        // to us alone; the OwnedFd becomes its only owner and closes it once.
+        Ok(raw) => Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) }),
+        Err(_) => fd.try_clone_to_owned(),
+    }
+}
 
 /// Serves one connection on the calling thread until the client leaves or shutdown
 /// shuts the socket's read side. Logs the outcome; never panics on client input.
@@ -84,12 +126,21 @@ fn blocking_loop(
     mut compute: Option<Compute<'_>>,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
+    // A client silent for the idle timeout, or not reading its replies for as long,
+    // makes the blocking read or write fail, which ends the connection.
+    stream.set_read_timeout(config.idle_timeout)?;
+    stream.set_write_timeout(config.idle_timeout)?;
     let work = if compute.is_some() {
         Work::Handed
     } else {
         Work::Inline
     };
     let mut session = Session::new(config.service, config.max_line, work);
+    if work == Work::Inline
+        && let Some(probe) = gone_probe(stream.as_fd())
+    {
+        session.set_probe(probe);
+    }
     let mut input = vec![0u8; READ_CHUNK];
     let mut out = Vec::with_capacity(READ_CHUNK);
     let mut run = |n: u32| compute.as_mut().map_or_else(|| Ok(fib(n)), |c| c(n));
@@ -99,10 +150,10 @@ fn blocking_loop(
         } else {
             // About to block: the replies owed go out first.
             if !out.is_empty() {
-                stream.write_all(&out)?;
+                stream.write_all(&out).map_err(idle_as_timeout)?;
                 out.clear();
             }
-            stream.read(&mut input)
+            stream.read(&mut input).map_err(idle_as_timeout)
         };
         let Some(event) = Input::from_read(read)? else {
             continue;
@@ -142,6 +193,8 @@ pub trait AsyncStream {
     /// Reads without waiting: `WouldBlock` when nothing is there right now.
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     async fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// The socket, for [`gone_probe`].
+    fn socket(&self) -> std::os::fd::BorrowedFd<'_>;
 }
 
 /// Serves one connection as an async task: the same steps as [`serve_blocking`],
@@ -171,10 +224,15 @@ async fn async_loop<S: AsyncStream>(
         Work::Inline
     };
     let mut session = Session::new(config.service, config.max_line, work);
+    if work == Work::Inline
+        && let Some(probe) = gone_probe(stream.socket())
+    {
+        session.set_probe(probe);
+    }
     let mut input = vec![0u8; READ_CHUNK];
     let mut out = Vec::with_capacity(READ_CHUNK);
-    let run = async |n: u32| match offload {
-        Some(pool) => pool.fib(n).await,
+    let run = async |n: u32, gone| match offload {
+        Some(pool) => pool.fib(n, gone).await,
         None => Ok(fib(n)),
     };
     loop {
@@ -197,17 +255,17 @@ async fn async_loop<S: AsyncStream>(
                     let fed = session.feed(&input[consumed..n], &mut out);
                     consumed += fed.consumed;
                     let Some(k) = fed.handed else { break };
-                    Session::write_reply(run(k).await, &mut out);
+                    Session::write_reply(run(k, gone_for(k, stream.socket())).await, &mut out);
                 }
             }
             Input::Idle => {
                 if let Some(k) = session.on_idle(&mut out) {
-                    Session::write_reply(run(k).await, &mut out);
+                    Session::write_reply(run(k, gone_for(k, stream.socket())).await, &mut out);
                 }
             }
             Input::Eof => {
                 if let Some(k) = session.on_eof(&mut out) {
-                    Session::write_reply(run(k).await, &mut out);
+                    Session::write_reply(run(k, gone_for(k, stream.socket())).await, &mut out);
                 }
                 stream.write_all(&out).await?;
                 return Ok(());
@@ -220,15 +278,23 @@ async fn async_loop<S: AsyncStream>(
 pub struct TokioStream {
     stream: tokio::net::TcpStream,
     stop: ShutdownWatch,
+    /// `--idle-timeout`: a read waiting this long, or a write, fails with `TimedOut`.
+    idle: Option<std::time::Duration>,
 }
 
 impl AsyncStream for TokioStream {
+    fn socket(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+
     async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let idle = idle_sleep(self.idle);
         tokio::select! {
             biased;
             read = self.stream.read(buf) => read,
             // Shutdown reads as end of input: the replies owed are written, then it closes.
             () = self.stop.triggered() => Ok(0),
+            () = idle => Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")),
         }
     }
 
@@ -237,7 +303,19 @@ impl AsyncStream for TokioStream {
     }
 
     async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.stream.write_all(buf).await
+        let idle = idle_sleep(self.idle);
+        tokio::select! {
+            written = self.stream.write_all(buf) => written,
+            () = idle => Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")),
+        }
+    }
+}
+
+/// Sleeps for the idle timeout, or forever without one.
+async fn idle_sleep(idle: Option<std::time::Duration>) {
+    match idle {
+        Some(idle) => tokio::time::sleep(idle).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -263,10 +341,18 @@ pub async fn accept_loop_tokio(
             // Reap finished tasks as we go so the set holds only live connections.
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) if shutdown.is_full() => {
+                    tracing::debug!(%peer, "at --max-conns; turning the connection away");
+                    let _ = stream.try_write(Rejection::ServerBusy.reply_line().as_bytes());
+                }
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let live = shutdown.track(None);
-                    let stream = TokioStream { stream, stop: shutdown.watch() };
+                    let stream = TokioStream {
+                        stream,
+                        stop: shutdown.watch(),
+                        idle: config.idle_timeout,
+                    };
                     let (config, offload) = (config.clone(), offload.clone());
                     tasks.spawn(async move {
                         serve_async(stream, peer, &config, offload.as_deref()).await;
@@ -298,10 +384,14 @@ pub async fn accept_loop_tokio(
 /// itself, since an edge-triggered listener will not report the waiting clients again.
 pub fn accept_pending(
     listener: &std::net::TcpListener,
+    shutdown: &Shutdown,
     mut on_accept: impl FnMut(TcpStream, SocketAddr),
 ) -> io::Result<bool> {
     loop {
         match listener.accept() {
+            Ok((mut stream, peer)) if shutdown.is_full() => {
+                crate::shutdown::turn_away(&mut stream, peer);
+            }
             Ok((stream, peer)) => on_accept(stream, peer),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) if crate::shutdown::is_transient_accept_error(&e) => {
@@ -309,6 +399,55 @@ pub fn accept_pending(
                 return Ok(true);
             }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// When an event loop looks for connections idle past `--idle-timeout`: every quarter
+/// of the timeout (between 10 ms and 1 s), so the sweep costs nothing per event.
+#[derive(Debug)]
+pub struct IdleSweep {
+    limit: Option<Duration>,
+    next: Instant,
+}
+
+impl IdleSweep {
+    pub fn new(limit: Option<Duration>) -> IdleSweep {
+        IdleSweep {
+            limit,
+            next: Instant::now(),
+        }
+    }
+
+    pub fn limit(&self) -> Option<Duration> {
+        self.limit
+    }
+
+    fn interval(limit: Duration) -> Duration {
+        (limit / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+
+    /// The longest the loop may wait before the next sweep is due (`None`: no limit).
+    pub fn timeout(&self, now: Instant) -> Option<Duration> {
+        self.limit.map(|_| self.next.saturating_duration_since(now))
+    }
+
+    /// `timeout`, or a shorter one the loop already had.
+    pub fn shorten(&self, now: Instant, timeout: Option<Duration>) -> Option<Duration> {
+        match (timeout, self.timeout(now)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// True when a sweep is due now; schedules the next one.
+    pub fn due(&mut self, now: Instant) -> bool {
+        match self.limit {
+            Some(limit) if now >= self.next => {
+                self.next = now + Self::interval(limit);
+                true
+            }
+            _ => false,
         }
     }
 }
@@ -343,6 +482,8 @@ pub struct PollConn {
     /// The last read or write hit `WouldBlock`; cleared when readiness is reported.
     read_blocked: bool,
     write_blocked: bool,
+    /// When bytes last moved either way, for `--idle-timeout`.
+    last_active: Instant,
 }
 
 impl PollConn {
@@ -355,10 +496,16 @@ impl PollConn {
         stream.set_nonblocking(true)?;
         stream.set_nodelay(true)?;
         tracing::debug!(%peer, "connected");
+        let mut session = Session::new(config.service, config.max_line, work);
+        if work == Work::Inline
+            && let Some(probe) = gone_probe(stream.as_fd())
+        {
+            session.set_probe(probe);
+        }
         Ok(PollConn {
             stream,
             peer,
-            session: Session::new(config.service, config.max_line, work),
+            session,
             unfed: Vec::new(),
             awaiting_reply: false,
             out: Vec::new(),
@@ -366,7 +513,20 @@ impl PollConn {
             read_closed: false,
             read_blocked: false,
             write_blocked: false,
+            last_active: Instant::now(),
         })
+    }
+
+    /// True when no byte has moved either way for `limit` (`--idle-timeout`) and no
+    /// work of its own is in progress; logged, and the loop drops the connection.
+    pub fn idle_expired(&self, now: Instant, limit: Option<Duration>) -> bool {
+        let expired = limit.is_some_and(|limit| {
+            !self.awaiting_reply && now.saturating_duration_since(self.last_active) >= limit
+        });
+        if expired {
+            tracing::debug!(peer = %self.peer, "idle past --idle-timeout; closed");
+        }
+        expired
     }
 
     pub fn stream(&self) -> &TcpStream {
@@ -439,6 +599,7 @@ impl PollConn {
                         self.session.on_eof(&mut self.out)
                     }
                     Ok(n) => {
+                        self.last_active = Instant::now();
                         let fed = self.session.feed(&scratch[..n], &mut self.out);
                         self.unfed.extend_from_slice(&scratch[fed.consumed..n]);
                         fed.handed
@@ -470,7 +631,10 @@ impl PollConn {
         while self.written < self.out.len() {
             match self.stream.write(&self.out[self.written..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.written += n,
+                Ok(n) => {
+                    self.written += n;
+                    self.last_active = Instant::now();
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.write_blocked = true;
                     return Ok(());
@@ -509,6 +673,7 @@ pub fn log_connection_error(peer: SocketAddr, e: &io::Error) {
         | io::ErrorKind::BrokenPipe
         | io::ErrorKind::ConnectionAborted
         | io::ErrorKind::UnexpectedEof => tracing::debug!(%peer, error = %e, "client went away"),
+        io::ErrorKind::TimedOut => tracing::debug!(%peer, "idle past --idle-timeout; closed"),
         _ => tracing::warn!(%peer, error = %e, "connection failed"),
     }
 }

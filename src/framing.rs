@@ -104,6 +104,11 @@ impl LineFramer {
         input.len()
     }
 
+    /// Bytes held for a line still to be completed (at most `max_line + 1`).
+    pub fn buffered(&self) -> usize {
+        self.pending.len()
+    }
+
     /// True when pending bytes would become a request if the socket is idle now. Models
     /// check this after a read to decide whether to look for more bytes without waiting.
     pub fn wants_idle_flush(&self) -> bool {

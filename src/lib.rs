@@ -30,14 +30,22 @@
 //! - [`seeds`] — the seeds' own programs, extracted from the seed documents to run as
 //!   peers.
 //!
+//! `fuzzing` (hidden) holds the fuzz oracle: framing + service against a reference
+//! model of the contract, driven by `fuzz/`, the corpus replay and a unit-test sweep.
+//!
 //! The wire contract is `PROTOCOL.md` in the shared folder; `tests/conformance.rs`
 //! checks every registered model against it.
+
+// No panics on network input: outside tests, every unwrap needs a stated reason.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod bench;
 pub mod client;
 pub mod connection;
 pub mod fib;
 pub mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod load;
 pub mod models;
 pub mod offload;

@@ -2,7 +2,7 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -46,13 +46,16 @@ enum Command {
         markdown: bool,
     },
     /// Benchmark every model: the seeds' tables, measured on this machine.
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
     /// Load generator: closed or open loop, mixes, latency percentiles, JSON/CSV.
     Load(Box<LoadArgs>),
     /// The seeds' perf1: one connection, the latency of every request.
     Perf1(Perf1Args),
     /// The seeds' perf2: requests per second, once a second, over --conns connections.
     Perf2(Perf2Args),
+    /// A long run of mixed load against one model: every reply checked, in order;
+    /// exits 1 unless nothing was lost or wrong and the server stopped cleanly.
+    Soak(SoakArgs),
     /// The seeds' own programs (perf1.py, server.go, ...), extracted from the seed documents.
     Seeds {
         #[command(subcommand)]
@@ -77,6 +80,13 @@ struct ServeArgs {
     /// Port to listen on; 0 picks a free one (printed at start).
     #[arg(short, long, default_value_t = 25000)]
     port: u16,
+    /// Connections served at once; past it a new connection gets `ERR server busy` and
+    /// is closed (it is accepted to be told, rather than left waiting in the backlog).
+    #[arg(long, default_value_t = server::DEFAULT_MAX_CONNS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_conns: usize,
+    /// A connection silent this long (or not reading its replies) is closed; 0: never.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    idle_timeout: Duration,
     /// Largest n a request may ask for (at most 93, where u64 ends).
     #[arg(long, default_value_t = DEFAULT_MAX_N)]
     max_n: u32,
@@ -144,16 +154,52 @@ struct Perf2Args {
 }
 
 #[derive(Args)]
+struct SoakArgs {
+    /// The model, `+offload` for the variant (e.g. epoll+offload).
+    #[arg(short, long, default_value = "epoll")]
+    model: String,
+    /// How long to run, e.g. 10m.
+    #[arg(short, long, default_value = "1m", value_parser = parse_duration)]
+    duration: Duration,
+    /// Connections.
+    #[arg(short, long, default_value_t = 8)]
+    conns: usize,
+    /// Requests in flight per connection.
+    #[arg(long, default_value_t = 4)]
+    pipeline: usize,
+    /// Also write the verdict as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct BenchArgs {
     /// A shipped scenario (quick, seeds, full) or a scenario TOML file.
     #[arg(default_value = "quick")]
     scenario: String,
-    /// Also write the tables as markdown to this file.
+    /// A server someone else started, as a row of the same tables: NAME=HOST:PORT for a
+    /// fib server, NAME=HOST:PORT/ping for redis (PING). Repeatable. The seeds' servers:
+    /// `scripts/seed-peers.sh start DIR` prints these flags.
+    #[arg(long = "target", value_name = "NAME=HOST:PORT")]
+    targets: Vec<fiblab::bench::Target>,
+    #[command(flatten)]
+    overrides: fiblab::bench::scenario::Overrides,
+    /// Write report.md, report.json, report.html and the SVG plots into this folder.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Also write the tables as markdown to this file (linking the plots in --out).
     #[arg(long)]
     markdown: Option<PathBuf>,
     /// Write everything (every sample, every cell, the machine) as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write one self-contained HTML page (tables and plots inline) to this file.
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// Measure nothing: draw the tables, plots and pages again from a report.json that
+    /// an earlier run wrote (its command, date and machine are kept).
+    #[arg(long, value_name = "REPORT_JSON", conflicts_with = "targets")]
+    replot: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -267,7 +313,7 @@ fn run(command: Command) -> Result<()> {
             io::stdout().write_all(table.as_bytes())?;
             Ok(())
         }
-        Command::Bench(args) => bench_command(args),
+        Command::Bench(args) => bench_command(*args),
         Command::Load(args) => load_command(*args),
         Command::Perf1(args) => {
             let class = fib_class(args.n, &args.target)?;
@@ -302,6 +348,7 @@ fn run(command: Command) -> Result<()> {
             }
             ensure_correct(report.errors.wrong)
         }
+        Command::Soak(args) => soak_command(args),
         Command::Worker => {
             fiblab::models::procpool::worker_main().context("procpool worker failed")
         }
@@ -364,6 +411,8 @@ fn serve(args: ServeArgs) -> Result<()> {
         max_line: args.max_line.max(1),
         workers: args.workers.unwrap_or_else(server::default_workers),
         queue: args.queue,
+        max_conns: args.max_conns,
+        idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
         grace: args.grace,
         offload: args.offload,
         ports: args.ports,
@@ -374,6 +423,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     // Before any thread exists, so that every thread inherits the mask and only the
     // signal thread ever sees SIGINT/SIGTERM.
     let shutdown = Shutdown::new().context("cannot set up shutdown handling")?;
+    shutdown.set_max_connections(config.max_conns);
     spawn_signal_thread(shutdown.clone())?;
     let listener = if args.inherited_listener {
         inherited_listener()?
@@ -384,7 +434,19 @@ fn serve(args: ServeArgs) -> Result<()> {
     };
     let local = listener.local_addr()?;
     if !args.bind.is_loopback() {
-        tracing::warn!(%local, "listening beyond loopback: anyone who can reach this address can load the server");
+        tracing::warn!(
+            %local,
+            max_conns = config.max_conns,
+            idle_timeout = ?config.idle_timeout,
+            max_n = config.service.max_n,
+            max_line = config.max_line,
+            "listening beyond loopback: anyone who can reach this address can load the server, within these limits"
+        );
+        if config.idle_timeout.is_none() {
+            tracing::warn!(
+                "--idle-timeout 0 beyond loopback: silent connections hold their slots for good"
+            );
+        }
     }
     println!(
         "fiblab serve: model={}{} service={} max-n={} workers={} listening on {local}",
@@ -470,55 +532,192 @@ fn on_signals(mut first: impl FnMut() + Send + 'static) -> Result<()> {
     Ok(())
 }
 
-fn bench_command(args: BenchArgs) -> Result<()> {
+fn measure(args: &BenchArgs) -> Result<(fiblab::bench::report::BenchReport, bool)> {
     use fiblab::bench::{self, report};
-    let scenario = bench::scenario::load(&args.scenario).map_err(anyhow::Error::msg)?;
+    let scenario = bench::scenario::load(&args.scenario)
+        .and_then(|s| args.overrides.apply(s))
+        .map_err(anyhow::Error::msg)?;
     let exe =
         std::env::current_exe().context("cannot find the fiblab binary to start servers with")?;
+    for t in &args.targets {
+        std::net::TcpStream::connect_timeout(&t.addr, Duration::from_secs(2)).with_context(
+            || {
+                format!(
+                    "target {} at {} does not answer: start it first",
+                    t.name, t.addr
+                )
+            },
+        )?;
+    }
     let interrupt = interrupt_on_ctrl_c()?;
     eprintln!(
         "fiblab bench {}: {} cells x {} repetitions, about {:.0} s",
         scenario.name,
-        scenario.cells(),
+        scenario.cells(args.targets.len()),
         scenario.repetitions,
-        scenario.estimate().as_secs_f64()
+        scenario.estimate(args.targets.len()).as_secs_f64()
     );
+    let bar = indicatif::ProgressBar::new(0);
     let terminal = io::stderr().is_terminal();
-    let mut progress = |line: &str| match terminal {
-        true => eprint!("\r{line}\x1b[K"),
-        false => eprintln!("{line}"),
-    };
-    let (samples, starvation) = bench::run(&scenario, &exe, interrupt.clone(), &mut progress)?;
     if terminal {
-        eprintln!();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} cells, {elapsed} spent, eta {eta}  {msg}",
+            )
+            .map_err(anyhow::Error::msg)?,
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
+    let mut progress = |step: bench::Step<'_>| {
+        bar.set_length(step.total as u64);
+        bar.set_position(step.done as u64);
+        bar.set_message(step.label.to_string());
+        if !terminal {
+            eprintln!("[{:>3}/{}] {}", step.done + 1, step.total, step.label);
+        }
+    };
+    let measured = bench::run(
+        &scenario,
+        &args.targets,
+        &exe,
+        interrupt.clone(),
+        &mut progress,
+    )?;
+    bar.finish_and_clear();
+    let mut command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    command.insert_str(0, "fiblab ");
     let mut bench_report = report::BenchReport {
         scenario: scenario.name.clone(),
         about: scenario.about.clone(),
         date: report::today(),
-        command: format!("fiblab bench {}", args.scenario),
-        machine: bench::Machine::detect(),
+        command,
+        machine: bench::Machine::detect(scenario.pinning.as_ref()),
         duration_s: scenario.duration.as_secs_f64(),
         warmup_s: scenario.warmup.as_secs_f64(),
         repetitions: scenario.repetitions,
-        cells: report::aggregate(&samples),
-        samples,
-        starvation,
+        cells: report::aggregate(&measured.samples),
+        samples: measured.samples,
+        starvation: measured.starvation,
         findings: Vec::new(),
+        peers: args.targets.clone(),
+        notes: measured.notes,
     };
     bench_report.findings = bench::findings::findings(&bench_report);
-    let markdown = report::render_markdown(&bench_report);
-    io::stdout().write_all(markdown.as_bytes())?;
+    Ok((bench_report, interrupt.load(Ordering::SeqCst)))
+}
+
+fn bench_command(args: BenchArgs) -> Result<()> {
+    use fiblab::bench::{plots, report};
+    let (bench_report, interrupted) = match &args.replot {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let report = report::parse_json(&text).map_err(|e| {
+                anyhow::anyhow!("{} is not a fiblab bench report.json: {e}", path.display())
+            })?;
+            (report, false)
+        }
+        None => measure(&args)?,
+    };
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the output folder {}", dir.display()))?;
+    }
+    let plots = plots::all(&bench_report).map_err(anyhow::Error::msg)?;
+    let write = |path: &Path, text: &str| {
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    };
+    let links = |from: Option<&Path>| -> Vec<report::PlotLink> {
+        let Some(dir) = &args.out else {
+            return Vec::new();
+        };
+        let base = from
+            .and_then(|f| dir.strip_prefix(f).ok())
+            .map_or(dir.clone(), Path::to_path_buf);
+        plots
+            .iter()
+            .map(|p| report::PlotLink {
+                title: p.title.clone(),
+                href: base.join(&p.file).display().to_string(),
+            })
+            .collect()
+    };
+    io::stdout().write_all(report::render_markdown(&bench_report, &[]).as_bytes())?;
+    if let Some(dir) = &args.out {
+        write(
+            &dir.join("report.md"),
+            &report::render_markdown(&bench_report, &links(Some(dir))),
+        )?;
+        write(
+            &dir.join("report.json"),
+            &(report::render_json(&bench_report) + "\n"),
+        )?;
+        write(
+            &dir.join("report.html"),
+            &report::render_html(&bench_report, &plots),
+        )?;
+        for p in &plots {
+            write(&dir.join(&p.file), &p.svg)?;
+        }
+        eprintln!(
+            "wrote {}: report.md, report.json, report.html and {} plots",
+            dir.display(),
+            plots.len()
+        );
+    }
     if let Some(path) = &args.markdown {
-        std::fs::write(path, &markdown)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let here = path.parent().filter(|p| !p.as_os_str().is_empty());
+        write(path, &report::render_markdown(&bench_report, &links(here)))?;
     }
     if let Some(path) = &args.json {
-        std::fs::write(path, report::render_json(&bench_report) + "\n")
+        write(path, &(report::render_json(&bench_report) + "\n"))?;
+    }
+    if let Some(path) = &args.html {
+        write(path, &report::render_html(&bench_report, &plots))?;
+    }
+    if interrupted {
+        eprintln!("interrupted: the tables hold the cells measured so far");
+    }
+    Ok(())
+}
+
+fn soak_command(args: SoakArgs) -> Result<()> {
+    use fiblab::client::soak;
+    let variant =
+        fiblab::bench::scenario::Variant::parse(&args.model).map_err(anyhow::Error::msg)?;
+    if args.conns == 0 || args.pipeline == 0 {
+        bail!("--conns and --pipeline must be at least 1");
+    }
+    let exe = std::env::current_exe()
+        .context("cannot find the fiblab binary to start the server with")?;
+    let interrupt = interrupt_on_ctrl_c()?;
+    let mut on_second = |tick: &fiblab::load::Tick| {
+        if (tick.second + 1) % 10 == 0 {
+            eprintln!(
+                "{:>6} s  {} req/s  {} errors so far",
+                tick.second + 1,
+                tick.ok,
+                tick.errors
+            );
+        }
+    };
+    let report = soak::run(
+        &exe,
+        &variant,
+        args.duration,
+        args.conns,
+        args.pipeline,
+        interrupt,
+        &mut on_second,
+    )?;
+    print!("{}", soak::render(&report));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    if interrupt.load(Ordering::SeqCst) {
-        eprintln!("interrupted: the tables hold the cells measured so far");
+    if !report.passed() {
+        bail!("the soak found lost or wrong replies, or an unclean exit (above)");
     }
     Ok(())
 }

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 
-use crate::fib::fib;
+use crate::fib::{CANCEL_CHECK_FROM, fib, fib_until};
 use crate::pool::WorkQueue;
 use crate::service::Rejection;
 
@@ -66,14 +66,24 @@ impl Offload {
     }
 
     /// Computes fib(n) on a worker and calls `done` there with the result; when the pool
-    /// is full, calls `done(Err(ServerBusy))` at once on the caller's thread.
-    pub fn submit(&self, n: u32, done: impl FnOnce(Result<u64, Rejection>) + Send + 'static) {
+    /// is full, calls `done(Err(ServerBusy))` at once on the caller's thread. With
+    /// `gone` (see [`crate::connection::gone_probe`]) the work stops once the client
+    /// has gone, and `done` gets `Err(ClientGone)`: nobody is left to read a reply.
+    pub fn submit(
+        &self,
+        n: u32,
+        gone: Option<Gone>,
+        done: impl FnOnce(Result<u64, Rejection>) + Send + 'static,
+    ) {
         let done = Arc::new(Mutex::new(Some(done)));
         let on_worker = done.clone();
         let job: Job = Box::new(move || {
-            let value = fib(n);
+            let value = match gone {
+                Some(mut gone) => fib_until(n, &mut gone).ok_or(Rejection::ClientGone),
+                None => Ok(fib(n)),
+            };
             if let Some(done) = lock(&on_worker).take() {
-                done(Ok(value));
+                done(value);
             }
         });
         if self.queue.offer(job).is_err() {
@@ -83,11 +93,12 @@ impl Offload {
         }
     }
 
-    /// fib(n) on a worker, as a future for async connection loops.
-    pub fn fib(&self, n: u32) -> FibFuture {
+    /// fib(n) on a worker, as a future for async connection loops; `gone` as in
+    /// [`submit`](Self::submit).
+    pub fn fib(&self, n: u32, gone: Option<Gone>) -> FibFuture {
         let slot = Arc::new(Mutex::new(Slot::default()));
         let filled_by_worker = slot.clone();
-        self.submit(n, move |result| {
+        self.submit(n, gone, move |result| {
             let mut slot = lock(&filled_by_worker);
             slot.result = Some(result);
             if let Some(waker) = slot.waker.take() {
@@ -96,6 +107,18 @@ impl Offload {
         });
         FibFuture { slot }
     }
+}
+
+/// Says whether the client a job works for has gone ([`crate::connection::gone_probe`]).
+pub type Gone = Box<dyn FnMut() -> bool + Send>;
+
+/// A probe for a request of `n` on `socket`, only where the work is long enough for
+/// stopping it to matter: below [`CANCEL_CHECK_FROM`] it would never be asked.
+pub fn gone_for(n: u32, socket: std::os::fd::BorrowedFd<'_>) -> Option<Gone> {
+    if n < CANCEL_CHECK_FROM {
+        return None;
+    }
+    crate::connection::gone_probe(socket).map(|probe| Box::new(probe) as Gone)
 }
 
 impl Drop for Offload {
@@ -149,7 +172,7 @@ mod tests {
     fn submit_computes_on_a_worker() {
         let pool = Offload::start(2, 4).unwrap();
         let (tx, rx) = mpsc::channel();
-        pool.submit(20, move |r| tx.send(r).unwrap());
+        pool.submit(20, None, move |r| tx.send(r).unwrap());
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Ok(6765));
     }
 
@@ -158,9 +181,9 @@ mod tests {
         let pool = Offload::start(1, 0).unwrap();
         let (tx, rx) = mpsc::channel();
         let tx2 = tx.clone();
-        pool.submit(32, move |r| tx.send(r).unwrap()); // occupies the only worker
+        pool.submit(32, None, move |r| tx.send(r).unwrap()); // occupies the only worker
         std::thread::sleep(Duration::from_millis(5));
-        pool.submit(1, move |r| tx2.send(r).unwrap());
+        pool.submit(1, None, move |r| tx2.send(r).unwrap());
         assert_eq!(rx.recv().unwrap(), Err(Rejection::ServerBusy));
         assert_eq!(rx.recv().unwrap(), Ok(2_178_309));
     }
@@ -171,6 +194,11 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        assert_eq!(rt.block_on(pool.fib(25)), Ok(75025));
+        assert_eq!(rt.block_on(pool.fib(25, None)), Ok(75025));
+        let gone: Gone = Box::new(|| true);
+        assert_eq!(
+            rt.block_on(pool.fib(30, Some(gone))),
+            Err(Rejection::ClientGone)
+        );
     }
 }

@@ -27,6 +27,11 @@ pub struct Config {
     /// The server was asked for `--port 0`: extra listeners (`prefork --ports`) take
     /// free ports too, instead of the ports after the first.
     pub free_ports: bool,
+    /// Connections served at once; past it, new ones get `ERR server busy` and are closed.
+    pub max_conns: usize,
+    /// A connection that sends nothing (or reads none of its replies) for this long is
+    /// closed; `None`: never.
+    pub idle_timeout: Option<Duration>,
     /// Run fib in a bounded worker pool (`--workers` threads, `--queue` waiting jobs)
     /// instead of on the loop; only models whose registry entry allows it.
     pub offload: bool,
@@ -39,6 +44,8 @@ impl Default for Config {
             max_line: DEFAULT_MAX_LINE,
             workers: default_workers(),
             queue: 64,
+            max_conns: DEFAULT_MAX_CONNS,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             grace: Duration::from_secs(5),
             offload: false,
             ports: false,
@@ -46,6 +53,15 @@ impl Default for Config {
         }
     }
 }
+
+/// Default `--max-conns`: above the bench's largest scenario (1000 clients), far below
+/// what the descriptor limit fiblab raises itself to allows, and small enough that a
+/// thread-per-connection model's stacks stay a modest reservation.
+pub const DEFAULT_MAX_CONNS: usize = 1024;
+
+/// Default `--idle-timeout`: long enough for a person typing into `nc`, short enough
+/// that silent connections (slowloris) do not hold their slots for good.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// One worker per CPU this process may run on.
 pub fn default_workers() -> usize {

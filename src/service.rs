@@ -13,7 +13,7 @@ use std::fmt;
 use std::io::Write as _;
 use std::ops::ControlFlow;
 
-use crate::fib::{MAX_N_FITS_U64, fib};
+use crate::fib::{MAX_N_FITS_U64, fib, fib_until};
 use crate::framing::{Frame, LineFramer};
 
 /// Which service a server speaks.
@@ -90,6 +90,10 @@ pub enum Rejection {
     ServerBusy,
     #[error("worker died")]
     WorkerDied,
+    /// The client went while its request was being computed; the work was stopped.
+    /// Never seen on the wire in practice: nobody is left to read it.
+    #[error("client gone")]
+    ClientGone,
 }
 
 impl Rejection {
@@ -201,6 +205,16 @@ pub struct Fed {
     pub handed: Option<u32>,
 }
 
+/// Asks whether the client has gone, so that work for it can stop
+/// ([`Session::set_probe`], [`fib_until`]).
+pub struct Probe(Box<dyn FnMut() -> bool + Send>);
+
+impl fmt::Debug for Probe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Probe")
+    }
+}
+
 /// Framer plus service: what one connection needs to turn bytes into replies.
 ///
 /// Every model drives a `Session`; the I/O loop around it is the only thing that
@@ -210,6 +224,9 @@ pub struct Session {
     framer: LineFramer,
     service: Service,
     work: Work,
+    probe: Option<Probe>,
+    /// The probe said the client is gone: no more work is done for it.
+    cancelled: bool,
 }
 
 impl Session {
@@ -218,18 +235,35 @@ impl Session {
             framer: LineFramer::new(max_line),
             service,
             work,
+            probe: None,
+            cancelled: false,
         }
+    }
+
+    /// Inline fib work asks `gone` now and then (see [`fib_until`]) and stops once it
+    /// says yes: the request gets no reply, nor does any later one
+    /// ([`is_cancelled`](Self::is_cancelled)), and the model closes the connection.
+    pub fn set_probe(&mut self, gone: impl FnMut() -> bool + Send + 'static) {
+        self.probe = Some(Probe(Box::new(gone)));
+    }
+
+    /// True once work was abandoned because the client had gone.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled
     }
 
     /// Feeds bytes just read and appends the replies of the requests they complete.
     /// With [`Work::Handed`] it stops after the first fib request and returns its `n`.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Fed {
-        let (service, work) = (self.service, self.work);
         let mut handed = None;
-        let consumed = self.framer.push_until(input, |frame| {
-            answer(service, work, frame, out, &mut handed)
-        });
+        let (framer, mut state) = self.answering();
+        let consumed = framer.push_until(input, |frame| state.answer(frame, out, &mut handed));
         Fed { consumed, handed }
+    }
+
+    /// See [`LineFramer::buffered`].
+    pub fn buffered(&self) -> usize {
+        self.framer.buffered()
     }
 
     /// See [`LineFramer::wants_idle_flush`].
@@ -240,19 +274,17 @@ impl Session {
     /// The socket is drained for now: answers an unterminated client's pending request
     /// (or hands it back, like [`feed`](Self::feed)).
     pub fn on_idle(&mut self, out: &mut Vec<u8>) -> Option<u32> {
-        let (service, work) = (self.service, self.work);
         let mut handed = None;
-        self.framer
-            .flush_idle(|frame| answer(service, work, frame, out, &mut handed));
+        let (framer, mut state) = self.answering();
+        framer.flush_idle(|frame| state.answer(frame, out, &mut handed));
         handed
     }
 
     /// The client closed its side: answers (or hands back) what is pending.
     pub fn on_eof(&mut self, out: &mut Vec<u8>) -> Option<u32> {
-        let (service, work) = (self.service, self.work);
         let mut handed = None;
-        self.framer
-            .flush_eof(|frame| answer(service, work, frame, out, &mut handed));
+        let (framer, mut state) = self.answering();
+        framer.flush_eof(|frame| state.answer(frame, out, &mut handed));
         handed
     }
 
@@ -267,27 +299,62 @@ impl Session {
     }
 }
 
-fn answer(
+/// What answering a frame needs of a [`Session`], borrowed apart from its framer.
+struct Answering<'a> {
     service: Service,
     work: Work,
-    frame: Frame<'_>,
-    out: &mut Vec<u8>,
-    handed: &mut Option<u32>,
-) -> ControlFlow<()> {
-    let parsed = match frame {
-        Frame::TooLong => Some(Err(Rejection::LineTooLong)),
-        Frame::Line(line) => service.parse(line),
-    };
-    match parsed {
-        None => {}
-        Some(Err(rejection)) => write_rejection(rejection, out),
-        Some(Ok(Request::Fib(n))) if work == Work::Handed => {
-            *handed = Some(n);
-            return ControlFlow::Break(());
-        }
-        Some(Ok(request)) => request.execute(out),
+    probe: Option<&'a mut Probe>,
+    cancelled: &'a mut bool,
+}
+
+impl Session {
+    fn answering(&mut self) -> (&mut LineFramer, Answering<'_>) {
+        (
+            &mut self.framer,
+            Answering {
+                service: self.service,
+                work: self.work,
+                probe: self.probe.as_mut(),
+                cancelled: &mut self.cancelled,
+            },
+        )
     }
-    ControlFlow::Continue(())
+}
+
+impl Answering<'_> {
+    fn answer(
+        &mut self,
+        frame: Frame<'_>,
+        out: &mut Vec<u8>,
+        handed: &mut Option<u32>,
+    ) -> ControlFlow<()> {
+        if *self.cancelled {
+            return ControlFlow::Continue(()); // the client is gone: read on, answer nothing
+        }
+        let parsed = match frame {
+            Frame::TooLong => Some(Err(Rejection::LineTooLong)),
+            Frame::Line(line) => self.service.parse(line),
+        };
+        match parsed {
+            None => {}
+            Some(Err(rejection)) => write_rejection(rejection, out),
+            Some(Ok(Request::Fib(n))) if self.work == Work::Handed => {
+                *handed = Some(n);
+                return ControlFlow::Break(());
+            }
+            Some(Ok(Request::Fib(n))) => match self.probe.as_mut() {
+                Some(Probe(gone)) => match fib_until(n, gone) {
+                    Some(value) => {
+                        let _ = writeln!(out, "{value}");
+                    }
+                    None => *self.cancelled = true,
+                },
+                None => Request::Fib(n).execute(out),
+            },
+            Some(Ok(request)) => request.execute(out),
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use std::io::{self, Write as _};
 use std::net::{Shutdown as Direction, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,8 @@ struct Inner {
     live: Mutex<Live>,
     /// Signalled whenever a tracked connection ends.
     ended: Condvar,
+    /// `--max-conns`: past it, new connections are turned away ([`Shutdown::is_full`]).
+    max_connections: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -63,6 +65,7 @@ impl Shutdown {
                 watch,
                 live: Mutex::new(Live::default()),
                 ended: Condvar::new(),
+                max_connections: AtomicUsize::new(usize::MAX),
             }),
         })
     }
@@ -122,7 +125,11 @@ impl Shutdown {
                 Err(e) => return Err(e.into()),
             }
             match listener.accept() {
-                Ok((stream, peer)) => {
+                Ok((mut stream, peer)) => {
+                    if self.is_full() {
+                        turn_away(&mut stream, peer);
+                        continue;
+                    }
                     // Accepted sockets do not inherit O_NONBLOCK on Linux, but be explicit:
                     // every blocking model relies on it.
                     stream.set_nonblocking(false)?;
@@ -158,6 +165,17 @@ impl Shutdown {
         }
     }
 
+    /// Caps the tracked connections (`--max-conns`); unlimited until set.
+    pub fn set_max_connections(&self, max: usize) {
+        self.inner.max_connections.store(max, Ordering::Relaxed);
+    }
+
+    /// True when as many connections are live as `--max-conns` allows: the next one
+    /// accepted is to be turned away ([`turn_away`]) instead of tracked.
+    pub fn is_full(&self) -> bool {
+        self.live().sockets.len() >= self.inner.max_connections.load(Ordering::Relaxed)
+    }
+
     /// Number of tracked connections still open.
     pub fn live_connections(&self) -> usize {
         self.live().sockets.len()
@@ -188,6 +206,18 @@ impl Shutdown {
         // The map stays consistent even if a holder panicked: every update is one call.
         self.inner.live.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Answers a connection past `--max-conns` with `ERR server busy` and lets it go. The
+/// socket is fresh, so the one short line fits its send buffer even when non-blocking;
+/// a client that has already gone simply misses it.
+pub fn turn_away(stream: &mut impl io::Write, peer: SocketAddr) {
+    tracing::debug!(%peer, "at --max-conns; turning the connection away");
+    let _ = stream.write(
+        crate::service::Rejection::ServerBusy
+            .reply_line()
+            .as_bytes(),
+    );
 }
 
 /// Keeps a connection counted as live; see [`Shutdown::track`].
@@ -236,6 +266,31 @@ pub(crate) fn is_transient_accept_error(e: &io::Error) -> bool {
 mod tests {
     use super::*;
     use std::io::Read as _;
+
+    #[test]
+    fn accept_turns_away_past_max_connections() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = Shutdown::new().unwrap();
+        shutdown.set_max_connections(1);
+        let first = TcpStream::connect(addr).unwrap();
+        let mut second = TcpStream::connect(addr).unwrap();
+        let (accepted, _) = shutdown.accept(&listener).unwrap().unwrap();
+        let live = shutdown.track(Some(&accepted));
+        assert!(shutdown.is_full());
+        let third = TcpStream::connect(addr).unwrap();
+        let s2 = shutdown.clone();
+        // The second is turned away inside accept, which then returns the third only
+        // after `live` is gone: it blocks while full, so run it on a thread.
+        let t = std::thread::spawn(move || s2.accept(&listener).unwrap().map(|(s, _)| s));
+        let mut reply = String::new();
+        second.read_to_string(&mut reply).unwrap();
+        assert_eq!(reply, "ERR server busy\n");
+        drop(live);
+        drop((first, third));
+        shutdown.trigger();
+        let _ = t.join().unwrap();
+    }
 
     #[test]
     fn accept_returns_none_after_trigger() {

@@ -1,5 +1,5 @@
-//! `fiblab bench` end to end on a tiny scenario, and its markdown exporter against
-//! golden output.
+//! `fiblab bench` end to end on a tiny scenario (with a peer row and every output), and
+//! its exporters (markdown, JSON, HTML, findings) against golden output.
 
 mod common;
 
@@ -19,12 +19,20 @@ fn tiny_scenario_end_to_end() {
     )
     .unwrap();
     let json = dir.join("tiny.json");
+    let out_dir = dir.join("out");
+    // A peer: a server the bench did not start (here another fiblab, as the seeds'
+    // Python servers would be), measured as a row of the same tables.
+    let peer = common::Server::start("tokio", &[]);
     let out = Command::new(common::fiblab_bin())
         .args([
             "bench",
             scenario.to_str().unwrap(),
             "--json",
             json.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--target",
+            &format!("peer={}", peer.addr),
         ])
         .output()
         .unwrap();
@@ -33,11 +41,29 @@ fn tiny_scenario_end_to_end() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    for file in [
+        "report.md",
+        "report.json",
+        "report.html",
+        "throughput-n1.svg",
+        "latency-n1-c2.svg",
+        "starvation.svg",
+    ] {
+        let text = std::fs::read_to_string(out_dir.join(file))
+            .unwrap_or_else(|e| panic!("{file} not written: {e}"));
+        assert!(text.len() > 100, "{file} is nearly empty");
+    }
+    let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+    assert!(
+        html.contains("<code>peer</code> †"),
+        "the peer row is marked"
+    );
     let tables = String::from_utf8_lossy(&out.stdout);
     for row in [
         "| `floor` |",
         "| `single` |",
         "| `epoll` |",
+        "| `peer` † |",
         "## n=1 (I/O-bound)",
     ] {
         assert!(tables.contains(row), "missing {row} in:\n{tables}");
@@ -54,8 +80,13 @@ fn tiny_scenario_end_to_end() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(
         report["samples"].as_array().unwrap().len(),
-        3 * 2 * 2,
-        "3 rows x 2 client counts x 2 repetitions"
+        4 * 2 * 2,
+        "4 rows x 2 client counts x 2 repetitions"
+    );
+    assert_eq!(
+        report["starvation"].as_array().unwrap().len(),
+        3,
+        "single, epoll and the peer"
     );
     assert!(
         report["cells"]
@@ -64,6 +95,27 @@ fn tiny_scenario_end_to_end() {
             .iter()
             .all(|c| c["median_rps"].as_f64().unwrap() > 0.0)
     );
+    // Drawn again from its JSON, the report is the same, measuring nothing.
+    let replot_dir = dir.join("replot");
+    let replot = Command::new(common::fiblab_bin())
+        .args(["bench", "--replot"])
+        .arg(out_dir.join("report.json"))
+        .arg("--out")
+        .arg(&replot_dir)
+        .output()
+        .unwrap();
+    assert!(
+        replot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replot.stderr)
+    );
+    for file in ["report.md", "report.json", "starvation.svg"] {
+        assert_eq!(
+            std::fs::read_to_string(replot_dir.join(file)).unwrap(),
+            std::fs::read_to_string(out_dir.join(file)).unwrap(),
+            "{file} drawn again differs"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -82,6 +134,7 @@ fn fixture() -> BenchReport {
             vec![1; clients]
         },
         errors: 0,
+        histogram: String::new(),
     };
     let samples = vec![
         sample("floor", 1, 1, 40_000.0, false),
@@ -96,6 +149,10 @@ fn fixture() -> BenchReport {
         sample("single", 20, 2, 19_500.0, true),
         sample("threads", 20, 1, 19_000.0, false),
         sample("threads", 20, 2, 45_000.0, false),
+        sample("go", 1, 1, 30_000.0, false),
+        sample("go", 1, 2, 60_000.0, false),
+        sample("go", 20, 1, 18_000.0, false),
+        sample("go", 20, 2, 35_000.0, false),
     ];
     BenchReport {
         scenario: "fixture".into(),
@@ -136,23 +193,77 @@ fn fixture() -> BenchReport {
             },
         ],
         findings: vec![],
+        peers: vec!["go=127.0.0.1:50000".parse().unwrap()],
+        notes: vec![],
     }
 }
 
-#[test]
-fn markdown_matches_golden_output() {
-    let mut fixture = fixture();
-    fixture.findings = fiblab::bench::findings::findings(&fixture);
-    let actual = report::render_markdown(&fixture);
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/bench_tables.md");
+/// Compares `actual` with `tests/golden/NAME`, or rewrites it under FIBLAB_BLESS=1.
+fn golden(name: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     if std::env::var_os("FIBLAB_BLESS").is_some() {
-        std::fs::write(&path, &actual).unwrap();
+        std::fs::write(&path, actual).unwrap();
         return;
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         expected == actual,
-        "bench_tables.md differs; if intended, FIBLAB_BLESS=1 cargo test --test bench\n{actual}"
+        "{name} differs; if intended, FIBLAB_BLESS=1 cargo test --test bench\n{actual}"
     );
+}
+
+fn fixture_with_findings() -> BenchReport {
+    let mut fixture = fixture();
+    fixture.findings = fiblab::bench::findings::findings(&fixture);
+    fixture
+}
+
+#[test]
+fn markdown_matches_golden_output() {
+    let links = [report::PlotLink {
+        title: "fib(1): requests per second against clients".into(),
+        href: "bench/throughput-n1.svg".into(),
+    }];
+    golden(
+        "bench_tables.md",
+        &report::render_markdown(&fixture_with_findings(), &links),
+    );
+}
+
+#[test]
+fn json_matches_golden_output() {
+    golden(
+        "bench_report.json",
+        &(report::render_json(&fixture_with_findings()) + "\n"),
+    );
+}
+
+#[test]
+fn html_matches_golden_output_and_embeds_every_plot() {
+    let fixture = fixture_with_findings();
+    let plots = fiblab::bench::plots::all(&fixture).unwrap();
+    let html = report::render_html(&fixture, &plots);
+    for p in &plots {
+        assert!(
+            html.contains(&format!(
+                "<figure id=\"{}\">",
+                p.file.trim_end_matches(".svg")
+            )),
+            "{} not embedded",
+            p.file
+        );
+    }
+    assert_eq!(html.matches("<svg").count(), plots.len());
+    // The page without the SVGs (plotters' output may change between its versions).
+    let without_svg: String = html
+        .split("<svg")
+        .enumerate()
+        .map(|(i, part)| match i {
+            0 => part.to_string(),
+            _ => format!("<svg/>{}", part.split_once("</svg>").map_or("", |p| p.1)),
+        })
+        .collect();
+    golden("bench_report.html", &without_svg);
 }

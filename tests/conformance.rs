@@ -37,7 +37,13 @@ impl Subject {
 
     /// Starts the server with the base flags plus `extra`.
     fn start_with(&self, extra: &[&str]) -> Server {
-        let mut args = BASE.to_vec();
+        // A flag in `extra` replaces the base's (clap takes each flag once).
+        let mut args: Vec<&str> = BASE
+            .chunks(2)
+            .filter(|pair| !extra.contains(&pair[0]))
+            .flatten()
+            .copied()
+            .collect();
         if self.offload {
             args.push("--offload");
         }
@@ -68,6 +74,15 @@ const RULES: &[(&str, Rule)] = &[
     ("disconnect_mid_request", disconnect_mid_request),
     ("sequential_clients", sequential_clients),
     ("shutdown_is_clean", shutdown_is_clean),
+    ("idle_connection_is_closed", idle_connection_is_closed),
+    (
+        "sigterm_under_load_drains_whole_replies",
+        sigterm_under_load_drains_whole_replies,
+    ),
+    (
+        "reset_client_work_is_cancelled",
+        reset_client_work_is_cancelled,
+    ),
 ];
 
 fn main() {
@@ -357,5 +372,118 @@ fn shutdown_is_clean(subject: Subject) {
         started.elapsed()
     );
     idle.assert_closed_within(Duration::from_secs(1));
+    TcpListener::bind(server.addr).expect("the port is free again right after exit");
+}
+
+/// `--idle-timeout`: a silent connection is closed; one that keeps talking is not.
+fn idle_connection_is_closed(subject: Subject) {
+    let server = subject.start_with(&["--idle-timeout", "1s"]);
+    // The silent one first: a one-at-a-time server serves it first, and must drop it.
+    let mut silent = server.connect();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut talker = server.connect();
+    for _ in 0..6 {
+        assert_eq!(talker.ask("10\n"), "55");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // 1.8 s have passed: the silent one went at 1 s (give the sweep a moment more).
+    silent.assert_closed_within(Duration::from_secs(3));
+    assert_eq!(talker.ask("20\n"), "6765", "the talker is still served");
+}
+
+/// A client that resets its connection while its fib(n) is computed: the work stops,
+/// so a one-at-a-time server answers the next client at once instead of after the
+/// heavy request. (A plain close is not enough to know: it may be a half-close.)
+fn reset_client_work_is_cancelled(subject: Subject) {
+    if !subject.model.cancels {
+        return; // the work runs in another process or an interpreter: see the registry
+    }
+    let server = subject.start_with(&["--max-n", "50"]);
+    let mut heavy = server.connect();
+    heavy.send(b"50\n"); // hours of naive recursion
+    std::thread::sleep(Duration::from_millis(200));
+    socket2::SockRef::from(&heavy.stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(heavy);
+    let started = Instant::now();
+    let mut next = server.connect();
+    assert_eq!(next.ask("10\n"), "55");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the next client waited {:?}: the reset client's work went on",
+        started.elapsed()
+    );
+    // And no thread is still at it: with no client left (nonblocking spins while it
+    // has any), the server is nearly idle.
+    drop(next);
+    std::thread::sleep(Duration::from_millis(300));
+    let busy = cpu_seconds(&server);
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_seconds(&server) - busy;
+    assert!(
+        used < 0.5,
+        "the server used {used:.2} s of CPU in 1 s after the reset"
+    );
+}
+
+/// CPU time the server process has used (user + system), in seconds.
+fn cpu_seconds(server: &Server) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.pid())).unwrap();
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// SIGTERM while a client pipelines thousands of requests: the server exits 0 within its
+/// grace period, every reply that arrived is whole and right (none cut in half), and the
+/// port is free at once.
+fn sigterm_under_load_drains_whole_replies(subject: Subject) {
+    use std::io::{Read as _, Write as _};
+    let mut server = start(subject);
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    let mut reader = stream.try_clone().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        reader
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let _ = reader.read_to_end(&mut all);
+        all
+    });
+    let writing = std::thread::spawn(move || {
+        for _ in 0..200 {
+            if stream.write_all(&b"1\n".repeat(1000)).is_err() {
+                break; // the server stopped reading: shutdown
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let status = server
+        .terminate(Duration::from_secs(10))
+        .expect("server exits within 10 s of SIGTERM under load");
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2 + 3),
+        "took {:?} with --grace 2s",
+        started.elapsed()
+    );
+    let _ = writing.join();
+    let replies = reading.join().unwrap();
+    assert!(!replies.is_empty(), "no reply before the shutdown");
+    assert_eq!(
+        replies.last(),
+        Some(&b'\n'),
+        "the last reply was cut in half"
+    );
+    assert!(
+        replies
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .all(|l| l == b"1"),
+        "a reply line is not fib(1)"
+    );
     TcpListener::bind(server.addr).expect("the port is free again right after exit");
 }

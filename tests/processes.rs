@@ -293,3 +293,68 @@ fn prefork_children_die_with_the_parent() {
         "orphans: {children:?}"
     );
 }
+
+/// Drives `server` for 3 s (4 connections, fib(20) and fib(1), pipelined), killing one
+/// of its child processes a second in; returns the load's report.
+fn load_while_killing_a_child(server: &Server, children: &[Pid]) -> fiblab::load::report::Report {
+    use fiblab::load::mix::Mix;
+    use fiblab::load::{Hooks, LoadSpec, Stop};
+    let spec = LoadSpec {
+        addr: server.addr,
+        mix: Mix::parse_fib("1:1,20:1", true).unwrap(),
+        connections: 4,
+        pipeline: 4,
+        rate: None,
+        stop: Stop::After(Duration::from_secs(3)),
+        warmup: Duration::ZERO,
+        timeout: Duration::from_secs(10),
+        threads: 2,
+        spin: false,
+        cpus: None,
+        seed: 3,
+    };
+    let victim = children[0];
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        kill(victim, Signal::SIGKILL).unwrap();
+    });
+    let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let report = fiblab::load::run(&spec, interrupt, Hooks::default()).unwrap();
+    killer.join().unwrap();
+    report
+}
+
+#[test]
+fn procpool_worker_killed_under_load_gives_no_wrong_reply() {
+    let server = Server::start("procpool", &["--workers", "2"]);
+    let workers = wait_for_children(&server, 2);
+    let report = load_while_killing_a_child(&server, &workers);
+    assert_eq!(report.errors.wrong, 0, "a wrong reply: {:?}", report.errors);
+    assert_eq!(
+        report.errors.timeout, 0,
+        "a lost reply: {:?}",
+        report.errors
+    );
+    assert_eq!(
+        report.errors.reset, 0,
+        "connections survive a worker's death"
+    );
+    // At most the requests the killed worker held get `ERR worker died`.
+    assert!(report.errors.err_reply <= 1, "{:?}", report.errors);
+    assert!(report.requests_ok > 1000, "{} replies", report.requests_ok);
+    wait_for_children(&server, 2);
+}
+
+#[test]
+fn prefork_child_killed_under_load_gives_no_wrong_reply() {
+    let server = Server::start("prefork", &["--workers", "2"]);
+    let children = wait_for_children(&server, 2);
+    let report = load_while_killing_a_child(&server, &children);
+    assert_eq!(report.errors.wrong, 0, "a wrong reply: {:?}", report.errors);
+    assert_eq!(report.errors.err_reply, 0, "{:?}", report.errors);
+    // The killed child's connections are reset (their requests in flight lost, and
+    // counted); the load reconnects, and the replacement serves the same port.
+    assert!(report.requests_ok > 1000, "{} replies", report.requests_ok);
+    wait_for_children(&server, 2);
+    assert_eq!(server.connect().ask("20\n"), "6765");
+}

@@ -263,21 +263,27 @@ pub fn findings(r: &BenchReport) -> Vec<Finding> {
     out
 }
 
-/// The findings as a markdown section.
-pub fn render_markdown(findings: &[Finding]) -> String {
-    let mut out = String::from(
-        "## The seeds' conclusions on this machine\n\n| source | claim | verdict | evidence |\n|---|---|---|---|\n",
-    );
-    for f in findings {
-        out.push_str(&format!(
-            "| {} | {} | **{}** | {} |\n",
-            f.source,
-            f.claim,
-            f.verdict.label(),
-            f.evidence
-        ));
+/// The findings as a report table.
+pub fn table(findings: &[Finding]) -> super::report::Table {
+    super::report::Table {
+        title: "The seeds' conclusions on this machine".into(),
+        intro: String::new(),
+        header: ["source", "claim", "verdict", "evidence"]
+            .map(String::from)
+            .to_vec(),
+        left: 4,
+        rows: findings
+            .iter()
+            .map(|f| {
+                vec![
+                    f.source.to_string(),
+                    f.claim.to_string(),
+                    format!("**{}**", f.verdict.label()),
+                    f.evidence.clone(),
+                ]
+            })
+            .collect(),
     }
-    out
 }
 
 #[cfg(test)]
@@ -299,6 +305,7 @@ mod tests {
                 p99_us: 1,
                 per_connection: vec![1; clients],
                 errors: 0,
+                histogram: String::new(),
             })
             .collect();
         BenchReport {
@@ -331,6 +338,8 @@ mod tests {
                 })
                 .collect(),
             findings: vec![],
+            peers: vec![],
+            notes: vec![],
         }
     }
 
@@ -397,6 +406,11 @@ mod tests {
         let f = findings(&r);
         assert_eq!(f[3].verdict, Verdict::Contradicts);
         assert!(f[3].evidence.contains("threads x2.20"), "{}", f[3].evidence);
-        assert!(render_markdown(&f).contains("| seed 000, 总结 4 |"));
+        assert!(
+            table(&f)
+                .rows
+                .iter()
+                .any(|row| row[0] == "seed 000, 总结 4")
+        );
     }
 }

@@ -10,6 +10,11 @@
 //! then: median and spread of each cell over the repetitions -> tables, JSON
 //! ```
 //!
+//! `--target NAME=HOST:PORT` adds servers started by someone else (the seeds' Python
+//! servers, the Go server: `scripts/seed-peers.sh`; redis with `/ping`) as rows of the
+//! same tables, measured in the same interleaved loop; fiblab neither starts nor stops
+//! them.
+//!
 //! The `floor` row is the `threads` model serving `--service lookup` (fib from a table,
 //! no work): what this machine's loopback and a plain blocking server allow. Every
 //! model's throughput is also shown as a ratio to it.
@@ -19,6 +24,7 @@
 //! did. Machine facts and pinning head every report.
 
 pub mod findings;
+pub mod plots;
 pub mod report;
 pub mod scenario;
 
@@ -30,14 +36,84 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::load::mix::{Class, Mix};
 use crate::load::{Hooks, LoadSpec, Stop};
-use scenario::{Scenario, Variant};
+use scenario::{Pinning, Scenario, Variant};
+
+/// A server someone else started, measured as a row of the same tables:
+/// `NAME=HOST:PORT` for a fib server, `NAME=HOST:PORT/ping` for one that answers a
+/// `PING` line with one line (redis): measured like the floor, with no fib at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub ping: bool,
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Target, String> {
+        use std::net::ToSocketAddrs as _;
+        let Some((name, rest)) = text.split_once('=') else {
+            return Err(format!(
+                "'{text}': a target is NAME=HOST:PORT (or NAME=HOST:PORT/ping for redis)"
+            ));
+        };
+        let (address, ping) = match rest.strip_suffix("/ping") {
+            Some(address) => (address, true),
+            None => (rest, false),
+        };
+        if name.is_empty() || name == FLOOR || crate::models::find(name).is_some() {
+            return Err(format!(
+                "'{name}': a target needs a name of its own, not empty and not a model's or `floor`"
+            ));
+        }
+        let addr = address
+            .to_socket_addrs()
+            .map_err(|e| format!("'{address}': not a HOST:PORT address: {e}"))?
+            .next()
+            .ok_or_else(|| format!("'{address}' resolves to no address"))?;
+        Ok(Target {
+            name: name.to_string(),
+            addr,
+            ping,
+        })
+    }
+}
+
+/// One row of the tables: what serves it, and how it is started.
+#[derive(Debug, Clone)]
+enum Row {
+    /// `threads` answering from a table: the loopback's and a blocking server's cost.
+    Floor,
+    Model(Variant),
+    Target(Target),
+}
+
+impl Row {
+    fn label(&self) -> String {
+        match self {
+            Row::Floor => FLOOR.to_string(),
+            Row::Model(v) => v.label(),
+            Row::Target(t) => t.name.clone(),
+        }
+    }
+}
+
+/// Where a running benchmark is, for progress bars.
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    /// Steps finished (cells and starvation runs).
+    pub done: usize,
+    pub total: usize,
+    pub label: &'a str,
+}
 
 /// One measured cell of one repetition.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     pub variant: String,
     pub n: u32,
@@ -49,10 +125,14 @@ pub struct Sample {
     /// Correct replies per connection: a 0 means a starved client.
     pub per_connection: Vec<u64>,
     pub errors: u64,
+    /// The latency HdrHistogram (V2 + DEFLATE, base64), merged across repetitions for
+    /// the latency CDF; empty when none was recorded.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub histogram: String,
 }
 
 /// Facts about the machine, for the head of every report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Machine {
     pub cpu: String,
     pub cpus: usize,
@@ -61,7 +141,7 @@ pub struct Machine {
 }
 
 impl Machine {
-    pub fn detect() -> Machine {
+    pub fn detect(pinning: Option<&Pinning>) -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu = cpuinfo
             .lines()
@@ -75,7 +155,7 @@ impl Machine {
             cpu,
             cpus: crate::server::default_workers(),
             kernel: kernel.trim().to_string(),
-            pinning: "none: server and client threads unpinned".into(),
+            pinning: Pinning::describe(pinning),
         }
     }
 }
@@ -87,8 +167,18 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    pub fn start(exe: &PathBuf, variant: &Variant, service: &str) -> io::Result<ServerProcess> {
+    /// Starts `fiblab serve`, pinned to `cpus` (none: unpinned), and waits until it
+    /// listens.
+    pub fn start(
+        exe: &PathBuf,
+        variant: &Variant,
+        service: &str,
+        cpus: &[usize],
+    ) -> io::Result<ServerProcess> {
         let mut command = Command::new(exe);
+        if !cpus.is_empty() {
+            pin_before_exec(&mut command, cpus)?;
+        }
         command.args([
             "serve",
             "--model",
@@ -129,37 +219,70 @@ impl ServerProcess {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then up to 10 s for a clean exit, then SIGKILL.
     pub fn stop(mut self) {
         self.terminate();
     }
 
-    fn terminate(&mut self) {
+    /// Like [`stop`](Self::stop), returning the exit status if the server exited by
+    /// itself after SIGTERM (`None`: it had to be killed).
+    pub fn stop_status(mut self) -> Option<std::process::ExitStatus> {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         use nix::sys::signal::{Signal, kill};
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = kill(pid, Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                return;
+            match self.child.try_wait() {
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Ok(Some(status)) => return Some(status),
+                Err(_) => return None,
             }
-            std::thread::sleep(Duration::from_millis(10));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        None
     }
 }
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
-            self.terminate();
+            let _ = self.terminate();
         }
     }
 }
 
+/// Pins the child to `cpus` between fork and exec, so the server and every thread and
+/// process it starts inherit the mask from their first instruction.
+fn pin_before_exec(command: &mut Command, cpus: &[usize]) -> io::Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let mut set = nix::sched::CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu)
+            .map_err(|e| io::Error::other(format!("CPU {cpu} cannot be pinned to: {e}")))?;
+    }
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe calls are allowed: it makes one sched_setaffinity syscall on a
+    // CpuSet built before the fork, allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+                .map_err(io::Error::from)
+        });
+    }
+    Ok(())
+}
+
 /// Seed 004's experiment on one model.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StarvationResult {
     pub variant: String,
     /// fib(n) of the heavy request.
@@ -197,6 +320,37 @@ pub fn calibrate_heavy_n(seconds: f64) -> u32 {
         }
         n += 1;
     }
+}
+
+/// The `n` whose fib takes about `seconds` on a server someone else runs (a peer may
+/// be 100x slower than fiblab): fib(n) requests for growing n, timed over the wire, until
+/// one takes an eighth of the target, then scaled as [`calibrate_heavy_n`] does.
+pub fn calibrate_remote(addr: SocketAddr, seconds: f64) -> io::Result<u32> {
+    use std::io::{BufRead as _, Write as _};
+    let phi = (1.0 + 5f64.sqrt()) / 2.0;
+    let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs_f64(seconds.max(0.1) * 4.0)))?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    for n in 15..=crate::service::DEFAULT_MAX_N {
+        let started = Instant::now();
+        writer.write_all(format!("{n}\n").as_bytes())?;
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(io::Error::other(format!(
+                "{addr} closed the connection while timing fib({n})"
+            )));
+        }
+        let took = started.elapsed().as_secs_f64().max(1e-9);
+        if took >= seconds / 8.0 {
+            let steps = (seconds / took).ln() / phi.ln();
+            return Ok(
+                ((f64::from(n) + steps).round() as u32).clamp(n, crate::service::DEFAULT_MAX_N)
+            );
+        }
+    }
+    Ok(crate::service::DEFAULT_MAX_N)
 }
 
 /// Runs the starvation experiment against one server.
@@ -310,87 +464,153 @@ pub fn starvation(
 /// The floor row: `threads` serving `--service lookup`.
 pub const FLOOR: &str = "floor";
 
-/// Runs every cell of `scenario` `repetitions` times, then the starvation experiment
-/// once per model; `progress` gets a line per step.
+/// Runs every cell of `scenario` (and of each target) `repetitions` times, then the
+/// starvation experiment once per model and fib target; `progress` hears of each step.
 pub fn run(
     scenario: &Scenario,
+    targets: &[Target],
     exe: &PathBuf,
     interrupt: Arc<AtomicBool>,
-    progress: &mut dyn FnMut(&str),
-) -> io::Result<(Vec<Sample>, Vec<StarvationResult>)> {
-    let samples = run_cells(scenario, exe, interrupt.clone(), progress)?;
+    progress: &mut dyn FnMut(Step<'_>),
+) -> io::Result<Measured> {
+    let rows: Vec<Row> = std::iter::once(Row::Floor)
+        .chain(scenario.models.iter().cloned().map(Row::Model))
+        .chain(targets.iter().cloned().map(Row::Target))
+        .collect();
+    let cells_per_row = scenario.workloads.len() * scenario.clients.len();
+    let starving: Vec<&Row> = match scenario.starvation {
+        Some(_) => rows
+            .iter()
+            .filter(|r| match r {
+                Row::Floor => false,
+                Row::Model(_) => true,
+                Row::Target(t) => !t.ping,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let total = rows.len() * cells_per_row * scenario.repetitions + starving.len();
+    let mut done = 0;
+    let mut notes = Vec::new();
+    let samples = run_cells(scenario, &rows, exe, &interrupt, &mut notes, &mut |label| {
+        progress(Step { done, total, label });
+        done += 1;
+    })?;
     let mut starved = Vec::new();
     if let Some(experiment) = &scenario.starvation {
         let heavy_n = calibrate_heavy_n(experiment.heavy_seconds);
-        for (i, variant) in scenario.models.iter().enumerate() {
+        let server_cpus = scenario
+            .pinning
+            .as_ref()
+            .map_or(&[][..], |p| p.server.as_slice());
+        for (i, row) in starving.iter().enumerate() {
             if interrupt.load(Ordering::SeqCst) {
                 break;
             }
-            progress(&format!(
-                "[starvation {}/{}] {:<22} fib({}) among fib({})",
-                i + 1,
-                scenario.models.len(),
-                variant.label(),
-                heavy_n,
-                experiment.light_n
-            ));
-            let server = ServerProcess::start(exe, variant, "fib")?;
+            let label = row.label();
+            let (server, addr, heavy_n) = match row {
+                Row::Model(variant) => {
+                    let server = ServerProcess::start(exe, variant, "fib", server_cpus)?;
+                    let addr = server.addr;
+                    (Some(server), addr, heavy_n)
+                }
+                Row::Target(t) => match calibrate_remote(t.addr, experiment.heavy_seconds) {
+                    Ok(n) => (None, t.addr, n),
+                    Err(e) => {
+                        notes.push(format!(
+                            "`{label}` did not answer when its heavy request was being sized ({e}); it has no starvation row."
+                        ));
+                        continue;
+                    }
+                },
+                Row::Floor => continue,
+            };
+            progress(Step {
+                done: done + i,
+                total,
+                label: &format!(
+                    "starvation: {label}, fib({heavy_n}) among fib({})",
+                    experiment.light_n
+                ),
+            });
             starved.push(starvation(
-                server.addr,
-                &variant.label(),
+                addr,
+                &label,
                 experiment,
                 heavy_n,
                 interrupt.clone(),
             )?);
-            server.stop();
+            if let Some(server) = server {
+                server.stop();
+            }
         }
     }
-    Ok((samples, starved))
+    Ok(Measured {
+        samples,
+        starvation: starved,
+        notes,
+    })
+}
+
+/// What [`run`] measured.
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    pub samples: Vec<Sample>,
+    pub starvation: Vec<StarvationResult>,
+    /// What went wrong on the way and changed what the report can show.
+    pub notes: Vec<String>,
 }
 
 fn run_cells(
     scenario: &Scenario,
+    rows: &[Row],
     exe: &PathBuf,
-    interrupt: Arc<AtomicBool>,
+    interrupt: &Arc<AtomicBool>,
+    notes: &mut Vec<String>,
     progress: &mut dyn FnMut(&str),
 ) -> io::Result<Vec<Sample>> {
     let floor = Variant {
         model: "threads".into(),
         offload: false,
     };
-    let rows: Vec<(String, &Variant, &str)> =
-        std::iter::once((FLOOR.to_string(), &floor, "lookup"))
-            .chain(scenario.models.iter().map(|v| (v.label(), v, "fib")))
-            .collect();
-    let total = scenario.cells() * scenario.repetitions;
-    let started = Instant::now();
+    let (server_cpus, client_cpus) = match &scenario.pinning {
+        Some(p) => (p.server.as_slice(), p.client.clone()),
+        None => (&[][..], Vec::new()),
+    };
     let mut samples = Vec::new();
     for repetition in 0..scenario.repetitions {
-        for (label, variant, service) in &rows {
-            let server = ServerProcess::start(exe, variant, service)?;
+        for row in rows {
+            let label = row.label();
+            let (server, addr, ping) = match row {
+                Row::Floor => {
+                    let server = ServerProcess::start(exe, &floor, "lookup", server_cpus)?;
+                    let addr = server.addr;
+                    (Some(server), addr, false)
+                }
+                Row::Model(variant) => {
+                    let server = ServerProcess::start(exe, variant, "fib", server_cpus)?;
+                    let addr = server.addr;
+                    (Some(server), addr, false)
+                }
+                Row::Target(t) => (None, t.addr, t.ping),
+            };
             for &n in &scenario.workloads {
                 for &clients in &scenario.clients {
                     if interrupt.load(Ordering::SeqCst) {
                         return Ok(samples);
                     }
-                    let done = samples.len();
-                    let eta = if done == 0 {
-                        scenario.estimate()
-                    } else {
-                        started
-                            .elapsed()
-                            .mul_f64((total - done) as f64 / done as f64)
-                    };
                     progress(&format!(
-                        "[{:>3}/{total}] {label:<22} n={n:<2} clients={clients:<3} repetition {}/{}   eta {:>4.0} s",
-                        done + 1,
+                        "{label} n={n} clients={clients} repetition {}/{}",
                         repetition + 1,
                         scenario.repetitions,
-                        eta.as_secs_f64()
                     ));
+                    let class = match ping {
+                        true => Class::text("PING", true),
+                        false => Class::fib(n, 1, true),
+                    };
                     let spec = LoadSpec {
-                        addr: server.addr,
-                        mix: Mix::new(vec![Class::fib(n, 1, true)]).map_err(io::Error::other)?,
+                        addr,
+                        mix: Mix::new(vec![class]).map_err(io::Error::other)?,
                         connections: clients,
                         pipeline: 1,
                         rate: None,
@@ -399,29 +619,38 @@ fn run_cells(
                         timeout: Duration::from_secs(5),
                         threads: clients.min(crate::server::default_workers().max(1)),
                         spin: false,
-                        cpus: None,
+                        cpus: (!client_cpus.is_empty()).then(|| client_cpus.clone()),
                         seed: 1,
                     };
                     let r = crate::load::run(&spec, interrupt.clone(), Hooks::default())?;
-                    let latency = r
-                        .classes
-                        .first()
-                        .map(|c| (c.latency_us.p50, c.latency_us.p99))
-                        .unwrap_or((0, 0));
+                    let gone = format!("`{label}` stopped accepting connections");
+                    if r.requests_ok == 0
+                        && r.errors.connect > 0
+                        && !notes.iter().any(|n| n.starts_with(&gone))
+                    {
+                        notes.push(format!(
+                            "{gone} from repetition {}, n={n}, {clients} clients on: its later cells are 0.",
+                            repetition + 1
+                        ));
+                    }
+                    let class = r.classes.first();
                     samples.push(Sample {
                         variant: label.clone(),
                         n,
                         clients,
                         repetition,
                         throughput_rps: r.throughput_rps,
-                        p50_us: latency.0,
-                        p99_us: latency.1,
+                        p50_us: class.map_or(0, |c| c.latency_us.p50),
+                        p99_us: class.map_or(0, |c| c.latency_us.p99),
                         per_connection: r.per_connection.clone(),
                         errors: r.errors.total(),
+                        histogram: class.map(|c| c.histogram.clone()).unwrap_or_default(),
                     });
                 }
             }
-            server.stop();
+            if let Some(server) = server {
+                server.stop();
+            }
         }
     }
     Ok(samples)
@@ -430,6 +659,26 @@ fn run_cells(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_parse() {
+        let t: Target = "go=127.0.0.1:50000".parse().unwrap();
+        assert_eq!(
+            (t.name.as_str(), t.addr.port(), t.ping),
+            ("go", 50000, false)
+        );
+        let r: Target = "redis=127.0.0.1:6379/ping".parse().unwrap();
+        assert!(r.ping);
+        assert!("threads=127.0.0.1:1".parse::<Target>().is_err());
+        assert!("floor=127.0.0.1:1".parse::<Target>().is_err());
+        assert!(
+            "127.0.0.1:1"
+                .parse::<Target>()
+                .unwrap_err()
+                .contains("NAME=HOST:PORT")
+        );
+        assert!("x=nowhere".parse::<Target>().is_err());
+    }
 
     #[test]
     fn calibration_is_monotonic_and_bounded() {

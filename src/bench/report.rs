@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{FLOOR, Machine, Sample, StarvationResult};
 
@@ -11,7 +11,7 @@ use super::{FLOOR, Machine, Sample, StarvationResult};
 pub const WIDE_SPREAD: f64 = 0.15;
 
 /// One (model, n, clients) cell over all repetitions.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
     pub variant: String,
     pub n: u32,
@@ -26,10 +26,48 @@ pub struct Cell {
     /// Some connection got no reply at all in some repetition (`single`, 2 clients).
     pub starved: bool,
     pub errors: u64,
+    /// `[percentile, µs]` points of the latency distribution, all repetitions merged;
+    /// empty when the samples carried no histogram.
+    pub latency_cdf: Vec<[f64; 2]>,
+}
+
+/// The percentiles a latency CDF is drawn through.
+pub const CDF_PERCENTILES: &[f64] = &[
+    0.0, 1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 97.5, 99.0, 99.5,
+    99.9, 99.99, 100.0,
+];
+
+/// The merged distribution of base64 V2+DEFLATE HdrHistograms, as `[percentile, µs]`.
+pub fn merged_cdf<'a>(histograms: impl Iterator<Item = &'a str>) -> Vec<[f64; 2]> {
+    use base64::Engine as _;
+    let mut merged: Option<hdrhistogram::Histogram<u64>> = None;
+    for text in histograms.filter(|t| !t.is_empty()) {
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text) else {
+            continue;
+        };
+        let Ok(h) = hdrhistogram::serialization::Deserializer::new()
+            .deserialize::<u64, _>(&mut bytes.as_slice())
+        else {
+            continue;
+        };
+        match &mut merged {
+            None => merged = Some(h),
+            Some(m) => {
+                let _ = m.add(&h);
+            }
+        }
+    }
+    match merged {
+        Some(h) if !h.is_empty() => CDF_PERCENTILES
+            .iter()
+            .map(|&p| [p, h.value_at_quantile(p / 100.0) as f64])
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Everything one `fiblab bench` run produced.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BenchReport {
     pub scenario: String,
     pub about: String,
@@ -45,8 +83,13 @@ pub struct BenchReport {
     /// Seed 004's experiment, one entry per model (empty if the scenario has none).
     pub starvation: Vec<StarvationResult>,
     /// The seeds' conclusions checked against these measurements
-    /// ([`super::findings::findings`]).
+    /// ([`super::findings::findings`]); computed again when a report is read back.
+    #[serde(skip_deserializing)]
     pub findings: Vec<super::findings::Finding>,
+    /// Rows served by servers fiblab did not start (`--target`).
+    pub peers: Vec<super::Target>,
+    /// What went wrong during the run and changed what the report shows.
+    pub notes: Vec<String>,
 }
 
 /// Median and spread of each cell, in the order the cells were first measured.
@@ -83,6 +126,7 @@ pub fn aggregate(samples: &[Sample]) -> Vec<Cell> {
                 p99_us: median_u64(runs.iter().map(|s| s.p99_us).collect()),
                 starved: runs.iter().any(|s| s.per_connection.contains(&0)),
                 errors: runs.iter().map(|s| s.errors).sum(),
+                latency_cdf: merged_cdf(runs.iter().map(|s| s.histogram.as_str())),
             }
         })
         .collect()
@@ -116,23 +160,33 @@ fn thousands(value: f64) -> String {
     out
 }
 
-/// The seed-shaped tables: one per workload, a row per model, a column per client count.
-pub fn render_markdown(r: &BenchReport) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "# fiblab bench: {}\n", r.scenario);
-    let _ = writeln!(out, "{}\n", r.about);
-    let _ = writeln!(
-        out,
-        "Machine: {} ({} CPUs), Linux {}. Pinning: {}. Date: {}. Command: `{}`.",
-        r.machine.cpu, r.machine.cpus, r.machine.kernel, r.machine.pinning, r.date, r.command
-    );
-    let _ = writeln!(
-        out,
-        "Each cell: a closed loop of fib(n) requests, {:.1} s measured after {:.1} s warm-up, median of {} repetitions interleaved across models.\n",
-        r.duration_s, r.warmup_s, r.repetitions
-    );
+/// A table of the report, rendered as markdown or HTML alike. Cells may hold the
+/// inline markdown `` `code` `` and `**bold**`; the first column is left-aligned, the
+/// others right-aligned unless `left` says otherwise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub title: String,
+    pub intro: String,
+    pub header: Vec<String>,
+    pub left: usize,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// A plot as the markdown report links it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlotLink {
+    pub title: String,
+    pub href: String,
+}
+
+fn plural(count: usize, word: &str) -> String {
+    format!("{count} {word}{}", if count == 1 { "" } else { "s" })
+}
+
+/// Every table of the report, in order, and the footnotes they need.
+pub fn tables(r: &BenchReport) -> (Vec<Table>, Vec<String>) {
+    let mut tables = Vec::new();
     let mut workloads: Vec<u32> = r.cells.iter().map(|c| c.n).collect();
-    workloads.dedup();
     workloads.sort_unstable();
     workloads.dedup();
     let mut clients: Vec<usize> = r.cells.iter().map(|c| c.clients).collect();
@@ -144,122 +198,282 @@ pub fn render_markdown(r: &BenchReport) -> String {
             variants.push(&c.variant);
         }
     }
+    let is_peer = |v: &str| r.peers.iter().any(|p| p.name == v);
     let (mut starved_note, mut noisy_note) = (false, false);
+    let widest = *clients.last().unwrap_or(&1);
     for &n in &workloads {
         let kind = if n <= 5 { "I/O-bound" } else { "CPU-bound" };
-        let widest = *clients.last().unwrap_or(&1);
-        let _ = writeln!(out, "## n={n} ({kind}): requests per second\n");
-        let mut header = String::from("| model |");
-        let mut rule = String::from("|---|");
-        for c in &clients {
-            let _ = write!(header, " {c} client{} |", if *c == 1 { "" } else { "s" });
-            rule.push_str("---:|");
-        }
-        let plural = if widest == 1 { "" } else { "s" };
-        let _ = write!(
-            header,
-            " p50 / p99 µs, {widest} client{plural} | vs floor, {widest} client{plural} |"
-        );
-        rule.push_str("---:|---:|");
-        let _ = writeln!(out, "{header}\n{rule}");
-        let floor = r
-            .cells
-            .iter()
-            .find(|c| c.variant == FLOOR && c.n == n && c.clients == widest);
-        for v in &variants {
-            let mut row = format!("| `{v}` |");
+        let mut header = vec!["model".to_string()];
+        header.extend(clients.iter().map(|&c| plural(c, "client")));
+        header.push(format!("p50 / p99 µs, {}", plural(widest, "client")));
+        header.push(format!("vs floor, {}", plural(widest, "client")));
+        let cell = |v: &str, c: usize| {
+            r.cells
+                .iter()
+                .find(|x| x.variant == v && x.n == n && x.clients == c)
+        };
+        let floor = cell(FLOOR, widest).filter(|f| f.median_rps > 0.0);
+        let mut rows = Vec::new();
+        for &v in &variants {
+            let mut row = vec![format!("`{v}`{}", if is_peer(v) { " †" } else { "" })];
             for &c in &clients {
-                match r
-                    .cells
-                    .iter()
-                    .find(|x| x.variant == *v && x.n == n && x.clients == c)
-                {
+                row.push(match cell(v, c) {
                     Some(cell) => {
-                        let mut marks = String::new();
+                        let mut text = thousands(cell.median_rps);
                         if cell.starved {
-                            marks.push_str(" ¹");
+                            text.push_str(" ¹");
                             starved_note = true;
                         }
                         if cell.spread > WIDE_SPREAD {
-                            marks.push_str(" ~");
+                            text.push_str(" ~");
                             noisy_note = true;
                         }
-                        let _ = write!(row, " {}{marks} |", thousands(cell.median_rps));
+                        text
                     }
-                    None => row.push_str(" |"),
-                }
+                    None => String::new(),
+                });
             }
-            match r
-                .cells
-                .iter()
-                .find(|x| x.variant == *v && x.n == n && x.clients == widest)
-            {
+            match cell(v, widest) {
                 Some(cell) => {
-                    let ratio = floor
-                        .filter(|f| f.median_rps > 0.0)
-                        .map(|f| cell.median_rps / f.median_rps);
-                    let _ = write!(
-                        row,
-                        " {} / {} | {} |",
-                        cell.p50_us,
-                        cell.p99_us,
-                        ratio.map_or("".into(), |x| format!("{x:.2}"))
-                    );
+                    row.push(format!("{} / {}", cell.p50_us, cell.p99_us));
+                    row.push(floor.map_or(String::new(), |f| {
+                        format!("{:.2}", cell.median_rps / f.median_rps)
+                    }));
                 }
-                None => row.push_str(" | |"),
+                None => row.extend([String::new(), String::new()]),
             }
-            let _ = writeln!(out, "{row}");
+            rows.push(row);
         }
-        out.push('\n');
+        tables.push(Table {
+            title: format!("n={n} ({kind}): requests per second"),
+            intro: String::new(),
+            header,
+            left: 1,
+            rows,
+        });
     }
     if let Some(first) = r.starvation.first() {
-        let _ = writeln!(out, "## One heavy request among light ones (seed 004)\n");
-        let _ = writeln!(
-            out,
-            "A closed loop of light requests on one connection; {:.1} s in, one fib({}) on another connection. \"kept\": light throughput while the heavy request was in the server, over light throughput before it.\n",
-            first.heavy_at_s, first.heavy_n
-        );
-        let _ = writeln!(
-            out,
-            "| model | light req/s before | light req/s during | kept | heavy request took |\n|---|---:|---:|---:|---:|"
-        );
-        for s in &r.starvation {
-            let took = s
-                .heavy_s
-                .map_or("no reply in the run".to_string(), |t| format!("{t:.2} s"));
-            let _ = writeln!(
-                out,
-                "| `{}` | {} | {} | {:.2} | {took} |",
-                s.variant,
-                thousands(s.light_before_rps),
-                thousands(s.light_during_rps),
-                s.kept
-            );
-        }
-        out.push('\n');
+        let heavy: Vec<u32> = r.starvation.iter().map(|s| s.heavy_n).collect();
+        let sized = if heavy.iter().all(|&h| h == first.heavy_n) {
+            format!("fib({})", first.heavy_n)
+        } else {
+            "fib(n), n sized per server to take about as long".to_string()
+        };
+        tables.push(Table {
+            title: "One heavy request among light ones (seed 004)".into(),
+            intro: format!(
+                "A closed loop of light requests on one connection; {:.1} s in, one {sized} on another connection. \"kept\": light throughput while the heavy request was in the server, over light throughput before it.",
+                first.heavy_at_s
+            ),
+            header: [
+                "model",
+                "heavy n",
+                "light req/s before",
+                "light req/s during",
+                "kept",
+                "heavy request took",
+            ]
+            .map(String::from)
+            .to_vec(),
+            left: 1,
+            rows: r
+                .starvation
+                .iter()
+                .map(|s| {
+                    vec![
+                        format!("`{}`{}", s.variant, if is_peer(&s.variant) { " †" } else { "" }),
+                        s.heavy_n.to_string(),
+                        thousands(s.light_before_rps),
+                        thousands(s.light_during_rps),
+                        format!("{:.2}", s.kept),
+                        s.heavy_s
+                            .map_or("no reply in the run".to_string(), |t| format!("{t:.2} s")),
+                    ]
+                })
+                .collect(),
+        });
     }
     if !r.findings.is_empty() {
-        out.push_str(&super::findings::render_markdown(&r.findings));
-        out.push('\n');
+        tables.push(super::findings::table(&r.findings));
     }
+    let mut notes = Vec::new();
     if starved_note {
-        let _ = writeln!(
-            out,
-            "¹ a client got no reply at all: the model served only one client at a time."
+        notes.push(
+            "¹ a client got no reply at all: the model served only one client at a time.".into(),
         );
     }
     if noisy_note {
-        let _ = writeln!(
-            out,
+        notes.push(format!(
             "~ noisy: the repetitions spread over more than {:.0}% of the median.",
             WIDE_SPREAD * 100.0
-        );
+        ));
     }
-    let _ = writeln!(
-        out,
-        "`floor` is the `threads` model answering from a table (`--service lookup`): no work, only what the loopback and a blocking server allow."
-    );
+    if !r.peers.is_empty() {
+        let peers: Vec<String> = r
+            .peers
+            .iter()
+            .map(|p| {
+                format!(
+                    "`{}` at {}{}",
+                    p.name,
+                    p.addr,
+                    if p.ping { " (PING)" } else { "" }
+                )
+            })
+            .collect();
+        notes.push(format!(
+            "† a peer, started outside fiblab and measured by the same client in the same run: {}.",
+            peers.join(", ")
+        ));
+    }
+    notes.extend(r.notes.iter().cloned());
+    notes.push("`floor` is the `threads` model answering from a table (`--service lookup`): no work, only what the loopback and a blocking server allow.".into());
+    (tables, notes)
+}
+
+fn header_lines(r: &BenchReport) -> [String; 2] {
+    [
+        format!(
+            "Machine: {} ({} CPUs), Linux {}. Pinning: {}. Date: {}. Command: `{}`.",
+            r.machine.cpu, r.machine.cpus, r.machine.kernel, r.machine.pinning, r.date, r.command
+        ),
+        format!(
+            "Each cell: a closed loop of fib(n) requests, {:.1} s measured after {:.1} s warm-up, median of {} repetitions interleaved across models.",
+            r.duration_s, r.warmup_s, r.repetitions
+        ),
+    ]
+}
+
+/// The seed-shaped tables: one per workload, a row per model, a column per client count;
+/// then the starvation experiment, the findings, and links to `plots` if any.
+pub fn render_markdown(r: &BenchReport, plots: &[PlotLink]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# fiblab bench: {}\n", r.scenario);
+    let _ = writeln!(out, "{}\n", r.about);
+    let [machine, method] = header_lines(r);
+    let _ = writeln!(out, "{machine}\n\n{method}\n");
+    let (tables, notes) = tables(r);
+    for t in &tables {
+        let _ = writeln!(out, "## {}\n", t.title);
+        if !t.intro.is_empty() {
+            let _ = writeln!(out, "{}\n", t.intro);
+        }
+        let _ = writeln!(out, "| {} |", t.header.join(" | "));
+        let rule: Vec<&str> = (0..t.header.len())
+            .map(|i| if i < t.left { "---" } else { "---:" })
+            .collect();
+        let _ = writeln!(out, "|{}|", rule.join("|"));
+        for row in &t.rows {
+            let _ = writeln!(out, "| {} |", row.join(" | "));
+        }
+        out.push('\n');
+    }
+    for note in &notes {
+        let _ = writeln!(out, "{note}");
+    }
+    if !plots.is_empty() {
+        out.push_str("\n## Plots\n\n");
+        for p in plots {
+            let _ = writeln!(out, "![{}]({})\n", p.title, p.href);
+        }
+    }
     out
+}
+
+/// `&`, `<`, `>` and `"` escaped, then `` `code` `` and `**bold**` as HTML.
+fn inline_html(text: &str) -> String {
+    let escaped = text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;");
+    let mut out = String::new();
+    for (i, part) in escaped.split('`').enumerate() {
+        if i % 2 == 1 {
+            let _ = write!(out, "<code>{part}</code>");
+        } else {
+            for (j, piece) in part.split("**").enumerate() {
+                match j % 2 {
+                    1 => {
+                        let _ = write!(out, "<strong>{piece}</strong>");
+                    }
+                    _ => out.push_str(piece),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One self-contained HTML page: the tables, the findings, and every plot inline.
+pub fn render_html(r: &BenchReport, plots: &[super::plots::Plot]) -> String {
+    let mut out = String::new();
+    let title = inline_html(&format!("fiblab bench: {}", r.scenario));
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n<h1>{title}</h1>\n"
+    );
+    let [machine, method] = header_lines(r);
+    for p in [&r.about, &machine, &method] {
+        let _ = writeln!(out, "<p>{}</p>", inline_html(p));
+    }
+    let (tables, notes) = tables(r);
+    for t in &tables {
+        let _ = writeln!(out, "<h2>{}</h2>", inline_html(&t.title));
+        if !t.intro.is_empty() {
+            let _ = writeln!(out, "<p>{}</p>", inline_html(&t.intro));
+        }
+        out.push_str("<table>\n<tr>");
+        for (i, h) in t.header.iter().enumerate() {
+            let class = if i < t.left { "" } else { " class=\"num\"" };
+            let _ = write!(out, "<th{class}>{}</th>", inline_html(h));
+        }
+        out.push_str("</tr>\n");
+        for row in &t.rows {
+            out.push_str("<tr>");
+            for (i, cell) in row.iter().enumerate() {
+                let class = if i < t.left { "" } else { " class=\"num\"" };
+                let _ = write!(out, "<td{class}>{}</td>", inline_html(cell));
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</table>\n");
+    }
+    for note in &notes {
+        let _ = writeln!(out, "<p class=\"note\">{}</p>", inline_html(note));
+    }
+    if !plots.is_empty() {
+        out.push_str("<h2>Plots</h2>\n");
+        for p in plots {
+            let _ = writeln!(
+                out,
+                "<figure id=\"{}\">\n{}\n<figcaption>{}</figcaption>\n</figure>",
+                p.file.trim_end_matches(".svg"),
+                p.svg.trim_start_matches(|c| c != '<').trim(),
+                inline_html(&p.title)
+            );
+        }
+    }
+    out.push_str("</body>\n</html>\n");
+    out
+}
+
+const STYLE: &str = "body { font-family: sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
+table { border-collapse: collapse; margin: 1rem 0; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.25rem 0.75rem; text-align: left; vertical-align: top; }
+th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; }
+code { background: #f4f4f4; padding: 0 0.2rem; }
+figure { margin: 2rem 0; }
+figure svg { max-width: 100%; height: auto; }
+.note { color: #555; font-size: 0.9rem; }
+";
+
+/// A report written by [`render_json`], read back (to draw it again); the findings are
+/// computed anew from its cells.
+pub fn parse_json(text: &str) -> Result<BenchReport, String> {
+    let mut report: BenchReport = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    report.findings = super::findings::findings(&report);
+    Ok(report)
 }
 
 /// The whole report as pretty JSON.
@@ -285,8 +499,78 @@ pub fn today() -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A small report whose samples carry real latency histograms.
+    pub(crate) fn fixture_with_cdf() -> BenchReport {
+        let histogram = |base: u64| {
+            let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+            for i in 0..1000 {
+                h.record(base + i % 97).unwrap();
+            }
+            crate::load::encode_histogram(&h)
+        };
+        let samples: Vec<Sample> = [
+            ("floor", 1, 10),
+            ("floor", 2, 12),
+            ("threads", 1, 20),
+            ("threads", 2, 30),
+        ]
+        .into_iter()
+        .map(|(variant, clients, base)| Sample {
+            histogram: histogram(base),
+            ..sample(
+                variant,
+                1,
+                clients,
+                0,
+                1000.0 * clients as f64 / base as f64,
+                vec![1; clients],
+            )
+        })
+        .collect();
+        BenchReport {
+            scenario: "t".into(),
+            about: String::new(),
+            date: String::new(),
+            command: String::new(),
+            machine: Machine {
+                cpu: String::new(),
+                cpus: 2,
+                kernel: String::new(),
+                pinning: String::new(),
+            },
+            duration_s: 1.0,
+            warmup_s: 0.0,
+            repetitions: 1,
+            cells: aggregate(&samples),
+            samples,
+            starvation: vec![StarvationResult {
+                variant: "threads".into(),
+                heavy_n: 40,
+                heavy_s: Some(1.0),
+                light_before_rps: 100.0,
+                light_during_rps: 75.0,
+                kept: 0.75,
+                timeline: vec![10; 30],
+                heavy_at_s: 1.0,
+            }],
+            findings: vec![],
+            peers: vec![],
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn cdf_merges_repetitions() {
+        let r = fixture_with_cdf();
+        let cdf = &r.cells[0].latency_cdf;
+        assert_eq!(cdf.len(), CDF_PERCENTILES.len());
+        assert_eq!(cdf[0], [0.0, 10.0]);
+        assert!(cdf.windows(2).all(|w| w[0][1] <= w[1][1]), "{cdf:?}");
+        assert!(merged_cdf(["", "not base64!"].into_iter()).is_empty());
+    }
 
     fn sample(
         variant: &str,
@@ -306,6 +590,7 @@ mod tests {
             p99_us: 50,
             per_connection,
             errors: 0,
+            histogram: String::new(),
         }
     }
 
@@ -324,6 +609,14 @@ mod tests {
             (100.0, 0.4, false)
         );
         assert!(cells[1].starved);
+    }
+
+    #[test]
+    fn inline_markdown_to_html() {
+        assert_eq!(
+            inline_html("`a<b>` is **x** & y"),
+            "<code>a&lt;b&gt;</code> is <strong>x</strong> &amp; y"
+        );
     }
 
     #[test]

@@ -9,11 +9,18 @@
 //! duration = "700ms"                       # measured time per cell
 //! warmup = "200ms"
 //! repetitions = 3                          # each cell, interleaved across models
+//!
+//! [pinning]                                # optional; unpinned when absent
+//! server = [0]                             # CPUs the server process may run on
+//! client = [1]                             # CPUs the load generator's threads run on
 //! ```
+//!
+//! Every field can be overridden on the command line ([`Overrides`]), so
+//! `fiblab bench quick --models threads,epoll --clients 1,2,16` needs no new file.
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::client::parse_duration;
 use crate::models;
@@ -59,6 +66,117 @@ pub struct Scenario {
     pub repetitions: usize,
     /// Seed 004's experiment, once per model: see [`Starvation`].
     pub starvation: Option<Starvation>,
+    /// CPUs for the server and the client; `None`: both unpinned.
+    #[serde(default)]
+    pub pinning: Option<Pinning>,
+}
+
+/// Which CPUs the server and the load generator may use. On a small machine a
+/// one-connection figure depends on it (waking an idle CPU costs more than the work), so
+/// it heads every report and figures taken under different pinning are not comparable.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pinning {
+    /// The server process (and every thread it starts); empty: unpinned.
+    #[serde(default)]
+    pub server: Vec<usize>,
+    /// The load generator's threads; empty: unpinned.
+    #[serde(default)]
+    pub client: Vec<usize>,
+}
+
+impl Pinning {
+    /// One line for report headers.
+    pub fn describe(pinning: Option<&Pinning>) -> String {
+        let side = |cpus: &[usize]| match cpus {
+            [] => "unpinned".to_string(),
+            cpus => format!(
+                "CPU {}",
+                cpus.iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        };
+        match pinning {
+            None => "none: server and client unpinned".into(),
+            Some(p) => format!("server {}, client {}", side(&p.server), side(&p.client)),
+        }
+    }
+}
+
+/// Command-line overrides of a scenario's fields (`fiblab bench quick --clients 1,16`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Overrides {
+    /// Models instead of the scenario's, comma-separated (`epoll+offload` for a variant).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Option<Vec<String>>,
+    /// Workloads (fib n) instead of the scenario's, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub workloads: Option<Vec<u32>>,
+    /// Client counts instead of the scenario's, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub clients: Option<Vec<usize>>,
+    /// Measured time per cell, e.g. 3s.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Warm-up per cell, e.g. 500ms.
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+    /// Repetitions of every cell.
+    #[arg(long)]
+    pub repetitions: Option<usize>,
+    /// Pin the server process to these CPUs, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub server_cpus: Option<Vec<usize>>,
+    /// Pin the load generator's threads to these CPUs, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub client_cpus: Option<Vec<usize>>,
+    /// Leave out seed 004's starvation experiment.
+    #[arg(long)]
+    pub no_starvation: bool,
+}
+
+impl Overrides {
+    /// The scenario with these overrides applied, checked again as a whole.
+    pub fn apply(&self, mut scenario: Scenario) -> Result<Scenario, String> {
+        if let Some(models) = &self.models {
+            scenario.models = models
+                .iter()
+                .map(|m| Variant::parse(m))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(w) = &self.workloads {
+            scenario.workloads = w.clone();
+        }
+        if let Some(c) = &self.clients {
+            scenario.clients = c.clone();
+        }
+        if let Some(d) = self.duration {
+            scenario.duration = d;
+        }
+        if let Some(w) = self.warmup {
+            scenario.warmup = w;
+        }
+        if let Some(r) = self.repetitions {
+            scenario.repetitions = r;
+        }
+        if self.server_cpus.is_some() || self.client_cpus.is_some() {
+            let mut pinning = scenario.pinning.take().unwrap_or_default();
+            if let Some(cpus) = &self.server_cpus {
+                pinning.server = cpus.clone();
+            }
+            if let Some(cpus) = &self.client_cpus {
+                pinning.client = cpus.clone();
+            }
+            scenario.pinning = Some(pinning);
+        }
+        if self.no_starvation {
+            scenario.starvation = None;
+        }
+        scenario.check()?;
+        Ok(scenario)
+    }
 }
 
 /// Seed 004's experiment: a closed loop of light requests on one connection, and one
@@ -91,26 +209,26 @@ impl Variant {
             if self.offload { "+offload" } else { "" }
         )
     }
+
+    /// `epoll` or `epoll+offload`, checked against the registry.
+    pub fn parse(text: &str) -> Result<Variant, String> {
+        let (model, offload) = match text.strip_suffix("+offload") {
+            Some(model) => (model.to_string(), true),
+            None => (text.to_string(), false),
+        };
+        let Some(found) = models::find(&model) else {
+            return Err(format!("unknown model '{model}' (see `fiblab models`)"));
+        };
+        if offload && !found.offload {
+            return Err(format!("model '{model}' has no --offload"));
+        }
+        Ok(Variant { model, offload })
+    }
 }
 
 impl<'de> Deserialize<'de> for Variant {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        let (model, offload) = match text.strip_suffix("+offload") {
-            Some(model) => (model.to_string(), true),
-            None => (text.clone(), false),
-        };
-        let Some(found) = models::find(&model) else {
-            return Err(serde::de::Error::custom(format!(
-                "unknown model '{model}' (see `fiblab models`)"
-            )));
-        };
-        if offload && !found.offload {
-            return Err(serde::de::Error::custom(format!(
-                "model '{model}' has no --offload"
-            )));
-        }
-        Ok(Variant { model, offload })
+        Variant::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -122,6 +240,12 @@ impl Scenario {
     /// Parses a scenario file's text, checking what TOML alone cannot.
     pub fn parse(text: &str) -> Result<Scenario, String> {
         let scenario: Scenario = toml::from_str(text).map_err(|e| e.to_string())?;
+        scenario.check()?;
+        Ok(scenario)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let scenario = self;
         if scenario.models.is_empty()
             || scenario.workloads.is_empty()
             || scenario.clients.is_empty()
@@ -141,20 +265,34 @@ impl Scenario {
                 crate::service::DEFAULT_MAX_N
             ));
         }
-        Ok(scenario)
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if let Some(p) = &scenario.pinning
+            && let Some(cpu) = p.server.iter().chain(&p.client).find(|&&c| c >= cpus)
+        {
+            return Err(format!(
+                "pinning names CPU {cpu}, but this machine has CPUs 0 to {}",
+                cpus - 1
+            ));
+        }
+        Ok(())
     }
 
-    /// Cells (variant, n, clients) in one repetition, floor first.
-    pub fn cells(&self) -> usize {
-        (self.models.len() + 1) * self.workloads.len() * self.clients.len()
+    /// Cells (variant, n, clients) in one repetition, floor first, `extra_rows` targets
+    /// last.
+    pub fn cells(&self, extra_rows: usize) -> usize {
+        (self.models.len() + 1 + extra_rows) * self.workloads.len() * self.clients.len()
     }
 
-    /// Rough wall time: cells x repetitions x (warm-up + duration), plus server starts.
-    pub fn estimate(&self) -> Duration {
+    /// Rough wall time with `extra_rows` targets: cells x repetitions x (warm-up +
+    /// duration), server starts, and the starvation experiment per row.
+    pub fn estimate(&self, extra_rows: usize) -> Duration {
         let per_cell = self.duration + self.warmup;
         let starts =
             Duration::from_millis(150) * ((self.models.len() + 1) * self.repetitions) as u32;
-        per_cell * (self.cells() * self.repetitions) as u32 + starts
+        let starvation = self.starvation.as_ref().map_or(Duration::ZERO, |s| {
+            (s.length + Duration::from_millis(150)) * (self.models.len() + extra_rows) as u32
+        });
+        per_cell * (self.cells(extra_rows) * self.repetitions) as u32 + starts + starvation
     }
 }
 
@@ -188,9 +326,9 @@ mod tests {
         assert!(load("nope").unwrap_err().contains("quick, seeds, full"));
         let quick = Scenario::parse(QUICK).unwrap();
         assert!(
-            quick.estimate() < Duration::from_secs(240),
+            quick.estimate(0) < Duration::from_secs(240),
             "quick must stay under 4 minutes: {:?}",
-            quick.estimate()
+            quick.estimate(0)
         );
         assert_eq!(
             quick.models.len(),

@@ -1,11 +1,12 @@
 //! The seeds' measuring clients, `perf1` (latency of each request) and `perf2`
 //! (requests per second), as presets of the load generator ([`crate::load`]): the
-//! same engine, the seeds' output.
+//! same engine, the seeds' output; and `soak`, a long mixed run with exact accounting.
 
 use std::time::Duration;
 
 pub mod perf1;
 pub mod perf2;
+pub mod soak;
 
 /// Parses `1.5`, `3s`, `500ms`, `2m`: the duration flags of the clients and server.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

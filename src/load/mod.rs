@@ -314,8 +314,11 @@ struct ThreadStats {
     missed: u64,
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "constant bounds that hdrhistogram accepts, checked by the unit tests"
+)]
 fn histogram(sigfig: u8) -> Histogram<u64> {
-    // The bounds are constants that hdrhistogram accepts.
     Histogram::new_with_bounds(1, MAX_LATENCY_US, sigfig).expect("valid histogram bounds")
 }
 
@@ -457,23 +460,31 @@ impl Worker {
                 if self.stats.stopped_sending.is_none() {
                     self.count_unsent_slots();
                 }
+                if self.stats.stopped_sending.is_none() && matches!(self.spec.stop, Stop::After(_))
+                {
+                    // A timed run ended while these were on the wire: they are reported
+                    // as unfinished now, and their replies, if they come, are read but
+                    // not counted (they would fall outside the measured time).
+                    for conn in &mut self.conns {
+                        for f in conn.in_flight.iter_mut().filter(|f| f.measured) {
+                            f.measured = false;
+                            self.stats.unfinished += 1;
+                        }
+                    }
+                }
                 let stopped = *self.stats.stopped_sending.get_or_insert(now);
-                let waiting = self
-                    .conns
-                    .iter()
-                    .any(|c| c.in_flight.iter().any(|f| f.measured));
+                let waiting = self.conns.iter().any(|c| match self.spec.stop {
+                    Stop::Requests(_) => c.in_flight.iter().any(|f| f.measured),
+                    Stop::After(_) => !c.in_flight.is_empty() && c.stream.is_some(),
+                });
                 if !waiting {
                     return Ok(());
                 }
                 if now >= stopped + self.drain() {
                     for conn in &mut self.conns {
                         let left = conn.in_flight.iter().filter(|f| f.measured).count() as u64;
-                        match self.spec.stop {
-                            // Every request of an exact count must be accounted for.
-                            Stop::Requests(_) => self.stats.errors.timeout += left,
-                            // A timed run simply ended while these were on the wire.
-                            Stop::After(_) => self.stats.unfinished += left,
-                        }
+                        // Every request of an exact count must be accounted for.
+                        self.stats.errors.timeout += left;
                         conn.in_flight.clear();
                     }
                     return Ok(());
@@ -884,13 +895,14 @@ impl Worker {
     }
 
     /// How long to wait for replies once sending has stopped: an exact count waits
-    /// for every reply (up to the timeout); a timed run ends at its end, and what is
-    /// still in flight then is reported as unfinished (a reply after the end would
-    /// count outside the measured time).
+    /// for every reply (up to the timeout). A timed run's figures end at its end, but
+    /// its connections close only once the replies still on the wire are in (up to a
+    /// second): closing on an unread reply sends the server a reset, and some servers
+    /// (the seeds' aserver.py, one_server.py) die of one.
     fn drain(&self) -> Duration {
         match self.spec.stop {
             Stop::Requests(_) => self.spec.timeout,
-            Stop::After(_) => Duration::ZERO,
+            Stop::After(_) => self.spec.timeout.min(Duration::from_secs(1)),
         }
     }
 

@@ -45,7 +45,7 @@ use std::time::Instant;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Token};
 
-use crate::connection::{AsyncStream, serve_async};
+use crate::connection::{AsyncStream, IdleSweep, serve_async};
 use crate::offload::Offload;
 use crate::server::Config;
 use crate::shutdown::Shutdown;
@@ -74,6 +74,11 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
                     continue;
                 }
             };
+            if conn_shutdown.is_full() {
+                let mut stream = stream;
+                crate::shutdown::turn_away(&mut stream, peer);
+                continue;
+            }
             // Counted only: at shutdown the reactor ends every read itself.
             let live = conn_shutdown.track(None);
             let Ok(stream) = Async::new(stream, &reactor) else {
@@ -86,7 +91,7 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
             });
         }
     });
-    executor.run(&shutdown, accept_task, config.grace)
+    executor.run(&shutdown, accept_task, config.grace, config.idle_timeout)
 }
 
 /// Lets the executor run the other ready tasks before this one continues.
@@ -231,6 +236,7 @@ impl Executor {
         shutdown: &Shutdown,
         accept_task: Arc<Task>,
         grace: std::time::Duration,
+        idle_timeout: Option<std::time::Duration>,
     ) -> io::Result<()> {
         let wake_fd = shutdown.wake_fd().as_raw_fd();
         self.poll
@@ -238,17 +244,25 @@ impl Executor {
             .register(&mut SourceFd(&wake_fd), SHUTDOWN, Interest::READABLE)?;
         let mut events = Events::with_capacity(1024);
         let mut deadline: Option<Instant> = None;
+        let mut sweep = IdleSweep::new(idle_timeout);
         loop {
             while let Some(task) = self.queue.pop() {
                 task.run();
             }
-            let mut timeout = None;
+            let now = Instant::now();
+            if sweep.due(now)
+                && let Some(limit) = sweep.limit()
+            {
+                self.reactor.expire_idle(now, limit);
+                continue; // run the tasks it woke
+            }
+            let mut timeout = sweep.timeout(now);
             if let Some(deadline) = deadline {
-                let left = deadline.saturating_duration_since(Instant::now());
+                let left = deadline.saturating_duration_since(now);
                 if self.queue.live.load(Ordering::SeqCst) == 0 || left.is_zero() {
                     break;
                 }
-                timeout = Some(left);
+                timeout = Some(left.min(timeout.unwrap_or(left)));
             }
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -297,6 +311,12 @@ enum Direction {
 struct Waiting {
     reader: Option<Waker>,
     writer: Option<Waker>,
+    /// Since when a task has been parked on this socket, for `--idle-timeout`.
+    parked_since: Option<Instant>,
+    /// Idle past the timeout: its next read or write fails with `TimedOut`.
+    timed_out: bool,
+    /// The listener waits for clients, not for bytes: never idle.
+    never_idle: bool,
 }
 
 struct Reactor {
@@ -318,10 +338,36 @@ impl Reactor {
         readers.into_iter().for_each(Waker::wake);
     }
 
+    /// `--idle-timeout`: every socket whose task has been parked on it for `limit`
+    /// fails its next read or write with `TimedOut`; its tasks are woken to see it.
+    fn expire_idle(&self, now: Instant, limit: std::time::Duration) {
+        let mut woken = Vec::new();
+        for w in lock(&self.waiting).values_mut() {
+            let idle = w
+                .parked_since
+                .is_some_and(|since| now.saturating_duration_since(since) >= limit);
+            if idle && !w.never_idle {
+                w.timed_out = true;
+                woken.extend(w.reader.take());
+                woken.extend(w.writer.take());
+            }
+        }
+        woken.into_iter().for_each(Waker::wake);
+    }
+
+    fn timed_out(&self, token: Token) -> bool {
+        lock(&self.waiting).get(&token).is_some_and(|w| w.timed_out)
+    }
+
+    fn never_idle(&self, token: Token) {
+        lock(&self.waiting).entry(token).or_default().never_idle = true;
+    }
+
     /// Leaves `waker` to be woken when `token`'s socket is ready for `direction`.
     fn wait(&self, token: Token, direction: Direction, waker: &Waker) {
         let mut waiting = lock(&self.waiting);
         let entry = waiting.entry(token).or_default();
+        entry.parked_since.get_or_insert_with(Instant::now);
         let slot = match direction {
             Direction::Read => &mut entry.reader,
             Direction::Write => &mut entry.writer,
@@ -332,10 +378,15 @@ impl Reactor {
     /// An event from epoll: wake whoever waits for it.
     fn dispatch(&self, token: Token, readable: bool, writable: bool) {
         let (reader, writer) = match lock(&self.waiting).get_mut(&token) {
-            Some(w) => (
-                if readable { w.reader.take() } else { None },
-                if writable { w.writer.take() } else { None },
-            ),
+            Some(w) => {
+                let reader = if readable { w.reader.take() } else { None };
+                let writer = if writable { w.writer.take() } else { None };
+                if reader.is_some() || writer.is_some() {
+                    // Its task runs again: it was not idle; parking again restarts the clock.
+                    w.parked_since = None;
+                }
+                (reader, writer)
+            }
             None => (None, None),
         };
         // Woken outside the lock: waking pushes onto the run queue.
@@ -376,6 +427,11 @@ impl<T: AsRawFd> Async<T> {
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> io::Result<R> {
         poll_fn(|cx| match op(&self.io) {
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock && self.reactor.timed_out(self.token) =>
+            {
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")))
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 self.reactor.wait(self.token, direction, cx.waker());
                 Poll::Pending
@@ -399,7 +455,9 @@ impl<T: AsRawFd> Drop for Async<T> {
 impl Async<TcpListener> {
     fn new_listener(listener: TcpListener, reactor: &Arc<Reactor>) -> io::Result<Self> {
         listener.set_nonblocking(true)?;
-        Async::new(listener, reactor)
+        let listener = Async::new(listener, reactor)?;
+        reactor.never_idle(listener.token);
+        Ok(listener)
     }
 
     async fn accept(&self) -> io::Result<(TcpStream, std::net::SocketAddr)> {
@@ -411,6 +469,11 @@ impl Async<TcpListener> {
 }
 
 impl AsyncStream for Async<TcpStream> {
+    fn socket(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd as _;
+        self.io.as_fd()
+    }
+
     async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.io(Direction::Read, |mut s| {
             match self.reactor.reads_stopped.load(Ordering::SeqCst) {

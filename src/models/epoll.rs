@@ -34,14 +34,14 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::TcpListener;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd as _, AsRawFd};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::connection::{PollConn, READ_CHUNK, accept_pending, log_connection_error};
+use crate::connection::{IdleSweep, PollConn, READ_CHUNK, accept_pending, log_connection_error};
 use crate::offload::Offload;
 use crate::server::Config;
 use crate::service::{Rejection, Work};
@@ -97,8 +97,23 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
     // Accepting stopped on a transient error (out of descriptors): the edge-triggered
     // listener will not report the clients still waiting, so poll for them.
     let mut retry_accept = false;
+    let mut sweep = IdleSweep::new(config.idle_timeout);
     loop {
-        let mut timeout = retry_accept.then_some(std::time::Duration::from_millis(10));
+        let now = Instant::now();
+        if sweep.due(now) {
+            clients.retain(|_, client| {
+                let expired = client.conn.idle_expired(now, sweep.limit());
+                if expired {
+                    let fd = client.conn.stream().as_raw_fd();
+                    let _ = poll.registry().deregister(&mut SourceFd(&fd));
+                }
+                !expired
+            });
+        }
+        let mut timeout = sweep.shorten(
+            now,
+            retry_accept.then_some(std::time::Duration::from_millis(10)),
+        );
         if shutdown.is_triggered() {
             let deadline = *deadline.get_or_insert_with(|| Instant::now() + config.grace);
             let left = deadline.saturating_duration_since(Instant::now());
@@ -158,7 +173,7 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
             }
         }
         if accept_now {
-            retry_accept = accept_pending(&listener, |stream, peer| {
+            retry_accept = accept_pending(&listener, &shutdown, |stream, peer| {
                 let token = Token(next_token);
                 next_token += 1;
                 let conn = match PollConn::new(stream, peer, config, work) {
@@ -194,7 +209,8 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
                     // Handed to the pool (only with --offload); the reply wakes us.
                     if let Some(pool) = &pool {
                         let (completions, pool_done) = (completions.clone(), pool_done.clone());
-                        pool.submit(n, move |reply| {
+                        let gone = crate::offload::gone_for(n, client.conn.stream().as_fd());
+                        pool.submit(n, gone, move |reply| {
                             completions
                                 .lock()
                                 .unwrap_or_else(|p| p.into_inner())

@@ -72,6 +72,10 @@ pub struct Model {
     /// Its listener is bound with `SO_REUSEPORT`, so its processes can bind the
     /// same port.
     pub reuse_port: bool,
+    /// Stops a request's work when its client resets the connection (fib runs in this
+    /// process and looks at the socket; not in procpool's worker processes nor in the
+    /// isolates' interpreter).
+    pub cancels: bool,
     pub serve: ServeFn,
 }
 
@@ -86,6 +90,7 @@ pub const MODELS: &[Model] = &[
         offload: false,
         ports: false,
         reuse_port: false,
+        cancels: true,
         serve: single::serve,
     },
     Model {
@@ -97,6 +102,7 @@ pub const MODELS: &[Model] = &[
         offload: false,
         ports: false,
         reuse_port: false,
+        cancels: true,
         serve: threads::serve,
     },
     Model {
@@ -108,6 +114,7 @@ pub const MODELS: &[Model] = &[
         offload: false,
         ports: false,
         reuse_port: false,
+        cancels: true,
         serve: threadpool::serve,
     },
     Model {
@@ -119,6 +126,7 @@ pub const MODELS: &[Model] = &[
         offload: true,
         ports: false,
         reuse_port: false,
+        cancels: true,
         serve: tokio_multi::serve,
     },
     Model {
@@ -130,6 +138,7 @@ pub const MODELS: &[Model] = &[
         offload: true,
         ports: false,
         reuse_port: false,
+        cancels: true,
         serve: tokio_current::serve,
     },
     Model {
@@ -141,6 +150,7 @@ pub const MODELS: &[Model] = &[
         offload: false,
         ports: false,
         reuse_port: false,
+        cancels: true,
         serve: nonblocking::serve,
     },
     Model {
@@ -152,6 +162,7 @@ pub const MODELS: &[Model] = &[
         offload: false,
         ports: false,
         reuse_port: false,
+        cancels: true,
         serve: select::serve,
     },
     Model {
@@ -163,6 +174,7 @@ pub const MODELS: &[Model] = &[
         offload: true,
         ports: false,
         reuse_port: false,
+        cancels: true,
         serve: epoll::serve,
     },
     Model {
@@ -174,6 +186,7 @@ pub const MODELS: &[Model] = &[
         offload: true,
         ports: false,
         reuse_port: false,
+        cancels: true,
         serve: coroutines::serve,
     },
     Model {
@@ -185,6 +198,7 @@ pub const MODELS: &[Model] = &[
         offload: false,
         ports: false,
         reuse_port: false,
+        cancels: false,
         serve: isolates::serve,
     },
     Model {
@@ -196,6 +210,7 @@ pub const MODELS: &[Model] = &[
         offload: false,
         ports: false,
         reuse_port: false,
+        cancels: false,
         serve: procpool::serve,
     },
     Model {
@@ -207,6 +222,7 @@ pub const MODELS: &[Model] = &[
         offload: false,
         ports: true,
         reuse_port: true,
+        cancels: true,
         serve: prefork::serve,
     },
 ];

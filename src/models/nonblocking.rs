@@ -30,7 +30,7 @@ use std::io;
 use std::net::TcpListener;
 use std::time::Instant;
 
-use crate::connection::{PollConn, READ_CHUNK, accept_pending};
+use crate::connection::{IdleSweep, PollConn, READ_CHUNK, accept_pending};
 use crate::server::Config;
 use crate::service::Work;
 use crate::shutdown::{ConnectionGuard, Shutdown};
@@ -40,6 +40,7 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
     let mut clients: Vec<(PollConn, ConnectionGuard)> = Vec::new();
     let mut scratch = vec![0u8; READ_CHUNK];
     let mut deadline = None;
+    let mut sweep = IdleSweep::new(config.idle_timeout);
     let admit = |clients: &mut Vec<_>, stream, peer| match PollConn::new(
         stream,
         peer,
@@ -70,7 +71,9 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
             }
         } else {
             // A transient failure is retried on the next turn of this loop anyway.
-            let _ = accept_pending(&listener, |stream, peer| admit(&mut clients, stream, peer))?;
+            let _ = accept_pending(&listener, &shutdown, |stream, peer| {
+                admit(&mut clients, stream, peer)
+            })?;
         }
         clients.retain_mut(|(conn, _)| {
             // No readiness API: assume every socket is ready and let WouldBlock say no.
@@ -78,5 +81,9 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
             conn.writable();
             !conn.drive_inline(&mut scratch)
         });
+        let now = Instant::now();
+        if sweep.due(now) {
+            clients.retain(|(conn, _)| !conn.idle_expired(now, sweep.limit()));
+        }
     }
 }

@@ -131,6 +131,10 @@ fn start_child(socket: &TcpListener, config: &Config) -> io::Result<Child> {
         .args(["--max-n", &config.service.max_n.to_string()])
         .args(["--max-line", &config.max_line.to_string()])
         .args(["--grace", &format!("{}ms", config.grace.as_millis())])
+        .args([
+            "--idle-timeout",
+            &format!("{}ms", config.idle_timeout.map_or(0, |d| d.as_millis())),
+        ])
         .stdin(Stdio::from(inherited))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

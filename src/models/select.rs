@@ -37,7 +37,7 @@ use std::time::Instant;
 use nix::sys::select::{FD_SETSIZE, FdSet, select};
 use nix::sys::time::{TimeVal, TimeValLike};
 
-use crate::connection::{PollConn, READ_CHUNK, accept_pending};
+use crate::connection::{IdleSweep, PollConn, READ_CHUNK, accept_pending};
 use crate::server::Config;
 use crate::service::{Rejection, Work};
 use crate::shutdown::{ConnectionGuard, Shutdown};
@@ -47,9 +47,19 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
     let mut clients: Vec<(PollConn, ConnectionGuard)> = Vec::new();
     let mut scratch = vec![0u8; READ_CHUNK];
     let mut deadline = None;
+    let mut sweep = IdleSweep::new(config.idle_timeout);
     loop {
         let stopping = shutdown.is_triggered();
         let mut timeout = None;
+        let now = Instant::now();
+        if sweep.due(now) {
+            clients.retain(|(conn, _)| !conn.idle_expired(now, sweep.limit()));
+        }
+        if let Some(wait) = sweep.timeout(now) {
+            timeout = Some(TimeVal::microseconds(
+                wait.as_micros().try_into().unwrap_or(i64::MAX),
+            ));
+        }
         if stopping {
             if deadline.is_none() {
                 clients.iter_mut().for_each(|(conn, _)| conn.stop_reading());
@@ -105,7 +115,7 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
         clients.retain_mut(|(conn, _)| !conn.drive_inline(&mut scratch));
         if accept_now {
             // A transient failure is retried at the next select: the listener stays readable.
-            let _ = accept_pending(&listener, |mut stream, peer| {
+            let _ = accept_pending(&listener, &shutdown, |mut stream, peer| {
                 if stream.as_raw_fd() as usize >= FD_SETSIZE {
                     tracing::warn!(%peer, fd = stream.as_raw_fd(), "descriptor past select's FD_SETSIZE; turning the client away");
                     let _ = stream.write_all(Rejection::ServerBusy.reply_line().as_bytes());
