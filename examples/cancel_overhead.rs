@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release --example cancel_overhead [N] [ROUNDS]` (default 30 and 40).
 //! The check runs only at nodes with n >= `fiblab::fib::CANCEL_CHECK_FROM`, so fib(30)
-//! asks 21 times; the figure to watch is the median ratio, which should stay under 1.03.
+//! asks 33 times; the figure to watch is the median ratio, which should stay under 1.03.
 
 use std::hint::black_box;
 use std::net::{TcpListener, TcpStream};

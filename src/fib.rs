@@ -25,7 +25,7 @@ pub fn fib(n: u32) -> u64 {
 
 /// Below this `n` a subtree runs without looking up: fib(24) takes about 0.2 ms, so a
 /// cancelled request stops within a fraction of a millisecond, while fib(30) looks up
-/// only at its 21 nodes with n >= 24 (see `examples/cancel_overhead.rs` for the cost).
+/// only at its 33 nodes with n >= 24 (see `examples/cancel_overhead.rs` for the cost).
 pub const CANCEL_CHECK_FROM: u32 = 24;
 
 /// fib(n) by the same naive recursion, asking `cancelled` now and then (at every node

@@ -289,8 +289,8 @@ pub fn table(findings: &[Finding]) -> super::report::Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::report::{BenchReport, aggregate};
-    use crate::bench::{Machine, Sample, StarvationResult};
+    use crate::bench::report::BenchReport;
+    use crate::bench::{Sample, StarvationResult};
 
     fn report(cells: &[(&str, u32, usize, f64)], kept: &[(&str, f64)]) -> BenchReport {
         let samples: Vec<Sample> = cells
@@ -308,39 +308,21 @@ mod tests {
                 histogram: String::new(),
             })
             .collect();
-        BenchReport {
-            scenario: "t".into(),
-            about: String::new(),
-            date: String::new(),
-            command: String::new(),
-            machine: Machine {
-                cpu: String::new(),
-                cpus: 2,
-                kernel: String::new(),
-                pinning: String::new(),
-            },
-            duration_s: 1.0,
-            warmup_s: 0.0,
-            repetitions: 1,
-            cells: aggregate(&samples),
-            samples,
-            starvation: kept
-                .iter()
-                .map(|&(variant, kept)| StarvationResult {
-                    variant: variant.into(),
-                    heavy_n: 40,
-                    heavy_s: Some(1.0),
-                    light_before_rps: 100.0,
-                    light_during_rps: 100.0 * kept,
-                    kept,
-                    timeline: vec![],
-                    heavy_at_s: 1.0,
-                })
-                .collect(),
-            findings: vec![],
-            peers: vec![],
-            notes: vec![],
-        }
+        let mut report = crate::bench::report::tests::report_of(samples);
+        report.starvation = kept
+            .iter()
+            .map(|&(variant, kept)| StarvationResult {
+                variant: variant.into(),
+                heavy_n: 40,
+                heavy_s: Some(1.0),
+                light_before_rps: 100.0,
+                light_during_rps: 100.0 * kept,
+                kept,
+                timeline: vec![],
+                heavy_at_s: 1.0,
+            })
+            .collect();
+        report
     }
 
     fn verdicts(r: &BenchReport) -> Vec<Verdict> {

@@ -115,6 +115,25 @@ fn legend(
     Ok(())
 }
 
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+/// A white canvas split into the chart (left) and its legend (right).
+fn with_legend<'a>(root: &Area<'a>) -> Result<(Area<'a>, Area<'a>), String> {
+    root.fill(&WHITE).map_err(err)?;
+    Ok(root.split_horizontally(740))
+}
+
+/// A chart with the report's title and label room, ready for its coordinates.
+fn titled<'a, 'b>(area: &'a Area<'b>, title: &str) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70);
+    builder
+}
+
 /// A row's line: solid for fiblab's models, dashed for peers (`--target`).
 fn draw_line<X, Y>(
     chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<X, Y>>,
@@ -170,13 +189,8 @@ fn throughput(r: &BenchReport, n: u32, clients: &[usize]) -> Result<Plot, String
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (960, 520)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let (chart_area, legend_area) = root.split_horizontally(740);
-        let mut chart = ChartBuilder::on(&chart_area)
-            .caption(&title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
+        let (chart_area, legend_area) = with_legend(&root)?;
+        let mut chart = titled(&chart_area, &title)
             .build_cartesian_2d(-0.3..last + 0.3, (lo..hi).log_scale())
             .map_err(err)?;
         let label = |x: &f64| {
@@ -251,13 +265,8 @@ fn latency_cdf(r: &BenchReport, n: u32, clients: usize) -> Result<Option<Plot>, 
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (960, 520)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let (chart_area, legend_area) = root.split_horizontally(740);
-        let mut chart = ChartBuilder::on(&chart_area)
-            .caption(&title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
+        let (chart_area, legend_area) = with_legend(&root)?;
+        let mut chart = titled(&chart_area, &title)
             .build_cartesian_2d((lo * 0.8..hi * 1.25).log_scale(), 0.0..100.0)
             .map_err(err)?;
         chart

@@ -502,6 +502,31 @@ pub fn today() -> String {
 pub(crate) mod tests {
     use super::*;
 
+    /// A report of `samples` and nothing else, for tests of what is computed from them.
+    pub(crate) fn report_of(samples: Vec<Sample>) -> BenchReport {
+        BenchReport {
+            scenario: "t".into(),
+            about: String::new(),
+            date: String::new(),
+            command: String::new(),
+            machine: Machine {
+                cpu: String::new(),
+                cpus: 2,
+                kernel: String::new(),
+                pinning: String::new(),
+            },
+            duration_s: 1.0,
+            warmup_s: 0.0,
+            repetitions: 1,
+            cells: aggregate(&samples),
+            samples,
+            starvation: vec![],
+            findings: vec![],
+            peers: vec![],
+            notes: vec![],
+        }
+    }
+
     /// A small report whose samples carry real latency histograms.
     pub(crate) fn fixture_with_cdf() -> BenchReport {
         let histogram = |base: u64| {
@@ -530,36 +555,18 @@ pub(crate) mod tests {
             )
         })
         .collect();
-        BenchReport {
-            scenario: "t".into(),
-            about: String::new(),
-            date: String::new(),
-            command: String::new(),
-            machine: Machine {
-                cpu: String::new(),
-                cpus: 2,
-                kernel: String::new(),
-                pinning: String::new(),
-            },
-            duration_s: 1.0,
-            warmup_s: 0.0,
-            repetitions: 1,
-            cells: aggregate(&samples),
-            samples,
-            starvation: vec![StarvationResult {
-                variant: "threads".into(),
-                heavy_n: 40,
-                heavy_s: Some(1.0),
-                light_before_rps: 100.0,
-                light_during_rps: 75.0,
-                kept: 0.75,
-                timeline: vec![10; 30],
-                heavy_at_s: 1.0,
-            }],
-            findings: vec![],
-            peers: vec![],
-            notes: vec![],
-        }
+        let mut report = report_of(samples);
+        report.starvation = vec![StarvationResult {
+            variant: "threads".into(),
+            heavy_n: 40,
+            heavy_s: Some(1.0),
+            light_before_rps: 100.0,
+            light_during_rps: 75.0,
+            kept: 0.75,
+            timeline: vec![10; 30],
+            heavy_at_s: 1.0,
+        }];
+        report
     }
 
     #[test]
