@@ -4,8 +4,8 @@
 //! alive, answer a fresh client correctly, and have its descriptor count and resident
 //! memory back near where they were before the attack. Tests are generated per (model,
 //! attack) from the registry, as in the conformance suite, so a new model is attacked
-//! with no new test code. Run one attack with `cargo test --test adversarial --
-//! ::slowloris`.
+//! with no new test code; a model with `--offload` is attacked with it too. Run one
+//! attack with `cargo test --test adversarial -- ::slowloris`.
 
 mod common;
 
@@ -76,10 +76,16 @@ fn main() {
         );
     }
     let mut trials = Vec::new();
-    for model in MODELS {
+    // Every model, and every model's `--offload` variant: the pool is another place
+    // where work and memory could pile up.
+    let subjects = MODELS.iter().flat_map(|model| {
+        std::iter::once((model, false)).chain(model.offload.then_some((model, true)))
+    });
+    for (model, offload) in subjects {
+        let label = format!("{}{}", model.name, if offload { "+offload" } else { "" });
         for &(name, attack) in ATTACKS {
-            trials.push(Trial::test(format!("{}::{name}", model.name), move || {
-                run(model, attack);
+            trials.push(Trial::test(format!("{label}::{name}"), move || {
+                run(model, offload, attack);
                 Ok(())
             }));
         }
@@ -107,8 +113,12 @@ fn footprint(server: &Server) -> Footprint {
     Footprint { fds, rss_kb }
 }
 
-fn run(model: &Model, attack: Attack) {
-    let mut server = Server::start(model.name, BASE);
+fn run(model: &Model, offload: bool, attack: Attack) {
+    let mut args = BASE.to_vec();
+    if offload {
+        args.push("--offload");
+    }
+    let mut server = Server::start(model.name, &args);
     healthy(&server, "before the attack");
     let before = footprint(&server);
     attack(model, &server);
