@@ -427,13 +427,40 @@ fn reset_client_work_is_cancelled(subject: Subject) {
     );
 }
 
-/// CPU time the server process has used (user + system), in seconds.
+/// CPU time the server and its child processes have used (user + system, reaped
+/// children included), in seconds: procpool's workers and prefork's children work too.
 fn cpu_seconds(server: &Server) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.pid())).unwrap();
-    // Fields after the command name (which may hold spaces) start at ") ".
-    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
+    let pid = server.pid().as_raw();
+    let fields = |pid: i32| -> Option<Vec<String>> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces) start at ") ".
+        Some(
+            stat.rsplit_once(") ")?
+                .1
+                .split(' ')
+                .map(String::from)
+                .collect(),
+        )
+    };
+    let ticks = |f: &[String], from: usize, to: usize| -> f64 {
+        f[from..=to]
+            .iter()
+            .filter_map(|v| v.parse::<f64>().ok())
+            .sum()
+    };
+    // utime, stime, cutime, cstime are fields 14 to 17: 11 to 14 after the name.
+    let mut total = fields(pid).map_or(0.0, |f| ticks(&f, 11, 14));
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Some(f) = fields(child)
+            && f[1].parse::<i32>().ok() == Some(pid)
+        {
+            total += ticks(&f, 11, 12);
+        }
+    }
+    total / 100.0
 }
 
 /// SIGTERM while a client pipelines thousands of requests: the server exits 0 within its

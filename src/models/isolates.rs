@@ -6,7 +6,9 @@
 //! fib is written in WebAssembly text ([`FIB_WAT`]), assembled once at start, and
 //! each connection instantiates it in its own `wasmi` store, an *interpreter* with
 //! its own memory and stack, run on its own thread. The connection thread talks to
-//! it only through two channels, one for `n`, one for the result.
+//! it only through two channels, one for `n`, one for the result. The module's one
+//! import is a `check` it calls at every n >= 24, through which a client that resets
+//! its connection stops the interpreter (the call is trapped).
 //!
 //! ```text
 //! accept ─► spawn connection thread ─► spawn isolate thread (own wasmi Store + Instance)
@@ -25,22 +27,28 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd as _;
 
 use std::sync::mpsc;
 
-use wasmi::{Engine, Linker, Module, Store, TypedFunc};
+use wasmi::{Caller, Engine, Linker, Module, Store, TypedFunc};
 
-use crate::connection::serve_blocking_with;
+use crate::connection::{gone_probe, serve_blocking_with};
 use crate::server::Config;
 use crate::service::Rejection;
 use crate::shutdown::Shutdown;
 
 /// fib(n) by naive recursion, in WebAssembly text: the same algorithm as
 /// [`crate::fib::fib`]. The i64 sum wraps exactly like u64 addition, so reading the
-/// result's bits as u64 gives fib(n) for every n up to 93.
+/// result's bits as u64 gives fib(n) for every n up to 93. Like [`crate::fib::fib_until`],
+/// it asks its host at every n >= 24 whether its client is still there (`check`, which
+/// traps the call when not): the one door out of the isolate, and a cheap one.
 pub const FIB_WAT: &str = r#"
 (module
+  (import "client" "check" (func $check))
   (func $fib (export "fib") (param $n i32) (result i64)
+    (if (i32.ge_u (local.get $n) (i32.const 24))
+      (then (call $check)))
     (if (result i64) (i32.lt_u (local.get $n) (i32.const 2))
       (then (i64.extend_i32_u (local.get $n)))
       (else
@@ -66,10 +74,26 @@ impl FibModule {
     }
 
     /// A fresh interpreter instance with its own store: shares nothing with others.
-    pub fn instantiate(&self) -> io::Result<Isolate> {
+    /// `gone` answers the module's `check`: true once its client has gone.
+    pub fn instantiate(&self, gone: Gone) -> io::Result<Isolate> {
         let wasm_err = |e: wasmi::Error| io::Error::other(format!("cannot instantiate fib: {e}"));
-        let mut store = Store::new(&self.engine, ());
-        let instance = Linker::<()>::new(&self.engine)
+        let mut store = Store::new(&self.engine, Client { gone, left: false });
+        let mut linker = Linker::<Client>::new(&self.engine);
+        linker
+            .func_wrap(
+                "client",
+                "check",
+                |mut caller: Caller<'_, Client>| -> Result<(), wasmi::Error> {
+                    let client = caller.data_mut();
+                    client.left = client.left || (client.gone)();
+                    match client.left {
+                        true => Err(wasmi::Error::new("the client has gone")),
+                        false => Ok(()),
+                    }
+                },
+            )
+            .map_err(|e| io::Error::other(format!("cannot link fib's host check: {e}")))?;
+        let instance = linker
             .instantiate_and_start(&mut store, &self.module)
             .map_err(wasm_err)?;
         let fib = instance
@@ -79,17 +103,31 @@ impl FibModule {
     }
 }
 
+/// Says whether an isolate's client has gone ([`crate::connection::gone_probe`]).
+pub type Gone = Box<dyn FnMut() -> bool + Send>;
+
+/// What an isolate's store holds: the one thing it may ask of the outside.
+pub struct Client {
+    gone: Gone,
+    /// `gone` said yes: the call was trapped to stop it.
+    left: bool,
+}
+
 /// One interpreter instance of the fib module.
 pub struct Isolate {
-    store: Store<()>,
+    store: Store<Client>,
     fib: TypedFunc<u32, i64>,
 }
 
 impl Isolate {
-    /// fib(n), interpreted.
-    pub fn fib(&mut self, n: u32) -> Result<u64, wasmi::Error> {
-        // Same bits: the wasm i64 add wraps like u64 add.
-        self.fib.call(&mut self.store, n).map(|v| v as u64)
+    /// fib(n), interpreted; `None` when the client went meanwhile and the work stopped.
+    pub fn fib(&mut self, n: u32) -> Result<Option<u64>, wasmi::Error> {
+        match self.fib.call(&mut self.store, n) {
+            // Same bits: the wasm i64 add wraps like u64 add.
+            Ok(value) => Ok(Some(value as u64)),
+            Err(_) if self.store.data().left => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -107,19 +145,28 @@ fn handle(stream: TcpStream, peer: SocketAddr, config: &Config, module: &FibModu
     let (requests, isolate_requests) = mpsc::channel::<u32>();
     let (isolate_replies, replies) = mpsc::channel::<Result<u64, Rejection>>();
     let module = module.clone();
+    // The isolate asks about its client as it computes: a reset stops its work.
+    let gone: Gone = match gone_probe(stream.as_fd()) {
+        Some(probe) => Box::new(probe),
+        None => Box::new(|| false),
+    };
     let isolate = std::thread::Builder::new()
         .name(format!("isolate-{peer}"))
         .spawn(move || {
-            let mut isolate = match module.instantiate() {
+            let mut isolate = match module.instantiate(gone) {
                 Ok(isolate) => isolate,
                 Err(e) => return tracing::warn!(%peer, error = %e, "isolate failed to start"),
             };
             // Ends when the connection thread drops its sender.
             for n in isolate_requests {
-                let reply = isolate.fib(n).map_err(|e| {
-                    tracing::warn!(%peer, error = %e, "fib trapped in the isolate");
-                    Rejection::ServerBusy
-                });
+                let reply = match isolate.fib(n) {
+                    Ok(Some(value)) => Ok(value),
+                    Ok(None) => Err(Rejection::ClientGone),
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "fib trapped in the isolate");
+                        Err(Rejection::ServerBusy)
+                    }
+                };
                 if isolate_replies.send(reply).is_err() {
                     return;
                 }
@@ -145,19 +192,39 @@ mod tests {
 
     #[test]
     fn wasm_fib_equals_native_fib() {
-        let mut isolate = FibModule::assemble().unwrap().instantiate().unwrap();
+        let mut isolate = FibModule::assemble()
+            .unwrap()
+            .instantiate(Box::new(|| false))
+            .unwrap();
         // Naive recursion: 0..=32 takes well under a second interpreted. Past it the
         // algorithm is the same and only the i64 sum could differ, which wraps like u64.
         for n in 0..=32 {
-            assert_eq!(isolate.fib(n).unwrap(), fib(n), "n = {n}");
+            assert_eq!(isolate.fib(n).unwrap(), Some(fib(n)), "n = {n}");
         }
     }
 
     #[test]
     fn isolates_share_nothing_and_agree() {
         let module = FibModule::assemble().unwrap();
-        let (mut a, mut b) = (module.instantiate().unwrap(), module.instantiate().unwrap());
-        assert_eq!(a.fib(20).unwrap(), 6765);
-        assert_eq!(b.fib(20).unwrap(), 6765);
+        let (mut a, mut b) = (
+            module.instantiate(Box::new(|| false)).unwrap(),
+            module.instantiate(Box::new(|| false)).unwrap(),
+        );
+        assert_eq!(a.fib(20).unwrap(), Some(6765));
+        assert_eq!(b.fib(20).unwrap(), Some(6765));
+    }
+
+    #[test]
+    fn a_gone_client_stops_the_interpreter() {
+        let module = FibModule::assemble().unwrap();
+        let mut asked = 0;
+        let mut isolate = module
+            .instantiate(Box::new(move || {
+                asked += 1;
+                asked > 2
+            }))
+            .unwrap();
+        assert_eq!(isolate.fib(20).unwrap(), Some(6765), "small n never asks");
+        assert_eq!(isolate.fib(40).unwrap(), None, "stopped at the third check");
     }
 }

@@ -72,9 +72,9 @@ pub struct Model {
     /// Its listener is bound with `SO_REUSEPORT`, so its processes can bind the
     /// same port.
     pub reuse_port: bool,
-    /// Stops a request's work when its client resets the connection (fib runs in this
-    /// process and looks at the socket; not in procpool's worker processes nor in the
-    /// isolates' interpreter).
+    /// Stops a request's work when its client resets the connection: fib looks at the
+    /// socket now and then (the isolates between fuel slices of their interpreter), or
+    /// procpool kills the worker computing it.
     pub cancels: bool,
     pub serve: ServeFn,
 }
@@ -198,7 +198,7 @@ pub const MODELS: &[Model] = &[
         offload: false,
         ports: false,
         reuse_port: false,
-        cancels: false,
+        cancels: true,
         serve: isolates::serve,
     },
     Model {
@@ -210,7 +210,7 @@ pub const MODELS: &[Model] = &[
         offload: false,
         ports: false,
         reuse_port: false,
-        cancels: false,
+        cancels: true,
         serve: procpool::serve,
     },
     Model {

@@ -17,7 +17,9 @@
 //! retry: a request that kills its worker would only kill the next one too); the
 //! connection stays usable, the dead worker is reaped and replaced, and the other
 //! clients see nothing. A worker found dead while idle is replaced before anyone uses
-//! it. Workers die with the server: each asks the kernel to SIGKILL it when the
+//! it. A client that resets its connection while its request is in a worker has that
+//! worker killed and replaced (the connection thread waits on the worker's pipe *and*
+//! the client's socket), so its work stops too. Workers die with the server: each asks the kernel to SIGKILL it when the
 //! server's supervisor thread dies (`PR_SET_PDEATHSIG`), and the pool kills and reaps
 //! them at shutdown, so no orphan runs on or holds the port.
 //!
@@ -29,6 +31,7 @@
 //! 12,000), close to it at n=20, where fib's cost hides the pipe round trip.
 
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd as _, BorrowedFd};
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -51,7 +54,9 @@ pub fn serve(
     let serving = pool.clone();
     // The `threads` model, with fib computed by a worker process.
     super::threads::serve_with(listener, config, shutdown, move |stream, peer, config| {
-        let mut compute = |n| serving.fib(n);
+        // A second handle on the socket, to see the client go while a worker computes.
+        let watch = stream.try_clone().ok();
+        let mut compute = |n| serving.fib(n, watch.as_ref().map(|s| s.as_fd()));
         serve_blocking_with(stream, peer, config, Some(&mut compute));
     })?;
     drop(pool); // the last reference: stops the supervisor, kills and reaps the workers
@@ -108,11 +113,15 @@ impl ProcessPool {
                 }
                 for mut dead in dead {
                     let status = dead.child.wait();
-                    tracing::warn!(
-                        pid = dead.child.id(),
-                        ?status,
-                        "worker process died; starting a replacement"
-                    );
+                    if dead.retired {
+                        tracing::debug!(pid = dead.child.id(), "worker stopped; starting a replacement");
+                    } else {
+                        tracing::warn!(
+                            pid = dead.child.id(),
+                            ?status,
+                            "worker process died; starting a replacement"
+                        );
+                    }
                     drop(dead);
                     // Keep trying: a pool that silently shrinks would end with every
                     // request waiting for a worker that never comes.
@@ -142,18 +151,27 @@ impl ProcessPool {
         })
     }
 
-    /// fib(n) in a worker process; waits for an idle worker if all are busy.
-    pub fn fib(&self, n: u32) -> Result<u64, Rejection> {
+    /// fib(n) in a worker process; waits for an idle worker if all are busy. With
+    /// `client`, a reset of that socket (see [`crate::connection::gone_probe`]) stops
+    /// the work: the worker is killed and replaced, and the result is `ClientGone`.
+    pub fn fib(&self, n: u32, client: Option<BorrowedFd<'_>>) -> Result<u64, Rejection> {
         loop {
             let mut worker = self.idle.take().ok_or(Rejection::ServerBusy)?;
             if !matches!(worker.child.try_wait(), Ok(None)) {
                 self.replace(worker); // died while idle: nobody was waiting on it
                 continue;
             }
-            return match worker.call(n) {
-                Ok(value) => {
+            return match worker.call(n, client) {
+                Ok(Some(value)) => {
                     let _ = self.idle.offer(worker);
                     Ok(value)
+                }
+                Ok(None) => {
+                    // Its client is gone: stop the work by stopping the worker.
+                    let _ = worker.child.kill();
+                    worker.retired = true;
+                    self.replace(worker);
+                    Err(Rejection::ClientGone)
                 }
                 Err(e) => {
                     tracing::warn!(pid = worker.child.id(), error = %e, "worker failed during a request");
@@ -190,6 +208,8 @@ struct Worker {
     child: Child,
     requests: ChildStdin,
     replies: ChildStdout,
+    /// Killed on purpose (its client went), not died: replaced without a warning.
+    retired: bool,
 }
 
 impl Worker {
@@ -208,12 +228,38 @@ impl Worker {
             child,
             requests,
             replies,
+            retired: false,
         })
     }
 
-    fn call(&mut self, n: u32) -> io::Result<u64> {
+    /// Sends one request and waits for its reply, or (`Ok(None)`) for `client` to be
+    /// reset, whichever comes first: one poll on the reply pipe and the client socket.
+    fn call(&mut self, n: u32, client: Option<BorrowedFd<'_>>) -> io::Result<Option<u64>> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
         wire::write_request(&mut self.requests, n)?;
-        wire::read_reply(&mut self.replies)
+        if let Some(client) = client {
+            loop {
+                let mut fds = [
+                    PollFd::new(self.replies.as_fd(), PollFlags::POLLIN),
+                    // No events asked: poll reports errors and hang-ups regardless.
+                    PollFd::new(client, PollFlags::empty()),
+                ];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+                    break; // a reply, or the worker died: read_reply tells which
+                }
+                if fds[1]
+                    .revents()
+                    .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
+                {
+                    return Ok(None);
+                }
+            }
+        }
+        wire::read_reply(&mut self.replies).map(Some)
     }
 }
 
