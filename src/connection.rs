@@ -677,3 +677,56 @@ pub fn log_connection_error(peer: SocketAddr, e: &io::Error) {
         _ => tracing::warn!(%peer, error = %e, "connection failed"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_sweep_runs_every_quarter_timeout_within_bounds() {
+        let mut off = IdleSweep::new(None);
+        let mut sweep = IdleSweep::new(Some(Duration::from_secs(2)));
+        let long = IdleSweep::new(Some(Duration::from_secs(300)));
+        let now = Instant::now();
+        assert!(!off.due(now));
+        assert_eq!(off.timeout(now), None);
+        assert_eq!(
+            off.shorten(now, Some(Duration::from_secs(3))),
+            Some(Duration::from_secs(3))
+        );
+        assert!(sweep.due(now), "the first sweep is due at once");
+        assert!(!sweep.due(now));
+        assert_eq!(sweep.timeout(now), Some(Duration::from_millis(500)));
+        assert!(sweep.due(now + Duration::from_millis(500)));
+        assert_eq!(
+            IdleSweep::interval(Duration::from_secs(300)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            long.shorten(now, Some(Duration::from_millis(5))),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn gone_probe_sees_a_reset_not_a_half_close() {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let half = TcpStream::connect(addr).unwrap();
+        let (served_half, _) = listener.accept().unwrap();
+        let reset = TcpStream::connect(addr).unwrap();
+        let (served_reset, _) = listener.accept().unwrap();
+        let mut half_gone = gone_probe(served_half.as_fd()).unwrap();
+        let mut reset_gone = gone_probe(served_reset.as_fd()).unwrap();
+        assert!(!half_gone() && !reset_gone());
+        half.shutdown(std::net::Shutdown::Write).unwrap();
+        socket2::SockRef::from(&reset)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(reset);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!half_gone(), "a half-closed client is owed its replies");
+        assert!(reset_gone());
+    }
+}

@@ -596,6 +596,7 @@ fn measure(args: &BenchArgs) -> Result<(fiblab::bench::report::BenchReport, bool
         duration_s: scenario.duration.as_secs_f64(),
         warmup_s: scenario.warmup.as_secs_f64(),
         repetitions: scenario.repetitions,
+        rate: scenario.rate,
         cells: report::aggregate(&measured.samples),
         samples: measured.samples,
         starvation: measured.starvation,

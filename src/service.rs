@@ -405,6 +405,25 @@ mod tests {
     }
 
     #[test]
+    fn a_gone_client_gets_no_more_work() {
+        let mut session = Session::new(fib_service(44), 32, Work::Inline);
+        let mut asked = 0;
+        session.set_probe(move || {
+            asked += 1;
+            asked > 1
+        });
+        let mut out = Vec::new();
+        session.feed(b"10\n30\n1\n", &mut out);
+        assert_eq!(
+            out, b"55\n",
+            "fib(30) stopped at its second check; nothing after it"
+        );
+        assert!(session.is_cancelled());
+        session.feed(b"2\n", &mut out);
+        assert_eq!(out, b"55\n");
+    }
+
+    #[test]
     fn handed_work_gives_the_same_replies_in_order() {
         let s = fib_service(40);
         for chunks in [

@@ -168,6 +168,7 @@ fn fixture() -> BenchReport {
         duration_s: 1.0,
         warmup_s: 0.2,
         repetitions: 1,
+        rate: None,
         cells: report::aggregate(&samples),
         samples,
         starvation: vec![

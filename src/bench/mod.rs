@@ -612,8 +612,10 @@ fn run_cells(
                         addr,
                         mix: Mix::new(vec![class]).map_err(io::Error::other)?,
                         connections: clients,
-                        pipeline: 1,
-                        rate: None,
+                        // Open loop: room for requests to queue when the server falls
+                        // behind, so the lateness shows in the latency, not in the schedule.
+                        pipeline: if scenario.rate.is_some() { 64 } else { 1 },
+                        rate: scenario.rate,
                         stop: Stop::After(scenario.duration),
                         warmup: scenario.warmup,
                         timeout: Duration::from_secs(5),

@@ -78,6 +78,9 @@ pub struct BenchReport {
     pub duration_s: f64,
     pub warmup_s: f64,
     pub repetitions: usize,
+    /// Open-loop rate of every cell, requests per second; `None`: closed loops.
+    #[serde(default)]
+    pub rate: Option<f64>,
     pub cells: Vec<Cell>,
     pub samples: Vec<Sample>,
     /// Seed 004's experiment, one entry per model (empty if the scenario has none).
@@ -338,8 +341,17 @@ fn header_lines(r: &BenchReport) -> [String; 2] {
             r.machine.cpu, r.machine.cpus, r.machine.kernel, r.machine.pinning, r.date, r.command
         ),
         format!(
-            "Each cell: a closed loop of fib(n) requests, {:.1} s measured after {:.1} s warm-up, median of {} repetitions interleaved across models.",
-            r.duration_s, r.warmup_s, r.repetitions
+            "Each cell: {}, {:.1} s measured after {:.1} s warm-up, median of {} repetitions interleaved across models.",
+            match r.rate {
+                None => "a closed loop of fib(n) requests".to_string(),
+                Some(rate) => format!(
+                    "an open loop of fib(n) requests at {} req/s in all (latency from when each was due)",
+                    thousands(rate)
+                ),
+            },
+            r.duration_s,
+            r.warmup_s,
+            r.repetitions
         ),
     ]
 }
@@ -518,6 +530,7 @@ pub(crate) mod tests {
             duration_s: 1.0,
             warmup_s: 0.0,
             repetitions: 1,
+            rate: None,
             cells: aggregate(&samples),
             samples,
             starvation: vec![],

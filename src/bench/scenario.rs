@@ -9,6 +9,7 @@
 //! duration = "700ms"                       # measured time per cell
 //! warmup = "200ms"
 //! repetitions = 3                          # each cell, interleaved across models
+//! rate = 20000                             # optional: open loop at 20k req/s per cell
 //!
 //! [pinning]                                # optional; unpinned when absent
 //! server = [0]                             # CPUs the server process may run on
@@ -64,6 +65,11 @@ pub struct Scenario {
     #[serde(deserialize_with = "duration")]
     pub warmup: Duration,
     pub repetitions: usize,
+    /// Open loop: every cell sends this many requests per second in all, on schedule,
+    /// and latency counts from when each was due. `None`: closed loops (each client
+    /// sends its next request when the last reply is in), as the seeds' clients do.
+    #[serde(default)]
+    pub rate: Option<f64>,
     /// Seed 004's experiment, once per model: see [`Starvation`].
     pub starvation: Option<Starvation>,
     /// CPUs for the server and the client; `None`: both unpinned.
@@ -126,6 +132,9 @@ pub struct Overrides {
     /// Repetitions of every cell.
     #[arg(long)]
     pub repetitions: Option<usize>,
+    /// Open loop at this many requests per second per cell, instead of closed loops.
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Pin the server process to these CPUs, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub server_cpus: Option<Vec<usize>>,
@@ -160,6 +169,9 @@ impl Overrides {
         }
         if let Some(r) = self.repetitions {
             scenario.repetitions = r;
+        }
+        if self.rate.is_some() {
+            scenario.rate = self.rate;
         }
         if self.server_cpus.is_some() || self.client_cpus.is_some() {
             let mut pinning = scenario.pinning.take().unwrap_or_default();
@@ -254,6 +266,9 @@ impl Scenario {
         }
         if scenario.repetitions == 0 || scenario.clients.contains(&0) {
             return Err("repetitions and client counts must be at least 1".into());
+        }
+        if scenario.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+            return Err("rate must be a positive number of requests per second".into());
         }
         if let Some(n) = scenario
             .workloads
@@ -352,6 +367,13 @@ mod tests {
                 .contains("no --offload")
         );
         assert!(Scenario::parse(&format!("{base}models=['epoll+offload']\nextra=1")).is_err());
+        assert!(
+            Scenario::parse(&format!("{base}models=['epoll']\nrate=-5.0"))
+                .unwrap_err()
+                .contains("rate")
+        );
+        let open = Scenario::parse(&format!("{base}models=['epoll']\nrate=2000.0")).unwrap();
+        assert_eq!(open.rate, Some(2000.0));
         let v = Scenario::parse(&format!("{base}models=['epoll+offload']")).unwrap();
         assert_eq!(
             v.models[0],
