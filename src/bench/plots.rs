@@ -93,9 +93,9 @@ fn err<E: std::fmt::Debug>(e: E) -> String {
 fn legend(
     area: &DrawingArea<SVGBackend<'_>, Shift>,
     r: &BenchReport,
-    entries: &[(String, RGBColor)],
+    series: &[Series],
 ) -> Result<(), String> {
-    for (i, (label, color)) in entries.iter().enumerate() {
+    for (i, (label, color, _)) in series.iter().enumerate() {
         let y = 40 + 18 * i as i32;
         let dashes: &[(i32, i32)] = if r.peers.iter().any(|p| &p.name == label) {
             &[(8, 14), (18, 24), (28, 32)]
@@ -220,14 +220,7 @@ fn throughput(r: &BenchReport, n: u32, clients: &[usize]) -> Result<Plot, String
                 .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
                 .map_err(err)?;
         }
-        legend(
-            &legend_area,
-            r,
-            &series
-                .iter()
-                .map(|(v, c, _)| (v.clone(), *c))
-                .collect::<Vec<_>>(),
-        )?;
+        legend(&legend_area, r, &series)?;
         root.present().map_err(err)?;
     }
     Ok(Plot {
@@ -280,14 +273,7 @@ fn latency_cdf(r: &BenchReport, n: u32, clients: usize) -> Result<Option<Plot>, 
         for (name, color, points) in &series {
             draw_line(&mut chart, r, name, points, *color)?;
         }
-        legend(
-            &legend_area,
-            r,
-            &series
-                .iter()
-                .map(|(v, c, _)| (v.clone(), *c))
-                .collect::<Vec<_>>(),
-        )?;
+        legend(&legend_area, r, &series)?;
         root.present().map_err(err)?;
     }
     Ok(Some(Plot {
