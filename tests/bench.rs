@@ -199,22 +199,6 @@ fn fixture() -> BenchReport {
     }
 }
 
-/// Compares `actual` with `tests/golden/NAME`, or rewrites it under FIBLAB_BLESS=1.
-fn golden(name: &str, actual: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os("FIBLAB_BLESS").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        expected == actual,
-        "{name} differs; if intended, FIBLAB_BLESS=1 cargo test --test bench\n{actual}"
-    );
-}
-
 fn fixture_with_findings() -> BenchReport {
     let mut fixture = fixture();
     fixture.findings = fiblab::bench::findings::findings(&fixture);
@@ -227,7 +211,7 @@ fn markdown_matches_golden_output() {
         title: "fib(1): requests per second against clients".into(),
         href: "bench/throughput-n1.svg".into(),
     }];
-    golden(
+    common::golden(
         "bench_tables.md",
         &report::render_markdown(&fixture_with_findings(), &links),
     );
@@ -235,7 +219,7 @@ fn markdown_matches_golden_output() {
 
 #[test]
 fn json_matches_golden_output() {
-    golden(
+    common::golden(
         "bench_report.json",
         &(report::render_json(&fixture_with_findings()) + "\n"),
     );
@@ -266,5 +250,5 @@ fn html_matches_golden_output_and_embeds_every_plot() {
             _ => format!("<svg/>{}", part.split_once("</svg>").map_or("", |p| p.1)),
         })
         .collect();
-    golden("bench_report.html", &without_svg);
+    common::golden("bench_report.html", &without_svg);
 }

@@ -444,25 +444,10 @@ fn fixture() -> Report {
     }
 }
 
-fn golden(name: &str, actual: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os("FIBLAB_BLESS").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        expected == actual,
-        "{name} differs from tests/golden/{name}; if the change is intended, run FIBLAB_BLESS=1 cargo test --test load\n--- actual ---\n{actual}"
-    );
-}
-
 #[test]
 fn exporters_match_golden_output() {
     let r = fixture();
-    golden("load_report.json", &report::render_json(&r));
-    golden("load_report.txt", &report::render_text(&r));
-    golden("load_per_second.csv", &report::render_csv(&r));
+    common::golden("load_report.json", &report::render_json(&r));
+    common::golden("load_report.txt", &report::render_text(&r));
+    common::golden("load_per_second.csv", &report::render_csv(&r));
 }

@@ -190,3 +190,20 @@ impl Client {
             .expect("shutdown(SHUT_WR)");
     }
 }
+
+/// Compares `actual` with `tests/golden/NAME`, or rewrites that file under
+/// `FIBLAB_BLESS=1` (for intended changes to an exporter's output).
+pub fn golden(name: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("FIBLAB_BLESS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        expected == actual,
+        "{name} differs from tests/golden/{name}; if the change is intended, run FIBLAB_BLESS=1 cargo test\n--- actual ---\n{actual}"
+    );
+}
