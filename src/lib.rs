@@ -55,3 +55,4 @@ pub mod seeds;
 pub mod server;
 pub mod service;
 pub mod shutdown;
+pub mod units;

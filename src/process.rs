@@ -1,6 +1,11 @@
-//! Helpers for the models that run fiblab in child processes (`procpool`, `prefork`):
-//! starting the fiblab binary again, and making sure a child never outlives its
-//! parent.
+//! The process boundary: starting the fiblab binary again as a child, for the models
+//! that run in several processes (`procpool`, `prefork`), and [`ServerProcess`], a
+//! `fiblab serve` child for the bench, the soak and anyone who measures a server from
+//! outside; and making sure a child never outlives its parent.
+//!
+//! A server child gets its settings as argv from [`Config::to_args`] and announces its
+//! address with [`crate::server::listening_line`]; both ends of that boundary are in
+//! [`crate::server`], next to each other.
 //!
 //! The seeds' `multiprocessing.Pool` leaves orphans behind when the server is killed,
 //! still holding the listening socket. fiblab's children ask the kernel to kill them
@@ -8,13 +13,18 @@
 //! start that the parent is still the one that spawned them (it may have died before
 //! the request took effect).
 
-use std::io;
+use std::io::{self, BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, getppid};
+
+use crate::server::{Config, Variant, parse_listening_line};
 
 /// Set by a parent in its children's environment: the pid they must die with.
 const PARENT_ENV: &str = "FIBLAB_PARENT_PID";
@@ -62,6 +72,137 @@ pub fn die_with_parent() -> io::Result<()> {
         return Err(io::Error::other(
             "the fiblab parent exited before this child started",
         ));
+    }
+    Ok(())
+}
+
+/// The listening socket a parent process passed as standard input (how `prefork`
+/// starts its children), after [`die_with_parent`].
+///
+/// # Errors
+/// The parent is gone, or standard input is not a listening socket.
+pub fn inherited_listener() -> io::Result<std::net::TcpListener> {
+    use std::os::fd::AsFd as _;
+    die_with_parent()?;
+    let fd = io::stdin().as_fd().try_clone_to_owned()?;
+    let listening = nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::AcceptConn);
+    if !matches!(listening, Ok(true)) {
+        return Err(io::Error::other(
+            "--inherited-listener: standard input is not a listening socket",
+        ));
+    }
+    Ok(std::net::TcpListener::from(fd))
+}
+
+/// A `fiblab serve` child process, stopped by PID when dropped.
+pub struct ServerProcess {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts `exe serve --model M --port 0` with `config`'s settings (its `offload`
+    /// taken from `variant`), pinned to `cpus` (none: unpinned), and waits until it
+    /// listens. Its log goes to this process's standard error, at `warn`.
+    ///
+    /// # Errors
+    /// The binary cannot be started, a CPU cannot be pinned to, or the child exits
+    /// before it prints its listening line.
+    pub fn start(
+        exe: &Path,
+        variant: &Variant,
+        config: &Config,
+        cpus: &[usize],
+    ) -> io::Result<ServerProcess> {
+        let mut command = Command::new(exe);
+        if !cpus.is_empty() {
+            pin_before_exec(&mut command, cpus)?;
+        }
+        let config = Config {
+            offload: variant.offload,
+            ..*config
+        };
+        command
+            .args(["serve", "--model", &variant.model, "--port", "0"])
+            .args(config.to_args());
+        let mut child = command
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let mut line = String::new();
+        if let Some(stdout) = child.stdout.take() {
+            BufReader::new(stdout).read_line(&mut line)?;
+        }
+        match parse_listening_line(&line) {
+            Some(addr) => Ok(ServerProcess { child, addr }),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(io::Error::other(format!(
+                    "fiblab serve --model {variant} did not start"
+                )))
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then up to 10 s for a clean exit, then SIGKILL.
+    pub fn stop(mut self) {
+        self.terminate();
+    }
+
+    /// Like [`stop`](Self::stop), returning the exit status if the server exited by
+    /// itself after SIGTERM (`None`: it had to be killed).
+    pub fn stop_status(mut self) -> Option<ExitStatus> {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> Option<ExitStatus> {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Ok(Some(status)) => return Some(status),
+                Err(_) => return None,
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.terminate();
+        }
+    }
+}
+
+/// Pins the child to `cpus` between fork and exec, so the server and every thread and
+/// process it starts inherit the mask from their first instruction.
+fn pin_before_exec(command: &mut Command, cpus: &[usize]) -> io::Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let mut set = nix::sched::CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu)
+            .map_err(|e| io::Error::other(format!("CPU {cpu} cannot be pinned to: {e}")))?;
+    }
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe calls are allowed: it makes one sched_setaffinity syscall on a
+    // CpuSet built before the fork, allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sched::sched_setaffinity(Pid::from_raw(0), &set).map_err(io::Error::from)
+        });
     }
     Ok(())
 }

@@ -1,16 +1,27 @@
-//! What every model is given: its [`Config`], and a listener bound by [`bind`].
+//! What every model is given: its [`Config`], and a listener bound by [`bind`]; and the
+//! process boundary's vocabulary: the one parser of a server's flags ([`ConfigArgs`]),
+//! its inverse ([`Config::to_args`]), the [`Variant`] a server runs, and the line a
+//! server prints once it listens ([`listening_line`], [`parse_listening_line`]).
+//!
+//! A server started by another fiblab process (`prefork`'s children, the bench's
+//! servers, the soak's) gets its settings as argv from `to_args`, and reads them with
+//! the same parser as a person's command line; a test turns every field round, so a
+//! new setting cannot be forgotten on the way.
 
+use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::service::{DEFAULT_MAX_LINE, Service};
+use crate::fib::MAX_N_FITS_U64;
+use crate::service::{DEFAULT_MAX_LINE, DEFAULT_MAX_N, Service, ServiceKind};
+use crate::units::{format_duration, parse_duration};
 
 /// Settings shared by every model. Models ignore the fields that do not apply to them
 /// (`single` has no pool), so one `serve` signature fits all.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
     pub service: Service,
     /// Longest request line, terminator excluded.
@@ -43,16 +54,24 @@ impl Default for Config {
             service: Service::default(),
             max_line: DEFAULT_MAX_LINE,
             workers: default_workers(),
-            queue: 64,
+            queue: DEFAULT_QUEUE,
             max_conns: DEFAULT_MAX_CONNS,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
-            grace: Duration::from_secs(5),
+            grace: DEFAULT_GRACE,
             offload: false,
             ports: false,
             free_ports: false,
         }
     }
 }
+
+/// Default `--queue`: connections (threadpool) or jobs (`--offload`) that may wait for
+/// a worker; a few per core on any machine fiblab runs on, so a burst queues briefly and
+/// a flood is told `ERR server busy` instead of waiting without bound.
+pub const DEFAULT_QUEUE: usize = 64;
+
+/// Default `--grace`: long enough for in-flight requests up to `--max-n` to finish.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 
 /// Default `--max-conns`: above the bench's largest scenario (1000 clients), far below
 /// what the descriptor limit fiblab raises itself to allows, and small enough that a
@@ -66,6 +85,19 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// One worker per CPU this process may run on.
 pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A server holds one descriptor per client; the usual soft limit of 1024 would refuse
+/// clients long before the machine runs out. Raises it to the hard limit, as most
+/// servers do; a failure is logged and the server goes on with the limit it has.
+pub fn raise_descriptor_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(error = %e, soft, "cannot raise the descriptor limit");
+    }
 }
 
 /// Binds a listening socket: `SO_REUSEADDR` so a restarted server gets its port back at
@@ -93,9 +125,283 @@ pub fn bind_with(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> 
     Ok(socket.into())
 }
 
+/// A server setting that cannot be used as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--max-n {0} is too large: fib(n) fits in 64 bits only up to n = {MAX_N_FITS_U64}")]
+    MaxNTooLarge(u32),
+    #[error("--workers must be at least 1")]
+    NoWorkers,
+}
+
+/// The flags of `fiblab serve` that make a [`Config`]: the one parser of a server's
+/// settings, for a person's command line and a parent's argv alike.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct ConfigArgs {
+    /// What each request line means.
+    #[arg(long, value_enum, default_value_t = ServiceKind::Fib)]
+    pub service: ServiceKind,
+    /// Connections served at once; past it a new connection gets `ERR server busy` and
+    /// is closed (it is accepted to be told, rather than left waiting in the backlog).
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_conns: usize,
+    /// A connection silent this long (or not reading its replies) is closed; 0: never.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Largest n a request may ask for (at most 93, where u64 ends).
+    #[arg(long, default_value_t = DEFAULT_MAX_N)]
+    pub max_n: u32,
+    /// Longest request line in bytes, terminator excluded.
+    #[arg(long, default_value_t = DEFAULT_MAX_LINE)]
+    pub max_line: usize,
+    /// Pool size (threadpool workers, tokio runtime threads, offload workers, prefork
+    /// processes). Default: CPUs.
+    #[arg(short, long)]
+    pub workers: Option<usize>,
+    /// threadpool: connections that may wait for a worker; --offload: jobs that may wait
+    /// for a worker. Past it: `ERR server busy`.
+    #[arg(long, default_value_t = DEFAULT_QUEUE)]
+    pub queue: usize,
+    /// Run fib in a bounded pool of --workers threads (at most --queue waiting) so the
+    /// event loop stays free; for the models that have one (see `fiblab models`).
+    #[arg(long)]
+    pub offload: bool,
+    /// prefork: one port per process (the seed's form), from --port up, instead of one
+    /// shared SO_REUSEPORT port.
+    #[arg(long)]
+    pub ports: bool,
+    /// On SIGINT/SIGTERM, how long open connections get to finish (e.g. 5s, 500ms).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub grace: Duration,
+}
+
+impl ConfigArgs {
+    /// The settings these flags give; `free_ports` says the server was asked for port 0.
+    ///
+    /// # Errors
+    /// `--max-n` past what u64 holds, `--workers 0`.
+    pub fn into_config(self, free_ports: bool) -> Result<Config, ConfigError> {
+        if self.max_n > MAX_N_FITS_U64 {
+            return Err(ConfigError::MaxNTooLarge(self.max_n));
+        }
+        if self.workers == Some(0) {
+            return Err(ConfigError::NoWorkers);
+        }
+        Ok(Config {
+            service: Service {
+                kind: self.service,
+                max_n: self.max_n,
+            },
+            max_line: self.max_line.max(1),
+            workers: self.workers.unwrap_or_else(default_workers),
+            queue: self.queue,
+            max_conns: self.max_conns,
+            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+            grace: self.grace,
+            offload: self.offload,
+            ports: self.ports,
+            free_ports,
+        })
+    }
+}
+
+impl Config {
+    /// The flags that give this config back through [`ConfigArgs`]: how a parent
+    /// passes its settings to a child server. Every field is named here, so a new one
+    /// does not compile until it is passed on; `free_ports` travels as `--port 0`.
+    pub fn to_args(&self) -> Vec<String> {
+        let Config {
+            service: Service { kind, max_n },
+            max_line,
+            workers,
+            queue,
+            grace,
+            ports,
+            free_ports: _,
+            max_conns,
+            idle_timeout,
+            offload,
+        } = *self;
+        let mut args = vec![
+            format!("--service={kind}"),
+            format!("--max-n={max_n}"),
+            format!("--max-line={max_line}"),
+            format!("--workers={workers}"),
+            format!("--queue={queue}"),
+            format!("--grace={}", format_duration(grace)),
+            format!("--max-conns={max_conns}"),
+            format!(
+                "--idle-timeout={}",
+                format_duration(idle_timeout.unwrap_or(Duration::ZERO))
+            ),
+        ];
+        if ports {
+            args.push("--ports".into());
+        }
+        if offload {
+            args.push("--offload".into());
+        }
+        args
+    }
+}
+
+/// A model as a server runs it: `epoll`, or `epoll+offload` for its `--offload`
+/// variant. Plain data: the registry ([`crate::models::check`]) says whether the model
+/// exists and has the variant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Variant {
+    pub model: String,
+    pub offload: bool,
+}
+
+impl Variant {
+    /// A model without `--offload`.
+    pub fn plain(model: &str) -> Variant {
+        Variant {
+            model: model.to_string(),
+            offload: false,
+        }
+    }
+
+    /// `epoll` or `epoll+offload`, the name the tables and `--models` use.
+    pub fn label(&self) -> String {
+        self.to_string()
+    }
+
+    /// Splits `epoll+offload` into model and variant; the registry is not asked.
+    pub fn split(text: &str) -> Variant {
+        match text.strip_suffix("+offload") {
+            Some(model) => Variant {
+                model: model.to_string(),
+                offload: true,
+            },
+            None => Variant::plain(text),
+        }
+    }
+}
+
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let suffix = if self.offload { "+offload" } else { "" };
+        write!(f, "{}{suffix}", self.model)
+    }
+}
+
+/// The line `fiblab serve` prints on standard output once it listens: the first line a
+/// parent reads, with [`parse_listening_line`].
+pub fn listening_line(variant: &Variant, config: &Config, local: SocketAddr) -> String {
+    format!(
+        "fiblab serve: model={}{} service={} max-n={} workers={} listening on {local}",
+        variant.model,
+        if variant.offload { " (offload)" } else { "" },
+        config.service.kind,
+        config.service.max_n,
+        config.workers
+    )
+}
+
+/// The address in a line printed by [`listening_line`]; `None` for any other line.
+pub fn parse_listening_line(line: &str) -> Option<SocketAddr> {
+    line.strip_prefix("fiblab serve: ")?
+        .split("listening on ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        config: ConfigArgs,
+    }
+
+    fn parse(args: &[String]) -> Config {
+        let argv = std::iter::once("fiblab".to_string()).chain(args.iter().cloned());
+        Flags::try_parse_from(argv)
+            .unwrap()
+            .config
+            .into_config(false)
+            .unwrap()
+    }
+
+    #[test]
+    fn every_field_survives_to_args_and_back() {
+        // Every field differs from its default, so a field that to_args forgot would
+        // come back as the default and fail.
+        let config = Config {
+            service: Service {
+                kind: ServiceKind::Upper,
+                max_n: 77,
+            },
+            max_line: 99,
+            workers: 7,
+            queue: 3,
+            grace: Duration::from_millis(1234),
+            ports: true,
+            free_ports: false,
+            max_conns: 5,
+            idle_timeout: Some(Duration::from_micros(2_500_001)),
+            offload: true,
+        };
+        let defaults = Config::default();
+        assert_ne!(config.service.kind, defaults.service.kind);
+        assert_ne!(config.service.max_n, defaults.service.max_n);
+        assert_ne!(config.max_line, defaults.max_line);
+        assert_ne!(config.workers, defaults.workers);
+        assert_ne!(config.queue, defaults.queue);
+        assert_ne!(config.grace, defaults.grace);
+        assert_ne!(config.ports, defaults.ports);
+        assert_ne!(config.max_conns, defaults.max_conns);
+        assert_ne!(config.idle_timeout, defaults.idle_timeout);
+        assert_ne!(config.offload, defaults.offload);
+        assert_eq!(parse(&config.to_args()), config);
+        let never_idle = Config {
+            idle_timeout: None,
+            ..defaults
+        };
+        assert_eq!(parse(&never_idle.to_args()), never_idle);
+        assert_eq!(parse(&defaults.to_args()), defaults);
+    }
+
+    #[test]
+    fn settings_past_their_limits_are_refused() {
+        let argv = ["fiblab", "--max-n", "94"];
+        let args = Flags::try_parse_from(argv).unwrap().config;
+        assert_eq!(args.into_config(false), Err(ConfigError::MaxNTooLarge(94)));
+        let args = Flags::try_parse_from(["fiblab", "-w", "0"]).unwrap().config;
+        assert_eq!(args.into_config(false), Err(ConfigError::NoWorkers));
+    }
+
+    #[test]
+    fn listening_line_round_trip() {
+        let addr: SocketAddr = "127.0.0.1:40123".parse().unwrap();
+        let v6: SocketAddr = "[::1]:9".parse().unwrap();
+        let variant = Variant::split("epoll+offload");
+        let config = Config::default();
+        assert_eq!(
+            parse_listening_line(&listening_line(&variant, &config, addr)),
+            Some(addr)
+        );
+        assert_eq!(
+            parse_listening_line(&listening_line(&Variant::plain("threads"), &config, v6)),
+            Some(v6)
+        );
+        assert_eq!(parse_listening_line("listening on 1.2.3.4:5"), None);
+    }
+
+    #[test]
+    fn variants_print_as_they_parse() {
+        for text in ["epoll", "epoll+offload", "tokio-current+offload"] {
+            assert_eq!(Variant::split(text).label(), text);
+        }
+    }
 
     #[test]
     fn bind_port_zero_then_rebind_same_port() {

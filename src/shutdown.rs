@@ -244,6 +244,48 @@ impl ShutdownWatch {
     }
 }
 
+/// Runs `first` on the first SIGINT/SIGTERM and exits (status 1) on the second. Call it
+/// before any other thread starts: threads inherit the blocked mask, so only the
+/// signal thread ever sees these signals.
+///
+/// # Errors
+/// The signals cannot be blocked, or the thread cannot be started.
+pub fn on_signals(mut first: impl FnMut() + Send + 'static) -> io::Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    signals.thread_block()?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            while let Ok(signal) = signals.wait() {
+                seen += 1;
+                if seen == 1 {
+                    first();
+                    tracing::info!(?signal, "stopping: a second signal exits at once");
+                } else {
+                    tracing::warn!(?signal, "second signal: exiting now");
+                    std::process::exit(1);
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// A flag that the first SIGINT/SIGTERM sets, for clients that then report what they
+/// measured so far; a second signal exits at once. See [`on_signals`].
+///
+/// # Errors
+/// As [`on_signals`].
+pub fn interrupt_flag() -> io::Result<Arc<AtomicBool>> {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    on_signals(move || flag.store(true, Ordering::SeqCst))?;
+    Ok(interrupt)
+}
+
 /// Errors after which the next `accept` may well succeed.
 pub(crate) fn is_transient_accept_error(e: &io::Error) -> bool {
     use nix::errno::Errno;

@@ -5,8 +5,9 @@ mod common;
 
 use std::process::Command;
 
-use fiblab::bench::report::{self, BenchReport};
-use fiblab::bench::{Machine, Sample};
+use fiblab::bench::export::{html, json, markdown};
+use fiblab::bench::results::PlotLink;
+use fiblab::bench::{BenchReport, Machine, Sample, experiments};
 
 #[test]
 fn tiny_scenario_end_to_end() {
@@ -169,7 +170,7 @@ fn fixture() -> BenchReport {
         warmup_s: 0.2,
         repetitions: 1,
         rate: None,
-        cells: report::aggregate(&samples),
+        cells: fiblab::bench::results::aggregate(&samples),
         samples,
         starvation: vec![
             fiblab::bench::StarvationResult {
@@ -201,19 +202,19 @@ fn fixture() -> BenchReport {
 
 fn fixture_with_findings() -> BenchReport {
     let mut fixture = fixture();
-    fixture.findings = fiblab::bench::findings::findings(&fixture);
+    fixture.findings = experiments::findings(&fixture);
     fixture
 }
 
 #[test]
 fn markdown_matches_golden_output() {
-    let links = [report::PlotLink {
+    let links = [PlotLink {
         title: "fib(1): requests per second against clients".into(),
         href: "bench/throughput-n1.svg".into(),
     }];
     common::golden(
         "bench_tables.md",
-        &report::render_markdown(&fixture_with_findings(), &links),
+        &markdown::render(&fixture_with_findings(), &links),
     );
 }
 
@@ -221,15 +222,15 @@ fn markdown_matches_golden_output() {
 fn json_matches_golden_output() {
     common::golden(
         "bench_report.json",
-        &(report::render_json(&fixture_with_findings()) + "\n"),
+        &(json::render(&fixture_with_findings()) + "\n"),
     );
 }
 
 #[test]
 fn html_matches_golden_output_and_embeds_every_plot() {
     let fixture = fixture_with_findings();
-    let plots = fiblab::bench::plots::all(&fixture).unwrap();
-    let html = report::render_html(&fixture, &plots);
+    let plots = experiments::plots(&fixture).unwrap();
+    let html = html::render(&fixture, &plots);
     for p in &plots {
         assert!(
             html.contains(&format!(

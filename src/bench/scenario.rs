@@ -23,8 +23,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::client::parse_duration;
 use crate::models;
+use crate::server::Variant;
+use crate::units::parse_duration;
+
+/// A scenario that cannot run; the message says what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ScenarioError(String);
 
 /// The scenario `fiblab bench` runs when given none.
 pub const QUICK: &str = include_str!("../../scenarios/quick.toml");
@@ -37,18 +43,18 @@ pub const SHIPPED: &[(&str, &str)] = &[
 ];
 
 /// A shipped scenario by name, or a scenario file by path.
-pub fn load(name_or_path: &str) -> Result<Scenario, String> {
+pub fn load(name_or_path: &str) -> Result<Scenario, ScenarioError> {
     if let Some((_, text)) = SHIPPED.iter().find(|(name, _)| *name == name_or_path) {
         return Scenario::parse(text);
     }
     let text = std::fs::read_to_string(name_or_path).map_err(|e| {
         let names: Vec<&str> = SHIPPED.iter().map(|(n, _)| *n).collect();
-        format!(
+        ScenarioError(format!(
             "'{name_or_path}' is neither a shipped scenario ({}) nor a readable file: {e}",
             names.join(", ")
-        )
+        ))
     })?;
-    Scenario::parse(&text).map_err(|e| format!("{name_or_path}: {e}"))
+    Scenario::parse(&text).map_err(|e| ScenarioError(format!("{name_or_path}: {e}")))
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -57,6 +63,7 @@ pub struct Scenario {
     pub name: String,
     #[serde(default)]
     pub about: String,
+    #[serde(deserialize_with = "variant")]
     pub models: Vec<Variant>,
     pub workloads: Vec<u32>,
     pub clients: Vec<usize>,
@@ -148,12 +155,13 @@ pub struct Overrides {
 
 impl Overrides {
     /// The scenario with these overrides applied, checked again as a whole.
-    pub fn apply(&self, mut scenario: Scenario) -> Result<Scenario, String> {
+    pub fn apply(&self, mut scenario: Scenario) -> Result<Scenario, ScenarioError> {
         if let Some(models) = &self.models {
             scenario.models = models
                 .iter()
-                .map(|m| Variant::parse(m))
-                .collect::<Result<_, _>>()?;
+                .map(|m| models::parse_variant(m))
+                .collect::<Result<_, _>>()
+                .map_err(|e| ScenarioError(e.to_string()))?;
         }
         if let Some(w) = &self.workloads {
             scenario.workloads = w.clone();
@@ -206,42 +214,13 @@ pub struct Starvation {
     pub length: Duration,
 }
 
-/// A model as a scenario names it: `epoll` or `epoll+offload`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Variant {
-    pub model: String,
-    pub offload: bool,
-}
-
-impl Variant {
-    pub fn label(&self) -> String {
-        format!(
-            "{}{}",
-            self.model,
-            if self.offload { "+offload" } else { "" }
-        )
-    }
-
-    /// `epoll` or `epoll+offload`, checked against the registry.
-    pub fn parse(text: &str) -> Result<Variant, String> {
-        let (model, offload) = match text.strip_suffix("+offload") {
-            Some(model) => (model.to_string(), true),
-            None => (text.to_string(), false),
-        };
-        let Some(found) = models::find(&model) else {
-            return Err(format!("unknown model '{model}' (see `fiblab models`)"));
-        };
-        if offload && !found.offload {
-            return Err(format!("model '{model}' has no --offload"));
-        }
-        Ok(Variant { model, offload })
-    }
-}
-
-impl<'de> Deserialize<'de> for Variant {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Variant::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
+/// A model as a scenario names it (`epoll`, `epoll+offload`), checked against the
+/// registry.
+fn variant<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Variant>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|text| models::parse_variant(text).map_err(serde::de::Error::custom))
+        .collect()
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -250,44 +229,50 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 
 impl Scenario {
     /// Parses a scenario file's text, checking what TOML alone cannot.
-    pub fn parse(text: &str) -> Result<Scenario, String> {
-        let scenario: Scenario = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError(e.to_string()))?;
         scenario.check()?;
         Ok(scenario)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ScenarioError> {
         let scenario = self;
         if scenario.models.is_empty()
             || scenario.workloads.is_empty()
             || scenario.clients.is_empty()
         {
-            return Err("a scenario needs at least one model, workload and client count".into());
+            return Err(ScenarioError(
+                "a scenario needs at least one model, workload and client count".into(),
+            ));
         }
         if scenario.repetitions == 0 || scenario.clients.contains(&0) {
-            return Err("repetitions and client counts must be at least 1".into());
+            return Err(ScenarioError(
+                "repetitions and client counts must be at least 1".into(),
+            ));
         }
         if scenario.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
-            return Err("rate must be a positive number of requests per second".into());
+            return Err(ScenarioError(
+                "rate must be a positive number of requests per second".into(),
+            ));
         }
         if let Some(n) = scenario
             .workloads
             .iter()
             .find(|&&n| n > crate::service::DEFAULT_MAX_N)
         {
-            return Err(format!(
+            return Err(ScenarioError(format!(
                 "workload n = {n} is above the servers' --max-n {}",
                 crate::service::DEFAULT_MAX_N
-            ));
+            )));
         }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         if let Some(p) = &scenario.pinning
             && let Some(cpu) = p.server.iter().chain(&p.client).find(|&&c| c >= cpus)
         {
-            return Err(format!(
+            return Err(ScenarioError(format!(
                 "pinning names CPU {cpu}, but this machine has CPUs 0 to {}",
                 cpus - 1
-            ));
+            )));
         }
         Ok(())
     }
@@ -338,7 +323,12 @@ mod tests {
         for (name, _) in SHIPPED {
             assert_eq!(&load(name).unwrap().name, name);
         }
-        assert!(load("nope").unwrap_err().contains("quick, seeds, full"));
+        assert!(
+            load("nope")
+                .unwrap_err()
+                .to_string()
+                .contains("quick, seeds, full")
+        );
         let quick = Scenario::parse(QUICK).unwrap();
         assert!(
             quick.estimate(0) < Duration::from_secs(240),
@@ -359,17 +349,20 @@ mod tests {
         assert!(
             Scenario::parse(&format!("{base}models=['nope']"))
                 .unwrap_err()
+                .to_string()
                 .contains("unknown model")
         );
         assert!(
             Scenario::parse(&format!("{base}models=['threads+offload']"))
                 .unwrap_err()
-                .contains("no --offload")
+                .to_string()
+                .contains("cannot --offload")
         );
         assert!(Scenario::parse(&format!("{base}models=['epoll+offload']\nextra=1")).is_err());
         assert!(
             Scenario::parse(&format!("{base}models=['epoll']\nrate=-5.0"))
                 .unwrap_err()
+                .to_string()
                 .contains("rate")
         );
         let open = Scenario::parse(&format!("{base}models=['epoll']\nrate=2000.0")).unwrap();

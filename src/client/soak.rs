@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::bench::ServerProcess;
-use crate::bench::scenario::Variant;
 use crate::load::mix::Mix;
 use crate::load::{Hooks, LoadSpec, Stop, Tick};
+use crate::process::ServerProcess;
+use crate::server::{Config, Variant};
 
 /// The request mix: fib(1) mostly, the seeds' CPU-bound n=20 often, heavier ones rarely.
 pub const MIX: &str = "1:60,10:20,20:15,25:4,30:1";
@@ -62,7 +62,7 @@ pub fn run(
     interrupt: Arc<AtomicBool>,
     on_second: &mut dyn FnMut(&Tick),
 ) -> io::Result<SoakReport> {
-    let server = ServerProcess::start(&exe.to_path_buf(), variant, "fib", &[])?;
+    let server = ServerProcess::start(exe, variant, &Config::default(), &[])?;
     let rss = |pid: u32| {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .ok()

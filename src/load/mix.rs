@@ -5,7 +5,22 @@
 //! statistic is kept per class, so "many light requests and a rare heavy one" is one
 //! command with one report.
 
-use crate::fib::fib_fast;
+use crate::fib::{MAX_N_FITS_U64, fib_fast};
+
+/// A mix or class that cannot be sent as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MixError {
+    #[error("a mix needs at least one class")]
+    Empty,
+    #[error("the weights of a mix must not all be 0")]
+    ZeroWeight,
+    #[error("'{0}' in --mix: n must be a whole number, as in 1:99,36:1")]
+    BadN(String),
+    #[error("'{0}' in --mix: the weight must be a whole number")]
+    BadWeight(String),
+    #[error("n = {0} is too large: fib(n) fits in 64 bits only up to n = {MAX_N_FITS_U64}")]
+    TooLarge(u32),
+}
 
 /// One kind of request and the reply that proves it was served correctly.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +49,22 @@ impl Class {
         }
     }
 
+    /// [`Class::fib`] for an `n` a person gave (`-n`, `--mix`): the one check of it.
+    ///
+    /// # Errors
+    /// `n` past 93, where fib(n) leaves u64 and no reply could be checked.
+    pub fn checked_fib(n: u32, weight: u32, newline: bool) -> Result<Class, MixError> {
+        if n > MAX_N_FITS_U64 {
+            return Err(MixError::TooLarge(n));
+        }
+        Ok(Class::fib(n, weight, newline))
+    }
+
+    /// True when the request ends in a newline (not `--no-newline`).
+    pub fn terminated(&self) -> bool {
+        self.request.ends_with(b"\n")
+    }
+
     /// Any line protocol: `PING` for redis, `get k` for memcached. Replies are not
     /// checked, except that an `ERR` reply counts as an error.
     pub fn text(text: &str, newline: bool) -> Class {
@@ -59,9 +90,13 @@ pub struct Mix {
 }
 
 impl Mix {
-    pub fn new(classes: Vec<Class>) -> Result<Mix, String> {
+    /// A mix of `classes`, picked by weight.
+    ///
+    /// # Errors
+    /// No class, or every weight 0.
+    pub fn new(classes: Vec<Class>) -> Result<Mix, MixError> {
         if classes.is_empty() {
-            return Err("a mix needs at least one class".into());
+            return Err(MixError::Empty);
         }
         let mut total = 0u64;
         let cumulative = classes
@@ -72,7 +107,7 @@ impl Mix {
             })
             .collect();
         if total == 0 {
-            return Err("the weights of a mix must not all be 0".into());
+            return Err(MixError::ZeroWeight);
         }
         Ok(Mix {
             classes,
@@ -81,21 +116,26 @@ impl Mix {
     }
 
     /// Parses `--mix`: `N:WEIGHT,N:WEIGHT,...` (a bare `N` has weight 1).
-    pub fn parse_fib(text: &str, newline: bool) -> Result<Mix, String> {
-        let classes =
-            text.split(',')
-                .map(|part| {
-                    let part = part.trim();
-                    let (n, weight) = part.split_once(':').unwrap_or((part, "1"));
-                    let n: u32 = n.trim().parse().map_err(|_| {
-                        format!("'{part}' in --mix: n must be a whole number, as in 1:99,36:1")
-                    })?;
-                    let weight: u32 = weight.trim().parse().map_err(|_| {
-                        format!("'{part}' in --mix: the weight must be a whole number")
-                    })?;
-                    Ok(Class::fib(n, weight, newline))
-                })
-                .collect::<Result<Vec<_>, String>>()?;
+    ///
+    /// # Errors
+    /// A part that is not `N:WEIGHT`, an `n` past 93, no weight at all.
+    pub fn parse_fib(text: &str, newline: bool) -> Result<Mix, MixError> {
+        let classes = text
+            .split(',')
+            .map(|part| {
+                let part = part.trim();
+                let (n, weight) = part.split_once(':').unwrap_or((part, "1"));
+                let n: u32 = n
+                    .trim()
+                    .parse()
+                    .map_err(|_| MixError::BadN(part.to_string()))?;
+                let weight: u32 = weight
+                    .trim()
+                    .parse()
+                    .map_err(|_| MixError::BadWeight(part.to_string()))?;
+                Class::checked_fib(n, weight, newline)
+            })
+            .collect::<Result<Vec<_>, MixError>>()?;
         Mix::new(classes)
     }
 
@@ -132,6 +172,12 @@ mod tests {
         assert!(Mix::parse_fib("a:1", true).is_err());
         assert!(Mix::parse_fib("1:x", true).is_err());
         assert!(Mix::parse_fib("1:0", true).is_err());
+        // The same limit as `-n`: one check of n, whichever flag carries it.
+        assert_eq!(Mix::parse_fib("100:1", true), Err(MixError::TooLarge(100)));
+        assert_eq!(
+            Class::checked_fib(100, 1, true),
+            Err(MixError::TooLarge(100))
+        );
     }
 
     #[test]

@@ -79,6 +79,49 @@ pub struct LoadSpec {
     pub seed: u64,
 }
 
+/// A load that cannot run as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("--conns and --pipeline must be at least 1")]
+    NoConnections,
+    #[error(
+        "--no-newline needs --pipeline 1: unterminated requests sent back to back run together (30 30 arrives as 3030)"
+    )]
+    UnterminatedPipeline,
+    #[error("--timeout must be more than 0")]
+    NoTimeout,
+    #[error("--rate must be a positive number of requests per second")]
+    BadRate,
+    #[error("--threads must be at least 1")]
+    NoThreads,
+}
+
+impl LoadSpec {
+    /// Checks what the types alone do not: a run this spec describes can start.
+    ///
+    /// # Errors
+    /// No connections or pipeline, unterminated requests pipelined, a zero timeout, a
+    /// rate that is not a positive number, no threads.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.connections == 0 || self.pipeline == 0 {
+            return Err(SpecError::NoConnections);
+        }
+        if self.pipeline > 1 && self.mix.classes.iter().any(|c| !c.terminated()) {
+            return Err(SpecError::UnterminatedPipeline);
+        }
+        if self.timeout.is_zero() {
+            return Err(SpecError::NoTimeout);
+        }
+        if self.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+            return Err(SpecError::BadRate);
+        }
+        if self.threads == 0 {
+            return Err(SpecError::NoThreads);
+        }
+        Ok(())
+    }
+}
+
 /// Called on a worker thread for every measured reply: (latency from send, reply
 /// line, correct).
 pub type OnReply = Arc<dyn Fn(Duration, &[u8], bool) + Send + Sync>;

@@ -19,7 +19,7 @@
 use std::io;
 use std::net::TcpListener;
 
-use crate::server::Config;
+use crate::server::{Config, Variant};
 use crate::shutdown::Shutdown;
 
 pub mod coroutines;
@@ -241,6 +241,73 @@ pub fn find(name: &str) -> Option<&'static Model> {
     MODELS.iter().find(|m| m.name == name)
 }
 
+/// A variant the registry does not serve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VariantError {
+    #[error("unknown model '{0}' (see `fiblab models`)")]
+    Unknown(String),
+    #[error(
+        "model {0} cannot --offload: it has no event loop to keep free (its connections already run on their own threads). Models that can: {1}"
+    )]
+    NoOffload(String, String),
+    #[error("model {0} has no --ports: only prefork runs one process per port")]
+    NoPorts(String),
+}
+
+/// The registry entry that serves `variant`, once it is known to have the variant.
+///
+/// # Errors
+/// An unknown model, or `+offload` on a model without an event loop.
+pub fn check(variant: &Variant) -> Result<&'static Model, VariantError> {
+    let model = find(&variant.model).ok_or_else(|| VariantError::Unknown(variant.model.clone()))?;
+    if variant.offload && !model.offload {
+        return Err(VariantError::NoOffload(
+            model.name.to_string(),
+            offload_models().join(", "),
+        ));
+    }
+    Ok(model)
+}
+
+/// The registry entry for `variant` run with `config`: [`check`], and `--ports` only
+/// where the model has it.
+///
+/// # Errors
+/// As [`check`], and `--ports` on a model with one process.
+pub fn check_config(variant: &Variant, config: &Config) -> Result<&'static Model, VariantError> {
+    let model = check(variant)?;
+    if config.ports && !model.ports {
+        return Err(VariantError::NoPorts(model.name.to_string()));
+    }
+    Ok(model)
+}
+
+/// `epoll` or `epoll+offload`, checked against the registry: how scenarios, `--models`
+/// and `soak --model` name a variant.
+///
+/// # Errors
+/// As [`check`].
+pub fn parse_variant(text: &str) -> Result<Variant, VariantError> {
+    let variant = Variant::split(text);
+    check(&variant)?;
+    Ok(variant)
+}
+
+/// Every variant the registry serves: each model, and its `+offload` form where it has
+/// one. The conformance and adversarial suites run each.
+pub fn variants() -> Vec<Variant> {
+    MODELS
+        .iter()
+        .flat_map(|m| {
+            let offload = m.offload.then(|| Variant {
+                model: m.name.to_string(),
+                offload: true,
+            });
+            std::iter::once(Variant::plain(m.name)).chain(offload)
+        })
+        .collect()
+}
+
 /// The registry as a markdown table: `fiblab models --markdown`, and the README's.
 pub fn markdown_table() -> String {
     let mut table = String::from(
@@ -299,6 +366,29 @@ mod tests {
             assert_eq!(MODELS.iter().filter(|o| o.name == m.name).count(), 1);
         }
         assert!(find("nope").is_none());
+    }
+
+    #[test]
+    fn variants_are_checked_against_the_registry() {
+        assert_eq!(
+            parse_variant("epoll+offload"),
+            Ok(Variant::split("epoll+offload"))
+        );
+        assert!(matches!(
+            parse_variant("threads+offload"),
+            Err(VariantError::NoOffload(..))
+        ));
+        assert!(matches!(
+            parse_variant("nope"),
+            Err(VariantError::Unknown(_))
+        ));
+        let every = variants();
+        assert!(every.iter().all(|v| check(v).is_ok()));
+        assert_eq!(
+            every.len(),
+            MODELS.len() + offload_models().len(),
+            "one plain variant per model and one +offload per model that has it"
+        );
     }
 
     #[test]

@@ -122,19 +122,20 @@ fn bind_sockets(listener: TcpListener, config: &Config) -> io::Result<Vec<TcpLis
     Ok(sockets)
 }
 
-/// `fiblab serve --model single --inherited-listener` with `socket` as its stdin.
+/// `fiblab serve --model single --inherited-listener` with `socket` as its stdin and
+/// every setting of this server (`--max-conns`, `--idle-timeout`, ...) but the ones
+/// that describe the processes: each child is one plain single-threaded server.
 fn start_child(socket: &TcpListener, config: &Config) -> io::Result<Child> {
     let inherited = socket.as_fd().try_clone_to_owned()?;
+    let child_config = Config {
+        offload: false,
+        ports: false,
+        workers: 1,
+        ..*config
+    };
     fiblab_child()?
         .args(["serve", "--model", "single", "--inherited-listener"])
-        .args(["--service", &config.service.kind.to_string()])
-        .args(["--max-n", &config.service.max_n.to_string()])
-        .args(["--max-line", &config.max_line.to_string()])
-        .args(["--grace", &format!("{}ms", config.grace.as_millis())])
-        .args([
-            "--idle-timeout",
-            &format!("{}ms", config.idle_timeout.map_or(0, |d| d.as_millis())),
-        ])
+        .args(child_config.to_args())
         .stdin(Stdio::from(inherited))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -1,0 +1,148 @@
+//! The canvas every bench plot is drawn on: SVG through `plotters`, a chart with its
+//! legend beside it, one colour per row in report order, peers dashed. The plots
+//! themselves belong to the experiments whose data they show.
+//!
+//! Drawn with `plotters`' SVG backend and its naive font metrics: text is left to the
+//! browser, so the files need no fonts to be made and render anywhere.
+
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::Ranged;
+use plotters::prelude::*;
+
+use super::results::{BenchReport, FLOOR};
+
+/// A plot that plotters could not draw.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot draw a plot: {0}")]
+pub struct PlotError(String);
+
+/// The rows in report order, each with its colour: the floor black, so it reads as the
+/// reference line; the others spread round the colour wheel by the golden ratio, so
+/// neighbours differ however many rows there are.
+pub fn series_colors(r: &BenchReport) -> Vec<(String, RGBColor)> {
+    let mut variants: Vec<String> = Vec::new();
+    for c in &r.cells {
+        if !variants.contains(&c.variant) {
+            variants.push(c.variant.clone());
+        }
+    }
+    let mut k = 0u32;
+    variants
+        .into_iter()
+        .map(|v| {
+            let color = if v == FLOOR {
+                BLACK
+            } else {
+                k += 1;
+                let hue = (f64::from(k) * 0.618_034) % 1.0;
+                let lightness = [0.38, 0.52, 0.45][k as usize % 3];
+                let c = HSLColor(hue, 0.8, lightness).to_rgba();
+                RGBColor(c.0, c.1, c.2)
+            };
+            (v, color)
+        })
+        .collect()
+}
+
+/// `25000` -> `25k`, `1500000` -> `1.5M`: axis labels a reader takes in at a glance.
+pub fn short(value: f64) -> String {
+    let (scaled, suffix) = match value.abs() {
+        v if v >= 1e6 => (value / 1e6, "M"),
+        v if v >= 1e3 => (value / 1e3, "k"),
+        _ => (value, ""),
+    };
+    let text = format!("{scaled:.1}");
+    format!("{}{suffix}", text.trim_end_matches(".0"))
+}
+
+/// A row's name, colour and points.
+pub type Series = (String, RGBColor, Vec<(f64, f64)>);
+
+/// plotters' error, as a [`PlotError`].
+pub fn err<E: std::fmt::Debug>(e: E) -> PlotError {
+    PlotError(format!("{e:?}"))
+}
+
+/// A legend as a column of coloured lines and names, beside the chart rather than over
+/// the data; peers' lines dashed, as in the chart.
+pub fn legend(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    r: &BenchReport,
+    series: &[Series],
+) -> Result<(), PlotError> {
+    for (i, (label, color, _)) in series.iter().enumerate() {
+        let y = 40 + 18 * i as i32;
+        let dashes: &[(i32, i32)] = if r.peers.iter().any(|p| &p.name == label) {
+            &[(8, 14), (18, 24), (28, 32)]
+        } else {
+            &[(8, 32)]
+        };
+        for &(from, to) in dashes {
+            area.draw(&PathElement::new(
+                vec![(from, y), (to, y)],
+                color.stroke_width(3),
+            ))
+            .map_err(err)?;
+        }
+        area.draw(&Text::new(label.clone(), (38, y - 7), ("sans-serif", 13)))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+pub type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+/// A white canvas split into the chart (left) and its legend (right).
+pub fn with_legend<'a>(root: &Area<'a>) -> Result<(Area<'a>, Area<'a>), PlotError> {
+    root.fill(&WHITE).map_err(err)?;
+    Ok(root.split_horizontally(740))
+}
+
+/// A chart with the report's title and label room, ready for its coordinates.
+pub fn titled<'a, 'b>(area: &'a Area<'b>, title: &str) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70);
+    builder
+}
+
+/// A row's line: solid for fiblab's models, dashed for peers (`--target`).
+pub fn draw_line<X, Y>(
+    chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<X, Y>>,
+    r: &BenchReport,
+    name: &str,
+    points: &[(f64, f64)],
+    color: RGBColor,
+) -> Result<(), PlotError>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let style = color.stroke_width(2);
+    if r.peers.iter().any(|p| p.name == name) {
+        chart
+            .draw_series(DashedLineSeries::new(points.to_vec(), 6, 4, style))
+            .map_err(err)?;
+    } else {
+        chart
+            .draw_series(LineSeries::new(points.to_vec(), style))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_labels() {
+        assert_eq!(short(25_000.0), "25k");
+        assert_eq!(short(1_500_000.0), "1.5M");
+        assert_eq!(short(120.0), "120");
+        assert_eq!(short(2.5), "2.5");
+    }
+}

@@ -1,0 +1,433 @@
+//! Seed 000's tables, on this machine: requests per second per model and client
+//! count, for an I/O-bound (n=1) and a CPU-bound (n=20) request, each cell a closed
+//! loop (or an open one at the scenario's rate) repeated and interleaved across models.
+//!
+//! ```text
+//! for each repetition:                       (interleaved, so drift hits every model alike)
+//!     for floor + each model + each target:
+//!         start `fiblab serve --model M --port 0` as its own process (not a target's)
+//!         for each workload n, each client count c:
+//!             c connections, --warmup then --duration  (crate::load)
+//!         stop it by PID (SIGTERM), never leaving it behind
+//! then: median and spread of each cell over the repetitions (results::aggregate)
+//! ```
+//!
+//! Its plots: throughput against clients per workload, and the latency distribution
+//! per (n, clients), all repetitions merged. Its findings: seed 000's 总结 1-4 and 6.
+
+use std::io;
+use std::time::Duration;
+
+use plotters::prelude::*;
+
+use super::{Experiment, Row, Run};
+use crate::bench::canvas::{
+    PlotError, Series, draw_line, err, legend, series_colors, short, titled, with_legend,
+};
+use crate::bench::results::{
+    BenchReport, FLOOR, Finding, Plot, Sample, Table, Verdict, WIDE_SPREAD, aggregate, plural,
+    thousands,
+};
+use crate::bench::rules::{Ratio, finding, missing, rps};
+use crate::bench::scenario::Scenario;
+use crate::load::mix::{Class, Mix};
+use crate::load::{Hooks, LoadSpec, Stop};
+use crate::server::Variant;
+use crate::service::ServiceKind;
+
+/// Seed 000's tables; see the module docs.
+pub struct SeedTables;
+
+impl Experiment for SeedTables {
+    fn name(&self) -> &'static str {
+        "seed tables"
+    }
+
+    fn steps(&self, scenario: &Scenario, rows: &[Row]) -> usize {
+        rows.len() * scenario.workloads.len() * scenario.clients.len() * scenario.repetitions
+    }
+
+    fn measure(&self, run: &mut Run<'_>, report: &mut BenchReport) -> io::Result<()> {
+        let (scenario, rows) = (run.scenario, run.rows);
+        let mut samples = Vec::new();
+        for repetition in 0..scenario.repetitions {
+            for row in rows {
+                let label = row.label();
+                let (server, addr, ping) = match row {
+                    Row::Floor => {
+                        let server = run.start(&Variant::plain("threads"), ServiceKind::Lookup)?;
+                        let addr = server.addr;
+                        (Some(server), addr, false)
+                    }
+                    Row::Model(variant) => {
+                        let server = run.start(variant, ServiceKind::Fib)?;
+                        let addr = server.addr;
+                        (Some(server), addr, false)
+                    }
+                    Row::Target(t) => (None, t.addr, t.ping),
+                };
+                for &n in &scenario.workloads {
+                    for &clients in &scenario.clients {
+                        if run.interrupted() {
+                            report.samples = samples;
+                            report.cells = aggregate(&report.samples);
+                            return Ok(());
+                        }
+                        run.step(&format!(
+                            "{label} n={n} clients={clients} repetition {}/{}",
+                            repetition + 1,
+                            scenario.repetitions,
+                        ));
+                        let class = match ping {
+                            true => Class::text("PING", true),
+                            false => Class::fib(n, 1, true),
+                        };
+                        let spec = LoadSpec {
+                            addr,
+                            mix: Mix::new(vec![class]).map_err(io::Error::other)?,
+                            connections: clients,
+                            // Open loop: room for requests to queue when the server falls
+                            // behind, so the lateness shows in the latency, not in the schedule.
+                            pipeline: if scenario.rate.is_some() { 64 } else { 1 },
+                            rate: scenario.rate,
+                            stop: Stop::After(scenario.duration),
+                            warmup: scenario.warmup,
+                            timeout: Duration::from_secs(5),
+                            threads: clients.min(crate::server::default_workers().max(1)),
+                            spin: false,
+                            cpus: run.client_cpus(),
+                            seed: 1,
+                        };
+                        let r = crate::load::run(&spec, run.interrupt(), Hooks::default())?;
+                        let gone = format!("`{label}` stopped accepting connections");
+                        if r.requests_ok == 0
+                            && r.errors.connect > 0
+                            && !report.notes.iter().any(|n| n.starts_with(&gone))
+                        {
+                            report.notes.push(format!(
+                                "{gone} from repetition {}, n={n}, {clients} clients on: its later cells are 0.",
+                                repetition + 1
+                            ));
+                        }
+                        let class = r.classes.first();
+                        samples.push(Sample {
+                            variant: label.clone(),
+                            n,
+                            clients,
+                            repetition,
+                            throughput_rps: r.throughput_rps,
+                            p50_us: class.map_or(0, |c| c.latency_us.p50),
+                            p99_us: class.map_or(0, |c| c.latency_us.p99),
+                            per_connection: r.per_connection.clone(),
+                            errors: r.errors.total(),
+                            histogram: class.map(|c| c.histogram.clone()).unwrap_or_default(),
+                        });
+                    }
+                }
+                if let Some(server) = server {
+                    server.stop();
+                }
+            }
+        }
+        report.samples = samples;
+        report.cells = aggregate(&report.samples);
+        Ok(())
+    }
+
+    fn tables(&self, r: &BenchReport) -> (Vec<Table>, Vec<String>) {
+        let mut tables = Vec::new();
+        let mut workloads: Vec<u32> = r.cells.iter().map(|c| c.n).collect();
+        workloads.sort_unstable();
+        workloads.dedup();
+        let mut clients: Vec<usize> = r.cells.iter().map(|c| c.clients).collect();
+        clients.sort_unstable();
+        clients.dedup();
+        let mut variants: Vec<&str> = Vec::new();
+        for c in &r.cells {
+            if !variants.contains(&c.variant.as_str()) {
+                variants.push(&c.variant);
+            }
+        }
+        let (mut starved_note, mut noisy_note) = (false, false);
+        let widest = *clients.last().unwrap_or(&1);
+        for &n in &workloads {
+            let kind = if n <= 5 { "I/O-bound" } else { "CPU-bound" };
+            let mut header = vec!["model".to_string()];
+            header.extend(clients.iter().map(|&c| plural(c, "client")));
+            header.push(format!("p50 / p99 µs, {}", plural(widest, "client")));
+            header.push(format!("vs floor, {}", plural(widest, "client")));
+            let cell = |v: &str, c: usize| {
+                r.cells
+                    .iter()
+                    .find(|x| x.variant == v && x.n == n && x.clients == c)
+            };
+            let floor = cell(FLOOR, widest).filter(|f| f.median_rps > 0.0);
+            let mut rows = Vec::new();
+            for &v in &variants {
+                let mut row = vec![format!("`{v}`{}", if r.is_peer(v) { " †" } else { "" })];
+                for &c in &clients {
+                    row.push(match cell(v, c) {
+                        Some(cell) => {
+                            let mut text = thousands(cell.median_rps);
+                            if cell.starved {
+                                text.push_str(" ¹");
+                                starved_note = true;
+                            }
+                            if cell.spread > WIDE_SPREAD {
+                                text.push_str(" ~");
+                                noisy_note = true;
+                            }
+                            text
+                        }
+                        None => String::new(),
+                    });
+                }
+                match cell(v, widest) {
+                    Some(cell) => {
+                        row.push(format!("{} / {}", cell.p50_us, cell.p99_us));
+                        row.push(floor.map_or(String::new(), |f| {
+                            format!("{:.2}", cell.median_rps / f.median_rps)
+                        }));
+                    }
+                    None => row.extend([String::new(), String::new()]),
+                }
+                rows.push(row);
+            }
+            tables.push(Table {
+                title: format!("n={n} ({kind}): requests per second"),
+                intro: String::new(),
+                header,
+                left: 1,
+                rows,
+            });
+        }
+        let mut notes = Vec::new();
+        if starved_note {
+            notes.push(
+                "¹ a client got no reply at all: the model served only one client at a time."
+                    .into(),
+            );
+        }
+        if noisy_note {
+            notes.push(format!(
+                "~ noisy: the repetitions spread over more than {:.0}% of the median.",
+                WIDE_SPREAD * 100.0
+            ));
+        }
+        (tables, notes)
+    }
+
+    fn plots(&self, r: &BenchReport) -> Result<Vec<Plot>, PlotError> {
+        let mut plots = Vec::new();
+        let mut workloads: Vec<u32> = r.cells.iter().map(|c| c.n).collect();
+        workloads.sort_unstable();
+        workloads.dedup();
+        let mut clients: Vec<usize> = r.cells.iter().map(|c| c.clients).collect();
+        clients.sort_unstable();
+        clients.dedup();
+        for &n in &workloads {
+            plots.push(throughput(r, n, &clients)?);
+            for &c in &clients {
+                if let Some(plot) = latency_cdf(r, n, c)? {
+                    plots.push(plot);
+                }
+            }
+        }
+        Ok(plots)
+    }
+
+    fn findings(&self, r: &BenchReport) -> Vec<Finding> {
+        let mut out = Vec::new();
+
+        out.push(
+            Ratio {
+                source: "seed 000, 总结 1",
+                claim: "I/O-bound, threads perform about like Go",
+                a: ("threads", "threads", 1, 2),
+                b: ("tokio (Go's design)", "tokio", 1, 2),
+                holds: |ratio| (0.8..=1.25).contains(&ratio),
+            }
+            .check(r),
+        );
+
+        let (source, claim) = (
+            "seed 000, 总结 2",
+            "CPU-bound, Go is tens of times faster than Python threads",
+        );
+        out.push(match (rps(r, "threads", 20, 2), rps(r, "tokio", 20, 2)) {
+            (Some(t), Some(g)) => finding(
+                source,
+                claim,
+                Verdict::DoesNotApply,
+                format!("no GIL in Rust: n=20, 2 clients: threads {t:.0} req/s, tokio {g:.0} ({:.2}x); the gap was Python's interpreter, not threads", t / g),
+            ),
+            _ => missing(source, claim, "threads and tokio at n=20 with 2 clients"),
+        });
+
+        out.push(
+            Ratio {
+                source: "seed 000, 总结 3",
+                claim: "I/O-bound, a process pool is much slower than threads",
+                a: ("procpool", "procpool", 1, 2),
+                b: ("threads", "threads", 1, 2),
+                holds: |ratio| ratio < 0.8,
+            }
+            .check(r),
+        );
+
+        let (source, claim) = (
+            "seed 000, 总结 4",
+            "CPU-bound, processes gain from a second client and threads do not (the GIL)",
+        );
+        out.push(match (rps(r, "threads", 20, 1), rps(r, "threads", 20, 2), rps(r, "procpool", 20, 1), rps(r, "procpool", 20, 2)) {
+            (Some(t1), Some(t2), Some(p1), Some(p2)) => {
+                let (threads_gain, procs_gain) = (t2 / t1, p2 / p1);
+                let verdict = if threads_gain < 1.2 && procs_gain >= 1.2 { Verdict::Reproduces } else { Verdict::Contradicts };
+                finding(
+                    source,
+                    claim,
+                    verdict,
+                    format!("n=20, 1 -> 2 clients: threads x{threads_gain:.2} ({t1:.0} -> {t2:.0}), procpool x{procs_gain:.2} ({p1:.0} -> {p2:.0})"),
+                )
+            }
+            _ => missing(source, claim, "threads and procpool at n=20 with 1 and 2 clients"),
+        });
+
+        out.push(
+            Ratio {
+                source: "seed 000, 总结 6",
+                claim: "sub-interpreters isolate, but do not cure the interpreter's slowness",
+                a: ("isolates (wasmi)", "isolates", 20, 1),
+                b: ("threads (native)", "threads", 20, 1),
+                holds: |ratio| ratio < 0.5,
+            }
+            .check(r),
+        );
+
+        out
+    }
+}
+
+fn throughput(r: &BenchReport, n: u32, clients: &[usize]) -> Result<Plot, PlotError> {
+    let title = format!("fib({n}): requests per second against clients");
+    let series: Vec<Series> = series_colors(r)
+        .into_iter()
+        .map(|(v, color)| {
+            let points = clients
+                .iter()
+                .enumerate()
+                .filter_map(|(i, &c)| {
+                    r.cells
+                        .iter()
+                        .find(|x| x.variant == v && x.n == n && x.clients == c)
+                        .filter(|x| x.median_rps > 0.0)
+                        .map(|x| (i as f64, x.median_rps))
+                })
+                .collect();
+            (v, color, points)
+        })
+        .collect();
+    let values = series.iter().flat_map(|s| s.2.iter().map(|p| p.1));
+    let (lo, hi) = values.fold((f64::MAX, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = if hi > 0.0 {
+        (lo * 0.7, hi * 1.4)
+    } else {
+        (1.0, 10.0)
+    };
+    let last = clients.len().saturating_sub(1) as f64;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (960, 520)).into_drawing_area();
+        let (chart_area, legend_area) = with_legend(&root)?;
+        let mut chart = titled(&chart_area, &title)
+            .build_cartesian_2d(-0.3..last + 0.3, (lo..hi).log_scale())
+            .map_err(err)?;
+        let label = |x: &f64| {
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 {
+                clients
+                    .get(i as usize)
+                    .map_or(String::new(), usize::to_string)
+            } else {
+                String::new()
+            }
+        };
+        chart
+            .configure_mesh()
+            .x_desc("clients (connections, closed loop)")
+            .y_desc("requests per second (log)")
+            .x_labels(clients.len().max(2) * 4)
+            .x_label_formatter(&label)
+            .y_labels(8)
+            .y_label_formatter(&|y| short(*y))
+            .disable_x_mesh()
+            .draw()
+            .map_err(err)?;
+        for (name, color, points) in &series {
+            draw_line(&mut chart, r, name, points, *color)?;
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(err)?;
+        }
+        legend(&legend_area, r, &series)?;
+        root.present().map_err(err)?;
+    }
+    Ok(Plot {
+        file: format!("throughput-n{n}.svg"),
+        title,
+        svg,
+    })
+}
+
+fn latency_cdf(r: &BenchReport, n: u32, clients: usize) -> Result<Option<Plot>, PlotError> {
+    let series: Vec<Series> = series_colors(r)
+        .into_iter()
+        .filter_map(|(v, color)| {
+            let cell = r
+                .cells
+                .iter()
+                .find(|x| x.variant == v && x.n == n && x.clients == clients)?;
+            let points: Vec<(f64, f64)> = cell
+                .latency_cdf
+                .iter()
+                .map(|&[p, us]| (us.max(1.0), p))
+                .collect();
+            (!points.is_empty()).then_some((v, color, points))
+        })
+        .collect();
+    if series.is_empty() {
+        return Ok(None);
+    }
+    let title = format!(
+        "fib({n}), {clients} client{}: latency distribution",
+        if clients == 1 { "" } else { "s" }
+    );
+    let values = series.iter().flat_map(|s| s.2.iter().map(|p| p.0));
+    let (lo, hi) = values.fold((f64::MAX, 1f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (960, 520)).into_drawing_area();
+        let (chart_area, legend_area) = with_legend(&root)?;
+        let mut chart = titled(&chart_area, &title)
+            .build_cartesian_2d((lo * 0.8..hi * 1.25).log_scale(), 0.0..100.0)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("latency, µs (log)")
+            .y_desc("requests answered within it, %")
+            .x_label_formatter(&|x| short(*x))
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .draw()
+            .map_err(err)?;
+        for (name, color, points) in &series {
+            draw_line(&mut chart, r, name, points, *color)?;
+        }
+        legend(&legend_area, r, &series)?;
+        root.present().map_err(err)?;
+    }
+    Ok(Some(Plot {
+        file: format!("latency-n{n}-c{clients}.svg"),
+        title,
+        svg,
+    }))
+}

@@ -1,0 +1,475 @@
+//! Seed 004's experiment, once per model: a client hammers a light request while one
+//! heavy request, sized to take about a second on this machine (calibrated at start),
+//! arrives on another connection. How much light throughput a model keeps meanwhile is
+//! the measure of its isolation; a single-threaded loop keeps none.
+//!
+//! Its table: light throughput before and during the heavy request, and the ratio
+//! ("kept"). Its plot: the light replies per 100 ms over the run, one panel per model,
+//! the heavy request shaded. Its findings: seed 004's two claims, and seed 000's 总结 5
+//! (coroutines block on CPU-bound work), which needs a model's "kept".
+
+use std::io::{self, BufReader};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use plotters::prelude::*;
+
+use super::{Experiment, Row, Run};
+use crate::bench::canvas::{PlotError, err, short};
+use crate::bench::results::{
+    BenchReport, Finding, Plot, StarvationResult, Table, Verdict, thousands,
+};
+use crate::bench::rules::{finding, kept, missing, rps};
+use crate::bench::scenario::{self, Scenario};
+use crate::load::mix::{Class, Mix};
+use crate::load::{Hooks, LoadSpec, Stop};
+use crate::service::ServiceKind;
+
+/// Seed 004's experiment; see the module docs.
+pub struct Starvation;
+
+/// The rows the experiment runs on: every model, and every fib target (a PING target
+/// has no heavy request to send).
+fn starves(row: &Row) -> bool {
+    match row {
+        Row::Floor => false,
+        Row::Model(_) => true,
+        Row::Target(t) => !t.ping,
+    }
+}
+
+impl Experiment for Starvation {
+    fn name(&self) -> &'static str {
+        "starvation (seed 004)"
+    }
+
+    fn steps(&self, scenario: &Scenario, rows: &[Row]) -> usize {
+        match scenario.starvation {
+            Some(_) => rows.iter().filter(|r| starves(r)).count(),
+            None => 0,
+        }
+    }
+
+    fn measure(&self, run: &mut Run<'_>, report: &mut BenchReport) -> io::Result<()> {
+        let (scenario, rows) = (run.scenario, run.rows);
+        let Some(experiment) = &scenario.starvation else {
+            return Ok(());
+        };
+        let heavy_n = calibrate_heavy_n(experiment.heavy_seconds);
+        for row in rows.iter().filter(|r| starves(r)) {
+            if run.interrupted() {
+                break;
+            }
+            let label = row.label();
+            let (server, addr, heavy_n) = match row {
+                Row::Model(variant) => {
+                    let server = run.start(variant, ServiceKind::Fib)?;
+                    let addr = server.addr;
+                    (Some(server), addr, heavy_n)
+                }
+                Row::Target(t) => match calibrate_remote(t.addr, experiment.heavy_seconds) {
+                    Ok(n) => (None, t.addr, n),
+                    Err(e) => {
+                        report.notes.push(format!(
+                            "`{label}` did not answer when its heavy request was being sized ({e}); it has no starvation row."
+                        ));
+                        continue;
+                    }
+                },
+                Row::Floor => continue,
+            };
+            run.step(&format!(
+                "starvation: {label}, fib({heavy_n}) among fib({})",
+                experiment.light_n
+            ));
+            report.starvation.push(starvation(
+                addr,
+                &label,
+                experiment,
+                heavy_n,
+                run.interrupt(),
+            )?);
+            if let Some(server) = server {
+                server.stop();
+            }
+        }
+        Ok(())
+    }
+
+    fn tables(&self, r: &BenchReport) -> (Vec<Table>, Vec<String>) {
+        (starvation_table(r), Vec::new())
+    }
+
+    fn plots(&self, r: &BenchReport) -> Result<Vec<Plot>, PlotError> {
+        match r.starvation.is_empty() {
+            true => Ok(Vec::new()),
+            false => Ok(vec![timeline(r)?]),
+        }
+    }
+
+    fn findings(&self, r: &BenchReport) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let (source, claim) = (
+            "seed 000, 总结 5",
+            "coroutines can replace threads for I/O-bound work, but block on CPU-bound work",
+        );
+        out.push(match (rps(r, "coroutines", 1, 2), rps(r, "threads", 1, 2), kept(r, "coroutines")) {
+            (Some(c), Some(t), Some(k)) => {
+                let verdict = if c / t >= 0.5 && k < 0.1 { Verdict::Reproduces } else { Verdict::Contradicts };
+                finding(
+                    source,
+                    claim,
+                    verdict,
+                    format!("n=1, 2 clients: coroutines {c:.0} req/s vs threads {t:.0} ({:.2}x); during one heavy request coroutines kept {:.0}% of light throughput", c / t, k * 100.0),
+                )
+            }
+            _ => missing(source, claim, "coroutines and threads at n=1 with 2 clients, and the starvation experiment"),
+        });
+
+        let (source, claim) = (
+            "seed 004",
+            "one heavy request collapses a server's light throughput (~100x)",
+        );
+        let loops = [
+            "tokio-current",
+            "nonblocking",
+            "select",
+            "epoll",
+            "coroutines",
+        ];
+        let collapsed: Vec<String> = loops
+            .iter()
+            .filter_map(|m| kept(r, m).map(|k| format!("{m} {:.0}%", k * 100.0)))
+            .collect();
+        out.push(match (collapsed.is_empty(), kept(r, "threads")) {
+            (false, Some(threads)) => {
+                let worst_loop = loops.iter().filter_map(|m| kept(r, m)).fold(0.0, f64::max);
+                let verdict = if worst_loop < 0.05 { Verdict::Reproduces } else { Verdict::Contradicts };
+                finding(
+                    source,
+                    claim,
+                    verdict,
+                    format!(
+                        "light throughput kept during the heavy request: single-thread loops {}; threads {:.0}% (no GIL: the other core serves)",
+                        collapsed.join(", "),
+                        threads * 100.0
+                    ),
+                )
+            }
+            _ => missing(source, claim, "the starvation experiment for threads and the single-thread loops"),
+        });
+
+        let (source, claim) = (
+            "seed 004",
+            "a process pool removes the collapse, at about 10x the throughput cost",
+        );
+        out.push(match (kept(r, "procpool"), rps(r, "procpool", 1, 1), rps(r, "threads", 1, 1)) {
+            (Some(k), Some(p), Some(t)) => {
+                let cost = t / p;
+                let verdict = if k >= 0.5 && cost >= 5.0 { Verdict::Reproduces } else { Verdict::Contradicts };
+                finding(
+                    source,
+                    claim,
+                    verdict,
+                    format!("procpool kept {:.0}% of light throughput during the heavy request; its n=1 throughput is 1/{cost:.1} of threads' ({p:.0} vs {t:.0} req/s)", k * 100.0),
+                )
+            }
+            _ => missing(source, claim, "procpool and threads at n=1 with 1 client, and the starvation experiment"),
+        });
+        out
+    }
+}
+
+fn starvation_table(r: &BenchReport) -> Vec<Table> {
+    if let Some(first) = r.starvation.first() {
+        let heavy: Vec<u32> = r.starvation.iter().map(|s| s.heavy_n).collect();
+        let sized = if heavy.iter().all(|&h| h == first.heavy_n) {
+            format!("fib({})", first.heavy_n)
+        } else {
+            "fib(n), n sized per server to take about as long".to_string()
+        };
+        return vec![Table {
+            title: "One heavy request among light ones (seed 004)".into(),
+            intro: format!(
+                "A closed loop of light requests on one connection; {:.1} s in, one {sized} on another connection. \"kept\": light throughput while the heavy request was in the server, over light throughput before it.",
+                first.heavy_at_s
+            ),
+            header: [
+                "model",
+                "heavy n",
+                "light req/s before",
+                "light req/s during",
+                "kept",
+                "heavy request took",
+            ]
+            .map(String::from)
+            .to_vec(),
+            left: 1,
+            rows: r
+                .starvation
+                .iter()
+                .map(|s| {
+                    vec![
+                        format!(
+                            "`{}`{}",
+                            s.variant,
+                            if r.is_peer(&s.variant) { " †" } else { "" }
+                        ),
+                        s.heavy_n.to_string(),
+                        thousands(s.light_before_rps),
+                        thousands(s.light_during_rps),
+                        format!("{:.2}", s.kept),
+                        s.heavy_s
+                            .map_or("no reply in the run".to_string(), |t| format!("{t:.2} s")),
+                    ]
+                })
+                .collect(),
+        }];
+    }
+    Vec::new()
+}
+
+/// The `n` whose naive fib takes about `seconds` here: fib(n) timed in this process
+/// for growing n until one takes an eighth of the target, then scaled by the golden
+/// ratio per step of n (the last few steps only, where the scaling is reliable), and
+/// kept within what servers allow.
+pub fn calibrate_heavy_n(seconds: f64) -> u32 {
+    let phi = (1.0 + 5f64.sqrt()) / 2.0;
+    let mut n = 25;
+    loop {
+        let started = Instant::now();
+        std::hint::black_box(crate::fib::fib(std::hint::black_box(n)));
+        let took = started.elapsed().as_secs_f64().max(1e-9);
+        if took >= seconds / 8.0 || n >= crate::service::DEFAULT_MAX_N {
+            let steps = (seconds / took).ln() / phi.ln();
+            return ((f64::from(n) + steps).round() as u32)
+                .clamp(25, crate::service::DEFAULT_MAX_N);
+        }
+        n += 1;
+    }
+}
+
+/// The `n` whose fib takes about `seconds` on a server someone else runs (a peer may
+/// be 100x slower than fiblab): fib(n) requests for growing n, timed over the wire, until
+/// one takes an eighth of the target, then scaled as [`calibrate_heavy_n`] does.
+pub fn calibrate_remote(addr: SocketAddr, seconds: f64) -> io::Result<u32> {
+    use std::io::{BufRead as _, Write as _};
+    let phi = (1.0 + 5f64.sqrt()) / 2.0;
+    let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs_f64(seconds.max(0.1) * 4.0)))?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    for n in 15..=crate::service::DEFAULT_MAX_N {
+        let started = Instant::now();
+        writer.write_all(format!("{n}\n").as_bytes())?;
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(io::Error::other(format!(
+                "{addr} closed the connection while timing fib({n})"
+            )));
+        }
+        let took = started.elapsed().as_secs_f64().max(1e-9);
+        if took >= seconds / 8.0 {
+            let steps = (seconds / took).ln() / phi.ln();
+            return Ok(
+                ((f64::from(n) + steps).round() as u32).clamp(n, crate::service::DEFAULT_MAX_N)
+            );
+        }
+    }
+    Ok(crate::service::DEFAULT_MAX_N)
+}
+
+/// Runs the starvation experiment against one server.
+pub fn starvation(
+    addr: SocketAddr,
+    label: &str,
+    experiment: &scenario::Starvation,
+    heavy_n: u32,
+    interrupt: Arc<AtomicBool>,
+) -> io::Result<StarvationResult> {
+    use std::io::{BufRead as _, Write as _};
+    let light_times = Arc::new(std::sync::Mutex::new(Vec::<Instant>::with_capacity(
+        1 << 18,
+    )));
+    let recorder = light_times.clone();
+    let on_reply: crate::load::OnReply = Arc::new(move |_, _, correct| {
+        if correct {
+            recorder
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Instant::now());
+        }
+    });
+    // The heavy client arrives `at` into the run, as in seed 004 (a second terminal
+    // typing one request); for a one-client-at-a-time model it then waits its turn.
+    let start = Instant::now();
+    let at = experiment.at;
+    let length = experiment.length;
+    let heavy_thread = std::thread::spawn(move || -> Option<(Instant, Instant)> {
+        std::thread::sleep(at);
+        let mut heavy = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+        heavy
+            .set_read_timeout(Some(
+                length.saturating_sub(at).max(Duration::from_millis(1)),
+            ))
+            .ok()?;
+        let sent = Instant::now();
+        heavy.write_all(format!("{heavy_n}\n").as_bytes()).ok()?;
+        let mut line = String::new();
+        std::io::BufReader::new(heavy).read_line(&mut line).ok()?;
+        (!line.is_empty()).then(|| (sent, Instant::now()))
+    });
+    let spec = LoadSpec {
+        addr,
+        mix: Mix::new(vec![Class::fib(experiment.light_n, 1, true)]).map_err(io::Error::other)?,
+        connections: 1,
+        pipeline: 1,
+        rate: None,
+        stop: Stop::After(experiment.length),
+        warmup: Duration::ZERO,
+        timeout: experiment.length,
+        threads: 1,
+        spin: false,
+        cpus: None,
+        seed: 1,
+    };
+    crate::load::run(
+        &spec,
+        interrupt,
+        Hooks {
+            on_reply: Some(on_reply),
+            ..Hooks::default()
+        },
+    )?;
+    let heavy_span = heavy_thread.join().ok().flatten();
+    let times = light_times
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let end = start + experiment.length;
+    let count =
+        |from: Instant, to: Instant| times.iter().filter(|&&t| t >= from && t < to).count() as f64;
+    let sent_at = start + at;
+    let (during_from, during_to) = heavy_span.map_or((sent_at, end), |(s, e)| (s, e.min(end)));
+    let rate = |n: f64, span: Duration| {
+        if span.is_zero() {
+            0.0
+        } else {
+            n / span.as_secs_f64()
+        }
+    };
+    let light_before_rps = rate(count(start, sent_at), at);
+    let light_during_rps = rate(
+        count(during_from, during_to),
+        during_to.saturating_duration_since(during_from),
+    );
+    let bins = (experiment.length.as_millis() / 100) as usize;
+    let mut timeline = vec![0u64; bins];
+    for t in &times {
+        let bin = (t.saturating_duration_since(start).as_millis() / 100) as usize;
+        if let Some(slot) = timeline.get_mut(bin) {
+            *slot += 1;
+        }
+    }
+    Ok(StarvationResult {
+        variant: label.to_string(),
+        heavy_n,
+        heavy_s: heavy_span.map(|(s, e)| ((e - s).as_secs_f64() * 1000.0).round() / 1000.0),
+        light_before_rps: light_before_rps.round(),
+        light_during_rps: light_during_rps.round(),
+        kept: if light_before_rps > 0.0 {
+            ((light_during_rps / light_before_rps) * 1000.0).round() / 1000.0
+        } else {
+            0.0
+        },
+        timeline,
+        heavy_at_s: at.as_secs_f64(),
+    })
+}
+
+/// Seed 004's timeline: light replies per second over the run, one panel per model,
+/// the heavy request's time in the server shaded red.
+fn timeline(r: &BenchReport) -> Result<Plot, PlotError> {
+    const COLUMNS: usize = 3;
+    let title =
+        "One heavy request among light ones: light replies per second (heavy request shaded)"
+            .to_string();
+    let panels = r.starvation.len();
+    let rows = panels.div_ceil(COLUMNS);
+    let (panel_w, panel_h) = (320u32, 190u32);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(
+            &mut svg,
+            (panel_w * COLUMNS as u32, 40 + panel_h * rows as u32),
+        )
+        .into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let root = root.titled(&title, ("sans-serif", 17)).map_err(err)?;
+        let areas = root.split_evenly((rows, COLUMNS));
+        for (s, area) in r.starvation.iter().zip(areas) {
+            let length = s.timeline.len() as f64 / 10.0;
+            let rates: Vec<(f64, f64)> = s
+                .timeline
+                .iter()
+                .enumerate()
+                .map(|(i, &count)| (i as f64 / 10.0 + 0.05, count as f64 * 10.0))
+                .collect();
+            let top = rates.iter().map(|p| p.1).fold(1.0, f64::max) * 1.15;
+            let mut chart = ChartBuilder::on(&area)
+                .caption(
+                    format!("{}: kept {:.2}", s.variant, s.kept),
+                    ("sans-serif", 13),
+                )
+                .margin(6)
+                .x_label_area_size(22)
+                .y_label_area_size(46)
+                .build_cartesian_2d(0.0..length.max(0.1), 0.0..top)
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .x_labels(6)
+                .y_labels(4)
+                .label_style(("sans-serif", 10))
+                .x_label_formatter(&|x| format!("{x:.0} s"))
+                .y_label_formatter(&|y| short(*y))
+                .draw()
+                .map_err(err)?;
+            let heavy_end = s.heavy_s.map_or(length, |t| (s.heavy_at_s + t).min(length));
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [
+                        (s.heavy_at_s, 0.0),
+                        (heavy_end.max(s.heavy_at_s + 0.02), top),
+                    ],
+                    RED.mix(0.18).filled(),
+                )))
+                .map_err(err)?;
+            chart
+                .draw_series(LineSeries::new(rates, BLUE.stroke_width(1)))
+                .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(Plot {
+        file: "starvation.svg".into(),
+        title,
+        svg,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calibration_is_monotonic_and_bounded() {
+        let short = calibrate_heavy_n(0.001);
+        let long = calibrate_heavy_n(0.05);
+        assert!(short <= long, "{short} > {long}");
+        assert!((25..=crate::service::DEFAULT_MAX_N).contains(&long));
+    }
+}

@@ -1,0 +1,110 @@
+//! The report as one self-contained HTML page: tables, notes and every plot inline.
+
+use std::fmt::Write as _;
+
+use super::Document;
+use crate::bench::results::{BenchReport, Plot};
+
+/// `&`, `<`, `>` and `"` escaped, then `` `code` `` and `**bold**` as HTML.
+fn inline_html(text: &str) -> String {
+    let escaped = text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;");
+    let mut out = String::new();
+    for (i, part) in escaped.split('`').enumerate() {
+        if i % 2 == 1 {
+            let _ = write!(out, "<code>{part}</code>");
+        } else {
+            for (j, piece) in part.split("**").enumerate() {
+                match j % 2 {
+                    1 => {
+                        let _ = write!(out, "<strong>{piece}</strong>");
+                    }
+                    _ => out.push_str(piece),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One self-contained HTML page: the tables, the findings, and every plot inline.
+pub fn render(r: &BenchReport, plots: &[Plot]) -> String {
+    let mut out = String::new();
+    let title = inline_html(&format!("fiblab bench: {}", r.scenario));
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n<h1>{title}</h1>\n"
+    );
+    let Document {
+        header: [machine, method],
+        tables,
+        notes,
+    } = Document::of(r);
+    for p in [&r.about, &machine, &method] {
+        let _ = writeln!(out, "<p>{}</p>", inline_html(p));
+    }
+    for t in &tables {
+        let _ = writeln!(out, "<h2>{}</h2>", inline_html(&t.title));
+        if !t.intro.is_empty() {
+            let _ = writeln!(out, "<p>{}</p>", inline_html(&t.intro));
+        }
+        out.push_str("<table>\n<tr>");
+        for (i, h) in t.header.iter().enumerate() {
+            let class = if i < t.left { "" } else { " class=\"num\"" };
+            let _ = write!(out, "<th{class}>{}</th>", inline_html(h));
+        }
+        out.push_str("</tr>\n");
+        for row in &t.rows {
+            out.push_str("<tr>");
+            for (i, cell) in row.iter().enumerate() {
+                let class = if i < t.left { "" } else { " class=\"num\"" };
+                let _ = write!(out, "<td{class}>{}</td>", inline_html(cell));
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</table>\n");
+    }
+    for note in &notes {
+        let _ = writeln!(out, "<p class=\"note\">{}</p>", inline_html(note));
+    }
+    if !plots.is_empty() {
+        out.push_str("<h2>Plots</h2>\n");
+        for p in plots {
+            let _ = writeln!(
+                out,
+                "<figure id=\"{}\">\n{}\n<figcaption>{}</figcaption>\n</figure>",
+                p.file.trim_end_matches(".svg"),
+                p.svg.trim_start_matches(|c| c != '<').trim(),
+                inline_html(&p.title)
+            );
+        }
+    }
+    out.push_str("</body>\n</html>\n");
+    out
+}
+
+const STYLE: &str = "body { font-family: sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
+table { border-collapse: collapse; margin: 1rem 0; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.25rem 0.75rem; text-align: left; vertical-align: top; }
+th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; }
+code { background: #f4f4f4; padding: 0 0.2rem; }
+figure { margin: 2rem 0; }
+figure svg { max-width: 100%; height: auto; }
+.note { color: #555; font-size: 0.9rem; }
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_markdown_to_html() {
+        assert_eq!(
+            inline_html("`a<b>` is **x** & y"),
+            "<code>a&lt;b&gt;</code> is <strong>x</strong> &amp; y"
+        );
+    }
+}

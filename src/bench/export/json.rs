@@ -1,0 +1,17 @@
+//! The report as JSON: every sample, cell and experiment record, and the machine; and
+//! read back, for `--replot`.
+
+use crate::bench::results::BenchReport;
+
+/// A report written by [`render`], read back (to draw it again); the findings are
+/// computed anew from its cells.
+pub fn parse(text: &str) -> Result<BenchReport, serde_json::Error> {
+    let mut report: BenchReport = serde_json::from_str(text)?;
+    report.findings = crate::bench::experiments::findings(&report);
+    Ok(report)
+}
+
+/// The whole report as pretty JSON.
+pub fn render(r: &BenchReport) -> String {
+    serde_json::to_string_pretty(r).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}

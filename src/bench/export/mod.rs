@@ -1,0 +1,164 @@
+//! The bench's exporters, one per format (as hyperfine's `export/`): [`markdown`],
+//! [`html`], [`json`], and the SVG plots the experiments draw. Each renders the same
+//! [`Document`]: every experiment's tables and notes, then the findings, then the
+//! notes about the run itself. [`write`] puts them where `--out`, `--markdown`, `--json`
+//! and `--html` say.
+
+pub mod html;
+pub mod json;
+pub mod markdown;
+
+use std::path::{Path, PathBuf};
+
+use super::canvas::PlotError;
+use super::experiments::{self, EXPERIMENTS};
+use super::results::{BenchReport, PlotLink, Table, thousands};
+use super::rules;
+
+/// What a report shows, in order, whatever the format.
+pub struct Document {
+    /// The two lines under the title: the machine, and how each cell was measured.
+    pub header: [String; 2],
+    pub tables: Vec<Table>,
+    pub notes: Vec<String>,
+}
+
+impl Document {
+    pub fn of(r: &BenchReport) -> Document {
+        let mut tables = Vec::new();
+        let mut notes = Vec::new();
+        for experiment in EXPERIMENTS {
+            let (t, n) = experiment.tables(r);
+            tables.extend(t);
+            notes.extend(n);
+        }
+        if !r.findings.is_empty() {
+            tables.push(rules::table(&r.findings));
+        }
+        if !r.peers.is_empty() {
+            let peers: Vec<String> = r
+                .peers
+                .iter()
+                .map(|p| {
+                    format!(
+                        "`{}` at {}{}",
+                        p.name,
+                        p.addr,
+                        if p.ping { " (PING)" } else { "" }
+                    )
+                })
+                .collect();
+            notes.push(format!(
+                "† a peer, started outside fiblab and measured by the same client in the same run: {}.",
+                peers.join(", ")
+            ));
+        }
+        notes.extend(r.notes.iter().cloned());
+        notes.push("`floor` is the `threads` model answering from a table (`--service lookup`): no work, only what the loopback and a blocking server allow.".into());
+        Document {
+            header: header_lines(r),
+            tables,
+            notes,
+        }
+    }
+}
+
+fn header_lines(r: &BenchReport) -> [String; 2] {
+    [
+        format!(
+            "Machine: {} ({} CPUs), Linux {}. Pinning: {}. Date: {}. Command: `{}`.",
+            r.machine.cpu, r.machine.cpus, r.machine.kernel, r.machine.pinning, r.date, r.command
+        ),
+        format!(
+            "Each cell: {}, {:.1} s measured after {:.1} s warm-up, median of {} repetitions interleaved across models.",
+            match r.rate {
+                None => "a closed loop of fib(n) requests".to_string(),
+                Some(rate) => format!(
+                    "an open loop of fib(n) requests at {} req/s in all (latency from when each was due)",
+                    thousands(rate)
+                ),
+            },
+            r.duration_s,
+            r.warmup_s,
+            r.repetitions
+        ),
+    ]
+}
+
+/// Where `fiblab bench` writes its report; `None` fields are not written.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    /// `report.md`, `report.json`, `report.html` and every plot's SVG.
+    pub dir: Option<PathBuf>,
+    /// The markdown alone, its plot links relative to this file.
+    pub markdown: Option<PathBuf>,
+    pub json: Option<PathBuf>,
+    pub html: Option<PathBuf>,
+}
+
+/// A report that could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Plot(#[from] PlotError),
+}
+
+/// Writes every output `outputs` names; returns the plots drawn (for a summary line).
+///
+/// # Errors
+/// A folder or file cannot be written, or a plot cannot be drawn.
+pub fn write(report: &BenchReport, outputs: &Outputs) -> Result<usize, ExportError> {
+    let plots = experiments::plots(report)?;
+    let put = |path: &Path, text: &str| {
+        std::fs::write(path, text).map_err(|source| ExportError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let links = |from: Option<&Path>| -> Vec<PlotLink> {
+        let Some(dir) = &outputs.dir else {
+            return Vec::new();
+        };
+        let base = from
+            .and_then(|f| dir.strip_prefix(f).ok())
+            .map_or(dir.clone(), Path::to_path_buf);
+        plots
+            .iter()
+            .map(|p| PlotLink {
+                title: p.title.clone(),
+                href: base.join(&p.file).display().to_string(),
+            })
+            .collect()
+    };
+    if let Some(dir) = &outputs.dir {
+        std::fs::create_dir_all(dir).map_err(|source| ExportError::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        put(
+            &dir.join("report.md"),
+            &markdown::render(report, &links(Some(dir))),
+        )?;
+        put(&dir.join("report.json"), &(json::render(report) + "\n"))?;
+        put(&dir.join("report.html"), &html::render(report, &plots))?;
+        for p in &plots {
+            put(&dir.join(&p.file), &p.svg)?;
+        }
+    }
+    if let Some(path) = &outputs.markdown {
+        let here = path.parent().filter(|p| !p.as_os_str().is_empty());
+        put(path, &markdown::render(report, &links(here)))?;
+    }
+    if let Some(path) = &outputs.json {
+        put(path, &(json::render(report) + "\n"))?;
+    }
+    if let Some(path) = &outputs.html {
+        put(path, &html::render(report, &plots))?;
+    }
+    Ok(plots.len())
+}

@@ -1,0 +1,528 @@
+//! The bench's records, at the bottom of the bench: what a run measured (samples,
+//! cells, each experiment's results), the report that holds them, and the shapes every
+//! renderer reads (tables, plots, findings). Nothing here measures or renders; every
+//! other bench module reads these types, and this module reads none of them.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::scenario::Pinning;
+
+/// The floor row: `threads` serving `--service lookup`.
+pub const FLOOR: &str = "floor";
+
+/// A server someone else started, measured as a row of the same tables:
+/// `NAME=HOST:PORT` for a fib server, `NAME=HOST:PORT/ping` for one that answers a
+/// `PING` line with one line (redis): measured like the floor, with no fib at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub ping: bool,
+}
+
+/// A `--target` that cannot be used; the message shows the form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TargetError(String);
+
+impl std::str::FromStr for Target {
+    type Err = TargetError;
+
+    fn from_str(text: &str) -> Result<Target, TargetError> {
+        target(text).map_err(TargetError)
+    }
+}
+
+fn target(text: &str) -> Result<Target, String> {
+    let Some((name, rest)) = text.split_once('=') else {
+        return Err(format!(
+            "'{text}': a target is NAME=HOST:PORT (or NAME=HOST:PORT/ping for redis)"
+        ));
+    };
+    let (address, ping) = match rest.strip_suffix("/ping") {
+        Some(address) => (address, true),
+        None => (rest, false),
+    };
+    if name.is_empty() || name == FLOOR || crate::models::find(name).is_some() {
+        return Err(format!(
+            "'{name}': a target needs a name of its own, not empty and not a model's or `floor`"
+        ));
+    }
+    let addr = crate::units::parse_addr(address).map_err(|e| e.to_string())?;
+    Ok(Target {
+        name: name.to_string(),
+        addr,
+        ping,
+    })
+}
+
+/// One measured cell of one repetition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub variant: String,
+    pub n: u32,
+    pub clients: usize,
+    pub repetition: usize,
+    pub throughput_rps: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    /// Correct replies per connection: a 0 means a starved client.
+    pub per_connection: Vec<u64>,
+    pub errors: u64,
+    /// The latency HdrHistogram (V2 + DEFLATE, base64), merged across repetitions for
+    /// the latency CDF; empty when none was recorded.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub histogram: String,
+}
+
+/// Facts about the machine, for the head of every report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cpus: usize,
+    pub kernel: String,
+    pub pinning: String,
+}
+
+impl Machine {
+    pub fn detect(pinning: Option<&Pinning>) -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("model name")
+                    .and_then(|r| r.split(':').nth(1))
+            })
+            .map_or("unknown CPU".to_string(), |m| m.trim().to_string());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        Machine {
+            cpu,
+            cpus: crate::server::default_workers(),
+            kernel: kernel.trim().to_string(),
+            pinning: Pinning::describe(pinning),
+        }
+    }
+}
+
+/// Seed 004's experiment on one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StarvationResult {
+    pub variant: String,
+    /// fib(n) of the heavy request.
+    pub heavy_n: u32,
+    /// Seconds the heavy request took, if it was answered within the run.
+    pub heavy_s: Option<f64>,
+    /// Light replies per second before the heavy request was sent.
+    pub light_before_rps: f64,
+    /// Light replies per second while the heavy request was in the server (until the
+    /// end of the run if it never came back).
+    pub light_during_rps: f64,
+    /// `light_during_rps / light_before_rps`: 1 means untouched, 0 means collapsed.
+    pub kept: f64,
+    /// Light replies per 100 ms over the whole run, for timelines.
+    pub timeline: Vec<u64>,
+    /// When the heavy request was sent, in seconds from the start of the run.
+    pub heavy_at_s: f64,
+}
+
+/// A cell's spread (max - min over median) above this is marked as noisy.
+pub const WIDE_SPREAD: f64 = 0.15;
+
+/// One (model, n, clients) cell over all repetitions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cell {
+    pub variant: String,
+    pub n: u32,
+    pub clients: usize,
+    /// Median requests per second over the repetitions.
+    pub median_rps: f64,
+    /// (max - min) / median of the requests per second.
+    pub spread: f64,
+    /// Median p50 and p99 latency, µs.
+    pub p50_us: u64,
+    pub p99_us: u64,
+    /// Some connection got no reply at all in some repetition (`single`, 2 clients).
+    pub starved: bool,
+    pub errors: u64,
+    /// `[percentile, µs]` points of the latency distribution, all repetitions merged;
+    /// empty when the samples carried no histogram.
+    pub latency_cdf: Vec<[f64; 2]>,
+}
+
+/// The percentiles a latency CDF is drawn through.
+pub const CDF_PERCENTILES: &[f64] = &[
+    0.0, 1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 97.5, 99.0, 99.5,
+    99.9, 99.99, 100.0,
+];
+
+/// The merged distribution of base64 V2+DEFLATE HdrHistograms, as `[percentile, µs]`.
+pub fn merged_cdf<'a>(histograms: impl Iterator<Item = &'a str>) -> Vec<[f64; 2]> {
+    use base64::Engine as _;
+    let mut merged: Option<hdrhistogram::Histogram<u64>> = None;
+    for text in histograms.filter(|t| !t.is_empty()) {
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text) else {
+            continue;
+        };
+        let Ok(h) = hdrhistogram::serialization::Deserializer::new()
+            .deserialize::<u64, _>(&mut bytes.as_slice())
+        else {
+            continue;
+        };
+        match &mut merged {
+            None => merged = Some(h),
+            Some(m) => {
+                let _ = m.add(&h);
+            }
+        }
+    }
+    match merged {
+        Some(h) if !h.is_empty() => CDF_PERCENTILES
+            .iter()
+            .map(|&p| [p, h.value_at_quantile(p / 100.0) as f64])
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Everything one `fiblab bench` run produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchReport {
+    pub scenario: String,
+    pub about: String,
+    /// UTC date of the run, YYYY-MM-DD.
+    pub date: String,
+    pub command: String,
+    pub machine: Machine,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub repetitions: usize,
+    /// Open-loop rate of every cell, requests per second; `None`: closed loops.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    pub cells: Vec<Cell>,
+    pub samples: Vec<Sample>,
+    /// Seed 004's experiment, one entry per model (empty if the scenario has none).
+    pub starvation: Vec<StarvationResult>,
+    /// The seeds' conclusions checked against these measurements
+    /// ([`super::experiments::findings`]); computed again when a report is read back.
+    #[serde(skip_deserializing)]
+    pub findings: Vec<Finding>,
+    /// Rows served by servers fiblab did not start (`--target`).
+    pub peers: Vec<Target>,
+    /// What went wrong during the run and changed what the report shows.
+    pub notes: Vec<String>,
+}
+
+impl BenchReport {
+    /// True when `variant` is a row of a server fiblab did not start (`--target`).
+    pub fn is_peer(&self, variant: &str) -> bool {
+        self.peers.iter().any(|p| p.name == variant)
+    }
+}
+
+/// Median and spread of each cell, in the order the cells were first measured.
+pub fn aggregate(samples: &[Sample]) -> Vec<Cell> {
+    let mut keys: Vec<(String, u32, usize)> = Vec::new();
+    for s in samples {
+        let key = (s.variant.clone(), s.n, s.clients);
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys.into_iter()
+        .map(|(variant, n, clients)| {
+            let runs: Vec<&Sample> = samples
+                .iter()
+                .filter(|s| s.variant == variant && s.n == n && s.clients == clients)
+                .collect();
+            let rps: Vec<f64> = runs.iter().map(|s| s.throughput_rps).collect();
+            let median_rps = median_f64(&rps);
+            let spread = match (
+                rps.iter().copied().reduce(f64::max),
+                rps.iter().copied().reduce(f64::min),
+            ) {
+                (Some(max), Some(min)) if median_rps > 0.0 => (max - min) / median_rps,
+                _ => 0.0,
+            };
+            Cell {
+                variant,
+                n,
+                clients,
+                median_rps,
+                spread: (spread * 1000.0).round() / 1000.0,
+                p50_us: median_u64(runs.iter().map(|s| s.p50_us).collect()),
+                p99_us: median_u64(runs.iter().map(|s| s.p99_us).collect()),
+                starved: runs.iter().any(|s| s.per_connection.contains(&0)),
+                errors: runs.iter().map(|s| s.errors).sum(),
+                latency_cdf: merged_cdf(runs.iter().map(|s| s.histogram.as_str())),
+            }
+        })
+        .collect()
+}
+
+fn median_f64(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        len if len % 2 == 1 => v[len / 2],
+        len => (v[len / 2 - 1] + v[len / 2]) / 2.0,
+    }
+}
+
+fn median_u64(mut values: Vec<u64>) -> u64 {
+    values.sort_unstable();
+    values.get(values.len() / 2).copied().unwrap_or(0)
+}
+
+/// `12345.6` -> `12,346`.
+pub fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A table of the report, rendered as markdown or HTML alike. Cells may hold the
+/// inline markdown `` `code` `` and `**bold**`; the first column is left-aligned, the
+/// others right-aligned unless `left` says otherwise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub title: String,
+    pub intro: String,
+    pub header: Vec<String>,
+    pub left: usize,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// A plot as the markdown report links it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlotLink {
+    pub title: String,
+    pub href: String,
+}
+
+pub fn plural(count: usize, word: &str) -> String {
+    format!("{count} {word}{}", if count == 1 { "" } else { "s" })
+}
+
+/// One plot: its file name in an output folder, a caption, and the SVG itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plot {
+    pub file: String,
+    pub title: String,
+    pub svg: String,
+}
+
+/// What a seed claims, checked against this run: [`Finding::verdict`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Verdict {
+    Reproduces,
+    Contradicts,
+    DoesNotApply,
+    NotMeasured,
+}
+
+impl Verdict {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Reproduces => "reproduces",
+            Verdict::Contradicts => "contradicts",
+            Verdict::DoesNotApply => "does not apply",
+            Verdict::NotMeasured => "not measured",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    /// Where the claim is made.
+    pub source: &'static str,
+    /// The claim, in English.
+    pub claim: &'static str,
+    pub verdict: Verdict,
+    /// The measured figures the verdict rests on.
+    pub evidence: String,
+}
+
+/// Today's UTC date, YYYY-MM-DD (civil-from-days, no calendar crate needed).
+pub fn today() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A report of `samples` and nothing else, for tests of what is computed from them.
+    pub(crate) fn report_of(samples: Vec<Sample>) -> BenchReport {
+        BenchReport {
+            scenario: "t".into(),
+            about: String::new(),
+            date: String::new(),
+            command: String::new(),
+            machine: Machine {
+                cpu: String::new(),
+                cpus: 2,
+                kernel: String::new(),
+                pinning: String::new(),
+            },
+            duration_s: 1.0,
+            warmup_s: 0.0,
+            repetitions: 1,
+            rate: None,
+            cells: aggregate(&samples),
+            samples,
+            starvation: vec![],
+            findings: vec![],
+            peers: vec![],
+            notes: vec![],
+        }
+    }
+
+    /// A small report whose samples carry real latency histograms.
+    pub(crate) fn fixture_with_cdf() -> BenchReport {
+        let histogram = |base: u64| {
+            let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+            for i in 0..1000 {
+                h.record(base + i % 97).unwrap();
+            }
+            crate::load::encode_histogram(&h)
+        };
+        let samples: Vec<Sample> = [
+            ("floor", 1, 10),
+            ("floor", 2, 12),
+            ("threads", 1, 20),
+            ("threads", 2, 30),
+        ]
+        .into_iter()
+        .map(|(variant, clients, base)| Sample {
+            histogram: histogram(base),
+            ..sample(
+                variant,
+                1,
+                clients,
+                0,
+                1000.0 * clients as f64 / base as f64,
+                vec![1; clients],
+            )
+        })
+        .collect();
+        let mut report = report_of(samples);
+        report.starvation = vec![StarvationResult {
+            variant: "threads".into(),
+            heavy_n: 40,
+            heavy_s: Some(1.0),
+            light_before_rps: 100.0,
+            light_during_rps: 75.0,
+            kept: 0.75,
+            timeline: vec![10; 30],
+            heavy_at_s: 1.0,
+        }];
+        report
+    }
+
+    #[test]
+    fn cdf_merges_repetitions() {
+        let r = fixture_with_cdf();
+        let cdf = &r.cells[0].latency_cdf;
+        assert_eq!(cdf.len(), CDF_PERCENTILES.len());
+        assert_eq!(cdf[0], [0.0, 10.0]);
+        assert!(cdf.windows(2).all(|w| w[0][1] <= w[1][1]), "{cdf:?}");
+        assert!(merged_cdf(["", "not base64!"].into_iter()).is_empty());
+    }
+
+    fn sample(
+        variant: &str,
+        n: u32,
+        clients: usize,
+        repetition: usize,
+        rps: f64,
+        per_connection: Vec<u64>,
+    ) -> Sample {
+        Sample {
+            variant: variant.into(),
+            n,
+            clients,
+            repetition,
+            throughput_rps: rps,
+            p50_us: 20,
+            p99_us: 50,
+            per_connection,
+            errors: 0,
+            histogram: String::new(),
+        }
+    }
+
+    #[test]
+    fn aggregates_median_spread_and_starvation() {
+        let samples = vec![
+            sample("threads", 1, 2, 0, 100.0, vec![50, 50]),
+            sample("threads", 1, 2, 1, 120.0, vec![60, 60]),
+            sample("threads", 1, 2, 2, 80.0, vec![40, 40]),
+            sample("single", 1, 2, 0, 90.0, vec![90, 0]),
+        ];
+        let cells = aggregate(&samples);
+        assert_eq!(cells.len(), 2);
+        assert_eq!(
+            (cells[0].median_rps, cells[0].spread, cells[0].starved),
+            (100.0, 0.4, false)
+        );
+        assert!(cells[1].starved);
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0.4), "0");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(12345.6), "12,346");
+        assert_eq!(thousands(1234567.0), "1,234,567");
+    }
+
+    #[test]
+    fn targets_parse() {
+        let t: Target = "go=127.0.0.1:50000".parse().unwrap();
+        assert_eq!(
+            (t.name.as_str(), t.addr.port(), t.ping),
+            ("go", 50000, false)
+        );
+        let r: Target = "redis=127.0.0.1:6379/ping".parse().unwrap();
+        assert!(r.ping);
+        assert!("threads=127.0.0.1:1".parse::<Target>().is_err());
+        assert!("floor=127.0.0.1:1".parse::<Target>().is_err());
+        assert!(
+            "127.0.0.1:1"
+                .parse::<Target>()
+                .unwrap_err()
+                .to_string()
+                .contains("NAME=HOST:PORT")
+        );
+        assert!("x=nowhere".parse::<Target>().is_err());
+    }
+
+    #[test]
+    fn dates() {
+        let d = today();
+        assert_eq!(d.len(), 10);
+        assert!(d.starts_with("20"));
+    }
+}

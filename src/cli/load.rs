@@ -1,0 +1,160 @@
+//! `fiblab load`: the load generator's flags, and its reports to files or stdout.
+
+use std::io::{self, IsTerminal as _, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+
+use fiblab::load::mix::{Class, Mix};
+use fiblab::load::report::{render_csv, render_json, render_text};
+use fiblab::load::{self, Hooks, LoadSpec, Stop};
+use fiblab::units::{parse_addr, parse_cpus, parse_duration};
+
+#[derive(Args)]
+pub struct LoadArgs {
+    /// Server address.
+    #[arg(short, long, default_value = "127.0.0.1:25000", value_parser = parse_addr)]
+    addr: SocketAddr,
+    /// Ask for fib(n) (the default is n = 1).
+    #[arg(short, long, conflicts_with_all = ["mix", "request"])]
+    n: Option<u32>,
+    /// A weighted mix of fib requests, e.g. 1:99,36:1 (n:weight,...); statistics per n.
+    #[arg(long, conflicts_with = "request")]
+    mix: Option<String>,
+    /// Send this line instead: any protocol with one reply line per request (PING for
+    /// redis; not memcached's multi-line `get`).
+    #[arg(long)]
+    request: Option<String>,
+    /// Send requests with no newline, as Beazley's clients do.
+    #[arg(long)]
+    no_newline: bool,
+    /// Connections.
+    #[arg(short, long, default_value_t = 1)]
+    conns: usize,
+    /// Requests in flight per connection (open loop: at most this many; later ones
+    /// wait and are measured from when they were due).
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
+    /// Open loop: send this many requests per second in all, on schedule, and measure
+    /// latency from when each was due (coordinated-omission corrected).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Measure for this long (after the warm-up). Default: 10s.
+    #[arg(short, long, value_parser = parse_duration, conflicts_with = "requests")]
+    duration: Option<Duration>,
+    /// Measure exactly this many requests (after the warm-up).
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Run this long first without measuring.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// A request without a reply for this long is a timeout error.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Client threads (connections are spread over them). Default: CPUs.
+    #[arg(short, long)]
+    threads: Option<usize>,
+    /// Busy-poll the sockets instead of sleeping (no wake-up latency; a core per thread).
+    #[arg(long)]
+    spin: bool,
+    /// Pin client threads to these CPUs, e.g. 0,1 or 2-3.
+    #[arg(long, value_parser = parse_cpus)]
+    cpus: Option<Vec<usize>>,
+    /// Seed of the random class choice in a mix.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write the whole report as JSON to this file (- for stdout).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the per-second series as CSV to this file (- for stdout).
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// No live progress line on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+    /// A live full-screen view (throughput and p99 per class, per second) while it
+    /// runs; q or Ctrl-C stops early. The report follows.
+    #[arg(long)]
+    tui: bool,
+}
+
+impl LoadArgs {
+    fn spec(&self) -> Result<LoadSpec> {
+        let newline = !self.no_newline;
+        let mix = match (&self.request, &self.mix, self.n) {
+            (Some(text), _, _) => Mix::new(vec![Class::text(text, newline)])?,
+            (None, Some(mix), _) => Mix::parse_fib(mix, newline)?,
+            (None, None, n) => Mix::new(vec![Class::checked_fib(n.unwrap_or(1), 1, newline)?])?,
+        };
+        let spec = LoadSpec {
+            addr: self.addr,
+            mix,
+            connections: self.conns,
+            pipeline: self.pipeline,
+            rate: self.rate,
+            stop: match (self.requests, self.duration) {
+                (Some(n), _) => Stop::Requests(n),
+                (None, d) => Stop::After(d.unwrap_or(Duration::from_secs(10))),
+            },
+            warmup: self.warmup,
+            timeout: self.timeout,
+            threads: self.threads.unwrap_or_else(fiblab::server::default_workers),
+            spin: self.spin,
+            cpus: self.cpus.clone(),
+            seed: self.seed,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+pub fn run(args: LoadArgs) -> Result<()> {
+    let spec = args.spec()?;
+    let interrupt = fiblab::shutdown::interrupt_flag()?;
+    let report = if args.tui {
+        if !io::stdout().is_terminal() {
+            bail!("--tui needs a terminal on standard output; leave it out to get the text report");
+        }
+        load::tui::run(&spec, interrupt)?
+    } else {
+        let quiet = args.quiet;
+        let mut live = |tick: &load::Tick| {
+            if !quiet {
+                eprintln!(
+                    "  {:>4}s  {:>9} req/s  {} errors so far",
+                    tick.second + 1,
+                    tick.ok,
+                    tick.errors
+                );
+            }
+        };
+        load::run(
+            &spec,
+            interrupt,
+            Hooks {
+                on_second: Some(&mut live),
+                ..Hooks::default()
+            },
+        )?
+    };
+    io::stdout().write_all(render_text(&report).as_bytes())?;
+    for (path, text) in [
+        (&args.json, render_json(&report) + "\n"),
+        (&args.csv, render_csv(&report)),
+    ] {
+        match path {
+            Some(p) if p.as_os_str() == "-" => io::stdout().write_all(text.as_bytes())?,
+            Some(p) => {
+                std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?
+            }
+            None => {}
+        }
+    }
+    if report.requests_ok == 0 && report.errors.connect > 0 {
+        bail!("no reply at all; {}", super::connect_hint(args.addr));
+    }
+    super::ensure_correct(report.errors.wrong)
+}

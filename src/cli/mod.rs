@@ -1,0 +1,32 @@
+//! The binary's side of each subcommand: its flags (clap) and the glue from them to
+//! the library, with `anyhow` contexts that say what to do. Rules that check a value
+//! belong to the library type the value fills, not here.
+
+pub mod bench;
+pub mod clients;
+pub mod load;
+pub mod seeds;
+pub mod serve;
+
+use std::io::{self, Write as _};
+use std::net::SocketAddr;
+
+use anyhow::{Result, bail};
+
+/// Writes `text` to standard output.
+pub fn print(text: &str) -> Result<()> {
+    io::stdout().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// A run whose replies were not fib(n) failed, whatever else it measured.
+pub fn ensure_correct(wrong: u64) -> Result<()> {
+    if wrong > 0 {
+        bail!("{wrong} replies were wrong: the server does not compute fib(n) correctly");
+    }
+    Ok(())
+}
+
+pub fn connect_hint(addr: SocketAddr) -> String {
+    format!("talking to {addr} failed; is a server running there? Start one with `fiblab serve`")
+}

@@ -1,0 +1,76 @@
+//! `fiblab serve`: one model on one listening socket until SIGINT/SIGTERM.
+
+use std::io::{self, Write as _};
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+
+use fiblab::models::{self, MODELS};
+use fiblab::server::{self, ConfigArgs, Variant};
+use fiblab::shutdown::{self, Shutdown};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The concurrency model (see `fiblab models`).
+    #[arg(short, long, default_value = "threads", value_parser = clap::builder::PossibleValuesParser::new(MODELS.iter().map(|m| m.name)))]
+    model: String,
+    /// Address to listen on; anything but loopback exposes the server to the network.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Port to listen on; 0 picks a free one (printed at start).
+    #[arg(short, long, default_value_t = 25000)]
+    port: u16,
+    /// Serve on the listening socket passed as standard input (how prefork starts its
+    /// processes) instead of binding one.
+    #[arg(long, hide = true)]
+    inherited_listener: bool,
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let config = args.config.into_config(args.port == 0)?;
+    let variant = Variant {
+        model: args.model,
+        offload: config.offload,
+    };
+    let model = models::check_config(&variant, &config)?;
+    server::raise_descriptor_limit();
+    // Before any thread exists, so that every thread inherits the mask and only the
+    // signal thread ever sees SIGINT/SIGTERM.
+    let shutdown = Shutdown::new().context("cannot set up shutdown handling")?;
+    shutdown.set_max_connections(config.max_conns);
+    let trigger = shutdown.clone();
+    shutdown::on_signals(move || trigger.trigger()).context("cannot handle SIGINT/SIGTERM")?;
+    let addr = SocketAddr::new(args.bind, args.port);
+    let listener = if args.inherited_listener {
+        fiblab::process::inherited_listener()?
+    } else {
+        server::bind_with(addr, model.reuse_port).with_context(|| {
+            format!("cannot listen on {addr}; is another server using the port? Pick another with --port")
+        })?
+    };
+    let local = listener.local_addr()?;
+    if !args.bind.is_loopback() {
+        tracing::warn!(
+            %local,
+            max_conns = config.max_conns,
+            idle_timeout = ?config.idle_timeout,
+            max_n = config.service.max_n,
+            max_line = config.max_line,
+            "listening beyond loopback: anyone who can reach this address can load the server, within these limits"
+        );
+        if config.idle_timeout.is_none() {
+            tracing::warn!(
+                "--idle-timeout 0 beyond loopback: silent connections hold their slots for good"
+            );
+        }
+    }
+    println!("{}", server::listening_line(&variant, &config, local));
+    io::stdout().flush()?;
+    (model.serve)(listener, &config, shutdown)
+        .with_context(|| format!("model {} failed", model.name))?;
+    tracing::info!("stopped");
+    Ok(())
+}

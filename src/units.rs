@@ -1,0 +1,122 @@
+//! The values every command line and scenario file shares, each with one parser:
+//! durations (`3s`, `500ms`, `2m`), CPU lists (`0,2-3`) and socket addresses. A flag,
+//! a scenario field and a child's argv that carry the same value go through the same
+//! function, so they cannot check it differently.
+
+use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::time::Duration;
+
+/// A value that does not parse; the message says what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+/// Parses `1.5`, `3s`, `500ms`, `250us`, `2m` (no unit: seconds). At most a year.
+///
+/// # Errors
+/// Not a number, an unknown unit, negative or not finite, or longer than a year.
+pub fn parse_duration(text: &str) -> Result<Duration, ParseError> {
+    let bad = |why: String| Err(ParseError(why));
+    let text = text.trim();
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic() || c == 'µ')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let Ok(value) = number.parse::<f64>() else {
+        return bad(format!("'{text}' is not a duration: try 3s, 500ms or 2m"));
+    };
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "m" | "min" => 60.0,
+        _ => return bad(format!("unknown unit '{unit}' in '{text}': use ms, s or m")),
+    };
+    let Ok(duration) = Duration::try_from_secs_f64(value * scale) else {
+        return bad(format!(
+            "'{text}' is not a duration: it must be positive and finite"
+        ));
+    };
+    // Far beyond any sensible setting, and far from where `Instant + Duration` overflows.
+    if duration > Duration::from_secs(365 * 24 * 3600) {
+        return bad(format!("'{text}' is longer than a year"));
+    }
+    Ok(duration)
+}
+
+/// A duration as [`parse_duration`] reads it back exactly: whole microseconds.
+pub fn format_duration(duration: Duration) -> String {
+    format!("{}us", duration.as_micros())
+}
+
+/// Parses a CPU list: `0,1`, `2-3`, `0, 2-3`.
+///
+/// # Errors
+/// A part that is not a number or a rising range.
+pub fn parse_cpus(text: &str) -> Result<Vec<usize>, ParseError> {
+    let bad = || ParseError(format!("'{text}' is not a CPU list: try 0,1 or 2-3"));
+    let mut cpus = Vec::new();
+    for part in text.split(',') {
+        match part.trim().split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (
+                    a.trim().parse().map_err(|_| bad())?,
+                    b.trim().parse().map_err(|_| bad())?,
+                );
+                if a > b {
+                    return Err(bad());
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.trim().parse().map_err(|_| bad())?),
+        }
+    }
+    Ok(cpus)
+}
+
+/// Parses `HOST:PORT` (a name is resolved; the first address wins).
+///
+/// # Errors
+/// Not a host:port, or a name that resolves to nothing.
+pub fn parse_addr(text: &str) -> Result<SocketAddr, ParseError> {
+    text.to_socket_addrs()
+        .map_err(|e| ParseError(format!("'{text}' is not a host:port address: {e}")))?
+        .next()
+        .ok_or_else(|| ParseError(format!("'{text}' resolves to no address")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7µs"), Ok(Duration::from_micros(7)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3h").is_err());
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("1e12").is_err());
+    }
+
+    #[test]
+    fn formatted_durations_read_back() {
+        for d in [0, 1, 999, 1_500_000, 300_000_000] {
+            let d = Duration::from_micros(d);
+            assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpus("0,1"), Ok(vec![0, 1]));
+        assert_eq!(parse_cpus("2-4"), Ok(vec![2, 3, 4]));
+        assert_eq!(parse_cpus("0, 2-3"), Ok(vec![0, 2, 3]));
+        assert!(parse_cpus("3-1").is_err());
+        assert!(parse_cpus("x").is_err());
+    }
+}
