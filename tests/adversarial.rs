@@ -14,7 +14,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::Server;
-use fiblab::models::{Clients, MODELS, Model};
+use fiblab::models::{Clients, Model};
 use libtest_mimic::{Arguments, Trial};
 
 /// Small limits so attacks cross them cheaply; more workers than the attacks need.
@@ -78,11 +78,9 @@ fn main() {
     let mut trials = Vec::new();
     // Every model, and every model's `--offload` variant: the pool is another place
     // where work and memory could pile up.
-    let subjects = MODELS.iter().flat_map(|model| {
-        std::iter::once((model, false)).chain(model.offload.then_some((model, true)))
-    });
-    for (model, offload) in subjects {
-        let label = format!("{}{}", model.name, if offload { "+offload" } else { "" });
+    for variant in fiblab::models::variants() {
+        let model = fiblab::models::check(&variant).expect("the registry's own variant");
+        let (label, offload) = (variant.label(), variant.offload);
         for &(name, attack) in ATTACKS {
             trials.push(Trial::test(format!("{label}::{name}"), move || {
                 run(model, offload, attack);

@@ -12,7 +12,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::Server;
-use fiblab::models::{Clients, MODELS, Model};
+use fiblab::models::{Clients, Model};
 use libtest_mimic::{Arguments, Trial};
 
 /// Server flags every rule uses unless it says otherwise: a small max-n so rules can
@@ -28,11 +28,11 @@ struct Subject {
 
 impl Subject {
     fn name(&self) -> String {
-        format!(
-            "{}{}",
-            self.model.name,
-            if self.offload { "+offload" } else { "" }
-        )
+        fiblab::server::Variant {
+            model: self.model.name.to_string(),
+            offload: self.offload,
+        }
+        .label()
     }
 
     /// Starts the server with the base flags plus `extra`.
@@ -88,17 +88,13 @@ const RULES: &[(&str, Rule)] = &[
 fn main() {
     let args = Arguments::from_args();
     let mut trials = Vec::new();
-    let subjects = MODELS.iter().flat_map(|model| {
-        let plain = Subject {
-            model,
-            offload: false,
-        };
-        let offloaded = model.offload.then_some(Subject {
-            model,
-            offload: true,
+    // Every variant the registry serves: each model, and its `--offload` form.
+    let subjects = fiblab::models::variants()
+        .into_iter()
+        .map(|variant| Subject {
+            model: fiblab::models::check(&variant).expect("the registry's own variant"),
+            offload: variant.offload,
         });
-        std::iter::once(plain).chain(offloaded)
-    });
     for subject in subjects {
         for &(rule_name, rule) in RULES {
             let name = format!("{}::{rule_name}", subject.name());

@@ -169,6 +169,66 @@ fn prefork_child_killed_is_replaced_on_a_shared_port() {
     assert!(!now.contains(&children[0]), "{now:?}");
 }
 
+/// A prefork child is a whole `fiblab serve`: every limit the parent was given reaches
+/// it through the one argv both share (`Config::to_args`, parsed by `ConfigArgs`), only
+/// the settings that describe the processes themselves change.
+#[test]
+fn prefork_children_get_every_setting_of_the_parent() {
+    use clap::Parser as _;
+    #[derive(clap::Parser)]
+    struct Serve {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        inherited_listener: bool,
+        #[command(flatten)]
+        config: fiblab::server::ConfigArgs,
+    }
+    let server = Server::start(
+        "prefork",
+        &[
+            "--workers",
+            "2",
+            "--max-conns",
+            "7",
+            "--idle-timeout",
+            "9s",
+            "--max-n",
+            "40",
+            "--max-line",
+            "100",
+            "--grace",
+            "3s",
+            "--service",
+            "upper",
+        ],
+    );
+    for child in wait_for_children(&server, 2) {
+        let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap();
+        let argv: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let serve = Serve::try_parse_from(&argv[1..]).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        assert_eq!(serve.model, "single");
+        assert!(serve.inherited_listener);
+        let config = serve.config.into_config(false).unwrap();
+        assert_eq!(config.max_conns, 7, "{argv:?}");
+        assert_eq!(config.idle_timeout, Some(Duration::from_secs(9)));
+        assert_eq!(config.service.max_n, 40);
+        assert_eq!(config.max_line, 100);
+        assert_eq!(config.grace, Duration::from_secs(3));
+        assert_eq!(config.service.kind, fiblab::service::ServiceKind::Upper);
+    }
+    let mut c = server.connect();
+    assert_eq!(
+        c.ask("abc\n"),
+        "ABC",
+        "the children serve the parent's service"
+    );
+}
+
 #[test]
 fn prefork_serves_clients_on_several_children_at_once() {
     let server = Server::start("prefork", &["--workers", "4"]);

@@ -46,17 +46,10 @@ impl Server {
         stdout
             .read_line(&mut line)
             .expect("read the listening line");
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| {
-                let _ = child.kill();
-                panic!(
-                    "fiblab serve --model {model} did not announce its address; it printed {line:?}"
-                )
-            });
+        let addr = fiblab::server::parse_listening_line(&line).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("fiblab serve --model {model} did not announce its address; it printed {line:?}")
+        });
         Server {
             child,
             _stdout: stdout,
