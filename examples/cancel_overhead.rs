@@ -21,7 +21,7 @@ fn main() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback socket");
     let client = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
     let (_server_side, _) = listener.accept().expect("accept");
-    let mut gone = fiblab::connection::gone_probe(client.as_fd()).expect("probe");
+    let mut gone = fiblab::probe::gone_probe(client.as_fd()).expect("probe");
     let mut plain = Vec::new();
     let mut checked = Vec::new();
     let mut asked = 0u64;
@@ -46,7 +46,7 @@ fn main() {
     let mut unprobed = module.instantiate(Box::new(|| false)).expect("an isolate");
     let mut probed = module
         .instantiate(Box::new(
-            fiblab::connection::gone_probe(client.as_fd()).expect("probe"),
+            fiblab::probe::gone_probe(client.as_fd()).expect("probe"),
         ))
         .expect("an isolate");
     let (mut wasm_plain, mut wasm_fuel) = (Vec::new(), Vec::new());

@@ -50,6 +50,7 @@ pub mod load;
 pub mod models;
 pub mod offload;
 pub mod pool;
+pub mod probe;
 pub mod process;
 pub mod seeds;
 pub mod server;

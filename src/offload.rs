@@ -32,8 +32,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 
-use crate::fib::{CANCEL_CHECK_FROM, fib, fib_until};
+use crate::fib::{fib, fib_until};
 use crate::pool::WorkQueue;
+use crate::probe::Gone;
+use crate::server::Config;
 use crate::service::Rejection;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -65,9 +67,21 @@ impl Offload {
         Ok(Offload { queue, workers })
     }
 
+    /// The pool `config` asks for: `--workers` threads and `--queue` waiting jobs with
+    /// `--offload`, none without. Every event-loop model starts its pool here.
+    ///
+    /// # Errors
+    /// A worker thread cannot be started.
+    pub fn from_config(config: &Config) -> io::Result<Option<Offload>> {
+        match config.offload {
+            true => Offload::start(config.workers, config.queue).map(Some),
+            false => Ok(None),
+        }
+    }
+
     /// Computes fib(n) on a worker and calls `done` there with the result; when the pool
     /// is full, calls `done(Err(ServerBusy))` at once on the caller's thread. With
-    /// `gone` (see [`crate::connection::gone_probe`]) the work stops once the client
+    /// `gone` (see [`crate::probe::gone_probe`]) the work stops once the client
     /// has gone, and `done` gets `Err(ClientGone)`: nobody is left to read a reply.
     pub fn submit(
         &self,
@@ -107,18 +121,6 @@ impl Offload {
         });
         FibFuture { slot }
     }
-}
-
-/// Says whether the client a job works for has gone ([`crate::connection::gone_probe`]).
-pub type Gone = Box<dyn FnMut() -> bool + Send>;
-
-/// A probe for a request of `n` on `socket`, only where the work is long enough for
-/// stopping it to matter: below [`CANCEL_CHECK_FROM`] it would never be asked.
-pub fn gone_for(n: u32, socket: std::os::fd::BorrowedFd<'_>) -> Option<Gone> {
-    if n < CANCEL_CHECK_FROM {
-        return None;
-    }
-    crate::connection::gone_probe(socket).map(|probe| Box::new(probe) as Gone)
 }
 
 impl Drop for Offload {

@@ -208,6 +208,57 @@ impl Shutdown {
     }
 }
 
+/// The grace period of an event loop that serves its connections itself (`nonblocking`,
+/// `select`, `epoll`, `coroutines`): asked once per turn of the loop, it says whether
+/// the loop serves as usual, drains (stop reading at the first turn, wait at most the
+/// time left), or stops (every connection finished, or the grace is over).
+#[derive(Debug)]
+pub struct Drain {
+    grace: Duration,
+    deadline: Option<Instant>,
+}
+
+/// What [`Drain::step`] tells the loop to do this turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainStep {
+    /// No shutdown: serve as usual.
+    Serving,
+    /// Shutdown: finish the open connections, waiting at most `left` for them.
+    /// `first` on the turn the shutdown is first seen: stop accepting and stop every
+    /// connection's reads then.
+    Draining { left: Duration, first: bool },
+    /// Every connection finished, or the grace period is over: return.
+    Over,
+}
+
+impl Drain {
+    pub fn new(grace: Duration) -> Drain {
+        Drain {
+            grace,
+            deadline: None,
+        }
+    }
+
+    /// This turn's step, with `open` connections still open.
+    pub fn step(&mut self, shutdown: &Shutdown, open: usize) -> DrainStep {
+        if !shutdown.is_triggered() {
+            return DrainStep::Serving;
+        }
+        let first = self.deadline.is_none();
+        let deadline = *self
+            .deadline
+            .get_or_insert_with(|| Instant::now() + self.grace);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if open == 0 || left.is_zero() {
+            if left.is_zero() && open > 0 {
+                tracing::warn!(left = open, "grace period over; cutting connections");
+            }
+            return DrainStep::Over;
+        }
+        DrainStep::Draining { left, first }
+    }
+}
+
 /// Answers a connection past `--max-conns` with `ERR server busy` and lets it go. The
 /// socket is fresh, so the one short line fits its send buffer even when non-blocking;
 /// a client that has already gone simply misses it.
@@ -307,6 +358,25 @@ pub(crate) fn is_transient_accept_error(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drain_serves_then_drains_then_stops() {
+        let shutdown = Shutdown::new().unwrap();
+        let mut drain = Drain::new(Duration::from_secs(60));
+        assert_eq!(drain.step(&shutdown, 3), DrainStep::Serving);
+        shutdown.trigger();
+        assert!(matches!(
+            drain.step(&shutdown, 3),
+            DrainStep::Draining { first: true, .. }
+        ));
+        assert!(matches!(
+            drain.step(&shutdown, 1),
+            DrainStep::Draining { first: false, .. }
+        ));
+        assert_eq!(drain.step(&shutdown, 0), DrainStep::Over);
+        let mut no_grace = Drain::new(Duration::ZERO);
+        assert_eq!(no_grace.step(&shutdown, 5), DrainStep::Over);
+    }
     use std::io::Read as _;
 
     #[test]

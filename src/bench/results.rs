@@ -31,31 +31,28 @@ impl std::str::FromStr for Target {
     type Err = TargetError;
 
     fn from_str(text: &str) -> Result<Target, TargetError> {
-        target(text).map_err(TargetError)
+        let bad = |why: String| Err(TargetError(why));
+        let Some((name, rest)) = text.split_once('=') else {
+            return bad(format!(
+                "'{text}': a target is NAME=HOST:PORT (or NAME=HOST:PORT/ping for redis)"
+            ));
+        };
+        let (address, ping) = match rest.strip_suffix("/ping") {
+            Some(address) => (address, true),
+            None => (rest, false),
+        };
+        if name.is_empty() || name == FLOOR || crate::models::find(name).is_some() {
+            return bad(format!(
+                "'{name}': a target needs a name of its own, not empty and not a model's or `floor`"
+            ));
+        }
+        let addr = crate::units::parse_addr(address).map_err(|e| TargetError(e.to_string()))?;
+        Ok(Target {
+            name: name.to_string(),
+            addr,
+            ping,
+        })
     }
-}
-
-fn target(text: &str) -> Result<Target, String> {
-    let Some((name, rest)) = text.split_once('=') else {
-        return Err(format!(
-            "'{text}': a target is NAME=HOST:PORT (or NAME=HOST:PORT/ping for redis)"
-        ));
-    };
-    let (address, ping) = match rest.strip_suffix("/ping") {
-        Some(address) => (address, true),
-        None => (rest, false),
-    };
-    if name.is_empty() || name == FLOOR || crate::models::find(name).is_some() {
-        return Err(format!(
-            "'{name}': a target needs a name of its own, not empty and not a model's or `floor`"
-        ));
-    }
-    let addr = crate::units::parse_addr(address).map_err(|e| e.to_string())?;
-    Ok(Target {
-        name: name.to_string(),
-        addr,
-        ping,
-    })
 }
 
 /// One measured cell of one repetition.

@@ -45,17 +45,14 @@ use std::time::Instant;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Token};
 
-use crate::connection::{AsyncStream, IdleSweep, serve_async};
+use crate::connection::{Activity, AsyncStream, IdleSweep, serve_async};
 use crate::offload::Offload;
 use crate::server::Config;
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Drain, DrainStep, Shutdown};
 
 pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::Result<()> {
     let mut executor = Executor::new()?;
-    let pool = match config.offload {
-        true => Some(Arc::new(Offload::start(config.workers, config.queue)?)),
-        false => None,
-    };
+    let pool = Offload::from_config(config)?.map(Arc::new);
     let listener = Async::new_listener(listener, &executor.reactor)?;
     let (reactor, config) = (executor.reactor.clone(), *config);
     let conn_shutdown = shutdown.clone();
@@ -243,7 +240,7 @@ impl Executor {
             .registry()
             .register(&mut SourceFd(&wake_fd), SHUTDOWN, Interest::READABLE)?;
         let mut events = Events::with_capacity(1024);
-        let mut deadline: Option<Instant> = None;
+        let mut drain = Drain::new(grace);
         let mut sweep = IdleSweep::new(idle_timeout);
         loop {
             while let Some(task) = self.queue.pop() {
@@ -257,12 +254,21 @@ impl Executor {
                 continue; // run the tasks it woke
             }
             let mut timeout = sweep.timeout(now);
-            if let Some(deadline) = deadline {
-                let left = deadline.saturating_duration_since(now);
-                if self.queue.live.load(Ordering::SeqCst) == 0 || left.is_zero() {
-                    break;
+            // The accept task counts as live until it is cancelled at the first step.
+            match drain.step(shutdown, self.queue.live.load(Ordering::SeqCst)) {
+                DrainStep::Serving => {}
+                DrainStep::Draining { left, first } => {
+                    if first {
+                        // Stop accepting, and end every read: each task answers what
+                        // it has, writes what it owes, and finishes.
+                        accept_task.cancel();
+                        self.reactor.stop_reads();
+                        let _ = self.poll.registry().deregister(&mut SourceFd(&wake_fd));
+                        continue; // run the tasks it woke
+                    }
+                    timeout = Some(left.min(timeout.unwrap_or(left)));
                 }
-                timeout = Some(left.min(timeout.unwrap_or(left)));
+                DrainStep::Over => break,
             }
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -271,14 +277,9 @@ impl Executor {
             }
             for event in &events {
                 match event.token() {
-                    NOTIFY => {} // woken tasks are already on the run queue
-                    SHUTDOWN if deadline.is_none() => {
-                        accept_task.cancel();
-                        self.reactor.stop_reads();
-                        deadline = Some(Instant::now() + grace);
-                        let _ = self.poll.registry().deregister(&mut SourceFd(&wake_fd));
-                    }
-                    SHUTDOWN => {}
+                    // Woken tasks are already on the run queue; a shutdown is seen by
+                    // the drain step at the top of the loop.
+                    NOTIFY | SHUTDOWN => {}
                     token => self.reactor.dispatch(
                         token,
                         event.is_readable() || event.is_read_closed() || event.is_error(),
@@ -311,8 +312,9 @@ enum Direction {
 struct Waiting {
     reader: Option<Waker>,
     writer: Option<Waker>,
-    /// Since when a task has been parked on this socket, for `--idle-timeout`.
-    parked_since: Option<Instant>,
+    /// When this socket last woke its task, for `--idle-timeout` (the one clock every
+    /// event loop keeps; see `crate::connection::idle`).
+    activity: Activity,
     /// Idle past the timeout: its next read or write fails with `TimedOut`.
     timed_out: bool,
     /// The listener waits for clients, not for bytes: never idle.
@@ -343,10 +345,8 @@ impl Reactor {
     fn expire_idle(&self, now: Instant, limit: std::time::Duration) {
         let mut woken = Vec::new();
         for w in lock(&self.waiting).values_mut() {
-            let idle = w
-                .parked_since
-                .is_some_and(|since| now.saturating_duration_since(since) >= limit);
-            if idle && !w.never_idle {
+            let parked = w.reader.is_some() || w.writer.is_some();
+            if parked && !w.never_idle && w.activity.expired(now, Some(limit)) {
                 w.timed_out = true;
                 woken.extend(w.reader.take());
                 woken.extend(w.writer.take());
@@ -367,7 +367,6 @@ impl Reactor {
     fn wait(&self, token: Token, direction: Direction, waker: &Waker) {
         let mut waiting = lock(&self.waiting);
         let entry = waiting.entry(token).or_default();
-        entry.parked_since.get_or_insert_with(Instant::now);
         let slot = match direction {
             Direction::Read => &mut entry.reader,
             Direction::Write => &mut entry.writer,
@@ -382,8 +381,8 @@ impl Reactor {
                 let reader = if readable { w.reader.take() } else { None };
                 let writer = if writable { w.writer.take() } else { None };
                 if reader.is_some() || writer.is_some() {
-                    // Its task runs again: it was not idle; parking again restarts the clock.
-                    w.parked_since = None;
+                    // Its task runs again: it was not idle.
+                    w.activity.touch();
                 }
                 (reader, writer)
             }

@@ -43,9 +43,10 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::connection::{IdleSweep, PollConn, READ_CHUNK, accept_pending, log_connection_error};
 use crate::offload::Offload;
+use crate::probe::gone_for;
 use crate::server::Config;
 use crate::service::{Rejection, Work};
-use crate::shutdown::{ConnectionGuard, Shutdown};
+use crate::shutdown::{ConnectionGuard, Drain, DrainStep, Shutdown};
 
 const LISTENER: Token = Token(0);
 const SHUTDOWN: Token = Token(1);
@@ -77,10 +78,7 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
         SHUTDOWN,
         Interest::READABLE,
     )?;
-    let pool = match config.offload {
-        true => Some(Offload::start(config.workers, config.queue)?),
-        false => None,
-    };
+    let pool = Offload::from_config(config)?;
     let pool_done = Arc::new(Waker::new(registry, POOL_DONE)?);
     let completions: Completions = Arc::default();
     let work = if pool.is_some() {
@@ -93,7 +91,7 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
     let mut next_token = FIRST_CLIENT;
     let mut events = Events::with_capacity(1024);
     let mut scratch = vec![0u8; READ_CHUNK];
-    let mut deadline = None;
+    let mut drain = Drain::new(config.grace);
     // Accepting stopped on a transient error (out of descriptors): the edge-triggered
     // listener will not report the clients still waiting, so poll for them.
     let mut retry_accept = false;
@@ -114,13 +112,11 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
             now,
             retry_accept.then_some(std::time::Duration::from_millis(10)),
         );
-        if shutdown.is_triggered() {
-            let deadline = *deadline.get_or_insert_with(|| Instant::now() + config.grace);
-            let left = deadline.saturating_duration_since(Instant::now());
-            if clients.is_empty() || left.is_zero() {
-                break;
-            }
-            timeout = Some(left);
+        match drain.step(&shutdown, clients.len()) {
+            DrainStep::Serving => {}
+            // The SHUTDOWN event below stops accepting and every client's reads.
+            DrainStep::Draining { left, .. } => timeout = Some(left),
+            DrainStep::Over => break,
         }
         match poll.poll(&mut events, timeout) {
             Ok(()) => {}
@@ -209,7 +205,7 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
                     // Handed to the pool (only with --offload); the reply wakes us.
                     if let Some(pool) = &pool {
                         let (completions, pool_done) = (completions.clone(), pool_done.clone());
-                        let gone = crate::offload::gone_for(n, client.conn.stream().as_fd());
+                        let gone = gone_for(n, client.conn.stream().as_fd());
                         pool.submit(n, gone, move |reply| {
                             completions
                                 .lock()

@@ -33,7 +33,8 @@ use std::sync::mpsc;
 
 use wasmi::{Caller, Engine, Linker, Module, Store, TypedFunc};
 
-use crate::connection::{gone_probe, serve_blocking_with};
+use crate::connection::serve_blocking_with;
+use crate::probe::gone_probe;
 use crate::server::Config;
 use crate::service::Rejection;
 use crate::shutdown::Shutdown;
@@ -103,7 +104,7 @@ impl FibModule {
     }
 }
 
-/// Says whether an isolate's client has gone ([`crate::connection::gone_probe`]).
+/// Says whether an isolate's client has gone ([`crate::probe::gone_probe`]).
 pub type Gone = Box<dyn FnMut() -> bool + Send>;
 
 /// What an isolate's store holds: the one thing it may ask of the outside.

@@ -32,8 +32,7 @@ pub mod select;
 pub mod single;
 pub mod threadpool;
 pub mod threads;
-pub mod tokio_current;
-pub mod tokio_multi;
+pub mod tokio;
 
 /// The one signature every model implements; see the module docs.
 pub type ServeFn = fn(TcpListener, &Config, Shutdown) -> io::Result<()>;
@@ -119,7 +118,7 @@ pub const MODELS: &[Model] = &[
     },
     Model {
         name: "tokio",
-        source: "src/models/tokio_multi.rs",
+        source: "src/models/tokio/multi.rs",
         seed: "server.go (000, 001)",
         summary: "tokio multi-thread runtime, a task per connection (Go's goroutines)",
         clients: Clients::Concurrent,
@@ -127,11 +126,11 @@ pub const MODELS: &[Model] = &[
         ports: false,
         reuse_port: false,
         cancels: true,
-        serve: tokio_multi::serve,
+        serve: tokio::multi::serve,
     },
     Model {
         name: "tokio-current",
-        source: "src/models/tokio_current.rs",
+        source: "src/models/tokio/current.rs",
         seed: "gevent server (002, 003)",
         summary: "tokio current-thread runtime, a task per connection (green threads)",
         clients: Clients::Concurrent,
@@ -139,7 +138,7 @@ pub const MODELS: &[Model] = &[
         ports: false,
         reuse_port: false,
         cancels: true,
-        serve: tokio_current::serve,
+        serve: tokio::current::serve,
     },
     Model {
         name: "nonblocking",

@@ -33,13 +33,13 @@ use std::time::Instant;
 use crate::connection::{IdleSweep, PollConn, READ_CHUNK, accept_pending};
 use crate::server::Config;
 use crate::service::Work;
-use crate::shutdown::{ConnectionGuard, Shutdown};
+use crate::shutdown::{ConnectionGuard, Drain, DrainStep, Shutdown};
 
 pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let mut clients: Vec<(PollConn, ConnectionGuard)> = Vec::new();
     let mut scratch = vec![0u8; READ_CHUNK];
-    let mut deadline = None;
+    let mut drain = Drain::new(config.grace);
     let mut sweep = IdleSweep::new(config.idle_timeout);
     let admit = |clients: &mut Vec<_>, stream, peer| match PollConn::new(
         stream,
@@ -55,25 +55,26 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
         Err(e) => tracing::warn!(%peer, error = %e, "cannot set up the connection"),
     };
     loop {
-        if shutdown.is_triggered() {
-            if deadline.is_none() {
-                clients.iter_mut().for_each(|(conn, _)| conn.stop_reading());
+        match drain.step(&shutdown, clients.len()) {
+            DrainStep::Over => return Ok(()),
+            DrainStep::Draining { first, .. } => {
+                if first {
+                    clients.iter_mut().for_each(|(conn, _)| conn.stop_reading());
+                }
             }
-            let deadline = *deadline.get_or_insert_with(|| Instant::now() + config.grace);
-            if clients.is_empty() || Instant::now() >= deadline {
-                return Ok(());
+            DrainStep::Serving if clients.is_empty() => {
+                // Nothing to spin for: sleep in accept until a client comes.
+                match shutdown.accept(&listener)? {
+                    Some((stream, peer)) => admit(&mut clients, stream, peer),
+                    None => continue,
+                }
             }
-        } else if clients.is_empty() {
-            // Nothing to spin for: sleep in accept until a client comes.
-            match shutdown.accept(&listener)? {
-                Some((stream, peer)) => admit(&mut clients, stream, peer),
-                None => continue,
+            DrainStep::Serving => {
+                // A transient failure is retried on the next turn of this loop anyway.
+                let _ = accept_pending(&listener, &shutdown, |stream, peer| {
+                    admit(&mut clients, stream, peer)
+                })?;
             }
-        } else {
-            // A transient failure is retried on the next turn of this loop anyway.
-            let _ = accept_pending(&listener, &shutdown, |stream, peer| {
-                admit(&mut clients, stream, peer)
-            })?;
         }
         clients.retain_mut(|(conn, _)| {
             // No readiness API: assume every socket is ready and let WouldBlock say no.

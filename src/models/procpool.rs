@@ -152,7 +152,7 @@ impl ProcessPool {
     }
 
     /// fib(n) in a worker process; waits for an idle worker if all are busy. With
-    /// `client`, a reset of that socket (see [`crate::connection::gone_probe`]) stops
+    /// `client`, a reset of that socket (see [`crate::probe::gone_probe`]) stops
     /// the work: the worker is killed and replaced, and the result is `ClientGone`.
     pub fn fib(&self, n: u32, client: Option<BorrowedFd<'_>>) -> Result<u64, Rejection> {
         loop {

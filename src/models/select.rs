@@ -40,13 +40,13 @@ use nix::sys::time::{TimeVal, TimeValLike};
 use crate::connection::{IdleSweep, PollConn, READ_CHUNK, accept_pending};
 use crate::server::Config;
 use crate::service::{Rejection, Work};
-use crate::shutdown::{ConnectionGuard, Shutdown};
+use crate::shutdown::{ConnectionGuard, Drain, DrainStep, Shutdown};
 
 pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let mut clients: Vec<(PollConn, ConnectionGuard)> = Vec::new();
     let mut scratch = vec![0u8; READ_CHUNK];
-    let mut deadline = None;
+    let mut drain = Drain::new(config.grace);
     let mut sweep = IdleSweep::new(config.idle_timeout);
     loop {
         let stopping = shutdown.is_triggered();
@@ -60,18 +60,17 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
                 wait.as_micros().try_into().unwrap_or(i64::MAX),
             ));
         }
-        if stopping {
-            if deadline.is_none() {
-                clients.iter_mut().for_each(|(conn, _)| conn.stop_reading());
+        match drain.step(&shutdown, clients.len()) {
+            DrainStep::Serving => {}
+            DrainStep::Draining { left, first } => {
+                if first {
+                    clients.iter_mut().for_each(|(conn, _)| conn.stop_reading());
+                }
+                timeout = Some(TimeVal::microseconds(
+                    left.as_micros().try_into().unwrap_or(i64::MAX),
+                ));
             }
-            let deadline = *deadline.get_or_insert_with(|| Instant::now() + config.grace);
-            let left = deadline.saturating_duration_since(Instant::now());
-            if clients.is_empty() || left.is_zero() {
-                return Ok(());
-            }
-            timeout = Some(TimeVal::microseconds(
-                left.as_micros().try_into().unwrap_or(i64::MAX),
-            ));
+            DrainStep::Over => return Ok(()),
         }
 
         let mut readable = FdSet::new();

@@ -22,7 +22,7 @@
 use std::io;
 use std::net::TcpListener;
 
-use crate::connection::accept_loop_tokio;
+use super::accept_loop;
 use crate::server::Config;
 use crate::shutdown::Shutdown;
 
@@ -30,5 +30,5 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(accept_loop_tokio(listener, *config, shutdown))
+    runtime.block_on(accept_loop(listener, *config, shutdown))
 }

@@ -1,0 +1,93 @@
+//! An async socket in a task: the blocking loop's steps, awaiting instead of blocking.
+
+use std::io;
+use std::net::SocketAddr;
+
+use super::{Input, READ_CHUNK, SessionDriver, log_connection_error};
+use crate::fib::fib;
+use crate::offload::Offload;
+use crate::probe::gone_for;
+use crate::server::Config;
+use crate::service::Work;
+
+/// The socket operations [`serve_async`] needs, so one connection loop serves every
+/// executor: tokio's and the hand-built one of `coroutines`.
+#[allow(async_fn_in_trait)] // implemented in this crate for concrete types only
+pub trait AsyncStream {
+    /// Waits for bytes; `Ok(0)` is end of input.
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Reads without waiting: `WouldBlock` when nothing is there right now.
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// The socket, for [`crate::probe::gone_probe`].
+    fn socket(&self) -> std::os::fd::BorrowedFd<'_>;
+}
+
+/// Serves one connection as an async task: the same steps as
+/// [`super::serve_blocking`], awaiting instead of blocking. With `offload`, fib runs in
+/// the pool and the task awaits the reply, so the executor's thread stays free for
+/// other connections.
+pub async fn serve_async<S: AsyncStream>(
+    stream: S,
+    peer: SocketAddr,
+    config: &Config,
+    offload: Option<&Offload>,
+) {
+    tracing::debug!(%peer, "connected");
+    match async_loop(stream, config, offload).await {
+        Ok(()) => tracing::debug!(%peer, "closed"),
+        Err(e) => log_connection_error(peer, &e),
+    }
+}
+
+async fn async_loop<S: AsyncStream>(
+    mut stream: S,
+    config: &Config,
+    offload: Option<&Offload>,
+) -> io::Result<()> {
+    let work = match offload {
+        Some(_) => Work::Handed,
+        None => Work::Inline,
+    };
+    let mut driver = SessionDriver::for_socket(config, work, stream.socket());
+    let mut input = vec![0u8; READ_CHUNK];
+    loop {
+        if driver.is_finished() {
+            return Ok(());
+        }
+        let read = if driver.wants_idle_flush() {
+            stream.try_read(&mut input)
+        } else {
+            write_pending(&mut stream, &mut driver).await?;
+            stream.read(&mut input).await
+        };
+        let Some(event) = Input::from_read(read)? else {
+            continue;
+        };
+        let mut handed = event.feed(&mut driver, &input);
+        while let Some(n) = handed {
+            let reply = match offload {
+                Some(pool) => pool.fib(n, gone_for(n, stream.socket())).await,
+                None => Ok(fib(n)),
+            };
+            driver.reply(reply);
+            handed = driver.resume();
+        }
+        if !driver.wants_read() {
+            // End of input: the last replies go out before the connection finishes.
+            write_pending(&mut stream, &mut driver).await?;
+        }
+    }
+}
+
+async fn write_pending<S: AsyncStream>(
+    stream: &mut S,
+    driver: &mut SessionDriver,
+) -> io::Result<()> {
+    if driver.wants_write() {
+        stream.write_all(driver.pending()).await?;
+        let n = driver.pending().len();
+        driver.wrote(n);
+    }
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! The layout's rules, checked on the source: no two library modules import each other,
+//! directly or round a longer circle, and `main.rs` stays a dispatcher. See
+//! docs/ARCHITECTURE.md.
+//!
+//! Modules are compared with their siblings (children of the same parent): a file's
+//! reference to `crate::a::b::c` (or `super::x`) counts as a dependency of its own
+//! top-level sibling on the sibling that holds the target. A parent and its own children
+//! are one unit (a module re-exporting its children is the usual facade), so they are
+//! not compared with each other.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// A library source file and its module path (`["connection", "driver"]`).
+struct Source {
+    path: PathBuf,
+    module: Vec<String>,
+    text: String,
+}
+
+fn library_sources() -> Vec<Source> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                // The binary's own modules are not the library.
+                if path != root.join("cli") {
+                    stack.push(path);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") && path != root.join("main.rs") {
+                files.push(path);
+            }
+        }
+    }
+    files
+        .into_iter()
+        .map(|path| {
+            let relative = path.strip_prefix(&root).unwrap().with_extension("");
+            let mut module: Vec<String> = relative
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect();
+            if matches!(module.last().map(String::as_str), Some("mod" | "lib")) {
+                module.pop();
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            Source { path, module, text }
+        })
+        .collect()
+}
+
+/// The module paths a file refers to: `crate::a::b` and `super::a` (resolved), in `use`
+/// lines and inline paths alike. Only the path segments that name modules matter; the
+/// caller cuts them to the sibling level.
+fn references(source: &Source) -> Vec<Vec<String>> {
+    let mut found = Vec::new();
+    for line in source.text.lines() {
+        let code = line.split("//").next().unwrap_or("");
+        for (start, _) in code.match_indices("crate::") {
+            let path = path_at(&code[start + "crate::".len()..]);
+            found.push(path);
+        }
+        for (start, _) in code.match_indices("super::") {
+            // `super::super::` is not used in this crate; one level up from this module.
+            if start >= 2 && &code[start - 2..start] == "::" {
+                continue;
+            }
+            // In a.rs or a/mod.rs alike, `super` is the parent of module `a`.
+            let mut base = source.module.clone();
+            base.pop();
+            base.extend(path_at(&code[start + "super::".len()..]));
+            found.push(base);
+        }
+    }
+    found
+}
+
+/// `a::b::{c, d}` -> `[a, b]`: the leading identifiers of a path.
+fn path_at(text: &str) -> Vec<String> {
+    let mut segments = Vec::new();
+    for segment in text.split("::") {
+        let ident: String = segment
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let whole = ident.len() == segment.len();
+        if !ident.is_empty() {
+            segments.push(ident);
+        }
+        if !whole || segments.is_empty() {
+            break;
+        }
+    }
+    segments
+}
+
+#[test]
+fn no_two_modules_import_each_other() {
+    let sources = library_sources();
+    let modules: BTreeSet<Vec<String>> = sources.iter().map(|s| s.module.clone()).collect();
+    // Edges between siblings: (parent, from child, to child).
+    let mut edges: BTreeMap<Vec<String>, BTreeSet<(String, String)>> = BTreeMap::new();
+    for source in &sources {
+        for target in references(source) {
+            // Cut to a module that exists (the rest names items).
+            let mut target = target;
+            while !target.is_empty() && !modules.contains(&target) {
+                target.pop();
+            }
+            let from = &source.module;
+            let common = from.iter().zip(&target).take_while(|(a, b)| a == b).count();
+            // A module and its own ancestors or descendants are one unit.
+            if common == from.len() || common == target.len() {
+                continue;
+            }
+            edges
+                .entry(from[..common].to_vec())
+                .or_default()
+                .insert((from[common].clone(), target[common].clone()));
+        }
+    }
+    let mut circles = Vec::new();
+    for (parent, pairs) in &edges {
+        for (a, b) in pairs {
+            if reaches(pairs, b, a, &mut BTreeSet::new()) {
+                circles.push(format!(
+                    "crate::{}: {a} -> {b} -> ... -> {a}",
+                    parent.join("::")
+                ));
+            }
+        }
+    }
+    assert!(
+        circles.is_empty(),
+        "modules that import each other (move the shared part below both):\n{}",
+        circles.join("\n")
+    );
+}
+
+fn reaches(
+    edges: &BTreeSet<(String, String)>,
+    from: &str,
+    to: &str,
+    seen: &mut BTreeSet<String>,
+) -> bool {
+    if from == to {
+        return true;
+    }
+    if !seen.insert(from.to_string()) {
+        return false;
+    }
+    edges
+        .iter()
+        .filter(|(a, _)| a == from)
+        .any(|(_, b)| reaches(edges, b, to, seen))
+}
+
+#[test]
+fn the_checker_sees_a_circle() {
+    let a = Source {
+        path: PathBuf::from("src/a.rs"),
+        module: vec!["a".into()],
+        text: "use crate::b::Thing;\n".into(),
+    };
+    let b = Source {
+        path: PathBuf::from("src/b/mod.rs"),
+        module: vec!["b".into()],
+        text: "pub fn f() { crate::a::g(); }\nuse super::c::X; // comment crate::z\n".into(),
+    };
+    assert_eq!(references(&a), vec![vec!["b".to_string(), "Thing".into()]]);
+    assert_eq!(
+        references(&b),
+        vec![
+            vec!["a".to_string(), "g".into()],
+            vec!["c".to_string(), "X".into()]
+        ]
+    );
+}
+
+#[test]
+fn main_only_parses_and_dispatches() {
+    let main =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/main.rs")).unwrap();
+    let lines = main.lines().count();
+    assert!(
+        lines < 250,
+        "src/main.rs has {lines} lines: move the work into the library or src/cli/"
+    );
+}
+
+#[test]
+fn library_errors_are_typed() {
+    let offenders: Vec<String> = library_sources()
+        .iter()
+        .filter(|s| s.text.contains(", String>") && s.text.contains("Result<"))
+        .filter(|s| {
+            s.text
+                .lines()
+                .any(|l| l.contains("Result<") && l.contains(", String>"))
+        })
+        .map(|s| s.path.display().to_string())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "Result<_, String> in the library (use a thiserror type): {offenders:?}"
+    );
+}
