@@ -42,6 +42,7 @@
 pub mod bench;
 pub mod client;
 pub mod connection;
+pub mod cpu;
 pub mod fib;
 pub mod framing;
 #[doc(hidden)]

@@ -191,11 +191,7 @@ impl Drop for ServerProcess {
 /// process it starts inherit the mask from their first instruction.
 fn pin_before_exec(command: &mut Command, cpus: &[usize]) -> io::Result<()> {
     use std::os::unix::process::CommandExt as _;
-    let mut set = nix::sched::CpuSet::new();
-    for &cpu in cpus {
-        set.set(cpu)
-            .map_err(|e| io::Error::other(format!("CPU {cpu} cannot be pinned to: {e}")))?;
-    }
+    let set = crate::cpu::set_of(cpus)?;
     // SAFETY: the closure runs in the forked child before exec, where only
     // async-signal-safe calls are allowed: it makes one sched_setaffinity syscall on a
     // CpuSet built before the fork, allocates nothing and takes no lock.

@@ -6,7 +6,14 @@
 
 use std::fmt::Write as _;
 
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
 use serde::Serialize;
+
+use super::spec::{LoadSpec, Stop};
+pub use super::stats::Errors;
+use super::stats::{ThreadStats, encode_histogram, histogram};
 
 /// Version of the JSON layout below; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -55,41 +62,6 @@ pub struct Report {
     pub client: ClientCost,
     /// Warnings about the measurement itself (the client as bottleneck, ...).
     pub notes: Vec<String>,
-}
-
-/// Failed requests and connections, by kind.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Errors {
-    /// Connection attempts refused or failed.
-    pub connect: u64,
-    /// Requests lost to a reset or closed connection.
-    pub reset: u64,
-    /// Requests without a reply within `--timeout`.
-    pub timeout: u64,
-    /// `ERR ...` replies.
-    pub err_reply: u64,
-    /// Replies that are not the right fib(n).
-    pub wrong: u64,
-}
-
-impl Errors {
-    /// Everything counted, connection attempts included.
-    pub fn total(&self) -> u64 {
-        self.connect + self.failed_requests()
-    }
-
-    /// Requests that got no correct reply (connection attempts are not requests).
-    pub fn failed_requests(&self) -> u64 {
-        self.reset + self.timeout + self.err_reply + self.wrong
-    }
-
-    pub fn add(&mut self, other: &Errors) {
-        self.connect += other.connect;
-        self.reset += other.reset;
-        self.timeout += other.timeout;
-        self.err_reply += other.err_reply;
-        self.wrong += other.wrong;
-    }
 }
 
 /// One request class (`n=1`, `PING`, ...).
@@ -277,4 +249,199 @@ fn csv_field(text: &str) -> String {
 pub fn render_json(r: &Report) -> String {
     // A Report holds only strings, numbers, options and vectors: it always serializes.
     serde_json::to_string_pretty(r).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+impl Report {
+    /// The report of a run: every thread's records merged (histograms added, counts
+    /// summed, connections and seconds in place), the measured time, and the notes a
+    /// reader needs (a busy client, unsent requests, an interruption, no server).
+    pub(crate) fn from_threads(
+        spec: &LoadSpec,
+        threads: usize,
+        measure_start: Instant,
+        stats: Vec<ThreadStats>,
+        interrupted: bool,
+    ) -> Report {
+        let classes = spec.mix.classes.len();
+        let mut intended: Vec<Histogram<u64>> = (0..classes).map(|_| histogram(3)).collect();
+        let mut sent: Vec<Histogram<u64>> = (0..classes).map(|_| histogram(3)).collect();
+        let mut counts = vec![(0u64, 0u64, 0u64); classes];
+        let mut errors = Errors::default();
+        let mut per_connection = vec![0u64; spec.connections];
+        let seconds_len = stats.iter().map(|s| s.seconds.len()).max().unwrap_or(0);
+        let mut seconds: Vec<Vec<(u64, u64, Histogram<u64>)>> = (0..seconds_len)
+            .map(|_| (0..classes).map(|_| (0, 0, histogram(2))).collect())
+            .collect();
+        let mut unfinished = 0;
+        let mut missed = 0;
+        let mut last_reply = None::<Instant>;
+        let mut stopped = None::<Instant>;
+        for s in &stats {
+            for (c, cs) in s.classes.iter().enumerate() {
+                let _ = intended[c].add(&cs.intended);
+                let _ = sent[c].add(&cs.sent);
+                counts[c].0 += cs.ok;
+                counts[c].1 += cs.err_replies;
+                counts[c].2 += cs.wrong;
+            }
+            errors.add(&s.errors);
+            unfinished += s.unfinished;
+            missed += s.missed;
+            for &(index, ok) in &s.per_connection {
+                per_connection[index] += ok;
+            }
+            for (t, classes) in s.seconds.iter().enumerate() {
+                for (c, ss) in classes.iter().enumerate() {
+                    seconds[t][c].0 += ss.ok;
+                    seconds[t][c].1 += ss.errors;
+                    let _ = seconds[t][c].2.add(&ss.latency);
+                }
+            }
+            last_reply = last_reply.max(s.last_reply);
+            stopped = stopped.max(s.stopped_sending);
+        }
+        let measured = match spec.stop {
+            Stop::After(d) if !interrupted => d,
+            _ => last_reply.or(stopped).map_or(Duration::ZERO, |t| {
+                t.saturating_duration_since(measure_start)
+            }),
+        };
+        let whole_seconds = measured.as_secs() as usize;
+        let requests_ok: u64 = counts.iter().map(|c| c.0).sum();
+        let thread_busy: Vec<f64> = stats
+            .iter()
+            .map(|s| (s.busy * 1000.0).round() / 1000.0)
+            .collect();
+        let likely_bottleneck = !spec.spin && thread_busy.iter().any(|&b| b > 0.9);
+        let mut notes = Vec::new();
+        if likely_bottleneck {
+            notes.push("a client thread was over 90% busy: the client may limit these figures; try more --threads, or fewer connections per thread".into());
+        }
+        if spec.spin {
+            notes.push(
+                "--spin: client threads busy-polled their sockets (no wake-up latency, one core each)"
+                    .into(),
+            );
+        }
+        // Over 1% of what was answered: the server (or the client) could not keep the rate.
+        if missed * 100 > requests_ok {
+            notes.push(format!(
+                "{missed} requests fell due but were never sent (a connection was down, or still full at the end): the server took less than the asked rate"
+            ));
+        }
+        if interrupted {
+            notes.push("interrupted: these are the figures up to the interruption".into());
+        }
+        if requests_ok == 0 && errors.connect > 0 {
+            notes.push(format!(
+                "no reply at all: {} connection attempts failed; is a server listening on {}?",
+                errors.connect, spec.addr
+            ));
+        }
+        Report {
+            schema: SCHEMA_VERSION,
+            target: spec.addr.to_string(),
+            mode: if spec.rate.is_some() {
+                "open"
+            } else {
+                "closed"
+            }
+            .into(),
+            connections: spec.connections,
+            pipeline: spec.pipeline.max(1),
+            rate: spec.rate,
+            threads,
+            spin: spec.spin,
+            cpus: spec.cpus.clone(),
+            seed: spec.seed,
+            warmup_s: spec.warmup.as_secs_f64(),
+            measured_s: (measured.as_secs_f64() * 1000.0).round() / 1000.0,
+            throughput_rps: if measured.is_zero() {
+                0.0
+            } else {
+                (requests_ok as f64 / measured.as_secs_f64()).round()
+            },
+            requests_ok,
+            errors,
+            unfinished,
+            missed,
+            classes: spec
+                .mix
+                .classes
+                .iter()
+                .enumerate()
+                .map(|(c, class)| ClassReport {
+                    label: class.label.clone(),
+                    weight: class.weight,
+                    requests_ok: counts[c].0,
+                    err_replies: counts[c].1,
+                    wrong: counts[c].2,
+                    latency_us: percentiles(&intended[c]),
+                    latency_sent_us: percentiles(&sent[c]),
+                    histogram: encode_histogram(&intended[c]),
+                    histogram_sent: encode_histogram(&sent[c]),
+                })
+                .collect(),
+            per_connection,
+            per_second: seconds
+                .into_iter()
+                .take(whole_seconds)
+                .enumerate()
+                .map(|(t, classes)| SecondReport {
+                    second: t as u64,
+                    classes: classes
+                        .into_iter()
+                        .zip(&spec.mix.classes)
+                        .map(|((ok, errors, h), class)| SecondClass {
+                            label: class.label.clone(),
+                            requests_ok: ok,
+                            p99_us: if h.is_empty() {
+                                0
+                            } else {
+                                h.value_at_quantile(0.99)
+                            },
+                            errors,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            client: ClientCost {
+                thread_busy,
+                likely_bottleneck,
+            },
+            notes,
+        }
+    }
+}
+
+fn percentiles(h: &Histogram<u64>) -> Percentiles {
+    if h.is_empty() {
+        return Percentiles::default();
+    }
+    Percentiles {
+        min: h.min(),
+        mean: (h.mean() * 10.0).round() / 10.0,
+        p50: h.value_at_quantile(0.5),
+        p90: h.value_at_quantile(0.9),
+        p99: h.value_at_quantile(0.99),
+        p99_9: h.value_at_quantile(0.999),
+        p99_99: h.value_at_quantile(0.9999),
+        max: h.max(),
+    }
+}
+
+#[cfg(test)]
+mod percentile_tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_an_empty_histogram_are_zero() {
+        assert_eq!(percentiles(&histogram(3)), Percentiles::default());
+        let mut h = histogram(3);
+        for v in 1..=100 {
+            h.record(v).unwrap();
+        }
+        let p = percentiles(&h);
+        assert_eq!((p.min, p.p50, p.p99, p.max), (1, 50, 99, 100));
+    }
 }

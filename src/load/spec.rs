@@ -1,0 +1,165 @@
+//! What a load run is asked to do ([`LoadSpec`], checked by [`LoadSpec::validate`]),
+//! when it stops, and how a caller watches it ([`Hooks`], [`Tick`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::mix::Mix;
+
+/// When a run stops sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// After this long (after the warm-up).
+    After(Duration),
+    /// After exactly this many requests (after the warm-up).
+    Requests(u64),
+}
+
+/// Everything a run needs to know.
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    pub addr: SocketAddr,
+    pub mix: Mix,
+    pub connections: usize,
+    /// Requests in flight per connection (at least 1). Closed loop: always this many.
+    /// Open loop: at most this many; a request that falls due while its connection
+    /// is full is sent as soon as there is room, and measured from when it was due.
+    pub pipeline: usize,
+    /// Open loop: requests per second over all connections.
+    pub rate: Option<f64>,
+    pub stop: Stop,
+    pub warmup: Duration,
+    /// A request without a reply for this long counts as a timeout; its connection
+    /// is closed and opened again.
+    pub timeout: Duration,
+    pub threads: usize,
+    pub spin: bool,
+    pub cpus: Option<Vec<usize>>,
+    pub seed: u64,
+}
+
+/// A load that cannot run as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("--conns and --pipeline must be at least 1")]
+    NoConnections,
+    #[error(
+        "--no-newline needs --pipeline 1: unterminated requests sent back to back run together (30 30 arrives as 3030)"
+    )]
+    UnterminatedPipeline,
+    #[error("--timeout must be more than 0")]
+    NoTimeout,
+    #[error("--rate must be a positive number of requests per second")]
+    BadRate,
+    #[error("--threads must be at least 1")]
+    NoThreads,
+}
+
+impl LoadSpec {
+    /// Checks what the types alone do not: a run this spec describes can start.
+    ///
+    /// # Errors
+    /// No connections or pipeline, unterminated requests pipelined, a zero timeout, a
+    /// rate that is not a positive number, no threads.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.connections == 0 || self.pipeline == 0 {
+            return Err(SpecError::NoConnections);
+        }
+        if self.pipeline > 1 && self.mix.classes.iter().any(|c| !c.terminated()) {
+            return Err(SpecError::UnterminatedPipeline);
+        }
+        if self.timeout.is_zero() {
+            return Err(SpecError::NoTimeout);
+        }
+        if self.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+            return Err(SpecError::BadRate);
+        }
+        if self.threads == 0 {
+            return Err(SpecError::NoThreads);
+        }
+        Ok(())
+    }
+}
+
+/// Called on a worker thread for every measured reply: (latency from send, reply
+/// line, correct).
+pub type OnReply = Arc<dyn Fn(Duration, &[u8], bool) + Send + Sync>;
+
+/// What the run did in one measured second, for live views.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tick {
+    /// Seconds since the measurement started (0 = the first second).
+    pub second: u64,
+    /// Correct replies in this second, all classes.
+    pub ok: u64,
+    /// Errors so far.
+    pub errors: u64,
+    /// Correct replies in this second, per class.
+    pub class_ok: Vec<u64>,
+    /// p99 latency (µs, from the intended send time) per class, of the most recent
+    /// second every thread has finished (one or two seconds behind).
+    pub class_p99_us: Vec<u64>,
+}
+
+/// Callbacks for the clients built on the engine (`perf1`, `perf2`, the live views).
+#[derive(Default)]
+pub struct Hooks<'a> {
+    /// Once a second, on the calling thread.
+    pub on_second: Option<&'a mut dyn FnMut(&Tick)>,
+    /// Checked every few milliseconds on the calling thread; returning true stops the
+    /// run as Ctrl-C does (a live view's quit key).
+    pub should_stop: Option<&'a mut dyn FnMut() -> bool>,
+    pub on_reply: Option<OnReply>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::mix::Class;
+
+    fn spec(class: Class) -> LoadSpec {
+        LoadSpec {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            mix: Mix::new(vec![class]).unwrap(),
+            connections: 1,
+            pipeline: 1,
+            rate: None,
+            stop: Stop::Requests(1),
+            warmup: Duration::ZERO,
+            timeout: Duration::from_secs(1),
+            threads: 1,
+            spin: false,
+            cpus: None,
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn validate_refuses_what_cannot_run() {
+        let ok = spec(Class::fib(1, 1, true));
+        assert_eq!(ok.validate(), Ok(()));
+        let none = LoadSpec {
+            connections: 0,
+            ..ok.clone()
+        };
+        assert_eq!(none.validate(), Err(SpecError::NoConnections));
+        let glued = LoadSpec {
+            pipeline: 2,
+            ..spec(Class::fib(1, 1, false))
+        };
+        assert_eq!(glued.validate(), Err(SpecError::UnterminatedPipeline));
+        let hasty = LoadSpec {
+            timeout: Duration::ZERO,
+            ..ok.clone()
+        };
+        assert_eq!(hasty.validate(), Err(SpecError::NoTimeout));
+        let wild = LoadSpec {
+            rate: Some(f64::NAN),
+            ..ok.clone()
+        };
+        assert_eq!(wild.validate(), Err(SpecError::BadRate));
+        let idle = LoadSpec { threads: 0, ..ok };
+        assert_eq!(idle.validate(), Err(SpecError::NoThreads));
+    }
+}

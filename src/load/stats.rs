@@ -1,0 +1,229 @@
+//! What the load threads record: each worker's own [`ThreadStats`] (merged into the
+//! report at the end, see [`super::report::Report::from_threads`]), and the [`Shared`]
+//! counters every worker updates for progress and for an exact request count.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Serializer as _, V2DeflateSerializer};
+
+use serde::Serialize;
+
+/// Failed requests and connections, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Errors {
+    /// Connection attempts refused or failed.
+    pub connect: u64,
+    /// Requests lost to a reset or closed connection.
+    pub reset: u64,
+    /// Requests without a reply within `--timeout`.
+    pub timeout: u64,
+    /// `ERR ...` replies.
+    pub err_reply: u64,
+    /// Replies that are not the right fib(n).
+    pub wrong: u64,
+}
+
+impl Errors {
+    /// Everything counted, connection attempts included.
+    pub fn total(&self) -> u64 {
+        self.connect + self.failed_requests()
+    }
+
+    /// Requests that got no correct reply (connection attempts are not requests).
+    pub fn failed_requests(&self) -> u64 {
+        self.reset + self.timeout + self.err_reply + self.wrong
+    }
+
+    pub fn add(&mut self, other: &Errors) {
+        self.connect += other.connect;
+        self.reset += other.reset;
+        self.timeout += other.timeout;
+        self.err_reply += other.err_reply;
+        self.wrong += other.wrong;
+    }
+}
+
+/// Latency range the histograms hold: 1 µs to one hour.
+const MAX_LATENCY_US: u64 = 3_600_000_000;
+
+/// Counters every worker updates, for progress and for the exact request count.
+pub struct Shared {
+    pub interrupt: Arc<AtomicBool>,
+    /// Measured requests sent so far (for `Stop::Requests`).
+    pub issued: AtomicU64,
+    pub ok: AtomicU64,
+    pub errors: AtomicU64,
+    pub running: AtomicUsize,
+    pub class_ok: Vec<AtomicU64>,
+    /// Per second, per class: latencies the workers have published (each worker adds
+    /// a second's histogram once it has moved past that second).
+    pub published: Mutex<Vec<Vec<Histogram<u64>>>>,
+}
+
+pub struct ClassStats {
+    pub intended: Histogram<u64>,
+    pub sent: Histogram<u64>,
+    pub ok: u64,
+    pub err_replies: u64,
+    pub wrong: u64,
+}
+
+/// One class in one second (2 significant figures: enough for a per-second p99).
+pub struct SecondStats {
+    pub ok: u64,
+    pub errors: u64,
+    pub latency: Histogram<u64>,
+}
+
+pub struct ThreadStats {
+    pub classes: Vec<ClassStats>,
+    pub errors: Errors,
+    /// Per second, per class.
+    pub seconds: Vec<Vec<SecondStats>>,
+    pub per_connection: Vec<(usize, u64)>,
+    pub busy: f64,
+    pub last_reply: Option<Instant>,
+    pub stopped_sending: Option<Instant>,
+    /// Requests still in flight when a timed run ended (not errors).
+    pub unfinished: u64,
+    /// Open loop: requests that fell due but were never sent.
+    pub missed: u64,
+}
+
+#[allow(
+    clippy::expect_used,
+    reason = "constant bounds that hdrhistogram accepts, checked by the unit tests"
+)]
+pub fn histogram(sigfig: u8) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, sigfig).expect("valid histogram bounds")
+}
+
+/// HdrHistogram V2 + DEFLATE, base64: the interchange format of HdrHistogram libraries.
+pub fn encode_histogram(h: &Histogram<u64>) -> String {
+    let mut bytes = Vec::new();
+    match V2DeflateSerializer::new().serialize(h, &mut bytes) {
+        Ok(_) => base64::engine::general_purpose::STANDARD.encode(bytes),
+        Err(_) => String::new(),
+    }
+}
+
+/// How long a correct reply took: from when its request was due, and from when it was
+/// sent (they differ when the client had to wait to send it).
+#[derive(Debug, Clone, Copy)]
+pub struct Latency {
+    pub intended: Duration,
+    pub sent: Duration,
+}
+
+/// What a measured reply was.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome {
+    Ok(Latency),
+    /// An `ERR` line.
+    ErrReply,
+    /// Not the expected reply.
+    Wrong,
+}
+
+impl ThreadStats {
+    /// Empty records for `classes` request classes.
+    pub fn new(classes: usize) -> ThreadStats {
+        ThreadStats {
+            classes: (0..classes)
+                .map(|_| ClassStats {
+                    intended: histogram(3),
+                    sent: histogram(3),
+                    ok: 0,
+                    err_replies: 0,
+                    wrong: 0,
+                })
+                .collect(),
+            errors: Errors::default(),
+            seconds: Vec::new(),
+            per_connection: Vec::new(),
+            busy: 0.0,
+            last_reply: None,
+            stopped_sending: None,
+            unfinished: 0,
+            missed: 0,
+        }
+    }
+
+    /// Records one measured reply of `class`, in measured second `second`, at `now`.
+    pub fn record(&mut self, class: usize, second: usize, outcome: Outcome, now: Instant) {
+        let classes = self.classes.len();
+        while self.seconds.len() <= second {
+            self.seconds.push(
+                (0..classes)
+                    .map(|_| SecondStats {
+                        ok: 0,
+                        errors: 0,
+                        latency: histogram(2),
+                    })
+                    .collect(),
+            );
+        }
+        let per_second = &mut self.seconds[second][class];
+        let stats = &mut self.classes[class];
+        match outcome {
+            Outcome::Ok(latency) => {
+                let intended = micros(latency.intended);
+                stats.ok += 1;
+                stats.intended.saturating_record(intended);
+                stats.sent.saturating_record(micros(latency.sent));
+                per_second.ok += 1;
+                per_second.latency.saturating_record(intended);
+                self.last_reply = Some(now);
+            }
+            Outcome::ErrReply => {
+                stats.err_replies += 1;
+                self.errors.err_reply += 1;
+                per_second.errors += 1;
+            }
+            Outcome::Wrong => {
+                stats.wrong += 1;
+                self.errors.wrong += 1;
+                per_second.errors += 1;
+            }
+        }
+    }
+}
+
+/// Whole microseconds, at least 1 (the histograms' lowest value).
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_recorded_per_class_and_second() {
+        let mut stats = ThreadStats::new(2);
+        let now = Instant::now();
+        let fast = Latency {
+            intended: Duration::from_micros(30),
+            sent: Duration::from_micros(20),
+        };
+        stats.record(0, 0, Outcome::Ok(fast), now);
+        stats.record(1, 2, Outcome::ErrReply, now);
+        stats.record(1, 2, Outcome::Wrong, now);
+        assert_eq!(stats.seconds.len(), 3);
+        assert_eq!(stats.classes[0].ok, 1);
+        assert_eq!(stats.classes[0].intended.max(), 30);
+        assert_eq!(stats.classes[0].sent.max(), 20);
+        assert_eq!(
+            (stats.classes[1].err_replies, stats.classes[1].wrong),
+            (1, 1)
+        );
+        assert_eq!((stats.errors.err_reply, stats.errors.wrong), (1, 1));
+        assert_eq!(stats.seconds[2][1].errors, 2);
+        assert_eq!(stats.last_reply, Some(now));
+        assert_eq!(micros(Duration::ZERO), 1);
+    }
+}

@@ -1,0 +1,134 @@
+//! A load connection's life: connect without blocking, notice when the connect is
+//! done or failed, reconnect after a reset, give up on a server that stays away, and
+//! account the requests lost on the way.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use mio::{Interest, Poll, Token};
+
+use super::{RECONNECT_AFTER, Worker, slots};
+
+impl Worker {
+    /// Starts a non-blocking connect: a server that drops SYNs (full backlog) must not
+    /// stall the other connections of this thread while the handshake waits.
+    pub(super) fn connect(&mut self, i: usize, poll: &Poll) -> io::Result<()> {
+        let now = Instant::now();
+        match mio::net::TcpStream::connect(self.spec.addr) {
+            Ok(mut stream) => {
+                poll.registry().register(
+                    &mut stream,
+                    Token(i),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                let conn = &mut self.conns[i];
+                conn.stream = Some(stream);
+                conn.connecting = Some(now + self.spec.timeout);
+                conn.retry_at = None;
+            }
+            Err(e) => self.connect_failed(i, &e),
+        }
+        Ok(())
+    }
+
+    /// A connect in progress: done, failed, or still waiting?
+    pub(super) fn finish_connect(&mut self, i: usize) {
+        let conn = &mut self.conns[i];
+        let (Some(deadline), Some(stream)) = (conn.connecting, conn.stream.as_ref()) else {
+            return;
+        };
+        let failure = match stream.take_error() {
+            Ok(Some(e)) | Err(e) => Some(e),
+            Ok(None) => match stream.peer_addr() {
+                Ok(_) => None,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected && Instant::now() < deadline => {
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                    Some(io::ErrorKind::TimedOut.into())
+                }
+                Err(e) => Some(e),
+            },
+        };
+        match failure {
+            Some(e) => {
+                conn.stream = None;
+                conn.connecting = None;
+                self.connect_failed(i, &e);
+            }
+            None => self.connected(i),
+        }
+    }
+
+    pub(super) fn connected(&mut self, i: usize) {
+        let now = Instant::now();
+        let conn = &mut self.conns[i];
+        conn.connecting = None;
+        if let Some(stream) = &conn.stream {
+            let _ = stream.set_nodelay(true);
+        }
+        conn.failing_since = None;
+        conn.ever_connected = true;
+        conn.read_buf.clear();
+        conn.write_buf.clear();
+        conn.written = 0;
+        // The requests that fell due while the connection was down are not sent late
+        // (that would bunch them up): they are counted as missed, and the schedule
+        // resumes from now.
+        if let Some(interval) = self.interval {
+            let from = conn.next_due.max(self.measure_start);
+            if from < now {
+                self.stats.missed += slots(now - from, interval);
+            }
+        }
+        conn.next_due = conn.next_due.max(now);
+    }
+
+    pub(super) fn connect_failed(&mut self, i: usize, e: &io::Error) {
+        let now = Instant::now();
+        if now >= self.measure_start {
+            self.stats.errors.connect += 1;
+            self.shared.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let conn = &mut self.conns[i];
+        let since = *conn.failing_since.get_or_insert(now);
+        // Nobody listening at the start is an answer, not a hiccup; a server that went
+        // away is retried until the timeout.
+        let give_up = (!conn.ever_connected && e.kind() == io::ErrorKind::ConnectionRefused)
+            || now.duration_since(since) >= self.spec.timeout;
+        conn.retry_at = if give_up {
+            None
+        } else {
+            Some(now + RECONNECT_AFTER)
+        };
+        if give_up
+            && self
+                .conns
+                .iter()
+                .all(|c| c.stream.is_none() && c.retry_at.is_none())
+        {
+            self.exhausted = true; // no connection left to send on
+        }
+    }
+
+    pub(super) fn drop_connection(&mut self, i: usize, now: Instant) {
+        let conn = &mut self.conns[i];
+        conn.stream = None; // closing deregisters it
+        conn.in_flight.clear();
+        conn.retry_at = Some(now);
+    }
+
+    /// The connection broke: its measured requests in flight are lost.
+    pub(super) fn connection_failed(&mut self, i: usize) {
+        let lost = self.conns[i]
+            .in_flight
+            .iter()
+            .filter(|f| f.measured)
+            .count() as u64;
+        self.stats.errors.reset += lost;
+        self.shared.errors.fetch_add(lost, Ordering::Relaxed);
+        let retry = Instant::now() + RECONNECT_AFTER;
+        self.drop_connection(i, retry);
+    }
+}

@@ -1,0 +1,542 @@
+//! One load thread: its share of the run's connections, one mio (epoll) loop over
+//! them. Closed loop: keep `--pipeline` requests in flight per connection. Open loop:
+//! send each request when it falls due, woken by a timerfd. Every reply is checked and
+//! its latency recorded per class, from when it was due and from when it was sent.
+
+use std::collections::VecDeque;
+use std::io::{self, Read as _, Write as _};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+
+use super::spec::{LoadSpec, OnReply, Stop};
+use super::stats::{Latency, Outcome, Shared, ThreadStats, histogram};
+use crate::cpu;
+
+mod lifecycle;
+
+/// How long a refused or broken connection waits before it is opened again.
+const RECONNECT_AFTER: Duration = Duration::from_millis(100);
+const TIMER: Token = Token(usize::MAX);
+
+/// A request on the wire.
+struct InFlight {
+    class: usize,
+    /// When it was due (open loop) or sent (closed loop).
+    intended: Instant,
+    sent: Instant,
+    /// Sent after the warm-up: its reply counts.
+    measured: bool,
+}
+
+struct Conn {
+    /// Position among all the run's connections.
+    index: usize,
+    stream: Option<mio::net::TcpStream>,
+    read_buf: Vec<u8>,
+    write_buf: Vec<u8>,
+    written: usize,
+    in_flight: VecDeque<InFlight>,
+    /// Open loop: when this connection's next request is due.
+    next_due: Instant,
+    /// Closed or refused: when to try connecting again.
+    retry_at: Option<Instant>,
+    /// When connecting started failing (a server that stays away is given up on
+    /// after `timeout`).
+    failing_since: Option<Instant>,
+    /// A connect in progress, and when it times out.
+    connecting: Option<Instant>,
+    ever_connected: bool,
+    ok: u64,
+}
+
+pub struct Worker {
+    spec: LoadSpec,
+    conns: Vec<Conn>,
+    measure_start: Instant,
+    end: Option<Instant>,
+    /// Open loop: time between two requests on one connection.
+    interval: Option<Duration>,
+    shared: Arc<Shared>,
+    on_reply: Option<OnReply>,
+    rng: fastrand::Rng,
+    stats: ThreadStats,
+    /// No more measured requests may be sent (request budget spent).
+    exhausted: bool,
+    /// Seconds below this are published to `Shared::published`.
+    published_to: usize,
+    cpu: Option<usize>,
+}
+
+impl Worker {
+    pub fn new(
+        spec: &LoadSpec,
+        thread: usize,
+        threads: usize,
+        measure_start: Instant,
+        shared: Arc<Shared>,
+        on_reply: Option<OnReply>,
+    ) -> Worker {
+        let interval = spec
+            .rate
+            .map(|rate| Duration::from_secs_f64(spec.connections as f64 / rate.max(1e-9)));
+        let first_due = measure_start - spec.warmup;
+        let conns = (thread..spec.connections)
+            .step_by(threads)
+            .map(|index| Conn {
+                index,
+                stream: None,
+                read_buf: Vec::with_capacity(4096),
+                write_buf: Vec::new(),
+                written: 0,
+                in_flight: VecDeque::new(),
+                // Spread the connections' schedules evenly over one interval.
+                next_due: first_due
+                    + interval.map_or(Duration::ZERO, |i| {
+                        i.mul_f64(index as f64 / spec.connections as f64)
+                    }),
+                retry_at: Some(first_due),
+                failing_since: None,
+                connecting: None,
+                ever_connected: false,
+                ok: 0,
+            })
+            .collect();
+        let classes = spec.mix.classes.len();
+        Worker {
+            end: match spec.stop {
+                Stop::After(d) => Some(measure_start + d),
+                Stop::Requests(_) => None,
+            },
+            spec: spec.clone(),
+            conns,
+            measure_start,
+            interval,
+            shared,
+            on_reply,
+            rng: fastrand::Rng::with_seed(
+                spec.seed ^ (thread as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ),
+            stats: ThreadStats::new(classes),
+            exhausted: false,
+            published_to: 0,
+            cpu: spec
+                .cpus
+                .as_ref()
+                .filter(|c| !c.is_empty())
+                .map(|c| c[thread % c.len()]),
+        }
+    }
+
+    pub fn run(mut self) -> io::Result<ThreadStats> {
+        if let Some(cpu) = self.cpu {
+            cpu::pin_current_thread(cpu).map_err(|e| io::Error::other(format!("--cpus: {e}")))?;
+        }
+        let (wall, cpu) = (Instant::now(), cpu::thread_time());
+        let result = self.event_loop();
+        self.publish_seconds(usize::MAX);
+        self.stats.busy = match (cpu::thread_time(), cpu) {
+            (Some(end), Some(begin)) => {
+                (end - begin).as_secs_f64() / wall.elapsed().as_secs_f64().max(1e-9)
+            }
+            _ => 0.0,
+        };
+        self.shared.running.fetch_sub(1, Ordering::SeqCst);
+        result?;
+        self.stats.per_connection = self.conns.iter().map(|c| (c.index, c.ok)).collect();
+        Ok(self.stats)
+    }
+
+    fn event_loop(&mut self) -> io::Result<()> {
+        let mut poll = Poll::new()?;
+        let timer = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
+        poll.registry()
+            .register(&mut SourceFd(&timer.as_fd_raw()), TIMER, Interest::READABLE)?;
+        let mut events = Events::with_capacity(1024);
+        let mut scratch = vec![0u8; 64 * 1024];
+        // When the timer is set to fire; re-armed only when an earlier wake-up is
+        // needed, not on every turn (a closed loop turns once per reply).
+        let mut armed: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            if self.shared.interrupt.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let sending = !self.exhausted && self.end.is_none_or(|end| now < end);
+            if !sending {
+                if self.stats.stopped_sending.is_none() {
+                    self.count_unsent_slots();
+                }
+                if self.stats.stopped_sending.is_none() && matches!(self.spec.stop, Stop::After(_))
+                {
+                    // A timed run ended while these were on the wire: they are reported
+                    // as unfinished now, and their replies, if they come, are read but
+                    // not counted (they would fall outside the measured time).
+                    for conn in &mut self.conns {
+                        for f in conn.in_flight.iter_mut().filter(|f| f.measured) {
+                            f.measured = false;
+                            self.stats.unfinished += 1;
+                        }
+                    }
+                }
+                let stopped = *self.stats.stopped_sending.get_or_insert(now);
+                let waiting = self.conns.iter().any(|c| match self.spec.stop {
+                    Stop::Requests(_) => c.in_flight.iter().any(|f| f.measured),
+                    Stop::After(_) => !c.in_flight.is_empty() && c.stream.is_some(),
+                });
+                if !waiting {
+                    return Ok(());
+                }
+                if now >= stopped + self.drain() {
+                    for conn in &mut self.conns {
+                        let left = conn.in_flight.iter().filter(|f| f.measured).count() as u64;
+                        // Every request of an exact count must be accounted for.
+                        self.stats.errors.timeout += left;
+                        conn.in_flight.clear();
+                    }
+                    return Ok(());
+                }
+            }
+            for i in 0..self.conns.len() {
+                self.maintain(i, now, sending, &poll)?;
+            }
+            if self.spec.spin {
+                // Busy-poll: try every socket instead of sleeping in epoll.
+                for i in 0..self.conns.len() {
+                    if self.conns[i].connecting.is_some() {
+                        self.finish_connect(i);
+                        continue;
+                    }
+                    self.read_replies(i, &mut scratch);
+                    self.flush(i);
+                }
+                continue;
+            }
+            let wake = self.next_deadline(now, sending);
+            let now = Instant::now();
+            if armed.is_none_or(|at| at <= now || wake < at) {
+                let delay = wake
+                    .saturating_duration_since(now)
+                    .max(Duration::from_nanos(1));
+                timer.set(
+                    Expiration::OneShot(TimeSpec::from_duration(delay)),
+                    TimerSetTimeFlags::empty(),
+                )?;
+                armed = Some(wake);
+            }
+            match poll.poll(&mut events, None) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for event in &events {
+                if event.token() == TIMER {
+                    let _ = timer.wait(); // clears the expiry; EAGAIN if already cleared
+                    armed = None;
+                    continue;
+                }
+                let i = event.token().0;
+                if self.conns[i].connecting.is_some() {
+                    self.finish_connect(i);
+                    // Connected or not, the next turn of the loop sends what is due.
+                    continue;
+                }
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.read_replies(i, &mut scratch);
+                }
+                if event.is_writable() {
+                    self.flush(i);
+                }
+            }
+        }
+    }
+
+    /// Connects, sends what is due, and enforces the timeout on connection `i`.
+    fn maintain(&mut self, i: usize, now: Instant, sending: bool, poll: &Poll) -> io::Result<()> {
+        if self.conns[i].stream.is_none() {
+            if self.conns[i].retry_at.is_some_and(|at| at <= now) && sending {
+                self.connect(i, poll)?;
+            }
+            if self.conns[i].stream.is_none() {
+                return Ok(());
+            }
+        }
+        if self.conns[i].connecting.is_some() {
+            self.finish_connect(i); // also enforces the connect timeout
+            if self.conns[i].connecting.is_some() || self.conns[i].stream.is_none() {
+                return Ok(());
+            }
+        }
+        if let Some(oldest) = self.conns[i].in_flight.front() {
+            if now.duration_since(oldest.sent) >= self.spec.timeout {
+                let lost = self.conns[i]
+                    .in_flight
+                    .iter()
+                    .filter(|f| f.measured)
+                    .count() as u64;
+                self.stats.errors.timeout += lost;
+                self.shared.errors.fetch_add(lost, Ordering::Relaxed);
+                self.drop_connection(i, now);
+                return Ok(());
+            }
+        }
+        if sending {
+            self.send_due(i, now);
+        }
+        self.flush(i);
+        Ok(())
+    }
+
+    /// Queues every request due on connection `i`.
+    fn send_due(&mut self, i: usize, now: Instant) {
+        loop {
+            let conn = &self.conns[i];
+            let intended = match self.interval {
+                None if conn.in_flight.len() < self.spec.pipeline.max(1) => now,
+                Some(_)
+                    if conn.next_due <= now && conn.in_flight.len() < self.spec.pipeline.max(1) =>
+                {
+                    conn.next_due
+                }
+                _ => return,
+            };
+            let measured = intended >= self.measure_start;
+            if measured {
+                if let Stop::Requests(budget) = self.spec.stop {
+                    if self.shared.issued.fetch_add(1, Ordering::Relaxed) >= budget {
+                        self.exhausted = true;
+                        return;
+                    }
+                }
+            }
+            let class = self
+                .spec
+                .mix
+                .pick(self.rng.u64(0..self.spec.mix.total_weight()));
+            let conn = &mut self.conns[i];
+            conn.write_buf
+                .extend_from_slice(&self.spec.mix.classes[class].request);
+            conn.in_flight.push_back(InFlight {
+                class,
+                intended,
+                sent: Instant::now(),
+                measured,
+            });
+            if let Some(interval) = self.interval {
+                conn.next_due += interval;
+            }
+        }
+    }
+
+    fn flush(&mut self, i: usize) {
+        let conn = &mut self.conns[i];
+        let Some(stream) = conn.stream.as_mut() else {
+            return;
+        };
+        while conn.written < conn.write_buf.len() {
+            match stream.write(&conn.write_buf[conn.written..]) {
+                Ok(0) => break,
+                Ok(n) => conn.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.connection_failed(i),
+            }
+        }
+        conn.write_buf.clear();
+        conn.written = 0;
+    }
+
+    fn read_replies(&mut self, i: usize, scratch: &mut [u8]) {
+        loop {
+            let Some(stream) = self.conns[i].stream.as_mut() else {
+                return;
+            };
+            match stream.read(scratch) {
+                Ok(0) => return self.connection_failed(i),
+                Ok(n) => {
+                    self.conns[i].read_buf.extend_from_slice(&scratch[..n]);
+                    self.take_lines(i);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.connection_failed(i),
+            }
+        }
+    }
+
+    /// Matches every complete reply line with the oldest request in flight.
+    fn take_lines(&mut self, i: usize) {
+        let now = Instant::now();
+        let mut consumed = 0;
+        while let Some(pos) = self.conns[i].read_buf[consumed..]
+            .iter()
+            .position(|&b| b == b'\n')
+        {
+            let end = consumed + pos;
+            let line_start = consumed;
+            consumed = end + 1;
+            let Some(request) = self.conns[i].in_flight.pop_front() else {
+                continue; // a reply to nothing: the server talks out of turn; ignore it
+            };
+            if !request.measured {
+                continue;
+            }
+            if self.end.is_some_and(|end| now > end) {
+                // Answered after the measured time: it was in flight at the end.
+                self.stats.unfinished += 1;
+                continue;
+            }
+            let line = &self.conns[i].read_buf[line_start..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let class = &self.spec.mix.classes[request.class];
+            let is_err = line.starts_with(b"ERR");
+            let correct = !is_err && class.expected.as_deref().is_none_or(|e| e == line);
+            if let Some(on_reply) = &self.on_reply {
+                on_reply(now.duration_since(request.sent), line, correct);
+            }
+            let second = now.saturating_duration_since(self.measure_start).as_secs() as usize;
+            if second > self.published_to {
+                self.publish_seconds(second);
+            }
+            let latency = Latency {
+                intended: now.duration_since(request.intended),
+                sent: now.duration_since(request.sent),
+            };
+            let outcome = match (correct, is_err) {
+                (true, _) => Outcome::Ok(latency),
+                (false, true) => Outcome::ErrReply,
+                (false, false) => Outcome::Wrong,
+            };
+            self.stats.record(request.class, second, outcome, now);
+            if correct {
+                self.conns[i].ok += 1;
+                self.shared.ok.fetch_add(1, Ordering::Relaxed);
+                self.shared.class_ok[request.class].fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.shared.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.conns[i].read_buf.drain(..consumed);
+    }
+
+    /// Open loop, at the end of a timed run: the slots that fell due before the end but
+    /// could not be sent (the connection was full or down) are missed requests.
+    fn count_unsent_slots(&mut self) {
+        let (Some(interval), Some(end)) = (self.interval, self.end) else {
+            return;
+        };
+        for conn in &self.conns {
+            let from = conn.next_due.max(self.measure_start);
+            if from < end {
+                self.stats.missed += slots(end - from, interval);
+            }
+        }
+    }
+
+    /// Adds this thread's latencies of the seconds before `until` to the shared
+    /// per-second histograms that live views read.
+    fn publish_seconds(&mut self, until: usize) {
+        let until = until.min(self.stats.seconds.len());
+        if until <= self.published_to {
+            return;
+        }
+        let mut published = self
+            .shared
+            .published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for second in self.published_to..until {
+            while published.len() <= second {
+                published.push(self.spec.mix.classes.iter().map(|_| histogram(2)).collect());
+            }
+            for (shared, mine) in published[second]
+                .iter_mut()
+                .zip(&self.stats.seconds[second])
+            {
+                let _ = shared.add(&mine.latency);
+            }
+        }
+        self.published_to = until;
+    }
+
+    /// How long to wait for replies once sending has stopped: an exact count waits
+    /// for every reply (up to the timeout). A timed run's figures end at its end, but
+    /// its connections close only once the replies still on the wire are in (up to a
+    /// second): closing on an unread reply sends the server a reset, and some servers
+    /// (the seeds' aserver.py, one_server.py) die of one.
+    fn drain(&self) -> Duration {
+        match self.spec.stop {
+            Stop::Requests(_) => self.spec.timeout,
+            Stop::After(_) => self.spec.timeout.min(Duration::from_secs(1)),
+        }
+    }
+
+    /// The earliest moment the loop must act without being woken by a socket.
+    fn next_deadline(&self, now: Instant, sending: bool) -> Instant {
+        let mut wake = now + Duration::from_millis(100);
+        if let Some(end) = self.end {
+            wake = wake.min(end.max(now));
+        }
+        if let Some(stopped) = self.stats.stopped_sending {
+            wake = wake.min(stopped + self.drain());
+        }
+        for conn in &self.conns {
+            if let Some(retry) = conn.retry_at {
+                wake = wake.min(retry);
+            }
+            if let Some(deadline) = conn.connecting {
+                wake = wake.min(deadline);
+            }
+            if let Some(oldest) = conn.in_flight.front() {
+                wake = wake.min(oldest.sent + self.spec.timeout);
+            }
+            if sending
+                && self.interval.is_some()
+                && conn.stream.is_some()
+                && conn.in_flight.len() < self.spec.pipeline.max(1)
+            {
+                wake = wake.min(conn.next_due);
+            }
+        }
+        wake
+    }
+}
+
+trait RawTimer {
+    fn as_fd_raw(&self) -> std::os::fd::RawFd;
+}
+
+impl RawTimer for TimerFd {
+    fn as_fd_raw(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsFd::as_fd(self).as_raw_fd()
+    }
+}
+
+/// How many schedule slots of `interval` fit in `span` (rounded up).
+fn slots(span: Duration, interval: Duration) -> u64 {
+    let interval = interval.as_nanos().max(1);
+    u64::try_from(span.as_nanos().div_ceil(interval)).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_slots_round_up() {
+        let ms = Duration::from_millis;
+        assert_eq!(slots(ms(10), ms(1)), 10);
+        assert_eq!(slots(ms(10), ms(3)), 4);
+        assert_eq!(slots(Duration::ZERO, ms(3)), 0);
+        assert_eq!(slots(ms(1), Duration::ZERO), 1_000_000);
+    }
+}
