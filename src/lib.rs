@@ -4,34 +4,44 @@
 //!
 //! # Layout
 //!
-//! The work, the wire and the models are separate, so a model file shows only its
-//! concurrency idea:
+//! Bottom up; a module reads only the ones above it in this list (see
+//! `docs/ARCHITECTURE.md`; `tests/architecture.rs` checks that no two import each other):
 //!
+//! - [`units`] — the values flags and scenario files share: durations, CPU lists,
+//!   addresses, one parser each.
 //! - [`fib`] — the work: naive recursive fib(n), CPU cost ~1.6^n.
 //! - [`framing`] — bytes to request lines: `\n`/`\r\n`, pipelining, the seeds'
 //!   unterminated requests, over-long lines, bounded memory. Sans-I/O.
 //! - [`service`] — what a line means (`fib` or `upper`), `ERR` replies, and
 //!   [`service::Session`], framer + service for one connection.
-//! - [`connection`] — the connection loops every model shares: blocking, async, and
-//!   a readiness-driven state machine.
+//! - [`server`] — [`server::Config`], its one parser [`server::ConfigArgs`] and its
+//!   inverse [`server::Config::to_args`], [`server::Variant`], the listening line,
+//!   [`server::bind`].
+//! - [`cpu`] — pinning to CPUs, a thread's CPU time.
+//! - [`probe`] — is the client still there? Asked by long work so a reset stops it.
 //! - [`pool`] — the bounded producer-consumer queue behind every pool.
-//! - [`offload`] — `--offload`: fib in a bounded worker pool that wakes the loop.
-//! - [`process`] — starting fiblab child processes that die with their parent.
-//! - [`server`] — [`server::Config`] and [`server::bind`].
 //! - [`shutdown`] — [`shutdown::Shutdown`]: stop accepting, wake blocked readers,
-//!   drain within a grace period.
+//!   drain within a grace period ([`shutdown::Drain`] for event loops); signals.
+//! - [`offload`] — `--offload`: fib in a bounded worker pool that wakes the loop.
+//! - [`connection`] — the connection loops every model shares (blocking, async, and a
+//!   readiness-driven state machine) over one [`connection::SessionDriver`].
+//! - [`process`] — child processes that die with their parent, and
+//!   [`process::ServerProcess`].
 //! - [`models`] — one module per concurrency model behind one signature, and the
 //!   [`models::MODELS`] registry that the CLI, the docs and the tests read.
 //! - [`load`] — `fiblab load`, the load generator: closed and open loop, mixes,
 //!   HdrHistogram latencies corrected for coordinated omission, text/JSON/CSV reports.
-//! - [`client`] — `perf1` and `perf2`, the seeds' measuring clients.
-//! - [`bench`](mod@bench) — `fiblab bench`: scenarios as data, a server process per model, the
-//!   seeds' tables measured on this machine.
+//! - [`client`] — `perf1` and `perf2`, the seeds' measuring clients; `soak`.
+//! - [`bench`](mod@bench) — `fiblab bench`: scenarios as data, experiments behind one
+//!   interface, results, one exporter per format.
 //! - [`seeds`] — the seeds' own programs, extracted from the seed documents to run as
 //!   peers.
 //!
 //! `fuzzing` (hidden) holds the fuzz oracle: framing + service against a reference
 //! model of the contract, driven by `fuzz/`, the corpus replay and a unit-test sweep.
+//!
+//! The command line (`src/main.rs` and `src/cli/`) is not part of the library: it
+//! parses flags, calls the library, and turns its typed errors into messages.
 //!
 //! The wire contract is `PROTOCOL.md` in the shared folder; `tests/conformance.rs`
 //! checks every registered model against it.

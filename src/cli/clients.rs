@@ -122,9 +122,6 @@ pub fn perf2(args: Perf2Args) -> Result<()> {
 
 pub fn soak(args: SoakArgs) -> Result<()> {
     let variant = fiblab::models::parse_variant(&args.model)?;
-    if args.conns == 0 || args.pipeline == 0 {
-        bail!("--conns and --pipeline must be at least 1");
-    }
     let exe = std::env::current_exe()
         .context("cannot find the fiblab binary to start the server with")?;
     let interrupt = interrupt_flag()?;

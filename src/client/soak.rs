@@ -9,6 +9,7 @@
 //! answered, lost, wrong, and the server's resident memory at the start and the end.
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -62,6 +63,25 @@ pub fn run(
     interrupt: Arc<AtomicBool>,
     on_second: &mut dyn FnMut(&Tick),
 ) -> io::Result<SoakReport> {
+    let mix = Mix::parse_fib(MIX, true).map_err(io::Error::other)?;
+    let spec = |addr| LoadSpec {
+        addr,
+        mix: mix.clone(),
+        connections,
+        pipeline,
+        rate: None,
+        stop: Stop::After(duration),
+        warmup: Duration::ZERO,
+        timeout: Duration::from_secs(30),
+        threads: connections.min(crate::server::default_workers()),
+        spin: false,
+        cpus: None,
+        seed: 1,
+    };
+    // Checked before a server is started for it.
+    spec(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let server = ServerProcess::start(exe, variant, &Config::default(), &[])?;
     let rss = |pid: u32| {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -74,22 +94,8 @@ pub fn run(
             .unwrap_or(0)
     };
     let rss_start_kb = rss(server.pid());
-    let spec = LoadSpec {
-        addr: server.addr,
-        mix: Mix::parse_fib(MIX, true).map_err(io::Error::other)?,
-        connections,
-        pipeline,
-        rate: None,
-        stop: Stop::After(duration),
-        warmup: Duration::ZERO,
-        timeout: Duration::from_secs(30),
-        threads: connections.min(crate::server::default_workers()),
-        spin: false,
-        cpus: None,
-        seed: 1,
-    };
     let report = crate::load::run(
-        &spec,
+        &spec(server.addr),
         interrupt,
         Hooks {
             on_second: Some(on_second),

@@ -1,7 +1,7 @@
 //! The bench's exporters, one per format (as hyperfine's `export/`): [`markdown`],
 //! [`html`], [`json`], and the SVG plots the experiments draw. Each renders the same
 //! [`Document`]: every experiment's tables and notes, then the findings, then the
-//! notes about the run itself. [`write`] puts them where `--out`, `--markdown`, `--json`
+//! notes about the run itself. [`write()`] puts them where `--out`, `--markdown`, `--json`
 //! and `--html` say.
 
 pub mod html;

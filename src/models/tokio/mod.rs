@@ -1,5 +1,5 @@
 //! What the two tokio models share: the accept loop (a task per connection, until
-//! shutdown, then the grace period) and [`TokioStream`], a tokio socket that ends its
+//! shutdown, then the grace period) and `TokioStream`, a tokio socket that ends its
 //! reads at shutdown and at `--idle-timeout`. The models themselves differ only in the
 //! runtime they build: [`multi`] many threads (Go's goroutines), [`current`] one
 //! (gevent's green threads).
