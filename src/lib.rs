@@ -14,6 +14,7 @@
 //!   unterminated requests, over-long lines, bounded memory. Sans-I/O.
 //! - [`service`] — what a line means (`fib` or `upper`), `ERR` replies, and
 //!   [`service::Session`], framer + service for one connection.
+//! - [`accept`] — accepting when the machine says no: one backoff rule for all models.
 //! - [`server`] — [`server::Config`], its one parser [`server::ConfigArgs`] and its
 //!   inverse [`server::Config::to_args`], [`server::Variant`], the listening line,
 //!   [`server::bind`].
@@ -49,6 +50,7 @@
 // No panics on network input: outside tests, every unwrap needs a stated reason.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod accept;
 pub mod bench;
 pub mod client;
 pub mod connection;

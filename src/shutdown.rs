@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
+pub use crate::accept::turn_away;
+use crate::accept::{Backoff, is_transient};
+
 /// A cloneable handle to one server's shutdown. See the module docs.
 #[derive(Clone)]
 pub struct Shutdown {
@@ -45,6 +48,8 @@ struct Inner {
     ended: Condvar,
     /// `--max-conns`: past it, new connections are turned away ([`Shutdown::is_full`]).
     max_connections: AtomicUsize,
+    /// Accepting after transient failures, whichever loop accepts.
+    backoff: Mutex<Backoff>,
 }
 
 #[derive(Default)]
@@ -66,6 +71,7 @@ impl Shutdown {
                 live: Mutex::new(Live::default()),
                 ended: Condvar::new(),
                 max_connections: AtomicUsize::new(usize::MAX),
+                backoff: Mutex::new(Backoff::default()),
             }),
         })
     }
@@ -108,24 +114,38 @@ impl Shutdown {
 
     /// Accepts the next connection, or returns `Ok(None)` once shutdown is triggered.
     ///
-    /// Transient accept errors (the client already reset, out of descriptors) are
-    /// logged and retried after a short pause instead of ending the server.
+    /// Transient accept errors (the client already reset, out of descriptors) pause
+    /// accepting ([`Backoff`]) instead of ending the server; the pause sleeps in `poll`,
+    /// so a shutdown still ends it at once.
     pub fn accept(&self, listener: &TcpListener) -> io::Result<Option<(TcpStream, SocketAddr)>> {
         listener.set_nonblocking(true)?;
         loop {
             if self.is_triggered() {
                 return Ok(None);
             }
+            let paused = self.accept_paused_for(Instant::now());
             let mut fds = [
-                PollFd::new(listener.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.inner.wake_rx.as_fd(), PollFlags::POLLIN),
+                PollFd::new(listener.as_fd(), PollFlags::POLLIN),
             ];
-            match poll(&mut fds, PollTimeout::NONE) {
+            // While paused, only the shutdown is watched, for the rest of the pause.
+            let (watched, timeout) = match paused {
+                Some(left) => (
+                    &mut fds[..1],
+                    PollTimeout::from(u16::try_from(left.as_millis() + 1).unwrap_or(u16::MAX)),
+                ),
+                None => (&mut fds[..], PollTimeout::NONE),
+            };
+            match poll(watched, timeout) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
+            if paused.is_some() {
+                continue;
+            }
             match listener.accept() {
                 Ok((mut stream, peer)) => {
+                    self.accept_recovered();
                     if self.is_full() {
                         turn_away(&mut stream, peer);
                         continue;
@@ -136,13 +156,33 @@ impl Shutdown {
                     return Ok(Some((stream, peer)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if is_transient_accept_error(&e) => {
-                    tracing::warn!(error = %e, "accept failed; retrying");
-                    std::thread::sleep(Duration::from_millis(10));
-                }
+                Err(e) if is_transient(&e) => self.accept_failed(&e),
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// An accept failed with a transient error: accepting pauses ([`Backoff::failed`]).
+    pub fn accept_failed(&self, e: &io::Error) {
+        self.backoff().failed(e);
+    }
+
+    /// An accept worked again ([`Backoff::recovered`]).
+    pub fn accept_recovered(&self) {
+        let mut backoff = self.backoff();
+        if backoff.failures() > 0 {
+            backoff.recovered();
+        }
+    }
+
+    /// How long accepting stays paused after a transient failure; `None`: accept now.
+    pub fn accept_paused_for(&self, now: Instant) -> Option<Duration> {
+        self.backoff().paused_for(now)
+    }
+
+    fn backoff(&self) -> MutexGuard<'_, Backoff> {
+        // One assignment per update: a panic cannot leave it torn.
+        self.inner.backoff.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Registers a live connection until the guard drops. With `Some(stream)`, shutdown
@@ -259,18 +299,6 @@ impl Drain {
     }
 }
 
-/// Answers a connection past `--max-conns` with `ERR server busy` and lets it go. The
-/// socket is fresh, so the one short line fits its send buffer even when non-blocking;
-/// a client that has already gone simply misses it.
-pub fn turn_away(stream: &mut impl io::Write, peer: SocketAddr) {
-    tracing::debug!(%peer, "at --max-conns; turning the connection away");
-    let _ = stream.write(
-        crate::service::Rejection::ServerBusy
-            .reply_line()
-            .as_bytes(),
-    );
-}
-
 /// Keeps a connection counted as live; see [`Shutdown::track`].
 pub struct ConnectionGuard {
     shutdown: Shutdown,
@@ -335,24 +363,6 @@ pub fn interrupt_flag() -> io::Result<Arc<AtomicBool>> {
     let flag = interrupt.clone();
     on_signals(move || flag.store(true, Ordering::SeqCst))?;
     Ok(interrupt)
-}
-
-/// Errors after which the next `accept` may well succeed.
-pub(crate) fn is_transient_accept_error(e: &io::Error) -> bool {
-    use nix::errno::Errno;
-    matches!(
-        e.raw_os_error().map(Errno::from_raw),
-        Some(
-            Errno::ECONNABORTED
-                | Errno::EINTR
-                | Errno::EMFILE
-                | Errno::ENFILE
-                | Errno::ENOBUFS
-                | Errno::ENOMEM
-                | Errno::EPROTO
-                | Errno::EPERM
-        )
-    )
 }
 
 #[cfg(test)]

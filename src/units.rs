@@ -74,6 +74,38 @@ pub fn parse_cpus(text: &str) -> Result<Vec<usize>, ParseError> {
     Ok(cpus)
 }
 
+/// Parses a share: `1%`, `0.5%` or a fraction `0.01`; between 0 and 1.
+///
+/// # Errors
+/// Not a number, or outside 0-100%.
+pub fn parse_share(text: &str) -> Result<f64, ParseError> {
+    let trimmed = text.trim();
+    let (number, scale) = match trimmed.strip_suffix('%') {
+        Some(number) => (number, 0.01),
+        None => (trimmed, 1.0),
+    };
+    match number.trim().parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&(value * scale)) => Ok(value * scale),
+        _ => Err(ParseError(format!(
+            "'{text}' is not a share: try 1% or 0.01 (0 to 100%)"
+        ))),
+    }
+}
+
+/// A list of CPUs as flags give it (`0,1`, `2-3`): one value to clap, so a flag of this
+/// type is parsed by [`parse_cpus`] whole (a `Vec<usize>` flag would make clap split it
+/// and read each part as a number on its own).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CpuList(pub Vec<usize>);
+
+impl std::str::FromStr for CpuList {
+    type Err = ParseError;
+
+    fn from_str(text: &str) -> Result<CpuList, ParseError> {
+        parse_cpus(text).map(CpuList)
+    }
+}
+
 /// Parses `HOST:PORT` (a name is resolved; the first address wins).
 ///
 /// # Errors
@@ -112,11 +144,22 @@ mod tests {
     }
 
     #[test]
+    fn shares() {
+        assert_eq!(parse_share("1%"), Ok(0.01));
+        assert_eq!(parse_share("0.5"), Ok(0.5));
+        assert_eq!(parse_share("0"), Ok(0.0));
+        assert!(parse_share("150%").is_err());
+        assert!(parse_share("-1").is_err());
+        assert!(parse_share("lots").is_err());
+    }
+
+    #[test]
     fn cpu_lists() {
         assert_eq!(parse_cpus("0,1"), Ok(vec![0, 1]));
         assert_eq!(parse_cpus("2-4"), Ok(vec![2, 3, 4]));
         assert_eq!(parse_cpus("0, 2-3"), Ok(vec![0, 2, 3]));
         assert!(parse_cpus("3-1").is_err());
         assert!(parse_cpus("x").is_err());
+        assert_eq!("0,2-3".parse::<CpuList>(), Ok(CpuList(vec![0, 2, 3])));
     }
 }

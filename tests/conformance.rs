@@ -414,49 +414,13 @@ fn reset_client_work_is_cancelled(subject: Subject) {
     // has any), the server is nearly idle.
     drop(next);
     std::thread::sleep(Duration::from_millis(300));
-    let busy = cpu_seconds(&server);
+    let busy = common::cpu_seconds(&server);
     std::thread::sleep(Duration::from_secs(1));
-    let used = cpu_seconds(&server) - busy;
+    let used = common::cpu_seconds(&server) - busy;
     assert!(
         used < 0.5,
         "the server used {used:.2} s of CPU in 1 s after the reset"
     );
-}
-
-/// CPU time the server and its child processes have used (user + system, reaped
-/// children included), in seconds: procpool's workers and prefork's children work too.
-fn cpu_seconds(server: &Server) -> f64 {
-    let pid = server.pid().as_raw();
-    let fields = |pid: i32| -> Option<Vec<String>> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // Fields after the command name (which may hold spaces) start at ") ".
-        Some(
-            stat.rsplit_once(") ")?
-                .1
-                .split(' ')
-                .map(String::from)
-                .collect(),
-        )
-    };
-    let ticks = |f: &[String], from: usize, to: usize| -> f64 {
-        f[from..=to]
-            .iter()
-            .filter_map(|v| v.parse::<f64>().ok())
-            .sum()
-    };
-    // utime, stime, cutime, cstime are fields 14 to 17: 11 to 14 after the name.
-    let mut total = fields(pid).map_or(0.0, |f| ticks(&f, 11, 14));
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if let Some(f) = fields(child)
-            && f[1].parse::<i32>().ok() == Some(pid)
-        {
-            total += ticks(&f, 11, 12);
-        }
-    }
-    total / 100.0
 }
 
 /// SIGTERM while a client pipelines thousands of requests: the server exits 0 within its

@@ -92,6 +92,7 @@ fn spec(addr: SocketAddr, mix: Mix, connections: usize, stop: Stop) -> LoadSpec 
         spin: false,
         cpus: None,
         seed: 7,
+        protocol: fiblab::load::mix::Protocol::Fiblab,
     }
 }
 

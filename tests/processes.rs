@@ -372,6 +372,7 @@ fn load_while_killing_a_child(server: &Server, children: &[Pid]) -> fiblab::load
         spin: false,
         cpus: None,
         seed: 3,
+        protocol: fiblab::load::mix::Protocol::Fiblab,
     };
     let victim = children[0];
     let killer = std::thread::spawn(move || {

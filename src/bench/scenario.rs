@@ -25,7 +25,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::models;
 use crate::server::Variant;
-use crate::units::parse_duration;
+use crate::units::{CpuList, parse_duration};
 
 /// A scenario that cannot run; the message says what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -142,12 +142,12 @@ pub struct Overrides {
     /// Open loop at this many requests per second per cell, instead of closed loops.
     #[arg(long)]
     pub rate: Option<f64>,
-    /// Pin the server process to these CPUs, comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    pub server_cpus: Option<Vec<usize>>,
-    /// Pin the load generator's threads to these CPUs, comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    pub client_cpus: Option<Vec<usize>>,
+    /// Pin the server process to these CPUs, e.g. 0 or 0,1 or 0-3.
+    #[arg(long)]
+    pub server_cpus: Option<CpuList>,
+    /// Pin the load generator's threads to these CPUs, e.g. 1 or 2-3.
+    #[arg(long)]
+    pub client_cpus: Option<CpuList>,
     /// Leave out seed 004's starvation experiment.
     #[arg(long)]
     pub no_starvation: bool,
@@ -184,10 +184,10 @@ impl Overrides {
         if self.server_cpus.is_some() || self.client_cpus.is_some() {
             let mut pinning = scenario.pinning.take().unwrap_or_default();
             if let Some(cpus) = &self.server_cpus {
-                pinning.server = cpus.clone();
+                pinning.server = cpus.0.clone();
             }
             if let Some(cpus) = &self.client_cpus {
-                pinning.client = cpus.clone();
+                pinning.client = cpus.0.clone();
             }
             scenario.pinning = Some(pinning);
         }

@@ -8,18 +8,19 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 
-use fiblab::load::mix::{Class, Mix};
+use fiblab::load::mix::parse_n;
+use fiblab::load::mix::{Class, Expected, Mix, Protocol};
 use fiblab::load::report::{render_csv, render_json, render_text};
 use fiblab::load::{self, Hooks, LoadSpec, Stop};
-use fiblab::units::{parse_addr, parse_cpus, parse_duration};
+use fiblab::units::{CpuList, parse_addr, parse_duration, parse_share};
 
 #[derive(Args)]
 pub struct LoadArgs {
     /// Server address.
     #[arg(short, long, default_value = "127.0.0.1:25000", value_parser = parse_addr)]
     addr: SocketAddr,
-    /// Ask for fib(n) (the default is n = 1).
-    #[arg(short, long, conflicts_with_all = ["mix", "request"])]
+    /// Ask for fib(n), 0 to 93 (the default is n = 1).
+    #[arg(short, long, conflicts_with_all = ["mix", "request"], allow_negative_numbers = true, value_parser = parse_n)]
     n: Option<u32>,
     /// A weighted mix of fib requests, e.g. 1:99,36:1 (n:weight,...); statistics per n.
     #[arg(long, conflicts_with = "request")]
@@ -28,6 +29,18 @@ pub struct LoadArgs {
     /// redis; not memcached's multi-line `get`).
     #[arg(long)]
     request: Option<String>,
+    /// The protocol driven, which says which replies are errors: fiblab (`ERR ...`),
+    /// resp (redis: `-...`), memcached (`ERROR`, `CLIENT_ERROR ...`, `SERVER_ERROR ...`),
+    /// or auto (any of them).
+    #[arg(long, value_enum, default_value_t = Protocol::Auto)]
+    protocol: Protocol,
+    /// With --request: the exact reply a correct server sends (e.g. +PONG); any other
+    /// reply counts as wrong.
+    #[arg(long, requires = "request", conflicts_with = "expect_prefix")]
+    expect: Option<String>,
+    /// With --request: the start of a correct reply (e.g. VERSION for memcached).
+    #[arg(long, requires = "request")]
+    expect_prefix: Option<String>,
     /// Send requests with no newline, as Beazley's clients do.
     #[arg(long)]
     no_newline: bool,
@@ -61,15 +74,21 @@ pub struct LoadArgs {
     #[arg(long)]
     spin: bool,
     /// Pin client threads to these CPUs, e.g. 0,1 or 2-3.
-    #[arg(long, value_parser = parse_cpus)]
-    cpus: Option<Vec<usize>>,
+    #[arg(long)]
+    cpus: Option<CpuList>,
     /// Seed of the random class choice in a mix.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Write the whole report as JSON to this file (- for stdout).
+    /// Exit 1 when more than this share of requests failed (e.g. 1% or 0.01). A run in
+    /// which no request succeeded always exits 1.
+    #[arg(long, value_parser = parse_share, value_name = "SHARE")]
+    max_error_rate: Option<f64>,
+    /// Write the whole report as JSON to this file (- for stdout: the text report then
+    /// goes to stderr).
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Write the per-second series as CSV to this file (- for stdout).
+    /// Write the per-second series as CSV to this file (- for stdout: the text report
+    /// then goes to stderr).
     #[arg(long)]
     csv: Option<PathBuf>,
     /// No live progress line on stderr.
@@ -85,7 +104,15 @@ impl LoadArgs {
     fn spec(&self) -> Result<LoadSpec> {
         let newline = !self.no_newline;
         let mix = match (&self.request, &self.mix, self.n) {
-            (Some(text), _, _) => Mix::new(vec![Class::text(text, newline)])?,
+            (Some(text), _, _) => {
+                let class = Class::text(text, newline);
+                let class = match (&self.expect, &self.expect_prefix) {
+                    (Some(e), _) => class.expecting(Expected::Exact(e.clone().into_bytes())),
+                    (None, Some(p)) => class.expecting(Expected::Prefix(p.clone().into_bytes())),
+                    (None, None) => class,
+                };
+                Mix::new(vec![class])?
+            }
             (None, Some(mix), _) => Mix::parse_fib(mix, newline)?,
             (None, None, n) => Mix::new(vec![Class::checked_fib(n.unwrap_or(1), 1, newline)?])?,
         };
@@ -103,8 +130,9 @@ impl LoadArgs {
             timeout: self.timeout,
             threads: self.threads.unwrap_or_else(fiblab::server::default_workers),
             spin: self.spin,
-            cpus: self.cpus.clone(),
+            cpus: self.cpus.clone().map(|c| c.0),
             seed: self.seed,
+            protocol: self.protocol,
         };
         spec.validate()?;
         Ok(spec)
@@ -112,6 +140,10 @@ impl LoadArgs {
 }
 
 pub fn run(args: LoadArgs) -> Result<()> {
+    let dash = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str() == "-");
+    if dash(&args.json) && dash(&args.csv) {
+        bail!("--json - and --csv - both want standard output: send one of them to a file");
+    }
     let spec = args.spec()?;
     let interrupt = fiblab::shutdown::interrupt_flag()?;
     let report = if args.tui {
@@ -140,7 +172,12 @@ pub fn run(args: LoadArgs) -> Result<()> {
             },
         )?
     };
-    io::stdout().write_all(render_text(&report).as_bytes())?;
+    // Standard output carries one format: a machine format given `-`, else the text.
+    let to_stdout = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str() == "-");
+    match to_stdout(&args.json) || to_stdout(&args.csv) {
+        true => io::stderr().write_all(render_text(&report).as_bytes())?,
+        false => io::stdout().write_all(render_text(&report).as_bytes())?,
+    }
     for (path, text) in [
         (&args.json, render_json(&report) + "\n"),
         (&args.csv, render_csv(&report)),
@@ -153,8 +190,5 @@ pub fn run(args: LoadArgs) -> Result<()> {
             None => {}
         }
     }
-    if report.requests_ok == 0 && report.errors.connect > 0 {
-        bail!("no reply at all; {}", super::connect_hint(args.addr));
-    }
-    super::ensure_correct(report.errors.wrong)
+    Ok(report.verdict(args.max_error_rate)?)
 }

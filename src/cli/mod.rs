@@ -11,19 +11,11 @@ pub mod serve;
 use std::io::{self, Write as _};
 use std::net::SocketAddr;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 /// Writes `text` to standard output.
 pub fn print(text: &str) -> Result<()> {
     io::stdout().write_all(text.as_bytes())?;
-    Ok(())
-}
-
-/// A run whose replies were not fib(n) failed, whatever else it measured.
-pub fn ensure_correct(wrong: u64) -> Result<()> {
-    if wrong > 0 {
-        bail!("{wrong} replies were wrong: the server does not compute fib(n) correctly");
-    }
     Ok(())
 }
 

@@ -78,9 +78,11 @@ impl Input {
 }
 
 /// Accepts every connection a non-blocking listener has waiting, for the models that
-/// drive the listener by readiness. A transient failure (out of descriptors) is
-/// logged and ends this round with `Ok(true)`: the caller must try again soon by
-/// itself, since an edge-triggered listener will not report the waiting clients again.
+/// drive the listener by readiness. A transient failure (out of descriptors) pauses
+/// accepting (`crate::accept::Backoff`) and ends this round with `Ok(true)`; so does a
+/// call during the pause, without touching the listener. Then the caller must try again
+/// after [`Shutdown::accept_paused_for`] by itself: an edge-triggered listener will not
+/// report the waiting clients again.
 ///
 /// # Errors
 /// An accept error that is not transient.
@@ -89,15 +91,25 @@ pub fn accept_pending(
     shutdown: &Shutdown,
     mut on_accept: impl FnMut(TcpStream, SocketAddr),
 ) -> io::Result<bool> {
+    if shutdown
+        .accept_paused_for(std::time::Instant::now())
+        .is_some()
+    {
+        return Ok(true);
+    }
     loop {
         match listener.accept() {
             Ok((mut stream, peer)) if shutdown.is_full() => {
-                crate::shutdown::turn_away(&mut stream, peer);
+                shutdown.accept_recovered();
+                crate::accept::turn_away(&mut stream, peer);
             }
-            Ok((stream, peer)) => on_accept(stream, peer),
+            Ok((stream, peer)) => {
+                shutdown.accept_recovered();
+                on_accept(stream, peer);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if crate::shutdown::is_transient_accept_error(&e) => {
-                tracing::warn!(error = %e, "accept failed; will retry");
+            Err(e) if crate::accept::is_transient(&e) => {
+                shutdown.accept_failed(&e);
                 return Ok(true);
             }
             Err(e) => return Err(e),

@@ -251,7 +251,72 @@ pub fn render_json(r: &Report) -> String {
     serde_json::to_string_pretty(r).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
+/// Why a run counts as failed, for its exit status: a load tool run from a script
+/// must say in its exit code that it measured nothing.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RunFailure {
+    #[error(
+        "no reply at all: {attempts} connection attempts to {target} failed; is a server running there? Start one with `fiblab serve`"
+    )]
+    NoServer { attempts: u64, target: String },
+    #[error("no request succeeded ({failed} failed: {kinds}); the run measured nothing")]
+    NothingSucceeded { failed: u64, kinds: String },
+    #[error("{wrong} replies were wrong: the server does not compute fib(n) correctly")]
+    WrongReplies { wrong: u64 },
+    #[error("{percent:.2}% of requests failed, above --max-error-rate {limit:.2}%")]
+    ErrorRate { percent: f64, limit: f64 },
+}
+
 impl Report {
+    /// Whether the run succeeded: some request succeeded, no reply was wrong, and the
+    /// share of failed requests is at most `max_error_rate` (a fraction, 0.01 = 1%).
+    ///
+    /// # Errors
+    /// The first [`RunFailure`] that applies, in the order of its variants.
+    pub fn verdict(&self, max_error_rate: Option<f64>) -> Result<(), RunFailure> {
+        let failed = self.errors.failed_requests();
+        if self.requests_ok == 0 && failed == 0 && self.errors.connect > 0 {
+            return Err(RunFailure::NoServer {
+                attempts: self.errors.connect,
+                target: self.target.clone(),
+            });
+        }
+        if self.requests_ok == 0 {
+            let e = &self.errors;
+            let kinds = [
+                ("ERR replies", e.err_reply),
+                ("wrong replies", e.wrong),
+                ("timeouts", e.timeout),
+                ("lost to resets", e.reset),
+                ("failed connects", e.connect),
+            ]
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(what, n)| format!("{n} {what}"))
+            .collect::<Vec<_>>();
+            let kinds = match kinds.is_empty() {
+                true => "no request was answered in the measured time".to_string(),
+                false => kinds.join(", "),
+            };
+            return Err(RunFailure::NothingSucceeded { failed, kinds });
+        }
+        if self.errors.wrong > 0 {
+            return Err(RunFailure::WrongReplies {
+                wrong: self.errors.wrong,
+            });
+        }
+        if let Some(limit) = max_error_rate {
+            let share = failed as f64 / (failed + self.requests_ok) as f64;
+            if share > limit {
+                return Err(RunFailure::ErrorRate {
+                    percent: share * 100.0,
+                    limit: limit * 100.0,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The report of a run: every thread's records merged (histograms added, counts
     /// summed, connections and seconds in place), the measured time, and the notes a
     /// reader needs (a busy client, unsent requests, an interruption, no server).
@@ -300,8 +365,11 @@ impl Report {
             last_reply = last_reply.max(s.last_reply);
             stopped = stopped.max(s.stopped_sending);
         }
+        // A run whose every connection was given up ended early: its measured time is
+        // what it really ran, not the time it was asked for.
+        let gave_up = !stats.is_empty() && stats.iter().all(|s| s.gave_up);
         let measured = match spec.stop {
-            Stop::After(d) if !interrupted => d,
+            Stop::After(d) if !interrupted && !gave_up => d,
             _ => last_reply.or(stopped).map_or(Duration::ZERO, |t| {
                 t.saturating_duration_since(measure_start)
             }),
@@ -331,6 +399,13 @@ impl Report {
         }
         if interrupted {
             notes.push("interrupted: these are the figures up to the interruption".into());
+        }
+        if gave_up && !interrupted {
+            notes.push(format!(
+                "ended early, after {:.2} s: no connection to {} could be opened, or kept open for --timeout",
+                measured.as_secs_f64(),
+                spec.addr
+            ));
         }
         if requests_ok == 0 && errors.connect > 0 {
             notes.push(format!(

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::mix::Mix;
+use super::mix::{Mix, Protocol};
 
 /// When a run stops sending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +37,8 @@ pub struct LoadSpec {
     pub spin: bool,
     pub cpus: Option<Vec<usize>>,
     pub seed: u64,
+    /// Which reply lines are errors.
+    pub protocol: Protocol,
 }
 
 /// A load that cannot run as asked.
@@ -132,6 +134,7 @@ mod tests {
             spin: false,
             cpus: None,
             seed: 1,
+            protocol: Protocol::Fiblab,
         }
     }
 

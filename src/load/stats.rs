@@ -88,6 +88,9 @@ pub struct ThreadStats {
     pub busy: f64,
     pub last_reply: Option<Instant>,
     pub stopped_sending: Option<Instant>,
+    /// Every connection of this thread was given up (refused, or down for `--timeout`):
+    /// it stopped before the run's end.
+    pub gave_up: bool,
     /// Requests still in flight when a timed run ended (not errors).
     pub unfinished: u64,
     /// Open loop: requests that fell due but were never sent.
@@ -148,6 +151,7 @@ impl ThreadStats {
             busy: 0.0,
             last_reply: None,
             stopped_sending: None,
+            gave_up: false,
             unfinished: 0,
             missed: 0,
         }

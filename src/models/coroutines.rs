@@ -40,11 +40,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::ThreadId;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Token};
 
+use crate::accept::Backoff;
 use crate::connection::{Activity, AsyncStream, IdleSweep, serve_async};
 use crate::offload::Offload;
 use crate::server::Config;
@@ -63,14 +64,15 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    // Out of descriptors, say: let the other tasks run (and free some)
-                    // before trying again, instead of spinning in this one.
-                    tracing::warn!(error = %e, "accept failed; retrying");
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                    yield_now().await;
+                    // Out of descriptors, say: sleep on the reactor's clock, so the
+                    // executor goes on serving (and closing) the open connections and
+                    // waits in epoll meanwhile; a busy retry would starve them all.
+                    conn_shutdown.accept_failed(&e);
+                    sleep(&reactor, Backoff::PAUSE).await;
                     continue;
                 }
             };
+            conn_shutdown.accept_recovered();
             if conn_shutdown.is_full() {
                 let mut stream = stream;
                 crate::shutdown::turn_away(&mut stream, peer);
@@ -91,15 +93,16 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
     executor.run(&shutdown, accept_task, config.grace, config.idle_timeout)
 }
 
-/// Lets the executor run the other ready tasks before this one continues.
-async fn yield_now() {
-    let mut yielded = false;
+/// Sleeps for `duration` without holding up the executor: the reactor wakes the task
+/// when the time is up (aserver.py's scheduler keeps sleeping tasks in a time-ordered
+/// queue the same way).
+async fn sleep(reactor: &Reactor, duration: Duration) {
+    let deadline = Instant::now() + duration;
     poll_fn(|cx| {
-        if yielded {
+        if Instant::now() >= deadline {
             return Poll::Ready(());
         }
-        yielded = true;
-        cx.waker().wake_by_ref(); // back on the run queue, behind the others
+        reactor.wake_at(deadline, cx.waker());
         Poll::Pending
     })
     .await
@@ -209,6 +212,7 @@ impl Executor {
             waiting: Mutex::new(HashMap::new()),
             next_token: AtomicUsize::new(2),
             reads_stopped: AtomicBool::new(false),
+            timers: Mutex::new(Vec::new()),
         });
         Ok(Executor {
             poll,
@@ -253,7 +257,12 @@ impl Executor {
                 self.reactor.expire_idle(now, limit);
                 continue; // run the tasks it woke
             }
-            let mut timeout = sweep.timeout(now);
+            if self.reactor.next_timer().is_some_and(|at| at <= now) {
+                self.reactor.fire_timers(now);
+                continue;
+            }
+            let next_timer = self.reactor.next_timer().map(|at| at - now);
+            let mut timeout = sweep.shorten(now, next_timer);
             // The accept task counts as live until it is cancelled at the first step.
             match drain.step(shutdown, self.queue.live.load(Ordering::SeqCst)) {
                 DrainStep::Serving => {}
@@ -327,9 +336,31 @@ struct Reactor {
     next_token: AtomicUsize,
     /// Set at shutdown: every read returns end of input from then on.
     reads_stopped: AtomicBool,
+    /// Sleeping tasks ([`sleep`]) and when to wake them.
+    timers: Mutex<Vec<(Instant, Waker)>>,
 }
 
 impl Reactor {
+    fn wake_at(&self, at: Instant, waker: &Waker) {
+        lock(&self.timers).push((at, waker.clone()));
+    }
+
+    /// The earliest timer's deadline, for the executor's wait.
+    fn next_timer(&self) -> Option<Instant> {
+        lock(&self.timers).iter().map(|(at, _)| *at).min()
+    }
+
+    /// Wakes every task whose time has come.
+    fn fire_timers(&self, now: Instant) {
+        let due: Vec<Waker> = {
+            let mut timers = lock(&self.timers);
+            let (due, later) = timers.drain(..).partition(|(at, _)| *at <= now);
+            *timers = later;
+            due.into_iter().map(|(_, waker)| waker).collect::<Vec<_>>()
+        };
+        due.into_iter().for_each(Waker::wake);
+    }
+
     /// Shutdown: ends every read, waking the tasks parked in one.
     fn stop_reads(&self) {
         self.reads_stopped.store(true, Ordering::SeqCst);

@@ -108,10 +108,10 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
                 !expired
             });
         }
-        let mut timeout = sweep.shorten(
-            now,
-            retry_accept.then_some(std::time::Duration::from_millis(10)),
-        );
+        // Accepting paused after a failure (out of descriptors): the edge-triggered
+        // listener will not report the waiting clients again, so wake up to retry.
+        let retry_in = retry_accept.then(|| shutdown.accept_paused_for(now).unwrap_or_default());
+        let mut timeout = sweep.shorten(now, retry_in);
         match drain.step(&shutdown, clients.len()) {
             DrainStep::Serving => {}
             // The SHUTDOWN event below stops accepting and every client's reads.

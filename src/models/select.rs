@@ -76,7 +76,16 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
         let mut readable = FdSet::new();
         let mut writable = FdSet::new();
         if !stopping {
-            readable.insert(listener.as_fd());
+            // After a failed accept (out of descriptors), the listener is left out until
+            // the pause is over: it stays readable, and watching it would spin.
+            match shutdown.accept_paused_for(now) {
+                Some(pause) => {
+                    let pause =
+                        TimeVal::microseconds(pause.as_micros().try_into().unwrap_or(i64::MAX));
+                    timeout = Some(timeout.map_or(pause, |t| t.min(pause)));
+                }
+                None => readable.insert(listener.as_fd()),
+            }
             readable.insert(shutdown.wake_fd());
         }
         for (conn, _) in &clients {

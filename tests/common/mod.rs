@@ -29,16 +29,24 @@ pub struct Server {
 impl Server {
     /// Starts `fiblab serve --model MODEL --port 0 ARGS...` and waits until it listens.
     pub fn start(model: &str, args: &[&str]) -> Server {
-        let mut child = Command::new(fiblab_bin())
+        let mut command = Command::new(fiblab_bin());
+        command
             .args(["serve", "--model", model, "--port", "0"])
-            .args(args)
+            .args(args);
+        Server::spawn(command, model, Stdio::inherit())
+    }
+
+    /// Starts `command` (a `fiblab serve` on port 0, perhaps behind a wrapper such as
+    /// `prlimit`), its standard error to `stderr`, and waits until it listens.
+    pub fn spawn(mut command: Command, model: &str, stderr: Stdio) -> Server {
+        let mut child = command
             .env(
                 "RUST_LOG",
                 std::env::var("FIBLAB_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn fiblab serve");
         let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
@@ -182,6 +190,42 @@ impl Client {
             .shutdown(Shutdown::Write)
             .expect("shutdown(SHUT_WR)");
     }
+}
+
+/// CPU time the server and its child processes have used (user + system, reaped
+/// children included), in seconds: procpool's workers and prefork's children work too.
+pub fn cpu_seconds(server: &Server) -> f64 {
+    let pid = server.pid().as_raw();
+    let fields = |pid: i32| -> Option<Vec<String>> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces) start at ") ".
+        Some(
+            stat.rsplit_once(") ")?
+                .1
+                .split(' ')
+                .map(String::from)
+                .collect(),
+        )
+    };
+    let ticks = |f: &[String], from: usize, to: usize| -> f64 {
+        f[from..=to]
+            .iter()
+            .filter_map(|v| v.parse::<f64>().ok())
+            .sum()
+    };
+    // utime, stime, cutime, cstime are fields 14 to 17: 11 to 14 after the name.
+    let mut total = fields(pid).map_or(0.0, |f| ticks(&f, 11, 14));
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Some(f) = fields(child)
+            && f[1].parse::<i32>().ok() == Some(pid)
+        {
+            total += ticks(&f, 11, 12);
+        }
+    }
+    total / 100.0
 }
 
 /// Compares `actual` with `tests/golden/NAME`, or rewrites that file under

@@ -30,7 +30,7 @@ use crate::bench::results::{
 };
 use crate::bench::rules::{Ratio, finding, missing, rps};
 use crate::bench::scenario::Scenario;
-use crate::load::mix::{Class, Mix};
+use crate::load::mix::{Class, Mix, Protocol};
 use crate::load::{Hooks, LoadSpec, Stop};
 use crate::server::Variant;
 use crate::service::ServiceKind;
@@ -97,6 +97,11 @@ impl Experiment for SeedTables {
                             spin: false,
                             cpus: run.client_cpus(),
                             seed: 1,
+                            protocol: if ping {
+                                Protocol::Resp
+                            } else {
+                                Protocol::Fiblab
+                            },
                         };
                         let r = crate::load::run(&spec, run.interrupt(), Hooks::default())?;
                         let gone = format!("`{label}` stopped accepting connections");

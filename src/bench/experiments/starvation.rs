@@ -335,6 +335,7 @@ pub fn starvation(
         spin: false,
         cpus: None,
         seed: 1,
+        protocol: crate::load::mix::Protocol::Fiblab,
     };
     crate::load::run(
         &spec,

@@ -109,6 +109,7 @@ impl Worker {
                 .all(|c| c.stream.is_none() && c.retry_at.is_none())
         {
             self.exhausted = true; // no connection left to send on
+            self.stats.gave_up = true;
         }
     }
 

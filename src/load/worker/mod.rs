@@ -15,6 +15,7 @@ use mio::{Events, Interest, Poll, Token};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
+use super::mix::Reply;
 use super::spec::{LoadSpec, OnReply, Stop};
 use super::stats::{Latency, Outcome, Shared, ThreadStats, histogram};
 use crate::cpu;
@@ -398,8 +399,8 @@ impl Worker {
             let line = &self.conns[i].read_buf[line_start..end];
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let class = &self.spec.mix.classes[request.class];
-            let is_err = line.starts_with(b"ERR");
-            let correct = !is_err && class.expected.as_deref().is_none_or(|e| e == line);
+            let judged = class.judge(self.spec.protocol, line);
+            let correct = judged == Reply::Correct;
             if let Some(on_reply) = &self.on_reply {
                 on_reply(now.duration_since(request.sent), line, correct);
             }
@@ -411,10 +412,10 @@ impl Worker {
                 intended: now.duration_since(request.intended),
                 sent: now.duration_since(request.sent),
             };
-            let outcome = match (correct, is_err) {
-                (true, _) => Outcome::Ok(latency),
-                (false, true) => Outcome::ErrReply,
-                (false, false) => Outcome::Wrong,
+            let outcome = match judged {
+                Reply::Correct => Outcome::Ok(latency),
+                Reply::Error => Outcome::ErrReply,
+                Reply::Wrong => Outcome::Wrong,
             };
             self.stats.record(request.class, second, outcome, now);
             if correct {

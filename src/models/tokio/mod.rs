@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use crate::accept::Backoff;
 use crate::connection::{AsyncStream, serve_async};
 use crate::offload::Offload;
 use crate::server::Config;
@@ -85,10 +86,12 @@ async fn accept_loop(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) if shutdown.is_full() => {
+                    shutdown.accept_recovered();
                     tracing::debug!(%peer, "at --max-conns; turning the connection away");
                     let _ = stream.try_write(Rejection::ServerBusy.reply_line().as_bytes());
                 }
                 Ok((stream, peer)) => {
+                    shutdown.accept_recovered();
                     let _ = stream.set_nodelay(true);
                     let live = shutdown.track(None);
                     let stream = TokioStream {
@@ -103,8 +106,10 @@ async fn accept_loop(
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    // Out of descriptors, say: pause accepting; the open connections
+                    // go on being served meanwhile.
+                    shutdown.accept_failed(&e);
+                    tokio::time::sleep(Backoff::PAUSE).await;
                 }
             },
         }
