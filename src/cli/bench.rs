@@ -4,7 +4,7 @@ use std::io::{self, IsTerminal as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use clap::Args;
 
 use fiblab::bench::export::{self, Outputs};
@@ -26,13 +26,16 @@ pub struct BenchArgs {
     /// Write report.md, report.json, report.html and the SVG plots into this folder.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Also write the tables as markdown to this file (linking the plots in --out).
+    /// Also write the tables as markdown to this file (linking the plots in --out); -
+    /// for stdout.
     #[arg(long)]
     markdown: Option<PathBuf>,
-    /// Write everything (every sample, every cell, the machine) as JSON to this file.
+    /// Write everything (every sample, every cell, the machine) as JSON to this file; -
+    /// for stdout (the tables are then not printed).
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Write one self-contained HTML page (tables and plots inline) to this file.
+    /// Write one self-contained HTML page (tables and plots inline) to this file; - for
+    /// stdout.
     #[arg(long)]
     html: Option<PathBuf>,
     /// Measure nothing: draw the tables, plots and pages again from a report.json that
@@ -42,6 +45,15 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    let outputs = Outputs {
+        dir: args.out.clone(),
+        markdown: args.markdown.clone(),
+        json: args.json.clone(),
+        html: args.html.clone(),
+    };
+    if outputs.stdout_count() > 1 {
+        bail!("only one of --markdown, --json and --html can be - (standard output)");
+    }
     let (report, interrupted) = match &args.replot {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -52,13 +64,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         None => measure(&args)?,
     };
-    super::print(&export::markdown::render(&report, &[]))?;
-    let outputs = Outputs {
-        dir: args.out.clone(),
-        markdown: args.markdown,
-        json: args.json,
-        html: args.html,
-    };
+    // Standard output carries one format: the one given `-`, else the tables.
+    if outputs.to_stdout().is_none() {
+        super::print(&export::markdown::render(&report, &[]))?;
+    }
     let plots = export::write(&report, &outputs)?;
     if let Some(dir) = &outputs.dir {
         eprintln!(

@@ -90,10 +90,37 @@ fn header_lines(r: &BenchReport) -> [String; 2] {
 pub struct Outputs {
     /// `report.md`, `report.json`, `report.html` and every plot's SVG.
     pub dir: Option<PathBuf>,
-    /// The markdown alone, its plot links relative to this file.
+    /// The markdown alone, its plot links relative to this file; `-`: standard output.
     pub markdown: Option<PathBuf>,
+    /// The JSON report; `-`: standard output.
     pub json: Option<PathBuf>,
+    /// The HTML page; `-`: standard output.
     pub html: Option<PathBuf>,
+}
+
+impl Outputs {
+    /// The one output that goes to standard output (`-`), if any: then nothing else
+    /// may be written there.
+    pub fn to_stdout(&self) -> Option<&'static str> {
+        let dash = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str() == "-");
+        [
+            (dash(&self.markdown), "--markdown"),
+            (dash(&self.json), "--json"),
+            (dash(&self.html), "--html"),
+        ]
+        .into_iter()
+        .filter(|(d, _)| *d)
+        .map(|(_, flag)| flag)
+        .next()
+    }
+
+    /// How many outputs want standard output; more than one cannot share it.
+    pub fn stdout_count(&self) -> usize {
+        [&self.markdown, &self.json, &self.html]
+            .into_iter()
+            .filter(|p| p.as_ref().is_some_and(|p| p.as_os_str() == "-"))
+            .count()
+    }
 }
 
 /// A report that could not be written.
@@ -115,7 +142,11 @@ pub enum ExportError {
 pub fn write(report: &BenchReport, outputs: &Outputs) -> Result<usize, ExportError> {
     let plots = experiments::plots(report)?;
     let put = |path: &Path, text: &str| {
-        std::fs::write(path, text).map_err(|source| ExportError::Write {
+        let written = match path.as_os_str() == "-" {
+            true => std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes()),
+            false => std::fs::write(path, text),
+        };
+        written.map_err(|source| ExportError::Write {
             path: path.to_path_buf(),
             source,
         })
