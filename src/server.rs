@@ -146,20 +146,27 @@ pub struct ConfigArgs {
     #[arg(long, default_value_t = DEFAULT_MAX_CONNS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_conns: usize,
     /// A connection silent this long (or not reading its replies) is closed; 0: never.
+    /// 300s: long enough for a person typing into nc, short enough that silent
+    /// connections (slowloris) do not hold their slots for good.
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
-    /// Largest n a request may ask for (at most 93, where u64 ends).
+    /// Largest n a request may ask for (at most 93, where u64 ends). 44: naive fib(44)
+    /// takes about 2 s on a small VM, so no request holds a worker for long.
     #[arg(long, default_value_t = DEFAULT_MAX_N)]
     pub max_n: u32,
     /// Longest request line in bytes, terminator excluded.
     #[arg(long, default_value_t = DEFAULT_MAX_LINE)]
     pub max_line: usize,
-    /// Pool size (threadpool workers, tokio runtime threads, offload workers, prefork
-    /// processes). Default: CPUs.
+    /// Pool size. Default, per model: min(32, CPUs + 4) threadpool workers (Python's
+    /// ThreadPoolExecutor, the seeds' pool: each worker holds a whole connection, so one
+    /// per CPU would leave clients queued on a small machine); one per CPU for tokio's
+    /// runtime threads, the --offload pool and prefork's and procpool's processes (more
+    /// would only take turns on the same cores).
     #[arg(short, long)]
     pub workers: Option<usize>,
     /// threadpool: connections that may wait for a worker; --offload: jobs that may wait
-    /// for a worker. Past it: `ERR server busy`.
+    /// for a worker. Past it: `ERR server busy` (an answer beats an unbounded wait). 64:
+    /// a burst queues briefly, a flood is told at once.
     #[arg(long, default_value_t = DEFAULT_QUEUE)]
     pub queue: usize,
     /// Run fib in a bounded pool of --workers threads (at most --queue waiting) so the
@@ -170,17 +177,23 @@ pub struct ConfigArgs {
     /// shared SO_REUSEPORT port.
     #[arg(long)]
     pub ports: bool,
-    /// On SIGINT/SIGTERM, how long open connections get to finish (e.g. 5s, 500ms).
+    /// On SIGINT/SIGTERM, how long open connections get to finish (e.g. 5s, 500ms). 5s:
+    /// room for a request up to --max-n to finish.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub grace: Duration,
 }
 
 impl ConfigArgs {
-    /// The settings these flags give; `free_ports` says the server was asked for port 0.
+    /// The settings these flags give; `free_ports` says the server was asked for port 0,
+    /// `default_workers` is the model's `--workers` when none is given.
     ///
     /// # Errors
     /// `--max-n` past what u64 holds, `--workers 0`.
-    pub fn into_config(self, free_ports: bool) -> Result<Config, ConfigError> {
+    pub fn into_config(
+        self,
+        free_ports: bool,
+        default_workers: usize,
+    ) -> Result<Config, ConfigError> {
         if self.max_n > MAX_N_FITS_U64 {
             return Err(ConfigError::MaxNTooLarge(self.max_n));
         }
@@ -193,7 +206,7 @@ impl ConfigArgs {
                 max_n: self.max_n,
             },
             max_line: self.max_line.max(1),
-            workers: self.workers.unwrap_or_else(default_workers),
+            workers: self.workers.unwrap_or(default_workers),
             queue: self.queue,
             max_conns: self.max_conns,
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
@@ -327,7 +340,7 @@ mod tests {
         Flags::try_parse_from(argv)
             .unwrap()
             .config
-            .into_config(false)
+            .into_config(false, default_workers())
             .unwrap()
     }
 
@@ -374,9 +387,12 @@ mod tests {
     fn settings_past_their_limits_are_refused() {
         let argv = ["fiblab", "--max-n", "94"];
         let args = Flags::try_parse_from(argv).unwrap().config;
-        assert_eq!(args.into_config(false), Err(ConfigError::MaxNTooLarge(94)));
+        assert_eq!(
+            args.into_config(false, 1),
+            Err(ConfigError::MaxNTooLarge(94))
+        );
         let args = Flags::try_parse_from(["fiblab", "-w", "0"]).unwrap().config;
-        assert_eq!(args.into_config(false), Err(ConfigError::NoWorkers));
+        assert_eq!(args.into_config(false, 1), Err(ConfigError::NoWorkers));
     }
 
     #[test]

@@ -421,6 +421,7 @@ fn fixture() -> Report {
         per_second: (0..2)
             .map(|s| SecondReport {
                 second: s,
+                span_s: 1.0,
                 classes: vec![
                     SecondClass {
                         label: "n=1".into(),

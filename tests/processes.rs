@@ -213,7 +213,7 @@ fn prefork_children_get_every_setting_of_the_parent() {
         let serve = Serve::try_parse_from(&argv[1..]).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         assert_eq!(serve.model, "single");
         assert!(serve.inherited_listener);
-        let config = serve.config.into_config(false).unwrap();
+        let config = serve.config.into_config(false, 1).unwrap();
         assert_eq!(config.max_conns, 7, "{argv:?}");
         assert_eq!(config.idle_timeout, Some(Duration::from_secs(9)));
         assert_eq!(config.service.max_n, 40);

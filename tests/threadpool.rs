@@ -41,3 +41,35 @@ fn workers_serve_clients_in_parallel() {
         assert_eq!(c.ask("1\n"), "1", "client {i}");
     }
 }
+
+/// Pinned to one CPU, the default pool still serves two clients at once: it follows
+/// Python's ThreadPoolExecutor, min(32, CPUs + 4), not one worker per CPU (with which
+/// the second client waited in the queue for the whole run).
+#[test]
+fn pinned_to_one_cpu_the_default_pool_serves_two_clients() {
+    if std::process::Command::new("taskset")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "taskset missing under CI: .ci/run installs util-linux"
+        );
+        eprintln!("SKIPPED: taskset (util-linux) is not installed");
+        return;
+    }
+    let mut command = std::process::Command::new("taskset");
+    command.args(["-c", "0", common::fiblab_bin()]).args([
+        "serve",
+        "--model",
+        "threadpool",
+        "--port",
+        "0",
+    ]);
+    let server = Server::spawn(command, "threadpool", std::process::Stdio::inherit());
+    let mut first = server.connect();
+    let mut second = server.connect();
+    assert_eq!(first.ask("10\n"), "55");
+    assert_eq!(second.ask("10\n"), "55", "the second client is served too");
+}

@@ -137,7 +137,8 @@ pub struct Cell {
     pub median_rps: f64,
     /// (max - min) / median of the requests per second.
     pub spread: f64,
-    /// Median p50 and p99 latency, µs.
+    /// p50 and p99 latency, µs, of every repetition's requests together (histograms
+    /// merged).
     pub p50_us: u64,
     pub p99_us: u64,
     /// Some connection got no reply at all in some repetition (`single`, 2 clients).
@@ -154,8 +155,11 @@ pub const CDF_PERCENTILES: &[f64] = &[
     99.9, 99.99, 100.0,
 ];
 
-/// The merged distribution of base64 V2+DEFLATE HdrHistograms, as `[percentile, µs]`.
-pub fn merged_cdf<'a>(histograms: impl Iterator<Item = &'a str>) -> Vec<[f64; 2]> {
+/// base64 V2+DEFLATE HdrHistograms merged into one; `None` when none decodes or all
+/// are empty.
+pub fn merged_histogram<'a>(
+    histograms: impl Iterator<Item = &'a str>,
+) -> Option<hdrhistogram::Histogram<u64>> {
     use base64::Engine as _;
     let mut merged: Option<hdrhistogram::Histogram<u64>> = None;
     for text in histograms.filter(|t| !t.is_empty()) {
@@ -174,12 +178,17 @@ pub fn merged_cdf<'a>(histograms: impl Iterator<Item = &'a str>) -> Vec<[f64; 2]
             }
         }
     }
-    match merged {
-        Some(h) if !h.is_empty() => CDF_PERCENTILES
+    merged.filter(|h| !h.is_empty())
+}
+
+/// The merged distribution of base64 V2+DEFLATE HdrHistograms, as `[percentile, µs]`.
+pub fn merged_cdf<'a>(histograms: impl Iterator<Item = &'a str>) -> Vec<[f64; 2]> {
+    match merged_histogram(histograms) {
+        Some(h) => CDF_PERCENTILES
             .iter()
             .map(|&p| [p, h.value_at_quantile(p / 100.0) as f64])
             .collect(),
-        _ => Vec::new(),
+        None => Vec::new(),
     }
 }
 
@@ -243,14 +252,23 @@ pub fn aggregate(samples: &[Sample]) -> Vec<Cell> {
                 (Some(max), Some(min)) if median_rps > 0.0 => (max - min) / median_rps,
                 _ => 0.0,
             };
+            // One rule for latency wherever it is shown: percentiles of all the
+            // repetitions' requests together (their histograms merged), as the CDF plots
+            // draw them; the median of each repetition's percentile only where a sample
+            // carried no histogram.
+            let merged = merged_histogram(runs.iter().map(|s| s.histogram.as_str()));
+            let percentile = |q: f64, each: fn(&Sample) -> u64| match &merged {
+                Some(h) => h.value_at_quantile(q),
+                None => median_u64(runs.iter().map(|s| each(s)).collect()),
+            };
             Cell {
                 variant,
                 n,
                 clients,
                 median_rps,
                 spread: (spread * 1000.0).round() / 1000.0,
-                p50_us: median_u64(runs.iter().map(|s| s.p50_us).collect()),
-                p99_us: median_u64(runs.iter().map(|s| s.p99_us).collect()),
+                p50_us: percentile(0.5, |s| s.p50_us),
+                p99_us: percentile(0.99, |s| s.p99_us),
                 starved: runs.iter().any(|s| s.per_connection.contains(&0)),
                 errors: runs.iter().map(|s| s.errors).sum(),
                 latency_cdf: merged_cdf(runs.iter().map(|s| s.histogram.as_str())),
@@ -446,6 +464,9 @@ pub(crate) mod tests {
         assert_eq!(cdf[0], [0.0, 10.0]);
         assert!(cdf.windows(2).all(|w| w[0][1] <= w[1][1]), "{cdf:?}");
         assert!(merged_cdf(["", "not base64!"].into_iter()).is_empty());
+        // The table's p99 and the plot's are one figure: both from the merged histogram.
+        let p99 = cdf.iter().find(|p| p[0] == 99.0).unwrap()[1];
+        assert_eq!(r.cells[0].p99_us as f64, p99);
     }
 
     fn sample(

@@ -6,6 +6,12 @@
 
 use super::results::{BenchReport, Finding, Table, Verdict};
 
+/// A ratio as every table and finding prints it: two decimals (1.0946 -> `1.09`), so a
+/// figure reads the same wherever it appears.
+pub fn ratio(x: f64) -> String {
+    format!("{x:.2}")
+}
+
 /// Median req/s of a cell.
 pub fn rps(r: &BenchReport, variant: &str, n: u32, clients: usize) -> Option<f64> {
     r.cells
@@ -78,7 +84,10 @@ impl Ratio<'_> {
                 } else {
                     format!("{clients} clients")
                 };
-                let evidence = format!("n={n}, {who}: {la} {x:.0} req/s, {lb} {y:.0}: {ratio:.2}x");
+                let evidence = format!(
+                    "n={n}, {who}: {la} {x:.0} req/s, {lb} {y:.0}: {}x",
+                    self::ratio(ratio)
+                );
                 finding(self.source, self.claim, verdict, evidence)
             }
             _ => missing(

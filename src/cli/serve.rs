@@ -30,7 +30,8 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
-    let config = args.config.into_config(args.port == 0)?;
+    let defaults = models::find(&args.model).map_or(1, |m| m.workers.default_here());
+    let config = args.config.into_config(args.port == 0, defaults)?;
     let variant = Variant {
         model: args.model,
         offload: config.offload,

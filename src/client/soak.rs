@@ -83,7 +83,10 @@ pub fn run(
     spec(SocketAddr::from(([127, 0, 0, 1], 0)))
         .validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let server = ServerProcess::start(exe, variant, &Config::default(), &[])?;
+    let config = crate::models::find(&variant.model).map_or(Config::default(), |model| {
+        crate::models::defaults_for(model, Config::default())
+    });
+    let server = ServerProcess::start(exe, variant, &config, &[])?;
     let rss = |pid: u32| {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .ok()

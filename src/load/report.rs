@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::spec::{LoadSpec, Stop};
 pub use super::stats::Errors;
-use super::stats::{ThreadStats, encode_histogram, histogram};
+use super::stats::{ThreadStats, encode_histogram, histogram, widen};
 
 /// Version of the JSON layout below; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -103,6 +103,10 @@ pub struct Percentiles {
 pub struct SecondReport {
     /// Seconds since the measurement started (0 = the first second).
     pub second: u64,
+    /// How much of this second was measured: 1 for whole seconds, less for the last
+    /// one when the run ended within it. The rows add up to the run's totals; the
+    /// warm-up is in none of them.
+    pub span_s: f64,
     pub classes: Vec<SecondClass>,
 }
 
@@ -220,13 +224,14 @@ pub fn render_text(r: &Report) -> String {
 
 /// The per-second series: `second,class,requests_ok,p99_us,errors`.
 pub fn render_csv(r: &Report) -> String {
-    let mut out = String::from("second,class,requests_ok,p99_us,errors\n");
+    let mut out = String::from("second,span_s,class,requests_ok,p99_us,errors\n");
     for s in &r.per_second {
         for c in &s.classes {
             let _ = writeln!(
                 out,
-                "{},{},{},{},{}",
+                "{},{},{},{},{},{}",
                 s.second,
+                s.span_s,
                 csv_field(&c.label),
                 c.requests_ok,
                 c.p99_us,
@@ -341,10 +346,18 @@ impl Report {
         let mut missed = 0;
         let mut last_reply = None::<Instant>;
         let mut stopped = None::<Instant>;
+        // Exact (min, max) per class, from the due time and from the send time.
+        let mut ranges: Vec<[Option<(u64, u64)>; 2]> = vec![[None, None]; classes];
         for s in &stats {
             for (c, cs) in s.classes.iter().enumerate() {
                 let _ = intended[c].add(&cs.intended);
                 let _ = sent[c].add(&cs.sent);
+                let merge = |a: Option<(u64, u64)>, b: Option<(u64, u64)>| match (a, b) {
+                    (Some((lo, hi)), Some(_)) => Some(widen(Some(widen(b, lo)), hi)),
+                    (a, b) => a.or(b),
+                };
+                ranges[c][0] = merge(ranges[c][0], cs.intended_range);
+                ranges[c][1] = merge(ranges[c][1], cs.sent_range);
                 counts[c].0 += cs.ok;
                 counts[c].1 += cs.err_replies;
                 counts[c].2 += cs.wrong;
@@ -375,6 +388,8 @@ impl Report {
             }),
         };
         let whole_seconds = measured.as_secs() as usize;
+        // The last, partial second too, so that the rows add up to the totals.
+        let every_second = (measured.as_secs_f64().ceil() as usize).max(whole_seconds);
         let requests_ok: u64 = counts.iter().map(|c| c.0).sum();
         let thread_busy: Vec<f64> = stats
             .iter()
@@ -451,8 +466,8 @@ impl Report {
                     requests_ok: counts[c].0,
                     err_replies: counts[c].1,
                     wrong: counts[c].2,
-                    latency_us: percentiles(&intended[c]),
-                    latency_sent_us: percentiles(&sent[c]),
+                    latency_us: exact(percentiles(&intended[c]), ranges[c][0]),
+                    latency_sent_us: exact(percentiles(&sent[c]), ranges[c][1]),
                     histogram: encode_histogram(&intended[c]),
                     histogram_sent: encode_histogram(&sent[c]),
                 })
@@ -460,10 +475,14 @@ impl Report {
             per_connection,
             per_second: seconds
                 .into_iter()
-                .take(whole_seconds)
+                .take(every_second)
                 .enumerate()
                 .map(|(t, classes)| SecondReport {
                     second: t as u64,
+                    span_s: match t < whole_seconds {
+                        true => 1.0,
+                        false => ((measured.as_secs_f64() - t as f64) * 1000.0).round() / 1000.0,
+                    },
                     classes: classes
                         .into_iter()
                         .zip(&spec.mix.classes)
@@ -486,6 +505,15 @@ impl Report {
             },
             notes,
         }
+    }
+}
+
+/// `p` with its min and max replaced by the exact extremes: a histogram keeps values
+/// only to its precision, and a "min" below every sample printed would be wrong.
+fn exact(p: Percentiles, range: Option<(u64, u64)>) -> Percentiles {
+    match range {
+        Some((min, max)) => Percentiles { min, max, ..p },
+        None => p,
     }
 }
 
@@ -518,5 +546,13 @@ mod percentile_tests {
         }
         let p = percentiles(&h);
         assert_eq!((p.min, p.p50, p.p99, p.max), (1, 50, 99, 100));
+        let mut coarse = histogram(3);
+        coarse.record(123_456).unwrap();
+        let p = exact(percentiles(&coarse), Some((123_456, 123_456)));
+        assert_eq!(
+            (p.min, p.max),
+            (123_456, 123_456),
+            "not the bucket's bounds"
+        );
     }
 }

@@ -65,6 +65,10 @@ pub struct Shared {
 }
 
 pub struct ClassStats {
+    /// Exact extremes, µs (the histograms keep values only to their precision):
+    /// `(min, max)` from the due time and from the send time; `None` before any reply.
+    pub intended_range: Option<(u64, u64)>,
+    pub sent_range: Option<(u64, u64)>,
     pub intended: Histogram<u64>,
     pub sent: Histogram<u64>,
     pub ok: u64,
@@ -138,6 +142,8 @@ impl ThreadStats {
         ThreadStats {
             classes: (0..classes)
                 .map(|_| ClassStats {
+                    intended_range: None,
+                    sent_range: None,
                     intended: histogram(3),
                     sent: histogram(3),
                     ok: 0,
@@ -175,10 +181,12 @@ impl ThreadStats {
         let stats = &mut self.classes[class];
         match outcome {
             Outcome::Ok(latency) => {
-                let intended = micros(latency.intended);
+                let (intended, sent) = (micros(latency.intended), micros(latency.sent));
                 stats.ok += 1;
                 stats.intended.saturating_record(intended);
-                stats.sent.saturating_record(micros(latency.sent));
+                stats.sent.saturating_record(sent);
+                stats.intended_range = Some(widen(stats.intended_range, intended));
+                stats.sent_range = Some(widen(stats.sent_range, sent));
                 per_second.ok += 1;
                 per_second.latency.saturating_record(intended);
                 self.last_reply = Some(now);
@@ -195,6 +203,11 @@ impl ThreadStats {
             }
         }
     }
+}
+
+/// `range` widened to hold `value`.
+pub fn widen(range: Option<(u64, u64)>, value: u64) -> (u64, u64) {
+    range.map_or((value, value), |(lo, hi)| (lo.min(value), hi.max(value)))
 }
 
 /// Whole microseconds, at least 1 (the histograms' lowest value).
@@ -221,6 +234,8 @@ mod tests {
         assert_eq!(stats.classes[0].ok, 1);
         assert_eq!(stats.classes[0].intended.max(), 30);
         assert_eq!(stats.classes[0].sent.max(), 20);
+        assert_eq!(stats.classes[0].intended_range, Some((30, 30)));
+        assert_eq!(widen(Some((5, 9)), 2), (2, 9));
         assert_eq!(
             (stats.classes[1].err_replies, stats.classes[1].wrong),
             (1, 1)

@@ -52,6 +52,35 @@ pub enum Clients {
     Sharded,
 }
 
+/// What `--workers` means for a model, and why its default is what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    /// The model has no pool: one thread, or a thread per connection.
+    Unused,
+    /// One per usable CPU: runtime threads, offload workers, processes. More would only
+    /// take turns on the same cores.
+    Cpus,
+    /// Python's `ThreadPoolExecutor` default, the seeds' pool: `min(32, CPUs + 4)`. Each
+    /// worker holds a whole connection, so a pool of only one per CPU would leave a
+    /// client waiting in the queue for the whole run on a small machine.
+    ThreadPoolExecutor,
+}
+
+impl Workers {
+    /// The default on a machine with `cpus` usable CPUs.
+    pub fn default_for(self, cpus: usize) -> usize {
+        match self {
+            Workers::Unused | Workers::Cpus => cpus.max(1),
+            Workers::ThreadPoolExecutor => (cpus + 4).min(32),
+        }
+    }
+
+    /// The default on this machine, for the CPUs this process may use.
+    pub fn default_here(self) -> usize {
+        self.default_for(crate::server::default_workers())
+    }
+}
+
 /// One registry entry.
 #[derive(Debug, Clone, Copy)]
 pub struct Model {
@@ -64,6 +93,8 @@ pub struct Model {
     /// One line: how it schedules.
     pub summary: &'static str,
     pub clients: Clients,
+    /// What `--workers` defaults to for this model.
+    pub workers: Workers,
     /// Accepts `--offload`: fib in a bounded worker pool instead of on the loop.
     pub offload: bool,
     /// Accepts `--ports`: one port per worker process instead of one shared port.
@@ -86,6 +117,7 @@ pub const MODELS: &[Model] = &[
         seed: "one_server.py (000, 001, 004)",
         summary: "one thread: accept a client, serve it until it leaves, then the next",
         clients: Clients::OneAtATime,
+        workers: Workers::Unused,
         offload: false,
         ports: false,
         reuse_port: false,
@@ -98,6 +130,7 @@ pub const MODELS: &[Model] = &[
         seed: "thread_server.py (000, 001, 002, 004)",
         summary: "one OS thread per connection",
         clients: Clients::Concurrent,
+        workers: Workers::Unused,
         offload: false,
         ports: false,
         reuse_port: false,
@@ -110,6 +143,7 @@ pub const MODELS: &[Model] = &[
         seed: "thread pool / ThreadPoolExecutor (002, 003)",
         summary: "--workers threads take connections from a bounded queue; beyond it: ERR server busy",
         clients: Clients::Concurrent,
+        workers: Workers::ThreadPoolExecutor,
         offload: false,
         ports: false,
         reuse_port: false,
@@ -122,6 +156,7 @@ pub const MODELS: &[Model] = &[
         seed: "server.go (000, 001)",
         summary: "tokio multi-thread runtime, a task per connection (Go's goroutines)",
         clients: Clients::Concurrent,
+        workers: Workers::Cpus,
         offload: true,
         ports: false,
         reuse_port: false,
@@ -134,6 +169,7 @@ pub const MODELS: &[Model] = &[
         seed: "gevent server (002, 003)",
         summary: "tokio current-thread runtime, a task per connection (green threads)",
         clients: Clients::Concurrent,
+        workers: Workers::Cpus,
         offload: true,
         ports: false,
         reuse_port: false,
@@ -146,6 +182,7 @@ pub const MODELS: &[Model] = &[
         seed: "non-blocking server (003)",
         summary: "one thread busy-polls non-blocking sockets, no readiness API (burns a core)",
         clients: Clients::Concurrent,
+        workers: Workers::Unused,
         offload: false,
         ports: false,
         reuse_port: false,
@@ -158,6 +195,7 @@ pub const MODELS: &[Model] = &[
         source: "src/models/select.rs",
         summary: "one thread, select(2) readiness; past FD_SETSIZE: ERR server busy",
         clients: Clients::Concurrent,
+        workers: Workers::Unused,
         offload: false,
         ports: false,
         reuse_port: false,
@@ -170,6 +208,7 @@ pub const MODELS: &[Model] = &[
         seed: "selectors server (003)",
         summary: "one thread, edge-triggered epoll (mio), a state machine per connection",
         clients: Clients::Concurrent,
+        workers: Workers::Cpus,
         offload: true,
         ports: false,
         reuse_port: false,
@@ -182,6 +221,7 @@ pub const MODELS: &[Model] = &[
         seed: "aserver.py (000, 001)",
         summary: "a hand-built executor and epoll reactor, a task per connection (no tokio)",
         clients: Clients::Concurrent,
+        workers: Workers::Cpus,
         offload: true,
         ports: false,
         reuse_port: false,
@@ -194,6 +234,7 @@ pub const MODELS: &[Model] = &[
         seed: "subinterpreters_server.py (000, 001)",
         summary: "a thread per connection; fib runs in its own WebAssembly interpreter (wasmi), via channels",
         clients: Clients::Concurrent,
+        workers: Workers::Unused,
         offload: false,
         ports: false,
         reuse_port: false,
@@ -206,6 +247,7 @@ pub const MODELS: &[Model] = &[
         seed: "multiprocess_server.py (000, 001, 004)",
         summary: "a thread per connection; fib runs in a pool of --workers worker processes, over pipes",
         clients: Clients::Concurrent,
+        workers: Workers::Cpus,
         offload: false,
         ports: false,
         reuse_port: false,
@@ -218,6 +260,7 @@ pub const MODELS: &[Model] = &[
         seed: "many_server.py (000, 001)",
         summary: "--workers single-thread server processes on one SO_REUSEPORT port (--ports: a port each)",
         clients: Clients::Sharded,
+        workers: Workers::Cpus,
         offload: false,
         ports: true,
         reuse_port: true,
@@ -290,6 +333,15 @@ pub fn parse_variant(text: &str) -> Result<Variant, VariantError> {
     let variant = Variant::split(text);
     check(&variant)?;
     Ok(variant)
+}
+
+/// `base` with the settings `model` defaults to (its `--workers`): what `fiblab serve
+/// --model M` runs with when given no flags.
+pub fn defaults_for(model: &Model, base: Config) -> Config {
+    Config {
+        workers: model.workers.default_here(),
+        ..base
+    }
 }
 
 /// Every variant the registry serves: each model, and its `+offload` form where it has
@@ -365,6 +417,18 @@ mod tests {
             assert_eq!(MODELS.iter().filter(|o| o.name == m.name).count(), 1);
         }
         assert!(find("nope").is_none());
+    }
+
+    #[test]
+    fn pools_default_as_the_seeds_library_does() {
+        assert_eq!(Workers::ThreadPoolExecutor.default_for(1), 5);
+        assert_eq!(Workers::ThreadPoolExecutor.default_for(2), 6);
+        assert_eq!(Workers::ThreadPoolExecutor.default_for(64), 32);
+        assert_eq!(Workers::Cpus.default_for(16), 16);
+        assert_eq!(
+            find("threadpool").map(|m| m.workers),
+            Some(Workers::ThreadPoolExecutor)
+        );
     }
 
     #[test]

@@ -185,13 +185,16 @@ impl<'a> Run<'a> {
             .pinning
             .as_ref()
             .map_or(&[][..], |p| p.server.as_slice());
-        let config = Config {
+        let base = Config {
             service: Service {
                 kind,
                 ..Service::default()
             },
             ..Config::default()
         };
+        // Each model with its own defaults, as `fiblab serve --model M` would run.
+        let config = crate::models::find(&variant.model)
+            .map_or(base, |model| crate::models::defaults_for(model, base));
         ServerProcess::start(self.exe, variant, &config, cpus)
     }
 }
@@ -303,6 +306,22 @@ mod tests {
                 .iter()
                 .any(|row| row[0] == "seed 000, 总结 4")
         );
+    }
+
+    #[test]
+    fn a_ratio_reads_the_same_in_the_table_and_the_findings() {
+        let r = report(&[], &[("threads", 1.0946), ("tokio-current", 0.0)]);
+        let (tables, _) = starvation::Starvation.tables(&r);
+        let row = &tables[0].rows[0];
+        assert_eq!(row[4], "1.09");
+        let evidence = starvation::Starvation
+            .findings(&r)
+            .into_iter()
+            .map(|f| f.evidence)
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(evidence.contains("threads 1.09"), "{evidence}");
+        assert!(!evidence.contains('%'), "{evidence}");
     }
 
     #[test]

@@ -28,12 +28,19 @@ use crate::bench::results::{
     BenchReport, FLOOR, Finding, Plot, Sample, Table, Verdict, WIDE_SPREAD, aggregate, plural,
     thousands,
 };
-use crate::bench::rules::{Ratio, finding, missing, rps};
+use crate::bench::rules::{Ratio, finding, missing, ratio, rps};
 use crate::bench::scenario::Scenario;
 use crate::load::mix::{Class, Mix, Protocol};
 use crate::load::{Hooks, LoadSpec, Stop};
 use crate::server::Variant;
 use crate::service::ServiceKind;
+
+/// True when `variant` serves clients concurrently from a pool: a starved client of
+/// such a model waited in its queue, it was not refused by design.
+fn queues_clients(variant: &str) -> bool {
+    crate::models::find(&Variant::split(variant).model)
+        .is_some_and(|m| m.clients == crate::models::Clients::Concurrent)
+}
 
 /// Seed 000's tables; see the module docs.
 pub struct SeedTables;
@@ -153,7 +160,7 @@ impl Experiment for SeedTables {
                 variants.push(&c.variant);
             }
         }
-        let (mut starved_note, mut noisy_note) = (false, false);
+        let (mut starved_note, mut queued_note, mut noisy_note) = (false, false, false);
         let widest = *clients.last().unwrap_or(&1);
         for &n in &workloads {
             let kind = if n <= 5 { "I/O-bound" } else { "CPU-bound" };
@@ -174,7 +181,10 @@ impl Experiment for SeedTables {
                     row.push(match cell(v, c) {
                         Some(cell) => {
                             let mut text = thousands(cell.median_rps);
-                            if cell.starved {
+                            if cell.starved && queues_clients(v) {
+                                text.push_str(" ²");
+                                queued_note = true;
+                            } else if cell.starved {
                                 text.push_str(" ¹");
                                 starved_note = true;
                             }
@@ -190,9 +200,9 @@ impl Experiment for SeedTables {
                 match cell(v, widest) {
                     Some(cell) => {
                         row.push(format!("{} / {}", cell.p50_us, cell.p99_us));
-                        row.push(floor.map_or(String::new(), |f| {
-                            format!("{:.2}", cell.median_rps / f.median_rps)
-                        }));
+                        row.push(
+                            floor.map_or(String::new(), |f| ratio(cell.median_rps / f.median_rps)),
+                        );
                     }
                     None => row.extend([String::new(), String::new()]),
                 }
@@ -210,6 +220,12 @@ impl Experiment for SeedTables {
         if starved_note {
             notes.push(
                 "¹ a client got no reply at all: the model served only one client at a time."
+                    .into(),
+            );
+        }
+        if queued_note {
+            notes.push(
+                "² a client got no reply at all: it waited the whole cell in the pool's queue, every `--workers` worker holding another connection."
                     .into(),
             );
         }

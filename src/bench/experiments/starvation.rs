@@ -21,7 +21,7 @@ use crate::bench::canvas::{PlotError, err, short};
 use crate::bench::results::{
     BenchReport, Finding, Plot, StarvationResult, Table, Verdict, thousands,
 };
-use crate::bench::rules::{finding, kept, missing, rps};
+use crate::bench::rules::{finding, kept, missing, ratio, rps};
 use crate::bench::scenario::{self, Scenario};
 use crate::load::mix::{Class, Mix};
 use crate::load::{Hooks, LoadSpec, Stop};
@@ -122,7 +122,7 @@ impl Experiment for Starvation {
                     source,
                     claim,
                     verdict,
-                    format!("n=1, 2 clients: coroutines {c:.0} req/s vs threads {t:.0} ({:.2}x); during one heavy request coroutines kept {:.0}% of light throughput", c / t, k * 100.0),
+                    format!("n=1, 2 clients: coroutines {c:.0} req/s vs threads {t:.0} ({:.2}x); during one heavy request coroutines kept {} of its light throughput", c / t, ratio(k)),
                 )
             }
             _ => missing(source, claim, "coroutines and threads at n=1 with 2 clients, and the starvation experiment"),
@@ -141,7 +141,7 @@ impl Experiment for Starvation {
         ];
         let collapsed: Vec<String> = loops
             .iter()
-            .filter_map(|m| kept(r, m).map(|k| format!("{m} {:.0}%", k * 100.0)))
+            .filter_map(|m| kept(r, m).map(|k| format!("{m} {}", ratio(k))))
             .collect();
         out.push(match (collapsed.is_empty(), kept(r, "threads")) {
             (false, Some(threads)) => {
@@ -152,9 +152,9 @@ impl Experiment for Starvation {
                     claim,
                     verdict,
                     format!(
-                        "light throughput kept during the heavy request: single-thread loops {}; threads {:.0}% (no GIL: the other core serves)",
+                        "light throughput kept (during / before) while the heavy request ran: single-thread loops {}; threads {} (no GIL: the other core serves)",
                         collapsed.join(", "),
-                        threads * 100.0
+                        ratio(threads)
                     ),
                 )
             }
@@ -173,7 +173,7 @@ impl Experiment for Starvation {
                     source,
                     claim,
                     verdict,
-                    format!("procpool kept {:.0}% of light throughput during the heavy request; its n=1 throughput is 1/{cost:.1} of threads' ({p:.0} vs {t:.0} req/s)", k * 100.0),
+                    format!("procpool kept {} of its light throughput during the heavy request; its n=1 throughput is 1/{cost:.1} of threads' ({p:.0} vs {t:.0} req/s)", ratio(k)),
                 )
             }
             _ => missing(source, claim, "procpool and threads at n=1 with 1 client, and the starvation experiment"),
@@ -220,7 +220,7 @@ fn starvation_table(r: &BenchReport) -> Vec<Table> {
                         s.heavy_n.to_string(),
                         thousands(s.light_before_rps),
                         thousands(s.light_during_rps),
-                        format!("{:.2}", s.kept),
+                        ratio(s.kept),
                         s.heavy_s
                             .map_or("no reply in the run".to_string(), |t| format!("{t:.2} s")),
                     ]

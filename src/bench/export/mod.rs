@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::canvas::PlotError;
 use super::experiments::{self, EXPERIMENTS};
-use super::results::{BenchReport, PlotLink, Table, thousands};
+use super::results::{BenchReport, PlotLink, Table, WIDE_SPREAD, plural, thousands};
 use super::rules;
 
 /// What a report shows, in order, whatever the format.
@@ -70,7 +70,7 @@ fn header_lines(r: &BenchReport) -> [String; 2] {
             r.machine.cpu, r.machine.cpus, r.machine.kernel, r.machine.pinning, r.date, r.command
         ),
         format!(
-            "Each cell: {}, {:.1} s measured after {:.1} s warm-up, median of {} repetitions interleaved across models.",
+            "Each cell: {}, {:.1} s measured after {:.1} s warm-up, {}. Throughput is the median of the repetitions (~ marks a spread over {:.0}%); latency percentiles are of all their requests together.",
             match r.rate {
                 None => "a closed loop of fib(n) requests".to_string(),
                 Some(rate) => format!(
@@ -80,9 +80,43 @@ fn header_lines(r: &BenchReport) -> [String; 2] {
             },
             r.duration_s,
             r.warmup_s,
-            r.repetitions
+            repetitions(r),
+            WIDE_SPREAD * 100.0
         ),
     ]
+}
+
+/// How many times each cell was measured: as asked, or, for a run that was stopped
+/// early, how many it got.
+fn repetitions(r: &BenchReport) -> String {
+    let mut counts: Vec<(&str, u32, usize, usize)> = Vec::new();
+    for s in &r.samples {
+        match counts
+            .iter_mut()
+            .find(|c| c.0 == s.variant && c.1 == s.n && c.2 == s.clients)
+        {
+            Some(c) => c.3 += 1,
+            None => counts.push((&s.variant, s.n, s.clients, 1)),
+        }
+    }
+    let fewest = counts.iter().map(|c| c.3).min().unwrap_or(r.repetitions);
+    let most = counts.iter().map(|c| c.3).max().unwrap_or(r.repetitions);
+    match (fewest, most) {
+        (a, b) if a == r.repetitions && b == r.repetitions => {
+            format!(
+                "{} interleaved across models",
+                plural(r.repetitions, "repetition")
+            )
+        }
+        (a, b) if a == b => format!(
+            "{a} of the {} repetitions asked (the run was stopped early)",
+            r.repetitions
+        ),
+        (a, b) => format!(
+            "{a} to {b} of the {} repetitions asked per cell (the run was stopped early)",
+            r.repetitions
+        ),
+    }
 }
 
 /// Where `fiblab bench` writes its report; `None` fields are not written.
@@ -192,4 +226,43 @@ pub fn write(report: &BenchReport, outputs: &Outputs) -> Result<usize, ExportErr
         put(path, &html::render(report, &plots))?;
     }
     Ok(plots.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::results::{Sample, tests::report_of};
+
+    fn sample(variant: &str, repetition: usize) -> Sample {
+        Sample {
+            variant: variant.into(),
+            n: 1,
+            clients: 1,
+            repetition,
+            throughput_rps: 1000.0,
+            p50_us: 10,
+            p99_us: 20,
+            per_connection: vec![1000],
+            errors: 0,
+            histogram: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_stopped_run_says_how_many_repetitions_each_cell_got() {
+        let mut r = report_of(vec![sample("a", 0), sample("a", 1), sample("b", 0)]);
+        r.repetitions = 3;
+        assert_eq!(
+            repetitions(&r),
+            "1 to 2 of the 3 repetitions asked per cell (the run was stopped early)"
+        );
+        r.repetitions = 1;
+        r.samples.truncate(1);
+        assert_eq!(repetitions(&r), "1 repetition interleaved across models");
+        r.repetitions = 2;
+        assert!(repetitions(&r).starts_with("1 of the 2 repetitions asked"));
+        assert!(
+            Document::of(&r).header[1].contains("latency percentiles are of all their requests")
+        );
+    }
 }
