@@ -48,6 +48,14 @@ enum Command {
         #[command(subcommand)]
         command: cli::seeds::SeedsCommand,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell), e.g.
+    /// `fiblab completions bash > /etc/bash_completion.d/fiblab`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `fiblab manpage > fiblab.1 && man ./fiblab.1`.
+    Manpage,
     /// A procpool worker process: fib requests on stdin, replies on stdout.
     #[command(hide = true)]
     Worker,
@@ -81,6 +89,17 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Perf2(args) => cli::clients::perf2(args),
         Command::Soak(args) => cli::clients::soak(args),
         Command::Seeds { command } => cli::seeds::run(command),
+        // Generated from the same definitions as the parser, so they cannot drift.
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(shell, &mut Cli::command(), "fiblab", &mut io::stdout());
+            Ok(())
+        }
+        Command::Manpage => {
+            use clap::CommandFactory as _;
+            clap_mangen::Man::new(Cli::command()).render(&mut io::stdout())?;
+            Ok(())
+        }
         Command::Worker => {
             fiblab::models::procpool::worker_main().context("procpool worker failed")
         }

@@ -492,3 +492,19 @@ fn bounded(
     }
     Some(argv)
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_parser() {
+    let bash = fiblab(&["completions", "bash"]);
+    assert!(bash.status.success());
+    let script = text(&bash.stdout);
+    assert!(
+        script.contains("--max-error-rate") && script.contains("serve"),
+        "{script}"
+    );
+    let man = fiblab(&["manpage"]);
+    assert!(man.status.success());
+    let page = text(&man.stdout);
+    assert!(page.starts_with(".ie") || page.contains(".TH"), "{page}");
+    assert!(page.contains("fiblab"), "{page}");
+}
