@@ -92,6 +92,52 @@ pub fn legend(
 
 pub type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
+/// Width of a chart with its legend, pixels.
+pub const WIDTH: u32 = 960;
+
+/// Height of a chart whose legend lists `series` rows: the usual 520 px, taller when
+/// the legend needs it, so that every row stays inside the canvas (two dozen peers
+/// and variants are ordinary with `--target`).
+pub fn height_for(series: usize) -> u32 {
+    520u32.max(60 + 18 * series as u32)
+}
+
+/// Tick values for a log axis from `lo` to `hi`: 1, 2 and 5 times each power of ten,
+/// so a value can be read off the axis (powers of ten alone leave whole decades
+/// unlabelled).
+pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mut ticks = Vec::new();
+    if !(lo > 0.0 && hi > lo && hi.is_finite()) {
+        return ticks;
+    }
+    let mut decade = 10f64.powf(lo.log10().floor());
+    while decade <= hi {
+        for step in [1.0, 2.0, 5.0] {
+            let tick = decade * step;
+            if (lo..=hi).contains(&tick) {
+                ticks.push(tick);
+            }
+        }
+        decade *= 10.0;
+    }
+    ticks
+}
+
+/// The x position of percentile `p` (0-100) on a percentile-spectrum axis, the
+/// HdrHistogram convention: log10(1 / (1 - p)), so 90% is 1, 99% is 2, 99.9% is 3 and
+/// 99.99% is 4; the tail gets the room a linear axis gives to the median.
+pub fn spectrum(p: f64) -> f64 {
+    let tail = (1.0 - p / 100.0).max(1e-4);
+    -tail.log10()
+}
+
+/// The label of a spectrum position: `0%`, `90%`, `99%`, `99.9%`, `99.99%`.
+pub fn spectrum_label(x: f64) -> String {
+    let p = 100.0 * (1.0 - 10f64.powf(-x));
+    let text = format!("{p:.2}");
+    format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
+}
+
 /// A white canvas split into the chart (left) and its legend (right).
 pub fn with_legend<'a>(root: &Area<'a>) -> Result<(Area<'a>, Area<'a>), PlotError> {
     root.fill(&WHITE).map_err(err)?;
@@ -144,5 +190,18 @@ mod tests {
         assert_eq!(short(1_500_000.0), "1.5M");
         assert_eq!(short(120.0), "120");
         assert_eq!(short(2.5), "2.5");
+    }
+
+    #[test]
+    fn axes_have_readable_ticks() {
+        assert_eq!(log_ticks(15.0, 600.0), [20.0, 50.0, 100.0, 200.0, 500.0]);
+        assert!(log_ticks(0.0, 10.0).is_empty());
+        assert_eq!(spectrum(0.0), 0.0);
+        assert!((spectrum(99.0) - 2.0).abs() < 1e-9);
+        assert!((spectrum(100.0) - 4.0).abs() < 1e-9, "capped at p99.99");
+        let labels: Vec<String> = (0..=4).map(|x| spectrum_label(f64::from(x))).collect();
+        assert_eq!(labels, ["0%", "90%", "99%", "99.9%", "99.99%"]);
+        assert_eq!(height_for(3), 520);
+        assert!(height_for(32) >= 60 + 18 * 32);
     }
 }

@@ -324,6 +324,82 @@ mod tests {
         assert!(!evidence.contains('%'), "{evidence}");
     }
 
+    /// `(height, [y of every text])` of an SVG plotters wrote.
+    fn text_rows(svg: &str) -> (f64, Vec<f64>) {
+        let number = |from: &str, attr: &str| -> Option<f64> {
+            let start = from.find(&format!("{attr}=\""))? + attr.len() + 2;
+            from[start..].split('"').next()?.parse().ok()
+        };
+        let height = number(svg, "height").unwrap();
+        let ys = svg
+            .split("<text")
+            .skip(1)
+            .filter_map(|t| number(t, "y"))
+            .collect();
+        (height, ys)
+    }
+
+    #[test]
+    fn many_series_stay_inside_the_canvas_and_axes_can_be_read() {
+        let histogram = crate::bench::results::tests::fixture_with_cdf().samples[0]
+            .histogram
+            .clone();
+        let samples = (0..32)
+            .flat_map(|i| {
+                let histogram = histogram.clone();
+                [1usize, 2].map(move |clients| Sample {
+                    variant: format!("row-{i}"),
+                    n: 1,
+                    clients,
+                    repetition: 0,
+                    throughput_rps: 1000.0 * (i + 1) as f64 * clients as f64,
+                    p50_us: 10,
+                    p99_us: 20,
+                    per_connection: vec![1; clients],
+                    errors: 0,
+                    histogram: histogram.clone(),
+                })
+            })
+            .collect();
+        let report = crate::bench::results::tests::report_of(samples);
+        let plots = plots(&report).unwrap();
+        for plot in &plots {
+            let (height, ys) = text_rows(&plot.svg);
+            assert!(
+                ys.iter().all(|&y| y < height),
+                "{}: text past the canvas",
+                plot.file
+            );
+            for i in 0..32 {
+                assert!(
+                    plot.svg.contains(&format!(">row-{i}<"))
+                        || plot.svg.contains(&format!("\nrow-{i}\n")),
+                    "{} lacks row-{i}",
+                    plot.file
+                );
+            }
+        }
+        let latency = plots
+            .iter()
+            .find(|p| p.file.starts_with("latency"))
+            .unwrap();
+        assert!(
+            latency.svg.contains("99.99%"),
+            "a percentile-spectrum axis up to p99.99"
+        );
+        let throughput = &plots[0].svg;
+        let ticks = ["2k", "5k", "10k", "20k", "50k"];
+        assert!(
+            ticks
+                .iter()
+                .filter(|t| throughput.contains(&format!(">{t}<"))
+                    || throughput.contains(&format!("\n{t}\n")))
+                .count()
+                >= 3,
+            "a log axis labelled more often than once a decade"
+        );
+    }
+
     #[test]
     fn svg_has_every_series_and_panel() {
         let report = crate::bench::results::tests::fixture_with_cdf();

@@ -22,7 +22,8 @@ use plotters::prelude::*;
 
 use super::{Experiment, Row, Run};
 use crate::bench::canvas::{
-    PlotError, Series, draw_line, err, legend, series_colors, short, titled, with_legend,
+    PlotError, Series, WIDTH, draw_line, err, height_for, legend, log_ticks, series_colors, short,
+    spectrum, spectrum_label, titled, with_legend,
 };
 use crate::bench::results::{
     BenchReport, FLOOR, Finding, Plot, Sample, Table, Verdict, WIDE_SPREAD, aggregate, plural,
@@ -358,10 +359,14 @@ fn throughput(r: &BenchReport, n: u32, clients: &[usize]) -> Result<Plot, PlotEr
     let last = clients.len().saturating_sub(1) as f64;
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (960, 520)).into_drawing_area();
+        let size = (WIDTH, height_for(series.len()));
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         let (chart_area, legend_area) = with_legend(&root)?;
         let mut chart = titled(&chart_area, &title)
-            .build_cartesian_2d(-0.3..last + 0.3, (lo..hi).log_scale())
+            .build_cartesian_2d(
+                -0.3..last + 0.3,
+                (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
+            )
             .map_err(err)?;
         let label = |x: &f64| {
             let i = x.round();
@@ -379,7 +384,6 @@ fn throughput(r: &BenchReport, n: u32, clients: &[usize]) -> Result<Plot, PlotEr
             .y_desc("requests per second (log)")
             .x_labels(clients.len().max(2) * 4)
             .x_label_formatter(&label)
-            .y_labels(8)
             .y_label_formatter(&|y| short(*y))
             .disable_x_mesh()
             .draw()
@@ -408,10 +412,12 @@ fn latency_cdf(r: &BenchReport, n: u32, clients: usize) -> Result<Option<Plot>, 
                 .cells
                 .iter()
                 .find(|x| x.variant == v && x.n == n && x.clients == clients)?;
+            // Percentile spectrum against latency, as HdrHistogram plots it.
             let points: Vec<(f64, f64)> = cell
                 .latency_cdf
                 .iter()
-                .map(|&[p, us]| (us.max(1.0), p))
+                .filter(|&&[p, _]| p < 100.0)
+                .map(|&[p, us]| (spectrum(p), us.max(1.0)))
                 .collect();
             (!points.is_empty()).then_some((v, color, points))
         })
@@ -423,21 +429,30 @@ fn latency_cdf(r: &BenchReport, n: u32, clients: usize) -> Result<Option<Plot>, 
         "fib({n}), {clients} client{}: latency distribution",
         if clients == 1 { "" } else { "s" }
     );
-    let values = series.iter().flat_map(|s| s.2.iter().map(|p| p.0));
+    let values = series.iter().flat_map(|s| s.2.iter().map(|p| p.1));
     let (lo, hi) = values.fold((f64::MAX, 1f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = (lo * 0.8, hi * 1.25);
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (960, 520)).into_drawing_area();
+        let size = (WIDTH, height_for(series.len()));
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         let (chart_area, legend_area) = with_legend(&root)?;
         let mut chart = titled(&chart_area, &title)
-            .build_cartesian_2d((lo * 0.8..hi * 1.25).log_scale(), 0.0..100.0)
+            .build_cartesian_2d(
+                0.0..4.0,
+                (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
+            )
             .map_err(err)?;
         chart
             .configure_mesh()
-            .x_desc("latency, µs (log)")
-            .y_desc("requests answered within it, %")
-            .x_label_formatter(&|x| short(*x))
-            .y_label_formatter(&|y| format!("{y:.0}"))
+            .x_desc("percentile (spectrum: 90%, 99%, 99.9%, ... equally spaced)")
+            .y_desc("latency, µs (log)")
+            .x_labels(9)
+            .x_label_formatter(&|x: &f64| match (x - x.round()).abs() < 1e-6 {
+                true => spectrum_label(x.round()),
+                false => String::new(),
+            })
+            .y_label_formatter(&|y| short(*y))
             .draw()
             .map_err(err)?;
         for (name, color, points) in &series {
