@@ -453,3 +453,83 @@ fn exporters_match_golden_output() {
     common::golden("load_report.txt", &report::render_text(&r));
     common::golden("load_per_second.csv", &report::render_csv(&r));
 }
+
+/// A line server that answers `1` to every line, except that it stops reading for
+/// `freeze` from `from` after it starts (as a server under SIGSTOP would), then answers
+/// everything that waited.
+fn freezing_server(from: Duration, freeze: Duration) -> SocketAddr {
+    use std::io::{BufRead as _, Write as _};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let started = std::time::Instant::now();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = std::io::BufReader::new(stream);
+                let mut line = String::new();
+                loop {
+                    let elapsed = started.elapsed();
+                    if elapsed >= from && elapsed < from + freeze {
+                        std::thread::sleep(from + freeze - elapsed);
+                    }
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if writer.write_all(b"1\n").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Every request that was due is accounted exactly once: ok, timeout, missed or
+/// unfinished. A server that stalls while the connection is up turns the requests due
+/// meanwhile into timeouts and late replies, not into slots missed to a reconnect.
+#[test]
+fn a_stall_is_timeouts_and_late_replies_each_request_counted_once() {
+    let addr = freezing_server(Duration::from_millis(500), Duration::from_millis(800));
+    let mut s = spec(addr, fib_mix(1), 1, Stop::After(Duration::from_secs(2)));
+    s.rate = Some(200.0);
+    s.timeout = Duration::from_millis(300);
+    s.threads = 1;
+    let r = load(&s);
+    let due = 400;
+    let accounted = r.requests_ok + r.errors.failed_requests() + r.missed + r.unfinished;
+    assert!(
+        accounted.abs_diff(due) <= 3,
+        "{accounted} accounted of {due} due: ok {}, errors {:?}, missed {}, unfinished {}",
+        r.requests_ok,
+        r.errors,
+        r.missed,
+        r.unfinished
+    );
+    // Due 0.5-1.0 s: more than 300 ms old when the server answers again at 1.3 s.
+    assert!(
+        (80..=130).contains(&r.errors.timeout),
+        "{} timeouts",
+        r.errors.timeout
+    );
+    assert!(
+        r.missed <= 2,
+        "{} missed: the connection never went down",
+        r.missed
+    );
+    assert_eq!(r.errors.reset, 0);
+    // Due 1.0-1.3 s: answered late, and their wait shows in the latency.
+    let p99 = r.classes[0].latency_us.p99;
+    assert!(
+        p99 >= 150_000,
+        "the stall is in the percentiles: p99 {p99} µs"
+    );
+    assert!(
+        r.notes.iter().any(|n| n.contains("timeouts")),
+        "{:?}",
+        r.notes
+    );
+}

@@ -50,9 +50,11 @@ pub struct Report {
     pub errors: Errors,
     /// Requests still in flight when a timed run ended: neither answered nor failed.
     pub unfinished: u64,
-    /// Open loop: requests that fell due but were never sent (their connection was
-    /// down, or still full at the end). Not in any latency figure: a server that
-    /// stalls long enough for this should be read from this count.
+    /// Open loop: requests that fell due but were never sent, because their connection
+    /// was down (refused, reset, reconnecting) or, at the end, still full with less
+    /// than `--timeout` gone. A request due while its connection was up but stalled
+    /// is a timeout or a late reply, not missed. Every request due is exactly one of
+    /// ok, an error (`errors`), unfinished or missed.
     pub missed: u64,
     pub classes: Vec<ClassReport>,
     /// Correct replies on each connection, in connection order.
@@ -414,6 +416,12 @@ impl Report {
         }
         if interrupted {
             notes.push("interrupted: these are the figures up to the interruption".into());
+        }
+        if errors.timeout > 0 {
+            notes.push(format!(
+                "latency percentiles are of answered requests: the {} timeouts (no reply within --timeout of when each was due) are not in them",
+                errors.timeout
+            ));
         }
         if gave_up && !interrupted {
             notes.push(format!(

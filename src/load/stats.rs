@@ -19,7 +19,9 @@ pub struct Errors {
     pub connect: u64,
     /// Requests lost to a reset or closed connection.
     pub reset: u64,
-    /// Requests without a reply within `--timeout`.
+    /// Requests without a reply within `--timeout` of when they were due (sent late or
+    /// not at all because the server stalled, in an open loop); counted once, and not
+    /// in the latency percentiles.
     pub timeout: u64,
     /// `ERR ...` replies.
     pub err_reply: u64,

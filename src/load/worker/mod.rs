@@ -277,17 +277,28 @@ impl Worker {
                 return Ok(());
             }
         }
-        if let Some(oldest) = self.conns[i].in_flight.front() {
-            if now.duration_since(oldest.sent) >= self.spec.timeout {
-                let lost = self.conns[i]
-                    .in_flight
-                    .iter()
-                    .filter(|f| f.measured)
-                    .count() as u64;
-                self.stats.errors.timeout += lost;
-                self.shared.errors.fetch_add(lost, Ordering::Relaxed);
-                self.drop_connection(i, now);
-                return Ok(());
+        // A request without a reply within --timeout of when it was due is a timeout.
+        if let Some(oldest) = self.conns[i].in_flight.front()
+            && now.duration_since(oldest.intended) >= self.spec.timeout
+        {
+            match self.interval {
+                // Open loop: the schedule goes on. Each expired request counts once as a
+                // timeout; the connection stays (its late replies are read and not
+                // counted), so requests due meanwhile are timeouts or late replies,
+                // never slots missed to a reconnect.
+                Some(_) => self.expire_in_flight(i, now),
+                // Closed loop: the request holds the connection's turn; a new
+                // connection gets the next one.
+                None => {
+                    let lost = self.conns[i]
+                        .in_flight
+                        .iter()
+                        .filter(|f| f.measured)
+                        .count() as u64;
+                    self.count_timeouts(lost);
+                    self.drop_connection(i, now);
+                    return Ok(());
+                }
             }
         }
         if sending {
@@ -297,8 +308,52 @@ impl Worker {
         Ok(())
     }
 
+    /// Counts `n` requests as timeouts.
+    fn count_timeouts(&mut self, n: u64) {
+        self.stats.errors.timeout += n;
+        self.shared.errors.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Open loop: every in-flight request on connection `i` past its timeout is
+    /// counted as a timeout, once; its reply, if it comes, is read and not counted.
+    fn expire_in_flight(&mut self, i: usize, now: Instant) {
+        let timeout = self.spec.timeout;
+        let mut expired = 0;
+        for f in &mut self.conns[i].in_flight {
+            if f.measured && now.duration_since(f.intended) >= timeout {
+                f.measured = false;
+                expired += 1;
+            }
+        }
+        self.count_timeouts(expired);
+    }
+
+    /// Open loop: the slots of connection `i` that fell due more than --timeout ago
+    /// and could not be sent (the connection's pipeline was full: the server is
+    /// stalled) are timeouts: no reply can come within the timeout now.
+    fn expire_unsent(&mut self, i: usize, now: Instant) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        while self.conns[i].next_due + self.spec.timeout <= now {
+            let due = self.conns[i].next_due;
+            self.conns[i].next_due += interval;
+            if due < self.measure_start {
+                continue;
+            }
+            if let Stop::Requests(budget) = self.spec.stop
+                && self.shared.issued.fetch_add(1, Ordering::Relaxed) >= budget
+            {
+                self.exhausted = true;
+                return;
+            }
+            self.count_timeouts(1);
+        }
+    }
+
     /// Queues every request due on connection `i`.
     fn send_due(&mut self, i: usize, now: Instant) {
+        self.expire_unsent(i, now);
         loop {
             let conn = &self.conns[i];
             let intended = match self.interval {
