@@ -197,6 +197,7 @@ fn fixture() -> BenchReport {
         findings: vec![],
         peers: vec!["go=127.0.0.1:50000".parse().unwrap()],
         notes: vec![],
+        settings: vec!["`threadpool` 6 workers, queue 64".into()],
     }
 }
 

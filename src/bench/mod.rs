@@ -46,6 +46,28 @@ pub use results::{BenchReport, FLOOR, Machine, Sample, StarvationResult, Target}
 use experiments::{EXPERIMENTS, Row, Run};
 use scenario::Scenario;
 
+/// The pool settings each of the scenario's models serves with: its defaults here.
+fn settings(scenario: &Scenario) -> Vec<String> {
+    use crate::models::{Workers, defaults_for, find};
+    scenario
+        .models
+        .iter()
+        .filter_map(|variant| {
+            let model = find(&variant.model)?;
+            let config = defaults_for(model, crate::server::Config::default());
+            let pooled = model.workers != Workers::Unused || variant.offload;
+            let queue = matches!(model.workers, Workers::ThreadPoolExecutor) || variant.offload;
+            pooled.then(|| match queue {
+                true => format!(
+                    "`{variant}` {} workers, queue {}",
+                    config.workers, config.queue
+                ),
+                false => format!("`{variant}` {} workers", config.workers),
+            })
+        })
+        .collect()
+}
+
 /// Runs every experiment of `scenario` against fiblab's models (started from `exe`)
 /// and `targets`, and returns the report: the records, the machine, and the findings.
 /// `progress` hears of each step; once `interrupt` is set, the experiments stop and the
@@ -78,6 +100,7 @@ pub fn measure(
         findings: Vec::new(),
         peers: targets.to_vec(),
         notes: Vec::new(),
+        settings: settings(scenario),
     };
     let mut run = Run::new(scenario, &rows, exe, interrupt, progress);
     for experiment in EXPERIMENTS {

@@ -219,6 +219,10 @@ pub struct BenchReport {
     pub peers: Vec<Target>,
     /// What went wrong during the run and changed what the report shows.
     pub notes: Vec<String>,
+    /// The pool settings each model served with (its defaults on this machine), e.g.
+    /// `threadpool: 6 workers, queue 64`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<String>,
 }
 
 impl BenchReport {
@@ -411,6 +415,7 @@ pub(crate) mod tests {
             findings: vec![],
             peers: vec![],
             notes: vec![],
+            settings: vec![],
         }
     }
 

@@ -54,6 +54,12 @@ impl Document {
             ));
         }
         notes.extend(r.notes.iter().cloned());
+        if !r.settings.is_empty() {
+            notes.push(format!(
+                "Settings in force (each model's defaults here; `fiblab serve --help` gives the reasons): {}.",
+                r.settings.join("; ")
+            ));
+        }
         notes.push("`floor` is the `threads` model answering from a table (`--service lookup`): no work, only what the loopback and a blocking server allow.".into());
         Document {
             header: header_lines(r),
