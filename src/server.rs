@@ -143,6 +143,8 @@ pub struct ConfigArgs {
     pub service: ServiceKind,
     /// Connections served at once; past it a new connection gets `ERR server busy` and
     /// is closed (it is accepted to be told, rather than left waiting in the backlog).
+    /// 1024: above the bench's largest scenario (1000 clients), far below the descriptor
+    /// limit the server raises itself to.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_conns: usize,
     /// A connection silent this long (or not reading its replies) is closed; 0: never.

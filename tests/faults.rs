@@ -319,6 +319,27 @@ fn machine_formats_stand_alone_on_stdout() {
 }
 
 #[test]
+fn bench_json_stands_alone_on_stdout() {
+    let golden =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/bench_report.json");
+    let out = fiblab(&["bench", "--replot", golden.to_str().unwrap(), "--json", "-"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(&text(&out.stdout))
+        .unwrap_or_else(|e| panic!("{e}:\n{}", text(&out.stdout)));
+    assert_eq!(report["scenario"], "fixture");
+    let out = fiblab(&[
+        "bench",
+        "--replot",
+        golden.to_str().unwrap(),
+        "--json",
+        "-",
+        "--html",
+        "-",
+    ]);
+    assert!(!out.status.success(), "two formats cannot share stdout");
+}
+
+#[test]
 fn a_run_that_ended_early_says_when_and_why() {
     let free = TcpListener::bind("127.0.0.1:0")
         .unwrap()

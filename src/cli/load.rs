@@ -64,7 +64,8 @@ pub struct LoadArgs {
     /// Run this long first without measuring.
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     warmup: Duration,
-    /// A request without a reply for this long is a timeout error.
+    /// A request without a reply this long after it was due is a timeout error. 5s:
+    /// longer than any request up to the servers' default --max-n takes.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     timeout: Duration,
     /// Client threads (connections are spread over them). Default: CPUs.
