@@ -6,10 +6,9 @@
 mod common;
 
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output, Stdio};
 
-use common::{Server, fiblab_bin};
+use common::{Peer, Server, fiblab_bin};
 
 fn fiblab(args: &[&str]) -> Output {
     Command::new(fiblab_bin())
@@ -21,85 +20,6 @@ fn fiblab(args: &[&str]) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A server of another protocol from Debian's packages, on a free port; killed on drop.
-struct Peer {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Peer {
-    /// Starts `program` with `args` (`{port}` replaced); `None`, loudly, when it is not
-    /// installed and this is not CI (`.ci/run` installs it).
-    fn start(program: &str, args: &[&str]) -> Option<Peer> {
-        let found = std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join(program))
-                .find(|p| p.is_file())
-        });
-        let Some(path) = found else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{program} missing under CI: .ci/run installs it"
-            );
-            eprintln!("SKIPPED: {program} is not installed (apt-get install {program})");
-            return None;
-        };
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let args: Vec<String> = args
-            .iter()
-            .map(|a| a.replace("{port}", &port.to_string()))
-            .collect();
-        let child = Command::new(path)
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let ready = (0..100).any(|_| {
-            std::thread::sleep(Duration::from_millis(50));
-            std::net::TcpStream::connect(addr).is_ok()
-        });
-        let peer = Peer { child, addr };
-        assert!(ready, "{program} did not start");
-        Some(peer)
-    }
-
-    fn redis() -> Option<Peer> {
-        Peer::start(
-            "redis-server",
-            &[
-                "--port",
-                "{port}",
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-        )
-    }
-
-    fn memcached() -> Option<Peer> {
-        Peer::start(
-            "memcached",
-            &["-p", "{port}", "-l", "127.0.0.1", "-U", "0", "-u", "root"],
-        )
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `fiblab load` against `addr`, 200 requests, the report as JSON on stdout.

@@ -276,42 +276,11 @@ fn open_loop_holds_20k_per_second() {
 
 #[test]
 fn drives_a_real_redis_server() {
-    let Some(redis) = which("redis-server") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "redis-server missing under CI: .ci/run installs it"
-        );
-        eprintln!(
-            "SKIPPED redis test: redis-server is not installed (apt-get install redis-server)"
-        );
+    let Some(redis) = common::Peer::redis() else {
         return;
     };
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new(redis)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let ready = (0..100).any(|_| {
-        std::thread::sleep(Duration::from_millis(50));
-        std::net::TcpStream::connect(addr).is_ok()
-    });
+    let addr = redis.addr;
     let result = std::panic::catch_unwind(|| {
-        assert!(ready, "redis-server did not start");
         let out = std::process::Command::new(common::fiblab_bin())
             .args([
                 "load",
@@ -341,19 +310,10 @@ fn drives_a_real_redis_server() {
         assert_eq!(report["errors"]["reset"].as_u64(), Some(0));
         assert_eq!(report["classes"][0]["label"], "PING");
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(redis);
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
-}
-
-fn which(program: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| std::path::Path::new(dir).join(program))
-        .find(|p| p.is_file())
 }
 
 /// A fixed report, so the exporters' output can be compared byte for byte.

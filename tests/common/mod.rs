@@ -5,7 +5,7 @@
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -226,6 +226,85 @@ pub fn cpu_seconds(server: &Server) -> f64 {
         }
     }
     total / 100.0
+}
+
+/// A server of another protocol from Debian's packages, on a free port; killed on drop.
+pub struct Peer {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Peer {
+    /// Starts `program` with `args` (`{port}` replaced); `None`, loudly, when it is not
+    /// installed and this is not CI (`.ci/run` installs it).
+    pub fn start(program: &str, args: &[&str]) -> Option<Peer> {
+        let found = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join(program))
+                .find(|p| p.is_file())
+        });
+        let Some(path) = found else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{program} missing under CI: .ci/run installs it"
+            );
+            eprintln!("SKIPPED: {program} is not installed (apt-get install {program})");
+            return None;
+        };
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("{port}", &port.to_string()))
+            .collect();
+        let child = Command::new(path)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let ready = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            std::net::TcpStream::connect(addr).is_ok()
+        });
+        let peer = Peer { child, addr };
+        assert!(ready, "{program} did not start");
+        Some(peer)
+    }
+
+    pub fn redis() -> Option<Peer> {
+        Peer::start(
+            "redis-server",
+            &[
+                "--port",
+                "{port}",
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+        )
+    }
+
+    pub fn memcached() -> Option<Peer> {
+        Peer::start(
+            "memcached",
+            &["-p", "{port}", "-l", "127.0.0.1", "-U", "0", "-u", "root"],
+        )
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Compares `actual` with `tests/golden/NAME`, or rewrites that file under
