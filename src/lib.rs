@@ -30,6 +30,8 @@
 //!   [`process::ServerProcess`].
 //! - [`models`] — one module per concurrency model behind one signature, and the
 //!   [`models::MODELS`] registry that the CLI, the docs and the tests read.
+//! - [`calibrate`] — the machine's primitive costs (round trips, wake-ups, pipes,
+//!   readiness calls, fib(n)), measured: `fiblab calibrate`, and the head of every bench.
 //! - [`load`] — `fiblab load`, the load generator: closed and open loop, mixes,
 //!   HdrHistogram latencies corrected for coordinated omission, text/JSON/CSV reports.
 //! - [`client`] — `perf1` and `perf2`, the seeds' measuring clients; `soak`.
@@ -52,6 +54,7 @@
 
 pub mod accept;
 pub mod bench;
+pub mod calibrate;
 pub mod client;
 pub mod connection;
 pub mod cpu;

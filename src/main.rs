@@ -34,6 +34,10 @@ enum Command {
     },
     /// Benchmark every model: the seeds' tables, measured on this machine.
     Bench(Box<cli::bench::BenchArgs>),
+    /// The machine's primitive costs: loopback round trips (one CPU, two, spinning),
+    /// the cross-CPU wake-up, a pipe to a worker process, thread and process start,
+    /// epoll and select, fib(n).
+    Calibrate(cli::calibrate::CalibrateArgs),
     /// Load generator: closed or open loop, mixes, latency percentiles, JSON/CSV.
     Load(Box<cli::load::LoadArgs>),
     /// The seeds' perf1: one connection, the latency of every request.
@@ -85,6 +89,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         }),
         Command::Bench(args) => cli::bench::run(*args),
         Command::Load(args) => cli::load::run(*args),
+        Command::Calibrate(args) => cli::calibrate::run(args),
         Command::Perf1(args) => cli::clients::perf1(args),
         Command::Perf2(args) => cli::clients::perf2(args),
         Command::Soak(args) => cli::clients::soak(args),

@@ -198,6 +198,7 @@ fn fixture() -> BenchReport {
         peers: vec!["go=127.0.0.1:50000".parse().unwrap()],
         notes: vec![],
         settings: vec!["`threadpool` 6 workers, queue 64".into()],
+        calibration: None,
     }
 }
 

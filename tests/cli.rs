@@ -157,3 +157,60 @@ fn load_tui_needs_a_terminal() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tui needs a terminal"));
 }
+
+/// `fiblab calibrate --json -`: the documented shape (src/calibrate.rs), alone on stdout.
+#[test]
+fn calibrate_json_has_the_documented_shape() {
+    let out = fiblab(&["calibrate", "--n", "1,20", "--json", "-"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c: serde_json::Value =
+        serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}:\n{}", stdout(&out)));
+    assert_eq!(c["schema"], 1);
+    for field in [
+        "cpu",
+        "cpus",
+        "threads_per_core",
+        "virtual_machine",
+        "kernel",
+        "descriptor_limit",
+        "allowed_cpus",
+    ] {
+        assert!(
+            !c["machine"][field].is_null(),
+            "machine.{field} missing: {c}"
+        );
+    }
+    for field in [
+        "rtt_same_cpu",
+        "rtt_two_cpus",
+        "rtt_spinning",
+        "wake_up",
+        "pipe_round_trip",
+        "thread_start",
+        "process_start",
+        "epoll_1",
+        "epoll_1000",
+        "select_1",
+        "select_1000",
+    ] {
+        let m = &c[field];
+        // Two-CPU figures are null on a one-CPU machine; everything else is measured.
+        if m.is_null() {
+            assert!(
+                field.contains("two") || field.contains("spinning") || field == "wake_up",
+                "{field} not measured"
+            );
+            continue;
+        }
+        assert!(m["median_us"].as_f64().unwrap() >= 0.0, "{field}: {m}");
+        assert!(m["spread"].as_f64().unwrap() >= 0.0, "{field}: {m}");
+    }
+    let fib = c["fib"].as_array().unwrap();
+    assert_eq!(fib.len(), 2);
+    assert_eq!(fib[0]["n"], 1);
+    assert!(fib[1]["median_us"].as_f64().unwrap() > fib[0]["median_us"].as_f64().unwrap());
+}

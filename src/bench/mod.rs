@@ -101,7 +101,17 @@ pub fn measure(
         peers: targets.to_vec(),
         notes: Vec::new(),
         settings: settings(scenario),
+        calibration: None,
     };
+    progress(Step {
+        done: 0,
+        total: 1,
+        label: "calibrating the machine (round trips, wake-ups, pipes, fib)",
+    });
+    report.calibration = Some(crate::calibrate::Calibration::measure(
+        exe,
+        &scenario.workloads,
+    ));
     let mut run = Run::new(scenario, &rows, exe, interrupt, progress);
     for experiment in EXPERIMENTS {
         if run.interrupted() {

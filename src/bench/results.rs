@@ -223,6 +223,9 @@ pub struct BenchReport {
     /// `threadpool: 6 workers, queue 64`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub settings: Vec<String>,
+    /// The machine's primitive costs, measured before the cells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<crate::calibrate::Calibration>,
 }
 
 impl BenchReport {
@@ -416,6 +419,7 @@ pub(crate) mod tests {
             peers: vec![],
             notes: vec![],
             settings: vec![],
+            calibration: None,
         }
     }
 

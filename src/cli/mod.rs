@@ -3,6 +3,7 @@
 //! belong to the library type the value fills, not here.
 
 pub mod bench;
+pub mod calibrate;
 pub mod clients;
 pub mod load;
 pub mod seeds;

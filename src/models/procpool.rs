@@ -204,7 +204,7 @@ impl Drop for ProcessPool {
 }
 
 /// One worker process and its two pipes.
-struct Worker {
+pub struct Worker {
     child: Child,
     requests: ChildStdin,
     replies: ChildStdout,
@@ -213,7 +213,11 @@ struct Worker {
 }
 
 impl Worker {
-    fn start() -> io::Result<Worker> {
+    /// Starts `fiblab worker` as a child of this process.
+    ///
+    /// # Errors
+    /// The binary cannot be started, or its pipes are missing.
+    pub fn start() -> io::Result<Worker> {
         let mut child = fiblab_child()?
             .arg("worker")
             .stdin(Stdio::piped())
@@ -230,6 +234,16 @@ impl Worker {
             replies,
             retired: false,
         })
+    }
+
+    /// fib(n) computed by the worker: one round trip over its pipes (what the
+    /// calibration times as procpool's cost per request).
+    ///
+    /// # Errors
+    /// The worker died or its pipes broke.
+    pub fn fib(&mut self, n: u32) -> io::Result<u64> {
+        self.call(n, None)?
+            .ok_or_else(|| io::Error::other("the worker gave no reply"))
     }
 
     /// Sends one request and waits for its reply, or (`Ok(None)`) for `client` to be

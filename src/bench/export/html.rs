@@ -40,10 +40,14 @@ pub fn render(r: &BenchReport, plots: &[Plot]) -> String {
     );
     let Document {
         header: [machine, method],
+        calibration,
         tables,
         notes,
     } = Document::of(r);
-    for p in [&r.about, &machine, &method] {
+    for p in [&r.about, &machine, &method]
+        .into_iter()
+        .chain(calibration.as_ref())
+    {
         let _ = writeln!(out, "<p>{}</p>", inline_html(p));
     }
     for t in &tables {

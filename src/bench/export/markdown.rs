@@ -13,10 +13,14 @@ pub fn render(r: &BenchReport, plots: &[PlotLink]) -> String {
     let _ = writeln!(out, "{}\n", r.about);
     let Document {
         header: [machine, method],
+        calibration,
         tables,
         notes,
     } = Document::of(r);
     let _ = writeln!(out, "{machine}\n\n{method}\n");
+    if let Some(calibration) = &calibration {
+        let _ = writeln!(out, "{calibration}\n");
+    }
     for t in &tables {
         let _ = writeln!(out, "## {}\n", t.title);
         if !t.intro.is_empty() {

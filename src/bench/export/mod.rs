@@ -19,6 +19,8 @@ use super::rules;
 pub struct Document {
     /// The two lines under the title: the machine, and how each cell was measured.
     pub header: [String; 2],
+    /// What the machine's primitives cost, when the run calibrated them.
+    pub calibration: Option<String>,
     pub tables: Vec<Table>,
     pub notes: Vec<String>,
 }
@@ -63,6 +65,7 @@ impl Document {
         notes.push("`floor` is the `threads` model answering from a table (`--service lookup`): no work, only what the loopback and a blocking server allow.".into());
         Document {
             header: header_lines(r),
+            calibration: r.calibration.as_ref().map(|c| c.summary()),
             tables,
             notes,
         }
