@@ -449,3 +449,20 @@ fn completions_and_man_page_come_from_the_parser() {
     assert!(page.starts_with(".ie") || page.contains(".TH"), "{page}");
     assert!(page.contains("fiblab"), "{page}");
 }
+
+/// Output cut short by a closed pipe (`| head`) is a normal way to stop, never a panic.
+#[test]
+fn a_closed_stdout_is_no_panic() {
+    let dir = std::env::temp_dir().join(format!("fiblab-seeds-{}", std::process::id()));
+    let mut child = Command::new(fiblab_bin())
+        .args(["seeds", "extract", "--out", dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away at once
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

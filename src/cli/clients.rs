@@ -143,7 +143,7 @@ pub fn soak(args: SoakArgs) -> Result<()> {
         interrupt,
         &mut on_second,
     )?;
-    print!("{}", soak_client::render(&report));
+    super::print(&soak_client::render(&report))?;
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;

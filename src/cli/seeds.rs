@@ -28,7 +28,12 @@ pub fn run(command: SeedsCommand) -> Result<()> {
     match command {
         SeedsCommand::List { dir } => {
             for p in seeds::load(&dir.unwrap_or_else(seeds::default_dir))? {
-                println!("{}/{}  ({} lines)", p.seed, p.name, p.code.lines().count());
+                super::print(&format!(
+                    "{}/{}  ({} lines)\n",
+                    p.seed,
+                    p.name,
+                    p.code.lines().count()
+                ))?;
             }
         }
         SeedsCommand::Extract { out, dir } => {
@@ -41,7 +46,7 @@ pub fn run(command: SeedsCommand) -> Result<()> {
                 if !path.exists() {
                     std::fs::write(&path, &p.code)
                         .with_context(|| format!("cannot write {}", path.display()))?;
-                    println!("{}", path.display());
+                    super::print(&format!("{}\n", path.display()))?;
                 }
             }
         }

@@ -68,7 +68,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
             );
         }
     }
-    println!("{}", server::listening_line(&variant, &config, local));
+    // Written, not printed: a closed stdout is an error to report, not a panic.
+    writeln!(
+        io::stdout(),
+        "{}",
+        server::listening_line(&variant, &config, local)
+    )?;
     io::stdout().flush()?;
     (model.serve)(listener, &config, shutdown)
         .with_context(|| format!("model {} failed", model.name))?;
