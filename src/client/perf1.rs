@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::load::mix::{Class, Mix};
+use crate::load::mix::{Class, Mix, Protocol};
 use crate::load::report::Report;
 use crate::load::{Hooks, LoadSpec, Stop, run as run_load};
 
@@ -43,7 +43,11 @@ pub fn run<W: Write + Send + 'static>(
     let printer = out.clone();
     let on_reply = Arc::new(move |latency: Duration, reply: &[u8], correct: bool| {
         let mut out = printer.lock().unwrap_or_else(|p| p.into_inner());
-        let mark = if correct { "" } else { "   <- WRONG" };
+        let mark = match (correct, Protocol::Fiblab.is_error(reply)) {
+            (true, _) => "",
+            (false, true) => "   <- ERR",
+            (false, false) => "   <- WRONG",
+        };
         let _ = writeln!(
             out,
             "{:>10.1} µs  {}{mark}",

@@ -179,6 +179,8 @@ impl ThreadStats {
                     .collect(),
             );
         }
+        // Any reply ends the measured time, an error reply too.
+        self.last_reply = Some(now);
         let per_second = &mut self.seconds[second][class];
         let stats = &mut self.classes[class];
         match outcome {
@@ -191,7 +193,6 @@ impl ThreadStats {
                 stats.sent_range = Some(widen(stats.sent_range, sent));
                 per_second.ok += 1;
                 per_second.latency.saturating_record(intended);
-                self.last_reply = Some(now);
             }
             Outcome::ErrReply => {
                 stats.err_replies += 1;
