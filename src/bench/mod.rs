@@ -55,7 +55,7 @@ fn settings(scenario: &Scenario) -> Vec<String> {
         .filter_map(|variant| {
             let model = find(&variant.model)?;
             let config = defaults_for(model, crate::server::Config::default());
-            let pooled = model.workers != Workers::Unused || variant.offload;
+            let pooled = model.workers.used(variant.offload);
             let queue = matches!(model.workers, Workers::ThreadPoolExecutor) || variant.offload;
             pooled.then(|| match queue {
                 true => format!(
@@ -121,4 +121,29 @@ pub fn measure(
     }
     report.findings = experiments::findings(&report);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_name_only_the_pools_in_use() {
+        let quick = Scenario::parse(scenario::QUICK).unwrap();
+        let lines = settings(&quick);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("`threadpool` ") && l.contains("queue 64")),
+            "{lines:?}"
+        );
+        for unpooled in ["`threads` ", "`epoll` ", "`select` ", "`tokio-current` "] {
+            assert!(!lines.iter().any(|l| l.starts_with(unpooled)), "{lines:?}");
+        }
+        let epoll = crate::models::find("epoll").unwrap().workers;
+        assert!(
+            epoll.used(true) && !epoll.used(false),
+            "epoll's pool is --offload's"
+        );
+    }
 }

@@ -57,9 +57,12 @@ pub enum Clients {
 pub enum Workers {
     /// The model has no pool: one thread, or a thread per connection.
     Unused,
-    /// One per usable CPU: runtime threads, offload workers, processes. More would only
-    /// take turns on the same cores.
+    /// One per usable CPU: runtime threads, processes. More would only take turns on
+    /// the same cores.
     Cpus,
+    /// One per usable CPU, for the `--offload` pool only: without `--offload` the model
+    /// runs on one thread and `--workers` is not used.
+    OffloadPool,
     /// Python's `ThreadPoolExecutor` default, the seeds' pool: `min(32, CPUs + 4)`. Each
     /// worker holds a whole connection, so a pool of only one per CPU would leave a
     /// client waiting in the queue for the whole run on a small machine.
@@ -70,8 +73,18 @@ impl Workers {
     /// The default on a machine with `cpus` usable CPUs.
     pub fn default_for(self, cpus: usize) -> usize {
         match self {
-            Workers::Unused | Workers::Cpus => cpus.max(1),
+            Workers::Unused | Workers::Cpus | Workers::OffloadPool => cpus.max(1),
             Workers::ThreadPoolExecutor => (cpus + 4).min(32),
+        }
+    }
+
+    /// True when a server of this model, with or without `offload`, runs a pool of
+    /// `--workers`.
+    pub fn used(self, offload: bool) -> bool {
+        match self {
+            Workers::Unused => false,
+            Workers::OffloadPool => offload,
+            Workers::Cpus | Workers::ThreadPoolExecutor => true,
         }
     }
 
@@ -169,7 +182,7 @@ pub const MODELS: &[Model] = &[
         seed: "gevent server (002, 003)",
         summary: "tokio current-thread runtime, a task per connection (green threads)",
         clients: Clients::Concurrent,
-        workers: Workers::Cpus,
+        workers: Workers::OffloadPool,
         offload: true,
         ports: false,
         reuse_port: false,
@@ -208,7 +221,7 @@ pub const MODELS: &[Model] = &[
         seed: "selectors server (003)",
         summary: "one thread, edge-triggered epoll (mio), a state machine per connection",
         clients: Clients::Concurrent,
-        workers: Workers::Cpus,
+        workers: Workers::OffloadPool,
         offload: true,
         ports: false,
         reuse_port: false,
@@ -221,7 +234,7 @@ pub const MODELS: &[Model] = &[
         seed: "aserver.py (000, 001)",
         summary: "a hand-built executor and epoll reactor, a task per connection (no tokio)",
         clients: Clients::Concurrent,
-        workers: Workers::Cpus,
+        workers: Workers::OffloadPool,
         offload: true,
         ports: false,
         reuse_port: false,
