@@ -58,6 +58,17 @@ fn is_running(pid: Pid) -> bool {
         .unwrap_or(false)
 }
 
+/// CPU ticks (user + system) `pid` has used.
+fn cpu_ticks(pid: Pid) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let rest = stat.rsplit_once(") ")?.1.split(' ').collect::<Vec<_>>();
+            Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
 /// Polls `check` for up to `limit`.
 fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
@@ -91,10 +102,17 @@ fn procpool_worker_killed_mid_request_is_replaced() {
     assert_eq!(other.ask("10\n"), "55");
 
     holder.send(b"42\n");
+    // The worker computing fib(42) is the one whose CPU time grows: a glance at the
+    // process state alone can catch an idle worker that is briefly runnable.
+    let before: Vec<u64> = workers.iter().map(|&w| cpu_ticks(w)).collect();
     let mut busy = None;
     assert!(
         eventually(Duration::from_secs(5), || {
-            busy = workers.iter().copied().find(|&w| is_running(w));
+            busy = workers
+                .iter()
+                .zip(&before)
+                .find(|&(&w, &b)| cpu_ticks(w) >= b + 10 && is_running(w))
+                .map(|(&w, _)| w);
             busy.is_some()
         }),
         "no worker started computing fib(42)"
