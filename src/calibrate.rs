@@ -324,18 +324,7 @@ fn format_us(us: f64) -> String {
     match us {
         u if u < 1.0 => format!("{u:.3}"),
         u if u < 10.0 => format!("{u:.1}"),
-        u if u < 1000.0 => format!("{u:.0}"),
-        u => {
-            let whole = format!("{u:.0}");
-            let mut out = String::new();
-            for (i, c) in whole.chars().enumerate() {
-                if i > 0 && (whole.len() - i) % 3 == 0 {
-                    out.push(',');
-                }
-                out.push(c);
-            }
-            out
-        }
+        u => crate::units::thousands(u),
     }
 }
 

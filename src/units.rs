@@ -44,6 +44,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, ParseError> {
     Ok(duration)
 }
 
+/// A whole number with thousands separators: `1234567.0` -> `1,234,567` (negative
+/// values print as 0: counts and rates only).
+pub fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A duration as [`parse_duration`] reads it back exactly: whole microseconds.
 pub fn format_duration(duration: Duration) -> String {
     format!("{}us", duration.as_micros())

@@ -299,18 +299,7 @@ fn median_u64(mut values: Vec<u64>) -> u64 {
     values.get(values.len() / 2).copied().unwrap_or(0)
 }
 
-/// `12345.6` -> `12,346`.
-pub fn thousands(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use crate::units::thousands;
 
 /// A table of the report, rendered as markdown or HTML alike. Cells may hold the
 /// inline markdown `` `code` `` and `**bold**`; the first column is left-aligned, the
