@@ -41,13 +41,20 @@ pub fn render(r: &BenchReport, plots: &[Plot]) -> String {
     let Document {
         header: [machine, method],
         calibration,
+        summary,
         tables,
         notes,
     } = Document::of(r);
-    for p in [&r.about, &machine, &method]
-        .into_iter()
-        .chain(calibration.as_ref())
-    {
+    let _ = writeln!(
+        out,
+        "<p>{}</p>\n<ul class=\"summary\">",
+        inline_html(&r.about)
+    );
+    for line in &summary {
+        let _ = writeln!(out, "<li>{}</li>", inline_html(line));
+    }
+    out.push_str("</ul>\n");
+    for p in [&machine, &method].into_iter().chain(calibration.as_ref()) {
         let _ = writeln!(out, "<p>{}</p>", inline_html(p));
     }
     for t in &tables {
@@ -90,7 +97,9 @@ pub fn render(r: &BenchReport, plots: &[Plot]) -> String {
     out
 }
 
-const STYLE: &str = "body { font-family: sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
+// CJK fallbacks: the seeds' summaries (总结) are Chinese; without a CJK font they draw
+// as boxes (Debian: fonts-noto-cjk).
+const STYLE: &str = "body { font-family: \"Noto Sans\", \"DejaVu Sans\", \"Noto Sans CJK SC\", \"Source Han Sans SC\", \"WenQuanYi Micro Hei\", \"PingFang SC\", \"Microsoft YaHei\", sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
 table { border-collapse: collapse; margin: 1rem 0; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.25rem 0.75rem; text-align: left; vertical-align: top; }
 th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; }

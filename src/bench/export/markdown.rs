@@ -14,10 +14,14 @@ pub fn render(r: &BenchReport, plots: &[PlotLink]) -> String {
     let Document {
         header: [machine, method],
         calibration,
+        summary,
         tables,
         notes,
     } = Document::of(r);
-    let _ = writeln!(out, "{machine}\n\n{method}\n");
+    for line in &summary {
+        let _ = writeln!(out, "- {line}");
+    }
+    let _ = writeln!(out, "\n{machine}\n\n{method}\n");
     if let Some(calibration) = &calibration {
         let _ = writeln!(out, "{calibration}\n");
     }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::canvas::PlotError;
 use super::experiments::{self, EXPERIMENTS};
-use super::results::{BenchReport, PlotLink, Table, WIDE_SPREAD, plural, thousands};
+use super::results::{BenchReport, PlotLink, Table, Verdict, WIDE_SPREAD, plural, thousands};
 use super::rules;
 
 /// What a report shows, in order, whatever the format.
@@ -21,6 +21,9 @@ pub struct Document {
     pub header: [String; 2],
     /// What the machine's primitives cost, when the run calibrated them.
     pub calibration: Option<String>,
+    /// Five lines computed from the results: the machine, the fastest model per
+    /// workload, the conclusions that reproduce, those that do not, the regime.
+    pub summary: Vec<String>,
     pub tables: Vec<Table>,
     pub notes: Vec<String>,
 }
@@ -66,10 +69,110 @@ impl Document {
         Document {
             header: header_lines(r),
             calibration: r.calibration.as_ref().map(|c| c.summary()),
+            summary: summary(r),
             tables,
             notes,
         }
     }
+}
+
+/// The report's opening lines, each computed from the results; see [`Document::summary`].
+fn summary(r: &BenchReport) -> Vec<String> {
+    let mut lines = Vec::new();
+    let m = &r.machine;
+    lines.push(match &r.calibration {
+        Some(c) => {
+            let kind = if c.machine.virtual_machine { "a virtual machine" } else { "a machine" };
+            match (c.wake_up, c.rtt_same_cpu) {
+                (Some(wake), Some(one)) => format!(
+                    "This machine: {kind} with {} CPUs; waking a thread on another CPU costs {:.0} µs, against a whole round trip of {:.0} µs on one CPU, so a one-client figure measures that wake-up as much as the model.",
+                    c.machine.cpus, wake.median_us, one.median_us
+                ),
+                _ => format!("This machine: {kind} with {} CPU: no cross-CPU wake-up to measure.", c.machine.cpus),
+            }
+        }
+        None => format!("This machine: {} ({} CPUs), not calibrated in this run.", m.cpu, m.cpus),
+    });
+    let mut workloads: Vec<u32> = r.cells.iter().map(|c| c.n).collect();
+    workloads.sort_unstable();
+    workloads.dedup();
+    let widest = r.cells.iter().map(|c| c.clients).max().unwrap_or(1);
+    let fastest: Vec<String> = workloads
+        .iter()
+        .filter_map(|&n| {
+            r.cells
+                .iter()
+                .filter(|c| c.n == n && c.clients == widest)
+                .filter(|c| c.variant != super::results::FLOOR && !r.is_peer(&c.variant))
+                .max_by(|a, b| a.median_rps.total_cmp(&b.median_rps))
+                .map(|c| format!("n={n}: `{}` ({} req/s)", c.variant, thousands(c.median_rps)))
+        })
+        .collect();
+    if !fastest.is_empty() {
+        lines.push(format!(
+            "Fastest model with {}: {}.",
+            plural(widest, "client"),
+            fastest.join("; ")
+        ));
+    }
+    let sources = |verdict: Verdict| -> Vec<String> {
+        r.findings
+            .iter()
+            .filter(|f| f.verdict == verdict)
+            .map(|f| f.source.to_string())
+            .collect()
+    };
+    let listed = |v: Vec<String>| match v.is_empty() {
+        true => "none".to_string(),
+        false => group_sources(&v),
+    };
+    if !r.findings.is_empty() {
+        lines.push(format!(
+            "The seeds' conclusions that reproduce here: {}.",
+            listed(sources(Verdict::Reproduces))
+        ));
+        lines.push(format!(
+            "Contradicted: {}; not applicable without a GIL: {}; not measured: {}.",
+            listed(sources(Verdict::Contradicts)),
+            listed(sources(Verdict::DoesNotApply)),
+            listed(sources(Verdict::NotMeasured))
+        ));
+    }
+    lines.push(format!(
+        "One regime: pinning {}, a load generator that sleeps between replies; figures from another pinning, or with a spinning client, are not comparable with these.",
+        m.pinning
+    ));
+    lines
+}
+
+/// `["seed 000, 总结 1", "seed 000, 总结 3", "seed 004", "seed 004"]` ->
+/// `seed 000 (总结 1, 总结 3), seed 004 (2 claims)`.
+fn group_sources(sources: &[String]) -> String {
+    let mut groups: Vec<(&str, Vec<&str>, usize)> = Vec::new();
+    for source in sources {
+        let (seed, part) = match source.split_once(", ") {
+            Some((seed, part)) => (seed, Some(part)),
+            None => (source.as_str(), None),
+        };
+        let at = match groups.iter().position(|g| g.0 == seed) {
+            Some(at) => at,
+            None => {
+                groups.push((seed, Vec::new(), 0));
+                groups.len() - 1
+            }
+        };
+        groups[at].2 += 1;
+        groups[at].1.extend(part);
+    }
+    groups
+        .into_iter()
+        .map(|(seed, parts, count)| match (parts.is_empty(), count) {
+            (false, _) => format!("{seed} ({})", parts.join(", ")),
+            (true, 1) => seed.to_string(),
+            (true, n) => format!("{seed} ({n} claims)"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn header_lines(r: &BenchReport) -> [String; 2] {
