@@ -158,6 +158,14 @@ mod tests {
     }
 
     #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0.4), "0");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(12345.6), "12,346");
+        assert_eq!(thousands(1234567.0), "1,234,567");
+    }
+
+    #[test]
     fn shares() {
         assert_eq!(parse_share("1%"), Ok(0.01));
         assert_eq!(parse_share("0.5"), Ok(0.5));

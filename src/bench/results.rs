@@ -507,14 +507,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn thousands_separators() {
-        assert_eq!(thousands(0.4), "0");
-        assert_eq!(thousands(999.0), "999");
-        assert_eq!(thousands(12345.6), "12,346");
-        assert_eq!(thousands(1234567.0), "1,234,567");
-    }
-
-    #[test]
     fn targets_parse() {
         let t: Target = "go=127.0.0.1:50000".parse().unwrap();
         assert_eq!(

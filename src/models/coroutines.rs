@@ -257,11 +257,13 @@ impl Executor {
                 self.reactor.expire_idle(now, limit);
                 continue; // run the tasks it woke
             }
-            if self.reactor.next_timer().is_some_and(|at| at <= now) {
+            // One look at the timers per turn: a due one runs now, else it bounds the wait.
+            let next_timer = self.reactor.next_timer();
+            if next_timer.is_some_and(|at| at <= now) {
                 self.reactor.fire_timers(now);
                 continue;
             }
-            let next_timer = self.reactor.next_timer().map(|at| at - now);
+            let next_timer = next_timer.map(|at| at - now);
             let mut timeout = sweep.shorten(now, next_timer);
             // The accept task counts as live until it is cancelled at the first step.
             match drain.step(shutdown, self.queue.live.load(Ordering::SeqCst)) {
