@@ -12,13 +12,16 @@
 //! | `rtt_same_cpu` | a 1-byte TCP ping-pong over loopback, both threads pinned to one CPU (no wake-up across CPUs) |
 //! | `rtt_two_cpus` | the same, the two threads on two CPUs, both blocking (each reply wakes a sleeping thread on the other CPU) |
 //! | `rtt_spinning` | the same on two CPUs, both busy-polling (nobody sleeps: the pure loopback and syscall cost) |
+//! | `rtt_client_spinning` | the same on two CPUs, the client busy-polling and the server blocking (only the server is woken: the `pinned-spinning` regime's round trip) |
 //! | `wake_up` | derived: (`rtt_two_cpus` - `rtt_spinning`) / 2, the cost of waking a blocked thread on another CPU |
 //! | `pipe_round_trip` | fib(1) sent to a procpool worker process and its reply read back, over its two pipes |
 //! | `thread_start` | spawning a thread and joining it |
 //! | `process_start` | starting `fiblab --version` and waiting for it |
 //! | `epoll_1`, `epoll_1000` | one `epoll_wait` with no timeout over 1 and 1000 idle descriptors |
 //! | `select_1`, `select_1000` | one `select` with no timeout over 1 and 1000 idle descriptors |
+//! | `handoff` | a value sent to another thread over a channel and one sent back (the isolates' and `--offload`'s hop), both threads on one CPU |
 //! | `fib` | fib(n) on one core, for each n asked |
+//! | `fib_interpreted` | fib(n) in the `isolates` model's WebAssembly interpreter (wasmi), for each n asked |
 //!
 //! All times are microseconds.
 
@@ -99,6 +102,8 @@ pub struct Calibration {
     pub rtt_same_cpu: Option<Measure>,
     pub rtt_two_cpus: Option<Measure>,
     pub rtt_spinning: Option<Measure>,
+    #[serde(default)]
+    pub rtt_client_spinning: Option<Measure>,
     pub wake_up: Option<Measure>,
     pub pipe_round_trip: Option<Measure>,
     pub thread_start: Option<Measure>,
@@ -107,11 +112,15 @@ pub struct Calibration {
     pub epoll_1000: Option<Measure>,
     pub select_1: Option<Measure>,
     pub select_1000: Option<Measure>,
+    #[serde(default)]
+    pub handoff: Option<Measure>,
     pub fib: Vec<FibCost>,
+    #[serde(default)]
+    pub fib_interpreted: Vec<FibCost>,
 }
 
 /// The version of [`Calibration`]'s JSON.
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 
 impl Calibration {
     /// Measures every primitive, and fib(n) for each of `fib_ns`. `exe` is the fiblab
@@ -122,11 +131,15 @@ impl Calibration {
         let allowed = allowed_cpus();
         let first = allowed.first().copied();
         let second = allowed.get(1).copied();
-        let rtt = |a, b, spin| Measure::of(repeat(|| round_trip(a, b, spin).ok()));
-        let rtt_same_cpu = first.and_then(|c| rtt(Some(c), Some(c), false));
-        let (rtt_two_cpus, rtt_spinning) = match (first, second) {
-            (Some(a), Some(b)) => (rtt(Some(a), Some(b), false), rtt(Some(a), Some(b), true)),
-            _ => (None, None),
+        let rtt = |a, b, spin: Spin| Measure::of(repeat(|| round_trip(a, b, spin).ok()));
+        let rtt_same_cpu = first.and_then(|c| rtt(Some(c), Some(c), Spin::Neither));
+        let (rtt_two_cpus, rtt_spinning, rtt_client_spinning) = match (first, second) {
+            (Some(a), Some(b)) => (
+                rtt(Some(b), Some(a), Spin::Neither),
+                rtt(Some(b), Some(a), Spin::Both),
+                rtt(Some(b), Some(a), Spin::Client),
+            ),
+            _ => (None, None, None),
         };
         let wake_up = match (rtt_two_cpus, rtt_spinning) {
             (Some(blocking), Some(spinning)) => Some(Measure {
@@ -144,6 +157,7 @@ impl Calibration {
             rtt_same_cpu,
             rtt_two_cpus,
             rtt_spinning,
+            rtt_client_spinning,
             wake_up,
             pipe_round_trip: Measure::of(repeat(|| pipe_round_trip().ok())),
             thread_start: Measure::of(repeat(|| Some(per_call(200, thread_start)))),
@@ -152,10 +166,19 @@ impl Calibration {
             epoll_1000: Measure::of(repeat(|| epoll_wait(1000).ok())),
             select_1: Measure::of(repeat(|| select_call(1).ok())),
             select_1000: Measure::of(repeat(|| select_call(1000).ok())),
+            handoff: Measure::of(repeat(|| handoff(first).ok())),
             fib: ns
-                .into_iter()
+                .iter()
+                .copied()
                 .filter_map(|n| {
                     Measure::of(repeat(|| Some(fib_time(n)))).map(|cost| FibCost { n, cost })
+                })
+                .collect(),
+            fib_interpreted: ns
+                .into_iter()
+                .filter_map(|n| {
+                    Measure::of(repeat(|| fib_interpreted_time(n).ok()))
+                        .map(|cost| FibCost { n, cost })
                 })
                 .collect(),
         }
@@ -164,6 +187,14 @@ impl Calibration {
     /// fib(n)'s measured cost, if `n` was calibrated.
     pub fn fib_us(&self, n: u32) -> Option<f64> {
         self.fib.iter().find(|f| f.n == n).map(|f| f.cost.median_us)
+    }
+
+    /// fib(n)'s measured cost in the isolates' interpreter, if `n` was calibrated.
+    pub fn fib_interpreted_us(&self, n: u32) -> Option<f64> {
+        self.fib_interpreted
+            .iter()
+            .find(|f| f.n == n)
+            .map(|f| f.cost.median_us)
     }
 
     /// Every primitive as (what, measure, how it was measured), in table order.
@@ -182,6 +213,10 @@ impl Calibration {
                 self.rtt_spinning,
             ),
             (
+                "loopback round trip, two CPUs, client spinning".into(),
+                self.rtt_client_spinning,
+            ),
+            (
                 "wake-up of a thread on another CPU (derived)".into(),
                 self.wake_up,
             ),
@@ -198,11 +233,20 @@ impl Calibration {
             ("epoll_wait, 1000 descriptors".into(), self.epoll_1000),
             ("select, 1 descriptor".into(), self.select_1),
             ("select, 1000 descriptors".into(), self.select_1000),
+            (
+                "hand-off to a thread on the same CPU and back".into(),
+                self.handoff,
+            ),
         ];
         rows.extend(
             self.fib
                 .iter()
                 .map(|f| (format!("fib({})", f.n), Some(f.cost))),
+        );
+        rows.extend(
+            self.fib_interpreted
+                .iter()
+                .map(|f| (format!("fib({}), interpreted (wasmi)", f.n), Some(f.cost))),
         );
         rows
     }
@@ -310,7 +354,7 @@ pub fn describe_cpus(cpus: &[usize]) -> String {
 }
 
 /// The CPUs this process may run on.
-fn allowed_cpus() -> Vec<usize> {
+pub fn allowed_cpus() -> Vec<usize> {
     let Ok(set) = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) else {
         return Vec::new();
     };
@@ -350,9 +394,17 @@ fn per_call(calls: u32, mut f: impl FnMut()) -> f64 {
 /// the whole calibration takes seconds even where a round trip costs 100 µs.
 const ROUND_TRIPS: u32 = 1000;
 
+/// Which side of a ping-pong busy-polls instead of sleeping in `read`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spin {
+    Neither,
+    Client,
+    Both,
+}
+
 /// The mean 1-byte TCP round trip over loopback, µs, between a client thread on
-/// `client_cpu` and a server thread on `server_cpu`; both busy-poll with `spin`.
-fn round_trip(server_cpu: Option<usize>, client_cpu: Option<usize>, spin: bool) -> io::Result<f64> {
+/// `client_cpu` and a server thread on `server_cpu`; `spin` says who busy-polls.
+fn round_trip(server_cpu: Option<usize>, client_cpu: Option<usize>, spin: Spin) -> io::Result<f64> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let server = std::thread::spawn(move || -> io::Result<()> {
@@ -361,7 +413,7 @@ fn round_trip(server_cpu: Option<usize>, client_cpu: Option<usize>, spin: bool) 
         }
         let (mut stream, _) = listener.accept()?;
         stream.set_nodelay(true)?;
-        stream.set_nonblocking(spin)?;
+        stream.set_nonblocking(spin == Spin::Both)?;
         let mut byte = [0u8; 1];
         loop {
             match stream.read(&mut byte) {
@@ -378,7 +430,7 @@ fn round_trip(server_cpu: Option<usize>, client_cpu: Option<usize>, spin: bool) 
         }
         let mut stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
-        stream.set_nonblocking(spin)?;
+        stream.set_nonblocking(spin != Spin::Neither)?;
         let mut byte = [0u8; 1];
         let mut one = |stream: &mut TcpStream| -> io::Result<()> {
             stream.write_all(b"x")?;
@@ -489,13 +541,86 @@ fn select_call(count: usize) -> io::Result<f64> {
     }))
 }
 
+/// The mean round trip of a value to another thread over a channel and back, µs, both
+/// threads on `cpu`: the hop a connection thread makes to a helper thread the kernel
+/// wakes beside it.
+fn handoff(cpu: Option<usize>) -> io::Result<f64> {
+    // On a thread of its own, so the pinning ends with it.
+    std::thread::spawn(move || handoff_on(cpu))
+        .join()
+        .map_err(|_| io::Error::other("the hand-off caller panicked"))?
+}
+
+fn handoff_on(cpu: Option<usize>) -> io::Result<f64> {
+    if let Some(cpu) = cpu {
+        cpu::pin_current_thread(cpu)?;
+    }
+    let (to_worker, requests) = std::sync::mpsc::channel::<u32>();
+    let (to_caller, replies) = std::sync::mpsc::channel::<u32>();
+    let worker = std::thread::spawn(move || {
+        if let Some(cpu) = cpu {
+            let _ = cpu::pin_current_thread(cpu);
+        }
+        for n in requests {
+            if to_caller.send(n).is_err() {
+                return;
+            }
+        }
+    });
+    let one = || -> io::Result<()> {
+        to_worker
+            .send(1)
+            .map_err(|_| io::Error::other("the hand-off thread stopped"))?;
+        replies
+            .recv()
+            .map(drop)
+            .map_err(|_| io::Error::other("the hand-off thread stopped"))
+    };
+    for _ in 0..50 {
+        one()?;
+    }
+    let started = Instant::now();
+    for _ in 0..ROUND_TRIPS {
+        one()?;
+    }
+    let took = started.elapsed().as_secs_f64() * 1e6 / f64::from(ROUND_TRIPS);
+    drop(to_worker);
+    let _ = worker.join();
+    Ok(took)
+}
+
+/// fib(n) in the isolates' interpreter, µs, as `isolates` runs it (one instance).
+fn fib_interpreted_time(n: u32) -> io::Result<f64> {
+    let module = crate::models::isolates::FibModule::assemble()?;
+    let mut isolate = module.instantiate(Box::new(|| false))?;
+    let mut failed = None;
+    let took = batch_time(|| {
+        if let Err(e) = isolate.fib(n) {
+            failed = Some(e);
+        }
+    });
+    match failed {
+        Some(e) => Err(io::Error::other(format!(
+            "fib in the interpreter failed: {e}"
+        ))),
+        None => Ok(took),
+    }
+}
+
 /// fib(n) on this thread, µs: repeated until the batch takes a few milliseconds.
 fn fib_time(n: u32) -> f64 {
+    batch_time(|| {
+        black_box(fib(black_box(n)));
+    })
+}
+
+/// One call of `f`, µs: calls repeated until the batch takes a few milliseconds.
+fn batch_time(mut f: impl FnMut()) -> f64 {
     let mut calls = 1u32;
     loop {
         let started = Instant::now();
         for _ in 0..calls {
-            black_box(fib(black_box(n)));
+            f();
         }
         let took = started.elapsed();
         if took >= Duration::from_millis(5) || calls >= 1 << 24 {
@@ -526,7 +651,8 @@ mod tests {
 
     #[test]
     fn primitives_measure_something() {
-        assert!(round_trip(None, None, false).unwrap() > 0.0);
+        assert!(round_trip(None, None, Spin::Neither).unwrap() > 0.0);
+        assert!(round_trip(None, None, Spin::Client).unwrap() > 0.0);
         assert!(epoll_wait(1).unwrap() > 0.0);
         assert!(select_call(10).unwrap() > 0.0);
         let fast = fib_time(10);

@@ -122,6 +122,7 @@ fn tiny_scenario_end_to_end() {
 
 fn fixture() -> BenchReport {
     let sample = |variant: &str, n: u32, clients: usize, rps: f64, starved: bool| Sample {
+        regime: String::new(),
         variant: variant.into(),
         n,
         clients,
@@ -174,6 +175,7 @@ fn fixture() -> BenchReport {
         samples,
         starvation: vec![
             fiblab::bench::StarvationResult {
+                regime: String::new(),
                 variant: "threads".into(),
                 heavy_n: 40,
                 heavy_s: Some(0.95),
@@ -184,6 +186,7 @@ fn fixture() -> BenchReport {
                 heavy_at_s: 1.5,
             },
             fiblab::bench::StarvationResult {
+                regime: String::new(),
                 variant: "tokio-current".into(),
                 heavy_n: 40,
                 heavy_s: Some(0.97),
@@ -199,6 +202,7 @@ fn fixture() -> BenchReport {
         notes: vec![],
         settings: vec!["`threadpool` 6 workers, queue 64".into()],
         calibration: None,
+        regimes: vec![],
     }
 }
 

@@ -2,9 +2,12 @@
 //!
 //! ```text
 //! scenario (+ --target peers) -> rows: floor, each model, each peer
-//! for each experiment (seed tables, starvation):   experiments::EXPERIMENTS
-//!     measure: start `fiblab serve` per row as its own process, load it, stop it by PID
-//! report (results) -> each experiment's tables, plots, findings -> export (md, html, json, svg)
+//! calibrate the machine (crate::calibrate)
+//! for each regime (shared; pinned-spinning: client busy-polling on CPU 0, server on the rest)
+//!     for each experiment (seed tables, starvation):   experiments::EXPERIMENTS
+//!         measure: start `fiblab serve` per row as its own process, load it, stop it by PID
+//! report (results) -> predictions (predict) -> each experiment's tables, plots, findings
+//!     (per regime, merged) -> export (md, html, json, svg)
 //! ```
 //!
 //! `--target NAME=HOST:PORT` adds servers started by someone else (the seeds' Python
@@ -24,13 +27,14 @@
 //!
 //! - [`results`] — the records: samples, cells, each experiment's results, the report;
 //! - [`scenario`] — what to run, as data; [`rules`] and [`canvas`] — the shapes of a
-//!   finding and of a plot;
+//!   finding and of a plot; [`predict`] — each cell's throughput from the calibration;
 //! - [`experiments`] — one module per experiment (measure, tables, plots, findings);
 //! - [`export`] — one renderer per format; this module — the runner.
 
 pub mod canvas;
 pub mod experiments;
 pub mod export;
+pub mod predict;
 pub mod results;
 pub mod rules;
 pub mod scenario;
@@ -84,12 +88,13 @@ pub fn measure(
     command: String,
 ) -> io::Result<BenchReport> {
     let rows = Row::all(scenario, targets);
+    let (plans, skipped) = scenario.plans(&crate::calibrate::allowed_cpus());
     let mut report = BenchReport {
         scenario: scenario.name.clone(),
         about: scenario.about.clone(),
         date: results::today(),
         command,
-        machine: Machine::detect(scenario.pinning.as_ref()),
+        machine: Machine::detect(&plans),
         duration_s: scenario.duration.as_secs_f64(),
         warmup_s: scenario.warmup.as_secs_f64(),
         repetitions: scenario.repetitions,
@@ -99,9 +104,10 @@ pub fn measure(
         starvation: Vec::new(),
         findings: Vec::new(),
         peers: targets.to_vec(),
-        notes: Vec::new(),
+        notes: skipped,
         settings: settings(scenario),
         calibration: None,
+        regimes: plans.clone(),
     };
     progress(Step {
         done: 0,
@@ -112,12 +118,15 @@ pub fn measure(
         exe,
         &scenario.workloads,
     ));
-    let mut run = Run::new(scenario, &rows, exe, interrupt, progress);
-    for experiment in EXPERIMENTS {
-        if run.interrupted() {
-            break;
+    let mut run = Run::new(scenario, &rows, exe, interrupt, progress, plans.len());
+    for plan in plans {
+        run.regime = plan;
+        for experiment in EXPERIMENTS {
+            if run.interrupted() {
+                break;
+            }
+            experiment.measure(&mut run, &mut report)?;
         }
-        experiment.measure(&mut run, &mut report)?;
     }
     report.findings = experiments::findings(&report);
     Ok(report)

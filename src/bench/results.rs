@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::scenario::Pinning;
+use super::scenario::{Pinning, RegimePlan};
 
 /// The floor row: `threads` serving `--service lookup`.
 pub const FLOOR: &str = "floor";
@@ -58,6 +58,10 @@ impl std::str::FromStr for Target {
 /// One measured cell of one repetition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
+    /// The regime it was measured in ([`RegimePlan::name`]); empty in reports from
+    /// before regimes.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub regime: String,
     pub variant: String,
     pub n: u32,
     pub clients: usize,
@@ -84,7 +88,7 @@ pub struct Machine {
 }
 
 impl Machine {
-    pub fn detect(pinning: Option<&Pinning>) -> Machine {
+    pub fn detect(regimes: &[RegimePlan]) -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu = cpuinfo
             .lines()
@@ -98,7 +102,14 @@ impl Machine {
             cpu,
             cpus: crate::server::default_workers(),
             kernel: kernel.trim().to_string(),
-            pinning: Pinning::describe(pinning),
+            pinning: match regimes {
+                [] => Pinning::describe(None),
+                plans => plans
+                    .iter()
+                    .map(RegimePlan::describe)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            },
         }
     }
 }
@@ -106,6 +117,8 @@ impl Machine {
 /// Seed 004's experiment on one model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StarvationResult {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub regime: String,
     pub variant: String,
     /// fib(n) of the heavy request.
     pub heavy_n: u32,
@@ -130,6 +143,8 @@ pub const WIDE_SPREAD: f64 = 0.15;
 /// One (model, n, clients) cell over all repetitions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub regime: String,
     pub variant: String,
     pub n: u32,
     pub clients: usize,
@@ -226,9 +241,59 @@ pub struct BenchReport {
     /// The machine's primitive costs, measured before the cells.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<crate::calibrate::Calibration>,
+    /// The regimes the cells were measured in, in order; empty in reports from before
+    /// regimes (one regime, described by `machine.pinning`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regimes: Vec<RegimePlan>,
 }
 
 impl BenchReport {
+    /// The regimes' names in order; one unnamed regime (`""`) for a report without.
+    pub fn regime_names(&self) -> Vec<String> {
+        match self.regimes.is_empty() {
+            true => vec![String::new()],
+            false => self.regimes.iter().map(|r| r.name.clone()).collect(),
+        }
+    }
+
+    /// The report of one regime alone: its samples, cells and starvation results,
+    /// with findings left empty (the caller computes them).
+    pub fn view(&self, regime: &str) -> BenchReport {
+        BenchReport {
+            samples: self
+                .samples
+                .iter()
+                .filter(|s| s.regime == regime)
+                .cloned()
+                .collect(),
+            cells: self
+                .cells
+                .iter()
+                .filter(|c| c.regime == regime)
+                .cloned()
+                .collect(),
+            starvation: self
+                .starvation
+                .iter()
+                .filter(|s| s.regime == regime)
+                .cloned()
+                .collect(),
+            regimes: self
+                .regimes
+                .iter()
+                .filter(|r| r.name == regime)
+                .cloned()
+                .collect(),
+            findings: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// The regime `name` as it ran, if the report names it.
+    pub fn regime(&self, name: &str) -> Option<&RegimePlan> {
+        self.regimes.iter().find(|r| r.name == name)
+    }
+
     /// True when `variant` is a row of a server fiblab did not start (`--target`).
     pub fn is_peer(&self, variant: &str) -> bool {
         self.peers.iter().any(|p| p.name == variant)
@@ -237,18 +302,20 @@ impl BenchReport {
 
 /// Median and spread of each cell, in the order the cells were first measured.
 pub fn aggregate(samples: &[Sample]) -> Vec<Cell> {
-    let mut keys: Vec<(String, u32, usize)> = Vec::new();
+    let mut keys: Vec<(String, String, u32, usize)> = Vec::new();
     for s in samples {
-        let key = (s.variant.clone(), s.n, s.clients);
+        let key = (s.regime.clone(), s.variant.clone(), s.n, s.clients);
         if !keys.contains(&key) {
             keys.push(key);
         }
     }
     keys.into_iter()
-        .map(|(variant, n, clients)| {
+        .map(|(regime, variant, n, clients)| {
             let runs: Vec<&Sample> = samples
                 .iter()
-                .filter(|s| s.variant == variant && s.n == n && s.clients == clients)
+                .filter(|s| {
+                    s.regime == regime && s.variant == variant && s.n == n && s.clients == clients
+                })
                 .collect();
             let rps: Vec<f64> = runs.iter().map(|s| s.throughput_rps).collect();
             let median_rps = median_f64(&rps);
@@ -269,6 +336,7 @@ pub fn aggregate(samples: &[Sample]) -> Vec<Cell> {
                 None => median_u64(runs.iter().map(|s| each(s)).collect()),
             };
             Cell {
+                regime,
                 variant,
                 n,
                 clients,
@@ -310,7 +378,16 @@ pub struct Table {
     pub intro: String,
     pub header: Vec<String>,
     pub left: usize,
+    /// The last column is text too (left-aligned), as a "why" column.
+    pub text_last: bool,
     pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// Column `i` is left-aligned text rather than a right-aligned figure.
+    pub fn is_left(&self, i: usize) -> bool {
+        i < self.left || (self.text_last && i + 1 == self.header.len())
+    }
 }
 
 /// A plot as the markdown report links it.
@@ -339,6 +416,8 @@ pub enum Verdict {
     Contradicts,
     DoesNotApply,
     NotMeasured,
+    /// The regimes disagree: see [`Finding::by_regime`].
+    DependsOnRegime,
 }
 
 impl Verdict {
@@ -348,6 +427,7 @@ impl Verdict {
             Verdict::Contradicts => "contradicts",
             Verdict::DoesNotApply => "does not apply",
             Verdict::NotMeasured => "not measured",
+            Verdict::DependsOnRegime => "depends on the regime",
         }
     }
 }
@@ -361,6 +441,28 @@ pub struct Finding {
     pub verdict: Verdict,
     /// The measured figures the verdict rests on.
     pub evidence: String,
+    /// The cells the rule read, as (variant, n, clients).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cells: Vec<(String, u32, usize)>,
+    /// With several regimes: the verdict and evidence in each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub by_regime: Vec<RegimeVerdict>,
+    /// Where the regimes disagree: which machine cost decides, computed from the
+    /// predictions of the cells the rule read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+}
+
+/// A finding's verdict in one regime.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RegimeVerdict {
+    pub regime: String,
+    pub verdict: Verdict,
+    pub evidence: String,
+    /// The verdict the cost model gives from the calibration alone (the cells'
+    /// predicted throughputs in place of the measured ones); `None` where a cell's
+    /// prediction is only a range.
+    pub predicted: Option<Verdict>,
 }
 
 /// Today's UTC date, YYYY-MM-DD (civil-from-days, no calendar crate needed).
@@ -409,6 +511,7 @@ pub(crate) mod tests {
             notes: vec![],
             settings: vec![],
             calibration: None,
+            regimes: vec![],
         }
     }
 
@@ -442,6 +545,7 @@ pub(crate) mod tests {
         .collect();
         let mut report = report_of(samples);
         report.starvation = vec![StarvationResult {
+            regime: String::new(),
             variant: "threads".into(),
             heavy_n: 40,
             heavy_s: Some(1.0),
@@ -476,6 +580,7 @@ pub(crate) mod tests {
         per_connection: Vec<u64>,
     ) -> Sample {
         Sample {
+            regime: String::new(),
             variant: variant.into(),
             n,
             clients,

@@ -40,6 +40,20 @@ pub fn finding(
         claim,
         verdict,
         evidence,
+        cells: Vec::new(),
+        by_regime: Vec::new(),
+        decided_by: None,
+    }
+}
+
+impl Finding {
+    /// The finding, naming the cells (variant, n, clients) its rule read.
+    pub fn reading(mut self, cells: &[(&str, u32, usize)]) -> Finding {
+        self.cells = cells
+            .iter()
+            .map(|&(v, n, c)| (v.to_string(), n, c))
+            .collect();
+        self
     }
 }
 
@@ -89,6 +103,7 @@ impl Ratio<'_> {
                     self::ratio(ratio)
                 );
                 finding(self.source, self.claim, verdict, evidence)
+                    .reading(&[(ma, n, clients), (mb, nb, cb)])
             }
             _ => missing(
                 self.source,
@@ -108,14 +123,29 @@ pub fn table(findings: &[Finding]) -> Table {
             .map(String::from)
             .to_vec(),
         left: 4,
+        text_last: false,
         rows: findings
             .iter()
             .map(|f| {
                 vec![
                     f.source.to_string(),
                     f.claim.to_string(),
-                    format!("**{}**", f.verdict.label()),
-                    f.evidence.clone(),
+                    match f.verdict {
+                        Verdict::DependsOnRegime => format!(
+                            "**{}**: {}",
+                            f.verdict.label(),
+                            f.by_regime
+                                .iter()
+                                .map(|r| format!("{} in `{}`", r.verdict.label(), r.regime))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        v => format!("**{}**", v.label()),
+                    },
+                    match &f.decided_by {
+                        Some(why) => format!("{} **Why:** {why}", f.evidence),
+                        None => f.evidence.clone(),
+                    },
                 ]
             })
             .collect(),

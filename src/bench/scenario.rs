@@ -11,7 +11,9 @@
 //! repetitions = 3                          # each cell, interleaved across models
 //! rate = 20000                             # optional: open loop at 20k req/s per cell
 //!
-//! [pinning]                                # optional; unpinned when absent
+//! regimes = ["shared", "pinned-spinning"]  # optional; how client and server share the CPUs
+//!
+//! [pinning]                                # optional, instead of regimes: one regime, these CPUs
 //! server = [0]                             # CPUs the server process may run on
 //! client = [1]                             # CPUs the load generator's threads run on
 //! ```
@@ -79,9 +81,115 @@ pub struct Scenario {
     pub rate: Option<f64>,
     /// Seed 004's experiment, once per model: see [`Starvation`].
     pub starvation: Option<Starvation>,
-    /// CPUs for the server and the client; `None`: both unpinned.
+    /// How server and load generator share the machine; every cell is measured in
+    /// each. Default: `["shared"]`.
+    #[serde(default = "Regime::default_list")]
+    pub regimes: Vec<Regime>,
+    /// CPUs for the server and the client, as one regime of its own instead of
+    /// `regimes`; `None`: the regimes decide.
     #[serde(default)]
     pub pinning: Option<Pinning>,
+}
+
+/// How the server and the load generator share the CPUs while cells are measured. On
+/// a small VM this decides a closed loop's figures more than the model does: a client
+/// that sleeps between replies makes every reply wake an idle CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Regime {
+    /// Nothing pinned, a load generator that sleeps in epoll between replies: how the
+    /// seeds ran, and how most servers meet their clients.
+    Shared,
+    /// The load generator on the first CPU, busy-polling (it never sleeps, so no reply
+    /// wakes it); the server on the other CPUs. Needs 2 CPUs.
+    PinnedSpinning,
+}
+
+impl Regime {
+    fn default_list() -> Vec<Regime> {
+        vec![Regime::Shared]
+    }
+
+    /// Its name in scenarios, reports and file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Regime::Shared => "shared",
+            Regime::PinnedSpinning => "pinned-spinning",
+        }
+    }
+
+    /// The CPUs each side gets among `allowed` (the CPUs this process may use), and
+    /// whether the client spins; `None` when `allowed` is too few.
+    pub fn resolve(self, allowed: &[usize]) -> Option<RegimePlan> {
+        match self {
+            Regime::Shared => Some(RegimePlan {
+                name: self.name().into(),
+                server_cpus: Vec::new(),
+                client_cpus: Vec::new(),
+                spin: false,
+            }),
+            Regime::PinnedSpinning => match allowed {
+                [client, server @ ..] if !server.is_empty() => Some(RegimePlan {
+                    name: self.name().into(),
+                    server_cpus: server.to_vec(),
+                    client_cpus: vec![*client],
+                    spin: true,
+                }),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// A regime as it runs on this machine: which CPUs each side has (empty: unpinned)
+/// and whether the load generator busy-polls.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct RegimePlan {
+    pub name: String,
+    pub server_cpus: Vec<usize>,
+    pub client_cpus: Vec<usize>,
+    pub spin: bool,
+}
+
+impl RegimePlan {
+    /// A scenario's explicit `pinning`, as a regime named `pinned`.
+    pub fn pinned(pinning: &Pinning) -> RegimePlan {
+        RegimePlan {
+            name: "pinned".into(),
+            server_cpus: pinning.server.clone(),
+            client_cpus: pinning.client.clone(),
+            spin: false,
+        }
+    }
+
+    /// True when the client may run on the server's CPUs (nothing keeps them apart).
+    pub fn shared_cpus(&self) -> bool {
+        self.server_cpus.is_empty()
+            || self.client_cpus.is_empty()
+            || self
+                .client_cpus
+                .iter()
+                .any(|c| self.server_cpus.contains(c))
+    }
+
+    /// One line for a report: who runs where, and how the client waits.
+    pub fn describe(&self) -> String {
+        let side = |cpus: &[usize]| match cpus {
+            [] => "unpinned".to_string(),
+            [one] => format!("on CPU {one}"),
+            cpus => format!("on CPUs {}", crate::calibrate::describe_cpus(cpus)),
+        };
+        format!(
+            "`{}`: server {}, load generator {}, {}",
+            self.name,
+            side(&self.server_cpus),
+            side(&self.client_cpus),
+            match self.spin {
+                true => "busy-polling its sockets (it never sleeps, so no reply wakes it)",
+                false => "sleeping in epoll between replies",
+            }
+        )
+    }
 }
 
 /// Which CPUs the server and the load generator may use. On a small machine a
@@ -148,6 +256,11 @@ pub struct Overrides {
     /// Pin the load generator's threads to these CPUs, e.g. 1 or 2-3.
     #[arg(long)]
     pub client_cpus: Option<CpuList>,
+    /// Regimes instead of the scenario's, comma-separated: shared (unpinned, a
+    /// sleeping client), pinned-spinning (client busy-polling on the first CPU, server
+    /// on the others)
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub regimes: Option<Vec<Regime>>,
     /// Leave out seed 004's starvation experiment.
     #[arg(long)]
     pub no_starvation: bool,
@@ -180,6 +293,10 @@ impl Overrides {
         }
         if self.rate.is_some() {
             scenario.rate = self.rate;
+        }
+        if let Some(regimes) = &self.regimes {
+            scenario.regimes = regimes.clone();
+            scenario.pinning = None;
         }
         if self.server_cpus.is_some() || self.client_cpus.is_some() {
             let mut pinning = scenario.pinning.take().unwrap_or_default();
@@ -245,6 +362,11 @@ impl Scenario {
                 "a scenario needs at least one model, workload and client count".into(),
             ));
         }
+        if scenario.regimes.is_empty() {
+            return Err(ScenarioError(
+                "regimes may not be empty: leave it out for [\"shared\"]".into(),
+            ));
+        }
         if scenario.repetitions == 0 || scenario.clients.contains(&0) {
             return Err(ScenarioError(
                 "repetitions and client counts must be at least 1".into(),
@@ -283,9 +405,39 @@ impl Scenario {
         (self.models.len() + 1 + extra_rows) * self.workloads.len() * self.clients.len()
     }
 
+    /// The regimes this scenario runs in on a machine whose usable CPUs are
+    /// `allowed`, and a note for each that cannot run there.
+    pub fn plans(&self, allowed: &[usize]) -> (Vec<RegimePlan>, Vec<String>) {
+        if let Some(pinning) = &self.pinning {
+            return (vec![RegimePlan::pinned(pinning)], Vec::new());
+        }
+        let mut plans = Vec::new();
+        let mut notes = Vec::new();
+        for regime in &self.regimes {
+            match regime.resolve(allowed) {
+                Some(plan) if !plans.contains(&plan) => plans.push(plan),
+                Some(_) => {}
+                None => notes.push(format!(
+                    "Regime `{}` was left out: it needs 2 CPUs (one for the client, the others for the server), and this process may use {}.",
+                    regime.name(),
+                    allowed.len()
+                )),
+            }
+        }
+        (plans, notes)
+    }
+
     /// Rough wall time with `extra_rows` targets: cells x repetitions x (warm-up +
-    /// duration), server starts, and the starvation experiment per row.
+    /// duration), server starts, and the starvation experiment per row, per regime.
     pub fn estimate(&self, extra_rows: usize) -> Duration {
+        let regimes = match self.pinning {
+            Some(_) => 1,
+            None => self.regimes.len().max(1) as u32,
+        };
+        self.estimate_one(extra_rows) * regimes
+    }
+
+    fn estimate_one(&self, extra_rows: usize) -> Duration {
         let per_cell = self.duration + self.warmup;
         let starts =
             Duration::from_millis(150) * ((self.models.len() + 1) * self.repetitions) as u32;
@@ -331,8 +483,8 @@ mod tests {
         );
         let quick = Scenario::parse(QUICK).unwrap();
         assert!(
-            quick.estimate(0) < Duration::from_secs(240),
-            "quick must stay under 4 minutes: {:?}",
+            quick.estimate(0) < Duration::from_secs(360),
+            "quick must stay under 6 minutes in its two regimes: {:?}",
             quick.estimate(0)
         );
         assert_eq!(
@@ -340,6 +492,39 @@ mod tests {
             models::MODELS.len(),
             "quick covers every model"
         );
+    }
+
+    #[test]
+    fn regimes_resolve_to_cpus_or_say_why_not() {
+        let quick = Scenario::parse(QUICK).unwrap();
+        let (plans, notes) = quick.plans(&[0, 1, 2, 3]);
+        let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["shared", "pinned-spinning"]);
+        assert!(notes.is_empty());
+        assert_eq!(
+            (
+                plans[1].client_cpus.as_slice(),
+                plans[1].server_cpus.as_slice(),
+                plans[1].spin
+            ),
+            (&[0][..], &[1, 2, 3][..], true)
+        );
+        assert!(plans[0].shared_cpus() && !plans[1].shared_cpus());
+        let (plans, notes) = quick.plans(&[0]);
+        assert_eq!(plans.len(), 1);
+        assert!(
+            notes[0].contains("`pinned-spinning` was left out"),
+            "{notes:?}"
+        );
+        let pinned = Overrides {
+            server_cpus: Some("0".parse().unwrap()),
+            ..Overrides::default()
+        }
+        .apply(quick)
+        .unwrap();
+        let (plans, _) = pinned.plans(&[0, 1]);
+        assert_eq!(plans[0].name, "pinned");
+        assert!(plans[0].describe().contains("server on CPU 0"));
     }
 
     #[test]

@@ -29,6 +29,9 @@
 //! runs everything, so one fib(36) stops every other client, the collapse seed 004
 //! shows. Prediction: within a few percent of `tokio-current` (same design, simpler
 //! scheduler), and the same stall at n=20 with 2 clients unless `--offload`.
+//!
+//! Cost model (`CostModel::EventLoop(Readiness::Epoll)`, `src/models/cost.rs`): as
+//! `epoll`: one thread, one `epoll_wait` per batch of ready sockets.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::{Future, poll_fn};

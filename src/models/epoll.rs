@@ -30,6 +30,11 @@
 //! Prediction: with one thread it matches `tokio-current` on I/O-bound work, and below
 //! the threaded models at n=20 with 2 clients unless `--offload` spreads fib over the
 //! cores.
+//!
+//! Cost model (`CostModel::EventLoop(Readiness::Epoll)`, `src/models/cost.rs`):
+//! `X = min(c / (cross + epoll_wait + fib(n)), 1 / (socket calls + epoll_wait + fib(n)))`;
+//! with `--offload`, fib leaves the loop for the pool and the bound is the loop's socket
+//! calls plus the hand-off, or the pool's CPUs.
 
 use std::collections::HashMap;
 use std::io;

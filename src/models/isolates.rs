@@ -24,6 +24,10 @@
 //! 12,000 for threads at n=1; 350 against 400 at n=20). Prediction: about like
 //! `threads` at n=1 minus the channel hops, and far behind every native model at
 //! n=20, where the interpreter's overhead dominates.
+//!
+//! Cost model (`CostModel::Isolated`, `src/models/cost.rs`): `threads`' formula with a
+//! hand-off to the isolate's thread and back (calibrated on one CPU) added to every
+//! request, and fib(n) timed in the same interpreter at calibration.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -21,8 +21,10 @@ use std::net::TcpListener;
 
 use crate::server::{Config, Variant};
 use crate::shutdown::Shutdown;
+pub use cost::{CostModel, Readiness};
 
 pub mod coroutines;
+pub mod cost;
 pub mod epoll;
 pub mod isolates;
 pub mod nonblocking;
@@ -119,6 +121,9 @@ pub struct Model {
     /// socket now and then (the isolates between fuel slices of their interpreter), or
     /// procpool kills the worker computing it.
     pub cancels: bool,
+    /// How its closed-loop throughput follows from the machine's calibrated costs
+    /// ([`cost`]); the model's module docs say why.
+    pub cost: CostModel,
     pub serve: ServeFn,
 }
 
@@ -135,6 +140,7 @@ pub const MODELS: &[Model] = &[
         ports: false,
         reuse_port: false,
         cancels: true,
+        cost: CostModel::OneAtATime,
         serve: single::serve,
     },
     Model {
@@ -148,6 +154,7 @@ pub const MODELS: &[Model] = &[
         ports: false,
         reuse_port: false,
         cancels: true,
+        cost: CostModel::ThreadPerConnection,
         serve: threads::serve,
     },
     Model {
@@ -161,6 +168,7 @@ pub const MODELS: &[Model] = &[
         ports: false,
         reuse_port: false,
         cancels: true,
+        cost: CostModel::ThreadPerConnection,
         serve: threadpool::serve,
     },
     Model {
@@ -174,6 +182,7 @@ pub const MODELS: &[Model] = &[
         ports: false,
         reuse_port: false,
         cancels: true,
+        cost: CostModel::WorkStealing,
         serve: tokio::multi::serve,
     },
     Model {
@@ -187,6 +196,7 @@ pub const MODELS: &[Model] = &[
         ports: false,
         reuse_port: false,
         cancels: true,
+        cost: CostModel::EventLoop(Readiness::Epoll),
         serve: tokio::current::serve,
     },
     Model {
@@ -200,6 +210,7 @@ pub const MODELS: &[Model] = &[
         ports: false,
         reuse_port: false,
         cancels: true,
+        cost: CostModel::SpinLoop,
         serve: nonblocking::serve,
     },
     Model {
@@ -213,6 +224,7 @@ pub const MODELS: &[Model] = &[
         ports: false,
         reuse_port: false,
         cancels: true,
+        cost: CostModel::EventLoop(Readiness::Select),
         serve: select::serve,
     },
     Model {
@@ -226,6 +238,7 @@ pub const MODELS: &[Model] = &[
         ports: false,
         reuse_port: false,
         cancels: true,
+        cost: CostModel::EventLoop(Readiness::Epoll),
         serve: epoll::serve,
     },
     Model {
@@ -239,6 +252,7 @@ pub const MODELS: &[Model] = &[
         ports: false,
         reuse_port: false,
         cancels: true,
+        cost: CostModel::EventLoop(Readiness::Epoll),
         serve: coroutines::serve,
     },
     Model {
@@ -252,6 +266,7 @@ pub const MODELS: &[Model] = &[
         ports: false,
         reuse_port: false,
         cancels: true,
+        cost: CostModel::Isolated,
         serve: isolates::serve,
     },
     Model {
@@ -265,6 +280,7 @@ pub const MODELS: &[Model] = &[
         ports: false,
         reuse_port: false,
         cancels: true,
+        cost: CostModel::ProcessPool,
         serve: procpool::serve,
     },
     Model {
@@ -278,6 +294,7 @@ pub const MODELS: &[Model] = &[
         ports: true,
         reuse_port: true,
         cancels: true,
+        cost: CostModel::Prefork,
         serve: prefork::serve,
     },
 ];

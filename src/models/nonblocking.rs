@@ -25,6 +25,11 @@
 //! idle connections, and a CPU-bound request blocks every client (one thread).
 //! Prediction: near the top at n=1 with one client when a core is free, and a fall
 //! on 2 vCPUs with 2 clients, where the spinner steals the clients' CPU.
+//!
+//! Cost model (`CostModel::SpinLoop`, `src/models/cost.rs`):
+//! `X = min(c / (spin + client wake-up + fib(n)), 1 / (socket calls + fib(n)))`: the server
+//! is never woken, so each request pays one wake-up (the client's) instead of two; with a
+//! busy-polling client, none.
 
 use std::io;
 use std::net::TcpListener;

@@ -28,6 +28,10 @@
 //! per-process memory. Prediction: like `threads` when clients land on different
 //! children; with 2 clients on 2 children a hash collision now and then puts both on
 //! one child, and that run looks like `single`.
+//!
+//! Cost model (`CostModel::Prefork`, `src/models/cost.rs`): one client, as `single`; from
+//! two clients a range between `single` (every connection hashed onto one child) and
+//! `threads` (each on its own child): the kernel's `SO_REUSEPORT` hash decides.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};

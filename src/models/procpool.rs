@@ -29,6 +29,11 @@
 //! crosses two pipes and wakes another process, and at most `--workers` requests run
 //! at once. Prediction: far below `threads` at n=1 (the seeds saw 3,500 against
 //! 12,000), close to it at n=20, where fib's cost hides the pipe round trip.
+//!
+//! Cost model (`CostModel::ProcessPool`, `src/models/cost.rs`):
+//! `X = min(c / (cross + pipe + fib(n)), workers / (socket calls + pipe + fib(n)))`: client,
+//! connection thread and worker process are three threads, so no client/server pair shares
+//! a CPU and every request keeps paying the cross-CPU round trip.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd as _, BorrowedFd};

@@ -28,6 +28,12 @@
 //! the ceiling), and, like every single-threaded loop, CPU-bound requests, which block
 //! all other clients until they finish. Prediction: close to `epoll` for 1 and 2
 //! clients; it falls behind only with hundreds of connections.
+//!
+//! Cost model (`CostModel::EventLoop(Readiness::Select)`, `src/models/cost.rs`):
+//! `X = min(c / (cross + select + fib(n)), 1 / (socket calls + select + fib(n)))`: every
+//! client waits out a cross-CPU round trip (one thread cannot sit beside two clients), up
+//! to what the one thread can do. With a busy-polling client and 2+ clients the loop never
+//! sleeps and `cross` becomes the spinning round trip.
 
 use std::io::{self, Write as _};
 use std::net::TcpListener;

@@ -17,6 +17,11 @@
 //!
 //! Prediction: the best single-client figures at n=1 (no hand-off between threads), the
 //! same total with 2 clients, all of it on the first connection and 0 on the second.
+//!
+//! Cost model (`CostModel::OneAtATime`, `src/models/cost.rs`): `X = 1 / (cross + fib(n))`,
+//! whatever the client count: one client is served and the others wait. `cross` is the
+//! calibrated round trip across two CPUs with both sides asleep, since the kernel puts the
+//! one client and the one server thread on different CPUs of an idle machine.
 
 use std::io;
 use std::net::TcpListener;

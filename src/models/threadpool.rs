@@ -30,6 +30,9 @@
 //! Prediction: the same as `threads` for 1 and 2 clients (a connection holds a worker
 //! just as it holds a thread); it differs only beyond `--workers` clients, where the
 //! extra ones wait or are turned away instead of getting a thread each.
+//!
+//! Cost model (`CostModel::ThreadPerConnection`, `src/models/cost.rs`): the same as
+//! `threads` while clients <= `--workers`.
 
 use std::io::{self, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};

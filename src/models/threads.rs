@@ -19,6 +19,12 @@
 //! Prediction: with 2 clients it roughly doubles at n=1 and n=20 on 2 cores (no GIL:
 //! the seeds' 400 -> 400 at n=20 becomes about 2x), the reference row the others are
 //! compared with.
+//!
+//! Cost model (`CostModel::ThreadPerConnection`, `src/models/cost.rs`): one client,
+//! `X = 1 / (cross + fib(n))`; once clients >= CPUs, each client and its thread share a
+//! CPU and the loop runs at `X = CPUs / (local + fib(n))`, the one-CPU round trip. On a VM
+//! where a wake-up across CPUs costs 30-100 µs that is why a second client multiplies the
+//! throughput: the wake-ups stop, not the work that doubles.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};

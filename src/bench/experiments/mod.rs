@@ -26,8 +26,8 @@ use crate::server::{Config, Variant};
 use crate::service::{Service, ServiceKind};
 
 use super::canvas::PlotError;
-use super::results::{BenchReport, FLOOR, Finding, Plot, Table, Target};
-use super::scenario::Scenario;
+use super::results::{BenchReport, FLOOR, Finding, Plot, RegimeVerdict, Table, Target, Verdict};
+use super::scenario::{RegimePlan, Scenario};
 
 /// One benchmark experiment. See the module docs.
 pub trait Experiment: Sync {
@@ -57,7 +57,143 @@ pub const EXPERIMENTS: &[&dyn Experiment] = &[&seed_tables::SeedTables, &starvat
 
 /// Every experiment's findings, in the order the seeds state the claims (by source;
 /// claims of one source in the order their experiment gives them).
+///
+/// With several regimes each claim is decided in each regime alone; where the regimes
+/// agree that is the verdict, where they disagree the verdict is
+/// [`Verdict::DependsOnRegime`] and [`Finding::decided_by`] says which machine cost
+/// decides, from the predictions of the cells the rule read.
 pub fn findings(report: &BenchReport) -> Vec<Finding> {
+    let names = report.regime_names();
+    if names.len() <= 1 {
+        return findings_of(report);
+    }
+    let per_regime: Vec<RegimeFindings> = names
+        .iter()
+        .map(|name| {
+            let view = report.view(name);
+            let predicted = crate::bench::predict::predicted(&view).map(|p| findings_of(&p));
+            (name.clone(), findings_of(&view), predicted)
+        })
+        .collect();
+    let first = &per_regime[0].1;
+    (0..first.len())
+        .map(|i| merge(report, &per_regime, i))
+        .collect()
+}
+
+/// One regime's name, its findings, and the findings its predicted cells give.
+type RegimeFindings = (String, Vec<Finding>, Option<Vec<Finding>>);
+
+/// Claim `i` of every regime, as one finding.
+fn merge(report: &BenchReport, per_regime: &[RegimeFindings], i: usize) -> Finding {
+    let mut finding = per_regime[0].1[i].clone();
+    finding.by_regime = per_regime
+        .iter()
+        .map(|(regime, measured, predicted)| RegimeVerdict {
+            regime: regime.clone(),
+            verdict: measured[i].verdict,
+            evidence: measured[i].evidence.clone(),
+            predicted: predicted
+                .as_ref()
+                .map(|p| p[i].verdict)
+                .filter(|v| *v != Verdict::NotMeasured),
+        })
+        .collect();
+    if let Some(cells) = per_regime
+        .iter()
+        .map(|p| &p.1[i].cells)
+        .find(|c| !c.is_empty())
+    {
+        finding.cells = cells.clone();
+    }
+    let mut decided: Vec<Verdict> = finding
+        .by_regime
+        .iter()
+        .map(|r| r.verdict)
+        .filter(|v| *v != Verdict::NotMeasured)
+        .collect();
+    decided.dedup();
+    finding.evidence = finding
+        .by_regime
+        .iter()
+        .map(|r| {
+            let predicted = match r.predicted {
+                Some(v) => format!("; predicted from the calibration: {}", v.label()),
+                None => String::new(),
+            };
+            format!(
+                "`{}` ({}{predicted}): {}",
+                r.regime,
+                r.verdict.label(),
+                r.evidence
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    match decided.as_slice() {
+        [] => finding.verdict = Verdict::NotMeasured,
+        [one] => finding.verdict = *one,
+        _ => {
+            finding.verdict = Verdict::DependsOnRegime;
+            finding.decided_by = Some(decided_by(report, &finding));
+        }
+    }
+    finding
+}
+
+/// Why the regimes disagree on `finding`, from the predictions of the cells it read.
+fn decided_by(report: &BenchReport, finding: &Finding) -> String {
+    use crate::bench::predict::{label, path_sentence, predict};
+    let measured: Vec<Verdict> = finding.by_regime.iter().map(|r| r.verdict).collect();
+    let predicted: Option<Vec<Verdict>> = finding.by_regime.iter().map(|r| r.predicted).collect();
+    let lead = match &predicted {
+        Some(p) if *p == measured => "the calibration predicts the same split, so the machine decides it".to_string(),
+        Some(p) if p.windows(2).all(|w| w[0] == w[1]) => format!(
+            "the cost model predicts \"{}\" in every regime, so the calibrated costs do not explain the split (noise near the claim's threshold, or an effect outside the formulas)",
+            p[0].label()
+        ),
+        Some(_) => "the cost model splits the regimes differently from the measurement".to_string(),
+        None => "the cost model cannot call the claim from the calibration alone (a cell's prediction is a range: placement decides)".to_string(),
+    };
+    let regimes: Vec<String> = finding
+        .by_regime
+        .iter()
+        .map(|r| {
+            let cells: Vec<String> = finding
+                .cells
+                .iter()
+                .filter_map(|(variant, n, clients)| {
+                    let cell = report.cells.iter().find(|c| {
+                        c.regime == r.regime
+                            && &c.variant == variant
+                            && c.n == *n
+                            && c.clients == *clients
+                    })?;
+                    let p = predict(report, cell)?;
+                    Some(format!(
+                        "`{variant}` n={n}, {} predicted {} req/s ({})",
+                        super::results::plural(*clients, "client"),
+                        label(&p),
+                        path_sentence(&p)
+                    ))
+                })
+                .collect();
+            format!("in `{}`, {}", r.regime, cells.join(", "))
+        })
+        .collect();
+    format!("{}: {}.", capitalized(&lead), regimes.join("; "))
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// The findings of a report of one regime.
+fn findings_of(report: &BenchReport) -> Vec<Finding> {
     let mut all: Vec<Finding> = EXPERIMENTS
         .iter()
         .flat_map(|e| e.findings(report))
@@ -66,14 +202,29 @@ pub fn findings(report: &BenchReport) -> Vec<Finding> {
     all
 }
 
-/// Every experiment's plots, in report order.
+/// Every experiment's plots, in report order; with several regimes, each regime's
+/// plots in turn, their files named `...-REGIME.svg`.
 ///
 /// # Errors
 /// plotters could not draw one.
 pub fn plots(report: &BenchReport) -> Result<Vec<Plot>, PlotError> {
+    let names = report.regime_names();
     let mut all = Vec::new();
-    for experiment in EXPERIMENTS {
-        all.extend(experiment.plots(report)?);
+    for name in &names {
+        let view = match names.len() {
+            1 => report.clone(),
+            _ => report.view(name),
+        };
+        for experiment in EXPERIMENTS {
+            for mut plot in experiment.plots(&view)? {
+                if names.len() > 1 {
+                    let stem = plot.file.trim_end_matches(".svg").to_string();
+                    plot.file = format!("{stem}-{name}.svg");
+                    plot.title = format!("{}, regime {name}", plot.title);
+                }
+                all.push(plot);
+            }
+        }
     }
     Ok(all)
 }
@@ -119,6 +270,8 @@ pub struct Step<'a> {
 pub struct Run<'a> {
     pub scenario: &'a Scenario,
     pub rows: &'a [Row],
+    /// The regime being measured: where server and client run, and how the client waits.
+    pub regime: RegimePlan,
     exe: &'a Path,
     interrupt: Arc<AtomicBool>,
     progress: &'a mut dyn FnMut(Step<'_>),
@@ -133,11 +286,22 @@ impl<'a> Run<'a> {
         exe: &'a Path,
         interrupt: Arc<AtomicBool>,
         progress: &'a mut dyn FnMut(Step<'_>),
+        regimes: usize,
     ) -> Run<'a> {
-        let total = EXPERIMENTS.iter().map(|e| e.steps(scenario, rows)).sum();
+        let total = regimes
+            * EXPERIMENTS
+                .iter()
+                .map(|e| e.steps(scenario, rows))
+                .sum::<usize>();
         Run {
             scenario,
             rows,
+            regime: RegimePlan {
+                name: String::new(),
+                server_cpus: Vec::new(),
+                client_cpus: Vec::new(),
+                spin: false,
+            },
             exe,
             interrupt,
             progress,
@@ -168,11 +332,22 @@ impl<'a> Run<'a> {
 
     /// The CPUs the load generator is pinned to, if any.
     pub fn client_cpus(&self) -> Option<Vec<usize>> {
-        self.scenario
-            .pinning
-            .as_ref()
-            .map(|p| p.client.clone())
-            .filter(|cpus| !cpus.is_empty())
+        Some(self.regime.client_cpus.clone()).filter(|cpus| !cpus.is_empty())
+    }
+
+    /// The load generator busy-polls instead of sleeping between replies.
+    pub fn spin(&self) -> bool {
+        self.regime.spin
+    }
+
+    /// Load-generator threads for `connections`: one per pinned CPU when pinned, else
+    /// one per connection up to one per CPU.
+    pub fn client_threads(&self, connections: usize) -> usize {
+        let cpus = match self.regime.client_cpus.len() {
+            0 => crate::server::default_workers().max(1),
+            pinned => pinned,
+        };
+        connections.min(cpus).max(1)
     }
 
     /// Starts a fiblab server for `variant`, serving `kind`, pinned as the scenario says.
@@ -180,11 +355,7 @@ impl<'a> Run<'a> {
     /// # Errors
     /// As [`ServerProcess::start`].
     pub fn start(&self, variant: &Variant, kind: ServiceKind) -> io::Result<ServerProcess> {
-        let cpus = self
-            .scenario
-            .pinning
-            .as_ref()
-            .map_or(&[][..], |p| p.server.as_slice());
+        let cpus = self.regime.server_cpus.as_slice();
         let base = Config {
             service: Service {
                 kind,
@@ -208,6 +379,7 @@ mod tests {
         let samples: Vec<Sample> = cells
             .iter()
             .map(|&(variant, n, clients, rps)| Sample {
+                regime: String::new(),
                 variant: variant.into(),
                 n,
                 clients,
@@ -224,6 +396,7 @@ mod tests {
         report.starvation = kept
             .iter()
             .map(|&(variant, kept)| StarvationResult {
+                regime: String::new(),
                 variant: variant.into(),
                 heavy_n: 40,
                 heavy_s: Some(1.0),
@@ -284,6 +457,114 @@ mod tests {
         assert_eq!(v[5], Verdict::Reproduces, "isolates slow");
         assert_eq!(v[6], Verdict::Reproduces, "collapse");
         assert_eq!(v[7], Verdict::Reproduces, "pool removes it at a cost");
+    }
+
+    /// Two regimes of synthetic figures: in `shared` threads pair with their clients
+    /// (fast) and the loop cannot; in `pinned-spinning` neither can.
+    fn two_regimes(shared: (f64, f64), pinned: (f64, f64)) -> BenchReport {
+        let mut samples = Vec::new();
+        for (regime, (threads, coroutines)) in [("shared", shared), ("pinned-spinning", pinned)] {
+            for (variant, rps) in [("threads", threads), ("coroutines", coroutines)] {
+                samples.push(Sample {
+                    regime: regime.into(),
+                    variant: variant.into(),
+                    n: 1,
+                    clients: 2,
+                    repetition: 0,
+                    throughput_rps: rps,
+                    p50_us: 1,
+                    p99_us: 1,
+                    per_connection: vec![1; 2],
+                    errors: 0,
+                    histogram: String::new(),
+                });
+            }
+        }
+        let mut r = crate::bench::results::tests::report_of(samples);
+        r.calibration = Some(crate::bench::predict::tests::calibration());
+        r.regimes = ["shared", "pinned-spinning"]
+            .map(|name| crate::bench::scenario::RegimePlan {
+                name: name.into(),
+                server_cpus: if name == "shared" { vec![] } else { vec![1] },
+                client_cpus: if name == "shared" { vec![] } else { vec![0] },
+                spin: name != "shared",
+            })
+            .to_vec();
+        r.starvation = ["shared", "pinned-spinning"]
+            .map(|regime| StarvationResult {
+                regime: regime.into(),
+                variant: "coroutines".into(),
+                heavy_n: 40,
+                heavy_s: Some(1.0),
+                light_before_rps: 100.0,
+                light_during_rps: 0.0,
+                kept: 0.0,
+                timeline: vec![],
+                heavy_at_s: 1.0,
+            })
+            .to_vec();
+        r
+    }
+
+    fn coroutines_claim(r: &BenchReport) -> Finding {
+        findings(r)
+            .into_iter()
+            .find(|f| f.source == "seed 000, 总结 5")
+            .unwrap()
+    }
+
+    #[test]
+    fn regimes_that_disagree_say_which_machine_cost_decides() {
+        let r = two_regimes((200_000.0, 30_000.0), (55_000.0, 150_000.0));
+        let f = coroutines_claim(&r);
+        assert_eq!(f.verdict, Verdict::DependsOnRegime);
+        let by: Vec<(&str, Verdict)> = f
+            .by_regime
+            .iter()
+            .map(|v| (v.regime.as_str(), v.verdict))
+            .collect();
+        assert_eq!(
+            by,
+            [
+                ("shared", Verdict::Contradicts),
+                ("pinned-spinning", Verdict::Reproduces)
+            ]
+        );
+        // The calibration predicts the split: threads pair on one CPU in `shared`, the
+        // one-thread loop pays the cross-CPU wake-up.
+        assert_eq!(f.by_regime[0].predicted, Some(Verdict::Contradicts));
+        assert_eq!(f.by_regime[1].predicted, Some(Verdict::Reproduces));
+        let why = f.decided_by.unwrap();
+        assert!(
+            why.starts_with("The calibration predicts the same split"),
+            "{why}"
+        );
+        assert!(why.contains("round trip on one CPU"), "{why}");
+        assert!(
+            why.contains("waking the sleeping side on another CPU"),
+            "{why}"
+        );
+        assert!(
+            crate::bench::rules::table(&[coroutines_claim(&r)]).rows[0][2]
+                .contains("contradicts in `shared`")
+        );
+    }
+
+    #[test]
+    fn regimes_that_agree_give_one_verdict_and_a_split_the_model_does_not_predict_is_said() {
+        let agree = coroutines_claim(&two_regimes((60_000.0, 50_000.0), (55_000.0, 150_000.0)));
+        assert_eq!(agree.verdict, Verdict::Reproduces);
+        assert!(agree.decided_by.is_none());
+        assert!(
+            agree.evidence.contains("`shared` (reproduces"),
+            "{}",
+            agree.evidence
+        );
+        // Measured split the other way round from the prediction.
+        let odd = coroutines_claim(&two_regimes((60_000.0, 50_000.0), (150_000.0, 20_000.0)));
+        assert_eq!(odd.verdict, Verdict::DependsOnRegime);
+        let why = odd.decided_by.unwrap();
+        assert!(why.starts_with("The cost model"), "{why}");
     }
 
     #[test]
@@ -348,6 +629,7 @@ mod tests {
             .flat_map(|i| {
                 let histogram = histogram.clone();
                 [1usize, 2].map(move |clients| Sample {
+                    regime: String::new(),
                     variant: format!("row-{i}"),
                     n: 1,
                     clients,

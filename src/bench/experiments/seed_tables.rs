@@ -25,6 +25,7 @@ use crate::bench::canvas::{
     PlotError, Series, WIDTH, draw_line, err, height_for, legend, log_ticks, series_colors, short,
     spectrum, spectrum_label, titled, with_legend,
 };
+use crate::bench::predict::{Check, THRESHOLD, label, predict, score};
 use crate::bench::results::{
     BenchReport, FLOOR, Finding, Plot, Sample, Table, Verdict, WIDE_SPREAD, aggregate, plural,
     thousands,
@@ -77,7 +78,7 @@ impl Experiment for SeedTables {
                 for &n in &scenario.workloads {
                     for &clients in &scenario.clients {
                         if run.interrupted() {
-                            report.samples = samples;
+                            report.samples.extend(samples);
                             report.cells = aggregate(&report.samples);
                             return Ok(());
                         }
@@ -101,8 +102,8 @@ impl Experiment for SeedTables {
                             stop: Stop::After(scenario.duration),
                             warmup: scenario.warmup,
                             timeout: Duration::from_secs(5),
-                            threads: clients.min(crate::server::default_workers().max(1)),
-                            spin: false,
+                            threads: run.client_threads(clients),
+                            spin: run.spin(),
                             cpus: run.client_cpus(),
                             seed: 1,
                             protocol: if ping {
@@ -124,6 +125,7 @@ impl Experiment for SeedTables {
                         }
                         let class = r.classes.first();
                         samples.push(Sample {
+                            regime: run.regime.name.clone(),
                             variant: label.clone(),
                             n,
                             clients,
@@ -142,7 +144,7 @@ impl Experiment for SeedTables {
                 }
             }
         }
-        report.samples = samples;
+        report.samples.extend(samples);
         report.cells = aggregate(&report.samples);
         Ok(())
     }
@@ -162,11 +164,19 @@ impl Experiment for SeedTables {
             }
         }
         let (mut starved_note, mut queued_note, mut noisy_note) = (false, false, false);
+        let checks = crate::bench::predict::checks(r);
+        let mut off_note = false;
         let widest = *clients.last().unwrap_or(&1);
         for &n in &workloads {
             let kind = if n <= 5 { "I/O-bound" } else { "CPU-bound" };
+            let predicted = r.calibration.is_some();
             let mut header = vec!["model".to_string()];
-            header.extend(clients.iter().map(|&c| plural(c, "client")));
+            for &c in &clients {
+                header.push(plural(c, "client"));
+                if predicted {
+                    header.push("predicted".into());
+                }
+            }
             header.push(format!("p50 / p99 µs, {}", plural(widest, "client")));
             header.push(format!("vs floor, {}", plural(widest, "client")));
             let cell = |v: &str, c: usize| {
@@ -197,6 +207,20 @@ impl Experiment for SeedTables {
                         }
                         None => String::new(),
                     });
+                    if predicted {
+                        row.push(
+                            cell(v, c)
+                                .and_then(|cell| {
+                                    let p = predict(r, cell)?;
+                                    let off = checks.iter().any(|k| {
+                                        k.variant == v && k.n == n && k.clients == c && !k.within
+                                    });
+                                    off_note |= off;
+                                    Some(format!("{}{}", label(&p), if off { " ‡" } else { "" }))
+                                })
+                                .unwrap_or_default(),
+                        );
+                    }
                 }
                 match cell(v, widest) {
                     Some(cell) => {
@@ -214,6 +238,7 @@ impl Experiment for SeedTables {
                 intro: String::new(),
                 header,
                 left: 1,
+                text_last: false,
                 rows,
             });
         }
@@ -236,6 +261,18 @@ impl Experiment for SeedTables {
                 WIDE_SPREAD * 100.0
             ));
         }
+        if let Some(table) = misses(&checks) {
+            tables.push(table);
+        }
+        if off_note {
+            notes.push(format!(
+                "‡ measured more than {:.0}% away from the prediction (or outside its range); the cell is listed under \"Cells off their prediction\" with the reason.",
+                THRESHOLD * 100.0
+            ));
+        }
+        if r.calibration.is_some() {
+            notes.push("predicted: from this run's calibration and each model's cost formula (`src/models/cost.rs`; the formula is in the model's docs); `a–b`: a range, where placement the formula cannot know decides.".into());
+        }
         (tables, notes)
     }
 
@@ -248,7 +285,11 @@ impl Experiment for SeedTables {
         clients.sort_unstable();
         clients.dedup();
         for &n in &workloads {
-            plots.push(throughput(r, n, &clients)?);
+            plots.push(match clients.len() {
+                // Two points per row make no line worth following: bars, by model.
+                0..=2 => throughput_bars(r, n, &clients)?,
+                _ => throughput(r, n, &clients)?,
+            });
             for &c in &clients {
                 if let Some(plot) = latency_cdf(r, n, c)? {
                     plots.push(plot);
@@ -282,7 +323,8 @@ impl Experiment for SeedTables {
                 claim,
                 Verdict::DoesNotApply,
                 format!("no GIL in Rust: n=20, 2 clients: threads {t:.0} req/s, tokio {g:.0} ({:.2}x); the gap was Python's interpreter, not threads", t / g),
-            ),
+            )
+            .reading(&[("threads", 20, 2), ("tokio", 20, 2)]),
             _ => missing(source, claim, "threads and tokio at n=20 with 2 clients"),
         });
 
@@ -311,6 +353,7 @@ impl Experiment for SeedTables {
                     verdict,
                     format!("n=20, 1 -> 2 clients: threads x{threads_gain:.2} ({t1:.0} -> {t2:.0}), procpool x{procs_gain:.2} ({p1:.0} -> {p2:.0})"),
                 )
+                .reading(&[("threads", 20, 1), ("threads", 20, 2), ("procpool", 20, 1), ("procpool", 20, 2)])
             }
             _ => missing(source, claim, "threads and procpool at n=20 with 1 and 2 clients"),
         });
@@ -395,6 +438,198 @@ fn throughput(r: &BenchReport, n: u32, clients: &[usize]) -> Result<Plot, PlotEr
                 .map_err(err)?;
         }
         legend(&legend_area, r, &series)?;
+        root.present().map_err(err)?;
+    }
+    Ok(Plot {
+        file: format!("throughput-n{n}.svg"),
+        title,
+        svg,
+    })
+}
+
+/// The cells the cost model misses by more than the threshold, each with its computed
+/// reason; `None` when nothing was predicted.
+fn misses(checks: &[Check]) -> Option<Table> {
+    if checks.is_empty() {
+        return None;
+    }
+    let (within, explained, all) = score(checks);
+    let rows: Vec<Vec<String>> = checks
+        .iter()
+        .filter(|c| !c.within)
+        .map(|c| {
+            vec![
+                format!("`{}`", c.variant),
+                c.n.to_string(),
+                c.clients.to_string(),
+                thousands(c.measured_rps),
+                label(&c.prediction),
+                format!("{:.2}", c.ratio),
+                c.explanation.clone(),
+            ]
+        })
+        .collect();
+    Some(Table {
+        title: "Cells off their prediction".into(),
+        intro: format!(
+            "{within} of {all} cells ({:.0}%) are within {:.0}% of their prediction (or inside its range); of the {} others, {} are accounted for (placement, noise) and {} are unexplained.",
+            100.0 * within as f64 / all as f64,
+            THRESHOLD * 100.0,
+            all - within,
+            explained - within,
+            all - explained
+        ),
+        header: [
+            "model",
+            "n",
+            "clients",
+            "measured req/s",
+            "predicted",
+            "measured / predicted",
+            "why",
+        ]
+        .map(String::from)
+        .to_vec(),
+        left: 1,
+        text_last: true,
+        rows,
+    })
+}
+
+/// Requests per second as horizontal bars, one group per row and one bar per client
+/// count (log axis), each bar's prediction marked with a black tick.
+fn throughput_bars(r: &BenchReport, n: u32, clients: &[usize]) -> Result<Plot, PlotError> {
+    let title = format!("fib({n}): requests per second, measured (bars) and predicted (ticks)");
+    let rows: Vec<String> = series_colors(r).into_iter().map(|(v, _)| v).collect();
+    let palette = [
+        RGBColor(0x1f, 0x77, 0xb4),
+        RGBColor(0xff, 0x7f, 0x0e),
+        RGBColor(0x2c, 0xa0, 0x2c),
+    ];
+    let cell = |v: &str, c: usize| {
+        r.cells
+            .iter()
+            .find(|x| x.variant == v && x.n == n && x.clients == c)
+    };
+    let mut values: Vec<f64> = Vec::new();
+    for v in &rows {
+        for &c in clients {
+            if let Some(cell) = cell(v, c) {
+                values.push(cell.median_rps);
+                values.extend(predict(r, cell).and_then(|p| p.rps));
+            }
+        }
+    }
+    let values: Vec<f64> = values.into_iter().filter(|v| *v > 0.0).collect();
+    let lo = values.iter().copied().fold(f64::MAX, f64::min);
+    let hi = values.iter().copied().fold(0f64, f64::max);
+    let (lo, hi) = if hi > 0.0 {
+        (lo * 0.5, hi * 1.6)
+    } else {
+        (1.0, 10.0)
+    };
+    let band = 1.0 / (clients.len().max(1) as f64 + 1.0);
+    let mut svg = String::new();
+    {
+        let height = (90 + 26 * rows.len() * clients.len().max(1)).max(360) as u32;
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let (chart_area, legend_area) = root.split_horizontally(800);
+        let mut builder = ChartBuilder::on(&chart_area);
+        builder
+            .caption(&title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(170);
+        let rows_f = rows.len() as f64;
+        let mut chart = builder
+            .build_cartesian_2d(
+                (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
+                0.0..rows_f,
+            )
+            .map_err(err)?;
+        let name = |y: &f64| {
+            // Row i sits between rows_f - i - 1 and rows_f - i: the first row on top.
+            let i = rows_f - y - 0.5;
+            match (i - i.round()).abs() < 1e-6 && i >= 0.0 {
+                true => rows.get(i.round() as usize).map_or(String::new(), |v| {
+                    format!("{v}{}", if r.is_peer(v) { " †" } else { "" })
+                }),
+                false => String::new(),
+            }
+        };
+        chart
+            .configure_mesh()
+            .x_desc("requests per second (log)")
+            .x_label_formatter(&|x| short(*x))
+            .y_labels(rows.len() * 2 + 1)
+            .y_label_formatter(&name)
+            .disable_y_mesh()
+            .draw()
+            .map_err(err)?;
+        for (i, v) in rows.iter().enumerate() {
+            let top = rows_f - i as f64;
+            for (k, &c) in clients.iter().enumerate() {
+                let Some(cell) = cell(v, c).filter(|x| x.median_rps > 0.0) else {
+                    continue;
+                };
+                let color = palette[k % palette.len()];
+                let y1 = top - band * (k as f64 + 0.5);
+                let y0 = y1 - band;
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(lo, y0), (cell.median_rps, y1)],
+                        color.filled(),
+                    )))
+                    .map_err(err)?;
+                if let Some(p) = predict(r, cell) {
+                    let marks: Vec<f64> = match p.rps {
+                        Some(point) => vec![point],
+                        None => vec![p.low, p.high],
+                    };
+                    for x in marks {
+                        chart
+                            .draw_series(std::iter::once(PathElement::new(
+                                vec![(x, y0 - band * 0.15), (x, y1 + band * 0.15)],
+                                BLACK.stroke_width(3),
+                            )))
+                            .map_err(err)?;
+                    }
+                }
+            }
+        }
+        for (k, &c) in clients.iter().enumerate() {
+            let y = 40 + 22 * k as i32;
+            legend_area
+                .draw(&Rectangle::new(
+                    [(8, y - 7), (30, y + 7)],
+                    palette[k % palette.len()].filled(),
+                ))
+                .map_err(err)?;
+            legend_area
+                .draw(&Text::new(
+                    plural(c, "client"),
+                    (38, y - 7),
+                    ("sans-serif", 13),
+                ))
+                .map_err(err)?;
+        }
+        let y = 40 + 22 * clients.len() as i32;
+        legend_area
+            .draw(&PathElement::new(
+                vec![(19, y - 9), (19, y + 9)],
+                BLACK.stroke_width(3),
+            ))
+            .map_err(err)?;
+        legend_area
+            .draw(&Text::new("predicted", (38, y - 7), ("sans-serif", 13)))
+            .map_err(err)?;
+        legend_area
+            .draw(&Text::new("(two ticks:", (38, y + 11), ("sans-serif", 12)))
+            .map_err(err)?;
+        legend_area
+            .draw(&Text::new("a range)", (38, y + 26), ("sans-serif", 12)))
+            .map_err(err)?;
         root.present().map_err(err)?;
     }
     Ok(Plot {

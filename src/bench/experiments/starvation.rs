@@ -84,13 +84,14 @@ impl Experiment for Starvation {
                 "starvation: {label}, fib({heavy_n}) among fib({})",
                 experiment.light_n
             ));
-            report.starvation.push(starvation(
-                addr,
-                &label,
-                experiment,
-                heavy_n,
-                run.interrupt(),
-            )?);
+            let client = ClientSide {
+                cpus: run.client_cpus(),
+                spin: run.spin(),
+            };
+            let mut result =
+                starvation(addr, &label, experiment, heavy_n, &client, run.interrupt())?;
+            result.regime = run.regime.name.clone();
+            report.starvation.push(result);
             if let Some(server) = server {
                 server.stop();
             }
@@ -124,6 +125,7 @@ impl Experiment for Starvation {
                     verdict,
                     format!("n=1, 2 clients: coroutines {c:.0} req/s vs threads {t:.0} ({:.2}x); during one heavy request coroutines kept {} of its light throughput", c / t, ratio(k)),
                 )
+                .reading(&[("coroutines", 1, 2), ("threads", 1, 2)])
             }
             _ => missing(source, claim, "coroutines and threads at n=1 with 2 clients, and the starvation experiment"),
         });
@@ -175,6 +177,7 @@ impl Experiment for Starvation {
                     verdict,
                     format!("procpool kept {} of its light throughput during the heavy request; its n=1 throughput is 1/{cost:.1} of threads' ({p:.0} vs {t:.0} req/s)", ratio(k)),
                 )
+                .reading(&[("procpool", 1, 1), ("threads", 1, 1)])
             }
             _ => missing(source, claim, "procpool and threads at n=1 with 1 client, and the starvation experiment"),
         });
@@ -207,6 +210,7 @@ fn starvation_table(r: &BenchReport) -> Vec<Table> {
             .map(String::from)
             .to_vec(),
             left: 1,
+            text_last: false,
             rows: r
                 .starvation
                 .iter()
@@ -283,11 +287,19 @@ pub fn calibrate_remote(addr: SocketAddr, seconds: f64) -> io::Result<u32> {
 }
 
 /// Runs the starvation experiment against one server.
+/// Where the light client runs and how it waits for replies (the regime's).
+#[derive(Debug, Clone, Default)]
+pub struct ClientSide {
+    pub cpus: Option<Vec<usize>>,
+    pub spin: bool,
+}
+
 pub fn starvation(
     addr: SocketAddr,
     label: &str,
     experiment: &scenario::Starvation,
     heavy_n: u32,
+    client: &ClientSide,
     interrupt: Arc<AtomicBool>,
 ) -> io::Result<StarvationResult> {
     use std::io::{BufRead as _, Write as _};
@@ -332,8 +344,8 @@ pub fn starvation(
         warmup: Duration::ZERO,
         timeout: experiment.length,
         threads: 1,
-        spin: false,
-        cpus: None,
+        spin: client.spin,
+        cpus: client.cpus.clone(),
         seed: 1,
         protocol: crate::load::mix::Protocol::Fiblab,
     };
@@ -376,6 +388,7 @@ pub fn starvation(
         }
     }
     Ok(StarvationResult {
+        regime: String::new(),
         variant: label.to_string(),
         heavy_n,
         heavy_s: heavy_span.map(|(s, e)| ((e - s).as_secs_f64() * 1000.0).round() / 1000.0),

@@ -64,14 +64,14 @@ pub fn render(r: &BenchReport, plots: &[Plot]) -> String {
         }
         out.push_str("<table>\n<tr>");
         for (i, h) in t.header.iter().enumerate() {
-            let class = if i < t.left { "" } else { " class=\"num\"" };
+            let class = if t.is_left(i) { "" } else { " class=\"num\"" };
             let _ = write!(out, "<th{class}>{}</th>", inline_html(h));
         }
         out.push_str("</tr>\n");
         for row in &t.rows {
             out.push_str("<tr>");
             for (i, cell) in row.iter().enumerate() {
-                let class = if i < t.left { "" } else { " class=\"num\"" };
+                let class = if t.is_left(i) { "" } else { " class=\"num\"" };
                 let _ = write!(out, "<td{class}>{}</td>", inline_html(cell));
             }
             out.push_str("</tr>\n");

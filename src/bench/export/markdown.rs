@@ -32,7 +32,7 @@ pub fn render(r: &BenchReport, plots: &[PlotLink]) -> String {
         }
         let _ = writeln!(out, "| {} |", t.header.join(" | "));
         let rule: Vec<&str> = (0..t.header.len())
-            .map(|i| if i < t.left { "---" } else { "---:" })
+            .map(|i| if t.is_left(i) { "---" } else { "---:" })
             .collect();
         let _ = writeln!(out, "|{}|", rule.join("|"));
         for row in &t.rows {

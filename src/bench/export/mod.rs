@@ -31,11 +31,27 @@ pub struct Document {
 impl Document {
     pub fn of(r: &BenchReport) -> Document {
         let mut tables = Vec::new();
-        let mut notes = Vec::new();
-        for experiment in EXPERIMENTS {
-            let (t, n) = experiment.tables(r);
-            tables.extend(t);
-            notes.extend(n);
+        let mut notes: Vec<String> = Vec::new();
+        let names = r.regime_names();
+        for name in &names {
+            let view = match names.len() {
+                1 => r.clone(),
+                _ => r.view(name),
+            };
+            for experiment in EXPERIMENTS {
+                let (t, n) = experiment.tables(&view);
+                tables.extend(t.into_iter().map(|mut table| {
+                    if names.len() > 1 {
+                        table.title = format!("{}, regime `{name}`", table.title);
+                    }
+                    table
+                }));
+                for note in n {
+                    if !notes.contains(&note) {
+                        notes.push(note);
+                    }
+                }
+            }
         }
         if !r.findings.is_empty() {
             tables.push(rules::table(&r.findings));
@@ -80,15 +96,25 @@ impl Document {
 fn summary(r: &BenchReport) -> Vec<String> {
     let mut lines = Vec::new();
     let m = &r.machine;
+    let checks = super::predict::checks(r);
+    let predicted = match super::predict::score(&checks) {
+        (_, _, 0) => String::new(),
+        (within, explained, all) => format!(
+            " From these costs alone the cost formulas predict {within} of {all} cells within {:.0}%; {} more are accounted for (placement, noise), {} are not.",
+            super::predict::THRESHOLD * 100.0,
+            explained - within,
+            all - explained
+        ),
+    };
     lines.push(match &r.calibration {
         Some(c) => {
             let kind = if c.machine.virtual_machine { "a virtual machine" } else { "a machine" };
-            match (c.wake_up, c.rtt_same_cpu) {
-                (Some(wake), Some(one)) => format!(
-                    "This machine: {kind} with {} CPUs; waking a thread on another CPU costs {:.0} µs, against a whole round trip of {:.0} µs on one CPU, so a one-client figure measures that wake-up as much as the model.",
-                    c.machine.cpus, wake.median_us, one.median_us
+            match (c.wake_up, c.rtt_same_cpu, c.rtt_two_cpus) {
+                (Some(wake), Some(one), Some(two)) => format!(
+                    "This machine: {kind} with {} CPUs; a blocking round trip costs {:.0} µs across two CPUs against {:.0} µs on one (waking a thread on another CPU: {:.0} µs), so a one-client figure measures the wake-up as much as the model.{predicted}",
+                    c.machine.cpus, two.median_us, one.median_us, wake.median_us
                 ),
-                _ => format!("This machine: {kind} with {} CPU: no cross-CPU wake-up to measure.", c.machine.cpus),
+                _ => format!("This machine: {kind} with {} CPU: no cross-CPU wake-up to measure.{predicted}", c.machine.cpus),
             }
         }
         None => format!("This machine: {} ({} CPUs), not calibrated in this run.", m.cpu, m.cpus),
@@ -97,15 +123,27 @@ fn summary(r: &BenchReport) -> Vec<String> {
     workloads.sort_unstable();
     workloads.dedup();
     let widest = r.cells.iter().map(|c| c.clients).max().unwrap_or(1);
+    let names = r.regime_names();
     let fastest: Vec<String> = workloads
         .iter()
-        .filter_map(|&n| {
+        .flat_map(|&n| names.iter().map(move |regime| (n, regime)))
+        .filter_map(|(n, regime)| {
             r.cells
                 .iter()
-                .filter(|c| c.n == n && c.clients == widest)
+                .filter(|c| c.n == n && c.clients == widest && &c.regime == regime)
                 .filter(|c| c.variant != super::results::FLOOR && !r.is_peer(&c.variant))
                 .max_by(|a, b| a.median_rps.total_cmp(&b.median_rps))
-                .map(|c| format!("n={n}: `{}` ({} req/s)", c.variant, thousands(c.median_rps)))
+                .map(|c| {
+                    let in_regime = match names.len() {
+                        1 => String::new(),
+                        _ => format!(" in `{regime}`"),
+                    };
+                    format!(
+                        "n={n}{in_regime}: `{}` ({} req/s)",
+                        c.variant,
+                        thousands(c.median_rps)
+                    )
+                })
         })
         .collect();
     if !fastest.is_empty() {
@@ -127,21 +165,43 @@ fn summary(r: &BenchReport) -> Vec<String> {
         false => group_sources(&v),
     };
     if !r.findings.is_empty() {
+        let regimes = match names.len() {
+            1 => String::new(),
+            _ => " in every regime".to_string(),
+        };
         lines.push(format!(
-            "The seeds' conclusions that reproduce here: {}.",
+            "The seeds' conclusions that reproduce here{regimes}: {}.",
             listed(sources(Verdict::Reproduces))
         ));
+        let depends = match sources(Verdict::DependsOnRegime) {
+            v if v.is_empty() => String::new(),
+            v => format!(
+                "; depending on the regime (the findings say which machine cost decides): {}",
+                group_sources(&v)
+            ),
+        };
         lines.push(format!(
-            "Contradicted: {}; not applicable without a GIL: {}; not measured: {}.",
+            "Contradicted{regimes}: {}{depends}; not applicable without a GIL: {}; not measured: {}.",
             listed(sources(Verdict::Contradicts)),
             listed(sources(Verdict::DoesNotApply)),
             listed(sources(Verdict::NotMeasured))
         ));
     }
-    lines.push(format!(
-        "One regime: pinning {}, a load generator that sleeps between replies; figures from another pinning, or with a spinning client, are not comparable with these.",
-        m.pinning
-    ));
+    lines.push(match r.regimes.len() {
+        0 => format!(
+            "One regime: pinning {}, a load generator that sleeps between replies; figures from another pinning, or with a spinning client, are not comparable with these.",
+            m.pinning
+        ),
+        1 => format!(
+            "One regime, {}; figures from another regime are not comparable with these.",
+            r.regimes[0].describe()
+        ),
+        _ => format!(
+            "Every cell was measured in {} regimes, each with its own tables: {}. Compare figures within a regime, never across.",
+            r.regimes.len(),
+            r.regimes.iter().map(|p| p.describe()).collect::<Vec<_>>().join("; ")
+        ),
+    });
     lines
 }
 
@@ -178,8 +238,17 @@ fn group_sources(sources: &[String]) -> String {
 fn header_lines(r: &BenchReport) -> [String; 2] {
     [
         format!(
-            "Machine: {} ({} CPUs), Linux {}. Pinning: {}. Date: {}. Command: `{}`.",
-            r.machine.cpu, r.machine.cpus, r.machine.kernel, r.machine.pinning, r.date, r.command
+            "Machine: {} ({} CPUs), Linux {}. {}: {}. Date: {}. Command: `{}`.",
+            r.machine.cpu,
+            r.machine.cpus,
+            r.machine.kernel,
+            match r.regimes.is_empty() {
+                true => "Pinning",
+                false => "Regimes",
+            },
+            r.machine.pinning,
+            r.date,
+            r.command
         ),
         format!(
             "Each cell: {}, {:.1} s measured after {:.1} s warm-up, {}. Throughput is the median of the repetitions (~ marks a spread over {:.0}%); latency percentiles are of all their requests together.",
@@ -201,18 +270,18 @@ fn header_lines(r: &BenchReport) -> [String; 2] {
 /// How many times each cell was measured: as asked, or, for a run that was stopped
 /// early, how many it got.
 fn repetitions(r: &BenchReport) -> String {
-    let mut counts: Vec<(&str, u32, usize, usize)> = Vec::new();
+    let mut counts: Vec<(&str, &str, u32, usize, usize)> = Vec::new();
     for s in &r.samples {
         match counts
             .iter_mut()
-            .find(|c| c.0 == s.variant && c.1 == s.n && c.2 == s.clients)
+            .find(|c| c.0 == s.regime && c.1 == s.variant && c.2 == s.n && c.3 == s.clients)
         {
-            Some(c) => c.3 += 1,
-            None => counts.push((&s.variant, s.n, s.clients, 1)),
+            Some(c) => c.4 += 1,
+            None => counts.push((&s.regime, &s.variant, s.n, s.clients, 1)),
         }
     }
-    let fewest = counts.iter().map(|c| c.3).min().unwrap_or(r.repetitions);
-    let most = counts.iter().map(|c| c.3).max().unwrap_or(r.repetitions);
+    let fewest = counts.iter().map(|c| c.4).min().unwrap_or(r.repetitions);
+    let most = counts.iter().map(|c| c.4).max().unwrap_or(r.repetitions);
     match (fewest, most) {
         (a, b) if a == r.repetitions && b == r.repetitions => {
             format!(
@@ -347,6 +416,7 @@ mod tests {
 
     fn sample(variant: &str, repetition: usize) -> Sample {
         Sample {
+            regime: String::new(),
             variant: variant.into(),
             n: 1,
             clients: 1,

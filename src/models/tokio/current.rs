@@ -18,6 +18,9 @@
 //!
 //! Prediction: close to `tokio` at n=1 with 1 client; with 2 clients at n=20 no better
 //! than 1 client, since one thread computes every fib, unless `--offload` is given.
+//!
+//! Cost model (`CostModel::EventLoop(Readiness::Epoll)`, `src/models/cost.rs`): as
+//! `epoll`.
 
 use std::io;
 use std::net::TcpListener;

@@ -21,6 +21,12 @@
 //! Prediction: a little below `threads` on 2 cores for 1 and 2 clients (the runtime's
 //! reactor and task hand-offs cost more than a blocking read when there are so few
 //! connections); it pays off with hundreds of connections, not two.
+//!
+//! Cost model (`CostModel::WorkStealing`, `src/models/cost.rs`): a range, not a
+//! point, from 2 clients on: between a one-thread loop's `c / (cross + fib(n))` (every
+//! request crosses CPUs) and `CPUs / (local + fib(n))` (each connection's task runs on its
+//! client's CPU). Which worker wakes for a ready socket decides, and the formula cannot
+//! know it.
 
 use std::io;
 use std::net::TcpListener;

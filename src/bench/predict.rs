@@ -1,0 +1,440 @@
+//! Every cell's predicted throughput, from the run's calibration and the model's cost
+//! formula ([`crate::models::cost`]), and, for every cell the prediction misses by more
+//! than [`THRESHOLD`], a computed sentence: which term dominates, whether the figure
+//! lies in the range placement allows, or that nothing here explains it.
+//!
+//! ```text
+//! calibration (µs) + regime (which CPUs, does the client spin) + cell (model, n, clients)
+//!     -> Costs -> model.cost.predict() -> Prediction { rps or range, terms }
+//!     -> Check { measured / predicted, explanation }
+//! ```
+//!
+//! Peers (servers fiblab did not start) have no cost model and are not predicted.
+
+use serde::Serialize;
+
+use super::results::{BenchReport, Cell, FLOOR, WIDE_SPREAD};
+use super::scenario::RegimePlan;
+use crate::calibrate::Calibration;
+use crate::models::cost::{CostModel, Costs, Prediction};
+use crate::server::Variant;
+use crate::units::thousands;
+
+/// A prediction within this fraction of the measurement (either way) counts as
+/// predicting it.
+pub const THRESHOLD: f64 = 0.30;
+
+/// The cost formula and its inputs for one cell of `report`, or `None` for a peer, a
+/// report without a calibration, or a workload the calibration did not time.
+pub fn inputs(report: &BenchReport, cell: &Cell) -> Option<(CostModel, Costs)> {
+    let calibration = report.calibration.as_ref()?;
+    let (model, fib, fib_interpreted) = match cell.variant.as_str() {
+        FLOOR => (CostModel::ThreadPerConnection, 0.0, 0.0),
+        variant => {
+            let model = crate::models::find(&Variant::split(variant).model)?;
+            (
+                model.cost,
+                calibration.fib_us(cell.n)?,
+                calibration.fib_interpreted_us(cell.n).unwrap_or(0.0),
+            )
+        }
+    };
+    let plan = report.regime(&cell.regime);
+    let offload = Variant::split(&cell.variant).offload;
+    let workers = crate::models::find(&Variant::split(&cell.variant).model);
+    let costs = regime_costs(calibration, plan, cell.clients, fib, fib_interpreted)?;
+    let workers = workers.map_or(costs.cpus, |m| m.workers.default_for(costs.cpus));
+    Some((
+        model,
+        Costs {
+            workers,
+            offload,
+            ..costs
+        },
+    ))
+}
+
+/// The calibrated costs as a cell in regime `plan` meets them (`None`: the report's
+/// one unnamed regime, unpinned with a sleeping client).
+fn regime_costs(
+    c: &Calibration,
+    plan: Option<&RegimePlan>,
+    clients: usize,
+    fib: f64,
+    fib_interpreted: f64,
+) -> Option<Costs> {
+    let us = |m: Option<crate::calibrate::Measure>| m.map(|m| m.median_us);
+    let rtt_local = us(c.rtt_same_cpu)?;
+    let rtt_spin = us(c.rtt_spinning).unwrap_or(rtt_local);
+    let rtt_two = us(c.rtt_two_cpus).unwrap_or(rtt_local);
+    let wake_up = us(c.wake_up).unwrap_or(0.0);
+    let spin = plan.is_some_and(|p| p.spin);
+    let cpus = match plan.map(|p| p.server_cpus.len()) {
+        Some(pinned) if pinned > 0 => pinned,
+        _ => c.machine.cpus.max(1),
+    };
+    Some(Costs {
+        clients,
+        cpus,
+        shared: plan.is_none_or(RegimePlan::shared_cpus),
+        workers: cpus,
+        offload: false,
+        client_spins: spin,
+        rtt_local,
+        // A spinning client is never woken: only the server's wake-up is left.
+        rtt_cross: match spin {
+            true => us(c.rtt_client_spinning).unwrap_or(rtt_spin + wake_up),
+            false => rtt_two,
+        },
+        rtt_spin,
+        wake_up,
+        epoll_wait: us(c.epoll_1).unwrap_or(0.0),
+        select: us(c.select_1).unwrap_or(0.0),
+        pipe: us(c.pipe_round_trip).unwrap_or(0.0),
+        handoff: us(c.handoff).unwrap_or(0.0),
+        fib,
+        fib_interpreted,
+    })
+}
+
+/// The prediction for one cell; see [`inputs`].
+pub fn predict(report: &BenchReport, cell: &Cell) -> Option<Prediction> {
+    inputs(report, cell).map(|(model, costs)| model.predict(&costs))
+}
+
+/// A cell against its prediction.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Check {
+    pub regime: String,
+    pub variant: String,
+    pub n: u32,
+    pub clients: usize,
+    pub measured_rps: f64,
+    pub prediction: Prediction,
+    /// `measured / predicted`; against the range's nearer end when there is no point.
+    pub ratio: f64,
+    /// Within [`THRESHOLD`] of the point, or inside the range widened by it.
+    pub within: bool,
+    /// Off, but accounted for: inside the range placement allows, or noisy.
+    pub explained: bool,
+    /// The computed sentence for the report.
+    pub explanation: String,
+}
+
+/// Every predictable cell of `report` (of every regime) against its prediction.
+pub fn checks(report: &BenchReport) -> Vec<Check> {
+    report
+        .cells
+        .iter()
+        .filter(|c| c.median_rps > 0.0)
+        .filter_map(|cell| predict(report, cell).map(|p| check(cell, p)))
+        .collect()
+}
+
+fn check(cell: &Cell, prediction: Prediction) -> Check {
+    let measured = cell.median_rps;
+    let (low, high) = (prediction.low, prediction.high);
+    let in_range = measured >= low * (1.0 - THRESHOLD) && measured <= high * (1.0 + THRESHOLD);
+    let (ratio, within) = match prediction.rps {
+        Some(point) => {
+            let ratio = measured / point;
+            (ratio, (ratio - 1.0).abs() <= THRESHOLD)
+        }
+        None => {
+            let nearer = if measured < low {
+                low
+            } else if measured > high {
+                high
+            } else {
+                measured
+            };
+            (measured / nearer, in_range)
+        }
+    };
+    let path = path_sentence(&prediction);
+    let (explained, explanation) = match (within, prediction.rps) {
+        (true, Some(_)) => (true, path),
+        (true, None) => (
+            true,
+            format!(
+                "inside the range {}–{} req/s: {}",
+                thousands(low),
+                thousands(high),
+                prediction.rule
+            ),
+        ),
+        (false, _) if in_range => (
+            true,
+            format!(
+                "placement: {} req/s lies between {} (every request crosses CPUs) and {} (client and server paired on one CPU), the range the formula allows; the kernel's choice of CPU decides. At the point: {path}",
+                thousands(measured),
+                thousands(low),
+                thousands(high),
+            ),
+        ),
+        (false, _) if cell.spread > WIDE_SPREAD => (
+            true,
+            format!(
+                "noisy: its repetitions spread over {:.0}% of the median, more than the {:.0}% a prediction is allowed; {path}",
+                cell.spread * 100.0,
+                THRESHOLD * 100.0
+            ),
+        ),
+        (false, _) => (
+            false,
+            format!(
+                "unexplained: {ratio:.2}x the prediction and outside the range placement allows ({}–{} req/s); the formula's terms: {path}",
+                thousands(low),
+                thousands(high),
+            ),
+        ),
+    };
+    Check {
+        regime: cell.regime.clone(),
+        variant: cell.variant.clone(),
+        n: cell.n,
+        clients: cell.clients,
+        measured_rps: measured,
+        prediction,
+        ratio,
+        within,
+        explained,
+        explanation,
+    }
+}
+
+/// "`limit`: 60 of the 69 µs per request is waking the sleeping side on another CPU".
+pub fn path_sentence(p: &Prediction) -> String {
+    match p.dominant() {
+        Some((term, total)) => format!(
+            "{}; {} of the {} µs per request is {}",
+            p.limit.describe(),
+            short_us(term.us),
+            short_us(total),
+            term.what
+        ),
+        None => p.limit.describe().to_string(),
+    }
+}
+
+fn short_us(us: f64) -> String {
+    match us {
+        u if u < 10.0 => format!("{u:.1}"),
+        u => thousands(u),
+    }
+}
+
+/// A prediction as a table shows it: `14.7k`, or `29k–182k` for a range.
+pub fn label(p: &Prediction) -> String {
+    match p.rps {
+        Some(rps) => compact(rps),
+        None => format!("{}–{}", compact(p.low), compact(p.high)),
+    }
+}
+
+/// `14,366` -> `14.4k`; `208,161` -> `208k`; `950` -> `950`.
+pub fn compact(rps: f64) -> String {
+    match rps {
+        r if r >= 100_000.0 => format!("{:.0}k", r / 1000.0),
+        r if r >= 1_000.0 => format!("{:.1}k", r / 1000.0),
+        r => format!("{r:.0}"),
+    }
+}
+
+/// `report` with each cell's throughput replaced by its predicted point (0 where the
+/// prediction is a range or there is none), for asking what the findings would say
+/// from the calibration alone. `None` without a calibration.
+///
+/// The starvation results keep only the models whose light throughput during the
+/// heavy request follows from their design ([`kept`]), with that figure.
+pub fn predicted(report: &BenchReport) -> Option<BenchReport> {
+    report.calibration.as_ref()?;
+    let mut out = report.clone();
+    for cell in &mut out.cells {
+        cell.median_rps = predict(report, cell).and_then(|p| p.rps).unwrap_or(0.0);
+    }
+    out.starvation.retain_mut(|s| match kept(&s.variant) {
+        Some(k) => {
+            s.kept = k;
+            true
+        }
+        None => false,
+    });
+    Some(out)
+}
+
+/// The light throughput a model keeps while one heavy request runs, where its design
+/// alone decides it: 0 for a one-thread loop without `--offload` (the heavy fib holds
+/// its only thread), 1 for `single` (the heavy client waits its turn and never gets
+/// in). `None` where the CPUs the light client is left decide.
+pub fn kept(variant: &str) -> Option<f64> {
+    let split = Variant::split(variant);
+    let model = crate::models::find(&split.model)?;
+    match (model.cost, split.offload) {
+        (CostModel::EventLoop(_) | CostModel::SpinLoop, false) => Some(0.0),
+        (CostModel::OneAtATime, _) => Some(1.0),
+        _ => None,
+    }
+}
+
+/// How well the predictions did: (within the threshold, explained, all).
+pub fn score(checks: &[Check]) -> (usize, usize, usize) {
+    (
+        checks.iter().filter(|c| c.within).count(),
+        checks.iter().filter(|c| c.explained).count(),
+        checks.len(),
+    )
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::bench::results::{Sample, tests::report_of};
+    use crate::calibrate::{FibCost, Measure};
+
+    pub(crate) fn calibration() -> Calibration {
+        let m = |us: f64| {
+            Some(Measure {
+                median_us: us,
+                spread: 0.0,
+            })
+        };
+        let fib = |n: u32, us: f64| FibCost {
+            n,
+            cost: Measure {
+                median_us: us,
+                spread: 0.0,
+            },
+        };
+        Calibration {
+            schema: crate::calibrate::SCHEMA,
+            machine: crate::calibrate::MachineFacts {
+                cpu: "test".into(),
+                cpus: 2,
+                threads_per_core: 1,
+                virtual_machine: true,
+                kernel: String::new(),
+                descriptor_limit: 1024,
+                allowed_cpus: "0-1".into(),
+            },
+            rtt_same_cpu: m(11.0),
+            rtt_two_cpus: m(68.0),
+            rtt_spinning: m(8.0),
+            wake_up: m(30.0),
+            pipe_round_trip: m(3.0),
+            thread_start: m(20.0),
+            process_start: m(1000.0),
+            epoll_1: m(0.1),
+            epoll_1000: m(0.1),
+            select_1: m(0.3),
+            select_1000: m(60.0),
+            handoff: m(3.4),
+            rtt_client_spinning: m(38.0),
+            fib: vec![fib(1, 0.0), fib(20, 22.0)],
+            fib_interpreted: vec![fib(1, 0.1), fib(20, 400.0)],
+        }
+    }
+
+    fn cell_report(cells: &[(&str, &str, u32, usize, f64)]) -> BenchReport {
+        let samples = cells
+            .iter()
+            .map(|&(regime, variant, n, clients, rps)| Sample {
+                regime: regime.into(),
+                variant: variant.into(),
+                n,
+                clients,
+                repetition: 0,
+                throughput_rps: rps,
+                p50_us: 1,
+                p99_us: 1,
+                per_connection: vec![1; clients],
+                errors: 0,
+                histogram: String::new(),
+            })
+            .collect();
+        let mut r = report_of(samples);
+        r.calibration = Some(calibration());
+        r.regimes = vec![
+            crate::bench::scenario::Regime::Shared
+                .resolve(&[0, 1])
+                .unwrap(),
+            crate::bench::scenario::Regime::PinnedSpinning
+                .resolve(&[0, 1])
+                .unwrap(),
+        ];
+        r
+    }
+
+    #[test]
+    fn a_cell_near_its_prediction_is_within_and_says_its_dominant_term() {
+        let r = cell_report(&[("shared", "threads", 1, 1, 15_000.0)]);
+        let checks = checks(&r);
+        assert_eq!(checks.len(), 1);
+        let c = &checks[0];
+        assert!(c.within && c.explained, "{c:?}");
+        assert!((c.ratio - 15_000.0 / (1e6 / 68.0)).abs() < 1e-9);
+        assert!(
+            c.explanation
+                .contains("60 of the 68 µs per request is waking the sleeping side"),
+            "{}",
+            c.explanation
+        );
+    }
+
+    #[test]
+    fn the_regime_changes_the_round_trip_and_the_server_cpus() {
+        let r = cell_report(&[
+            ("shared", "threads", 20, 2, 1.0),
+            ("pinned-spinning", "threads", 20, 2, 1.0),
+        ]);
+        let shared = predict(&r, &r.cells[0]).unwrap();
+        let pinned = predict(&r, &r.cells[1]).unwrap();
+        // Shared: a pair per CPU, 2 / (11 + 22) µs; pinned: one server CPU, a spinning
+        // client: min(2 / (8 + 30 + 22), 1 / (4 + 22)) µs.
+        assert!((shared.rps.unwrap() - 2e6 / 33.0).abs() < 1e-6);
+        assert!((pinned.rps.unwrap() - 2e6 / 60.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn an_off_cell_is_explained_by_its_range_its_noise_or_marked_unexplained() {
+        let r = cell_report(&[
+            ("shared", "tokio", 1, 2, 80_000.0),
+            ("shared", "epoll", 1, 1, 60_000.0),
+            ("shared", "floor", 1, 1, 2_000.0),
+        ]);
+        let checks = checks(&r);
+        let tokio = &checks[0];
+        assert!(tokio.within, "a range: {tokio:?}");
+        assert!(tokio.explanation.starts_with("inside the range"));
+        let epoll = &checks[1];
+        assert!(!epoll.within && epoll.explained, "{epoll:?}");
+        assert!(
+            epoll.explanation.starts_with("placement:"),
+            "{}",
+            epoll.explanation
+        );
+        let floor = &checks[2];
+        assert!(!floor.explained, "{floor:?}");
+        assert!(floor.explanation.starts_with("unexplained:"));
+        assert_eq!(score(&checks), (1, 2, 3));
+    }
+
+    #[test]
+    fn peers_and_uncalibrated_workloads_are_not_predicted() {
+        let mut r = cell_report(&[
+            ("shared", "go", 1, 1, 1.0),
+            ("shared", "threads", 30, 1, 1.0),
+        ]);
+        r.peers.push("go=127.0.0.1:1".parse().unwrap());
+        assert!(checks(&r).is_empty());
+        r.calibration = None;
+        assert!(predicted(&r).is_none());
+    }
+
+    #[test]
+    fn compact_figures() {
+        assert_eq!(compact(14_366.0), "14.4k");
+        assert_eq!(compact(208_161.0), "208k");
+        assert_eq!(compact(950.0), "950");
+    }
+}

@@ -1,0 +1,574 @@
+//! Cost models: each model's closed-loop throughput, predicted from the machine's
+//! primitive costs (`fiblab calibrate`), the client count and the CPUs.
+//!
+//! A closed loop of `c` clients, each waiting for its reply before sending again, runs
+//! at (Little's law)
+//!
+//! ```text
+//! X = min( c_served / L ,  capacity )
+//!     L        = one request's path: a round trip + fib(n) + the model's own steps
+//!     capacity = what the server's threads can do when they never wait:
+//!                threads that can run fib at once / CPU time per request
+//! ```
+//!
+//! The round trip is where the machine shows. Three are calibrated:
+//!
+//! ```text
+//! local   both threads on one CPU: two context switches, no wake-up of an idle CPU
+//! cross   on two CPUs, the receiver asleep: each reply wakes an idle (v)CPU
+//! spin    on two CPUs, nobody asleep: the loopback and the socket calls alone
+//! ```
+//!
+//! With one client the kernel runs client and server on two CPUs, so every request
+//! pays `cross`. Once there is a client/server *pair per CPU* (thread-per-connection
+//! models, clients >= CPUs, clients sharing the server's CPUs) the kernel keeps each
+//! pair on one CPU and requests pay `local`: on a small VM that is 5-10x cheaper, and
+//! why a second client multiplies the throughput of `threads` but not of a one-thread
+//! event loop, whose one thread cannot sit beside two clients.
+//!
+//! Where the outcome depends on placement the formula cannot know (which worker a
+//! work-stealing runtime wakes, which process the kernel's `SO_REUSEPORT` hash picks)
+//! a prediction is a range with no point: [`Prediction::rps`] is `None`.
+//!
+//! The formulas are deliberately small: every term is a calibrated primitive, and a
+//! cell they miss by more than the report's threshold is listed with its terms
+//! (`fiblab bench`), never tuned away here.
+
+use serde::Serialize;
+
+/// How a model's throughput follows from the machine's costs: the registry's
+/// [`super::Model::cost`]. Each model's module docs say why its formula is this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CostModel {
+    /// One connection at a time (`single`): `X = 1 / (cross + fib)`; further clients
+    /// are not served at all.
+    OneAtATime,
+    /// A blocking thread per connection (`threads`, `threadpool`, the floor):
+    /// `X = c / (cross + fib)` below a pair per CPU, `X = CPUs / (local + fib)` from
+    /// there on.
+    ThreadPerConnection,
+    /// A thread per connection handing each request to its own interpreter thread
+    /// (`isolates`): as [`CostModel::ThreadPerConnection`] plus a thread hand-off, with
+    /// fib interpreted.
+    Isolated,
+    /// One thread multiplexing every connection with a readiness call (`epoll`,
+    /// `select`, `coroutines`, `tokio-current`):
+    /// `X = min(c / (cross + fib + wait), 1 / (socket calls + fib + wait))`.
+    EventLoop(Readiness),
+    /// One thread that never sleeps, trying every socket (`nonblocking`): only the
+    /// client wakes, `X = min(c / (spin + client wake-up + fib), 1 / (socket calls + fib))`.
+    SpinLoop,
+    /// Worker threads that steal each other's ready connections (`tokio`): between a
+    /// one-thread loop (every request crosses CPUs) and thread-per-connection pairs.
+    WorkStealing,
+    /// A thread per connection sending fib to a worker process over pipes
+    /// (`procpool`): client, connection thread and worker are three threads, so no
+    /// pair shares a CPU: `X = min(c / (cross + pipe + fib), workers / (socket calls + pipe + fib))`.
+    ProcessPool,
+    /// Copies of `single`, the kernel hashing connections onto them (`prefork`):
+    /// `single` when every client lands on one copy, thread-per-connection when they
+    /// spread.
+    Prefork,
+}
+
+/// The readiness call an event loop waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    Epoll,
+    Select,
+}
+
+/// Everything a prediction reads: one cell (clients, fib) under one regime (which
+/// round trips it pays, which CPUs the server has), µs unless named otherwise.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Costs {
+    pub clients: usize,
+    /// CPUs the server may run on.
+    pub cpus: usize,
+    /// The clients run on the server's CPUs too, so a client/server pair can share one.
+    pub shared: bool,
+    /// `--workers`: pool threads or processes, tokio workers, prefork children.
+    pub workers: usize,
+    /// fib runs in an `--offload` pool, not on the loop.
+    pub offload: bool,
+    /// The load generator busy-polls: a reply never wakes it, and a second client's
+    /// request is back before a one-thread server could fall asleep.
+    pub client_spins: bool,
+    /// Round trip with both threads on one CPU.
+    pub rtt_local: f64,
+    /// Round trip across CPUs with a blocking server, as this regime's client waits
+    /// (asleep: two wake-ups; spinning: one).
+    pub rtt_cross: f64,
+    /// Round trip with neither side asleep: loopback and socket calls only.
+    pub rtt_spin: f64,
+    /// One wake-up of a thread asleep on another CPU.
+    pub wake_up: f64,
+    pub epoll_wait: f64,
+    pub select: f64,
+    /// Request and reply through a worker process's pipes.
+    pub pipe: f64,
+    /// A value sent to another thread and one sent back (a channel round trip).
+    pub handoff: f64,
+    pub fib: f64,
+    /// fib(n) in the isolates' WebAssembly interpreter.
+    pub fib_interpreted: f64,
+}
+
+impl Costs {
+    /// The server's CPU time in one request's socket calls: half a spinning round trip.
+    fn socket_calls(&self) -> f64 {
+        self.rtt_spin / 2.0
+    }
+
+    /// Clients and server can pair up, one pair per CPU.
+    fn paired(&self) -> bool {
+        self.shared && self.clients >= self.cpus
+    }
+
+    /// A one-thread loop never sleeps: a spinning client always has the next request
+    /// there before the loop runs out of work.
+    fn loop_never_sleeps(&self) -> bool {
+        self.client_spins && self.clients >= 2
+    }
+}
+
+/// One term of a request's path, µs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Term {
+    pub what: &'static str,
+    pub us: f64,
+}
+
+/// What limits the predicted throughput.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Limit {
+    /// Each client waits for its reply: `clients / path`.
+    Latency,
+    /// The server's threads are busy all the time: `threads / CPU time per request`.
+    Capacity,
+    /// Every CPU runs a client/server pair back to back: `CPUs / local path`.
+    Cpus,
+}
+
+impl Limit {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Limit::Latency => "each client waits out one request's path",
+            Limit::Capacity => "the server's threads are busy the whole time",
+            Limit::Cpus => "every CPU runs a client/server pair back to back",
+        }
+    }
+}
+
+/// A cell's predicted throughput.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    /// Requests per second; `None` when placement decides and only the range is known.
+    pub rps: Option<f64>,
+    /// The range: every placement the formula allows, requests per second.
+    pub low: f64,
+    pub high: f64,
+    /// The path behind `rps` (or behind `low` for a range): what each request spends.
+    pub terms: Vec<Term>,
+    pub limit: Limit,
+    /// The formula, in words and symbols.
+    pub rule: &'static str,
+}
+
+impl Prediction {
+    /// The term that costs most, and the whole path, µs.
+    pub fn dominant(&self) -> Option<(&Term, f64)> {
+        let total = self.terms.iter().map(|t| t.us).sum();
+        self.terms
+            .iter()
+            .max_by(|a, b| a.us.total_cmp(&b.us))
+            .map(|t| (t, total))
+    }
+}
+
+const ROUND_TRIP_LOCAL: &str = "round trip on one CPU (socket calls, two context switches)";
+const LOOPBACK: &str = "loopback and socket calls";
+const WAKE_UPS: &str = "waking the sleeping side on another CPU";
+const FIB: &str = "fib(n)";
+
+fn cross(c: &Costs) -> Vec<Term> {
+    vec![
+        Term {
+            what: LOOPBACK,
+            us: c.rtt_spin.min(c.rtt_cross),
+        },
+        Term {
+            what: WAKE_UPS,
+            us: (c.rtt_cross - c.rtt_spin).max(0.0),
+        },
+    ]
+}
+
+fn awake(c: &Costs) -> Vec<Term> {
+    vec![Term {
+        what: LOOPBACK,
+        us: c.rtt_spin,
+    }]
+}
+
+fn local(c: &Costs) -> Vec<Term> {
+    vec![Term {
+        what: ROUND_TRIP_LOCAL,
+        us: c.rtt_local,
+    }]
+}
+
+fn with(mut path: Vec<Term>, more: &[(&'static str, f64)]) -> Vec<Term> {
+    path.extend(
+        more.iter()
+            .filter(|(_, us)| *us > 0.0)
+            .map(|&(what, us)| Term { what, us }),
+    );
+    path
+}
+
+fn total(path: &[Term]) -> f64 {
+    path.iter().map(|t| t.us).sum::<f64>().max(1e-3)
+}
+
+/// `min(served / path, capacity)`, with which of the two won.
+fn closed(served: f64, path: Vec<Term>, capacity: f64, rule: &'static str) -> Prediction {
+    let latency_bound = served * 1e6 / total(&path);
+    let (rps, limit) = match latency_bound <= capacity {
+        true => (latency_bound, Limit::Latency),
+        false => (capacity, Limit::Capacity),
+    };
+    Prediction {
+        rps: Some(rps),
+        low: rps,
+        high: rps,
+        terms: path,
+        limit,
+        rule,
+    }
+}
+
+/// `threads` CPUs, each running one request's `path` after another, as req/s.
+fn per_cpu(threads: f64, path: &[Term]) -> f64 {
+    threads * 1e6 / total(path)
+}
+
+impl CostModel {
+    /// The predicted throughput of a closed-loop cell; see the module docs.
+    pub fn predict(self, c: &Costs) -> Prediction {
+        let clients = c.clients.max(1) as f64;
+        let cpus = c.cpus.max(1) as f64;
+        let fib = [(FIB, c.fib)];
+        match self {
+            CostModel::OneAtATime => {
+                let mut p = closed(
+                    1.0,
+                    with(cross(c), &fib),
+                    f64::INFINITY,
+                    "1 / (cross-CPU round trip + fib): one client is served, the others wait",
+                );
+                if c.shared {
+                    p.high = per_cpu(1.0, &with(local(c), &fib));
+                }
+                p
+            }
+            CostModel::ThreadPerConnection => per_connection(
+                c,
+                &fib,
+                "c / (round trip + fib), or CPUs / (one-CPU round trip + fib) once a client/server pair fills every CPU",
+            ),
+            CostModel::Isolated => per_connection(
+                c,
+                &[
+                    ("hand-off to the isolate's thread and back", c.handoff),
+                    ("fib(n), interpreted", c.fib_interpreted),
+                ],
+                "as threads, plus a thread hand-off, with fib interpreted",
+            ),
+            CostModel::EventLoop(readiness) => {
+                let wait = match readiness {
+                    Readiness::Epoll => ("epoll_wait", c.epoll_wait),
+                    Readiness::Select => ("select", c.select),
+                };
+                event_loop(c, wait, clients)
+            }
+            CostModel::SpinLoop => {
+                let path = vec![
+                    Term {
+                        what: LOOPBACK,
+                        us: c.rtt_spin,
+                    },
+                    Term {
+                        what: "waking the client (the server never sleeps)",
+                        us: match c.client_spins {
+                            false => c.wake_up,
+                            // The client spins too: nobody sleeps.
+                            true => 0.0,
+                        },
+                    },
+                    Term {
+                        what: FIB,
+                        us: c.fib,
+                    },
+                ];
+                closed(
+                    clients,
+                    path,
+                    per_cpu(1.0, &[socket_calls(c), fib_term(c)]),
+                    "min(c / (spinning round trip + client wake-up + fib), 1 / (socket calls + fib))",
+                )
+            }
+            CostModel::WorkStealing => {
+                let wait = ("epoll_wait", c.epoll_wait);
+                let threads = (c.workers.max(1) as f64).min(cpus);
+                let round_trip = match c.loop_never_sleeps() {
+                    true => awake(c),
+                    false => cross(c),
+                };
+                let mut low = closed(
+                    clients,
+                    with(round_trip, &[wait, (FIB, c.fib)]),
+                    per_cpu(threads, &[socket_calls(c), fib_term(c)]),
+                    "between c / (cross-CPU round trip + fib) and CPUs / (one-CPU round trip + fib): which worker runs a connection decides",
+                );
+                if c.paired() {
+                    low.high = per_cpu(cpus, &with(local(c), &[wait, (FIB, c.fib)]));
+                    if low.high > low.low * 1.3 {
+                        low.rps = None;
+                    }
+                }
+                low
+            }
+            CostModel::ProcessPool => {
+                let pipe = ("pipe round trip to the worker process", c.pipe);
+                let threads = (c.workers.max(1) as f64).min(cpus).min(clients);
+                let mut p = closed(
+                    clients,
+                    with(cross(c), &[pipe, (FIB, c.fib)]),
+                    per_cpu(threads, &with(vec![socket_calls(c), fib_term(c)], &[pipe])),
+                    "min(c / (cross-CPU round trip + pipe + fib), workers / (socket calls + pipe + fib)): three threads per request, none paired",
+                );
+                if c.shared {
+                    p.high = per_cpu(clients.min(cpus), &with(local(c), &[pipe, (FIB, c.fib)]));
+                }
+                p
+            }
+            CostModel::Prefork => {
+                let single = CostModel::OneAtATime.predict(c);
+                if c.clients <= 1 {
+                    return single;
+                }
+                let spread = per_connection(
+                    &Costs {
+                        clients: c.clients.min(c.workers.max(1)),
+                        ..*c
+                    },
+                    &fib,
+                    "",
+                );
+                Prediction {
+                    rps: None,
+                    low: single.low.min(spread.low),
+                    high: spread.high.max(single.low),
+                    terms: single.terms,
+                    limit: Limit::Latency,
+                    rule: "between single (every client hashed onto one copy) and threads (each on its own copy): the kernel's SO_REUSEPORT hash decides",
+                }
+            }
+        }
+    }
+}
+
+fn socket_calls(c: &Costs) -> Term {
+    Term {
+        what: "the server's socket calls",
+        us: c.socket_calls(),
+    }
+}
+
+fn fib_term(c: &Costs) -> Term {
+    Term {
+        what: FIB,
+        us: c.fib,
+    }
+}
+
+/// A thread per connection with `work` per request (fib, or what replaces it).
+fn per_connection(c: &Costs, work: &[(&'static str, f64)], rule: &'static str) -> Prediction {
+    let clients = c.clients.max(1) as f64;
+    let cpus = c.cpus.max(1) as f64;
+    let paired = per_cpu(cpus, &with(local(c), work));
+    if c.paired() {
+        return Prediction {
+            rps: Some(paired),
+            low: paired,
+            high: paired,
+            terms: with(local(c), work),
+            limit: Limit::Cpus,
+            rule,
+        };
+    }
+    let mut p = closed(
+        clients,
+        with(cross(c), work),
+        per_cpu(clients.min(cpus), &with(vec![socket_calls(c)], work)),
+        rule,
+    );
+    if c.shared {
+        p.high = per_cpu(clients.min(cpus), &with(local(c), work));
+    }
+    p
+}
+
+/// One thread, waiting in `wait` between batches of ready connections.
+fn event_loop(c: &Costs, wait: (&'static str, f64), clients: f64) -> Prediction {
+    let round_trip = match c.loop_never_sleeps() {
+        true => awake(c),
+        false => cross(c),
+    };
+    let mut p = match c.offload {
+        false => closed(
+            clients,
+            with(round_trip.clone(), &[wait, (FIB, c.fib)]),
+            per_cpu(1.0, &with(vec![socket_calls(c), fib_term(c)], &[wait])),
+            "min(c / (cross-CPU round trip + wait + fib), 1 / (socket calls + wait + fib)): one thread for every client",
+        ),
+        true => {
+            let handoff = ("hand-off to the pool and back", c.handoff);
+            let pool = (c.workers.max(1) as f64)
+                .min(c.cpus.max(1) as f64)
+                .min(clients);
+            let loop_capacity = per_cpu(1.0, &with(vec![socket_calls(c)], &[wait, handoff]));
+            closed(
+                clients,
+                with(round_trip, &[wait, handoff, (FIB, c.fib)]),
+                loop_capacity.min(per_cpu(pool, &[fib_term(c)])),
+                "min(c / (cross-CPU round trip + wait + hand-off + fib), the loop's and the pool's capacity)",
+            )
+        }
+    };
+    if c.shared {
+        p.high = p.low.max(
+            (clients * 1e6 / total(&with(local(c), &[wait, (FIB, c.fib)]))).min(per_cpu(
+                1.0,
+                &with(vec![socket_calls(c), fib_term(c)], &[wait]),
+            )),
+        );
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small VM: waking a CPU costs 30 µs a side; fib(20) 22 µs.
+    fn vm(clients: usize, fib: f64) -> Costs {
+        Costs {
+            clients,
+            cpus: 2,
+            shared: true,
+            workers: 2,
+            offload: false,
+            client_spins: false,
+            rtt_local: 11.0,
+            rtt_cross: 68.0,
+            rtt_spin: 8.0,
+            wake_up: 30.0,
+            epoll_wait: 0.1,
+            select: 0.4,
+            pipe: 3.0,
+            handoff: 5.0,
+            fib,
+            fib_interpreted: fib * 20.0,
+        }
+    }
+
+    fn rps(model: CostModel, costs: &Costs) -> f64 {
+        model.predict(costs).rps.unwrap()
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-6 * b.abs().max(1.0)
+    }
+
+    #[test]
+    fn one_client_pays_the_cross_cpu_round_trip() {
+        for model in [
+            CostModel::OneAtATime,
+            CostModel::ThreadPerConnection,
+            CostModel::EventLoop(Readiness::Epoll),
+            CostModel::WorkStealing,
+            CostModel::Prefork,
+        ] {
+            let p = model.predict(&vm(1, 22.0));
+            let path: f64 = p.terms.iter().map(|t| t.us).sum();
+            assert!(
+                (90.0..=90.2).contains(&path),
+                "{model:?}: {path} µs, {:?}",
+                p.terms
+            );
+            assert_eq!(p.limit, Limit::Latency);
+        }
+        assert!(close(
+            rps(CostModel::ThreadPerConnection, &vm(1, 22.0)),
+            1e6 / 90.0
+        ));
+        let wake = CostModel::ThreadPerConnection.predict(&vm(1, 0.0));
+        let (term, path) = wake.dominant().unwrap();
+        assert_eq!((term.what, term.us, path), (WAKE_UPS, 60.0, 68.0));
+    }
+
+    #[test]
+    fn a_pair_per_cpu_runs_at_the_one_cpu_round_trip() {
+        let p = CostModel::ThreadPerConnection.predict(&vm(2, 22.0));
+        assert_eq!(p.limit, Limit::Cpus);
+        assert!(close(p.rps.unwrap(), 2e6 / 33.0));
+        // Pinned apart, no pair shares a CPU: the cross round trip and one server CPU.
+        let apart = Costs {
+            shared: false,
+            cpus: 1,
+            rtt_cross: 38.0,
+            ..vm(2, 22.0)
+        };
+        let p = CostModel::ThreadPerConnection.predict(&apart);
+        assert!(close(p.rps.unwrap(), 2e6 / 60.0), "{p:?}");
+        assert_eq!(p.low, p.high, "no placement left to guess");
+    }
+
+    #[test]
+    fn an_event_loop_cannot_pair_and_saturates_its_one_thread() {
+        let two = rps(CostModel::EventLoop(Readiness::Epoll), &vm(2, 1.0));
+        assert!(close(two, 2e6 / (68.0 + 0.1 + 1.0)));
+        let many = CostModel::EventLoop(Readiness::Select).predict(&vm(64, 22.0));
+        assert_eq!(many.limit, Limit::Capacity);
+        assert!(close(many.rps.unwrap(), 1e6 / (4.0 + 22.0 + 0.4)));
+        let offloaded = Costs {
+            offload: true,
+            ..vm(64, 22.0)
+        };
+        let pool = rps(CostModel::EventLoop(Readiness::Epoll), &offloaded);
+        assert!(pool > many.rps.unwrap(), "the pool runs fib on both CPUs");
+    }
+
+    #[test]
+    fn placement_the_formula_cannot_know_is_a_range() {
+        let tokio = CostModel::WorkStealing.predict(&vm(2, 1.0));
+        assert_eq!(tokio.rps, None);
+        assert!(tokio.low < tokio.high);
+        let prefork = CostModel::Prefork.predict(&vm(2, 1.0));
+        assert_eq!(prefork.rps, None);
+        assert!(close(prefork.low, 1e6 / 69.0));
+        assert!(close(prefork.high, 2e6 / 12.0));
+    }
+
+    #[test]
+    fn the_spinning_server_saves_one_wake_up_and_procpool_pays_its_pipe() {
+        let spin = rps(CostModel::SpinLoop, &vm(1, 0.0));
+        assert!(close(spin, 1e6 / 38.0));
+        let pool = rps(CostModel::ProcessPool, &vm(1, 22.0));
+        assert!(close(pool, 1e6 / 93.0));
+        let isolated = rps(CostModel::Isolated, &vm(1, 1.0));
+        assert!(close(isolated, 1e6 / (68.0 + 5.0 + 20.0)));
+    }
+}
