@@ -161,6 +161,7 @@ mod tests {
             "requests" => &["10"],
             "threads" | "workers" | "repetitions" | "count" => &["2"],
             "cpus" | "server_cpus" | "client_cpus" => &["0-1"],
+            "regimes" => &["shared,pinned-spinning"],
             "max_error_rate" => &["1%"],
             "json" | "csv" | "markdown" | "html" => &["-"],
             "out" | "dir" => &["/tmp/fiblab-flags"],
