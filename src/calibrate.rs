@@ -13,6 +13,7 @@
 //! | `rtt_two_cpus` | the same, the two threads on two CPUs, both blocking (each reply wakes a sleeping thread on the other CPU) |
 //! | `rtt_spinning` | the same on two CPUs, both busy-polling (nobody sleeps: the pure loopback and syscall cost) |
 //! | `rtt_client_spinning` | the same on two CPUs, the client busy-polling and the server blocking (only the server is woken: the `pinned-spinning` regime's round trip) |
+//! | `loadgen_same_cpu` | fiblab's own load generator (one connection, sleeping in epoll) against a blocking line-echo server, both pinned to one CPU: the round trip the bench's client really pays; minus `rtt_same_cpu`, the load generator's own work per request |
 //! | `wake_up` | derived: (`rtt_two_cpus` - `rtt_spinning`) / 2, the cost of waking a blocked thread on another CPU |
 //! | `pipe_round_trip` | fib(1) sent to a procpool worker process and its reply read back, over its two pipes |
 //! | `thread_start` | spawning a thread and joining it |
@@ -104,6 +105,8 @@ pub struct Calibration {
     pub rtt_spinning: Option<Measure>,
     #[serde(default)]
     pub rtt_client_spinning: Option<Measure>,
+    #[serde(default)]
+    pub loadgen_same_cpu: Option<Measure>,
     pub wake_up: Option<Measure>,
     pub pipe_round_trip: Option<Measure>,
     pub thread_start: Option<Measure>,
@@ -158,6 +161,8 @@ impl Calibration {
             rtt_two_cpus,
             rtt_spinning,
             rtt_client_spinning,
+            loadgen_same_cpu: first
+                .and_then(|cpu| Measure::of(repeat(|| loadgen_round_trip(cpu).ok()))),
             wake_up,
             pipe_round_trip: Measure::of(repeat(|| pipe_round_trip().ok())),
             thread_start: Measure::of(repeat(|| Some(per_call(200, thread_start)))),
@@ -215,6 +220,10 @@ impl Calibration {
             (
                 "loopback round trip, two CPUs, client spinning".into(),
                 self.rtt_client_spinning,
+            ),
+            (
+                "fiblab's load generator round trip, one CPU".into(),
+                self.loadgen_same_cpu,
             ),
             (
                 "wake-up of a thread on another CPU (derived)".into(),
@@ -457,6 +466,66 @@ fn round_trip(server_cpu: Option<usize>, client_cpu: Option<usize>, spin: Spin) 
         .map_err(|_| io::Error::other("the ping-pong client panicked"))?;
     let _ = server.join();
     result
+}
+
+/// The load generator's own work per request, µs: its round trip on one CPU less the
+/// bare one (`None` when either is missing).
+impl Calibration {
+    pub fn loadgen_overhead_us(&self) -> Option<f64> {
+        Some((self.loadgen_same_cpu?.median_us - self.rtt_same_cpu?.median_us).max(0.0))
+    }
+}
+
+/// The mean round trip, µs, of fiblab's load generator (one connection, one thread,
+/// sleeping in epoll between replies) against a blocking server that answers every
+/// line with `1`, both pinned to `cpu`.
+fn loadgen_round_trip(cpu: usize) -> io::Result<f64> {
+    use crate::load::mix::{Class, Mix, Protocol};
+    use crate::load::{Hooks, LoadSpec, Stop};
+    use std::io::BufRead as _;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let server = std::thread::spawn(move || -> io::Result<()> {
+        cpu::pin_current_thread(cpu)?;
+        let (stream, _) = listener.accept()?;
+        stream.set_nodelay(true)?;
+        let mut writer = stream.try_clone()?;
+        let mut reader = io::BufReader::new(stream);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            writer.write_all(b"1\n")?;
+        }
+    });
+    let spec = LoadSpec {
+        addr,
+        mix: Mix::new(vec![Class::fib(1, 1, true)]).map_err(io::Error::other)?,
+        connections: 1,
+        pipeline: 1,
+        rate: None,
+        stop: Stop::After(Duration::from_millis(150)),
+        warmup: Duration::from_millis(30),
+        timeout: Duration::from_secs(5),
+        threads: 1,
+        spin: false,
+        cpus: Some(vec![cpu]),
+        seed: 1,
+        protocol: Protocol::Fiblab,
+    };
+    let report = crate::load::run(
+        &spec,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        Hooks::default(),
+    );
+    let _ = server.join();
+    let report = report?;
+    match report.throughput_rps > 0.0 && report.errors.total() == 0 {
+        true => Ok(1e6 / report.throughput_rps),
+        false => Err(io::Error::other("the load generator got no clean replies")),
+    }
 }
 
 /// The mean round trip of fib(1) to a procpool worker process over its pipes, µs.

@@ -158,7 +158,7 @@ fn load_tui_needs_a_terminal() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tui needs a terminal"));
 }
 
-/// `fiblab calibrate --json -`: the documented shape (src/calibrate.rs), alone on stdout.
+/// `fiblab calibrate --json -`: the documented shape (docs/CALIBRATION.md), alone on stdout.
 #[test]
 fn calibrate_json_has_the_documented_shape() {
     let out = fiblab(&["calibrate", "--n", "1,20", "--json", "-"]);
@@ -169,7 +169,7 @@ fn calibrate_json_has_the_documented_shape() {
     );
     let c: serde_json::Value =
         serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}:\n{}", stdout(&out)));
-    assert_eq!(c["schema"], 1);
+    assert_eq!(c["schema"], 2);
     for field in [
         "cpu",
         "cpus",
@@ -188,6 +188,8 @@ fn calibrate_json_has_the_documented_shape() {
         "rtt_same_cpu",
         "rtt_two_cpus",
         "rtt_spinning",
+        "rtt_client_spinning",
+        "loadgen_same_cpu",
         "wake_up",
         "pipe_round_trip",
         "thread_start",
@@ -196,6 +198,7 @@ fn calibrate_json_has_the_documented_shape() {
         "epoll_1000",
         "select_1",
         "select_1000",
+        "handoff",
     ] {
         let m = &c[field];
         // Two-CPU figures are null on a one-CPU machine; everything else is measured.
@@ -209,8 +212,24 @@ fn calibrate_json_has_the_documented_shape() {
         assert!(m["median_us"].as_f64().unwrap() >= 0.0, "{field}: {m}");
         assert!(m["spread"].as_f64().unwrap() >= 0.0, "{field}: {m}");
     }
-    let fib = c["fib"].as_array().unwrap();
-    assert_eq!(fib.len(), 2);
-    assert_eq!(fib[0]["n"], 1);
-    assert!(fib[1]["median_us"].as_f64().unwrap() > fib[0]["median_us"].as_f64().unwrap());
+    for list in ["fib", "fib_interpreted"] {
+        let fib = c[list].as_array().unwrap();
+        assert_eq!(fib.len(), 2, "{list}");
+        assert_eq!(fib[0]["n"], 1, "{list}");
+        assert!(
+            fib[1]["median_us"].as_f64().unwrap() > fib[0]["median_us"].as_f64().unwrap(),
+            "{list}: {c}"
+        );
+    }
+    // Every field the documentation names is in the JSON, and the other way round.
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/CALIBRATION.md"),
+    )
+    .unwrap();
+    for (key, _) in c.as_object().unwrap() {
+        assert!(
+            doc.contains(&format!("`{key}`")),
+            "docs/CALIBRATION.md does not document `{key}`"
+        );
+    }
 }

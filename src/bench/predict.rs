@@ -13,10 +13,10 @@
 
 use serde::Serialize;
 
-use super::results::{BenchReport, Cell, FLOOR, WIDE_SPREAD};
+use super::results::{BenchReport, Cell, FLOOR, StarvationResult, WIDE_SPREAD};
 use super::scenario::RegimePlan;
 use crate::calibrate::Calibration;
-use crate::models::cost::{CostModel, Costs, Prediction};
+use crate::models::cost::{CostModel, Costs, Kept, Prediction};
 use crate::server::Variant;
 use crate::units::thousands;
 
@@ -27,7 +27,31 @@ pub const THRESHOLD: f64 = 0.30;
 /// The cost formula and its inputs for one cell of `report`, or `None` for a peer, a
 /// report without a calibration, or a workload the calibration did not time.
 pub fn inputs(report: &BenchReport, cell: &Cell) -> Option<(CostModel, Costs)> {
+    inputs_for(report, &cell.regime, &cell.variant, cell.n, cell.clients)
+}
+
+/// As [`inputs`], for a cell given by its parts.
+pub fn inputs_for(
+    report: &BenchReport,
+    regime: &str,
+    variant: &str,
+    n: u32,
+    clients: usize,
+) -> Option<(CostModel, Costs)> {
     let calibration = report.calibration.as_ref()?;
+    let cell = Cell {
+        regime: regime.to_string(),
+        variant: variant.to_string(),
+        n,
+        clients,
+        median_rps: 0.0,
+        spread: 0.0,
+        p50_us: 0,
+        p99_us: 0,
+        starved: false,
+        errors: 0,
+        latency_cdf: Vec::new(),
+    };
     let (model, fib, fib_interpreted) = match cell.variant.as_str() {
         FLOOR => (CostModel::ThreadPerConnection, 0.0, 0.0),
         variant => {
@@ -92,6 +116,7 @@ fn regime_costs(
         select: us(c.select_1).unwrap_or(0.0),
         pipe: us(c.pipe_round_trip).unwrap_or(0.0),
         handoff: us(c.handoff).unwrap_or(0.0),
+        client_work: c.loadgen_overhead_us().unwrap_or(0.0),
         fib,
         fib_interpreted,
     })
@@ -245,36 +270,37 @@ pub fn compact(rps: f64) -> String {
 /// prediction is a range or there is none), for asking what the findings would say
 /// from the calibration alone. `None` without a calibration.
 ///
-/// The starvation results keep only the models whose light throughput during the
-/// heavy request follows from their design ([`kept`]), with that figure.
+/// The starvation results keep their predicted `kept` ([`kept`]); those without one
+/// (peers) are left out.
 pub fn predicted(report: &BenchReport) -> Option<BenchReport> {
     report.calibration.as_ref()?;
     let mut out = report.clone();
     for cell in &mut out.cells {
         cell.median_rps = predict(report, cell).and_then(|p| p.rps).unwrap_or(0.0);
     }
-    out.starvation.retain_mut(|s| match kept(&s.variant) {
-        Some(k) => {
-            s.kept = k;
-            true
-        }
-        None => false,
-    });
+    let predicted_kept: Vec<Option<Kept>> =
+        report.starvation.iter().map(|s| kept(report, s)).collect();
+    let mut predicted_kept = predicted_kept.into_iter();
+    out.starvation
+        .retain_mut(|s| match predicted_kept.next().flatten() {
+            Some(k) => {
+                s.kept = k.ratio;
+                true
+            }
+            None => false,
+        });
     Some(out)
 }
 
-/// The light throughput a model keeps while one heavy request runs, where its design
-/// alone decides it: 0 for a one-thread loop without `--offload` (the heavy fib holds
-/// its only thread), 1 for `single` (the heavy client waits its turn and never gets
-/// in). `None` where the CPUs the light client is left decide.
-pub fn kept(variant: &str) -> Option<f64> {
-    let split = Variant::split(variant);
-    let model = crate::models::find(&split.model)?;
-    match (model.cost, split.offload) {
-        (CostModel::EventLoop(_) | CostModel::SpinLoop, false) => Some(0.0),
-        (CostModel::OneAtATime, _) => Some(1.0),
-        _ => None,
-    }
+/// The light throughput a model is predicted to keep during seed 004's heavy request
+/// ([`CostModel::kept`]), for a starvation result of `report`; `None` for a peer or
+/// without a calibration.
+pub fn kept(report: &BenchReport, s: &StarvationResult) -> Option<Kept> {
+    // The light request: the smallest n calibrated (every scenario's is fib(1), whose
+    // cost is nothing beside a round trip).
+    let light_n = report.calibration.as_ref()?.fib.first()?.n;
+    let (model, costs) = inputs_for(report, &s.regime, &s.variant, light_n, 1)?;
+    Some(model.kept(&costs))
 }
 
 /// How well the predictions did: (within the threshold, explained, all).
@@ -330,6 +356,7 @@ pub(crate) mod tests {
             select_1000: m(60.0),
             handoff: m(3.4),
             rtt_client_spinning: m(38.0),
+            loadgen_same_cpu: m(11.0),
             fib: vec![fib(1, 0.0), fib(20, 22.0)],
             fib_interpreted: vec![fib(1, 0.1), fib(20, 400.0)],
         }

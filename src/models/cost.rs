@@ -109,6 +109,8 @@ pub struct Costs {
     pub pipe: f64,
     /// A value sent to another thread and one sent back (a channel round trip).
     pub handoff: f64,
+    /// The load generator's own work per request (its round trip less the bare one).
+    pub client_work: f64,
     pub fib: f64,
     /// fib(n) in the isolates' WebAssembly interpreter.
     pub fib_interpreted: f64,
@@ -190,32 +192,42 @@ const ROUND_TRIP_LOCAL: &str = "round trip on one CPU (socket calls, two context
 const LOOPBACK: &str = "loopback and socket calls";
 const WAKE_UPS: &str = "waking the sleeping side on another CPU";
 const FIB: &str = "fib(n)";
+const CLIENT: &str = "the load generator's own work";
 
 fn cross(c: &Costs) -> Vec<Term> {
-    vec![
-        Term {
-            what: LOOPBACK,
-            us: c.rtt_spin.min(c.rtt_cross),
-        },
-        Term {
-            what: WAKE_UPS,
-            us: (c.rtt_cross - c.rtt_spin).max(0.0),
-        },
-    ]
+    with(
+        vec![
+            Term {
+                what: LOOPBACK,
+                us: c.rtt_spin.min(c.rtt_cross),
+            },
+            Term {
+                what: WAKE_UPS,
+                us: (c.rtt_cross - c.rtt_spin).max(0.0),
+            },
+        ],
+        &[(CLIENT, c.client_work)],
+    )
 }
 
 fn awake(c: &Costs) -> Vec<Term> {
-    vec![Term {
-        what: LOOPBACK,
-        us: c.rtt_spin,
-    }]
+    with(
+        vec![Term {
+            what: LOOPBACK,
+            us: c.rtt_spin,
+        }],
+        &[(CLIENT, c.client_work)],
+    )
 }
 
 fn local(c: &Costs) -> Vec<Term> {
-    vec![Term {
-        what: ROUND_TRIP_LOCAL,
-        us: c.rtt_local,
-    }]
+    with(
+        vec![Term {
+            what: ROUND_TRIP_LOCAL,
+            us: c.rtt_local,
+        }],
+        &[(CLIENT, c.client_work)],
+    )
 }
 
 fn with(mut path: Vec<Term>, more: &[(&'static str, f64)]) -> Vec<Term> {
@@ -310,6 +322,10 @@ impl CostModel {
                         what: FIB,
                         us: c.fib,
                     },
+                    Term {
+                        what: CLIENT,
+                        us: c.client_work,
+                    },
                 ];
                 closed(
                     clients,
@@ -375,6 +391,69 @@ impl CostModel {
                     rule: "between single (every client hashed onto one copy) and threads (each on its own copy): the kernel's SO_REUSEPORT hash decides",
                 }
             }
+        }
+    }
+}
+
+/// What a model keeps of one client's light throughput while one heavy request runs
+/// (seed 004): `during / before`, and why, in words.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Kept {
+    pub ratio: f64,
+    pub why: String,
+}
+
+impl CostModel {
+    /// The light throughput one client keeps while a heavy request holds one of the
+    /// server's threads, `c` being the light client's cell (1 client, the light n).
+    ///
+    /// ```text
+    /// one thread (no --offload)     0: the heavy fib holds the only thread
+    /// one at a time                 1: the heavy client waits its turn, the light one goes on
+    /// threads, 2 shared CPUs        cross / local: before, each light reply woke the other
+    ///                               CPU; during, the heavy request holds one CPU and the
+    ///                               light pair shares the other, with no wake-up to pay
+    /// one server CPU (pinned)       1/2: the light thread shares its CPU with the heavy one
+    /// otherwise                     1: a CPU is left for the light thread
+    /// ```
+    pub fn kept(self, c: &Costs) -> Kept {
+        let one_thread = matches!(self, CostModel::EventLoop(_) | CostModel::SpinLoop);
+        if one_thread && !c.offload {
+            return Kept {
+                ratio: 0.0,
+                why: "one thread: the heavy fib holds it, no light request is read until it ends"
+                    .into(),
+            };
+        }
+        if self == CostModel::OneAtATime {
+            return Kept {
+                ratio: 1.0,
+                why: "one client at a time: the heavy request waits behind the light client and never runs".into(),
+            };
+        }
+        let pipe = match self {
+            CostModel::ProcessPool => c.pipe,
+            _ => 0.0,
+        };
+        match (c.shared, c.cpus) {
+            (true, 2) => {
+                let before = total(&with(cross(c), &[("pipe", pipe)]));
+                let during = total(&with(local(c), &[("pipe", pipe)]));
+                Kept {
+                    ratio: before / during,
+                    why: format!(
+                        "before, each light request crossed CPUs ({before:.0} µs: a wake-up each way); during, the heavy request holds one CPU and the light client and its thread share the other ({during:.0} µs, no wake-up), so light throughput rises"
+                    ),
+                }
+            }
+            (false, 1) => Kept {
+                ratio: 0.5,
+                why: "the server's one CPU is shared with the heavy request: about half of it is left".into(),
+            },
+            _ => Kept {
+                ratio: 1.0,
+                why: "another CPU is free for the light client's thread".into(),
+            },
         }
     }
 }
@@ -479,6 +558,7 @@ mod tests {
             select: 0.4,
             pipe: 3.0,
             handoff: 5.0,
+            client_work: 0.0,
             fib,
             fib_interpreted: fib * 20.0,
         }
@@ -549,6 +629,38 @@ mod tests {
         };
         let pool = rps(CostModel::EventLoop(Readiness::Epoll), &offloaded);
         assert!(pool > many.rps.unwrap(), "the pool runs fib on both CPUs");
+    }
+
+    #[test]
+    fn what_survives_a_heavy_request_follows_from_threads_and_cpus() {
+        let light = vm(1, 0.0);
+        assert_eq!(
+            CostModel::EventLoop(Readiness::Epoll).kept(&light).ratio,
+            0.0
+        );
+        let offloaded = Costs {
+            offload: true,
+            ..light
+        };
+        assert!(
+            CostModel::EventLoop(Readiness::Epoll)
+                .kept(&offloaded)
+                .ratio
+                > 1.0
+        );
+        assert_eq!(CostModel::OneAtATime.kept(&light).ratio, 1.0);
+        // The wake-up paradox: 68 µs crossing CPUs before, 11 µs paired during.
+        let threads = CostModel::ThreadPerConnection.kept(&light);
+        assert!((threads.ratio - 68.0 / 11.0).abs() < 1e-9, "{threads:?}");
+        assert!(threads.why.contains("rises"));
+        let pinned = Costs {
+            shared: false,
+            cpus: 1,
+            ..light
+        };
+        assert_eq!(CostModel::ThreadPerConnection.kept(&pinned).ratio, 0.5);
+        let big = Costs { cpus: 16, ..light };
+        assert_eq!(CostModel::ProcessPool.kept(&big).ratio, 1.0);
     }
 
     #[test]

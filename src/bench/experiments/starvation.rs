@@ -18,6 +18,7 @@ use plotters::prelude::*;
 
 use super::{Experiment, Row, Run};
 use crate::bench::canvas::{PlotError, err, short};
+use crate::bench::predict::THRESHOLD;
 use crate::bench::results::{
     BenchReport, Finding, Plot, StarvationResult, Table, Verdict, thousands,
 };
@@ -186,6 +187,7 @@ impl Experiment for Starvation {
 }
 
 fn starvation_table(r: &BenchReport) -> Vec<Table> {
+    let predicted = r.calibration.is_some();
     if let Some(first) = r.starvation.first() {
         let heavy: Vec<u32> = r.starvation.iter().map(|s| s.heavy_n).collect();
         let sized = if heavy.iter().all(|&h| h == first.heavy_n) {
@@ -199,23 +201,27 @@ fn starvation_table(r: &BenchReport) -> Vec<Table> {
                 "A closed loop of light requests on one connection; {:.1} s in, one {sized} on another connection. \"kept\": light throughput while the heavy request was in the server, over light throughput before it.",
                 first.heavy_at_s
             ),
-            header: [
-                "model",
-                "heavy n",
-                "light req/s before",
-                "light req/s during",
-                "kept",
-                "heavy request took",
-            ]
-            .map(String::from)
-            .to_vec(),
+            header: {
+                let mut header = vec![
+                    "model",
+                    "heavy n",
+                    "light req/s before",
+                    "light req/s during",
+                    "kept",
+                    "heavy request took",
+                ];
+                if predicted {
+                    header.extend(["predicted kept", "why"]);
+                }
+                header.into_iter().map(String::from).collect()
+            },
             left: 1,
-            text_last: false,
+            text_last: predicted,
             rows: r
                 .starvation
                 .iter()
                 .map(|s| {
-                    vec![
+                    let mut row = vec![
                         format!(
                             "`{}`{}",
                             s.variant,
@@ -227,7 +233,27 @@ fn starvation_table(r: &BenchReport) -> Vec<Table> {
                         ratio(s.kept),
                         s.heavy_s
                             .map_or("no reply in the run".to_string(), |t| format!("{t:.2} s")),
-                    ]
+                    ];
+                    if predicted {
+                        match crate::bench::predict::kept(r, s) {
+                            Some(k) => {
+                                let off = (s.kept - k.ratio).abs() > THRESHOLD * k.ratio.max(0.1);
+                                row.push(format!(
+                                    "{}{}",
+                                    ratio(k.ratio),
+                                    if off { " ‡" } else { "" }
+                                ));
+                                row.push(match off {
+                                    true => format!("off the prediction: {}", k.why),
+                                    false => k.why,
+                                });
+                            }
+                            None => {
+                                row.extend([String::new(), "a peer: no cost model".to_string()])
+                            }
+                        }
+                    }
+                    row
                 })
                 .collect(),
         }];

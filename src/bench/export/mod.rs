@@ -238,9 +238,18 @@ fn group_sources(sources: &[String]) -> String {
 fn header_lines(r: &BenchReport) -> [String; 2] {
     [
         format!(
-            "Machine: {} ({} CPUs), Linux {}. {}: {}. Date: {}. Command: `{}`.",
+            "Machine: {} ({} CPUs{}), Linux {}. {}: {}. Date: {}. Command: `{}`.",
             r.machine.cpu,
             r.machine.cpus,
+            r.calibration.as_ref().map_or(String::new(), |c| format!(
+                ", {} per core, {}, descriptor limit {}",
+                plural(c.machine.threads_per_core, "thread"),
+                match c.machine.virtual_machine {
+                    true => "a virtual machine",
+                    false => "no hypervisor reported",
+                },
+                thousands(c.machine.descriptor_limit as f64)
+            )),
             r.machine.kernel,
             match r.regimes.is_empty() {
                 true => "Pinning",
