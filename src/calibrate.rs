@@ -12,6 +12,7 @@
 //! | `rtt_same_cpu` | a 1-byte TCP ping-pong over loopback, both threads pinned to one CPU (no wake-up across CPUs) |
 //! | `rtt_two_cpus` | the same, the two threads on two CPUs, both blocking (each reply wakes a sleeping thread on the other CPU) |
 //! | `rtt_spinning` | the same on two CPUs, both busy-polling (nobody sleeps: the pure loopback and syscall cost) |
+//! | `rtt_unpinned` | the same with neither thread pinned, both blocking: where the kernel puts them decides between the two above, as it does for a bench's one-client cell |
 //! | `rtt_client_spinning` | the same on two CPUs, the client busy-polling and the server blocking (only the server is woken: the `pinned-spinning` regime's round trip) |
 //! | `loadgen_same_cpu` | fiblab's own load generator (one connection, sleeping in epoll) against a blocking line-echo server, both pinned to one CPU: the round trip the bench's client really pays; minus `rtt_same_cpu`, the load generator's own work per request |
 //! | `wake_up` | derived: (`rtt_two_cpus` - `rtt_spinning`) / 2, the cost of waking a blocked thread on another CPU |
@@ -104,6 +105,8 @@ pub struct Calibration {
     pub rtt_two_cpus: Option<Measure>,
     pub rtt_spinning: Option<Measure>,
     #[serde(default)]
+    pub rtt_unpinned: Option<Measure>,
+    #[serde(default)]
     pub rtt_client_spinning: Option<Measure>,
     #[serde(default)]
     pub loadgen_same_cpu: Option<Measure>,
@@ -120,6 +123,45 @@ pub struct Calibration {
     pub fib: Vec<FibCost>,
     #[serde(default)]
     pub fib_interpreted: Vec<FibCost>,
+    /// Every run of the round trips, µs, kept so that measuring them again later in a
+    /// run ([`Calibration::measure_round_trips_again`]) takes the median over all.
+    #[serde(default)]
+    pub round_trips: RoundTripRuns,
+}
+
+/// The round trips' runs, µs each; see [`Calibration::round_trips`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoundTripRuns {
+    /// How many times the round trips were measured (5 runs each time).
+    pub rounds: u32,
+    pub same_cpu: Vec<f64>,
+    pub two_cpus: Vec<f64>,
+    pub spinning: Vec<f64>,
+    pub client_spinning: Vec<f64>,
+    #[serde(default)]
+    pub unpinned: Vec<f64>,
+    pub loadgen: Vec<f64>,
+}
+
+impl RoundTripRuns {
+    /// [`RUNS`] more runs of each round trip on the first two of `allowed`.
+    fn measure(&mut self, allowed: &[usize]) {
+        let first = allowed.first().copied();
+        let second = allowed.get(1).copied();
+        let rtt = |a, b, spin: Spin| repeat(|| round_trip(a, b, spin).ok());
+        if let Some(c) = first {
+            self.same_cpu.extend(rtt(Some(c), Some(c), Spin::Neither));
+            self.loadgen.extend(repeat(|| loadgen_round_trip(c).ok()));
+        }
+        if let (Some(a), Some(b)) = (first, second) {
+            self.two_cpus.extend(rtt(Some(b), Some(a), Spin::Neither));
+            self.spinning.extend(rtt(Some(b), Some(a), Spin::Both));
+            self.client_spinning
+                .extend(rtt(Some(b), Some(a), Spin::Client));
+        }
+        self.unpinned.extend(rtt(None, None, Spin::Neither));
+        self.rounds += 1;
+    }
 }
 
 /// The version of [`Calibration`]'s JSON.
@@ -133,37 +175,21 @@ impl Calibration {
     pub fn measure(exe: &Path, fib_ns: &[u32]) -> Calibration {
         let allowed = allowed_cpus();
         let first = allowed.first().copied();
-        let second = allowed.get(1).copied();
-        let rtt = |a, b, spin: Spin| Measure::of(repeat(|| round_trip(a, b, spin).ok()));
-        let rtt_same_cpu = first.and_then(|c| rtt(Some(c), Some(c), Spin::Neither));
-        let (rtt_two_cpus, rtt_spinning, rtt_client_spinning) = match (first, second) {
-            (Some(a), Some(b)) => (
-                rtt(Some(b), Some(a), Spin::Neither),
-                rtt(Some(b), Some(a), Spin::Both),
-                rtt(Some(b), Some(a), Spin::Client),
-            ),
-            _ => (None, None, None),
-        };
-        let wake_up = match (rtt_two_cpus, rtt_spinning) {
-            (Some(blocking), Some(spinning)) => Some(Measure {
-                median_us: round3(((blocking.median_us - spinning.median_us) / 2.0).max(0.0)),
-                spread: blocking.spread,
-            }),
-            _ => None,
-        };
+        let mut runs = RoundTripRuns::default();
+        runs.measure(&allowed);
         let mut ns: Vec<u32> = fib_ns.to_vec();
         ns.sort_unstable();
         ns.dedup();
         Calibration {
             schema: SCHEMA,
             machine: MachineFacts::detect(&allowed),
-            rtt_same_cpu,
-            rtt_two_cpus,
-            rtt_spinning,
-            rtt_client_spinning,
-            loadgen_same_cpu: first
-                .and_then(|cpu| Measure::of(repeat(|| loadgen_round_trip(cpu).ok()))),
-            wake_up,
+            rtt_same_cpu: None,
+            rtt_two_cpus: None,
+            rtt_spinning: None,
+            rtt_unpinned: None,
+            rtt_client_spinning: None,
+            loadgen_same_cpu: None,
+            wake_up: None,
             pipe_round_trip: Measure::of(repeat(|| pipe_round_trip().ok())),
             thread_start: Measure::of(repeat(|| Some(per_call(200, thread_start)))),
             process_start: Measure::of(repeat(|| process_start(exe).ok())),
@@ -186,7 +212,63 @@ impl Calibration {
                         .map(|cost| FibCost { n, cost })
                 })
                 .collect(),
+            round_trips: runs,
         }
+        .with_round_trips()
+    }
+
+    /// Measures the round trips again (5 more runs of each) and takes the median over
+    /// all runs so far: on a VM their cost drifts with the host's load, so a bench run
+    /// measures them at its start, between regimes and at its end, and predicts from all
+    /// of them; their spread then shows the drift.
+    pub fn measure_round_trips_again(&mut self) {
+        let allowed = allowed_cpus();
+        self.round_trips.measure(&allowed);
+        *self = std::mem::replace(self, Calibration::empty()).with_round_trips();
+    }
+
+    fn empty() -> Calibration {
+        Calibration {
+            schema: SCHEMA,
+            machine: MachineFacts::detect(&[]),
+            rtt_same_cpu: None,
+            rtt_two_cpus: None,
+            rtt_spinning: None,
+            rtt_unpinned: None,
+            rtt_client_spinning: None,
+            loadgen_same_cpu: None,
+            wake_up: None,
+            pipe_round_trip: None,
+            thread_start: None,
+            process_start: None,
+            epoll_1: None,
+            epoll_1000: None,
+            select_1: None,
+            select_1000: None,
+            handoff: None,
+            fib: Vec::new(),
+            fib_interpreted: Vec::new(),
+            round_trips: RoundTripRuns::default(),
+        }
+    }
+
+    /// The round trips' measures (and the wake-up derived from them) from their runs.
+    fn with_round_trips(mut self) -> Calibration {
+        let r = &self.round_trips;
+        self.rtt_same_cpu = Measure::of(r.same_cpu.clone());
+        self.rtt_two_cpus = Measure::of(r.two_cpus.clone());
+        self.rtt_spinning = Measure::of(r.spinning.clone());
+        self.rtt_client_spinning = Measure::of(r.client_spinning.clone());
+        self.rtt_unpinned = Measure::of(r.unpinned.clone());
+        self.loadgen_same_cpu = Measure::of(r.loadgen.clone());
+        self.wake_up = match (self.rtt_two_cpus, self.rtt_spinning) {
+            (Some(blocking), Some(spinning)) => Some(Measure {
+                median_us: round3(((blocking.median_us - spinning.median_us) / 2.0).max(0.0)),
+                spread: blocking.spread,
+            }),
+            _ => None,
+        };
+        self
     }
 
     /// fib(n)'s measured cost, if `n` was calibrated.
@@ -216,6 +298,10 @@ impl Calibration {
             (
                 "loopback round trip, two CPUs, spinning".into(),
                 self.rtt_spinning,
+            ),
+            (
+                "loopback round trip, unpinned, blocking".into(),
+                self.rtt_unpinned,
             ),
             (
                 "loopback round trip, two CPUs, client spinning".into(),
@@ -677,7 +763,7 @@ fn fib_interpreted_time(n: u32) -> io::Result<f64> {
 }
 
 /// fib(n) on this thread, µs: repeated until the batch takes a few milliseconds.
-fn fib_time(n: u32) -> f64 {
+pub fn fib_time(n: u32) -> f64 {
     batch_time(|| {
         black_box(fib(black_box(n)));
     })

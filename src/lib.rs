@@ -10,6 +10,8 @@
 //! - [`units`] — the values flags and scenario files share: durations, CPU lists,
 //!   addresses, one parser each.
 //! - [`fib`] — the work: naive recursive fib(n), CPU cost ~1.6^n.
+//! - [`gil`] — `--gil`: CPython's global interpreter lock, emulated (switch interval,
+//!   drop requests, forced switching), and its counters.
 //! - [`framing`] — bytes to request lines: `\n`/`\r\n`, pipelining, the seeds'
 //!   unterminated requests, over-long lines, bounded memory. Sans-I/O.
 //! - [`service`] — what a line means (`fib` or `upper`), `ERR` replies, and
@@ -30,11 +32,12 @@
 //!   [`process::ServerProcess`].
 //! - [`models`] — one module per concurrency model behind one signature, and the
 //!   [`models::MODELS`] registry that the CLI, the docs and the tests read.
-//! - [`calibrate`] — the machine's primitive costs (round trips, wake-ups, pipes,
-//!   readiness calls, fib(n)), measured: `fiblab calibrate`, and the head of every bench.
 //! - [`load`] — `fiblab load`, the load generator: closed and open loop, mixes,
 //!   HdrHistogram latencies corrected for coordinated omission, text/JSON/CSV reports.
 //! - [`client`] — `perf1` and `perf2`, the seeds' measuring clients; `soak`.
+//! - [`calibrate`] — the machine's primitive costs (round trips, wake-ups, pipes,
+//!   readiness calls, fib(n), the load generator's own round trip), measured: `fiblab
+//!   calibrate`, and the head of every bench.
 //! - [`bench`](mod@bench) — `fiblab bench`: scenarios as data, experiments behind one
 //!   interface, results, one exporter per format.
 //! - [`seeds`] — the seeds' own programs, extracted from the seed documents to run as
@@ -62,6 +65,7 @@ pub mod fib;
 pub mod framing;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gil;
 pub mod load;
 pub mod models;
 pub mod offload;

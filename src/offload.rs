@@ -92,10 +92,20 @@ impl Offload {
         let done = Arc::new(Mutex::new(Some(done)));
         let on_worker = done.clone();
         let job: Job = Box::new(move || {
-            let value = match gone {
-                Some(mut gone) => fib_until(n, &mut gone).ok_or(Rejection::ClientGone),
-                None => Ok(fib(n)),
+            // A pool thread runs interpreter code too: under `--gil` it computes with
+            // the lock held, and hands it over when asked.
+            let held = crate::gil::process().map(crate::gil::Gil::hold);
+            let value = match (gone, &held) {
+                (None, None) => Ok(fib(n)),
+                (mut gone, held) => fib_until(n, &mut || {
+                    if let Some(held) = held {
+                        held.check();
+                    }
+                    gone.as_mut().is_some_and(|gone| gone())
+                })
+                .ok_or(Rejection::ClientGone),
             };
+            drop(held);
             if let Some(done) = lock(&on_worker).take() {
                 done(value);
             }

@@ -120,7 +120,7 @@ impl ServerProcess {
         }
         let config = Config {
             offload: variant.offload,
-            ..*config
+            ..config.clone()
         };
         command
             .args(["serve", "--model", &variant.model, "--port", "0"])

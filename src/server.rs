@@ -11,17 +11,19 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::fib::MAX_N_FITS_U64;
+use crate::gil::GilMode;
 use crate::service::{DEFAULT_MAX_LINE, DEFAULT_MAX_N, Service, ServiceKind};
 use crate::units::{format_duration, parse_duration};
 
 /// Settings shared by every model. Models ignore the fields that do not apply to them
 /// (`single` has no pool), so one `serve` signature fits all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub service: Service,
     /// Longest request line, terminator excluded.
@@ -46,6 +48,14 @@ pub struct Config {
     /// Run fib in a bounded worker pool (`--workers` threads, `--queue` waiting jobs)
     /// instead of on the loop; only models whose registry entry allows it.
     pub offload: bool,
+    /// `--gil`: CPython's interpreter lock, emulated ([`crate::gil`]); `None`: no lock
+    /// (Rust, or free-threaded Python).
+    pub gil: Option<GilMode>,
+    /// `--switch-interval`: how long a thread waits for the lock before it asks the
+    /// holder to drop it.
+    pub switch_interval: Duration,
+    /// `--gil-stats`: a file the server keeps rewriting with its lock counters.
+    pub gil_stats: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -61,6 +71,9 @@ impl Default for Config {
             offload: false,
             ports: false,
             free_ports: false,
+            gil: None,
+            switch_interval: crate::gil::DEFAULT_SWITCH_INTERVAL,
+            gil_stats: None,
         }
     }
 }
@@ -183,6 +196,21 @@ pub struct ConfigArgs {
     /// room for a request up to --max-n to finish.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub grace: Duration,
+    /// Emulate CPython's global interpreter lock: a thread holds it while it parses,
+    /// computes fib and formats a reply, and releases it around every socket call.
+    /// `shared` (the default when given alone): one lock per process, isolates included
+    /// (CPython to 3.11); `per-interpreter`: each isolate its own (3.12, PEP 684).
+    /// Processes (procpool workers, prefork children) always have their own.
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "shared")]
+    pub gil: Option<GilMode>,
+    /// --gil: how long a thread waits for the lock before it asks the holder to drop
+    /// it (CPython's sys.getswitchinterval(), 5 ms).
+    #[arg(long, default_value = "5ms", value_parser = parse_duration)]
+    pub switch_interval: Duration,
+    /// --gil: keep rewriting this file with the lock's counters (JSON: acquisitions,
+    /// waits, drop requests, forced switches), every 50 ms.
+    #[arg(long)]
+    pub gil_stats: Option<PathBuf>,
 }
 
 impl ConfigArgs {
@@ -216,6 +244,9 @@ impl ConfigArgs {
             offload: self.offload,
             ports: self.ports,
             free_ports,
+            gil: self.gil,
+            switch_interval: self.switch_interval,
+            gil_stats: self.gil_stats,
         })
     }
 }
@@ -236,6 +267,9 @@ impl Config {
             max_conns,
             idle_timeout,
             offload,
+            gil,
+            switch_interval,
+            ref gil_stats,
         } = *self;
         let mut args = vec![
             format!("--service={kind}"),
@@ -255,6 +289,16 @@ impl Config {
         }
         if offload {
             args.push("--offload".into());
+        }
+        if let Some(mode) = gil {
+            args.push(format!("--gil={mode}"));
+            args.push(format!(
+                "--switch-interval={}",
+                format_duration(switch_interval)
+            ));
+        }
+        if let Some(path) = gil_stats {
+            args.push(format!("--gil-stats={}", path.display()));
         }
         args
     }
@@ -306,9 +350,12 @@ impl fmt::Display for Variant {
 /// parent reads, with [`parse_listening_line`].
 pub fn listening_line(variant: &Variant, config: &Config, local: SocketAddr) -> String {
     format!(
-        "fiblab serve: model={}{} service={} max-n={} workers={} listening on {local}",
+        "fiblab serve: model={}{}{} service={} max-n={} workers={} listening on {local}",
         variant.model,
         if variant.offload { " (offload)" } else { "" },
+        config
+            .gil
+            .map_or(String::new(), |mode| format!(" (gil {mode})")),
         config.service.kind,
         config.service.max_n,
         config.workers
@@ -364,6 +411,9 @@ mod tests {
             max_conns: 5,
             idle_timeout: Some(Duration::from_micros(2_500_001)),
             offload: true,
+            gil: Some(GilMode::PerInterpreter),
+            switch_interval: Duration::from_millis(7),
+            gil_stats: Some(PathBuf::from("/tmp/gil.json")),
         };
         let defaults = Config::default();
         assert_ne!(config.service.kind, defaults.service.kind);
@@ -379,7 +429,7 @@ mod tests {
         assert_eq!(parse(&config.to_args()), config);
         let never_idle = Config {
             idle_timeout: None,
-            ..defaults
+            ..defaults.clone()
         };
         assert_eq!(parse(&never_idle.to_args()), never_idle);
         assert_eq!(parse(&defaults.to_args()), defaults);

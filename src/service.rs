@@ -256,7 +256,8 @@ impl Session {
     /// With [`Work::Handed`] it stops after the first fib request and returns its `n`.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Fed {
         let mut handed = None;
-        let (framer, mut state) = self.answering();
+        let held = crate::gil::process().map(crate::gil::Gil::hold);
+        let (framer, mut state) = self.answering(held.as_ref());
         let consumed = framer.push_until(input, |frame| state.answer(frame, out, &mut handed));
         Fed { consumed, handed }
     }
@@ -275,7 +276,8 @@ impl Session {
     /// (or hands it back, like [`feed`](Self::feed)).
     pub fn on_idle(&mut self, out: &mut Vec<u8>) -> Option<u32> {
         let mut handed = None;
-        let (framer, mut state) = self.answering();
+        let held = crate::gil::process().map(crate::gil::Gil::hold);
+        let (framer, mut state) = self.answering(held.as_ref());
         framer.flush_idle(|frame| state.answer(frame, out, &mut handed));
         handed
     }
@@ -283,7 +285,8 @@ impl Session {
     /// The client closed its side: answers (or hands back) what is pending.
     pub fn on_eof(&mut self, out: &mut Vec<u8>) -> Option<u32> {
         let mut handed = None;
-        let (framer, mut state) = self.answering();
+        let held = crate::gil::process().map(crate::gil::Gil::hold);
+        let (framer, mut state) = self.answering(held.as_ref());
         framer.flush_eof(|frame| state.answer(frame, out, &mut handed));
         handed
     }
@@ -305,10 +308,15 @@ struct Answering<'a> {
     work: Work,
     probe: Option<&'a mut Probe>,
     cancelled: &'a mut bool,
+    /// The emulated GIL, held while answering (`--gil`): fib checks its eval breaker.
+    gil: Option<&'a crate::gil::Held<'static>>,
 }
 
 impl Session {
-    fn answering(&mut self) -> (&mut LineFramer, Answering<'_>) {
+    fn answering<'a>(
+        &'a mut self,
+        gil: Option<&'a crate::gil::Held<'static>>,
+    ) -> (&'a mut LineFramer, Answering<'a>) {
         (
             &mut self.framer,
             Answering {
@@ -316,6 +324,7 @@ impl Session {
                 work: self.work,
                 probe: self.probe.as_mut(),
                 cancelled: &mut self.cancelled,
+                gil,
             },
         )
     }
@@ -342,14 +351,23 @@ impl Answering<'_> {
                 *handed = Some(n);
                 return ControlFlow::Break(());
             }
-            Some(Ok(Request::Fib(n))) => match self.probe.as_mut() {
-                Some(Probe(gone)) => match fib_until(n, gone) {
-                    Some(value) => {
-                        let _ = writeln!(out, "{value}");
+            Some(Ok(Request::Fib(n))) => match (self.probe.as_mut(), self.gil) {
+                (None, None) => Request::Fib(n).execute(out),
+                (probe, gil) => {
+                    let mut probe = probe.map(|Probe(gone)| gone);
+                    let mut check = || {
+                        if let Some(gil) = gil {
+                            gil.check(); // the eval breaker: hand the lock over if asked
+                        }
+                        probe.as_mut().is_some_and(|gone| gone())
+                    };
+                    match fib_until(n, &mut check) {
+                        Some(value) => {
+                            let _ = writeln!(out, "{value}");
+                        }
+                        None => *self.cancelled = true,
                     }
-                    None => *self.cancelled = true,
-                },
-                None => Request::Fib(n).execute(out),
+                }
             },
             Some(Ok(request)) => request.execute(out),
         }

@@ -203,6 +203,7 @@ fn fixture() -> BenchReport {
         settings: vec!["`threadpool` 6 workers, queue 64".into()],
         calibration: None,
         regimes: vec![],
+        python: None,
     }
 }
 

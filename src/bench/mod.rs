@@ -108,6 +108,7 @@ pub fn measure(
         settings: settings(scenario),
         calibration: None,
         regimes: plans.clone(),
+        python: None,
     };
     progress(Step {
         done: 0,
@@ -119,7 +120,14 @@ pub fn measure(
         &scenario.workloads,
     ));
     let mut run = Run::new(scenario, &rows, exe, interrupt, progress, plans.len());
-    for plan in plans {
+    for (i, plan) in plans.into_iter().enumerate() {
+        if i > 0
+            && let Some(calibration) = &mut report.calibration
+        {
+            // The round trips drift with the host's load: measured again between
+            // regimes and at the end, the predictions use the median of every run.
+            calibration.measure_round_trips_again();
+        }
         run.regime = plan;
         for experiment in EXPERIMENTS {
             if run.interrupted() {
@@ -127,6 +135,11 @@ pub fn measure(
             }
             experiment.measure(&mut run, &mut report)?;
         }
+    }
+    if !run.interrupted()
+        && let Some(calibration) = &mut report.calibration
+    {
+        calibration.measure_round_trips_again();
     }
     report.findings = experiments::findings(&report);
     Ok(report)

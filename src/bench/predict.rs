@@ -106,9 +106,12 @@ fn regime_costs(
         client_spins: spin,
         rtt_local,
         // A spinning client is never woken: only the server's wake-up is left.
-        rtt_cross: match spin {
-            true => us(c.rtt_client_spinning).unwrap_or(rtt_spin + wake_up),
-            false => rtt_two,
+        rtt_cross: match (spin, plan.is_none_or(RegimePlan::shared_cpus)) {
+            (true, _) => us(c.rtt_client_spinning).unwrap_or(rtt_spin + wake_up),
+            // Unpinned, the kernel places the two threads as it places a cell's: the
+            // unpinned round trip is the one such a cell pays.
+            (false, true) => us(c.rtt_unpinned).unwrap_or(rtt_two),
+            (false, false) => rtt_two,
         },
         rtt_spin,
         wake_up,
@@ -275,6 +278,8 @@ pub fn compact(rps: f64) -> String {
 pub fn predicted(report: &BenchReport) -> Option<BenchReport> {
     report.calibration.as_ref()?;
     let mut out = report.clone();
+    // The GIL's figures have no cost model: claims that read them are not predicted.
+    out.python = None;
     for cell in &mut out.cells {
         cell.median_rps = predict(report, cell).and_then(|p| p.rps).unwrap_or(0.0);
     }
@@ -356,9 +361,11 @@ pub(crate) mod tests {
             select_1000: m(60.0),
             handoff: m(3.4),
             rtt_client_spinning: m(38.0),
+            rtt_unpinned: m(68.0),
             loadgen_same_cpu: m(11.0),
             fib: vec![fib(1, 0.0), fib(20, 22.0)],
             fib_interpreted: vec![fib(1, 0.1), fib(20, 400.0)],
+            round_trips: Default::default(),
         }
     }
 

@@ -42,6 +42,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("quick", QUICK),
     ("seeds", include_str!("../../scenarios/seeds.toml")),
     ("full", include_str!("../../scenarios/full.toml")),
+    ("python", include_str!("../../scenarios/python.toml")),
 ];
 
 /// A shipped scenario by name, or a scenario file by path.
@@ -81,6 +82,9 @@ pub struct Scenario {
     pub rate: Option<f64>,
     /// Seed 004's experiment, once per model: see [`Starvation`].
     pub starvation: Option<Starvation>,
+    /// The seeds' Python results with an emulated GIL: see [`Python`].
+    #[serde(default)]
+    pub python: Option<Python>,
     /// How server and load generator share the machine; every cell is measured in
     /// each. Default: `["shared"]`.
     #[serde(default = "Regime::default_list")]
@@ -331,6 +335,29 @@ pub struct Starvation {
     pub length: Duration,
 }
 
+/// The python experiment (`scenarios/python.toml`): seed 000's tables and seed 004's
+/// heavy request for `models`, each without and with `--gil`, beside the seeds' Python
+/// servers given as `--target`s.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Python {
+    #[serde(deserialize_with = "variant")]
+    pub models: Vec<Variant>,
+    /// The I/O-bound n, the seeds' 1.
+    pub light_n: u32,
+    /// The seeds' CPU-bound n (20), as the Python servers run it; fiblab's rows run the
+    /// n whose native fib costs as much here as CPython's fib(seed_n).
+    pub seed_n: u32,
+    /// `--switch-interval` of the `+gil` rows.
+    #[serde(deserialize_with = "duration")]
+    pub switch_interval: Duration,
+    /// The heavy request's arrival and the run's length, as in [`Starvation`].
+    #[serde(deserialize_with = "duration")]
+    pub at: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub length: Duration,
+}
+
 /// A model as a scenario names it (`epoll`, `epoll+offload`), checked against the
 /// registry.
 fn variant<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Variant>, D::Error> {
@@ -354,7 +381,7 @@ impl Scenario {
 
     fn check(&self) -> Result<(), ScenarioError> {
         let scenario = self;
-        if scenario.models.is_empty()
+        if (scenario.models.is_empty() && scenario.python.is_none())
             || scenario.workloads.is_empty()
             || scenario.clients.is_empty()
         {
@@ -444,7 +471,16 @@ impl Scenario {
         let starvation = self.starvation.as_ref().map_or(Duration::ZERO, |s| {
             (s.length + Duration::from_millis(150)) * (self.models.len() + extra_rows) as u32
         });
-        per_cell * (self.cells(extra_rows) * self.repetitions) as u32 + starts + starvation
+        let python = self.python.as_ref().map_or(Duration::ZERO, |p| {
+            let rows = (2 * p.models.len() + extra_rows) as u32;
+            (per_cell + Duration::from_millis(60))
+                * rows
+                * 2
+                * self.clients.len() as u32
+                * self.repetitions as u32
+                + (p.length + Duration::from_millis(300)) * rows
+        });
+        per_cell * (self.cells(extra_rows) * self.repetitions) as u32 + starts + starvation + python
     }
 }
 

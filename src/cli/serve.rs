@@ -37,6 +37,17 @@ pub fn run(args: ServeArgs) -> Result<()> {
         offload: config.offload,
     };
     let model = models::check_config(&variant, &config)?;
+    if let Some(mode) = config.gil {
+        fiblab::gil::install(mode, config.switch_interval);
+    }
+    if let Some(path) = &config.gil_stats {
+        fiblab::gil::publish(path, std::time::Duration::from_millis(50)).with_context(|| {
+            format!(
+                "cannot write the lock's counters to {}; give --gil-stats a writable path",
+                path.display()
+            )
+        })?;
+    }
     server::raise_descriptor_limit();
     // Before any thread exists, so that every thread inherits the mask and only the
     // signal thread ever sees SIGINT/SIGTERM.

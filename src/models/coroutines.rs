@@ -58,7 +58,8 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
     let mut executor = Executor::new()?;
     let pool = Offload::from_config(config)?.map(Arc::new);
     let listener = Async::new_listener(listener, &executor.reactor)?;
-    let (reactor, config) = (executor.reactor.clone(), *config);
+    let (grace, idle_timeout) = (config.grace, config.idle_timeout);
+    let (reactor, config) = (executor.reactor.clone(), config.clone());
     let conn_shutdown = shutdown.clone();
     // aserver.py's fib_server(): accept, spawn a handler task, repeat.
     let spawner = executor.spawner();
@@ -86,14 +87,14 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
             let Ok(stream) = Async::new(stream, &reactor) else {
                 continue;
             };
-            let pool = pool.clone();
+            let (pool, config) = (pool.clone(), config.clone());
             spawner.spawn(async move {
                 serve_async(stream, peer, &config, pool.as_deref()).await;
                 drop(live);
             });
         }
     });
-    executor.run(&shutdown, accept_task, config.grace, config.idle_timeout)
+    executor.run(&shutdown, accept_task, grace, idle_timeout)
 }
 
 /// Sleeps for `duration` without holding up the executor: the reactor wakes the task

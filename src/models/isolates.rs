@@ -151,10 +151,20 @@ fn handle(stream: TcpStream, peer: SocketAddr, config: &Config, module: &FibModu
     let (isolate_replies, replies) = mpsc::channel::<Result<u64, Rejection>>();
     let module = module.clone();
     // The isolate asks about its client as it computes: a reset stops its work.
-    let gone: Gone = match gone_probe(stream.as_fd()) {
+    let mut probe: Gone = match gone_probe(stream.as_fd()) {
         Some(probe) => Box::new(probe),
         None => Box::new(|| false),
     };
+    // `--gil`: the isolate's interpreter lock, the process's or its own; the module's
+    // `check` is its eval breaker too.
+    let gil = crate::gil::for_interpreter();
+    let breaker = gil.clone();
+    let gone: Gone = Box::new(move || {
+        if let Some(gil) = &breaker {
+            gil.check();
+        }
+        probe()
+    });
     let isolate = std::thread::Builder::new()
         .name(format!("isolate-{peer}"))
         .spawn(move || {
@@ -164,7 +174,10 @@ fn handle(stream: TcpStream, peer: SocketAddr, config: &Config, module: &FibModu
             };
             // Ends when the connection thread drops its sender.
             for n in isolate_requests {
-                let reply = match isolate.fib(n) {
+                let held = gil.as_deref().map(crate::gil::Gil::hold);
+                let result = isolate.fib(n);
+                drop(held);
+                let reply = match result {
                     Ok(Some(value)) => Ok(value),
                     Ok(None) => Err(Rejection::ClientGone),
                     Err(e) => {

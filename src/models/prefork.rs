@@ -135,7 +135,10 @@ fn start_child(socket: &TcpListener, config: &Config) -> io::Result<Child> {
         offload: false,
         ports: false,
         workers: 1,
-        ..*config
+        // Each child has its own lock, with one thread it never waits for: only the
+        // parent (no lock) writes the counters.
+        gil_stats: None,
+        ..config.clone()
     };
     fiblab_child()?
         .args(["serve", "--model", "single", "--inherited-listener"])

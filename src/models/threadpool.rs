@@ -52,7 +52,7 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
     let queue = Arc::new(WorkQueue::<Job>::new(config.queue));
     let workers = config.workers.max(1);
     for id in 0..workers {
-        let (queue, config) = (queue.clone(), *config);
+        let (queue, config) = (queue.clone(), config.clone());
         std::thread::Builder::new()
             .name(format!("worker-{id}"))
             .spawn(move || {

@@ -47,7 +47,7 @@ pub fn serve_with(
 ) -> io::Result<()> {
     while let Some((stream, peer)) = shutdown.accept(&listener)? {
         let live = shutdown.track(Some(&stream));
-        let (config, handle) = (*config, handle.clone());
+        let (config, handle) = (config.clone(), handle.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("conn-{peer}"))
             .spawn(move || {

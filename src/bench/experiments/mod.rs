@@ -13,6 +13,7 @@
 //! Adding an experiment is one module here and one entry in [`EXPERIMENTS`] (and, if it
 //! keeps new records, a field in [`BenchReport`]); no other experiment's file changes.
 
+pub mod python;
 pub mod seed_tables;
 pub mod starvation;
 
@@ -53,7 +54,11 @@ pub trait Experiment: Sync {
 }
 
 /// Every experiment, in the order they run and appear in a report.
-pub const EXPERIMENTS: &[&dyn Experiment] = &[&seed_tables::SeedTables, &starvation::Starvation];
+pub const EXPERIMENTS: &[&dyn Experiment] = &[
+    &seed_tables::SeedTables,
+    &starvation::Starvation,
+    &python::Python,
+];
 
 /// Every experiment's findings, in the order the seeds state the claims (by source;
 /// claims of one source in the order their experiment gives them).
@@ -355,6 +360,19 @@ impl<'a> Run<'a> {
     /// # Errors
     /// As [`ServerProcess::start`].
     pub fn start(&self, variant: &Variant, kind: ServiceKind) -> io::Result<ServerProcess> {
+        self.start_with(variant, kind, |_| {})
+    }
+
+    /// As [`start`](Self::start), with `adjust` changing the settings first (`--gil`).
+    ///
+    /// # Errors
+    /// As [`ServerProcess::start`].
+    pub fn start_with(
+        &self,
+        variant: &Variant,
+        kind: ServiceKind,
+        adjust: impl FnOnce(&mut Config),
+    ) -> io::Result<ServerProcess> {
         let cpus = self.regime.server_cpus.as_slice();
         let base = Config {
             service: Service {
@@ -364,8 +382,11 @@ impl<'a> Run<'a> {
             ..Config::default()
         };
         // Each model with its own defaults, as `fiblab serve --model M` would run.
-        let config = crate::models::find(&variant.model)
-            .map_or(base, |model| crate::models::defaults_for(model, base));
+        let mut config = crate::models::find(&variant.model).map_or_else(
+            || base.clone(),
+            |model| crate::models::defaults_for(model, base.clone()),
+        );
+        adjust(&mut config);
         ServerProcess::start(self.exe, variant, &config, cpus)
     }
 }

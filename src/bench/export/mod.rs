@@ -111,8 +111,15 @@ fn summary(r: &BenchReport) -> Vec<String> {
             let kind = if c.machine.virtual_machine { "a virtual machine" } else { "a machine" };
             match (c.wake_up, c.rtt_same_cpu, c.rtt_two_cpus) {
                 (Some(wake), Some(one), Some(two)) => format!(
-                    "This machine: {kind} with {} CPUs; a blocking round trip costs {:.0} µs across two CPUs against {:.0} µs on one (waking a thread on another CPU: {:.0} µs), so a one-client figure measures the wake-up as much as the model.{predicted}",
-                    c.machine.cpus, two.median_us, one.median_us, wake.median_us
+                    "This machine: {kind} with {} CPUs; a blocking round trip costs {:.0} µs across two CPUs against {:.0} µs on one (waking a thread on another CPU: {:.0} µs){}, so a one-client figure measures the wake-up and the kernel's placement as much as the model.{predicted}",
+                    c.machine.cpus,
+                    two.median_us,
+                    one.median_us,
+                    wake.median_us,
+                    c.rtt_unpinned.map_or(String::new(), |u| format!(
+                        "; unpinned, where the kernel places both threads, {:.0} µs",
+                        u.median_us
+                    ))
                 ),
                 _ => format!("This machine: {kind} with {} CPU: no cross-CPU wake-up to measure.{predicted}", c.machine.cpus),
             }

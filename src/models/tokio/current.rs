@@ -33,5 +33,5 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(accept_loop(listener, *config, shutdown))
+    runtime.block_on(accept_loop(listener, config.clone(), shutdown))
 }

@@ -41,5 +41,5 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
         .thread_name("tokio-worker")
         .enable_all()
         .build()?;
-    runtime.block_on(accept_loop(listener, *config, shutdown))
+    runtime.block_on(accept_loop(listener, config.clone(), shutdown))
 }
