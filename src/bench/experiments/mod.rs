@@ -89,27 +89,46 @@ pub fn findings(report: &BenchReport) -> Vec<Finding> {
 /// One regime's name, its findings, and the findings its predicted cells give.
 type RegimeFindings = (String, Vec<Finding>, Option<Vec<Finding>>);
 
-/// Claim `i` of every regime, as one finding.
+/// Claim `i` of the first regime, with the same claim (by source and words) of every
+/// regime, as one finding. A regime whose records lack it (its experiment did not
+/// run there, or a predicted view without the GIL's records) counts as not measured.
 fn merge(report: &BenchReport, per_regime: &[RegimeFindings], i: usize) -> Finding {
     let mut finding = per_regime[0].1[i].clone();
+    let same = |f: &&Finding| f.source == finding.source && f.claim == finding.claim;
+    let nth_same = |list: &[Finding]| {
+        // Two claims may share source and words only in order; take the one at the
+        // same rank among its twins.
+        let rank = per_regime[0].1[..i]
+            .iter()
+            .filter(|f| f.source == finding.source && f.claim == finding.claim)
+            .count();
+        list.iter().filter(same).nth(rank).cloned()
+    };
     finding.by_regime = per_regime
         .iter()
-        .map(|(regime, measured, predicted)| RegimeVerdict {
-            regime: regime.clone(),
-            verdict: measured[i].verdict,
-            evidence: measured[i].evidence.clone(),
-            predicted: predicted
-                .as_ref()
-                .map(|p| p[i].verdict)
-                .filter(|v| *v != Verdict::NotMeasured),
+        .map(|(regime, measured, predicted)| {
+            let measured = nth_same(measured);
+            RegimeVerdict {
+                regime: regime.clone(),
+                verdict: measured
+                    .as_ref()
+                    .map_or(Verdict::NotMeasured, |f| f.verdict),
+                evidence: measured.map_or(String::new(), |f| f.evidence),
+                predicted: predicted
+                    .as_deref()
+                    .and_then(nth_same)
+                    .map(|f| f.verdict)
+                    .filter(|v| *v != Verdict::NotMeasured),
+            }
         })
         .collect();
     if let Some(cells) = per_regime
         .iter()
-        .map(|p| &p.1[i].cells)
+        .filter_map(|p| nth_same(&p.1))
+        .map(|f| f.cells)
         .find(|c| !c.is_empty())
     {
-        finding.cells = cells.clone();
+        finding.cells = cells;
     }
     let mut decided: Vec<Verdict> = finding
         .by_regime
@@ -117,6 +136,11 @@ fn merge(report: &BenchReport, per_regime: &[RegimeFindings], i: usize) -> Findi
         .map(|r| r.verdict)
         .filter(|v| *v != Verdict::NotMeasured)
         .collect();
+    // A regime where the claim cannot be tested (one server CPU for a scaling claim)
+    // does not disagree with one where it can.
+    if decided.iter().any(|v| *v != Verdict::DoesNotApply) {
+        decided.retain(|v| *v != Verdict::DoesNotApply);
+    }
     decided.dedup();
     finding.evidence = finding
         .by_regime
@@ -568,6 +592,54 @@ mod tests {
         assert!(
             crate::bench::rules::table(&[coroutines_claim(&r)]).rows[0][2]
                 .contains("contradicts in `shared`")
+        );
+    }
+
+    #[test]
+    fn claims_some_regime_or_prediction_lacks_count_as_not_measured() {
+        // The predicted view has no GIL records, so its findings are fewer than the
+        // measured ones: merging must match claims by name, not by position.
+        let mut r = two_regimes((200_000.0, 30_000.0), (55_000.0, 150_000.0));
+        let sample = |regime: &str, row: &str, clients: usize, rps: f64| {
+            crate::bench::results::PythonSample {
+                regime: regime.into(),
+                row: row.into(),
+                workload: "cpu".into(),
+                n: 28,
+                clients,
+                repetition: 0,
+                throughput_rps: rps,
+                requests: 100,
+                gil: None,
+            }
+        };
+        r.python = Some(crate::bench::results::PythonRecords {
+            seed_n: 20,
+            light_n: 1,
+            python_fib_us: 1000.0,
+            cpu_n: 28,
+            cpu_n_us: 1000.0,
+            how_sized: String::new(),
+            switch_interval_ms: 5.0,
+            // Only the first regime has them.
+            samples: vec![
+                sample("shared", "threads+gil", 1, 900.0),
+                sample("shared", "threads+gil", 2, 910.0),
+            ],
+            starvation: vec![],
+        });
+        let all = findings(&r);
+        let gil = all
+            .iter()
+            .find(|f| {
+                f.source == "seed 000, 总结 4 (GIL)" && f.claim.starts_with("CPU-bound, threads")
+            })
+            .unwrap();
+        assert_eq!(gil.verdict, Verdict::Reproduces);
+        assert_eq!(gil.by_regime[1].verdict, Verdict::NotMeasured);
+        assert_eq!(
+            gil.by_regime[0].predicted, None,
+            "no cost model for the lock"
         );
     }
 

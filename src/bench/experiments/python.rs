@@ -625,19 +625,55 @@ fn claims(r: &BenchReport) -> Vec<Claim> {
     let show_kept = |row: &str| kept_of(r, row).map_or("not measured".to_string(), ratio);
     let mut out = Vec::new();
 
-    let holds = |g: Option<f64>| g.map(|g| g < 1.3);
+    // With one CPU for the server no second client can gain on CPU-bound work, lock
+    // or no lock: the scaling claims do not apply in such a regime.
+    let one_cpu = r.regimes.first().is_some_and(|p| p.server_cpus.len() == 1);
+    let scaling = |v: Option<Verdict>| match one_cpu {
+        true => v.map(|_| Verdict::DoesNotApply),
+        false => v,
+    };
+    let one_cpu_note = match one_cpu {
+        true => {
+            " (the server has one CPU in this regime: nothing can gain from a second client; the Python servers are not pinned by fiblab)"
+        }
+        false => "",
+    };
+    // "Does not gain": under 1.3x, or no more than one lock allows: with fib
+    // serialized, a second client can only overlap its round trip with the other's
+    // fib, so the gain is at most (one client's request time) / (fib's time).
+    let serial_bound = |row: &str| {
+        let work = match r.is_peer(row) {
+            true => py.python_fib_us,
+            false => py.cpu_n_us,
+        };
+        cells.rps(row, "cpu", 1).map(|rps| 1e6 / rps / work)
+    };
+    let holds = |row: &str| {
+        gain_of(row).map(|g| g < 1.3 || serial_bound(row).is_some_and(|b| g <= b * 1.05))
+    };
+    let show_bound = |row: &str| {
+        serial_bound(row).map_or(String::new(), |b| {
+            format!(" (one lock allows x{})", ratio(b))
+        })
+    };
     let py_threads = peer("threads");
     out.push(Claim {
         source: "seed 000, 总结 4 (GIL)",
         claim: "CPU-bound, threads do not gain from a second client: the GIL lets one run at a time",
-        without: verdict(holds(gain_of("threads"))),
-        with_gil: verdict(holds(gain_of("threads+gil"))),
-        python: py_threads.and_then(|p| verdict(holds(gain_of(p)))),
+        without: scaling(verdict(holds("threads"))),
+        with_gil: scaling(verdict(holds("threads+gil"))),
+        python: py_threads.and_then(|p| scaling(verdict(holds(p)))),
         evidence: format!(
-            "CPU-bound throughput, 1 -> 2 clients: threads {}, threads --gil {}{}",
+            "CPU-bound throughput, 1 -> 2 clients: threads {}{}, threads --gil {}{}{}{one_cpu_note}",
             show_gain("threads"),
+            show_bound("threads"),
             show_gain("threads+gil"),
-            py_threads.map_or(String::new(), |p| format!(", CPython's {p} {}", show_gain(p)))
+            show_bound("threads+gil"),
+            py_threads.map_or(String::new(), |p| format!(
+                ", CPython's {p} {}{}",
+                show_gain(p),
+                show_bound(p)
+            ))
         ),
     });
 
@@ -651,11 +687,14 @@ fn claims(r: &BenchReport) -> Vec<Claim> {
     out.push(Claim {
         source: "seed 000, 总结 4 (GIL)",
         claim: "CPU-bound, processes gain from a second client: each has its own interpreter and lock",
-        without: verdict(both(gains(gain_of("procpool")), gains(gain_of("prefork")))),
-        with_gil: verdict(both(gains(gain_of("procpool+gil")), gains(gain_of("prefork+gil")))),
-        python: py_procs.and_then(|p| verdict(gains(gain_of(p)))),
+        without: scaling(verdict(both(gains(gain_of("procpool")), gains(gain_of("prefork"))))),
+        with_gil: scaling(verdict(both(
+            gains(gain_of("procpool+gil")),
+            gains(gain_of("prefork+gil")),
+        ))),
+        python: py_procs.and_then(|p| scaling(verdict(gains(gain_of(p))))),
         evidence: format!(
-            "CPU-bound throughput, 1 -> 2 clients: procpool --gil {}, prefork --gil {}{}",
+            "CPU-bound throughput, 1 -> 2 clients: procpool --gil {}, prefork --gil {}{}{one_cpu_note}",
             show_gain("procpool+gil"),
             show_gain("prefork+gil"),
             py_procs.map_or(String::new(), |p| format!(", CPython's {p} {}", show_gain(p)))
@@ -853,5 +892,38 @@ mod tests {
             "{threads_gil:?}"
         );
         assert_eq!(Python.findings(&r).len(), 4);
+
+        // A gain over 1.3x that one lock still explains: fib (560 µs) serialized, each
+        // client's round trip overlapped: 1 client at 1,000 req/s allows x1.79.
+        let py = r.python.as_mut().unwrap();
+        py.samples.retain(|s| s.row != "threads+gil");
+        py.samples.push(sample("threads+gil", "cpu", 1, 1000.0));
+        py.samples.push(sample("threads+gil", "cpu", 2, 1600.0));
+        let c = claims(&r);
+        assert_eq!(c[0].with_gil, Some(Reproduces), "{}", c[0].evidence);
+        assert!(
+            c[0].evidence.contains("one lock allows x1.79"),
+            "{}",
+            c[0].evidence
+        );
+
+        // A server with one CPU cannot show scaling, lock or not.
+        r.regimes = vec![crate::bench::scenario::RegimePlan {
+            name: "pinned-spinning".into(),
+            server_cpus: vec![1],
+            client_cpus: vec![0],
+            spin: true,
+        }];
+        let c = claims(&r);
+        assert_eq!(
+            (c[0].with_gil, c[1].with_gil),
+            (Some(DoesNotApply), Some(DoesNotApply))
+        );
+        assert_eq!(
+            c[2].with_gil,
+            Some(Reproduces),
+            "the collapse needs no second CPU"
+        );
+        assert!(c[1].evidence.contains("one CPU in this regime"));
     }
 }
