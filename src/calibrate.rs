@@ -148,10 +148,12 @@ impl RoundTripRuns {
     fn measure(&mut self, allowed: &[usize]) {
         let first = allowed.first().copied();
         let second = allowed.get(1).copied();
-        let rtt = |a, b, spin: Spin| repeat(|| round_trip(a, b, spin).ok());
+        // Kept to the nanosecond, so that they read back from JSON bit for bit.
+        let rtt = |a, b, spin: Spin| repeat(|| round_trip(a, b, spin).ok().map(round3));
         if let Some(c) = first {
             self.same_cpu.extend(rtt(Some(c), Some(c), Spin::Neither));
-            self.loadgen.extend(repeat(|| loadgen_round_trip(c).ok()));
+            self.loadgen
+                .extend(repeat(|| loadgen_round_trip(c).ok().map(round3)));
         }
         if let (Some(a), Some(b)) = (first, second) {
             self.two_cpus.extend(rtt(Some(b), Some(a), Spin::Neither));

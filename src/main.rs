@@ -162,6 +162,8 @@ mod tests {
             "threads" | "workers" | "repetitions" | "count" => &["2"],
             "cpus" | "server_cpus" | "client_cpus" => &["0-1"],
             "regimes" => &["shared,pinned-spinning"],
+            "gil" => &["per-interpreter"],
+            "gil_stats" => &["/tmp/fiblab-gil.json"],
             "max_error_rate" => &["1%"],
             "json" | "csv" | "markdown" | "html" => &["-"],
             "out" | "dir" => &["/tmp/fiblab-flags"],

@@ -83,31 +83,46 @@ fn rows(py: &scenario::Python, rows: &[Row]) -> Vec<PyRow> {
     out
 }
 
-/// The seeds' fib(`n`) in python3, µs (the median of 5 batches), or why not.
-pub fn python_fib_us(n: u32) -> Result<f64, String> {
+/// Why CPython's fib could not be timed.
+#[derive(Debug, thiserror::Error)]
+pub enum PythonTimingError {
+    #[error(transparent)]
+    Seeds(#[from] crate::seeds::SeedError),
+    #[error("no seed program defines fib(n)")]
+    NoFib,
+    #[error("cannot run python3: {0}")]
+    NoPython(std::io::Error),
+    #[error("python3 failed: {0}")]
+    Failed(String),
+}
+
+/// The seeds' fib(`n`) in python3, µs (the median of 5 batches).
+///
+/// # Errors
+/// The seeds cannot be read, none defines fib, or python3 is missing or fails.
+pub fn python_fib_us(n: u32) -> Result<f64, PythonTimingError> {
     let dir = crate::seeds::default_dir();
-    let programs = crate::seeds::load(&dir).map_err(|e| e.to_string())?;
+    let programs = crate::seeds::load(&dir)?;
     let code = programs
         .iter()
         .find_map(|p| fib_definition(&p.code))
-        .ok_or("no seed program defines fib(n)")?;
+        .ok_or(PythonTimingError::NoFib)?;
     let script = format!(
         "{code}\nimport time\nruns = []\nfor _ in range(5):\n    k = 0\n    t = time.perf_counter()\n    while time.perf_counter() - t < 0.05:\n        fib({n}); k += 1\n    runs.append((time.perf_counter() - t) / k)\nruns.sort()\nprint(runs[2] * 1e6)\n"
     );
     let out = std::process::Command::new("python3")
         .args(["-c", &script])
         .output()
-        .map_err(|e| format!("cannot run python3: {e}"))?;
+        .map_err(PythonTimingError::NoPython)?;
     if !out.status.success() {
-        return Err(format!(
-            "python3 failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+        return Err(PythonTimingError::Failed(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
         ));
     }
     String::from_utf8_lossy(&out.stdout)
         .trim()
         .parse::<f64>()
-        .map_err(|e| format!("python3 printed no time: {e}"))
+        .map_err(|e| PythonTimingError::Failed(format!("it printed no time: {e}")))
 }
 
 /// `def fib(n): ...` as a seed program writes it: the `def` line and its indented body.
@@ -170,9 +185,10 @@ fn sized(py: &scenario::Python) -> PythonRecords {
     PythonRecords {
         seed_n: py.seed_n,
         light_n: py.light_n,
-        python_fib_us: python_us,
+        // To the nanosecond, so that they read back from JSON bit for bit.
+        python_fib_us: (python_us * 1000.0).round() / 1000.0,
         cpu_n,
-        cpu_n_us: cpu_us,
+        cpu_n_us: (cpu_us * 1000.0).round() / 1000.0,
         how_sized: how,
         switch_interval_ms: py.switch_interval.as_secs_f64() * 1000.0,
         samples: Vec::new(),
