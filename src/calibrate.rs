@@ -386,11 +386,15 @@ impl Calibration {
     pub fn summary(&self) -> String {
         let us = |m: Option<Measure>| m.map_or("n/a".to_string(), |m| format_us(m.median_us));
         format!(
-            "Calibration: a loopback round trip takes {} µs on one CPU, {} µs across two CPUs when both sides block and {} µs when both spin, so waking a thread on another CPU costs about {} µs; a pipe round trip to a worker process {} µs; epoll_wait over 1000 idle descriptors {} µs, select {} µs; {}.",
+            "Calibration: a loopback round trip takes {} µs on one CPU, {} µs across two CPUs when both sides block and {} µs when both spin, so waking a thread on another CPU costs about {} µs; {} µs unpinned (the kernel's placement), {} µs with only the client spinning; fiblab's load generator adds {} µs per request; a pipe round trip to a worker process {} µs; epoll_wait over 1000 idle descriptors {} µs, select {} µs; {}.",
             us(self.rtt_same_cpu),
             us(self.rtt_two_cpus),
             us(self.rtt_spinning),
             us(self.wake_up),
+            us(self.rtt_unpinned),
+            us(self.rtt_client_spinning),
+            self.loadgen_overhead_us()
+                .map_or("n/a".to_string(), format_us),
             us(self.pipe_round_trip),
             us(self.epoll_1000),
             us(self.select_1000),

@@ -44,6 +44,15 @@ pub fn series_colors(r: &BenchReport) -> Vec<(String, RGBColor)> {
         .collect()
 }
 
+/// `, regime shared` for the plot of one regime's records, so a picture read alone
+/// still says which regime it shows; empty for a report without regimes.
+pub fn regime_suffix(r: &BenchReport) -> String {
+    match r.regimes.as_slice() {
+        [one] => format!(", regime {}", one.name),
+        _ => String::new(),
+    }
+}
+
 /// `25000` -> `25k`, `1500000` -> `1.5M`: axis labels a reader takes in at a glance.
 pub fn short(value: f64) -> String {
     let (scaled, suffix) = match value.abs() {

@@ -249,7 +249,6 @@ pub fn plots(report: &BenchReport) -> Result<Vec<Plot>, PlotError> {
                 if names.len() > 1 {
                     let stem = plot.file.trim_end_matches(".svg").to_string();
                     plot.file = format!("{stem}-{name}.svg");
-                    plot.title = format!("{}, regime {name}", plot.title);
                 }
                 all.push(plot);
             }

@@ -22,8 +22,8 @@ use plotters::prelude::*;
 
 use super::{Experiment, Row, Run};
 use crate::bench::canvas::{
-    PlotError, Series, WIDTH, draw_line, err, height_for, legend, log_ticks, series_colors, short,
-    spectrum, spectrum_label, titled, with_legend,
+    PlotError, Series, WIDTH, draw_line, err, height_for, legend, log_ticks, regime_suffix,
+    series_colors, short, spectrum, spectrum_label, titled, with_legend,
 };
 use crate::bench::predict::{Check, THRESHOLD, label, predict, score};
 use crate::bench::results::{
@@ -374,7 +374,10 @@ impl Experiment for SeedTables {
 }
 
 fn throughput(r: &BenchReport, n: u32, clients: &[usize]) -> Result<Plot, PlotError> {
-    let title = format!("fib({n}): requests per second against clients");
+    let title = format!(
+        "fib({n}): requests per second against clients{}",
+        regime_suffix(r)
+    );
     let series: Vec<Series> = series_colors(r)
         .into_iter()
         .map(|(v, color)| {
@@ -499,7 +502,10 @@ fn misses(checks: &[Check]) -> Option<Table> {
 /// Requests per second as horizontal bars, one group per row and one bar per client
 /// count (log axis), each bar's prediction marked with a black tick.
 fn throughput_bars(r: &BenchReport, n: u32, clients: &[usize]) -> Result<Plot, PlotError> {
-    let title = format!("fib({n}): requests per second, measured (bars) and predicted (ticks)");
+    let title = format!(
+        "fib({n}): requests per second, measured (bars) and predicted (ticks){}",
+        regime_suffix(r)
+    );
     let rows: Vec<String> = series_colors(r).into_iter().map(|(v, _)| v).collect();
     let palette = [
         RGBColor(0x1f, 0x77, 0xb4),
@@ -661,8 +667,9 @@ fn latency_cdf(r: &BenchReport, n: u32, clients: usize) -> Result<Option<Plot>, 
         return Ok(None);
     }
     let title = format!(
-        "fib({n}), {clients} client{}: latency distribution",
-        if clients == 1 { "" } else { "s" }
+        "fib({n}), {clients} client{}: latency distribution{}",
+        if clients == 1 { "" } else { "s" },
+        regime_suffix(r)
     );
     let values = series.iter().flat_map(|s| s.2.iter().map(|p| p.1));
     let (lo, hi) = values.fold((f64::MAX, 1f64), |(lo, hi), v| (lo.min(v), hi.max(v)));

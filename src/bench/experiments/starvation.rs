@@ -434,9 +434,10 @@ pub fn starvation(
 /// the heavy request's time in the server shaded red.
 fn timeline(r: &BenchReport) -> Result<Plot, PlotError> {
     const COLUMNS: usize = 3;
-    let title =
-        "One heavy request among light ones: light replies per second (heavy request shaded)"
-            .to_string();
+    let title = format!(
+        "One heavy request among light ones: light replies per second (heavy request shaded){}",
+        crate::bench::canvas::regime_suffix(r)
+    );
     let panels = r.starvation.len();
     let rows = panels.div_ceil(COLUMNS);
     let (panel_w, panel_h) = (320u32, 190u32);
