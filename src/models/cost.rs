@@ -382,10 +382,12 @@ impl CostModel {
                     &fib,
                     "",
                 );
+                let (low, high) = (single.low.min(spread.low), spread.high.max(single.low));
                 Prediction {
-                    rps: None,
-                    low: single.low.min(spread.low),
-                    high: spread.high.max(single.low),
+                    // One server CPU: both placements give the same figure.
+                    rps: (high <= low * 1.3).then_some(low),
+                    low,
+                    high,
                     terms: single.terms,
                     limit: Limit::Latency,
                     rule: "between single (every client hashed onto one copy) and threads (each on its own copy): the kernel's SO_REUSEPORT hash decides",
@@ -400,6 +402,9 @@ impl CostModel {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Kept {
     pub ratio: f64,
+    /// The other outcome where placement decides (`prefork`: both connections hashed
+    /// onto one child, which then serves the light client alone).
+    pub or: Option<f64>,
     pub why: String,
 }
 
@@ -421,6 +426,7 @@ impl CostModel {
         if one_thread && !c.offload {
             return Kept {
                 ratio: 0.0,
+                or: None,
                 why: "one thread: the heavy fib holds it, no light request is read until it ends"
                     .into(),
             };
@@ -428,12 +434,20 @@ impl CostModel {
         if self == CostModel::OneAtATime {
             return Kept {
                 ratio: 1.0,
+                or: None,
                 why: "one client at a time: the heavy request waits behind the light client and never runs".into(),
             };
         }
+        // What each light request does besides its round trip: the pipe to a worker
+        // process, or the hand-off to its isolate's thread.
         let pipe = match self {
             CostModel::ProcessPool => c.pipe,
+            CostModel::Isolated => c.handoff,
             _ => 0.0,
+        };
+        let or = match self {
+            CostModel::Prefork => Some(1.0),
+            _ => None,
         };
         match (c.shared, c.cpus) {
             (true, 2) => {
@@ -441,17 +455,24 @@ impl CostModel {
                 let during = total(&with(local(c), &[("pipe", pipe)]));
                 Kept {
                     ratio: before / during,
+                    or,
                     why: format!(
-                        "before, each light request crossed CPUs ({before:.0} µs: a wake-up each way); during, the heavy request holds one CPU and the light client and its thread share the other ({during:.0} µs, no wake-up), so light throughput rises"
+                        "before, each light request crossed CPUs ({before:.0} µs: a wake-up each way); during, the heavy request holds one CPU and the light client and its thread share the other ({during:.0} µs, no wake-up), so light throughput rises{}",
+                        match or {
+                            Some(_) => "; or 1.00, when the kernel hashes both connections onto one child (which then never serves the heavy one)",
+                            None => "",
+                        }
                     ),
                 }
             }
             (false, 1) => Kept {
                 ratio: 0.5,
+                or,
                 why: "the server's one CPU is shared with the heavy request: about half of it is left".into(),
             },
             _ => Kept {
                 ratio: 1.0,
+                or,
                 why: "another CPU is free for the light client's thread".into(),
             },
         }

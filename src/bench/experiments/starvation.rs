@@ -237,12 +237,13 @@ fn starvation_table(r: &BenchReport) -> Vec<Table> {
                     if predicted {
                         match crate::bench::predict::kept(r, s) {
                             Some(k) => {
-                                let off = (s.kept - k.ratio).abs() > THRESHOLD * k.ratio.max(0.1);
-                                row.push(format!(
-                                    "{}{}",
-                                    ratio(k.ratio),
-                                    if off { " ‡" } else { "" }
-                                ));
+                                let near = |x: f64| (s.kept - x).abs() <= THRESHOLD * x.max(0.1);
+                                let off = !near(k.ratio) && !k.or.is_some_and(near);
+                                let predicted = match k.or {
+                                    Some(or) => format!("{} or {}", ratio(k.ratio), ratio(or)),
+                                    None => ratio(k.ratio),
+                                };
+                                row.push(format!("{predicted}{}", if off { " ‡" } else { "" }));
                                 row.push(match off {
                                     true => format!("off the prediction: {}", k.why),
                                     false => k.why,
