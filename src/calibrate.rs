@@ -78,7 +78,7 @@ pub struct FibCost {
 }
 
 /// What the machine is: the facts a reader needs before any figure.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MachineFacts {
     pub cpu: String,
     /// CPUs this process may run on.
@@ -97,7 +97,7 @@ pub struct MachineFacts {
 
 /// Every primitive's cost; see the module docs. `None`: not measurable here (the
 /// two-CPU figures on a one-CPU machine).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
     pub schema: u32,
     pub machine: MachineFacts,
@@ -226,32 +226,7 @@ impl Calibration {
     pub fn measure_round_trips_again(&mut self) {
         let allowed = allowed_cpus();
         self.round_trips.measure(&allowed);
-        *self = std::mem::replace(self, Calibration::empty()).with_round_trips();
-    }
-
-    fn empty() -> Calibration {
-        Calibration {
-            schema: SCHEMA,
-            machine: MachineFacts::detect(&[]),
-            rtt_same_cpu: None,
-            rtt_two_cpus: None,
-            rtt_spinning: None,
-            rtt_unpinned: None,
-            rtt_client_spinning: None,
-            loadgen_same_cpu: None,
-            wake_up: None,
-            pipe_round_trip: None,
-            thread_start: None,
-            process_start: None,
-            epoll_1: None,
-            epoll_1000: None,
-            select_1: None,
-            select_1000: None,
-            handoff: None,
-            fib: Vec::new(),
-            fib_interpreted: Vec::new(),
-            round_trips: RoundTripRuns::default(),
-        }
+        *self = std::mem::take(self).with_round_trips();
     }
 
     /// The round trips' measures (and the wake-up derived from them) from their runs.

@@ -320,7 +320,10 @@ pub fn score(checks: &[Check]) -> (usize, usize, usize) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::bench::results::{Sample, tests::report_of};
+    use crate::bench::results::{
+        Sample,
+        tests::{report_of, sample},
+    };
     use crate::calibrate::{FibCost, Measure};
 
     pub(crate) fn calibration() -> Calibration {
@@ -374,16 +377,7 @@ pub(crate) mod tests {
             .iter()
             .map(|&(regime, variant, n, clients, rps)| Sample {
                 regime: regime.into(),
-                variant: variant.into(),
-                n,
-                clients,
-                repetition: 0,
-                throughput_rps: rps,
-                p50_us: 1,
-                p99_us: 1,
-                per_connection: vec![1; clients],
-                errors: 0,
-                histogram: String::new(),
+                ..sample(variant, n, clients, 0, rps, vec![1; clients])
             })
             .collect();
         let mut r = report_of(samples);

@@ -639,7 +639,7 @@ pub(crate) mod tests {
         assert_eq!(r.cells[0].p99_us as f64, p99);
     }
 
-    fn sample(
+    pub(crate) fn sample(
         variant: &str,
         n: u32,
         clients: usize,

@@ -422,18 +422,8 @@ mod tests {
     fn report(cells: &[(&str, u32, usize, f64)], kept: &[(&str, f64)]) -> BenchReport {
         let samples: Vec<Sample> = cells
             .iter()
-            .map(|&(variant, n, clients, rps)| Sample {
-                regime: String::new(),
-                variant: variant.into(),
-                n,
-                clients,
-                repetition: 0,
-                throughput_rps: rps,
-                p50_us: 1,
-                p99_us: 1,
-                per_connection: vec![1; clients],
-                errors: 0,
-                histogram: String::new(),
+            .map(|&(variant, n, clients, rps)| {
+                crate::bench::results::tests::sample(variant, n, clients, 0, rps, vec![1; clients])
             })
             .collect();
         let mut report = crate::bench::results::tests::report_of(samples);
