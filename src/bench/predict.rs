@@ -203,9 +203,9 @@ fn check(cell: &Cell, prediction: Prediction) -> Check {
         (false, _) if cell.spread > WIDE_SPREAD => (
             true,
             format!(
-                "noisy: its repetitions spread over {:.0}% of the median, more than the {:.0}% a prediction is allowed; {path}",
+                "noisy: its repetitions spread over {:.0}% of the median (over {:.0}%, marked ~), so one median cannot be held to the prediction; {path}",
                 cell.spread * 100.0,
-                THRESHOLD * 100.0
+                WIDE_SPREAD * 100.0
             ),
         ),
         (false, _) => (
