@@ -18,17 +18,24 @@ pub type Gone = Box<dyn FnMut() -> bool + Send>;
 /// flight, or a reply was written to a client that had closed). A plain end of input
 /// is *not* "gone": a client that half-closes still reads its replies, and TCP cannot
 /// tell it from one that closed, until a reply is written. It polls its own duplicate
-/// of the descriptor, so a pool thread may hold it safely. `None` when the descriptor
+/// of the descriptor, so a pool thread may hold it safely: for work handed to another
+/// thread only, and only while that work runs ([`gone_for`]); inline work asks
+/// [`is_gone`] of the connection's own descriptor. `None` when the descriptor
 /// cannot be duplicated (out of descriptors): the work then runs to the end.
 pub fn gone_probe(socket: BorrowedFd<'_>) -> Option<impl FnMut() -> bool + Send + 'static> {
     let socket = dup_above_select_range(socket).ok()?;
-    Some(move || {
-        let mut fds = [PollFd::new(socket.as_fd(), PollFlags::empty())];
-        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(1..))
-            && fds[0]
-                .revents()
-                .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
-    })
+    Some(move || is_gone(socket.as_fd()))
+}
+
+/// The probe's question, asked once of a socket the caller holds: true once it was
+/// reset or broke. Work done inline, on the thread that owns the connection, asks this
+/// of the connection's own descriptor and needs no duplicate.
+pub fn is_gone(socket: BorrowedFd<'_>) -> bool {
+    let mut fds = [PollFd::new(socket, PollFlags::empty())];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(1..))
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
 }
 
 /// A boxed [`gone_probe`] for a request of `n` on `socket`, only where the work is

@@ -255,9 +255,24 @@ impl Session {
     /// Feeds bytes just read and appends the replies of the requests they complete.
     /// With [`Work::Handed`] it stops after the first fib request and returns its `n`.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Fed {
+        self.feed_from(input, out, None)
+    }
+
+    /// [`feed`](Self::feed), with inline fib work asking `gone` whether its client has
+    /// gone: a probe for this call only, on the connection's own descriptor (no
+    /// duplicate to keep open); a probe set with [`set_probe`](Self::set_probe) is
+    /// asked when none is given.
+    pub fn feed_from(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        gone: Option<&mut dyn FnMut() -> bool>,
+    ) -> Fed {
         let mut handed = None;
         let held = crate::gil::process().map(crate::gil::Gil::hold);
-        let (framer, mut state) = self.answering(held.as_ref());
+        // Reborrowed for this call only, shorter than the lock guard above.
+        let gone = gone.map(|g| -> &mut dyn FnMut() -> bool { g });
+        let (framer, mut state) = self.answering(held.as_ref(), gone);
         let consumed = framer.push_until(input, |frame| state.answer(frame, out, &mut handed));
         Fed { consumed, handed }
     }
@@ -275,18 +290,40 @@ impl Session {
     /// The socket is drained for now: answers an unterminated client's pending request
     /// (or hands it back, like [`feed`](Self::feed)).
     pub fn on_idle(&mut self, out: &mut Vec<u8>) -> Option<u32> {
+        self.on_idle_from(out, None)
+    }
+
+    /// [`on_idle`](Self::on_idle), asking `gone` as [`feed_from`](Self::feed_from) does.
+    pub fn on_idle_from(
+        &mut self,
+        out: &mut Vec<u8>,
+        gone: Option<&mut dyn FnMut() -> bool>,
+    ) -> Option<u32> {
         let mut handed = None;
         let held = crate::gil::process().map(crate::gil::Gil::hold);
-        let (framer, mut state) = self.answering(held.as_ref());
+        // Reborrowed for this call only, shorter than the lock guard above.
+        let gone = gone.map(|g| -> &mut dyn FnMut() -> bool { g });
+        let (framer, mut state) = self.answering(held.as_ref(), gone);
         framer.flush_idle(|frame| state.answer(frame, out, &mut handed));
         handed
     }
 
     /// The client closed its side: answers (or hands back) what is pending.
     pub fn on_eof(&mut self, out: &mut Vec<u8>) -> Option<u32> {
+        self.on_eof_from(out, None)
+    }
+
+    /// [`on_eof`](Self::on_eof), asking `gone` as [`feed_from`](Self::feed_from) does.
+    pub fn on_eof_from(
+        &mut self,
+        out: &mut Vec<u8>,
+        gone: Option<&mut dyn FnMut() -> bool>,
+    ) -> Option<u32> {
         let mut handed = None;
         let held = crate::gil::process().map(crate::gil::Gil::hold);
-        let (framer, mut state) = self.answering(held.as_ref());
+        // Reborrowed for this call only, shorter than the lock guard above.
+        let gone = gone.map(|g| -> &mut dyn FnMut() -> bool { g });
+        let (framer, mut state) = self.answering(held.as_ref(), gone);
         framer.flush_eof(|frame| state.answer(frame, out, &mut handed));
         handed
     }
@@ -306,23 +343,28 @@ impl Session {
 struct Answering<'a> {
     service: Service,
     work: Work,
-    probe: Option<&'a mut Probe>,
+    probe: Option<&'a mut dyn FnMut() -> bool>,
     cancelled: &'a mut bool,
     /// The emulated GIL, held while answering (`--gil`): fib checks its eval breaker.
     gil: Option<&'a crate::gil::Held<'static>>,
 }
 
 impl Session {
-    fn answering<'a>(
-        &'a mut self,
-        gil: Option<&'a crate::gil::Held<'static>>,
-    ) -> (&'a mut LineFramer, Answering<'a>) {
+    fn answering<'s: 'p, 'p>(
+        &'s mut self,
+        gil: Option<&'p crate::gil::Held<'static>>,
+        probe: Option<&'p mut dyn FnMut() -> bool>,
+    ) -> (&'s mut LineFramer, Answering<'p>) {
+        let stored = self
+            .probe
+            .as_mut()
+            .map(|Probe(gone)| &mut **gone as &mut dyn FnMut() -> bool);
         (
             &mut self.framer,
             Answering {
                 service: self.service,
                 work: self.work,
-                probe: self.probe.as_mut(),
+                probe: probe.or(stored),
                 cancelled: &mut self.cancelled,
                 gil,
             },
@@ -353,8 +395,7 @@ impl Answering<'_> {
             }
             Some(Ok(Request::Fib(n))) => match (self.probe.as_mut(), self.gil) {
                 (None, None) => Request::Fib(n).execute(out),
-                (probe, gil) => {
-                    let mut probe = probe.map(|Probe(gone)| gone);
+                (mut probe, gil) => {
                     let mut check = || {
                         if let Some(gil) = gil {
                             gil.check(); // the eval breaker: hand the lock over if asked

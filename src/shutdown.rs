@@ -55,7 +55,7 @@ struct Inner {
 #[derive(Default)]
 struct Live {
     next_id: u64,
-    sockets: HashMap<u64, Option<TcpStream>>,
+    sockets: HashMap<u64, Option<Arc<TcpStream>>>,
 }
 
 impl Shutdown {
@@ -187,9 +187,10 @@ impl Shutdown {
 
     /// Registers a live connection until the guard drops. With `Some(stream)`, shutdown
     /// also shuts the socket's read side so a thread blocked reading it wakes up; pass
-    /// `None` for connections that watch the shutdown themselves (async tasks).
-    pub fn track(&self, stream: Option<&TcpStream>) -> ConnectionGuard {
-        let socket = stream.and_then(|s| s.try_clone().ok());
+    /// `None` for connections that watch the shutdown themselves (async tasks). The
+    /// stream is shared, not duplicated: a connection costs one descriptor.
+    pub fn track(&self, stream: Option<Arc<TcpStream>>) -> ConnectionGuard {
+        let socket = stream;
         let mut live = self.live();
         if self.is_triggered() {
             if let Some(s) = &socket {
@@ -398,7 +399,8 @@ mod tests {
         let first = TcpStream::connect(addr).unwrap();
         let mut second = TcpStream::connect(addr).unwrap();
         let (accepted, _) = shutdown.accept(&listener).unwrap().unwrap();
-        let live = shutdown.track(Some(&accepted));
+        let accepted = Arc::new(accepted);
+        let live = shutdown.track(Some(accepted.clone()));
         assert!(shutdown.is_full());
         let third = TcpStream::connect(addr).unwrap();
         let s2 = shutdown.clone();
@@ -439,12 +441,13 @@ mod tests {
     fn trigger_wakes_a_blocked_reader_and_drain_waits_for_it() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (mut stream, _) = listener.accept().unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        let stream = Arc::new(stream);
         let shutdown = Shutdown::new().unwrap();
-        let guard = shutdown.track(Some(&stream));
+        let guard = shutdown.track(Some(stream.clone()));
         let reader = std::thread::spawn(move || {
             let mut buf = [0u8; 8];
-            let n = stream.read(&mut buf).unwrap();
+            let n = (&*stream).read(&mut buf).unwrap();
             drop(guard);
             n
         });

@@ -4,6 +4,11 @@
 //! holds, use little CPU while over the limit (`nonblocking` spins by design), log the
 //! episode a bounded number of times, serve again once descriptors free up, and exit 0
 //! on SIGTERM. Tests are generated from the registry, as `MODEL::accept_out_of_descriptors`.
+//!
+//! And what a connection costs: with many clients connected, each after one request,
+//! every model that holds them at once holds **one descriptor per client**: the
+//! cancellation probe and the shutdown tracker use the connection's own descriptor,
+//! never a duplicate (`MODEL::one_descriptor_per_connection`).
 
 mod common;
 
@@ -25,6 +30,19 @@ const MAX_LOG_LINES: usize = 20;
 fn main() {
     let args = Arguments::from_args();
     let mut trials = Vec::new();
+    for variant in fiblab::models::variants() {
+        let model = fiblab::models::find(&variant.model).unwrap();
+        if model.clients != fiblab::models::Clients::Concurrent {
+            // One client at a time per process: the others wait in the kernel's
+            // backlog, holding no descriptor of the server's yet.
+            continue;
+        }
+        let name = format!("{}::one_descriptor_per_connection", variant.label());
+        trials.push(Trial::test(name, move || {
+            descriptors_per_connection(&variant);
+            Ok(())
+        }));
+    }
     if Command::new("prlimit").arg("--version").output().is_err() {
         // util-linux's prlimit sets the limit for the server alone; without it there
         // is nothing to run the server under.
@@ -116,4 +134,45 @@ fn out_of_descriptors(variant: &fiblab::server::Variant) {
         "{lines} log lines for one episode (at most {MAX_LOG_LINES}); the first ones:\n{}",
         text.lines().take(5).collect::<Vec<_>>().join("\n")
     );
+}
+
+/// Open descriptors of `pid`, counted in /proc.
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Connections held at once for the count: within every model's defaults (threadpool:
+/// its workers plus its queue).
+const HELD: usize = 48;
+
+fn descriptors_per_connection(variant: &fiblab::server::Variant) {
+    let mut args = vec!["--workers", "2"];
+    if variant.offload {
+        args.push("--offload");
+    }
+    let mut server = Server::start(&variant.model, &args);
+    let pid = server.pid().as_raw() as u32;
+    // One connection served and gone first, so that every lazily made piece of the
+    // model (runtime threads, pools, buffers) exists before the baseline.
+    {
+        let mut warm = server.connect();
+        assert_eq!(warm.ask("5\n"), "5");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let before = open_descriptors(pid);
+    let mut clients: Vec<Client> = (0..HELD).map(|_| server.connect()).collect();
+    for client in &mut clients {
+        client.send(b"5\n");
+    }
+    // Served ones answer; threadpool's queued ones wait, accepted, for a worker.
+    std::thread::sleep(Duration::from_millis(500));
+    let after = open_descriptors(pid);
+    let per_client = (after as f64 - before as f64) / HELD as f64;
+    assert!(
+        (0.95..=1.1).contains(&per_client),
+        "{}: {before} descriptors before {HELD} clients, {after} with them: {per_client:.2} per client",
+        variant.label()
+    );
+    drop(clients);
+    assert!(server.terminate(Duration::from_secs(10)).is_some());
 }

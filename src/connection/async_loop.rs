@@ -49,7 +49,7 @@ async fn async_loop<S: AsyncStream>(
         Some(_) => Work::Handed,
         None => Work::Inline,
     };
-    let mut driver = SessionDriver::for_socket(config, work, stream.socket());
+    let mut driver = SessionDriver::for_connection(config, work);
     let mut input = vec![0u8; READ_CHUNK];
     loop {
         if driver.is_finished() {
@@ -64,14 +64,14 @@ async fn async_loop<S: AsyncStream>(
         let Some(event) = Input::from_read(read)? else {
             continue;
         };
-        let mut handed = event.feed(&mut driver, &input);
+        let mut handed = event.feed(&mut driver, &input, stream.socket());
         while let Some(n) = handed {
             let reply = match offload {
                 Some(pool) => pool.fib(n, gone_for(n, stream.socket())).await,
                 None => Ok(fib(n)),
             };
             driver.reply(reply);
-            handed = driver.resume();
+            handed = driver.resume(stream.socket());
         }
         if !driver.wants_read() {
             // End of input: the last replies go out before the connection finishes.

@@ -3,6 +3,7 @@
 use std::io::{self, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd as _, AsRawFd as _};
+use std::sync::Arc;
 
 use nix::sys::socket::{MsgFlags, recv};
 
@@ -16,13 +17,13 @@ pub type Compute<'a> = &'a mut dyn FnMut(u32) -> Result<u64, Rejection>;
 
 /// Serves one connection on the calling thread until the client leaves or shutdown
 /// shuts the socket's read side. Logs the outcome; never panics on client input.
-pub fn serve_blocking(stream: TcpStream, peer: SocketAddr, config: &Config) {
+pub fn serve_blocking(stream: Arc<TcpStream>, peer: SocketAddr, config: &Config) {
     serve_blocking_with(stream, peer, config, None);
 }
 
 /// [`serve_blocking`], with fib computed by `compute` instead of inline.
 pub fn serve_blocking_with(
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     peer: SocketAddr,
     config: &Config,
     compute: Option<Compute<'_>>,
@@ -44,10 +45,12 @@ fn idle_as_timeout(e: io::Error) -> io::Error {
 }
 
 fn blocking_loop(
-    mut stream: TcpStream,
+    stream: Arc<TcpStream>,
     config: &Config,
     mut compute: Option<Compute<'_>>,
 ) -> io::Result<()> {
+    // Shared with the shutdown tracker, never duplicated: one descriptor per connection.
+    let stream: &TcpStream = &stream;
     stream.set_nodelay(true)?;
     // A client silent for the idle timeout, or not reading its replies for as long,
     // makes the blocking read or write fail, which ends the connection.
@@ -57,7 +60,7 @@ fn blocking_loop(
         Some(_) => Work::Handed,
         None => Work::Inline,
     };
-    let mut driver = SessionDriver::for_socket(config, work, stream.as_fd());
+    let mut driver = SessionDriver::for_connection(config, work);
     let mut input = vec![0u8; READ_CHUNK];
     let mut run = |n: u32| compute.as_mut().map_or_else(|| Ok(fib(n)), |c| c(n));
     loop {
@@ -68,25 +71,25 @@ fn blocking_loop(
             recv(stream.as_raw_fd(), &mut input, MsgFlags::MSG_DONTWAIT).map_err(io::Error::from)
         } else {
             // About to block: the replies owed go out first.
-            write_pending(&mut stream, &mut driver)?;
-            stream.read(&mut input).map_err(idle_as_timeout)
+            write_pending(stream, &mut driver)?;
+            { stream }.read(&mut input).map_err(idle_as_timeout)
         };
         let Some(event) = Input::from_read(read)? else {
             continue;
         };
-        let mut handed = event.feed(&mut driver, &input);
+        let mut handed = event.feed(&mut driver, &input, stream.as_fd());
         while let Some(n) = handed {
             driver.reply(run(n));
-            handed = driver.resume();
+            handed = driver.resume(stream.as_fd());
         }
         if !driver.wants_read() {
             // End of input: the last replies go out before the connection finishes.
-            write_pending(&mut stream, &mut driver)?;
+            write_pending(stream, &mut driver)?;
         }
     }
 }
 
-fn write_pending(stream: &mut TcpStream, driver: &mut SessionDriver) -> io::Result<()> {
+fn write_pending(mut stream: &TcpStream, driver: &mut SessionDriver) -> io::Result<()> {
     if driver.wants_write() {
         stream
             .write_all(driver.pending())

@@ -14,7 +14,7 @@
 
 use std::os::fd::BorrowedFd;
 
-use crate::probe::gone_probe;
+use crate::probe::is_gone;
 use crate::server::Config;
 use crate::service::{Rejection, Session, Work};
 
@@ -32,17 +32,12 @@ pub struct SessionDriver {
 }
 
 impl SessionDriver {
-    /// The driver of a connection on `socket`: a session with `config`'s service and
-    /// line limit, and, when fib runs inline, a probe on the socket so that work for a
-    /// client that reset stops (see [`crate::probe`]). Handed work carries its own.
-    pub fn for_socket(config: &Config, work: Work, socket: BorrowedFd<'_>) -> SessionDriver {
-        let mut session = Session::new(config.service, config.max_line, work);
-        if work == Work::Inline
-            && let Some(probe) = gone_probe(socket)
-        {
-            session.set_probe(probe);
-        }
-        SessionDriver::new(session)
+    /// The driver of a connection: a session with `config`'s service and line limit.
+    /// Each call that may run fib inline takes the connection's socket, borrowed for
+    /// the call, so that work for a client that reset stops ([`crate::probe::is_gone`])
+    /// with no duplicate descriptor per connection. Handed work carries its own probe.
+    pub fn for_connection(config: &Config, work: Work) -> SessionDriver {
+        SessionDriver::new(Session::new(config.service, config.max_line, work))
     }
 
     pub fn new(session: Session) -> SessionDriver {
@@ -58,8 +53,11 @@ impl SessionDriver {
 
     /// Bytes the socket gave. Returns a request to compute elsewhere, if the session
     /// handed one; the bytes after it wait for [`resume`](Self::resume).
-    pub fn on_read(&mut self, bytes: &[u8]) -> Option<u32> {
-        let fed = self.session.feed(bytes, &mut self.out);
+    pub fn on_read(&mut self, bytes: &[u8], socket: BorrowedFd<'_>) -> Option<u32> {
+        let mut gone = || is_gone(socket);
+        let fed = self
+            .session
+            .feed_from(bytes, &mut self.out, Some(&mut gone));
         if fed.handed.is_some() {
             self.unfed.extend_from_slice(&bytes[fed.consumed..]);
         }
@@ -67,16 +65,18 @@ impl SessionDriver {
     }
 
     /// The socket has nothing more right now: an unterminated request is complete.
-    pub fn on_idle(&mut self) -> Option<u32> {
-        let handed = self.session.on_idle(&mut self.out);
+    pub fn on_idle(&mut self, socket: BorrowedFd<'_>) -> Option<u32> {
+        let mut gone = || is_gone(socket);
+        let handed = self.session.on_idle_from(&mut self.out, Some(&mut gone));
         self.hand(handed)
     }
 
     /// End of input: the last request is complete, and the connection finishes once
     /// its replies are written.
-    pub fn on_eof(&mut self) -> Option<u32> {
+    pub fn on_eof(&mut self, socket: BorrowedFd<'_>) -> Option<u32> {
         self.read_closed = true;
-        let handed = self.session.on_eof(&mut self.out);
+        let mut gone = || is_gone(socket);
+        let handed = self.session.on_eof_from(&mut self.out, Some(&mut gone));
         self.hand(handed)
     }
 
@@ -88,11 +88,14 @@ impl SessionDriver {
 
     /// Frames the bytes left after a handed request, once its reply is back; returns
     /// the next handed request, if any.
-    pub fn resume(&mut self) -> Option<u32> {
+    pub fn resume(&mut self, socket: BorrowedFd<'_>) -> Option<u32> {
         if self.awaiting_reply || self.unfed.is_empty() {
             return None;
         }
-        let fed = self.session.feed(&self.unfed, &mut self.out);
+        let mut gone = || is_gone(socket);
+        let fed = self
+            .session
+            .feed_from(&self.unfed, &mut self.out, Some(&mut gone));
         self.unfed.drain(..fed.consumed);
         self.hand(fed.handed)
     }
@@ -148,6 +151,16 @@ mod tests {
     use super::*;
     use crate::service::Service;
 
+    /// A socket that stays open and is never reset, for the inline probe to ask.
+    fn fd() -> BorrowedFd<'static> {
+        static SOCKETS: std::sync::OnceLock<(
+            std::os::unix::net::UnixStream,
+            std::os::unix::net::UnixStream,
+        )> = std::sync::OnceLock::new();
+        let (a, _) = SOCKETS.get_or_init(|| std::os::unix::net::UnixStream::pair().unwrap());
+        std::os::fd::AsFd::as_fd(a)
+    }
+
     fn driver(work: Work) -> SessionDriver {
         SessionDriver::new(Session::new(Service::default(), 64, work))
     }
@@ -162,23 +175,23 @@ mod tests {
     #[test]
     fn inline_work_answers_in_the_read() {
         let mut d = driver(Work::Inline);
-        assert_eq!(d.on_read(b"10\n20\n"), None);
+        assert_eq!(d.on_read(b"10\n20\n", fd()), None);
         assert_eq!(take(&mut d), "55\n6765\n");
         assert!(d.wants_read() && !d.is_finished());
-        assert_eq!(d.on_eof(), None);
+        assert_eq!(d.on_eof(fd()), None);
         assert!(d.is_finished());
     }
 
     #[test]
     fn handed_work_keeps_the_rest_until_the_reply() {
         let mut d = driver(Work::Handed);
-        assert_eq!(d.on_read(b"10\n20\nabc\n"), Some(10));
+        assert_eq!(d.on_read(b"10\n20\nabc\n", fd()), Some(10));
         assert!(!d.wants_read(), "no reading while a reply is awaited");
-        assert_eq!(d.resume(), None, "nothing resumes before the reply");
+        assert_eq!(d.resume(fd()), None, "nothing resumes before the reply");
         d.reply(Ok(55));
-        assert_eq!(d.resume(), Some(20));
+        assert_eq!(d.resume(fd()), Some(20));
         d.reply(Err(Rejection::ServerBusy));
-        assert_eq!(d.resume(), None);
+        assert_eq!(d.resume(fd()), None);
         assert_eq!(take(&mut d), "55\nERR server busy\nERR not a number\n");
         assert!(d.wants_read());
     }
@@ -186,13 +199,13 @@ mod tests {
     #[test]
     fn unterminated_request_is_answered_when_idle_or_at_eof() {
         let mut d = driver(Work::Inline);
-        assert_eq!(d.on_read(b"10"), None);
+        assert_eq!(d.on_read(b"10", fd()), None);
         assert!(d.wants_idle_flush());
-        assert_eq!(d.on_idle(), None);
+        assert_eq!(d.on_idle(fd()), None);
         assert_eq!(take(&mut d), "55\n");
         let mut d = driver(Work::Handed);
-        assert_eq!(d.on_read(b"12"), None);
-        assert_eq!(d.on_eof(), Some(12));
+        assert_eq!(d.on_read(b"12", fd()), None);
+        assert_eq!(d.on_eof(fd()), Some(12));
         assert!(!d.is_finished(), "the reply is still owed");
         d.reply(Ok(144));
         assert!(!d.is_finished(), "and not yet written");
@@ -203,7 +216,7 @@ mod tests {
     #[test]
     fn partial_writes_keep_their_place() {
         let mut d = driver(Work::Inline);
-        d.on_read(b"10\n");
+        d.on_read(b"10\n", fd());
         d.wrote(1);
         assert_eq!(d.pending(), b"5\n");
         d.wrote(2);

@@ -68,11 +68,16 @@ impl Input {
     }
 
     /// Hands the input to the driver; returns a request to compute elsewhere, if any.
-    fn feed(self, driver: &mut SessionDriver, buffer: &[u8]) -> Option<u32> {
+    fn feed(
+        self,
+        driver: &mut SessionDriver,
+        buffer: &[u8],
+        socket: std::os::fd::BorrowedFd<'_>,
+    ) -> Option<u32> {
         match self {
-            Input::Bytes(n) => driver.on_read(&buffer[..n]),
-            Input::Idle => driver.on_idle(),
-            Input::Eof => driver.on_eof(),
+            Input::Bytes(n) => driver.on_read(&buffer[..n], socket),
+            Input::Idle => driver.on_idle(socket),
+            Input::Eof => driver.on_eof(socket),
         }
     }
 }

@@ -51,7 +51,7 @@ impl PollConn {
         stream.set_nonblocking(true)?;
         stream.set_nodelay(true)?;
         tracing::debug!(%peer, "connected");
-        let driver = SessionDriver::for_socket(config, work, stream.as_fd());
+        let driver = SessionDriver::for_connection(config, work);
         Ok(PollConn {
             stream,
             peer,
@@ -121,7 +121,7 @@ impl PollConn {
     /// The socket failed (reset, broken pipe).
     pub fn drive(&mut self, scratch: &mut [u8]) -> io::Result<Option<u32>> {
         loop {
-            if let Some(n) = self.driver.resume() {
+            if let Some(n) = self.driver.resume(self.stream.as_fd()) {
                 self.flush()?;
                 return Ok(Some(n));
             }
@@ -131,14 +131,14 @@ impl PollConn {
             }
             if self.wants_read() && !self.read_blocked {
                 let handed = match self.stream.read(scratch) {
-                    Ok(0) => self.driver.on_eof(),
+                    Ok(0) => self.driver.on_eof(self.stream.as_fd()),
                     Ok(n) => {
                         self.activity.touch();
-                        self.driver.on_read(&scratch[..n])
+                        self.driver.on_read(&scratch[..n], self.stream.as_fd())
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         self.read_blocked = true;
-                        self.driver.on_idle()
+                        self.driver.on_idle(self.stream.as_fd())
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
                     Err(e) => return Err(e),

@@ -33,12 +33,12 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd as _;
 
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use wasmi::{Caller, Engine, Linker, Module, Store, TypedFunc};
 
 use crate::connection::serve_blocking_with;
-use crate::probe::gone_probe;
+use crate::probe::is_gone;
 use crate::server::Config;
 use crate::service::Rejection;
 use crate::shutdown::Shutdown;
@@ -146,15 +146,14 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
 
 /// The connection thread: starts its isolate, then serves the connection with every
 /// fib request sent to the isolate and its reply awaited.
-fn handle(stream: TcpStream, peer: SocketAddr, config: &Config, module: &FibModule) {
+fn handle(stream: Arc<TcpStream>, peer: SocketAddr, config: &Config, module: &FibModule) {
     let (requests, isolate_requests) = mpsc::channel::<u32>();
     let (isolate_replies, replies) = mpsc::channel::<Result<u64, Rejection>>();
     let module = module.clone();
     // The isolate asks about its client as it computes: a reset stops its work.
-    let mut probe: Gone = match gone_probe(stream.as_fd()) {
-        Some(probe) => Box::new(probe),
-        None => Box::new(|| false),
-    };
+    // The isolate asks the connection's own socket, shared: no duplicate descriptor.
+    let watched = stream.clone();
+    let mut probe: Gone = Box::new(move || is_gone(watched.as_fd()));
     // `--gil`: the isolate's interpreter lock, the process's or its own; the module's
     // `check` is its eval breaker too.
     let gil = crate::gil::for_interpreter();

@@ -59,9 +59,10 @@ pub fn serve(
     let serving = pool.clone();
     // The `threads` model, with fib computed by a worker process.
     super::threads::serve_with(listener, config, shutdown, move |stream, peer, config| {
-        // A second handle on the socket, to see the client go while a worker computes.
-        let watch = stream.try_clone().ok();
-        let mut compute = |n| serving.fib(n, watch.as_ref().map(|s| s.as_fd()));
+        // The connection's own socket, shared, to see the client go while a worker
+        // computes: no duplicate descriptor.
+        let watch = stream.clone();
+        let mut compute = |n| serving.fib(n, Some(watch.as_fd()));
         serve_blocking_with(stream, peer, config, Some(&mut compute));
     })?;
     drop(pool); // the last reference: stops the supervisor, kills and reaps the workers

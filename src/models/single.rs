@@ -45,7 +45,8 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
     };
     let served = (|| {
         while let Some((stream, peer)) = shutdown.accept(&listener)? {
-            let _live = shutdown.track(Some(&stream));
+            let stream = std::sync::Arc::new(stream);
+            let _live = shutdown.track(Some(stream.clone()));
             serve_blocking(stream, peer, config);
         }
         Ok(())

@@ -45,7 +45,7 @@ use crate::service::Rejection;
 use crate::shutdown::{ConnectionGuard, Shutdown};
 
 /// A connection waiting for a worker, with its shutdown registration.
-type Job = (TcpStream, SocketAddr, ConnectionGuard);
+type Job = (Arc<TcpStream>, SocketAddr, ConnectionGuard);
 
 pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::Result<()> {
     // The producer-consumer queue itself is src/pool.rs, shared with the offload pool.
@@ -64,10 +64,11 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
     queue.wait_until_idle(workers);
 
     while let Some((stream, peer)) = shutdown.accept(&listener)? {
-        let live = shutdown.track(Some(&stream));
-        if let Err((mut stream, peer, _live)) = queue.offer((stream, peer, live)) {
+        let stream = Arc::new(stream);
+        let live = shutdown.track(Some(stream.clone()));
+        if let Err((stream, peer, _live)) = queue.offer((stream, peer, live)) {
             tracing::debug!(%peer, "queue full; turning the connection away");
-            let _ = stream.write_all(Rejection::ServerBusy.reply_line().as_bytes());
+            let _ = (&*stream).write_all(Rejection::ServerBusy.reply_line().as_bytes());
         }
     }
     // Workers finish their client, then drain what is queued (those sockets are already

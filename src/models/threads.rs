@@ -28,6 +28,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 
 use crate::connection::serve_blocking;
 use crate::server::Config;
@@ -43,10 +44,11 @@ pub fn serve_with(
     listener: TcpListener,
     config: &Config,
     shutdown: Shutdown,
-    handle: impl Fn(TcpStream, SocketAddr, &Config) + Clone + Send + 'static,
+    handle: impl Fn(Arc<TcpStream>, SocketAddr, &Config) + Clone + Send + 'static,
 ) -> io::Result<()> {
     while let Some((stream, peer)) = shutdown.accept(&listener)? {
-        let live = shutdown.track(Some(&stream));
+        let stream = Arc::new(stream);
+        let live = shutdown.track(Some(stream.clone()));
         let (config, handle) = (config.clone(), handle.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("conn-{peer}"))
