@@ -299,13 +299,7 @@ impl Session {
         out: &mut Vec<u8>,
         gone: Option<&mut dyn FnMut() -> bool>,
     ) -> Option<u32> {
-        let mut handed = None;
-        let held = crate::gil::process().map(crate::gil::Gil::hold);
-        // Reborrowed for this call only, shorter than the lock guard above.
-        let gone = gone.map(|g| -> &mut dyn FnMut() -> bool { g });
-        let (framer, mut state) = self.answering(held.as_ref(), gone);
-        framer.flush_idle(|frame| state.answer(frame, out, &mut handed));
-        handed
+        self.flush(out, gone, |framer, on| framer.flush_idle(on))
     }
 
     /// The client closed its side: answers (or hands back) what is pending.
@@ -319,12 +313,22 @@ impl Session {
         out: &mut Vec<u8>,
         gone: Option<&mut dyn FnMut() -> bool>,
     ) -> Option<u32> {
+        self.flush(out, gone, |framer, on| framer.flush_eof(on))
+    }
+
+    /// Answers what the framer's `flush` (idle or end of input) completes.
+    fn flush(
+        &mut self,
+        out: &mut Vec<u8>,
+        gone: Option<&mut dyn FnMut() -> bool>,
+        flush: FlushFn,
+    ) -> Option<u32> {
         let mut handed = None;
         let held = crate::gil::process().map(crate::gil::Gil::hold);
         // Reborrowed for this call only, shorter than the lock guard above.
         let gone = gone.map(|g| -> &mut dyn FnMut() -> bool { g });
         let (framer, mut state) = self.answering(held.as_ref(), gone);
-        framer.flush_eof(|frame| state.answer(frame, out, &mut handed));
+        flush(framer, &mut |frame| state.answer(frame, out, &mut handed));
         handed
     }
 
@@ -338,6 +342,10 @@ impl Session {
         }
     }
 }
+
+/// One of the framer's flushes (idle, end of input), handing each frame it completes to
+/// the callback.
+type FlushFn = fn(&mut LineFramer, &mut dyn FnMut(Frame<'_>) -> ControlFlow<()>);
 
 /// What answering a frame needs of a [`Session`], borrowed apart from its framer.
 struct Answering<'a> {
