@@ -23,6 +23,9 @@ pub trait AsyncStream {
     fn socket(&self) -> std::os::fd::BorrowedFd<'_>;
 }
 
+/// Bytes an idle connection's pending read holds; see [`async_loop`].
+const WAITING_READ: usize = 64;
+
 /// Serves one connection as an async task: the same steps as
 /// [`super::serve_blocking`], awaiting instead of blocking. With `offload`, fib runs in
 /// the pool and the task awaits the reply, so the executor's thread stays free for
@@ -50,21 +53,35 @@ async fn async_loop<S: AsyncStream>(
         None => Work::Inline,
     };
     let mut driver = SessionDriver::for_connection(config, work);
-    let mut input = vec![0u8; READ_CHUNK];
+    // An idle connection waits with a few bytes of buffer, not a whole chunk: a request
+    // line is a few bytes. A read that fills it means more is there: the next reads
+    // take a chunk for as long as they fill it, and give it back after.
+    let mut waiting = [0u8; WAITING_READ];
+    let mut chunk: Vec<u8> = Vec::new();
     loop {
         if driver.is_finished() {
             return Ok(());
         }
+        let input: &mut [u8] = match chunk.is_empty() {
+            true => &mut waiting,
+            false => &mut chunk,
+        };
         let read = if driver.wants_idle_flush() {
-            stream.try_read(&mut input)
+            stream.try_read(input)
         } else {
             write_pending(&mut stream, &mut driver).await?;
-            stream.read(&mut input).await
+            stream.read(input).await
         };
         let Some(event) = Input::from_read(read)? else {
             continue;
         };
-        let mut handed = event.feed(&mut driver, &input, stream.socket());
+        let filled = matches!(event, Input::Bytes(n) if n == input.len());
+        let mut handed = event.feed(&mut driver, input, stream.socket());
+        match filled {
+            true if chunk.is_empty() => chunk = vec![0u8; READ_CHUNK],
+            true => {}
+            false => chunk = Vec::new(),
+        }
         while let Some(n) = handed {
             let reply = match offload {
                 Some(pool) => pool.fib(n, gone_for(n, stream.socket())).await,
