@@ -35,6 +35,10 @@
 //! `X = min(c / (cross + epoll_wait + fib(n)), 1 / (socket calls + epoll_wait + fib(n)))`;
 //! with `--offload`, fib leaves the loop for the pool and the bound is the loop's socket
 //! calls plus the hand-off, or the pool's CPUs.
+//!
+//! One connection costs: one descriptor, one registration in the kernel's epoll set,
+//! and about 0.35 KiB resident when idle (3,000 clients, debug build, 2026-11-30). Per
+//! round: `epoll_wait` returns only the ready sockets: O(ready), however many are idle.
 
 use std::collections::HashMap;
 use std::io;

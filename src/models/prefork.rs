@@ -32,6 +32,10 @@
 //! Cost model (`CostModel::Prefork`, `src/models/cost.rs`): one client, as `single`; from
 //! two clients a range between `single` (every connection hashed onto one child) and
 //! `threads` (each on its own child): the kernel's `SO_REUSEPORT` hash decides.
+//!
+//! One connection costs: one descriptor in the child serving it; a child serves one
+//! connection at a time, so the others wait in the kernel's backlog of the listening
+//! socket they share.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};

@@ -34,6 +34,10 @@
 //! `X = min(c / (cross + pipe + fib(n)), workers / (socket calls + pipe + fib(n)))`: client,
 //! connection thread and worker process are three threads, so no client/server pair shares
 //! a CPU and every request keeps paying the cross-CPU round trip.
+//!
+//! One connection costs: one descriptor (the worker watches the same socket, shared,
+//! not duplicated) and one thread, about 27 KiB resident when idle (1,000 clients,
+//! debug build, 2026-11-30); the worker processes are per pool, not per connection.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd as _, BorrowedFd};

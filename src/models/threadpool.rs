@@ -33,6 +33,10 @@
 //!
 //! Cost model (`CostModel::ThreadPerConnection`, `src/models/cost.rs`): the same as
 //! `threads` while clients <= `--workers`.
+//!
+//! One connection costs: one descriptor, and a worker for its whole life (or a queue
+//! slot while it waits); at most `--workers` connections are served at once, which
+//! bounds the memory at the price of queued clients.
 
 use std::io::{self, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -25,6 +25,12 @@
 //! CPU and the loop runs at `X = CPUs / (local + fib(n))`, the one-CPU round trip. On a VM
 //! where a wake-up across CPUs costs 30-100 µs that is why a second client multiplies the
 //! throughput: the wake-ups stop, not the work that doubles.
+//!
+//! One connection costs: one descriptor (shared with the shutdown tracker, not
+//! duplicated) and one thread, whose stack is mostly untouched virtual memory: about 27
+//! KiB resident per idle connection (3,000 clients, debug build, 2026-11-30). No per-
+//! round work: each thread blocks in its own `read`; the kernel wakes only the one
+//! whose socket has data.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};

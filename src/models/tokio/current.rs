@@ -21,6 +21,10 @@
 //!
 //! Cost model (`CostModel::EventLoop(Readiness::Epoll)`, `src/models/cost.rs`): as
 //! `epoll`.
+//!
+//! One connection costs: as `tokio`, one descriptor and one task (about 1.8 KiB
+//! resident when idle, 3,000 clients, debug build, 2026-11-30); one thread polls them
+//! all.
 
 use std::io;
 use std::net::TcpListener;

@@ -27,6 +27,11 @@
 //! request crosses CPUs) and `CPUs / (local + fib(n))` (each connection's task runs on its
 //! client's CPU). Which worker wakes for a ready socket decides, and the formula cannot
 //! know it.
+//!
+//! One connection costs: one descriptor, one task waiting with a 64-byte read, and
+//! about 1.8 KiB resident when idle (3,000 clients, debug build, 2026-11-30). Per
+//! round: the runtime's epoll returns the ready sockets and only their tasks run:
+//! O(ready).
 
 use std::io;
 use std::net::TcpListener;
