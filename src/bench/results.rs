@@ -613,17 +613,26 @@ pub(crate) mod tests {
         .collect();
         let mut report = report_of(samples);
         report.starvation = vec![StarvationResult {
+            timeline: vec![10; 30],
+            ..kept_by("threads", 0.75)
+        }];
+        report
+    }
+
+    /// Seed 004's result for `variant`: light throughput 100 req/s before the heavy
+    /// request, `kept` times that during it.
+    pub(crate) fn kept_by(variant: &str, kept: f64) -> StarvationResult {
+        StarvationResult {
             regime: String::new(),
-            variant: "threads".into(),
+            variant: variant.into(),
             heavy_n: 40,
             heavy_s: Some(1.0),
             light_before_rps: 100.0,
-            light_during_rps: 75.0,
-            kept: 0.75,
-            timeline: vec![10; 30],
+            light_during_rps: 100.0 * kept,
+            kept,
+            timeline: vec![],
             heavy_at_s: 1.0,
-        }];
-        report
+        }
     }
 
     #[test]

@@ -33,10 +33,9 @@
 //! Cost model (`CostModel::EventLoop(Readiness::Epoll)`, `src/models/cost.rs`): as
 //! `epoll`: one thread, one `epoll_wait` per batch of ready sockets.
 //!
-//! One connection costs: one descriptor, one task (a boxed future waiting with a
-//! 64-byte read) and about 1.0 KiB resident when idle (3,000 clients, debug build,
-//! 2026-11-30). Per round: one `epoll_wait`, then only the woken tasks are polled:
-//! O(ready).
+//! One connection costs: one descriptor and one task, a boxed future waiting with a
+//! 64-byte read (a 16 KiB chunk only while reads fill it). Per round: one `epoll_wait`,
+//! then only the woken tasks are polled: O(ready).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::{Future, poll_fn};

@@ -30,9 +30,8 @@
 //! request, and fib(n) timed in the same interpreter at calibration.
 //!
 //! One connection costs: one descriptor, two threads (the connection's and its
-//! isolate's) and an interpreter store: about 62 KiB resident per idle connection
-//! (1,000 clients, debug build, 2026-11-30), the most of any model: isolation is paid
-//! in memory.
+//! isolate's) and an interpreter store with its own memory: the most of any model,
+//! since isolation is paid in memory.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -31,10 +31,9 @@
 //! is never woken, so each request pays one wake-up (the client's) instead of two; with a
 //! busy-polling client, none.
 //!
-//! One connection costs: one descriptor and about 0.27 KiB resident when idle (3,000
-//! clients, debug build, 2026-11-30). Per round: one `read` (and perhaps a `write`) per
-//! connection, idle ones included: O(connections) system calls, which is what the
-//! spinning loop burns its core on.
+//! One connection costs: one descriptor and its small connection state. Per round: one
+//! `read` (and perhaps a `write`) per connection, idle ones included: O(connections)
+//! system calls, which is what the spinning loop burns its core on.
 
 use std::io;
 use std::net::TcpListener;

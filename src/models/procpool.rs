@@ -36,8 +36,8 @@
 //! a CPU and every request keeps paying the cross-CPU round trip.
 //!
 //! One connection costs: one descriptor (the worker watches the same socket, shared,
-//! not duplicated) and one thread, about 27 KiB resident when idle (1,000 clients,
-//! debug build, 2026-11-30); the worker processes are per pool, not per connection.
+//! not duplicated) and one thread; the worker processes are per pool, not per
+//! connection.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd as _, BorrowedFd};

@@ -36,9 +36,8 @@
 //! sleeps and `cross` becomes the spinning round trip.
 //!
 //! One connection costs: one descriptor (and at most FD_SETSIZE, 1,024, of them) and
-//! about 0.25 KiB resident when idle (900 clients, debug build, 2026-11-30). Per round:
-//! the descriptor set is built and scanned in full, by the loop and by the kernel:
-//! O(connections), idle ones included.
+//! its small connection state. Per round: the descriptor set is built and scanned in
+//! full, by the loop and by the kernel: O(connections), idle ones included.
 
 use std::io::{self, Write as _};
 use std::net::TcpListener;

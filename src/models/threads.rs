@@ -27,10 +27,9 @@
 //! throughput: the wake-ups stop, not the work that doubles.
 //!
 //! One connection costs: one descriptor (shared with the shutdown tracker, not
-//! duplicated) and one thread, whose stack is mostly untouched virtual memory: about 27
-//! KiB resident per idle connection (3,000 clients, debug build, 2026-11-30). No per-
-//! round work: each thread blocks in its own `read`; the kernel wakes only the one
-//! whose socket has data.
+//! duplicated) and one thread, whose stack is mostly untouched virtual memory, so a
+//! thread's resident cost is the pages it touched. No per-round work: each thread
+//! blocks in its own `read`; the kernel wakes only the one whose socket has data.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};

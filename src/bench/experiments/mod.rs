@@ -429,17 +429,7 @@ mod tests {
         let mut report = crate::bench::results::tests::report_of(samples);
         report.starvation = kept
             .iter()
-            .map(|&(variant, kept)| StarvationResult {
-                regime: String::new(),
-                variant: variant.into(),
-                heavy_n: 40,
-                heavy_s: Some(1.0),
-                light_before_rps: 100.0,
-                light_during_rps: 100.0 * kept,
-                kept,
-                timeline: vec![],
-                heavy_at_s: 1.0,
-            })
+            .map(|&(variant, kept)| crate::bench::results::tests::kept_by(variant, kept))
             .collect();
         report
     }
@@ -527,14 +517,7 @@ mod tests {
         r.starvation = ["shared", "pinned-spinning"]
             .map(|regime| StarvationResult {
                 regime: regime.into(),
-                variant: "coroutines".into(),
-                heavy_n: 40,
-                heavy_s: Some(1.0),
-                light_before_rps: 100.0,
-                light_during_rps: 0.0,
-                kept: 0.0,
-                timeline: vec![],
-                heavy_at_s: 1.0,
+                ..crate::bench::results::tests::kept_by("coroutines", 0.0)
             })
             .to_vec();
         r

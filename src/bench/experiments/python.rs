@@ -816,17 +816,7 @@ mod tests {
 
     fn kept(row: &str, kept: f64) -> crate::bench::results::PythonStarvation {
         crate::bench::results::PythonStarvation {
-            result: crate::bench::results::StarvationResult {
-                regime: String::new(),
-                variant: row.into(),
-                heavy_n: 40,
-                heavy_s: Some(1.0),
-                light_before_rps: 100.0,
-                light_during_rps: 100.0 * kept,
-                kept,
-                timeline: vec![],
-                heavy_at_s: 1.0,
-            },
+            result: crate::bench::results::tests::kept_by(row, kept),
             gil: None,
         }
     }

@@ -28,10 +28,9 @@
 //! client's CPU). Which worker wakes for a ready socket decides, and the formula cannot
 //! know it.
 //!
-//! One connection costs: one descriptor, one task waiting with a 64-byte read, and
-//! about 1.8 KiB resident when idle (3,000 clients, debug build, 2026-11-30). Per
-//! round: the runtime's epoll returns the ready sockets and only their tasks run:
-//! O(ready).
+//! One connection costs: one descriptor and one task waiting with a 64-byte read (a 16
+//! KiB chunk only while reads fill it). Per round: the runtime's epoll returns the
+//! ready sockets and only their tasks run: O(ready).
 
 use std::io;
 use std::net::TcpListener;
