@@ -21,6 +21,7 @@
 //! | `process_start` | starting `fiblab --version` and waiting for it |
 //! | `epoll_1`, `epoll_1000` | one `epoll_wait` with no timeout over 1 and 1000 idle descriptors |
 //! | `select_1`, `select_1000` | one `select` with no timeout over 1 and 1000 idle descriptors |
+//! | `read_idle` | one non-blocking `read` on an idle TCP socket (`EAGAIN`), taken in turn over 256 of them: what the `nonblocking` model pays for every idle connection on every round |
 //! | `handoff` | a value sent to another thread over a channel and one sent back (the isolates' and `--offload`'s hop), both threads on one CPU |
 //! | `fib` | fib(n) on one core, for each n asked |
 //! | `fib_interpreted` | fib(n) in the `isolates` model's WebAssembly interpreter (wasmi), for each n asked |
@@ -118,6 +119,9 @@ pub struct Calibration {
     pub epoll_1000: Option<Measure>,
     pub select_1: Option<Measure>,
     pub select_1000: Option<Measure>,
+    /// One non-blocking read that finds nothing, µs.
+    #[serde(default)]
+    pub read_idle: Option<Measure>,
     #[serde(default)]
     pub handoff: Option<Measure>,
     pub fib: Vec<FibCost>,
@@ -199,6 +203,7 @@ impl Calibration {
             epoll_1000: Measure::of(repeat(|| epoll_wait(1000).ok())),
             select_1: Measure::of(repeat(|| select_call(1).ok())),
             select_1000: Measure::of(repeat(|| select_call(1000).ok())),
+            read_idle: Measure::of(repeat(|| read_idle().ok())),
             handoff: Measure::of(repeat(|| handoff(first).ok())),
             fib: ns
                 .iter()
@@ -305,6 +310,7 @@ impl Calibration {
             ("epoll_wait, 1000 descriptors".into(), self.epoll_1000),
             ("select, 1 descriptor".into(), self.select_1),
             ("select, 1000 descriptors".into(), self.select_1000),
+            ("non-blocking read of an idle socket".into(), self.read_idle),
             (
                 "hand-off to a thread on the same CPU and back".into(),
                 self.handoff,
@@ -675,6 +681,29 @@ fn select_call(count: usize) -> io::Result<f64> {
         let mut zero = TimeVal::new(0, 0);
         let _ = select(nfds, &mut set, None, None, &mut zero);
     }))
+}
+
+/// One non-blocking `read` on an idle TCP socket, which finds nothing (`EAGAIN`), µs:
+/// taken in turn over 256 idle connections, as the `nonblocking` loop takes them, so
+/// the caches hold no one socket's state.
+fn read_idle() -> io::Result<f64> {
+    const SOCKETS: usize = 256;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let mut clients = Vec::with_capacity(SOCKETS);
+    let mut servers = Vec::with_capacity(SOCKETS);
+    for _ in 0..SOCKETS {
+        let client = TcpStream::connect(listener.local_addr()?)?;
+        client.set_nonblocking(true)?;
+        clients.push(client);
+        servers.push(listener.accept()?.0);
+    }
+    let mut byte = [0u8; 64];
+    let sweep = per_call(40, || {
+        for client in &mut clients {
+            let _ = black_box(client.read(&mut byte));
+        }
+    });
+    Ok(sweep / SOCKETS as f64)
 }
 
 /// The mean round trip of a value to another thread over a channel and back, µs, both

@@ -202,3 +202,110 @@ fn pin_before_exec(command: &mut Command, cpus: &[usize]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// What a process and every process below it hold, read from `/proc` (Linux): the
+/// server's side of a connection, wherever the model keeps it (`prefork`'s children
+/// hold their own clients, `procpool`'s workers hold none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Processes counted: the root and its descendants.
+    pub processes: usize,
+    /// Open descriptors (`/proc/PID/fd`), summed.
+    pub descriptors: usize,
+    /// Resident memory (`VmRSS`), KiB, summed. Kernel memory (socket buffers, a
+    /// thread's kernel stack) is not in it.
+    pub rss_kib: u64,
+    /// Address space (`VmSize`), KiB, summed: what threads' stacks reserve shows here.
+    pub vsz_kib: u64,
+    /// Threads (`Threads`), summed.
+    pub threads: u64,
+}
+
+impl Usage {
+    /// `pid` and its descendants now.
+    ///
+    /// # Errors
+    /// `/proc/PID` cannot be read (the process is gone, or this is not Linux).
+    pub fn of_tree(pid: u32) -> io::Result<Usage> {
+        let mut usage = Usage::default();
+        for pid in tree(pid)? {
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+                continue; // gone meanwhile
+            };
+            let field = |name: &str| -> u64 {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            usage.processes += 1;
+            usage.rss_kib += field("VmRSS:");
+            usage.vsz_kib += field("VmSize:");
+            usage.threads += field("Threads:");
+            usage.descriptors += std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|dir| dir.count())
+                .unwrap_or(0);
+        }
+        Ok(usage)
+    }
+}
+
+/// `root` and every process whose chain of parents reaches it, from `/proc/*/stat`.
+fn tree(root: u32) -> io::Result<Vec<u32>> {
+    std::fs::metadata(format!("/proc/{root}"))?;
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, ppid)| *ppid == parent)
+                .map(|(pid, _)| *pid),
+        );
+        i += 1;
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_tree_counts_its_children() {
+        let me = std::process::id();
+        let alone = Usage::of_tree(me).unwrap();
+        assert!(alone.descriptors >= 3 && alone.rss_kib > 0 && alone.threads >= 1);
+        assert!(alone.vsz_kib >= alone.rss_kib);
+        let mut child = Command::new("sleep").arg("5").spawn().unwrap();
+        let with_child = Usage::of_tree(me).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(with_child.processes, alone.processes + 1);
+        assert!(Usage::of_tree(u32::MAX).is_err());
+    }
+}

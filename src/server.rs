@@ -56,6 +56,10 @@ pub struct Config {
     pub switch_interval: Duration,
     /// `--gil-stats`: a file the server keeps rewriting with its lock counters.
     pub gil_stats: Option<PathBuf>,
+    /// `--stack-size`: bytes of stack for each connection thread of the
+    /// thread-per-connection models (`threads`, `isolates`, `procpool`); `None`: Rust's
+    /// default (2 MiB, or `RUST_MIN_STACK`).
+    pub stack_size: Option<usize>,
 }
 
 impl Default for Config {
@@ -74,6 +78,7 @@ impl Default for Config {
             gil: None,
             switch_interval: crate::gil::DEFAULT_SWITCH_INTERVAL,
             gil_stats: None,
+            stack_size: None,
         }
     }
 }
@@ -138,6 +143,10 @@ pub fn bind_with(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> 
     Ok(socket.into())
 }
 
+/// The smallest `--stack-size`: a connection thread's frames (the session, fib's
+/// recursion to `--max-n`, formatting) need well under this, with room for a debug build.
+pub const MIN_STACK_SIZE: usize = 64 << 10;
+
 /// A server setting that cannot be used as given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -145,6 +154,10 @@ pub enum ConfigError {
     MaxNTooLarge(u32),
     #[error("--workers must be at least 1")]
     NoWorkers,
+    #[error(
+        "--stack-size {0} is too small: a connection thread needs at least {MIN_STACK_SIZE} bytes (64KiB)"
+    )]
+    StackTooSmall(usize),
 }
 
 /// The flags of `fiblab serve` that make a [`Config`]: the one parser of a server's
@@ -211,6 +224,13 @@ pub struct ConfigArgs {
     /// waits, drop requests, forced switches), every 50 ms.
     #[arg(long)]
     pub gil_stats: Option<PathBuf>,
+    /// Stack of each connection thread in the thread-per-connection models (threads,
+    /// isolates, procpool), e.g. 256KiB; at least 64KiB. Default: Rust's, 2 MiB. A
+    /// thread's stack is reserved address space; only the pages it touches are
+    /// resident, so a smaller stack lets more threads fit in the address space but
+    /// saves little memory (see the `connections` bench experiment).
+    #[arg(long, value_parser = crate::units::parse_bytes)]
+    pub stack_size: Option<usize>,
 }
 
 impl ConfigArgs {
@@ -230,6 +250,9 @@ impl ConfigArgs {
         if self.workers == Some(0) {
             return Err(ConfigError::NoWorkers);
         }
+        if let Some(size) = self.stack_size.filter(|&s| s < MIN_STACK_SIZE) {
+            return Err(ConfigError::StackTooSmall(size));
+        }
         Ok(Config {
             service: Service {
                 kind: self.service,
@@ -247,6 +270,7 @@ impl ConfigArgs {
             gil: self.gil,
             switch_interval: self.switch_interval,
             gil_stats: self.gil_stats,
+            stack_size: self.stack_size,
         })
     }
 }
@@ -270,6 +294,7 @@ impl Config {
             gil,
             switch_interval,
             ref gil_stats,
+            stack_size,
         } = *self;
         let mut args = vec![
             format!("--service={kind}"),
@@ -299,6 +324,12 @@ impl Config {
         }
         if let Some(path) = gil_stats {
             args.push(format!("--gil-stats={}", path.display()));
+        }
+        if let Some(bytes) = stack_size {
+            args.push(format!(
+                "--stack-size={}",
+                crate::units::format_bytes(bytes)
+            ));
         }
         args
     }
@@ -414,6 +445,7 @@ mod tests {
             gil: Some(GilMode::PerInterpreter),
             switch_interval: Duration::from_millis(7),
             gil_stats: Some(PathBuf::from("/tmp/gil.json")),
+            stack_size: Some(192 << 10),
         };
         let defaults = Config::default();
         assert_ne!(config.service.kind, defaults.service.kind);
@@ -445,6 +477,13 @@ mod tests {
         );
         let args = Flags::try_parse_from(["fiblab", "-w", "0"]).unwrap().config;
         assert_eq!(args.into_config(false, 1), Err(ConfigError::NoWorkers));
+        let args = Flags::try_parse_from(["fiblab", "--stack-size", "16KiB"])
+            .unwrap()
+            .config;
+        assert_eq!(
+            args.into_config(false, 1),
+            Err(ConfigError::StackTooSmall(16 << 10))
+        );
     }
 
     #[test]

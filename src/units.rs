@@ -63,6 +63,43 @@ pub fn format_duration(duration: Duration) -> String {
     format!("{}us", duration.as_micros())
 }
 
+/// Parses a size in bytes: `131072`, `128KiB`, `2MiB`, `1GiB` (also `K`, `KB`, `M`, `MB`,
+/// `G`, `GB`, all binary: 1 KiB = 1024 bytes).
+///
+/// # Errors
+/// Not a whole number, an unknown unit, or past what a usize holds.
+pub fn parse_bytes(text: &str) -> Result<usize, ParseError> {
+    let text = text.trim();
+    let bad = || {
+        ParseError(format!(
+            "'{text}' is not a size: try 256KiB, 2MiB or 131072"
+        ))
+    };
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: usize = number.trim().parse().map_err(|_| bad())?;
+    let scale: usize = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    value.checked_mul(scale).ok_or_else(bad)
+}
+
+/// A size as a person reads it: `2MiB`, `128KiB`, or bytes when neither divides it.
+/// [`parse_bytes`] reads it back exactly.
+pub fn format_bytes(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{}MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{}KiB", b >> 10),
+        b => b.to_string(),
+    }
+}
+
 /// Parses a CPU list: `0,1`, `2-3`, `0, 2-3`.
 ///
 /// # Errors
@@ -134,6 +171,28 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_back_as_written() {
+        assert_eq!(parse_bytes("131072"), Ok(131_072));
+        assert_eq!(parse_bytes("128KiB"), Ok(128 << 10));
+        assert_eq!(parse_bytes("2 MiB"), Ok(2 << 20));
+        assert_eq!(parse_bytes("1g"), Ok(1 << 30));
+        for bad in [
+            "",
+            "KiB",
+            "1.5MiB",
+            "-4K",
+            "3 parsecs",
+            "99999999999999999999G",
+        ] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+        for bytes in [1, 1000, 4096, 3 << 20, (1 << 20) + 1] {
+            assert_eq!(parse_bytes(&format_bytes(bytes)), Ok(bytes));
+        }
+        assert_eq!(format_bytes(256 << 10), "256KiB");
+    }
 
     #[test]
     fn durations() {

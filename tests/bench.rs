@@ -204,6 +204,7 @@ fn fixture() -> BenchReport {
         calibration: None,
         regimes: vec![],
         python: None,
+        connections: None,
     }
 }
 

@@ -109,6 +109,7 @@ pub fn measure(
         calibration: None,
         regimes: plans.clone(),
         python: None,
+        connections: None,
     };
     progress(Step {
         done: 0,

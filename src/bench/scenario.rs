@@ -43,6 +43,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("seeds", include_str!("../../scenarios/seeds.toml")),
     ("full", include_str!("../../scenarios/full.toml")),
     ("python", include_str!("../../scenarios/python.toml")),
+    ("c10k", include_str!("../../scenarios/c10k.toml")),
 ];
 
 /// A shipped scenario by name, or a scenario file by path.
@@ -85,6 +86,9 @@ pub struct Scenario {
     /// The seeds' Python results with an emulated GIL: see [`Python`].
     #[serde(default)]
     pub python: Option<Python>,
+    /// Many idle connections (C10K): see [`Connections`].
+    #[serde(default)]
+    pub connections: Option<Connections>,
     /// How server and load generator share the machine; every cell is measured in
     /// each. Default: `["shared"]`.
     #[serde(default = "Regime::default_list")]
@@ -268,6 +272,9 @@ pub struct Overrides {
     /// Leave out seed 004's starvation experiment.
     #[arg(long)]
     pub no_starvation: bool,
+    /// Leave out the connections (C10K) experiment.
+    #[arg(long)]
+    pub no_connections: bool,
 }
 
 impl Overrides {
@@ -315,6 +322,9 @@ impl Overrides {
         if self.no_starvation {
             scenario.starvation = None;
         }
+        if self.no_connections {
+            scenario.connections = None;
+        }
         scenario.check()?;
         Ok(scenario)
     }
@@ -358,6 +368,45 @@ pub struct Python {
     pub length: Duration,
 }
 
+/// The connections experiment (`scenarios/c10k.toml`): for each of `models`, a fresh
+/// server holding each of `idle` idle connections in turn (each after one fib(1)),
+/// and meanwhile `active` closed-loop clients of fib(`n`) measured for `duration`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connections {
+    #[serde(deserialize_with = "variant")]
+    pub models: Vec<Variant>,
+    /// Idle connection counts, rising; a model that cannot hold one is not tried at the
+    /// larger ones.
+    pub idle: Vec<usize>,
+    /// Active client counts measured at each idle count.
+    pub active: Vec<usize>,
+    /// The active clients' request, fib(n).
+    pub n: u32,
+    #[serde(deserialize_with = "duration")]
+    pub duration: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub warmup: Duration,
+    /// Extra `threads` rows with these `--stack-size`s (`"128KiB"`), beside the default.
+    #[serde(default, deserialize_with = "sizes")]
+    pub thread_stacks: Vec<usize>,
+}
+
+fn sizes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<usize>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|text| {
+            let bytes = crate::units::parse_bytes(text).map_err(serde::de::Error::custom)?;
+            match bytes >= crate::server::MIN_STACK_SIZE {
+                true => Ok(bytes),
+                false => Err(serde::de::Error::custom(format!(
+                    "thread stack {text} is below the servers' minimum of 64KiB"
+                ))),
+            }
+        })
+        .collect()
+}
+
 /// A model as a scenario names it (`epoll`, `epoll+offload`), checked against the
 /// registry.
 fn variant<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Variant>, D::Error> {
@@ -381,7 +430,9 @@ impl Scenario {
 
     fn check(&self) -> Result<(), ScenarioError> {
         let scenario = self;
-        if (scenario.models.is_empty() && scenario.python.is_none())
+        if (scenario.models.is_empty()
+            && scenario.python.is_none()
+            && scenario.connections.is_none())
             || scenario.workloads.is_empty()
             || scenario.clients.is_empty()
         {
@@ -413,6 +464,19 @@ impl Scenario {
                 "workload n = {n} is above the servers' --max-n {}",
                 crate::service::DEFAULT_MAX_N
             )));
+        }
+        if let Some(c) = &scenario.connections
+            && (c.models.is_empty()
+                || c.idle.is_empty()
+                || c.active.is_empty()
+                || c.idle.contains(&0)
+                || c.active.contains(&0)
+                || c.n > crate::service::DEFAULT_MAX_N
+                || !c.idle.is_sorted())
+        {
+            return Err(ScenarioError(
+                "[connections] needs models, rising idle counts and active client counts (all at least 1), and n up to the servers' --max-n".into(),
+            ));
         }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         if let Some(p) = &scenario.pinning
@@ -480,7 +544,25 @@ impl Scenario {
                 * self.repetitions as u32
                 + (p.length + Duration::from_millis(300)) * rows
         });
-        per_cell * (self.cells(extra_rows) * self.repetitions) as u32 + starts + starvation + python
+        let connections = self.connections.as_ref().map_or(Duration::ZERO, |c| {
+            // Per row and idle count: a server start, the opening (about 150 µs per
+            // connection on a 2-core VM), a settle, and the active loads.
+            let rows = (c.models.len() + c.thread_stacks.len()) as u32;
+            let opening: Duration = c
+                .idle
+                .iter()
+                .map(|&n| Duration::from_micros(150) * n as u32)
+                .sum();
+            let fixed = (Duration::from_millis(900)
+                + (c.duration + c.warmup + Duration::from_millis(100)) * c.active.len() as u32)
+                * c.idle.len() as u32;
+            (opening + fixed) * rows
+        });
+        per_cell * (self.cells(extra_rows) * self.repetitions) as u32
+            + starts
+            + starvation
+            + python
+            + connections
     }
 }
 

@@ -47,6 +47,12 @@ pub struct LoadArgs {
     /// Connections.
     #[arg(short, long, default_value_t = 1)]
     conns: usize,
+    /// First open this many more connections, each sending one fib(1) and then
+    /// staying idle, and hold them while the load runs (the C10K question: what do
+    /// idle clients cost the active ones?). The descriptor limit is raised to the
+    /// hard limit; see `ulimit -Hn`.
+    #[arg(long, default_value_t = 0)]
+    idle: usize,
     /// Requests in flight per connection (open loop: at most this many; later ones
     /// wait and are measured from when they were due).
     #[arg(long, default_value_t = 1)]
@@ -147,6 +153,24 @@ pub fn run(args: LoadArgs) -> Result<()> {
     }
     let spec = args.spec()?;
     let interrupt = fiblab::shutdown::interrupt_flag()?;
+    // Held until the report is written: the idle clients stay connected throughout.
+    let _idle = match args.idle {
+        0 => None,
+        n => {
+            let held = load::hold::hold(&load::hold::HoldSpec::fib1(spec.addr, n))
+                .context("cannot open the idle connections")?;
+            eprintln!(
+                "idle connections: {} of {n} held ({}) in {:.2} s{}",
+                held.answered,
+                held.describe(),
+                held.took.as_secs_f64(),
+                held.stopped
+                    .as_deref()
+                    .map_or(String::new(), |why| format!("; {why}"))
+            );
+            Some(held)
+        }
+    };
     let report = if args.tui {
         if !io::stdout().is_terminal() {
             bail!("--tui needs a terminal on standard output; leave it out to get the text report");

@@ -24,6 +24,7 @@
 //! worker.rs  one thread's event loop over its connections
 //! stats.rs   what the threads record, and the counters they share
 //! report.rs  Report::from_threads, and the text / JSON / CSV renderers
+//! hold.rs    idle connections held open meanwhile (`--idle`, the C10K experiment)
 //! ```
 //!
 //! The client watches itself: each thread's CPU time is measured, and a report says
@@ -32,6 +33,7 @@
 //! core per thread), and `--cpus` pins the threads; both are recorded in the report,
 //! because on a small VM they change round-trip figures several times over.
 
+pub mod hold;
 pub mod mix;
 pub mod report;
 mod spec;

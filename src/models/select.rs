@@ -58,6 +58,9 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
     let mut scratch = vec![0u8; READ_CHUNK];
     let mut drain = Drain::new(config.grace);
     let mut sweep = IdleSweep::new(config.idle_timeout);
+    // Clients turned away since the last one admitted: logged once per episode, as a
+    // flood past the ceiling would otherwise write a line per client.
+    let mut turned_away = 0usize;
     loop {
         let stopping = shutdown.is_triggered();
         let mut timeout = None;
@@ -135,9 +138,19 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
             // A transient failure is retried at the next select: the listener stays readable.
             let _ = accept_pending(&listener, &shutdown, |mut stream, peer| {
                 if stream.as_raw_fd() as usize >= FD_SETSIZE {
-                    tracing::warn!(%peer, fd = stream.as_raw_fd(), "descriptor past select's FD_SETSIZE; turning the client away");
+                    if turned_away == 0 {
+                        tracing::warn!(%peer, fd = stream.as_raw_fd(), "descriptor past select's FD_SETSIZE; turning clients away until one leaves");
+                    }
+                    turned_away += 1;
                     let _ = stream.write_all(Rejection::ServerBusy.reply_line().as_bytes());
                     return;
+                }
+                if turned_away > 0 {
+                    tracing::warn!(
+                        turned_away,
+                        "admitting clients again after turning some away past FD_SETSIZE"
+                    );
+                    turned_away = 0;
                 }
                 match PollConn::new(stream, peer, config, Work::Inline) {
                     Ok(mut conn) => {

@@ -13,6 +13,7 @@
 //! Adding an experiment is one module here and one entry in [`EXPERIMENTS`] (and, if it
 //! keeps new records, a field in [`BenchReport`]); no other experiment's file changes.
 
+pub mod connections;
 pub mod python;
 pub mod seed_tables;
 pub mod starvation;
@@ -58,6 +59,7 @@ pub const EXPERIMENTS: &[&dyn Experiment] = &[
     &seed_tables::SeedTables,
     &starvation::Starvation,
     &python::Python,
+    &connections::Connections,
 ];
 
 /// Every experiment's findings, in the order the seeds state the claims (by source;
