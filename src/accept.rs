@@ -92,9 +92,45 @@ impl Backoff {
     }
 }
 
+/// Memory maps one Rust thread takes: its stack and the guard page below it, and the
+/// signal stack the standard library gives every thread and its guard page.
+pub const MAPS_PER_THREAD: usize = 4;
+
+/// How many more connections, each with `threads_per_connection` threads, fit under the
+/// kernel's `vm.max_map_count` (maps per process), keeping a sixteenth of it for the
+/// heap, the allocator's arenas and the libraries; `None` where `/proc` cannot say.
+///
+/// A thread-per-connection server must stop below it: past it, `mmap` fails inside a
+/// new thread's start-up (its signal stack), where Rust cannot report an error and
+/// aborts the whole process. At the default 65,530 that is about 15,000 threads.
+pub fn thread_room(threads_per_connection: usize) -> Option<(usize, usize)> {
+    let limit: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let now = std::fs::read_to_string("/proc/self/maps")
+        .ok()?
+        .lines()
+        .count();
+    let free = limit.saturating_sub(now + limit / 16);
+    Some((
+        free / (MAPS_PER_THREAD * threads_per_connection.max(1)),
+        limit,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thread_room_leaves_the_maps_a_thread_needs() {
+        let (one, limit) = thread_room(1).expect("Linux has /proc/sys/vm/max_map_count");
+        let (two, _) = thread_room(2).unwrap();
+        assert!(one > 0 && one * MAPS_PER_THREAD < limit);
+        assert!(two <= one / 2 + 1, "{two} vs {one}");
+    }
 
     #[test]
     fn a_failure_pauses_and_a_success_ends_the_episode() {

@@ -21,6 +21,7 @@
 //! | `process_start` | starting `fiblab --version` and waiting for it |
 //! | `epoll_1`, `epoll_1000` | one `epoll_wait` with no timeout over 1 and 1000 idle descriptors |
 //! | `select_1`, `select_1000` | one `select` with no timeout over 1 and 1000 idle descriptors |
+//! | `select_idle_1000` | a ping-pong through a blocking `select` loop watching 1000 idle descriptors besides the active one, minus the same loop watching none, both threads on one CPU: what 1000 idle connections add to each request of the `select` model (the kernel registers on every descriptor's wait queue, sleeps, scans them all again and unregisters) |
 //! | `read_idle` | one non-blocking `read` on an idle TCP socket (`EAGAIN`), taken in turn over 256 of them: what the `nonblocking` model pays for every idle connection on every round |
 //! | `handoff` | a value sent to another thread over a channel and one sent back (the isolates' and `--offload`'s hop), both threads on one CPU |
 //! | `fib` | fib(n) on one core, for each n asked |
@@ -119,6 +120,9 @@ pub struct Calibration {
     pub epoll_1000: Option<Measure>,
     pub select_1: Option<Measure>,
     pub select_1000: Option<Measure>,
+    /// What 1000 idle descriptors add to a blocking select loop's round trip, µs.
+    #[serde(default)]
+    pub select_idle_1000: Option<Measure>,
     /// One non-blocking read that finds nothing, µs.
     #[serde(default)]
     pub read_idle: Option<Measure>,
@@ -203,6 +207,7 @@ impl Calibration {
             epoll_1000: Measure::of(repeat(|| epoll_wait(1000).ok())),
             select_1: Measure::of(repeat(|| select_call(1).ok())),
             select_1000: Measure::of(repeat(|| select_call(1000).ok())),
+            select_idle_1000: Measure::of(repeat(|| select_idle(1000, first).ok())),
             read_idle: Measure::of(repeat(|| read_idle().ok())),
             handoff: Measure::of(repeat(|| handoff(first).ok())),
             fib: ns
@@ -310,6 +315,10 @@ impl Calibration {
             ("epoll_wait, 1000 descriptors".into(), self.epoll_1000),
             ("select, 1 descriptor".into(), self.select_1),
             ("select, 1000 descriptors".into(), self.select_1000),
+            (
+                "select loop, added by 1000 idle descriptors".into(),
+                self.select_idle_1000,
+            ),
             ("non-blocking read of an idle socket".into(), self.read_idle),
             (
                 "hand-off to a thread on the same CPU and back".into(),
@@ -684,26 +693,95 @@ fn select_call(count: usize) -> io::Result<f64> {
 }
 
 /// One non-blocking `read` on an idle TCP socket, which finds nothing (`EAGAIN`), µs:
-/// taken in turn over 256 idle connections, as the `nonblocking` loop takes them, so
-/// the caches hold no one socket's state.
+/// taken in turn over up to 4096 idle connections, as the `nonblocking` loop takes
+/// them, so that no one socket's state stays in the caches.
 fn read_idle() -> io::Result<f64> {
-    const SOCKETS: usize = 256;
+    crate::server::raise_descriptor_limit();
+    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft as usize);
+    let sockets = (limit.saturating_sub(256) / 2).clamp(1, 4096);
     let listener = TcpListener::bind("127.0.0.1:0")?;
-    let mut clients = Vec::with_capacity(SOCKETS);
-    let mut servers = Vec::with_capacity(SOCKETS);
-    for _ in 0..SOCKETS {
+    let mut clients = Vec::with_capacity(sockets);
+    let mut servers = Vec::with_capacity(sockets);
+    for _ in 0..sockets {
         let client = TcpStream::connect(listener.local_addr()?)?;
         client.set_nonblocking(true)?;
         clients.push(client);
         servers.push(listener.accept()?.0);
     }
     let mut byte = [0u8; 64];
-    let sweep = per_call(40, || {
+    let sweep = per_call(20, || {
         for client in &mut clients {
             let _ = black_box(client.read(&mut byte));
         }
     });
-    Ok(sweep / SOCKETS as f64)
+    Ok(sweep / sockets as f64)
+}
+
+/// What `idle` idle descriptors add to a round trip through a blocking `select` loop,
+/// µs: the loop selects over one active socket and the idle ones, reads a byte and
+/// answers it; timed with `idle` descriptors and with none, both threads on `cpu`.
+fn select_idle(idle: usize, cpu: Option<usize>) -> io::Result<f64> {
+    // On a thread of its own, so the pinning ends with it.
+    std::thread::spawn(move || {
+        let with = select_loop_round_trip(idle, cpu)?;
+        let without = select_loop_round_trip(0, cpu)?;
+        Ok((with - without).max(0.0))
+    })
+    .join()
+    .map_err(|_| io::Error::other("the select timing panicked"))?
+}
+
+fn select_loop_round_trip(idle: usize, cpu: Option<usize>) -> io::Result<f64> {
+    use nix::sys::select::{FdSet, select};
+    use std::os::unix::net::UnixStream;
+    let fds = idle_descriptors(idle)?;
+    let (mut client, server) = UnixStream::pair()?;
+    if server.as_raw_fd() as usize >= nix::sys::select::FD_SETSIZE {
+        return Err(io::Error::other("descriptors past FD_SETSIZE"));
+    }
+    std::thread::scope(|scope| {
+        let looper = scope.spawn(|| -> io::Result<()> {
+            if let Some(cpu) = cpu {
+                cpu::pin_current_thread(cpu)?;
+            }
+            let mut server = &server;
+            let nfds = fds
+                .iter()
+                .map(|f| f.as_raw_fd())
+                .chain(std::iter::once(server.as_raw_fd()))
+                .max()
+                .unwrap_or(0)
+                + 1;
+            let mut byte = [0u8; 1];
+            loop {
+                let mut set = FdSet::new();
+                for fd in &fds {
+                    set.insert(fd.as_fd());
+                }
+                set.insert(server.as_fd());
+                select(nfds, &mut set, None, None, None).map_err(io::Error::from)?;
+                server.read_exact(&mut byte)?;
+                if byte[0] == 0 {
+                    return Ok(());
+                }
+                server.write_all(&byte)?;
+            }
+        });
+        if let Some(cpu) = cpu {
+            cpu::pin_current_thread(cpu)?;
+        }
+        let mut byte = [1u8; 1];
+        let took = per_call(2000, || {
+            let _ = client.write_all(&[1]);
+            let _ = client.read_exact(&mut byte);
+        });
+        client.write_all(&[0])?;
+        looper
+            .join()
+            .map_err(|_| io::Error::other("the select loop panicked"))??;
+        Ok(took)
+    })
 }
 
 /// The mean round trip of a value to another thread over a channel and back, µs, both

@@ -198,6 +198,7 @@ fn calibrate_json_has_the_documented_shape() {
         "epoll_1000",
         "select_1",
         "select_1000",
+        "select_idle_1000",
         "read_idle",
         "handoff",
     ] {

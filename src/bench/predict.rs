@@ -362,6 +362,7 @@ pub(crate) mod tests {
             epoll_1000: m(0.1),
             select_1: m(0.3),
             select_1000: m(60.0),
+            select_idle_1000: m(150.0),
             read_idle: m(0.5),
             handoff: m(3.4),
             rtt_client_spinning: m(38.0),

@@ -143,9 +143,15 @@ impl Isolate {
 pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::Result<()> {
     let module = FibModule::assemble()?;
     // The `threads` model, with fib computed by the connection's own isolate.
-    super::threads::serve_with(listener, config, shutdown, move |stream, peer, config| {
-        handle(stream, peer, config, &module);
-    })
+    super::threads::serve_with(
+        listener,
+        config,
+        shutdown,
+        2,
+        move |stream, peer, config| {
+            handle(stream, peer, config, &module);
+        },
+    )
 }
 
 /// The connection thread: starts its isolate, then serves the connection with every

@@ -62,13 +62,19 @@ pub fn serve(
     let pool = Arc::new(ProcessPool::start(config.workers)?);
     let serving = pool.clone();
     // The `threads` model, with fib computed by a worker process.
-    super::threads::serve_with(listener, config, shutdown, move |stream, peer, config| {
-        // The connection's own socket, shared, to see the client go while a worker
-        // computes: no duplicate descriptor.
-        let watch = stream.clone();
-        let mut compute = |n| serving.fib(n, Some(watch.as_fd()));
-        serve_blocking_with(stream, peer, config, Some(&mut compute));
-    })?;
+    super::threads::serve_with(
+        listener,
+        config,
+        shutdown,
+        1,
+        move |stream, peer, config| {
+            // The connection's own socket, shared, to see the client go while a worker
+            // computes: no duplicate descriptor.
+            let watch = stream.clone();
+            let mut compute = |n| serving.fib(n, Some(watch.as_fd()));
+            serve_blocking_with(stream, peer, config, Some(&mut compute));
+        },
+    )?;
     drop(pool); // the last reference: stops the supervisor, kills and reaps the workers
     Ok(())
 }

@@ -30,7 +30,11 @@
 //! duplicated) and one thread, whose stack is mostly untouched virtual memory, so a
 //! thread's resident cost is the pages it touched. No per-round work: each thread
 //! blocks in its own `read`; the kernel wakes only the one whose socket has data.
-//! `--stack-size` sets the stack each connection thread reserves (Rust's default: 2 MiB
+//! What stops it: each thread takes four of the kernel's memory maps (stack, guard
+//! page, signal stack and its guard), and `vm.max_map_count` (65,530 by default) caps
+//! them per process, so about 15,000 connections; past that `--max-conns` is capped
+//! and clients are told `ERR server busy` (a thread that cannot map its signal stack
+//! would abort the process). `--stack-size` sets the stack each connection thread reserves (Rust's default: 2 MiB
 //! plus a guard page): it moves the address space per connection by that much, and the
 //! resident memory hardly at all. The `connections` bench experiment shows both.
 
@@ -38,22 +42,41 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 
+use crate::accept::{MAPS_PER_THREAD, thread_room};
 use crate::connection::serve_blocking;
 use crate::server::Config;
 use crate::shutdown::Shutdown;
 
 pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::Result<()> {
-    serve_with(listener, config, shutdown, serve_blocking)
+    serve_with(listener, config, shutdown, 1, serve_blocking)
 }
 
 /// The accept-and-spawn loop, with what each connection thread runs as a parameter:
-/// `isolates` and `procpool` are this model with fib computed elsewhere.
+/// `isolates` and `procpool` are this model with fib computed elsewhere;
+/// `threads_per_connection` counts the connection thread and any it starts.
+///
+/// `--max-conns` is lowered to what the kernel's memory-map limit allows
+/// ([`thread_room`]): past it a new thread cannot set itself up and Rust aborts the
+/// process, so the clients past it are told `ERR server busy` instead.
 pub fn serve_with(
     listener: TcpListener,
     config: &Config,
     shutdown: Shutdown,
+    threads_per_connection: usize,
     handle: impl Fn(Arc<TcpStream>, SocketAddr, &Config) + Clone + Send + 'static,
 ) -> io::Result<()> {
+    if let Some((room, limit)) = thread_room(threads_per_connection)
+        && room < config.max_conns
+    {
+        tracing::warn!(
+            max_conns = config.max_conns,
+            capped_at = room,
+            vm_max_map_count = limit,
+            "each connection's threads take {} memory maps: --max-conns is capped below vm.max_map_count (raise it with `sysctl vm.max_map_count=262144` for more)",
+            MAPS_PER_THREAD * threads_per_connection
+        );
+        shutdown.set_max_connections(room);
+    }
     while let Some((stream, peer)) = shutdown.accept(&listener)? {
         let stream = Arc::new(stream);
         let live = shutdown.track(Some(stream.clone()));

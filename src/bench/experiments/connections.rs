@@ -370,18 +370,17 @@ pub fn per_idle_us(model: &str, calibration: &Calibration) -> Option<(f64, Strin
             (
                 m.median_us,
                 format!(
-                    "one round of the loop reads every connection ({} µs per idle read, calibrated), and a request waits about one round",
+                    "one round of the loop reads every connection ({:.3} µs per idle read, calibrated), and a request waits about one round",
                     m.median_us
                 ),
             )
         }),
-        CostModel::EventLoop(Readiness::Select) => calibration.select_1000.map(|m| {
+        CostModel::EventLoop(Readiness::Select) => calibration.select_idle_1000.map(|m| {
             let per = m.median_us / 1000.0;
             (
-                round3(2.0 * per * 1000.0) / 1000.0,
+                per,
                 format!(
-                    "each request's select scans every watched descriptor twice (before it sleeps and after the wake-up), {:.3} µs each (select over 1000, calibrated)",
-                    per
+                    "each request passes one blocking select, which registers on every watched descriptor, sleeps, scans them all again and unregisters: {per:.3} µs per idle descriptor (calibrated)"
                 ),
             )
         }),
