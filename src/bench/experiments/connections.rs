@@ -336,10 +336,11 @@ fn latency_cell(a: &ActiveLoad) -> String {
     match a.requests_ok {
         0 => failure(a),
         _ => format!(
-            "{} / {} / {}",
+            "{} / {} / {} ({}/s)",
             thousands(a.p50_us as f64),
             thousands(a.p99_us as f64),
-            thousands(a.p99_9_us as f64)
+            thousands(a.p99_9_us as f64),
+            thousands(a.throughput_rps)
         ),
     }
 }
@@ -629,7 +630,7 @@ fn tables(r: &BenchReport, c: &ConnectionRecords) -> (Vec<Table>, Vec<String>) {
     let predicted = r.calibration.is_some();
     let drift = drift_us(r);
     tables.push(Table {
-        title: format!("One active client among the idle ones: fib({}) reply time p50 / p99 / p99.9, µs", c.n),
+        title: format!("One active client among the idle ones: fib({}) reply time p50 / p99 / p99.9, µs (requests per second)", c.n),
         intro: format!(
             "A closed loop of one client for {:.1} s while the idle connections stay open. Predicted: the p50 at the largest count with replies, from the p50 at the smallest plus the model's cost per idle connection held (its rule, from the calibration); ‡ where the measurement is off by more than {:.0}% or the {} µs this machine's round trip wandered during the run (its unpinned round trips, measured at the start and the end), whichever is more.",
             c.duration_s,
@@ -675,7 +676,7 @@ fn tables(r: &BenchReport, c: &ConnectionRecords) -> (Vec<Table>, Vec<String>) {
         .unwrap_or(1);
     if most > 1 {
         tables.push(Table {
-            title: format!("{most} active clients among the idle ones: req/s, and p99 µs"),
+            title: format!("{most} active clients among the idle ones: fib({}) reply time p50 / p99 / p99.9, µs (requests per second)", c.n),
             intro: format!(
                 "{most} closed loops of fib({}) for {:.1} s while the idle connections stay open. A loop that scans every connection per round serves the active ones once per round; one that is told which are ready does not notice the idle ones.",
                 c.n, c.duration_s
@@ -688,16 +689,7 @@ fn tables(r: &BenchReport, c: &ConnectionRecords) -> (Vec<Table>, Vec<String>) {
                 .map(|row| {
                     let mut cells = vec![format!("`{row}`")];
                     cells.extend(grid(
-                        &|x| {
-                            load(x, most).map_or("-".into(), |a| match a.requests_ok {
-                                0 => failure(a),
-                                _ => format!(
-                                    "{} (p99 {})",
-                                    thousands(a.throughput_rps),
-                                    thousands(a.p99_us as f64)
-                                ),
-                            })
-                        },
+                        &|x| load(x, most).map_or("-".into(), latency_cell),
                         row,
                     ));
                     cells
@@ -714,6 +706,11 @@ fn limit_reason(model: &str) -> &'static str {
     if crate::models::find(model).is_some_and(|m| m.cost == CostModel::EventLoop(Readiness::Select))
     {
         return "select's FD_SETSIZE: a descriptor past 1024 cannot be watched, so the client is told `ERR server busy` and closed";
+    }
+    if let Some(CostModel::ThreadPerConnection | CostModel::Isolated | CostModel::ProcessPool) =
+        crate::models::find(model).map(|m| m.cost)
+    {
+        return "memory maps: each connection thread takes four of `vm.max_map_count` (see the limits above), so the server caps `--max-conns` below it and tells the rest `ERR server busy` (a thread that cannot map its signal stack would abort the process)";
     }
     match crate::models::find(model).map(|m| m.clients) {
         Some(Clients::OneAtATime) => {
@@ -739,22 +736,36 @@ fn rss_rule(model: &str) -> &'static str {
     }
 }
 
-/// The lines of one measure, one per row: `(row, [(idle held, value)])`.
-type Lines = Vec<(String, Vec<(f64, f64)>)>;
+/// The lines of one measure, one per row: `(row, its place among every row (its
+/// colour, the same in every plot), [(idle connections, value)])`.
+type Lines = Vec<(String, usize, Vec<(f64, f64)>)>;
 
 fn lines(c: &ConnectionRecords, value: &dyn Fn(&ConnectionRecord) -> Option<f64>) -> Lines {
     row_names(c)
         .into_iter()
-        .map(|row| {
+        .enumerate()
+        .map(|(k, row)| {
             let points = of_row(c, &row)
                 .into_iter()
                 .filter(|x| x.held > 0)
                 .filter_map(|x| value(x).map(|v| (x.idle as f64, v)))
                 .collect();
-            (row, points)
+            (row, k, points)
         })
-        .filter(|(_, points): &(String, Vec<(f64, f64)>)| !points.is_empty())
+        .filter(|(_, _, points): &(String, usize, Vec<(f64, f64)>)| !points.is_empty())
         .collect()
+}
+
+/// An axis label that keeps small values readable: `0.05`, `0.2`, `3`, `25k`.
+fn tick(value: f64) -> String {
+    match value.abs() {
+        v if v >= 1000.0 => short(value),
+        v if v >= 1.0 => format!("{value:.0}"),
+        _ => {
+            let text = format!("{value:.2}");
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        }
+    }
 }
 
 fn plots(r: &BenchReport, c: &ConnectionRecords) -> Result<Vec<Plot>, PlotError> {
@@ -785,14 +796,14 @@ fn plots(r: &BenchReport, c: &ConnectionRecords) -> Result<Vec<Plot>, PlotError>
             "Resident memory per idle connection".into(),
             "KiB (log)",
             true,
-            lines(c, &|x| x.rss_kib.map(|v| v.max(0.01))),
+            lines(c, &|x| x.rss_kib),
         ),
         (
             "connections-address-space.svg",
             "Address space per idle connection".into(),
             "KiB (log)",
             true,
-            lines(c, &|x| x.vsz_kib.map(|v| v.max(0.01))),
+            lines(c, &|x| x.vsz_kib),
         ),
         (
             "connections-latency-1.svg",
@@ -824,6 +835,18 @@ fn plots(r: &BenchReport, c: &ConnectionRecords) -> Result<Vec<Plot>, PlotError>
     ];
     measures
         .into_iter()
+        .map(|(file, title, unit, log_y, lines)| {
+            // A log axis cannot show 0 (fewer bytes than a page over few connections).
+            let lines: Lines = lines
+                .into_iter()
+                .map(|(row, k, points)| {
+                    let points = points.into_iter().filter(|p| !log_y || p.1 > 0.0).collect();
+                    (row, k, points)
+                })
+                .filter(|(_, _, points): &(String, usize, Vec<(f64, f64)>)| !points.is_empty())
+                .collect();
+            (file, title, unit, log_y, lines)
+        })
         .filter(|m| !m.4.is_empty())
         .map(|(file, title, unit, log_y, lines)| {
             line_plot(
@@ -849,11 +872,11 @@ fn line_plot(
 ) -> Result<Plot, PlotError> {
     let xs: Vec<f64> = lines
         .iter()
-        .flat_map(|(_, p)| p.iter().map(|q| q.0))
+        .flat_map(|(_, _, p)| p.iter().map(|q| q.0))
         .collect();
     let ys: Vec<f64> = lines
         .iter()
-        .flat_map(|(_, p)| p.iter().map(|q| q.1))
+        .flat_map(|(_, _, p)| p.iter().map(|q| q.1))
         .collect();
     let x_lo = xs.iter().copied().fold(f64::MAX, f64::min) * 0.7;
     let x_hi = xs.iter().copied().fold(0.0, f64::max) * 1.4;
@@ -865,8 +888,7 @@ fn line_plot(
         .fold(f64::MAX, f64::min);
     let series: Vec<crate::bench::canvas::Series> = lines
         .iter()
-        .enumerate()
-        .map(|(k, (row, points))| {
+        .map(|(row, k, points)| {
             let hue = ((k + 1) as f64 * 0.618_034) % 1.0;
             let lightness = [0.38, 0.52, 0.45][(k + 1) % 3];
             let c = HSLColor(hue, 0.8, lightness).to_rgba();
@@ -890,7 +912,7 @@ fn line_plot(
                     .x_desc(x_desc)
                     .y_desc(unit)
                     .x_label_formatter(&|x| short(*x))
-                    .y_label_formatter(&|y| short(*y))
+                    .y_label_formatter(&|y| tick(*y))
                     .draw()
                     .map_err(err)?;
                 for (_, color, points) in &series {
