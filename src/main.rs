@@ -164,6 +164,7 @@ mod tests {
             "regimes" => &["shared,pinned-spinning"],
             "gil" => &["per-interpreter"],
             "gil_stats" => &["/tmp/fiblab-gil.json"],
+            "stack_size" => &["256KiB"],
             "max_error_rate" => &["1%"],
             "json" | "csv" | "markdown" | "html" => &["-"],
             "out" | "dir" => &["/tmp/fiblab-flags"],

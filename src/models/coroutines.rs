@@ -63,7 +63,9 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
     let pool = Offload::from_config(config)?.map(Arc::new);
     let listener = Async::new_listener(listener, &executor.reactor)?;
     let (grace, idle_timeout) = (config.grace, config.idle_timeout);
-    let (reactor, config) = (executor.reactor.clone(), config.clone());
+    // One copy of the settings for every connection task, not one each: an idle
+    // connection should cost its state, not a copy of the server's configuration.
+    let (reactor, config) = (executor.reactor.clone(), Arc::new(config.clone()));
     let conn_shutdown = shutdown.clone();
     // aserver.py's fib_server(): accept, spawn a handler task, repeat.
     let spawner = executor.spawner();

@@ -212,8 +212,8 @@ fn summary(r: &BenchReport) -> Vec<String> {
     lines
 }
 
-/// `["seed 000, 总结 1", "seed 000, 总结 3", "seed 004", "seed 004"]` ->
-/// `seed 000 (总结 1, 总结 3), seed 004 (2 claims)`.
+/// `["seed 000, 总结 1", "seed 000, 总结 3", "seed 000, 总结 3", "seed 004", "seed 004"]`
+/// -> `seed 000 (总结 1, 总结 3: 2 claims), seed 004 (2 claims)`.
 fn group_sources(sources: &[String]) -> String {
     let mut groups: Vec<(&str, Vec<&str>, usize)> = Vec::new();
     for source in sources {
@@ -234,7 +234,23 @@ fn group_sources(sources: &[String]) -> String {
     groups
         .into_iter()
         .map(|(seed, parts, count)| match (parts.is_empty(), count) {
-            (false, _) => format!("{seed} ({})", parts.join(", ")),
+            (false, _) => {
+                let mut named: Vec<(&str, usize)> = Vec::new();
+                for part in parts {
+                    match named.iter_mut().find(|(p, _)| *p == part) {
+                        Some((_, n)) => *n += 1,
+                        None => named.push((part, 1)),
+                    }
+                }
+                let named: Vec<String> = named
+                    .into_iter()
+                    .map(|(part, n)| match n {
+                        1 => part.to_string(),
+                        n => format!("{part}: {n} claims"),
+                    })
+                    .collect();
+                format!("{seed} ({})", named.join(", "))
+            }
             (true, 1) => seed.to_string(),
             (true, n) => format!("{seed} ({n} claims)"),
         })
@@ -428,6 +444,24 @@ pub fn write(report: &BenchReport, outputs: &Outputs) -> Result<usize, ExportErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sources_group_by_seed_and_count_repeated_parts() {
+        let sources: Vec<String> = [
+            "seed 000, 总结 1",
+            "seed 000, 总结 5",
+            "seed 000, 总结 5",
+            "seed 003",
+            "seed 004",
+            "seed 004",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            group_sources(&sources),
+            "seed 000 (总结 1, 总结 5: 2 claims), seed 003, seed 004 (2 claims)"
+        );
+    }
     use crate::bench::results::{Sample, tests::report_of};
 
     fn sample(variant: &str, repetition: usize) -> Sample {
