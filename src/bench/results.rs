@@ -299,6 +299,11 @@ pub struct ConnectionRecord {
     pub rss_kib: Option<f64>,
     pub vsz_kib: Option<f64>,
     pub threads: Option<f64>,
+    /// One non-blocking read that finds nothing, µs, over the held connections in turn
+    /// (the client's side of them): the per-connection cost of a loop that tries every
+    /// socket, at this many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_read_us: Option<f64>,
     /// The active loads run while the idle connections were held.
     pub active: Vec<ActiveLoad>,
 }

@@ -81,6 +81,28 @@ impl Held {
         self.streams.len()
     }
 
+    /// One non-blocking `read` on an idle connection, µs, taken in turn over every
+    /// connection held (each finds nothing: `EAGAIN`), the median of `sweeps` sweeps:
+    /// what a loop that tries every socket pays per connection at this many, caches
+    /// and all. `None` when none is held.
+    pub fn read_sweep_us(&self, sweeps: usize) -> Option<f64> {
+        if self.streams.is_empty() {
+            return None;
+        }
+        let mut byte = [0u8; 64];
+        let mut times: Vec<f64> = (0..sweeps.max(1))
+            .map(|_| {
+                let started = std::time::Instant::now();
+                for mut stream in &self.streams {
+                    let _ = std::hint::black_box(stream.read(&mut byte));
+                }
+                started.elapsed().as_secs_f64() * 1e6 / self.streams.len() as f64
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        Some(times[times.len() / 2])
+    }
+
     /// One line: what a client got.
     pub fn describe(&self) -> String {
         let mut parts = vec![format!(
@@ -342,6 +364,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!((held.answered, held.open(), held.not_tried), (300, 300, 0));
+        assert!(held.read_sweep_us(3).is_some_and(|us| us > 0.0));
         assert!(held.stopped.is_none());
         assert!(held.describe().starts_with("300 answered"));
     }

@@ -185,6 +185,7 @@ fn measure_one(
     std::thread::sleep(Duration::from_millis(300));
     let after = Usage::of_tree(pid)?;
     let open = held.open();
+    let idle_read_us = held.read_sweep_us(9).map(round3);
     let per = |after: f64, before: f64| {
         (open > 0).then(|| round3((after - before).max(0.0) / open as f64))
     };
@@ -210,6 +211,7 @@ fn measure_one(
         rss_kib: per(after.rss_kib as f64, before.rss_kib as f64),
         vsz_kib: per(after.vsz_kib as f64, before.vsz_kib as f64),
         threads: per(after.threads as f64, before.threads as f64),
+        idle_read_us,
         active,
     };
     drop(held);
@@ -398,7 +400,10 @@ pub fn per_idle_us(model: &str, calibration: &Calibration) -> Option<(f64, Strin
 }
 
 /// The reply time of one active client at the largest idle count `row` held, predicted
-/// from its time at the smallest: `(idle, predicted p50, measured p50, why)`.
+/// from its time at the smallest: `(idle, predicted p50, measured p50, why)`. A loop
+/// that tries every socket pays a round of reads, each at the cost measured at that
+/// count (the caches hold fewer sockets' state as they grow); the others pay the
+/// calibrated cost per idle connection, or none.
 fn predicted_p50(
     r: &BenchReport,
     c: &ConnectionRecords,
@@ -412,12 +417,29 @@ fn predicted_p50(
     if first.idle == last.idle {
         return None;
     }
-    let model = &first.model;
-    let (per, why) = per_idle_us(model, r.calibration.as_ref()?)?;
     let base = load(first, 1)?.p50_us as f64;
+    let measured = load(last, 1)?.p50_us;
+    let cost = crate::models::find(&first.model)?.cost;
+    if cost == CostModel::SpinLoop
+        && let (Some(a), Some(b)) = (first.idle_read_us, last.idle_read_us)
+    {
+        let round = |x: &ConnectionRecord, us: f64| x.held as f64 * us;
+        let predicted = base - round(first, a) + round(last, b);
+        return Some((
+            last.idle,
+            predicted,
+            measured,
+            format!(
+                "a request waits about one round of the loop, a read of every connection: {a:.3} µs per idle read over {} sockets, {b:.3} over {} (measured at each count)",
+                thousands(first.held as f64),
+                thousands(last.held as f64)
+            ),
+        ));
+    }
+    let (per, why) = per_idle_us(&first.model, r.calibration.as_ref()?)?;
     // The idle connections the loop holds, not those asked for (select stops at 1024).
     let grown = last.held.saturating_sub(first.held) as f64;
-    Some((last.idle, base + per * grown, load(last, 1)?.p50_us, why))
+    Some((last.idle, base + per * grown, measured, why))
 }
 
 /// The address space a connection's threads reserve, KiB: their stacks and guard pages.
@@ -1100,6 +1122,7 @@ pub(crate) mod tests {
             rss_kib: Some(rss),
             vsz_kib: Some(if row == "threads" { 2060.0 } else { rss }),
             threads: Some(if row == "threads" { 1.0 } else { 0.0 }),
+            idle_read_us: Some(0.5),
             active: vec![active(1, p50, 1000), active(16, p50 * 4, 8000)],
         }
     }
