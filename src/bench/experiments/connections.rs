@@ -293,7 +293,7 @@ fn limits() -> Vec<String> {
             read("/proc/sys/net/core/somaxconn")
         ),
         format!(
-            "threads: `kernel.threads-max` {}; memory maps per process: `vm.max_map_count` {} (a thread's stack takes two: the stack and its guard page)",
+            "threads: `kernel.threads-max` {}; memory maps per process: `vm.max_map_count` {} (a thread takes four: its stack and its signal stack, each with a guard page)",
             read("/proc/sys/kernel/threads-max"),
             read("/proc/sys/vm/max_map_count")
         ),
