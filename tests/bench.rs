@@ -205,6 +205,7 @@ fn fixture() -> BenchReport {
         regimes: vec![],
         python: None,
         connections: None,
+        knee: None,
     }
 }
 

@@ -110,6 +110,7 @@ pub fn measure(
         regimes: plans.clone(),
         python: None,
         connections: None,
+        knee: None,
     };
     progress(Step {
         done: 0,

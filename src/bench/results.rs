@@ -251,6 +251,108 @@ pub struct BenchReport {
     /// The connections experiment's records (`[connections]` in the scenario).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections: Option<ConnectionRecords>,
+    /// The knee experiment's records (`[knee]` in the scenario).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knee: Option<KneeRecords>,
+}
+
+/// The knee experiment's records: how the open loop ran, and every sweep's steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KneeRecords {
+    pub connections: usize,
+    /// Requests in flight per connection, at most.
+    pub pipeline: usize,
+    /// Measured seconds per step, after its warm-up.
+    pub step_s: f64,
+    pub workloads: Vec<KneeWorkloadRecord>,
+    pub sweeps: Vec<KneeSweep>,
+}
+
+/// A workload as the report names it, and its SLO.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KneeWorkloadRecord {
+    /// `n=1`, `n=20`, `mix 1:99,30:1`.
+    pub label: String,
+    pub mix: String,
+    /// p99 a sustained step stays under, µs.
+    pub slo_us: u64,
+}
+
+/// One row's sweep of one workload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KneeSweep {
+    pub regime: String,
+    pub row: String,
+    pub workload: String,
+    /// In the order they ran.
+    pub steps: Vec<KneeStep>,
+    /// Why the sweep ended, in words.
+    pub ended: String,
+}
+
+/// How a step of a sweep went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepVerdict {
+    /// Achieved at least 99% of the offered rate, no errors, p99 under the SLO.
+    Sustained,
+    /// p99 above the SLO.
+    Tail,
+    /// Requests failed: errors, resets, timeouts.
+    Errors,
+    /// Served less than 99% of the offered rate.
+    Behind,
+    /// The load generator itself was saturated: not the server's limit.
+    ClientLimit,
+}
+
+impl StepVerdict {
+    pub fn label(self) -> &'static str {
+        match self {
+            StepVerdict::Sustained => "sustained",
+            StepVerdict::Tail => "p99 above the SLO",
+            StepVerdict::Errors => "requests failed",
+            StepVerdict::Behind => "fell behind the offered rate",
+            StepVerdict::ClientLimit => "the load generator was saturated",
+        }
+    }
+}
+
+/// One offered rate, measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KneeStep {
+    pub offered_rps: f64,
+    pub achieved_rps: f64,
+    /// Latency from when each request was due, µs (0 when none was answered).
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p99_9_us: u64,
+    /// Failed requests (errors, resets, wrong replies) and timeouts.
+    pub failed: u64,
+    pub timeouts: u64,
+    /// The busiest load-generator thread's CPU time over its wall time, 0..1.
+    pub client_busy: f64,
+    pub verdict: StepVerdict,
+    /// Every request's latency from when it was due, HdrHistogram V2+DEFLATE, base64.
+    pub histogram: String,
+}
+
+impl KneeSweep {
+    /// The highest rate sustained, and its step.
+    pub fn knee(&self) -> Option<&KneeStep> {
+        self.steps
+            .iter()
+            .filter(|s| s.verdict == StepVerdict::Sustained)
+            .max_by(|a, b| a.offered_rps.total_cmp(&b.offered_rps))
+    }
+
+    /// The lowest rate that was not sustained, if any.
+    pub fn broke(&self) -> Option<&KneeStep> {
+        self.steps
+            .iter()
+            .filter(|s| s.verdict != StepVerdict::Sustained)
+            .min_by(|a, b| a.offered_rps.total_cmp(&b.offered_rps))
+    }
 }
 
 /// The connections (C10K) experiment's records: the limits it ran under, and one
@@ -434,6 +536,15 @@ impl BenchReport {
                     .cloned()
                     .collect(),
                 ..c.clone()
+            }),
+            knee: self.knee.as_ref().map(|k| KneeRecords {
+                sweeps: k
+                    .sweeps
+                    .iter()
+                    .filter(|s| s.regime == regime)
+                    .cloned()
+                    .collect(),
+                ..k.clone()
             }),
             findings: Vec::new(),
             ..self.clone()
@@ -665,6 +776,7 @@ pub(crate) mod tests {
             regimes: vec![],
             python: None,
             connections: None,
+            knee: None,
         }
     }
 

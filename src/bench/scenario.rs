@@ -44,6 +44,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("full", include_str!("../../scenarios/full.toml")),
     ("python", include_str!("../../scenarios/python.toml")),
     ("c10k", include_str!("../../scenarios/c10k.toml")),
+    ("knee", include_str!("../../scenarios/knee.toml")),
 ];
 
 /// A shipped scenario by name, or a scenario file by path.
@@ -89,6 +90,9 @@ pub struct Scenario {
     /// Many idle connections (C10K): see [`Connections`].
     #[serde(default)]
     pub connections: Option<Connections>,
+    /// Latency against offered load, each model's knee: see [`Knee`].
+    #[serde(default)]
+    pub knee: Option<Knee>,
     /// How server and load generator share the machine; every cell is measured in
     /// each. Default: `["shared"]`.
     #[serde(default = "Regime::default_list")]
@@ -275,6 +279,9 @@ pub struct Overrides {
     /// Leave out the connections (C10K) experiment.
     #[arg(long)]
     pub no_connections: bool,
+    /// Leave out the knee (latency against offered load) experiment.
+    #[arg(long)]
+    pub no_knee: bool,
 }
 
 impl Overrides {
@@ -324,6 +331,9 @@ impl Overrides {
         }
         if self.no_connections {
             scenario.connections = None;
+        }
+        if self.no_knee {
+            scenario.knee = None;
         }
         scenario.check()?;
         Ok(scenario)
@@ -392,6 +402,46 @@ pub struct Connections {
     pub thread_stacks: Vec<usize>,
 }
 
+/// The knee experiment (`scenarios/knee.toml`): for each of `models` and each workload,
+/// an open-loop sweep of offered rates, `start_rate` up by `factor` until a step is not
+/// sustained (achieved below 99% of offered, errors, or p99 above the workload's SLO),
+/// then `refine` steps between the last good and the first bad rate.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Knee {
+    #[serde(deserialize_with = "variant")]
+    pub models: Vec<Variant>,
+    pub workloads: Vec<KneeWorkload>,
+    /// Connections of the open loop: enough that requests never queue behind their own
+    /// connection.
+    pub connections: usize,
+    /// Requests in flight per connection, at most.
+    pub pipeline: usize,
+    /// Measured time per step, and its warm-up.
+    #[serde(deserialize_with = "duration")]
+    pub step: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub warmup: Duration,
+    /// The first offered rate, requests per second, and the factor between steps.
+    pub start_rate: f64,
+    pub factor: f64,
+    /// Steps between the last sustained rate and the first that was not.
+    pub refine: usize,
+    /// No step offers more than this.
+    pub max_rate: f64,
+}
+
+/// One workload of the knee: a fib mix (`1`, `20`, `1:99,30:1`) and its latency target.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KneeWorkload {
+    /// `--mix` syntax: `N` or `N:WEIGHT,N:WEIGHT`.
+    pub mix: String,
+    /// p99 a sustained step stays under.
+    #[serde(deserialize_with = "duration")]
+    pub slo: Duration,
+}
+
 fn sizes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<usize>, D::Error> {
     Vec::<String>::deserialize(d)?
         .iter()
@@ -432,7 +482,8 @@ impl Scenario {
         let scenario = self;
         if (scenario.models.is_empty()
             && scenario.python.is_none()
-            && scenario.connections.is_none())
+            && scenario.connections.is_none()
+            && scenario.knee.is_none())
             || scenario.workloads.is_empty()
             || scenario.clients.is_empty()
         {
@@ -477,6 +528,28 @@ impl Scenario {
             return Err(ScenarioError(
                 "[connections] needs models, rising idle counts and active client counts (all at least 1), and n up to the servers' --max-n".into(),
             ));
+        }
+        if let Some(k) = &scenario.knee {
+            let bad = |why: &str| Err(ScenarioError(format!("[knee]: {why}")));
+            if k.models.is_empty() || k.workloads.is_empty() {
+                return bad("needs models and workloads");
+            }
+            if k.connections == 0 || k.pipeline == 0 {
+                return bad("connections and pipeline must be at least 1");
+            }
+            if !(k.start_rate > 0.0 && k.factor > 1.0 && k.max_rate >= k.start_rate) {
+                return bad(
+                    "start_rate must be positive, factor above 1, max_rate at least start_rate",
+                );
+            }
+            for w in &k.workloads {
+                if let Err(e) = crate::load::mix::Mix::parse_fib(&w.mix, true) {
+                    return bad(&format!("workload mix '{}': {e}", w.mix));
+                }
+                if w.slo.is_zero() {
+                    return bad("a workload's slo must be more than 0");
+                }
+            }
         }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         if let Some(p) = &scenario.pinning
@@ -558,7 +631,14 @@ impl Scenario {
                 * c.idle.len() as u32;
             (opening + fixed) * rows
         });
+        let knee = self.knee.as_ref().map_or(Duration::ZERO, |k| {
+            // About seven steps per sweep: a few doublings from the start, then refining.
+            let rows = (k.models.len() + extra_rows) as u32;
+            (k.step + k.warmup + Duration::from_millis(60)) * 7 * k.workloads.len() as u32 * rows
+                + Duration::from_millis(150) * rows
+        });
         per_cell * (self.cells(extra_rows) * self.repetitions) as u32
+            + knee
             + starts
             + starvation
             + python

@@ -14,6 +14,7 @@
 //! keeps new records, a field in [`BenchReport`]); no other experiment's file changes.
 
 pub mod connections;
+pub mod knee;
 pub mod python;
 pub mod seed_tables;
 pub mod starvation;
@@ -60,6 +61,7 @@ pub const EXPERIMENTS: &[&dyn Experiment] = &[
     &starvation::Starvation,
     &python::Python,
     &connections::Connections,
+    &knee::Knee,
 ];
 
 /// Every experiment's findings, in the order the seeds state the claims (by source;
