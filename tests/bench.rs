@@ -204,8 +204,93 @@ fn fixture() -> BenchReport {
         calibration: None,
         regimes: vec![],
         python: None,
-        connections: None,
-        knee: None,
+        connections: Some(connections_fixture()),
+        knee: Some(knee_fixture()),
+    }
+}
+
+/// Two models holding 100 and 1,000 idle connections, with 1 and 16 active clients.
+fn connections_fixture() -> fiblab::bench::results::ConnectionRecords {
+    use fiblab::bench::results::{ActiveLoad, ConnectionRecord, ConnectionRecords};
+    let active = |clients: usize, p50: u64| ActiveLoad {
+        clients,
+        throughput_rps: 1e6 / p50 as f64 * clients as f64,
+        requests_ok: 10_000,
+        p50_us: p50,
+        p99_us: p50 * 2,
+        p99_9_us: p50 * 3,
+        timeouts: 0,
+        err_replies: 0,
+        failed: 0,
+    };
+    let record = |row: &str, idle: usize, p50: u64, rss: f64, threads: f64| ConnectionRecord {
+        regime: String::new(),
+        row: row.into(),
+        model: row.into(),
+        stack_size: None,
+        idle,
+        held: idle,
+        waiting: 0,
+        outcome: format!("{idle} answered"),
+        stopped: None,
+        open_s: idle as f64 / 10_000.0,
+        descriptors: Some(1.0),
+        rss_kib: Some(rss),
+        vsz_kib: Some(if threads > 0.0 { 2100.0 } else { rss }),
+        threads: Some(threads),
+        idle_read_us: Some(0.3),
+        active: vec![active(1, p50), active(16, p50 * 2)],
+    };
+    ConnectionRecords {
+        n: 1,
+        duration_s: 1.0,
+        limits: vec!["descriptors per process: 20,000 (hard 20,000)".into()],
+        records: vec![
+            record("threads", 100, 80, 25.0, 1.0),
+            record("threads", 1000, 82, 19.0, 1.0),
+            record("tokio-current", 100, 70, 1.2, 0.0),
+            record("tokio-current", 1000, 71, 1.8, 0.0),
+        ],
+    }
+}
+
+/// A knee sweep for a model and the peer at n=1.
+fn knee_fixture() -> fiblab::bench::results::KneeRecords {
+    use fiblab::bench::results::{KneeRecords, KneeStep, KneeSweep, KneeWorkloadRecord, StepVerdict};
+    let step = |offered: f64, p99: u64, verdict: StepVerdict| KneeStep {
+        offered_rps: offered,
+        achieved_rps: offered,
+        p50_us: 80,
+        p99_us: p99,
+        p99_9_us: p99 * 2,
+        failed: 0,
+        timeouts: 0,
+        missed: 0,
+        client_busy: 0.3,
+        verdict,
+        histogram: String::new(),
+    };
+    let sweep = |row: &str, knee: f64| KneeSweep {
+        regime: String::new(),
+        row: row.into(),
+        workload: "n=1".into(),
+        steps: vec![
+            step(knee / 2.0, 300, StepVerdict::Sustained),
+            step(knee, 800, StepVerdict::Sustained),
+            step(knee * 2.0, 4000, StepVerdict::Tail),
+        ],
+        ended: format!("at {} req/s offered: p99 above the SLO (p99 4,000 µs)", knee * 2.0),
+    };
+    KneeRecords {
+        connections: 64,
+        pipeline: 1,
+        step_s: 1.0,
+        workloads: vec![KneeWorkloadRecord {
+            label: "n=1".into(),
+            mix: "1".into(),
+            slo_us: 1000,
+        }],
+        sweeps: vec![sweep("threads", 32_000.0), sweep("go", 16_000.0)],
     }
 }
 

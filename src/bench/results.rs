@@ -330,6 +330,9 @@ pub struct KneeStep {
     /// Failed requests (errors, resets, wrong replies) and timeouts.
     pub failed: u64,
     pub timeouts: u64,
+    /// Requests that fell due but were never sent, their connection's pipeline full.
+    #[serde(default)]
+    pub missed: u64,
     /// The busiest load-generator thread's CPU time over its wall time, 0..1.
     pub client_busy: f64,
     pub verdict: StepVerdict,

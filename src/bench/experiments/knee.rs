@@ -87,11 +87,13 @@ pub fn sweep(
             s.client_busy * 100.0
         )
     };
-    // Up from the start until a step is not sustained.
+    // Up from the start. A tail above the SLO alone does not stop the climb until it
+    // happens twice in a row: on a small VM a lightly loaded machine has the worse tail
+    // (idle CPUs to wake), so one bad step at a low rate is not the knee. Falling behind,
+    // failing requests or a saturated client stop it at once.
     let mut rate = plan.start;
     let mut good: Option<f64> = None;
-    let mut bad: Option<f64> = None;
-    let mut down = 0;
+    let mut tails = 0;
     loop {
         let s = step(rate)?;
         let verdict = s.verdict;
@@ -99,9 +101,7 @@ pub fn sweep(
         match verdict {
             StepVerdict::Sustained => {
                 good = Some(rate);
-                if bad.is_some() {
-                    break;
-                }
+                tails = 0;
                 if rate * plan.factor > plan.max {
                     return Ok((
                         steps,
@@ -114,22 +114,41 @@ pub fn sweep(
                 let why = client_limit(steps.last().unwrap_or_else(|| unreachable!()));
                 return Ok((steps, why));
             }
-            _ => {
-                bad = Some(rate);
-                if good.is_some() || down == DOWN_STEPS {
-                    break;
-                }
-                // Not even the start: try lower, so a slow server still gets a knee.
-                down += 1;
-                rate /= plan.factor;
+            StepVerdict::Tail if tails == 0 && rate * plan.factor <= plan.max => {
+                tails += 1;
+                rate *= plan.factor;
+            }
+            _ => break,
+        }
+    }
+    // Not even the start: lower, so a slow server still gets a knee.
+    if good.is_none() {
+        let mut rate = plan.start;
+        for _ in 0..DOWN_STEPS {
+            rate /= plan.factor;
+            let s = step(rate)?;
+            let verdict = s.verdict;
+            steps.push(s);
+            if verdict == StepVerdict::Sustained {
+                good = Some(rate);
+                break;
             }
         }
     }
-    // Between the last good and the first bad rate.
-    if let (Some(mut low), Some(mut high)) = (good, bad)
-        && low < high
-    {
+    // Between the knee and the first rate above it that was not sustained.
+    let bad_above = |steps: &[KneeStep], good: f64| {
+        steps
+            .iter()
+            .filter(|s| s.verdict != StepVerdict::Sustained && s.offered_rps > good)
+            .map(|s| s.offered_rps)
+            .fold(f64::MAX, f64::min)
+    };
+    if let Some(mut low) = good {
+        let mut high = bad_above(&steps, low);
         for _ in 0..plan.refine {
+            if high == f64::MAX {
+                break;
+            }
             let mid = (low * high).sqrt();
             let s = step(mid)?;
             let verdict = s.verdict;
@@ -144,11 +163,21 @@ pub fn sweep(
             }
         }
     }
-    let first_bad = steps
+    let knee = steps
         .iter()
-        .filter(|s| s.verdict != StepVerdict::Sustained)
+        .filter(|s| s.verdict == StepVerdict::Sustained)
+        .map(|s| s.offered_rps)
+        .fold(0.0, f64::max);
+    let broke = steps
+        .iter()
+        .filter(|s| s.verdict != StepVerdict::Sustained && s.offered_rps > knee)
         .min_by(|a, b| a.offered_rps.total_cmp(&b.offered_rps));
-    let why = match first_bad {
+    let below: Vec<String> = steps
+        .iter()
+        .filter(|s| s.verdict != StepVerdict::Sustained && s.offered_rps < knee)
+        .map(|s| format!("{} at {} req/s", detail(s), thousands(s.offered_rps)))
+        .collect();
+    let mut why = match broke {
         Some(s) => format!(
             "at {} req/s offered: {} ({})",
             thousands(s.offered_rps),
@@ -157,6 +186,12 @@ pub fn sweep(
         ),
         None => "every step sustained".into(),
     };
+    if !below.is_empty() {
+        why.push_str(&format!(
+            "; below the knee, not sustained: {} (a lightly loaded VM wakes idle CPUs)",
+            below.join(", ")
+        ));
+    }
     Ok((steps, why))
 }
 
@@ -170,9 +205,16 @@ fn detail(s: &KneeStep) -> String {
             thousands(s.timeouts as f64)
         ),
         StepVerdict::Behind => format!(
-            "served {} req/s, {:.0}% of it",
+            "served {} req/s, {:.0}% of it{}",
             thousands(s.achieved_rps),
-            100.0 * s.achieved_rps / s.offered_rps.max(1.0)
+            100.0 * s.achieved_rps / s.offered_rps.max(1.0),
+            match s.missed {
+                0 => String::new(),
+                m => format!(
+                    "; {} due but never sent, their connections full",
+                    thousands(m as f64)
+                ),
+            }
         ),
         StepVerdict::ClientLimit => format!("a client thread {:.0}% busy", s.client_busy * 100.0),
         StepVerdict::Sustained => format!("p99 {} µs", thousands(s.p99_us as f64)),
@@ -181,20 +223,28 @@ fn detail(s: &KneeStep) -> String {
 
 /// A step's verdict from its figures. The client's own saturation comes first: a
 /// step the load generator could not drive says nothing about the server.
+/// `failed` counts failed and timed-out requests; `missed`, requests that fell due but
+/// could not be sent (their connection's pipeline full): the server not keeping up.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one figure each, named at the call"
+)]
 pub fn judge(
     offered: f64,
     achieved: f64,
     requests: f64,
     failed: u64,
+    missed: u64,
     p99_us: u64,
     client_busy: f64,
     slo_us: u64,
 ) -> StepVerdict {
+    let share = |n: u64| n as f64 > FAILED_SHARE * requests.max(1.0);
     if client_busy >= CLIENT_BUSY {
         StepVerdict::ClientLimit
-    } else if failed as f64 > FAILED_SHARE * requests.max(1.0) {
+    } else if share(failed) {
         StepVerdict::Errors
-    } else if achieved < ACHIEVED_SHARE * offered {
+    } else if achieved < ACHIEVED_SHARE * offered || share(missed) {
         StepVerdict::Behind
     } else if p99_us > slo_us {
         StepVerdict::Tail
@@ -389,11 +439,13 @@ fn measure_step(
         failed,
         timeouts: e.timeout,
         client_busy: (client_busy * 1000.0).round() / 1000.0,
+        missed: report.missed,
         verdict: judge(
             rate,
             report.throughput_rps,
             requests,
-            failed + e.timeout + report.missed,
+            failed + e.timeout,
+            report.missed,
             p99_us,
             client_busy,
             slo_us,
@@ -724,6 +776,7 @@ pub(crate) mod tests {
             p99_9_us: p99 * 2,
             failed: 0,
             timeouts: 0,
+            missed: 0,
             client_busy: 0.4,
             verdict,
             histogram: String::new(),
@@ -737,7 +790,7 @@ pub(crate) mod tests {
             let achieved = rate.min(capacity);
             let busy = (rate / client).min(1.0);
             let p99 = if rate <= capacity { 100 } else { 5_000 };
-            let verdict = judge(rate, achieved, rate, 0, p99, busy, 1000);
+            let verdict = judge(rate, achieved, rate, 0, 0, p99, busy, 1000);
             Ok(KneeStep {
                 client_busy: busy,
                 ..step(rate, achieved, p99, verdict)
@@ -770,6 +823,30 @@ pub(crate) mod tests {
         assert!((8000.0..=10_000.0).contains(&best), "{best}");
         assert!(
             ended.starts_with("at 11,314 req/s offered: fell behind"),
+            "{ended}"
+        );
+    }
+
+    #[test]
+    fn one_tail_at_a_low_rate_does_not_end_the_climb() {
+        let mut noisy = server(10_000.0, 1e9);
+        let (steps, ended) = sweep(PLAN, move |rate| {
+            let mut s = noisy(rate)?;
+            if rate == 2000.0 {
+                s.p99_us = 1500;
+                s.verdict = StepVerdict::Tail;
+            }
+            Ok(s)
+        })
+        .unwrap();
+        let knee = steps
+            .iter()
+            .filter(|s| s.verdict == StepVerdict::Sustained)
+            .map(|s| s.offered_rps)
+            .fold(0.0, f64::max);
+        assert!(knee >= 8000.0, "{knee}");
+        assert!(
+            ended.contains("below the knee, not sustained: p99 1,500 µs at 2,000 req/s"),
             "{ended}"
         );
     }
@@ -815,26 +892,15 @@ pub(crate) mod tests {
 
     #[test]
     fn judging_puts_the_client_first_then_errors_pace_and_tail() {
-        assert_eq!(
-            judge(1000.0, 1000.0, 1000.0, 0, 10, 0.95, 100),
-            StepVerdict::ClientLimit
-        );
-        assert_eq!(
-            judge(1000.0, 1000.0, 1000.0, 2, 10, 0.5, 100),
-            StepVerdict::Errors
-        );
-        assert_eq!(
-            judge(1000.0, 1000.0, 1000.0, 1, 10, 0.5, 100),
-            StepVerdict::Sustained
-        );
-        assert_eq!(
-            judge(1000.0, 980.0, 1000.0, 0, 10, 0.5, 100),
-            StepVerdict::Behind
-        );
-        assert_eq!(
-            judge(1000.0, 995.0, 1000.0, 0, 101, 0.5, 100),
-            StepVerdict::Tail
-        );
+        let j = |achieved, failed, missed, p99, busy| {
+            judge(1000.0, achieved, 1000.0, failed, missed, p99, busy, 100)
+        };
+        assert_eq!(j(1000.0, 0, 0, 10, 0.95), StepVerdict::ClientLimit);
+        assert_eq!(j(1000.0, 2, 0, 10, 0.5), StepVerdict::Errors);
+        assert_eq!(j(1000.0, 1, 1, 10, 0.5), StepVerdict::Sustained);
+        assert_eq!(j(980.0, 0, 0, 10, 0.5), StepVerdict::Behind);
+        assert_eq!(j(1000.0, 0, 5, 10, 0.5), StepVerdict::Behind);
+        assert_eq!(j(995.0, 0, 0, 101, 0.5), StepVerdict::Tail);
     }
 
     pub(crate) fn records() -> KneeRecords {
