@@ -256,7 +256,9 @@ fn connections_fixture() -> fiblab::bench::results::ConnectionRecords {
 
 /// A knee sweep for a model and the peer at n=1.
 fn knee_fixture() -> fiblab::bench::results::KneeRecords {
-    use fiblab::bench::results::{KneeRecords, KneeStep, KneeSweep, KneeWorkloadRecord, StepVerdict};
+    use fiblab::bench::results::{
+        KneeRecords, KneeStep, KneeSweep, KneeWorkloadRecord, StepVerdict,
+    };
     let step = |offered: f64, p99: u64, verdict: StepVerdict| KneeStep {
         offered_rps: offered,
         achieved_rps: offered,
@@ -279,7 +281,10 @@ fn knee_fixture() -> fiblab::bench::results::KneeRecords {
             step(knee, 800, StepVerdict::Sustained),
             step(knee * 2.0, 4000, StepVerdict::Tail),
         ],
-        ended: format!("at {} req/s offered: p99 above the SLO (p99 4,000 µs)", knee * 2.0),
+        ended: format!(
+            "at {} req/s offered: p99 above the SLO (p99 4,000 µs)",
+            knee * 2.0
+        ),
     };
     KneeRecords {
         connections: 64,

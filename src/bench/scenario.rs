@@ -115,6 +115,11 @@ pub enum Regime {
     /// The load generator on the first CPU, busy-polling (it never sleeps, so no reply
     /// wakes it); the server on the other CPUs. Needs 2 CPUs.
     PinnedSpinning,
+    /// The load generator on the first CPU, sleeping between replies; the server on the
+    /// other CPUs. Neither takes CPU time from the other, so an open loop's client is
+    /// never late because a server thread ran in its place, and its own saturation
+    /// still shows. Needs 2 CPUs.
+    PinnedSleeping,
 }
 
 impl Regime {
@@ -127,6 +132,7 @@ impl Regime {
         match self {
             Regime::Shared => "shared",
             Regime::PinnedSpinning => "pinned-spinning",
+            Regime::PinnedSleeping => "pinned-sleeping",
         }
     }
 
@@ -140,12 +146,12 @@ impl Regime {
                 client_cpus: Vec::new(),
                 spin: false,
             }),
-            Regime::PinnedSpinning => match allowed {
+            Regime::PinnedSpinning | Regime::PinnedSleeping => match allowed {
                 [client, server @ ..] if !server.is_empty() => Some(RegimePlan {
                     name: self.name().into(),
                     server_cpus: server.to_vec(),
                     client_cpus: vec![*client],
-                    spin: true,
+                    spin: self == Regime::PinnedSpinning,
                 }),
                 _ => None,
             },
@@ -270,7 +276,7 @@ pub struct Overrides {
     pub client_cpus: Option<CpuList>,
     /// Regimes instead of the scenario's, comma-separated: shared (unpinned, a
     /// sleeping client), pinned-spinning (client busy-polling on the first CPU, server
-    /// on the others)
+    /// on the others), pinned-sleeping (the same, the client sleeping between replies)
     #[arg(long, value_delimiter = ',', value_enum)]
     pub regimes: Option<Vec<Regime>>,
     /// Leave out seed 004's starvation experiment.
@@ -708,6 +714,16 @@ mod tests {
             (&[0][..], &[1, 2, 3][..], true)
         );
         assert!(plans[0].shared_cpus() && !plans[1].shared_cpus());
+        let sleeping = Regime::PinnedSleeping.resolve(&[0, 1, 2]).unwrap();
+        assert_eq!(
+            (
+                sleeping.client_cpus.as_slice(),
+                sleeping.server_cpus.as_slice(),
+                sleeping.spin
+            ),
+            (&[0][..], &[1, 2][..], false)
+        );
+        assert!(Regime::PinnedSleeping.resolve(&[0]).is_none());
         let (plans, notes) = quick.plans(&[0]);
         assert_eq!(plans.len(), 1);
         assert!(

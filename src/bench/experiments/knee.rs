@@ -472,6 +472,24 @@ fn sweep_of<'a>(k: &'a KneeRecords, row: &str, workload: &str) -> Option<&'a Kne
         .find(|s| s.row == row && s.workload == workload)
 }
 
+/// The rate `row` can serve at most on workload `w`, from the calibration and its cost
+/// model: its closed-loop throughput with as many clients as the open loop has
+/// connections. The knee lies below it: past the capacity a queue grows without
+/// bound, and the tail crosses any SLO before that. `None` for a peer, a mix, or a
+/// workload the calibration did not time.
+pub fn capacity(
+    r: &BenchReport,
+    k: &KneeRecords,
+    sweep: &KneeSweep,
+    w: &KneeWorkloadRecord,
+) -> Option<f64> {
+    let n: u32 = w.mix.trim().parse().ok()?;
+    let (model, costs) =
+        crate::bench::predict::inputs_for(r, &sweep.regime, &sweep.row, n, k.connections)?;
+    let p = model.predict(&costs);
+    Some(p.rps.unwrap_or(p.high))
+}
+
 fn slo_text(w: &KneeWorkloadRecord) -> String {
     match w.slo_us {
         us if us >= 1000 && us % 1000 == 0 => format!("{} ms", us / 1000),
@@ -509,17 +527,28 @@ fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
         out.push(Table {
             title: format!("{}: the highest rate sustained with p99 under {}", w.label, slo_text(w)),
             intro: format!(
-                "An open loop of {} connections (at most {} requests in flight on each), each step {:.1} s, rates rising by a factor until a step is not sustained, then refined between. Sustained: at least {:.0}% of the offered rate served, at most {:.1}% of requests failed, p99 (from when each request was due, so a stall is not hidden) under {}. A step where the load generator was saturated ends the sweep as the client's limit, never as the server's knee.",
+                "An open loop of {} connections (at most {} requests in flight on each), each step {:.1} s, rates rising by a factor until a step is not sustained, then refined between. Sustained: at least {:.0}% of the offered rate served, at most {:.1}% of requests failed, p99 (from when each request was due, so a stall is not hidden) under {}. A step where the load generator was saturated ends the sweep as the client's limit, never as the server's knee. Capacity predicted: the model's closed-loop throughput with {} clients from the calibration and its cost formula (docs/MODELS.md); the knee lies below it (‡ where it does not), and knee / capacity is how much of it the model can use before its tail crosses the SLO.",
                 k.connections,
                 k.pipeline,
                 k.step_s,
                 ACHIEVED_SHARE * 100.0,
                 FAILED_SHARE * 100.0,
-                slo_text(w)
+                slo_text(w),
+                k.connections
             ),
-            header: ["model", "sustained req/s", "p50 µs there", "p99 µs there", "p99.9 µs there", "steps", "where and why it broke"]
-                .map(String::from)
-                .to_vec(),
+            header: [
+                "model",
+                "sustained req/s",
+                "p50 µs there",
+                "p99 µs there",
+                "p99.9 µs there",
+                "capacity predicted, req/s",
+                "knee / capacity",
+                "steps",
+                "where and why it broke",
+            ]
+            .map(String::from)
+            .to_vec(),
             left: 1,
             text_last: true,
             rows: sweeps
@@ -529,12 +558,24 @@ fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
                     let figure = |f: fn(&KneeStep) -> f64| {
                         knee.map_or("-".to_string(), |x| thousands(f(x)))
                     };
+                    let capacity = capacity(r, k, s, w);
+                    let share = match (knee, capacity) {
+                        (Some(x), Some(c)) if c > 0.0 => {
+                            let share = x.offered_rps / c;
+                            // Above the capacity (widened by the threshold) the rule fails.
+                            let off = share > 1.0 + crate::bench::predict::THRESHOLD;
+                            format!("{share:.2}{}", if off { " ‡" } else { "" })
+                        }
+                        _ => "-".into(),
+                    };
                     vec![
                         format!("`{}`{}", s.row, peer(&s.row)),
                         knee.map_or("none".to_string(), |x| thousands(x.offered_rps)),
                         figure(|x| x.p50_us as f64),
                         figure(|x| x.p99_us as f64),
                         figure(|x| x.p99_9_us as f64),
+                        capacity.map_or("-".into(), thousands),
+                        share,
                         s.steps.len().to_string(),
                         s.ended.clone(),
                     ]
@@ -957,6 +998,15 @@ pub(crate) mod tests {
         let tables = Knee.tables(&r).0;
         assert_eq!(tables.len(), 3);
         assert_eq!(tables[0].rows[1][1], "128,000");
+        assert_eq!(tables[0].rows[1][5], "-", "no calibration, no capacity");
+        r.calibration = Some(crate::bench::predict::tests::calibration());
+        let tables = Knee.tables(&r).0;
+        let threads = &tables[0].rows[0];
+        assert_ne!(threads[5], "-", "{threads:?}");
+        assert_eq!(
+            tables[1].rows[0][5], "-",
+            "a mix has no single n to predict"
+        );
         let ranking = tables.last().unwrap();
         let order: Vec<(&str, &str)> = ranking
             .rows
