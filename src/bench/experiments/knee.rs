@@ -13,6 +13,10 @@
 //!   a step where the load generator itself was saturated ends the sweep, said as such
 //! ```
 //!
+//! The floor (`threads` answering from a table: no work) is swept first. It is the
+//! machine's own tail with this client: where a model breaks at a rate the floor did
+//! not sustain either, the table says the machine broke, not the model.
+//!
 //! A step is *sustained* when the achieved rate is at least 99% of the offered one, no
 //! more than 0.1% of requests failed, and p99 is under the workload's SLO. The knee is
 //! the highest sustained rate. The tables say where and why each sweep broke; a
@@ -29,8 +33,8 @@ use crate::bench::canvas::{
     with_legend,
 };
 use crate::bench::results::{
-    BenchReport, Finding, KneeRecords, KneeStep, KneeSweep, KneeWorkloadRecord, Plot, StepVerdict,
-    Table, merged_histogram, thousands,
+    BenchReport, FLOOR, Finding, KneeRecords, KneeStep, KneeSweep, KneeWorkloadRecord, Plot,
+    StepVerdict, Table, merged_histogram, thousands,
 };
 use crate::bench::scenario::{self, Scenario};
 use crate::load::mix::{Class, Mix, Protocol};
@@ -263,15 +267,16 @@ fn workload_label(mix: &str) -> String {
 
 /// A sweep's subject: what it is called and where it listens (or how to start it).
 enum Subject {
+    /// `threads` answering from a table: the machine's and the client's own limit, the
+    /// reference every other sweep is read against.
+    Floor,
     Model(Variant),
     Peer(crate::bench::results::Target),
 }
 
 fn subjects(k: &scenario::Knee, rows: &[Row]) -> Vec<Subject> {
-    k.models
-        .iter()
-        .cloned()
-        .map(Subject::Model)
+    std::iter::once(Subject::Floor)
+        .chain(k.models.iter().cloned().map(Subject::Model))
         .chain(rows.iter().filter_map(|r| match r {
             Row::Target(t) => Some(Subject::Peer(t.clone())),
             _ => None,
@@ -322,6 +327,11 @@ impl Experiment for Knee {
         });
         for subject in subjects(k, run.rows) {
             let (label, server, addr, ping) = match &subject {
+                Subject::Floor => {
+                    let server = run.start(&Variant::plain("threads"), ServiceKind::Lookup)?;
+                    let addr = server.addr;
+                    (FLOOR.to_string(), Some(server), addr, false)
+                }
                 Subject::Model(variant) => {
                     let server = run.start(variant, ServiceKind::Fib)?;
                     let addr = server.addr;
@@ -499,8 +509,10 @@ fn slo_text(w: &KneeWorkloadRecord) -> String {
 
 /// The rows of one workload ranked by their knee (none last, in report order).
 fn ranked<'a>(k: &'a KneeRecords, w: &KneeWorkloadRecord) -> Vec<&'a KneeSweep> {
+    // The floor is the reference, not a choice.
     let mut sweeps: Vec<&KneeSweep> = rows_in_order(k)
         .iter()
+        .filter(|row| *row != FLOOR)
         .filter_map(|row| sweep_of(k, row, &w.label))
         .collect();
     sweeps.sort_by(|a, b| {
@@ -568,6 +580,10 @@ fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
                         }
                         _ => "-".into(),
                     };
+                    let mut ended = s.ended.clone();
+                    if let Some(why) = machine_share(k, s) {
+                        ended.push_str(&format!("; {why}"));
+                    }
                     vec![
                         format!("`{}`{}", s.row, peer(&s.row)),
                         knee.map_or("none".to_string(), |x| thousands(x.offered_rps)),
@@ -577,7 +593,7 @@ fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
                         capacity.map_or("-".into(), thousands),
                         share,
                         s.steps.len().to_string(),
-                        s.ended.clone(),
+                        ended,
                     ]
                 })
                 .collect(),
@@ -585,6 +601,30 @@ fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
     }
     out.extend(ranking(r, k));
     out
+}
+
+/// Where `sweep` broke at a rate the floor (no work, only the loopback, the client and
+/// the machine) did not sustain either: the machine's tail, not the model's. `None` for
+/// the floor itself, or where the floor sustained that rate.
+pub fn machine_share(k: &KneeRecords, sweep: &KneeSweep) -> Option<String> {
+    if sweep.row == FLOOR {
+        return None;
+    }
+    let floor = sweep_of(k, FLOOR, &sweep.workload)?;
+    let broke = sweep.broke()?;
+    // The floor's verdict at the nearest rate it tried at or below the break.
+    let near = floor
+        .steps
+        .iter()
+        .filter(|s| s.offered_rps <= broke.offered_rps * 1.001)
+        .max_by(|a, b| a.offered_rps.total_cmp(&b.offered_rps))?;
+    (near.verdict != StepVerdict::Sustained).then(|| {
+        format!(
+            "the floor failed there too ({} at {} req/s): the machine's tail, not the model's",
+            detail(near),
+            thousands(near.offered_rps)
+        )
+    })
 }
 
 /// "Which model for which workload": each workload's rows ranked by their knee, with
@@ -681,7 +721,7 @@ fn ranking(r: &BenchReport, k: &KneeRecords) -> Option<Table> {
     if rows.is_empty() {
         return None;
     }
-    let mut intro = "Each workload's rows ranked by the highest rate they sustain with p99 under its SLO (a row that sustains none is not ranked), beside what else this report measured of them; every figure is a cell of the table named in its column. The rank answers \"which model for this request rate\"; the other columns what it costs: how much a heavy request starves its neighbours, and what idle clients cost.".to_string();
+    let mut intro = "Each workload's models and peers (not the floor, the reference) ranked by the highest rate they sustain with p99 under its SLO (a row that sustains none is not ranked), beside what else this report measured of them; every figure is a cell of the table named in its column. The rank answers \"which model for this request rate\"; the other columns what it costs: how much a heavy request starves its neighbours, and what idle clients cost.".to_string();
     if !versus.is_empty() {
         intro.push_str(&format!(
             " Against the peers (same client, same run): {}.",
@@ -984,6 +1024,40 @@ pub(crate) mod tests {
                 sweep("epoll", "mix 1:99,30:1", 2_000.0, StepVerdict::Tail),
             ],
         }
+    }
+
+    #[test]
+    fn a_break_the_floor_shares_is_the_machines() {
+        let mut k = records();
+        let floor = KneeSweep {
+            regime: String::new(),
+            row: FLOOR.into(),
+            workload: "n=1".into(),
+            steps: vec![
+                step(100_000.0, 100_000.0, 500, StepVerdict::Sustained),
+                step(200_000.0, 200_000.0, 3_000, StepVerdict::Tail),
+            ],
+            ended: String::new(),
+        };
+        k.sweeps.push(floor);
+        let threads = k
+            .sweeps
+            .iter()
+            .find(|s| s.row == "threads" && s.workload == "n=1")
+            .unwrap();
+        // threads broke at 128,000: the floor sustained 100,000, the nearest below.
+        assert_eq!(machine_share(&k, threads), None);
+        let epoll = k
+            .sweeps
+            .iter()
+            .find(|s| s.row == "epoll" && s.workload == "n=1")
+            .unwrap();
+        // epoll broke at 256,000: the floor failed at 200,000.
+        let why = machine_share(&k, epoll).unwrap();
+        assert!(
+            why.starts_with("the floor failed there too (p99 3,000 µs at 200,000 req/s)"),
+            "{why}"
+        );
     }
 
     #[test]
