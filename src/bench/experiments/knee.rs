@@ -539,15 +539,15 @@ fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
         out.push(Table {
             title: format!("{}: the highest rate sustained with p99 under {}", w.label, slo_text(w)),
             intro: format!(
-                "An open loop of {} connections (at most {} requests in flight on each), each step {:.1} s, rates rising by a factor until a step is not sustained, then refined between. Sustained: at least {:.0}% of the offered rate served, at most {:.1}% of requests failed, p99 (from when each request was due, so a stall is not hidden) under {}. A step where the load generator was saturated ends the sweep as the client's limit, never as the server's knee. Capacity predicted: the model's closed-loop throughput with {} clients from the calibration and its cost formula (docs/MODELS.md); the knee lies below it (‡ where it does not), and knee / capacity is how much of it the model can use before its tail crosses the SLO.",
+                "An open loop of {} connections (at most {} in flight on each), each step {:.1} s, rates rising by a factor until a step is not sustained, then refined between. Sustained: at least {:.0}% of the offered rate served, at most {:.1}% of requests failed, p99 (from when each request was due, so a stall is not hidden) under {}. A step where the load generator was saturated ends the sweep as the client's limit, never as the server's knee. Capacity predicted: the model's closed-loop throughput with {} clients from the calibration and its cost formula (docs/MODELS.md); the knee lies below it (‡ where it does not), and knee / capacity is how much of it the model can use before its tail crosses the SLO.",
                 k.connections,
-                k.pipeline,
+                crate::bench::results::plural(k.pipeline, "request"),
                 k.step_s,
                 ACHIEVED_SHARE * 100.0,
                 FAILED_SHARE * 100.0,
                 slo_text(w),
                 k.connections
-            ),
+            ) + &floor_noise(k, &w.label).map_or(String::new(), |n| format!(" {n}")),
             header: [
                 "model",
                 "sustained req/s",
@@ -623,6 +623,29 @@ pub fn machine_share(k: &KneeRecords, sweep: &KneeSweep) -> Option<String> {
             "the floor failed there too ({} at {} req/s): the machine's tail, not the model's",
             detail(near),
             thousands(near.offered_rps)
+        )
+    })
+}
+
+/// What the floor's own sweep says of this machine on workload `workload`: the rates
+/// below its knee where even it (no work at all) missed the SLO. On a small VM a lightly
+/// loaded machine has the worse tail (idle CPUs to wake, the host's own scheduling), so
+/// a model's knee below the floor's may be the machine's, not the model's. `None` when
+/// the floor sustained every rate up to its knee.
+pub fn floor_noise(k: &KneeRecords, workload: &str) -> Option<String> {
+    let floor = sweep_of(k, FLOOR, workload)?;
+    let knee = floor.knee()?.offered_rps;
+    let missed: Vec<String> = floor
+        .steps
+        .iter()
+        .filter(|s| s.verdict != StepVerdict::Sustained && s.offered_rps < knee)
+        .map(|s| format!("{} at {} req/s", detail(s), thousands(s.offered_rps)))
+        .collect();
+    (!missed.is_empty()).then(|| {
+        format!(
+            "On this machine the floor itself (no work) missed the SLO below its own knee of {} req/s ({}): a p99 above the SLO at such rates is the machine's tail as much as the model's, and a knee below the floor's may be the machine's.",
+            thousands(knee),
+            missed.join(", ")
         )
     })
 }
