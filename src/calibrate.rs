@@ -444,15 +444,7 @@ pub fn describe_cpus(cpus: &[usize]) -> String {
     parts.join(",")
 }
 
-/// The CPUs this process may run on.
-pub fn allowed_cpus() -> Vec<usize> {
-    let Ok(set) = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) else {
-        return Vec::new();
-    };
-    (0..nix::sched::CpuSet::count())
-        .filter(|&c| set.is_set(c).unwrap_or(false))
-        .collect()
-}
+pub use crate::cpu::allowed_cpus;
 
 /// `µs` with a sensible number of digits: 0.012, 1.5, 95, 1,200.
 fn format_us(us: f64) -> String {

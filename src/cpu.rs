@@ -30,6 +30,16 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
         .map_err(|e| io::Error::other(format!("cannot pin to CPU {cpu}: {e}")))
 }
 
+/// The CPUs this process may run on.
+pub fn allowed_cpus() -> Vec<usize> {
+    let Ok(set) = nix::sched::sched_getaffinity(Pid::from_raw(0)) else {
+        return Vec::new();
+    };
+    (0..nix::sched::CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap_or(false))
+        .collect()
+}
+
 /// CPU time (user + system) of the calling thread.
 pub fn thread_time() -> Option<Duration> {
     let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD).ok()?;

@@ -65,6 +65,10 @@ pub enum CostModel {
     /// (`procpool`): client, connection thread and worker are three threads, so no
     /// pair shares a CPU: `X = min(c / (cross + pipe + fib), workers / (socket calls + pipe + fib))`.
     ProcessPool,
+    /// One event loop per core, the kernel hashing connections onto them (`per-core`):
+    /// between one loop serving every client and `min(c, cores)` loops each serving its
+    /// share.
+    PerCore,
     /// Copies of `single`, the kernel hashing connections onto them (`prefork`):
     /// `single` when every client lands on one copy, thread-per-connection when they
     /// spread.
@@ -369,6 +373,29 @@ impl CostModel {
                 }
                 p
             }
+            CostModel::PerCore => {
+                let one = CostModel::EventLoop(Readiness::Epoll).predict(c);
+                if c.clients <= 1 {
+                    return one;
+                }
+                let loops = (c.workers.max(1) as f64).min(cpus).min(clients);
+                let wait = ("epoll_wait", c.epoll_wait);
+                let spread = closed(
+                    clients,
+                    with(cross(c), &[wait, (FIB, c.fib)]),
+                    per_cpu(loops, &[socket_calls(c), fib_term(c)]),
+                    "",
+                );
+                let (low, high) = (one.low.min(spread.low), spread.high.max(one.high));
+                Prediction {
+                    rps: (high <= low * 1.3).then_some(low),
+                    low,
+                    high,
+                    terms: one.terms,
+                    limit: one.limit,
+                    rule: "between one loop serving every client (the SO_REUSEPORT hash put them on one core) and min(c, cores) loops each serving its share: the hash decides",
+                }
+            }
             CostModel::Prefork => {
                 let single = CostModel::OneAtATime.predict(c);
                 if c.clients <= 1 {
@@ -429,6 +456,13 @@ impl CostModel {
                 or: None,
                 why: "one thread: the heavy fib holds it, no light request is read until it ends"
                     .into(),
+            };
+        }
+        if self == CostModel::PerCore && !c.offload {
+            return Kept {
+                ratio: 0.0,
+                or: Some(1.0),
+                why: "the heavy request holds its core's loop: a light client hashed onto the same core gets nothing, one on another core goes on".into(),
             };
         }
         if self == CostModel::OneAtATime {
@@ -591,6 +625,27 @@ mod tests {
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() <= 1e-6 * b.abs().max(1.0)
+    }
+
+    #[test]
+    fn per_core_is_one_loop_for_one_client_and_a_range_the_hash_decides_beyond() {
+        let epoll = CostModel::EventLoop(Readiness::Epoll);
+        assert!(close(
+            rps(CostModel::PerCore, &vm(1, 1.0)),
+            rps(epoll, &vm(1, 1.0))
+        ));
+        let p = CostModel::PerCore.predict(&vm(64, 22.0));
+        let one_loop = rps(epoll, &vm(64, 22.0));
+        assert!(close(p.low, one_loop), "{} vs {one_loop}", p.low);
+        assert!(
+            p.high > 1.5 * p.low,
+            "two loops on two CPUs: {} vs {}",
+            p.high,
+            p.low
+        );
+        assert_eq!(p.rps, None);
+        let kept = CostModel::PerCore.kept(&vm(1, 1.0));
+        assert_eq!((kept.ratio, kept.or), (0.0, Some(1.0)));
     }
 
     #[test]

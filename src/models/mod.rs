@@ -28,6 +28,7 @@ pub mod cost;
 pub mod epoll;
 pub mod isolates;
 pub mod nonblocking;
+pub mod per_core;
 pub mod prefork;
 pub mod procpool;
 pub mod select;
@@ -296,6 +297,20 @@ pub const MODELS: &[Model] = &[
         cancels: true,
         cost: CostModel::Prefork,
         serve: prefork::serve,
+    },
+    Model {
+        name: "per-core",
+        source: "src/models/per_core.rs",
+        seed: "none: thread-per-core (Seastar, glommio, monoio)",
+        summary: "--workers epoll loops, each pinned to its own CPU with its own SO_REUSEPORT listener; nothing shared",
+        clients: Clients::Concurrent,
+        workers: Workers::Cpus,
+        offload: false,
+        ports: false,
+        reuse_port: true,
+        cancels: true,
+        cost: CostModel::PerCore,
+        serve: per_core::serve,
     },
 ];
 
