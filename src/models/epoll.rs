@@ -74,6 +74,19 @@ struct Client {
 }
 
 pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::Result<()> {
+    serve_when_ready(listener, config, shutdown, || {})
+}
+
+/// [`serve`], calling `ready` once the loop holds every resource it needs (its epoll
+/// instance, its waker, its pool) and before it accepts anyone: `per-core` waits for
+/// all its loops to be ready, so a flood taken by one cannot starve another's set-up
+/// of descriptors.
+pub fn serve_when_ready(
+    listener: TcpListener,
+    config: &Config,
+    shutdown: Shutdown,
+    ready: impl FnOnce(),
+) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let mut poll = Poll::new()?;
     let registry = poll.registry();
@@ -105,6 +118,7 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
     // listener will not report the clients still waiting, so poll for them.
     let mut retry_accept = false;
     let mut sweep = IdleSweep::new(config.idle_timeout);
+    ready();
     loop {
         let now = Instant::now();
         if sweep.due(now) {

@@ -40,6 +40,8 @@
 
 use std::io;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
 
 use crate::server::{Config, bind_with};
 use crate::shutdown::Shutdown;
@@ -53,12 +55,16 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
     for _ in 1..config.workers.max(1) {
         listeners.push(bind_with(addr, true)?);
     }
+    // No loop accepts before every loop holds its own descriptors (epoll, waker): a
+    // flood taken by the first must not leave the others none to start with.
+    let all_ready = Arc::new(Barrier::new(listeners.len()));
     let loops: Vec<_> = listeners
         .into_iter()
         .enumerate()
         .map(|(i, listener)| {
             let cpu = cpus.get(i % cpus.len().max(1)).copied();
-            let (config, shutdown) = (config.clone(), shutdown.clone());
+            let (config, shutdown, all_ready) =
+                (config.clone(), shutdown.clone(), all_ready.clone());
             std::thread::Builder::new()
                 .name(format!("core-{i}"))
                 .spawn(move || {
@@ -68,7 +74,23 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
                         // Unpinned it still serves; only the cache locality is lost.
                         tracing::warn!(core = i, cpu, error = %e, "cannot pin the loop");
                     }
-                    super::epoll::serve(listener, &config, shutdown)
+                    let waited = AtomicBool::new(false);
+                    let stop = shutdown.clone();
+                    let result =
+                        super::epoll::serve_when_ready(listener, &config, shutdown, || {
+                            waited.store(true, Ordering::SeqCst);
+                            all_ready.wait();
+                        });
+                    if !waited.load(Ordering::SeqCst) {
+                        // Set-up failed: release the others.
+                        all_ready.wait();
+                    }
+                    if result.is_err() {
+                        // One loop failing stops them all: the server exits with its error
+                        // rather than serving on with some cores' clients unanswered.
+                        stop.trigger();
+                    }
+                    result
                 })
         })
         .collect::<io::Result<_>>()?;
@@ -83,8 +105,6 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("a core's loop panicked")));
         if let Err(e) = result {
-            // One loop failing ends only its own connections; report it once all end.
-            shutdown.trigger();
             first_error.get_or_insert(e);
         }
     }
