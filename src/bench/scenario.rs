@@ -45,6 +45,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("python", include_str!("../../scenarios/python.toml")),
     ("c10k", include_str!("../../scenarios/c10k.toml")),
     ("knee", include_str!("../../scenarios/knee.toml")),
+    ("cores", include_str!("../../scenarios/cores.toml")),
 ];
 
 /// A shipped scenario by name, or a scenario file by path.
