@@ -409,14 +409,7 @@ fn predicted_p50(
     c: &ConnectionRecords,
     row: &str,
 ) -> Option<(usize, f64, u64, String)> {
-    let records: Vec<&ConnectionRecord> = of_row(c, row)
-        .into_iter()
-        .filter(|x| x.held > 0 && load(x, 1).is_some_and(|a| a.requests_ok > 0))
-        .collect();
-    let (first, last) = (records.first()?, records.last()?);
-    if first.idle == last.idle {
-        return None;
-    }
+    let (first, last) = answered_span(c, row)?;
     let base = load(first, 1)?.p50_us as f64;
     let measured = load(last, 1)?.p50_us;
     let cost = crate::models::find(&first.model)?.cost;
@@ -974,17 +967,24 @@ fn line_plot(
     })
 }
 
-/// The reply time of one active client grows by this factor from the smallest idle
-/// count a row held to the largest; `None` without both.
-fn growth(c: &ConnectionRecords, row: &str) -> Option<(f64, u64, u64, usize, usize)> {
+/// The smallest and the largest idle counts `row` held at which one active client got
+/// replies; `None` unless they differ.
+fn answered_span<'a>(
+    c: &'a ConnectionRecords,
+    row: &str,
+) -> Option<(&'a ConnectionRecord, &'a ConnectionRecord)> {
     let records: Vec<&ConnectionRecord> = of_row(c, row)
         .into_iter()
         .filter(|x| x.held > 0 && load(x, 1).is_some_and(|a| a.requests_ok > 0))
         .collect();
-    let (first, last) = (records.first()?, records.last()?);
-    if first.idle == last.idle {
-        return None;
-    }
+    let (first, last) = (*records.first()?, *records.last()?);
+    (first.idle != last.idle).then_some((first, last))
+}
+
+/// The reply time of one active client grows by this factor from the smallest idle
+/// count a row held to the largest; `None` without both.
+fn growth(c: &ConnectionRecords, row: &str) -> Option<(f64, u64, u64, usize, usize)> {
+    let (first, last) = answered_span(c, row)?;
     let (a, b) = (load(first, 1)?.p50_us, load(last, 1)?.p50_us);
     Some((b as f64 / a.max(1) as f64, a, b, first.held, last.held))
 }
