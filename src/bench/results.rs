@@ -349,11 +349,13 @@ impl KneeSweep {
             .max_by(|a, b| a.offered_rps.total_cmp(&b.offered_rps))
     }
 
-    /// The lowest rate that was not sustained, if any.
+    /// The lowest rate above the knee that was not sustained, if any (a step below
+    /// the knee that failed once and passed when measured again is not where it broke).
     pub fn broke(&self) -> Option<&KneeStep> {
+        let knee = self.knee().map_or(0.0, |k| k.offered_rps);
         self.steps
             .iter()
-            .filter(|s| s.verdict != StepVerdict::Sustained)
+            .filter(|s| s.verdict != StepVerdict::Sustained && s.offered_rps > knee)
             .min_by(|a, b| a.offered_rps.total_cmp(&b.offered_rps))
     }
 }
