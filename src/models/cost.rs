@@ -386,15 +386,14 @@ impl CostModel {
                     per_cpu(loops, &[socket_calls(c), fib_term(c)]),
                     "",
                 );
-                let (low, high) = (one.low.min(spread.low), spread.high.max(one.high));
-                Prediction {
-                    rps: (high <= low * 1.3).then_some(low),
-                    low,
-                    high,
-                    terms: one.terms,
-                    limit: one.limit,
-                    rule: "between one loop serving every client (the SO_REUSEPORT hash put them on one core) and min(c, cores) loops each serving its share: the hash decides",
-                }
+                let limit = one.limit;
+                placement_range(
+                    one.low.min(spread.low),
+                    spread.high.max(one.high),
+                    one.terms,
+                    limit,
+                    "between one loop serving every client (the SO_REUSEPORT hash put them on one core) and min(c, cores) loops each serving its share: the hash decides",
+                )
             }
             CostModel::Prefork => {
                 let single = CostModel::OneAtATime.predict(c);
@@ -409,18 +408,35 @@ impl CostModel {
                     &fib,
                     "",
                 );
-                let (low, high) = (single.low.min(spread.low), spread.high.max(single.low));
-                Prediction {
-                    // One server CPU: both placements give the same figure.
-                    rps: (high <= low * 1.3).then_some(low),
-                    low,
-                    high,
-                    terms: single.terms,
-                    limit: Limit::Latency,
-                    rule: "between single (every client hashed onto one copy) and threads (each on its own copy): the kernel's SO_REUSEPORT hash decides",
-                }
+                placement_range(
+                    single.low.min(spread.low),
+                    spread.high.max(single.low),
+                    single.terms,
+                    Limit::Latency,
+                    "between single (every client hashed onto one copy) and threads (each on its own copy): the kernel's SO_REUSEPORT hash decides",
+                )
             }
         }
+    }
+}
+
+/// A prediction the kernel's `SO_REUSEPORT` hash decides, between `low` (every client
+/// hashed onto one copy) and `high` (spread): a point only where both placements give
+/// about the same figure (one server CPU), else the range.
+fn placement_range(
+    low: f64,
+    high: f64,
+    terms: Vec<Term>,
+    limit: Limit,
+    rule: &'static str,
+) -> Prediction {
+    Prediction {
+        rps: (high <= low * 1.3).then_some(low),
+        low,
+        high,
+        terms,
+        limit,
+        rule,
     }
 }
 

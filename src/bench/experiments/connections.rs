@@ -507,12 +507,13 @@ fn tables(r: &BenchReport, c: &ConnectionRecords) -> (Vec<Table>, Vec<String>) {
             .chain(extra.iter().map(|s| s.to_string()))
             .collect()
     };
+    // A row's name and its value at every idle count: the start of every table's row.
     let grid = |value: &dyn Fn(&ConnectionRecord) -> String, row: &str| -> Vec<String> {
-        idle.iter()
-            .map(|&n| match cell(c, row, n) {
+        std::iter::once(format!("`{row}`"))
+            .chain(idle.iter().map(|&n| match cell(c, row, n) {
                 Some(x) => value(x),
                 None => "not tried".into(),
-            })
+            }))
             .collect()
     };
     let per_conn = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
@@ -530,14 +531,13 @@ fn tables(r: &BenchReport, c: &ConnectionRecords) -> (Vec<Table>, Vec<String>) {
         rows: rows
             .iter()
             .map(|row| {
-                let mut cells = vec![format!("`{row}`")];
-                cells.extend(grid(
+                let mut cells = grid(
                     &|x| match x.held >= x.idle {
                         true => format!("{} in {:.2} s", thousands(x.held as f64), x.open_s),
                         false => x.outcome.clone(),
                     },
                     row,
-                ));
+                );
                 cells.push(
                     of_row(c, row)
                         .iter()
@@ -562,8 +562,7 @@ fn tables(r: &BenchReport, c: &ConnectionRecords) -> (Vec<Table>, Vec<String>) {
         rows: rows
             .iter()
             .map(|row| {
-                let mut cells = vec![format!("`{row}`")];
-                cells.extend(grid(&|x| per_conn(x.descriptors), row));
+                let mut cells = grid(&|x| per_conn(x.descriptors), row);
                 match of_row(c, row).last() {
                     Some(last) => {
                         let (p, why) = predicted_descriptors(last);
@@ -587,8 +586,7 @@ fn tables(r: &BenchReport, c: &ConnectionRecords) -> (Vec<Table>, Vec<String>) {
         rows: rows
             .iter()
             .map(|row| {
-                let mut cells = vec![format!("`{row}`")];
-                cells.extend(grid(&|x| per_conn(x.rss_kib), row));
+                let mut cells = grid(&|x| per_conn(x.rss_kib), row);
                 let model = of_row(c, row).first().map(|x| x.model.clone()).unwrap_or_default();
                 match IDLE_TARGET_KIB.iter().find(|(m, _)| *m == model) {
                     Some((_, target)) => {
@@ -622,8 +620,7 @@ fn tables(r: &BenchReport, c: &ConnectionRecords) -> (Vec<Table>, Vec<String>) {
         rows: rows
             .iter()
             .map(|row| {
-                let mut cells = vec![format!("`{row}`")];
-                cells.extend(grid(&|x| per_conn(x.vsz_kib), row));
+                let mut cells = grid(&|x| per_conn(x.vsz_kib), row);
                 let records = of_row(c, row);
                 let last = records.iter().rev().find(|x| x.held > 0);
                 cells.push(last.and_then(|x| x.threads).map_or("-".into(), |t| format!("{t:.2}")));
@@ -661,8 +658,7 @@ fn tables(r: &BenchReport, c: &ConnectionRecords) -> (Vec<Table>, Vec<String>) {
         rows: rows
             .iter()
             .map(|row| {
-                let mut cells = vec![format!("`{row}`")];
-                cells.extend(grid(&|x| load(x, 1).map_or("-".into(), latency_cell), row));
+                let mut cells = grid(&|x| load(x, 1).map_or("-".into(), latency_cell), row);
                 if predicted {
                     match predicted_p50(r, c, row) {
                         Some((idle, p, measured, why)) => {
@@ -701,14 +697,7 @@ fn tables(r: &BenchReport, c: &ConnectionRecords) -> (Vec<Table>, Vec<String>) {
             text_last: false,
             rows: rows
                 .iter()
-                .map(|row| {
-                    let mut cells = vec![format!("`{row}`")];
-                    cells.extend(grid(
-                        &|x| load(x, most).map_or("-".into(), latency_cell),
-                        row,
-                    ));
-                    cells
-                })
+                .map(|row| grid(&|x| load(x, most).map_or("-".into(), latency_cell), row))
                 .collect(),
         });
     }
