@@ -252,6 +252,137 @@ impl Usage {
     }
 }
 
+/// What a server has done so far, summed over a process and its descendants and over
+/// their threads, read from `/proc` (Linux). Two readings around a stretch of load,
+/// [`Work::since`], divided by the requests served give the cost of one request: the
+/// figures that say what a model's loop spends on each reply.
+///
+/// Threads that ended before a reading are not in `cpu_ns` and the switch counts (the
+/// kernel keeps those per thread); `reads` and `writes` keep them (per process).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Work {
+    /// Time on a CPU, ns (`/proc/P/task/T/schedstat`, first field).
+    pub cpu_ns: u64,
+    /// `read`-family system calls (`syscr` in `/proc/P/io`: read, readv, recv, recvfrom,
+    /// recvmsg... every call that reads, whether it got bytes or `EAGAIN`).
+    pub reads: u64,
+    /// `write`-family system calls (`syscw`: write, writev, send, sendto, sendmsg...).
+    pub writes: u64,
+    /// Voluntary context switches: a thread went to sleep (blocked in a read, an
+    /// `epoll_wait`, a lock) and had to be woken. On a VM each costs a wake-up.
+    pub sleeps: u64,
+    /// Involuntary context switches: a runnable thread was preempted.
+    pub preempted: u64,
+}
+
+impl Work {
+    /// `pid`, its descendants and all their threads, now.
+    ///
+    /// # Errors
+    /// `/proc/PID` cannot be read (the process is gone, or this is not Linux).
+    pub fn of_tree(pid: u32) -> io::Result<Work> {
+        let mut work = Work::default();
+        for pid in tree(pid)? {
+            let field = |text: &str, name: &str| -> u64 {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            // Another user's process (a peer started by someone else) hides its `io`.
+            if let Ok(io) = std::fs::read_to_string(format!("/proc/{pid}/io")) {
+                work.reads += field(&io, "syscr:");
+                work.writes += field(&io, "syscw:");
+            }
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                continue; // gone meanwhile
+            };
+            for task in tasks.flatten() {
+                let path = task.path();
+                if let Ok(schedstat) = std::fs::read_to_string(path.join("schedstat")) {
+                    work.cpu_ns += schedstat
+                        .split_whitespace()
+                        .next()
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+                if let Ok(status) = std::fs::read_to_string(path.join("status")) {
+                    work.sleeps += field(&status, "voluntary_ctxt_switches:");
+                    work.preempted += field(&status, "nonvoluntary_ctxt_switches:");
+                }
+            }
+        }
+        Ok(work)
+    }
+
+    /// What was done between `earlier` and `self` (a counter that went down, because a
+    /// thread that held its share ended, counts as 0).
+    pub fn since(&self, earlier: &Work) -> Work {
+        Work {
+            cpu_ns: self.cpu_ns.saturating_sub(earlier.cpu_ns),
+            reads: self.reads.saturating_sub(earlier.reads),
+            writes: self.writes.saturating_sub(earlier.writes),
+            sleeps: self.sleeps.saturating_sub(earlier.sleeps),
+            preempted: self.preempted.saturating_sub(earlier.preempted),
+        }
+    }
+}
+
+/// The process listening on TCP `port` (any local address), found as Linux tools do: the
+/// socket's inode in `/proc/net/tcp{,6}`, then the process holding a descriptor to it.
+/// `None` when no process this user may read holds it (a peer run by another user, or in
+/// a container). For peers the bench did not start (`--target`): their cost per request
+/// is measured as fiblab's own.
+pub fn listener_pid(port: u16) -> Option<u32> {
+    const LISTEN: &str = "0A";
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let (Some(local), Some(state), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9))
+            else {
+                continue;
+            };
+            let listening_here = *state == LISTEN
+                && local
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                    == Some(port);
+            if listening_here {
+                inodes.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(link) = std::fs::read_link(fd.path())
+                && inodes.iter().any(|i| link.as_os_str() == i.as_str())
+            {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
 /// `root` and every process whose chain of parents reaches it, from `/proc/*/stat`.
 fn tree(root: u32) -> io::Result<Vec<u32>> {
     std::fs::metadata(format!("/proc/{root}"))?;
@@ -307,5 +438,32 @@ mod tests {
         let _ = child.wait();
         assert_eq!(with_child.processes, alone.processes + 1);
         assert!(Usage::of_tree(u32::MAX).is_err());
+    }
+
+    #[test]
+    fn work_counts_this_process_reads_and_cpu() {
+        let before = Work::of_tree(std::process::id()).unwrap();
+        let mut spent = 0u64;
+        for i in 0..2_000_000u64 {
+            spent = spent.wrapping_add(std::hint::black_box(i));
+        }
+        std::hint::black_box(spent);
+        for _ in 0..10 {
+            let _ = std::fs::read_to_string("/proc/self/stat").unwrap();
+        }
+        let after = Work::of_tree(std::process::id()).unwrap();
+        let done = after.since(&before);
+        assert!(done.cpu_ns > 0);
+        assert!(done.reads >= 10, "{done:?}");
+        assert_eq!(before.since(&after).cpu_ns, 0);
+    }
+
+    #[test]
+    fn the_listener_of_a_port_is_found_and_a_free_port_has_none() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert_eq!(listener_pid(port), Some(std::process::id()));
+        drop(listener);
+        assert_eq!(listener_pid(port), None);
     }
 }

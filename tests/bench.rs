@@ -257,7 +257,7 @@ fn connections_fixture() -> fiblab::bench::results::ConnectionRecords {
 /// A knee sweep for a model and the peer at n=1.
 fn knee_fixture() -> fiblab::bench::results::KneeRecords {
     use fiblab::bench::results::{
-        KneeRecords, KneeStep, KneeSweep, KneeWorkloadRecord, StepVerdict,
+        KneeRecords, KneeStep, KneeSweep, KneeWorkloadRecord, RequestCost, StepVerdict,
     };
     let step = |offered: f64, p99: u64, verdict: StepVerdict| KneeStep {
         offered_rps: offered,
@@ -269,6 +269,13 @@ fn knee_fixture() -> fiblab::bench::results::KneeRecords {
         timeouts: 0,
         missed: 0,
         client_busy: 0.3,
+        // Cheaper per request at higher rates: one read carries more requests.
+        server: Some(RequestCost {
+            cpu_us: 4.0,
+            reads: 16_000.0 / offered,
+            writes: 1.0,
+            sleeps: 0.25,
+        }),
         verdict,
         histogram: String::new(),
     };

@@ -335,9 +335,50 @@ pub struct KneeStep {
     pub missed: u64,
     /// The busiest load-generator thread's CPU time over its wall time, 0..1.
     pub client_busy: f64,
+    /// What the server spent per request in this step, where its process could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<RequestCost>,
     pub verdict: StepVerdict,
     /// Every request's latency from when it was due, HdrHistogram V2+DEFLATE, base64.
     pub histogram: String,
+}
+
+/// A server's work per request over one step of load ([`crate::process::Work`] before
+/// and after the step, divided by the requests answered in it, warm-up included).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RequestCost {
+    /// CPU time, µs per request, all the server's threads and processes.
+    pub cpu_us: f64,
+    /// `read`-family system calls per request (below 1: a read brought several requests).
+    pub reads: f64,
+    /// `write`-family system calls per request.
+    pub writes: f64,
+    /// Times a server thread went to sleep and had to be woken, per request.
+    pub sleeps: f64,
+}
+
+impl RequestCost {
+    /// `work` spread over `requests` (`None` when none were answered).
+    pub fn of(work: &crate::process::Work, requests: f64) -> Option<RequestCost> {
+        if requests < 1.0 {
+            return None;
+        }
+        let per = |x: u64| (x as f64 / requests * 1000.0).round() / 1000.0;
+        Some(RequestCost {
+            cpu_us: per(work.cpu_ns / 1000),
+            reads: per(work.reads),
+            writes: per(work.writes),
+            sleeps: per(work.sleeps),
+        })
+    }
+
+    /// "3.1 µs, 1.00 r, 1.00 w, 0.52 sleeps" for a table cell.
+    pub fn describe(&self) -> String {
+        format!(
+            "{:.1} µs CPU, {:.2} reads, {:.2} writes, {:.2} sleeps",
+            self.cpu_us, self.reads, self.writes, self.sleeps
+        )
+    }
 }
 
 impl KneeSweep {

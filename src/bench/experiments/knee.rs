@@ -35,7 +35,7 @@ use crate::bench::canvas::{
 };
 use crate::bench::results::{
     BenchReport, FLOOR, Finding, KneeRecords, KneeStep, KneeSweep, KneeWorkloadRecord, Plot,
-    StepVerdict, Table, merged_histogram, thousands,
+    RequestCost, StepVerdict, Table, merged_histogram, thousands,
 };
 use crate::bench::scenario::{self, Scenario};
 use crate::load::mix::{Class, Mix, Protocol};
@@ -339,6 +339,11 @@ impl Experiment for Knee {
                 }
                 Subject::Peer(t) => (t.name.clone(), None, t.addr, t.ping),
             };
+            // A peer's cost is read as fiblab's own where its process can be found.
+            let pid = match &server {
+                Some(server) => Some(server.pid()),
+                None => crate::process::listener_pid(addr.port()),
+            };
             for w in k.workloads.iter().filter(|w| serves(&subject, &w.mix)) {
                 if run.interrupted() {
                     return Ok(());
@@ -352,7 +357,7 @@ impl Experiment for Knee {
                 .map_err(io::Error::other)?;
                 let slo_us = w.slo.as_micros() as u64;
                 let (steps, ended) = sweep(Plan::of(k), |rate| {
-                    measure_step(run, k, addr, &mix, ping, rate, slo_us)
+                    measure_step(run, k, (addr, pid), &mix, ping, rate, slo_us)
                 })?;
                 records.sweeps.push(KneeSweep {
                     regime: run.regime.name.clone(),
@@ -399,7 +404,7 @@ impl Experiment for Knee {
 fn measure_step(
     run: &Run<'_>,
     k: &scenario::Knee,
-    addr: std::net::SocketAddr,
+    (addr, pid): (std::net::SocketAddr, Option<u32>),
     mix: &Mix,
     ping: bool,
     rate: f64,
@@ -423,7 +428,17 @@ fn measure_step(
             false => Protocol::Fiblab,
         },
     };
+    let work = |pid: Option<u32>| pid.and_then(|p| crate::process::Work::of_tree(p).ok());
+    let before = work(pid);
     let report = crate::load::run(&spec, run.interrupt(), Hooks::default())?;
+    let server = match (before, work(pid)) {
+        // The warm-up ran at the offered rate too; its replies are in the counters.
+        (Some(before), Some(after)) => RequestCost::of(
+            &after.since(&before),
+            report.throughput_rps * (report.measured_s + report.warmup_s),
+        ),
+        _ => None,
+    };
     let merged = merged_histogram(report.classes.iter().map(|c| c.histogram.as_str()));
     let at = |q: f64| merged.as_ref().map_or(0, |h| h.value_at_quantile(q));
     let (p50_us, p99_us, p99_9_us) = (at(0.5), at(0.99), at(0.999));
@@ -450,6 +465,7 @@ fn measure_step(
         timeouts: e.timeout,
         client_busy: (client_busy * 1000.0).round() / 1000.0,
         missed: report.missed,
+        server,
         verdict: judge(
             rate,
             report.throughput_rps,
@@ -539,7 +555,7 @@ fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
         out.push(Table {
             title: format!("{}: the highest rate sustained with p99 under {}", w.label, slo_text(w)),
             intro: format!(
-                "An open loop of {} connections (at most {} in flight on each), each step {:.1} s, rates rising by a factor until a step is not sustained, then refined between. Sustained: at least {:.0}% of the offered rate served, at most {:.1}% of requests failed, p99 (from when each request was due, so a stall is not hidden) under {}. A step where the load generator was saturated ends the sweep as the client's limit, never as the server's knee. Capacity predicted: the model's closed-loop throughput with {} clients from the calibration and its cost formula (docs/MODELS.md); the knee lies below it (‡ where it does not), and knee / capacity is how much of it the model can use before its tail crosses the SLO.",
+                "An open loop of {} connections (at most {} in flight on each), each step {:.1} s, rates rising by a factor until a step is not sustained, then refined between. Sustained: at least {:.0}% of the offered rate served, at most {:.1}% of requests failed, p99 (from when each request was due, so a stall is not hidden) under {}. A step where the load generator was saturated ends the sweep as the client's limit, never as the server's knee. Capacity predicted: the model's closed-loop throughput with {} clients from the calibration and its cost formula (docs/MODELS.md); the knee lies below it (‡ where it does not), and knee / capacity is how much of it the model can use before its tail crosses the SLO. Server per request: what the server's processes and threads spent at the knee step, read from /proc before and after it (CPU time; read- and write-family system calls, below 1 where one call carried several requests; sleeps, the times a thread blocked and had to be woken, each a wake-up that costs a VM tens of µs).",
                 k.connections,
                 crate::bench::results::plural(k.pipeline, "request"),
                 k.step_s,
@@ -556,6 +572,7 @@ fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
                 "p99.9 µs there",
                 "capacity predicted, req/s",
                 "knee / capacity",
+                "server per request there",
                 "steps",
                 "where and why it broke",
             ]
@@ -592,6 +609,8 @@ fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
                         figure(|x| x.p99_9_us as f64),
                         capacity.map_or("-".into(), thousands),
                         share,
+                        knee.and_then(|x| x.server)
+                            .map_or("-".into(), |c| c.describe()),
                         s.steps.len().to_string(),
                         ended,
                     ]
@@ -664,6 +683,7 @@ fn ranking(r: &BenchReport, k: &KneeRecords) -> Option<Table> {
         "model",
         "sustained req/s (knee table)",
         "p99 µs there",
+        "server CPU µs per request there",
     ];
     if starvation {
         header.push("light throughput kept during a heavy request (seed 004 table)");
@@ -686,6 +706,8 @@ fn ranking(r: &BenchReport, k: &KneeRecords) -> Option<Table> {
                 format!("`{}`{}", s.row, if r.is_peer(&s.row) { " †" } else { "" }),
                 knee.map_or("none".into(), |x| thousands(x.offered_rps)),
                 knee.map_or("-".into(), |x| thousands(x.p99_us as f64)),
+                knee.and_then(|x| x.server)
+                    .map_or("-".into(), |c| format!("{:.1}", c.cpu_us)),
             ];
             if starvation {
                 row.push(
@@ -725,7 +747,7 @@ fn ranking(r: &BenchReport, k: &KneeRecords) -> Option<Table> {
                 let ours = best.knee().map_or(0.0, |x| x.offered_rps);
                 let ratio = ours / theirs.offered_rps.max(1.0);
                 versus.push(format!(
-                    "{}: fiblab's best, `{}`, sustains {} req/s with p99 under {}; `{}` {} req/s: fiblab {} ({:.2}x)",
+                    "{}: fiblab's best, `{}`, sustains {} req/s with p99 under {}; `{}` {} req/s: fiblab {} ({:.2}x){}",
                     w.label,
                     best.row,
                     thousands(ours),
@@ -736,7 +758,8 @@ fn ranking(r: &BenchReport, k: &KneeRecords) -> Option<Table> {
                         true => "ahead",
                         false => "behind",
                     },
-                    ratio
+                    ratio,
+                    cost_versus(best, peer),
                 ));
             }
         }
@@ -759,6 +782,41 @@ fn ranking(r: &BenchReport, k: &KneeRecords) -> Option<Table> {
         text_last: false,
         rows,
     })
+}
+
+/// "; per request, `epoll` at 32,000 req/s against `redis` at 32,000: CPU 4.1 vs 9.0 µs,
+/// ..." from each sweep's highest sustained step at or below the lower of the two
+/// knees, so both costs are read at about one load (empty where either lacks one).
+fn cost_versus(ours: &KneeSweep, theirs: &KneeSweep) -> String {
+    let (Some(a), Some(b)) = (ours.knee(), theirs.knee()) else {
+        return String::new();
+    };
+    let rate = a.offered_rps.min(b.offered_rps);
+    let at = |s: &KneeSweep| -> Option<(f64, RequestCost)> {
+        s.steps
+            .iter()
+            .filter(|x| x.verdict == StepVerdict::Sustained && x.offered_rps <= rate)
+            .max_by(|x, y| x.offered_rps.total_cmp(&y.offered_rps))
+            .and_then(|x| Some((x.offered_rps, x.server?)))
+    };
+    let (Some((rate_a, a)), Some((rate_b, b))) = (at(ours), at(theirs)) else {
+        return String::new();
+    };
+    format!(
+        "; per request, `{}` at {} req/s against `{}` at {}: CPU {:.1} vs {:.1} µs, reads {:.2} vs {:.2}, writes {:.2} vs {:.2}, sleeps {:.2} vs {:.2}",
+        ours.row,
+        thousands(rate_a),
+        theirs.row,
+        thousands(rate_b),
+        a.cpu_us,
+        b.cpu_us,
+        a.reads,
+        b.reads,
+        a.writes,
+        b.writes,
+        a.sleeps,
+        b.sleeps
+    )
 }
 
 /// One workload's curves: p99 against the achieved rate, one line per row, the SLO
@@ -882,6 +940,13 @@ pub(crate) mod tests {
             timeouts: 0,
             missed: 0,
             client_busy: 0.4,
+            // A fixed cost whose sleeps grow with the tail, so rows differ.
+            server: Some(RequestCost {
+                cpu_us: 5.0,
+                reads: 1.0,
+                writes: 1.0,
+                sleeps: p99 as f64 / 1200.0,
+            }),
             verdict,
             histogram: String::new(),
         }
@@ -897,6 +962,7 @@ pub(crate) mod tests {
             let verdict = judge(rate, achieved, rate, 0, 0, p99, busy, 1000);
             Ok(KneeStep {
                 client_busy: busy,
+                server: None,
                 ..step(rate, achieved, p99, verdict)
             })
         }
@@ -1099,6 +1165,10 @@ pub(crate) mod tests {
         assert_eq!(tables.len(), 3);
         assert_eq!(tables[0].rows[1][1], "128,000");
         assert_eq!(tables[0].rows[1][5], "-", "no calibration, no capacity");
+        assert_eq!(
+            tables[0].rows[1][7],
+            "5.0 µs CPU, 1.00 reads, 1.00 writes, 0.50 sleeps"
+        );
         r.calibration = Some(crate::bench::predict::tests::calibration());
         let tables = Knee.tables(&r).0;
         let threads = &tables[0].rows[0];
@@ -1124,7 +1194,7 @@ pub(crate) mod tests {
             ]
         );
         assert!(
-            ranking.intro.contains("n=1: fiblab's best, `epoll`, sustains 128,000 req/s with p99 under 1 ms; `redis` 100,000 req/s: fiblab ahead (1.28x)"),
+            ranking.intro.contains("n=1: fiblab's best, `epoll`, sustains 128,000 req/s with p99 under 1 ms; `redis` 100,000 req/s: fiblab ahead (1.28x); per request, `epoll` at 64,000 req/s against `redis` at 100,000: CPU 5.0 vs 5.0 µs, reads 1.00 vs 1.00, writes 1.00 vs 1.00, sleeps 0.17 vs 0.50"),
             "{}",
             ranking.intro
         );
