@@ -269,12 +269,11 @@ fn knee_fixture() -> fiblab::bench::results::KneeRecords {
         timeouts: 0,
         missed: 0,
         client_busy: 0.3,
-        // Cheaper per request at higher rates: one read carries more requests.
+        // Fewer sleeps per request at higher rates: the next request is often waiting.
         server: Some(RequestCost {
             cpu_us: 4.0,
-            reads: 16_000.0 / offered,
-            writes: 1.0,
-            sleeps: 0.25,
+            sleeps: 16_000.0 / offered / 4.0,
+            preempted: 0.0,
         }),
         verdict,
         histogram: String::new(),

@@ -38,10 +38,14 @@ fn main() {
             continue;
         }
         let name = format!("{}::one_descriptor_per_connection", variant.label());
-        trials.push(Trial::test(name, move || {
-            descriptors_per_connection(&variant);
-            Ok(())
-        }));
+        let skip = !common::runs_here(&variant.model);
+        trials.push(
+            Trial::test(name, move || {
+                descriptors_per_connection(&variant);
+                Ok(())
+            })
+            .with_ignored_flag(skip),
+        );
     }
     if Command::new("prlimit").arg("--version").output().is_err() {
         // util-linux's prlimit sets the limit for the server alone; without it there
@@ -55,10 +59,14 @@ fn main() {
     } else {
         for variant in fiblab::models::variants() {
             let name = format!("{}::accept_out_of_descriptors", variant.label());
-            trials.push(Trial::test(name, move || {
-                out_of_descriptors(&variant);
-                Ok(())
-            }));
+            let skip = !common::runs_here(&variant.model);
+            trials.push(
+                Trial::test(name, move || {
+                    out_of_descriptors(&variant);
+                    Ok(())
+                })
+                .with_ignored_flag(skip),
+            );
         }
     }
     libtest_mimic::run(&args, trials).exit();

@@ -343,40 +343,41 @@ pub struct KneeStep {
     pub histogram: String,
 }
 
-/// A server's work per request over one step of load ([`crate::process::Work`] before
-/// and after the step, divided by the requests answered in it, warm-up included).
+/// A server's work per request over one step of load: [`crate::process::Work`] read
+/// at the edges of the step's measured window (its connections open), divided by the
+/// replies between the two readings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RequestCost {
     /// CPU time, µs per request, all the server's threads and processes.
     pub cpu_us: f64,
-    /// `read`-family system calls per request (below 1: a read brought several requests).
-    pub reads: f64,
-    /// `write`-family system calls per request.
-    pub writes: f64,
-    /// Times a server thread went to sleep and had to be woken, per request.
+    /// Times a server thread went to sleep and had to be woken, per request: 1 where
+    /// every reply costs a wake-up, near 0 where a thread finds the next request
+    /// waiting (or spins).
     pub sleeps: f64,
+    /// Times a runnable server thread was preempted, per request.
+    #[serde(default)]
+    pub preempted: f64,
 }
 
 impl RequestCost {
     /// `work` spread over `requests` (`None` when none were answered).
-    pub fn of(work: &crate::process::Work, requests: f64) -> Option<RequestCost> {
-        if requests < 1.0 {
+    pub fn of(work: &crate::process::Work, requests: u64) -> Option<RequestCost> {
+        if requests == 0 {
             return None;
         }
-        let per = |x: u64| (x as f64 / requests * 1000.0).round() / 1000.0;
+        let per = |x: u64| (x as f64 / requests as f64 * 1000.0).round() / 1000.0;
         Some(RequestCost {
             cpu_us: per(work.cpu_ns / 1000),
-            reads: per(work.reads),
-            writes: per(work.writes),
             sleeps: per(work.sleeps),
+            preempted: per(work.preempted),
         })
     }
 
-    /// "3.1 µs, 1.00 r, 1.00 w, 0.52 sleeps" for a table cell.
+    /// "4.1 µs CPU, 0.52 sleeps, 0.01 preempted" for a table cell.
     pub fn describe(&self) -> String {
         format!(
-            "{:.1} µs CPU, {:.2} reads, {:.2} writes, {:.2} sleeps",
-            self.cpu_us, self.reads, self.writes, self.sleeps
+            "{:.1} µs CPU, {:.2} sleeps, {:.2} preempted",
+            self.cpu_us, self.sleeps, self.preempted
         )
     }
 }

@@ -37,6 +37,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         offload: config.offload,
     };
     let model = models::check_config(&variant, &config)?;
+    (model.available)().with_context(|| format!("cannot serve --model {}", model.name))?;
     if let Some(mode) = config.gil {
         fiblab::gil::install(mode, config.switch_interval);
     }

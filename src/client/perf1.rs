@@ -68,6 +68,7 @@ pub fn run<W: Write + Send + 'static>(
             on_second: Some(&mut on_second),
             on_reply: Some(on_reply),
             should_stop: None,
+            on_window: None,
         },
     )?;
     let mut out = out.lock().unwrap_or_else(|p| p.into_inner());

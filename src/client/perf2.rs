@@ -54,6 +54,7 @@ pub fn run(
             on_second: Some(&mut on_second),
             on_reply: None,
             should_stop: None,
+            on_window: None,
         },
     )?;
     if let Some(e) = failed {

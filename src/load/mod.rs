@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use spec::{Hooks, LoadSpec, OnReply, SpecError, Stop, Tick};
+pub use spec::{Edge, Hooks, LoadSpec, OnReply, SpecError, Stop, Tick, WINDOW_END_MARGIN};
 pub use stats::encode_histogram;
 
 use report::Report;
@@ -94,10 +94,27 @@ pub fn run(
         counted: 0,
         class_counted: vec![0; spec.mix.classes.len()],
     };
+    let window_end = match spec.stop {
+        Stop::After(d) => Some(measure_start + d.saturating_sub(WINDOW_END_MARGIN)),
+        _ => None,
+    };
+    let mut edges = [Edge::Start, Edge::End].into_iter().peekable();
     while shared.running.load(Ordering::SeqCst) > 0 {
         std::thread::sleep(Duration::from_millis(5));
         if hooks.should_stop.as_mut().is_some_and(|stop| stop()) {
             interrupt.store(true, Ordering::SeqCst);
+        }
+        let now = Instant::now();
+        let due = match edges.peek() {
+            Some(Edge::Start) => now >= measure_start,
+            Some(Edge::End) => window_end.is_some_and(|end| now >= end),
+            None => false,
+        };
+        if due && let Some(edge) = edges.next() {
+            let ok = shared.ok.load(Ordering::Relaxed);
+            if let Some(on_window) = hooks.on_window.as_mut() {
+                on_window(edge, ok);
+            }
         }
         if Instant::now() >= measure_start + Duration::from_secs(ticker.second + 1) {
             ticker.tick(&shared, &mut hooks);

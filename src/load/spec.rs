@@ -113,7 +113,26 @@ pub struct Hooks<'a> {
     /// run as Ctrl-C does (a live view's quit key).
     pub should_stop: Option<&'a mut dyn FnMut() -> bool>,
     pub on_reply: Option<OnReply>,
+    /// At the edges of the measured window, on the calling thread, with the correct
+    /// replies so far (warm-up included): once when the warm-up ends, and, for a run
+    /// of fixed duration ([`Stop::After`]), once [`WINDOW_END_MARGIN`] before it ends,
+    /// while every connection is still open. What someone reads from outside at both
+    /// edges (a server's CPU time, its threads' wake-ups), divided by the difference of
+    /// the two counts, is a cost per reply.
+    pub on_window: Option<&'a mut dyn FnMut(Edge, u64)>,
 }
+
+/// An edge of the measured window; see [`Hooks::on_window`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    Start,
+    End,
+}
+
+/// How long before a fixed-duration run ends [`Edge::End`] is called: the engine looks
+/// every 5 ms, and the connections must still be open (a thread-per-connection
+/// server's threads still alive) when the end is read.
+pub const WINDOW_END_MARGIN: std::time::Duration = std::time::Duration::from_millis(20);
 
 #[cfg(test)]
 mod tests {

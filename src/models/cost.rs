@@ -75,11 +75,14 @@ pub enum CostModel {
     Prefork,
 }
 
-/// The readiness call an event loop waits in.
+/// The call an event loop waits in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Readiness {
     Epoll,
     Select,
+    /// `io_uring_enter`, which also submits the turn's operations: not calibrated
+    /// apart, so taken at `epoll_wait`'s cost (the `uring` model).
+    Completion,
 }
 
 /// Everything a prediction reads: one cell (clients, fib) under one regime (which
@@ -305,6 +308,7 @@ impl CostModel {
                 let wait = match readiness {
                     Readiness::Epoll => ("epoll_wait", c.epoll_wait),
                     Readiness::Select => ("select", c.select),
+                    Readiness::Completion => ("io_uring_enter (as epoll_wait)", c.epoll_wait),
                 };
                 event_loop(c, wait, clients)
             }

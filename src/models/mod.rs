@@ -36,6 +36,7 @@ pub mod single;
 pub mod threadpool;
 pub mod threads;
 pub mod tokio;
+pub mod uring;
 
 /// The one signature every model implements; see the module docs.
 pub type ServeFn = fn(TcpListener, &Config, Shutdown) -> io::Result<()>;
@@ -125,7 +126,17 @@ pub struct Model {
     /// How its closed-loop throughput follows from the machine's calibrated costs
     /// ([`cost`]); the model's module docs say why.
     pub cost: CostModel,
+    /// Whether this kernel lets this process run the model: `Ok` for every model but
+    /// those that need a kernel feature (`uring`); the error says what is missing and
+    /// what to serve instead. `fiblab serve` checks it first; the test suites skip a
+    /// model that is not available, saying why.
+    pub available: fn() -> io::Result<()>,
     pub serve: ServeFn,
+}
+
+/// [`Model::available`] for the models that need nothing beyond sockets and threads.
+pub fn always() -> io::Result<()> {
+    Ok(())
 }
 
 /// Every model fiblab serves, in the order the seeds introduce them.
@@ -142,6 +153,7 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         cancels: true,
         cost: CostModel::OneAtATime,
+        available: always,
         serve: single::serve,
     },
     Model {
@@ -156,6 +168,7 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         cancels: true,
         cost: CostModel::ThreadPerConnection,
+        available: always,
         serve: threads::serve,
     },
     Model {
@@ -170,6 +183,7 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         cancels: true,
         cost: CostModel::ThreadPerConnection,
+        available: always,
         serve: threadpool::serve,
     },
     Model {
@@ -184,6 +198,7 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         cancels: true,
         cost: CostModel::WorkStealing,
+        available: always,
         serve: tokio::multi::serve,
     },
     Model {
@@ -198,6 +213,7 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         cancels: true,
         cost: CostModel::EventLoop(Readiness::Epoll),
+        available: always,
         serve: tokio::current::serve,
     },
     Model {
@@ -212,6 +228,7 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         cancels: true,
         cost: CostModel::SpinLoop,
+        available: always,
         serve: nonblocking::serve,
     },
     Model {
@@ -226,6 +243,7 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         cancels: true,
         cost: CostModel::EventLoop(Readiness::Select),
+        available: always,
         serve: select::serve,
     },
     Model {
@@ -240,6 +258,7 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         cancels: true,
         cost: CostModel::EventLoop(Readiness::Epoll),
+        available: always,
         serve: epoll::serve,
     },
     Model {
@@ -254,6 +273,7 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         cancels: true,
         cost: CostModel::EventLoop(Readiness::Epoll),
+        available: always,
         serve: coroutines::serve,
     },
     Model {
@@ -268,6 +288,7 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         cancels: true,
         cost: CostModel::Isolated,
+        available: always,
         serve: isolates::serve,
     },
     Model {
@@ -282,6 +303,7 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         cancels: true,
         cost: CostModel::ProcessPool,
+        available: always,
         serve: procpool::serve,
     },
     Model {
@@ -296,6 +318,7 @@ pub const MODELS: &[Model] = &[
         reuse_port: true,
         cancels: true,
         cost: CostModel::Prefork,
+        available: always,
         serve: prefork::serve,
     },
     Model {
@@ -310,7 +333,23 @@ pub const MODELS: &[Model] = &[
         reuse_port: true,
         cancels: true,
         cost: CostModel::PerCore,
+        available: always,
         serve: per_core::serve,
+    },
+    Model {
+        name: "uring",
+        source: "src/models/uring.rs",
+        seed: "none: completion-based I/O (io_uring; monoio, glommio, tokio-uring)",
+        summary: "one thread submits accepts, receives and sends to io_uring and handles their completions: multishot accept and receive, kernel-provided buffers, one system call per turn",
+        clients: Clients::Concurrent,
+        workers: Workers::OffloadPool,
+        offload: true,
+        ports: false,
+        reuse_port: false,
+        cancels: true,
+        cost: CostModel::EventLoop(Readiness::Completion),
+        available: uring::available,
+        serve: uring::serve,
     },
 ];
 

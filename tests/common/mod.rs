@@ -15,6 +15,28 @@ use nix::unistd::Pid;
 /// How long a test waits for a reply that must come.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Whether the registry's model `name` can run on this machine ([`fiblab::models::Model::available`]).
+/// When it cannot (a kernel that refuses io_uring), says so on stderr, loudly, once per
+/// test binary: the suites skip such a model (its trials marked ignored) rather than
+/// fail, since a refusing kernel is not a bug in fiblab.
+pub fn runs_here(name: &str) -> bool {
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let Some(model) = fiblab::models::find(name) else {
+        return true;
+    };
+    match (model.available)() {
+        Ok(()) => true,
+        Err(e) => {
+            let mut said = SAID.lock().unwrap_or_else(|p| p.into_inner());
+            if !said.iter().any(|s| s == name) {
+                eprintln!("SKIPPED every test of model `{name}`: {e}");
+                said.push(name.to_string());
+            }
+            false
+        }
+    }
+}
+
 pub fn fiblab_bin() -> &'static str {
     env!("CARGO_BIN_EXE_fiblab")
 }

@@ -428,15 +428,26 @@ fn measure_step(
             false => Protocol::Fiblab,
         },
     };
-    let work = |pid: Option<u32>| pid.and_then(|p| crate::process::Work::of_tree(p).ok());
-    let before = work(pid);
-    let report = crate::load::run(&spec, run.interrupt(), Hooks::default())?;
-    let server = match (before, work(pid)) {
-        // The warm-up ran at the offered rate too; its replies are in the counters.
-        (Some(before), Some(after)) => RequestCost::of(
-            &after.since(&before),
-            report.throughput_rps * (report.measured_s + report.warmup_s),
-        ),
+    // The server's counters at the edges of the measured window, with the replies so
+    // far: read while the step's connections are open.
+    let mut edges: Vec<(crate::process::Work, u64)> = Vec::new();
+    let mut on_window = |_: crate::load::Edge, ok: u64| {
+        if let Some(work) = pid.and_then(|p| crate::process::Work::of_tree(p).ok()) {
+            edges.push((work, ok));
+        }
+    };
+    let report = crate::load::run(
+        &spec,
+        run.interrupt(),
+        Hooks {
+            on_window: Some(&mut on_window),
+            ..Hooks::default()
+        },
+    )?;
+    let server = match edges.as_slice() {
+        [(start, ok_start), (end, ok_end)] => {
+            RequestCost::of(&end.since(start), ok_end.saturating_sub(*ok_start))
+        }
         _ => None,
     };
     let merged = merged_histogram(report.classes.iter().map(|c| c.histogram.as_str()));
@@ -555,7 +566,7 @@ fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
         out.push(Table {
             title: format!("{}: the highest rate sustained with p99 under {}", w.label, slo_text(w)),
             intro: format!(
-                "An open loop of {} connections (at most {} in flight on each), each step {:.1} s, rates rising by a factor until a step is not sustained, then refined between. Sustained: at least {:.0}% of the offered rate served, at most {:.1}% of requests failed, p99 (from when each request was due, so a stall is not hidden) under {}. A step where the load generator was saturated ends the sweep as the client's limit, never as the server's knee. Capacity predicted: the model's closed-loop throughput with {} clients from the calibration and its cost formula (docs/MODELS.md); the knee lies below it (‡ where it does not), and knee / capacity is how much of it the model can use before its tail crosses the SLO. Server per request: what the server's processes and threads spent at the knee step, read from /proc before and after it (CPU time; read- and write-family system calls, below 1 where one call carried several requests; sleeps, the times a thread blocked and had to be woken, each a wake-up that costs a VM tens of µs).",
+                "An open loop of {} connections (at most {} in flight on each), each step {:.1} s, rates rising by a factor until a step is not sustained, then refined between. Sustained: at least {:.0}% of the offered rate served, at most {:.1}% of requests failed, p99 (from when each request was due, so a stall is not hidden) under {}. A step where the load generator was saturated ends the sweep as the client's limit, never as the server's knee. Capacity predicted: the model's closed-loop throughput with {} clients from the calibration and its cost formula (docs/MODELS.md); the knee lies below it (‡ where it does not), and knee / capacity is how much of it the model can use before its tail crosses the SLO. Server per request: what the server's processes and threads spent at the knee step, read from /proc at the edges of its measured window and divided by the replies between (CPU time; sleeps, the times a thread blocked and had to be woken, each a wake-up that costs a VM tens of µs; preemptions).",
                 k.connections,
                 crate::bench::results::plural(k.pipeline, "request"),
                 k.step_s,
@@ -803,17 +814,13 @@ fn cost_versus(ours: &KneeSweep, theirs: &KneeSweep) -> String {
         return String::new();
     };
     format!(
-        "; per request, `{}` at {} req/s against `{}` at {}: CPU {:.1} vs {:.1} µs, reads {:.2} vs {:.2}, writes {:.2} vs {:.2}, sleeps {:.2} vs {:.2}",
+        "; per request, `{}` at {} req/s against `{}` at {}: CPU {:.1} vs {:.1} µs, sleeps {:.2} vs {:.2}",
         ours.row,
         thousands(rate_a),
         theirs.row,
         thousands(rate_b),
         a.cpu_us,
         b.cpu_us,
-        a.reads,
-        b.reads,
-        a.writes,
-        b.writes,
         a.sleeps,
         b.sleeps
     )
@@ -943,9 +950,8 @@ pub(crate) mod tests {
             // A fixed cost whose sleeps grow with the tail, so rows differ.
             server: Some(RequestCost {
                 cpu_us: 5.0,
-                reads: 1.0,
-                writes: 1.0,
                 sleeps: p99 as f64 / 1200.0,
+                preempted: 0.0,
             }),
             verdict,
             histogram: String::new(),
@@ -1167,7 +1173,7 @@ pub(crate) mod tests {
         assert_eq!(tables[0].rows[1][5], "-", "no calibration, no capacity");
         assert_eq!(
             tables[0].rows[1][7],
-            "5.0 µs CPU, 1.00 reads, 1.00 writes, 0.50 sleeps"
+            "5.0 µs CPU, 0.50 sleeps, 0.00 preempted"
         );
         r.calibration = Some(crate::bench::predict::tests::calibration());
         let tables = Knee.tables(&r).0;
@@ -1194,7 +1200,7 @@ pub(crate) mod tests {
             ]
         );
         assert!(
-            ranking.intro.contains("n=1: fiblab's best, `epoll`, sustains 128,000 req/s with p99 under 1 ms; `redis` 100,000 req/s: fiblab ahead (1.28x); per request, `epoll` at 64,000 req/s against `redis` at 100,000: CPU 5.0 vs 5.0 µs, reads 1.00 vs 1.00, writes 1.00 vs 1.00, sleeps 0.17 vs 0.50"),
+            ranking.intro.contains("n=1: fiblab's best, `epoll`, sustains 128,000 req/s with p99 under 1 ms; `redis` 100,000 req/s: fiblab ahead (1.28x); per request, `epoll` at 64,000 req/s against `redis` at 100,000: CPU 5.0 vs 5.0 µs, sleeps 0.17 vs 0.50"),
             "{}",
             ranking.intro
         );
