@@ -8,11 +8,20 @@
 //! ```text
 //! for each row (model or --target peer) and workload (n=1, n=20, a heavy-tailed mix):
 //!   rate = start: step(rate) ─► sustained? ─► rate x factor ─► ... ─► first step that is not
-//!   (a step failed by its tail alone is measured once more; a first rate that fails is
-//!   followed by lower ones, twice at most)
+//!   (a step failed by its tail alone is measured once more; a tail while the server was
+//!   under half a CPU busy does not end the climb; a first rate that fails otherwise
+//!   is followed by lower ones, twice at most)
 //!   then `refine` steps between the last sustained rate and the first that was not
 //!   a step where the load generator itself was saturated ends the sweep, said as such
 //! ```
+//!
+//! Each step also reads the server's CPU time and its threads' sleeps (voluntary
+//! context switches) from `/proc` at the edges of its measured window, per request: the
+//! measured reason for a tail. On a small VM the worst tail is often at the *lowest*
+//! rates: every reply wakes a sleeping thread on an idle vCPU (one sleep per request),
+//! and the host takes its time; at higher rates the loop finds the next request
+//! waiting and the tail shrinks. Such a step is kept and reported below the knee, and
+//! the climb goes on.
 //!
 //! The floor (`threads` answering from a table: no work) is swept first. It is the
 //! machine's own tail with this client: where a model breaks at a rate the floor did
@@ -54,6 +63,21 @@ pub const FAILED_SHARE: f64 = 0.001;
 pub const ACHIEVED_SHARE: f64 = 0.99;
 /// Lower rates tried when the first step is not sustained.
 const DOWN_STEPS: usize = 2;
+/// A server busy for less than this share of one CPU in a step is lightly loaded: a
+/// tail there is the machine waking it (each request wakes a sleeping thread, and on a
+/// VM an idle vCPU), not the server running out of capacity, so the climb goes on.
+pub const LIGHT_LOAD: f64 = 0.5;
+
+/// The server's busy share of one CPU in `s` (CPU per request x requests per second),
+/// where it was measured.
+pub fn server_busy(s: &KneeStep) -> Option<f64> {
+    s.server.map(|c| c.cpu_us * s.achieved_rps / 1e6)
+}
+
+/// The step failed by its tail alone while the server was lightly loaded.
+fn idle_tail(s: &KneeStep) -> bool {
+    s.verdict == StepVerdict::Tail && server_busy(s).is_some_and(|busy| busy < LIGHT_LOAD)
+}
 
 /// How a sweep runs: its rates and when it stops.
 #[derive(Debug, Clone, Copy)]
@@ -128,11 +152,22 @@ pub fn sweep(
                 let why = client_limit(steps.last().unwrap_or_else(|| unreachable!()));
                 return Ok((steps, why));
             }
+            // A tail while the server idles: the machine's wake-ups, not the knee.
+            StepVerdict::Tail
+                if steps.last().is_some_and(idle_tail) && rate * plan.factor <= plan.max =>
+            {
+                rate *= plan.factor;
+            }
             _ => break,
         }
     }
-    // Not even the start: lower, so a slow server still gets a knee.
-    if good.is_none() {
+    // Not even the start: lower, so a slow server still gets a knee (not where the
+    // start failed only by an idle server's tail: lower rates are idler still).
+    let idle_start = steps
+        .iter()
+        .find(|s| s.offered_rps >= plan.start)
+        .is_some_and(idle_tail);
+    if good.is_none() && !idle_start {
         let mut rate = plan.start;
         for _ in 0..DOWN_STEPS {
             rate /= plan.factor;
@@ -192,9 +227,24 @@ pub fn sweep(
     };
     if !below.is_empty() {
         why.push_str(&format!(
-            "; below the knee, not sustained: {} (a lightly loaded VM wakes idle CPUs)",
+            "; below the knee, not sustained: {}",
             below.join(", ")
         ));
+        let idle: Vec<&KneeStep> = steps
+            .iter()
+            .filter(|s| s.offered_rps < knee && idle_tail(s))
+            .collect();
+        if !idle.is_empty() {
+            let most = |f: fn(&KneeStep) -> f64| idle.iter().map(|s| f(s)).fold(0.0, f64::max);
+            let least =
+                |f: fn(&KneeStep) -> f64| idle.iter().map(|s| f(s)).fold(f64::INFINITY, f64::min);
+            why.push_str(&format!(
+                " (there the server was at most {:.0}% busy and slept {:.2}-{:.2} times per request: each reply waited for a thread, and on a VM an idle vCPU, to wake)",
+                most(|s| server_busy(s).unwrap_or(0.0)) * 100.0,
+                least(|s| s.server.map_or(0.0, |c| c.sleeps)),
+                most(|s| s.server.map_or(0.0, |c| c.sleeps)),
+            ));
+        }
     }
     Ok((steps, why))
 }
@@ -566,13 +616,14 @@ fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
         out.push(Table {
             title: format!("{}: the highest rate sustained with p99 under {}", w.label, slo_text(w)),
             intro: format!(
-                "An open loop of {} connections (at most {} in flight on each), each step {:.1} s, rates rising by a factor until a step is not sustained, then refined between. Sustained: at least {:.0}% of the offered rate served, at most {:.1}% of requests failed, p99 (from when each request was due, so a stall is not hidden) under {}. A step where the load generator was saturated ends the sweep as the client's limit, never as the server's knee. Capacity predicted: the model's closed-loop throughput with {} clients from the calibration and its cost formula (docs/MODELS.md); the knee lies below it (‡ where it does not), and knee / capacity is how much of it the model can use before its tail crosses the SLO. Server per request: what the server's processes and threads spent at the knee step, read from /proc at the edges of its measured window and divided by the replies between (CPU time; sleeps, the times a thread blocked and had to be woken, each a wake-up that costs a VM tens of µs; preemptions).",
+                "An open loop of {} connections (at most {} in flight on each), each step {:.1} s, rates rising by a factor until a step is not sustained, then refined between. Sustained: at least {:.0}% of the offered rate served, at most {:.1}% of requests failed, p99 (from when each request was due, so a stall is not hidden) under {}. A step where the load generator was saturated ends the sweep as the client's limit, never as the server's knee; one that failed by its tail while the server was under {:.0}% of a CPU busy does not end the climb (the machine waking an idle server, said below the knee). Capacity predicted: the model's closed-loop throughput with {} clients from the calibration and its cost formula (docs/MODELS.md); the knee lies below it (‡ where it does not), and knee / capacity is how much of it the model can use before its tail crosses the SLO. Server per request: what the server's processes and threads spent at the knee step, read from /proc at the edges of its measured window and divided by the replies between (CPU time; sleeps, the times a thread blocked and had to be woken, each a wake-up that costs a VM tens of µs; preemptions).",
                 k.connections,
                 crate::bench::results::plural(k.pipeline, "request"),
                 k.step_s,
                 ACHIEVED_SHARE * 100.0,
                 FAILED_SHARE * 100.0,
                 slo_text(w),
+                LIGHT_LOAD * 100.0,
                 k.connections
             ) + &floor_noise(k, &w.label).map_or(String::new(), |n| format!(" {n}")),
             header: [
@@ -980,6 +1031,63 @@ pub(crate) mod tests {
         refine: 2,
         max: 1_000_000.0,
     };
+
+    #[test]
+    fn a_tail_while_the_server_idles_does_not_end_the_climb() {
+        // Every reply wakes the server below 4,000 req/s (a 3 ms p99 at 20 µs of CPU per
+        // request: 2-6% busy); from there it stays awake and sustains up to 10,000.
+        let server = |rate: f64| {
+            let achieved = rate.min(10_000.0);
+            let p99 = match rate {
+                r if r < 4000.0 => 3_000,
+                r if r <= 10_000.0 => 100,
+                _ => 5_000,
+            };
+            let verdict = judge(rate, achieved, rate, 0, 0, p99, 0.3, 1000);
+            Ok(KneeStep {
+                server: Some(RequestCost {
+                    cpu_us: 20.0,
+                    sleeps: if rate < 4000.0 { 1.0 } else { 0.2 },
+                    preempted: 0.0,
+                }),
+                ..step(rate, achieved, p99, verdict)
+            })
+        };
+        let (steps, ended) = sweep(PLAN, server).unwrap();
+        let swept = KneeSweep {
+            regime: String::new(),
+            row: "x".into(),
+            workload: "n=1".into(),
+            steps,
+            ended: ended.clone(),
+        };
+        let knee = swept.knee().unwrap().offered_rps;
+        assert!((8000.0..=10_000.0).contains(&knee), "{knee}: {ended}");
+        // No lower rates tried: below the start the server idles even more.
+        assert!(swept.steps.iter().all(|s| s.offered_rps >= 1000.0));
+        assert!(
+            ended.contains("below the knee, not sustained: p99 3,000 µs at 1,000 req/s"),
+            "{ended}"
+        );
+        assert!(
+            ended.contains("at most 4% busy and slept 1.00-1.00 times per request"),
+            "{ended}"
+        );
+        // A busy server's tail still ends the climb.
+        let busy = |rate: f64| {
+            let verdict = judge(rate, rate, rate, 0, 0, 3_000, 0.3, 1000);
+            Ok(KneeStep {
+                server: Some(RequestCost {
+                    cpu_us: 900.0,
+                    sleeps: 0.0,
+                    preempted: 0.0,
+                }),
+                ..step(rate, rate, 3_000, verdict)
+            })
+        };
+        let (steps, _) = sweep(PLAN, busy).unwrap();
+        assert!(steps.iter().all(|s| s.offered_rps <= 1000.0), "{steps:?}");
+    }
 
     #[test]
     fn a_sweep_doubles_until_a_step_fails_then_refines_between() {
