@@ -40,6 +40,8 @@
 //!   calibrate`, and the head of every bench.
 //! - [`bench`](mod@bench) — `fiblab bench`: scenarios as data, experiments behind one
 //!   interface, results, one exporter per format.
+//! - [`demo`] — `fiblab demo`: the seeds' concurrency primitives (locks, deadlock,
+//!   semaphores, events, queues, pools, processes, scheduling), each shown running.
 //! - [`seeds`] — the seeds' own programs, extracted from the seed documents to run as
 //!   peers.
 //!
@@ -61,6 +63,7 @@ pub mod calibrate;
 pub mod client;
 pub mod connection;
 pub mod cpu;
+pub mod demo;
 pub mod fib;
 pub mod framing;
 #[doc(hidden)]

@@ -52,6 +52,9 @@ enum Command {
         #[command(subcommand)]
         command: cli::seeds::SeedsCommand,
     },
+    /// The seeds' concurrency primitives (locks, deadlock, semaphores, events, queues,
+    /// pools, processes, scheduling), each shown running with measured figures.
+    Demo(cli::demo::DemoArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell), e.g.
     /// `fiblab completions bash > /etc/bash_completion.d/fiblab`.
     Completions {
@@ -94,6 +97,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Perf2(args) => cli::clients::perf2(args),
         Command::Soak(args) => cli::clients::soak(args),
         Command::Seeds { command } => cli::seeds::run(command),
+        Command::Demo(args) => cli::demo::run(args),
         // Generated from the same definitions as the parser, so they cannot drift.
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
@@ -174,6 +178,7 @@ mod tests {
             "workloads" => &["1,20"],
             "clients" => &["1,2,16"],
             "warmup" => &["100ms"],
+            "child" => &["daemon"],
             _ => return None,
         })
     }

@@ -70,7 +70,7 @@ fn every_model_doc_names_its_seed_and_its_trade_offs() {
             "{}: doc must open with the model's name",
             model.name
         );
-        for needle in ["Good at", "Bad at", "Prediction"] {
+        for needle in ["Good at", "Bad at", "Prediction", "Primitives"] {
             assert!(
                 doc.contains(needle),
                 "{}: doc comment lacks '{needle}'",
@@ -78,4 +78,42 @@ fn every_model_doc_names_its_seed_and_its_trade_offs() {
             );
         }
     }
+}
+
+#[test]
+fn primitives_md_is_generated_and_names_real_files() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for p in fiblab::demo::PRIMITIVES {
+        for file in p.used_in {
+            assert!(
+                root.join(file).is_file(),
+                "docs/PRIMITIVES.md: {} names {file}, which does not exist: update fiblab::demo::PRIMITIVES",
+                p.name
+            );
+        }
+        assert!(
+            fiblab::demo::find(p.demo).is_some() || p.demo.starts_with('`'),
+            "{}: `{}` is neither a demo nor a command",
+            p.name,
+            p.demo
+        );
+    }
+    for d in fiblab::demo::DEMOS {
+        assert!(
+            fiblab::demo::PRIMITIVES.iter().any(|p| p.demo == d.name),
+            "demo {} shows no primitive of the table",
+            d.name
+        );
+    }
+    let path = root.join("docs/PRIMITIVES.md");
+    let expected = fiblab::demo::primitives_markdown();
+    if std::env::var_os("FIBLAB_BLESS").is_some() {
+        std::fs::write(&path, &expected).unwrap();
+        return;
+    }
+    let actual = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        actual == expected,
+        "docs/PRIMITIVES.md is out of date: run `FIBLAB_BLESS=1 cargo test --test docs`"
+    );
 }

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod calibrate;
 pub mod clients;
+pub mod demo;
 pub mod load;
 pub mod seeds;
 pub mod serve;

@@ -23,6 +23,10 @@
 //! worker wakes the task's `Waker`; from a foreign thread that also writes the
 //! reactor's eventfd (`mio::Waker`), exactly the seed's `future_notify` socketpair.
 //!
+//! Primitives (docs/PRIMITIVES.md): hand-built coroutines and their scheduler (a first-
+//! come first-served run queue) over epoll; with `--offload`, futures completed by a
+//! thread pool.
+//!
 //! Good at: showing what async is (a state machine per connection, polled when its
 //! socket is ready) and what it costs (nothing per idle connection, one syscall round
 //! per batch of ready sockets). Bad at: CPU-bound work without `--offload`: one thread

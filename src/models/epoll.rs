@@ -24,6 +24,9 @@
 //! through a `mio::Waker` (an eventfd), aserver.py's `future_notify` socketpair. The
 //! connection stops reading until its reply is back, so replies stay in order.
 //!
+//! Primitives (docs/PRIMITIVES.md): I/O multiplexing by readiness (epoll); with
+//! `--offload`, a thread pool whose done-callback wakes the loop through an eventfd.
+//!
 //! Good at: thousands of connections on one thread; the design of nginx, redis and
 //! every async runtime's reactor. Bad at: CPU-bound requests without `--offload` (the
 //! one thread computes while every other client waits) and using more than one core.

@@ -16,6 +16,9 @@
 //!                     write reply ◄──channel── send 832040 ◄┘
 //! ```
 //!
+//! Primitives (docs/PRIMITIVES.md): one isolated interpreter per connection (no data
+//! shared), its results passed back through a channel (a queue).
+//!
 //! Good at: isolation, the point of sub-interpreters (and of V8 isolates, Wasm
 //! sandboxes, actor runtimes): a connection's code cannot touch another's state, and
 //! the code could come from an untrusted tenant. Bad at: speed. An interpreter runs

@@ -19,6 +19,9 @@
 //! (DPDK, sockperf's busy-poll mode, the kernel's own `SO_BUSY_POLL`) spin too.
 //! With no client at all it blocks in `accept`, so an idle server costs nothing.
 //!
+//! Primitives (docs/PRIMITIVES.md): non-blocking sockets polled in a loop: busy waiting
+//! instead of a wake-up.
+//!
 //! Good at: one or two clients on a machine with a spare core: the lowest latency of
 //! all the models. Bad at: everything else. It takes a core from the clients (on 2
 //! vCPUs the client and the spinning server fight for CPU), scales linearly worse with

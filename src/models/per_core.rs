@@ -24,6 +24,9 @@
 //! CPU-bound request blocks every connection of its core, as in `epoll`, but only
 //! those.
 //!
+//! Primitives (docs/PRIMITIVES.md): threads pinned to CPUs with nothing shared but the
+//! shutdown event; joined at the end.
+//!
 //! Good at: many connections spread evenly, short requests, predictable per-core
 //! caches. Bad at: few connections (a hash collision halves the throughput of the two
 //! that collide), skewed load, long requests.

@@ -22,6 +22,9 @@
 //! connection: its replacement accepts them from the same socket. Children die with
 //! the parent (`PR_SET_PDEATHSIG`), so no orphan keeps serving or holds the port.
 //!
+//! Primitives (docs/PRIMITIVES.md): processes sharing one listening port; children
+//! reaped (no zombies) and killed with their parent (no orphans).
+//!
 //! Good at: isolation (a crash takes one child and its clients, and is repaired)
 //! and using every core with no shared state at all. Bad at: balance, since a child
 //! serves one client at a time and the kernel does not know which ones are busy, and

@@ -23,6 +23,10 @@
 //! server's supervisor thread dies (`PR_SET_PDEATHSIG`), and the pool kills and reaps
 //! them at shutdown, so no orphan runs on or holds the port.
 //!
+//! Primitives (docs/PRIMITIVES.md): a process pool: worker processes (data isolated)
+//! fed over pipes (IPC), reaped by a supervisor (no zombies), killed with their parent
+//! (no orphans).
+//!
 //! Good at: what it was for in Python, running CPU-bound work on every core despite a
 //! GIL, and isolating the work: a crash or a leak in fib takes down one worker, not
 //! the server. Bad at: everything else, since Rust has no GIL to escape. Each request

@@ -23,6 +23,8 @@
 //! listener and two for the shutdown socket pair, about 1015 clients fit at once.
 //! (`poll(2)` has no such ceiling; that is the `epoll` model's family.)
 //!
+//! Primitives (docs/PRIMITIVES.md): I/O multiplexing with select(2).
+//!
 //! Good at: a handful to a few hundred connections on one thread with no spinning, and
 //! portability (select is everywhere). Bad at: many connections (O(n) per round, and
 //! the ceiling), and, like every single-threaded loop, CPU-bound requests, which block

@@ -8,6 +8,9 @@
 //! client B:     connect (kernel backlog takes it) ─► send ─► ............ reply
 //! ```
 //!
+//! Primitives (docs/PRIMITIVES.md): a blocking socket and nothing shared: one client at
+//! a time is the price.
+//!
 //! Good at: nothing but simplicity; with one client it is as fast as anything, since
 //! no thread hands work to another (no cross-CPU wake-up on the reply path).
 //! Bad at: a second client. It connects (the kernel's accept backlog completes the

@@ -21,6 +21,10 @@
 //! Idle workers count as room: a burst of K clients on K idle workers is never turned
 //! away, however small `--queue` is (`--queue 0` means "serve now or refuse").
 //!
+//! Primitives (docs/PRIMITIVES.md): producer-consumer: the accept loop puts connections
+//! into a bounded FIFO queue (Mutex + Condvar, src/pool.rs) that a fixed pool of
+//! threads takes from.
+//!
 //! Good at: bounding threads and memory however many clients arrive, and shedding load
 //! explicitly instead of collapsing. Bad at: long-lived connections: a worker is tied
 //! to one client for the client's whole life, so K idle clients starve everyone else.

@@ -9,6 +9,10 @@
 //! thread B:                                 read ─► fib ─► write ...
 //! ```
 //!
+//! Primitives (docs/PRIMITIVES.md): a thread per connection, never joined (a daemon
+//! thread in the seeds' words: the shutdown drain counts them instead,
+//! src/shutdown.rs), and a Mutex-guarded table of live connections.
+//!
 //! Good at: being obviously correct; a blocking read costs nothing while it waits,
 //! and without a GIL the kernel runs CPU-bound requests of different clients on
 //! different cores (the seeds' 400 -> 400 req/s at n=20 was Python's GIL, not threads).

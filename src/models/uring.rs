@@ -41,6 +41,10 @@
 //! `--offload`: fib runs in the bounded pool (`crate::offload`); a finished reply wakes
 //! the loop through a socket pair whose receive is one more operation in the ring.
 //!
+//! Primitives (docs/PRIMITIVES.md): completion-based I/O (the kernel finishes the
+//! operation, then tells); with `--offload`, a thread pool whose done-callback wakes
+//! the loop through a socket pair.
+//!
 //! Good at: many connections and many small requests per turn — the system calls per
 //! request fall as the batch grows, which is where io_uring wins. Bad at: one client at a
 //! time (a turn has one request: one `io_uring_enter` per reply, as `epoll_wait`), CPU-bound

@@ -10,6 +10,9 @@
 //!              each task runs until it would wait for its socket, then yields
 //! ```
 //!
+//! Primitives (docs/PRIMITIVES.md): coroutines (async tasks) on one thread; with
+//! `--offload`, a thread pool whose done-callback completes a future.
+//!
 //! Good at: many mostly idle connections on one core with no locks, no thread
 //! wake-ups across CPUs, and no preemption surprises. Bad at: CPU-bound work. While
 //! one task computes fib(36), the only thread is busy and every other client waits:

@@ -11,6 +11,9 @@
 //! worker thread 2: [task B] ...           ┘ whose sockets are ready
 //! ```
 //!
+//! Primitives (docs/PRIMITIVES.md): coroutines (async tasks) on a work-stealing pool of
+//! threads; with `--offload`, a thread pool whose done-callback completes a future.
+//!
 //! Good at: many connections (a task is a few hundred bytes, idle ones cost nothing),
 //! and CPU-bound requests on different connections still run in parallel on
 //! different workers, like goroutines. Bad at: a CPU-bound request runs inline on its
