@@ -98,6 +98,68 @@ impl<T> WorkQueue<T> {
     }
 }
 
+/// A counting semaphore (the seeds' `threading.Semaphore(K)`): at most `permits`
+/// holders at once, the others wait. `threads --max-inflight K` caps its fib
+/// computations with one; it remembers the most holders it ever had, for the log and
+/// `fiblab demo semaphore`.
+pub struct Semaphore {
+    state: Mutex<SemaphoreState>,
+    returned: Condvar,
+}
+
+struct SemaphoreState {
+    free: usize,
+    held: usize,
+    most_held: usize,
+}
+
+/// A permit; given back when dropped.
+pub struct Permit<'a>(&'a Semaphore);
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.free += 1;
+        state.held -= 1;
+        drop(state);
+        self.0.returned.notify_one();
+    }
+}
+
+impl Semaphore {
+    pub fn new(permits: usize) -> Semaphore {
+        Semaphore {
+            state: Mutex::new(SemaphoreState {
+                free: permits,
+                held: 0,
+                most_held: 0,
+            }),
+            returned: Condvar::new(),
+        }
+    }
+
+    /// Waits for a permit and takes it.
+    pub fn acquire(&self) -> Permit<'_> {
+        let mut state = self.lock();
+        while state.free == 0 {
+            state = self.returned.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        state.free -= 1;
+        state.held += 1;
+        state.most_held = state.most_held.max(state.held);
+        Permit(self)
+    }
+
+    /// The most permits ever held at once.
+    pub fn most_held(&self) -> usize {
+        self.lock().most_held
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SemaphoreState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,6 +60,9 @@ pub struct Config {
     /// thread-per-connection models (`threads`, `isolates`, `procpool`); `None`: Rust's
     /// default (2 MiB, or `RUST_MIN_STACK`).
     pub stack_size: Option<usize>,
+    /// `--max-inflight`: at most this many fib computations at once (a counting
+    /// semaphore); the others wait for a permit. `threads` only.
+    pub max_inflight: Option<usize>,
 }
 
 impl Default for Config {
@@ -79,6 +82,7 @@ impl Default for Config {
             switch_interval: crate::gil::DEFAULT_SWITCH_INTERVAL,
             gil_stats: None,
             stack_size: None,
+            max_inflight: None,
         }
     }
 }
@@ -231,6 +235,11 @@ pub struct ConfigArgs {
     /// saves little memory (see the `connections` bench experiment).
     #[arg(long, value_parser = crate::units::parse_bytes)]
     pub stack_size: Option<usize>,
+    /// At most K fib computations at once (the seeds' Semaphore(K)); the other
+    /// connections' requests wait for a permit. `threads` only: a thread per
+    /// connection is the model with nothing else to cap them.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_inflight: Option<u32>,
 }
 
 impl ConfigArgs {
@@ -271,6 +280,7 @@ impl ConfigArgs {
             switch_interval: self.switch_interval,
             gil_stats: self.gil_stats,
             stack_size: self.stack_size,
+            max_inflight: self.max_inflight.map(|k| k as usize),
         })
     }
 }
@@ -295,6 +305,7 @@ impl Config {
             switch_interval,
             ref gil_stats,
             stack_size,
+            max_inflight,
         } = *self;
         let mut args = vec![
             format!("--service={kind}"),
@@ -330,6 +341,9 @@ impl Config {
                 "--stack-size={}",
                 crate::units::format_bytes(bytes)
             ));
+        }
+        if let Some(k) = max_inflight {
+            args.push(format!("--max-inflight={k}"));
         }
         args
     }
@@ -446,6 +460,7 @@ mod tests {
             switch_interval: Duration::from_millis(7),
             gil_stats: Some(PathBuf::from("/tmp/gil.json")),
             stack_size: Some(192 << 10),
+            max_inflight: Some(3),
         };
         let defaults = Config::default();
         assert_ne!(config.service.kind, defaults.service.kind);

@@ -62,3 +62,33 @@ fn a_zombie_is_seen_then_reaped_and_fiblab_leaves_no_orphan() {
         "{r:?}"
     );
 }
+
+#[test]
+fn the_semaphore_never_lets_more_than_k_run() {
+    let exe = std::path::Path::new(common::fiblab_bin());
+    let r = fiblab::demo::semaphore::measure_server(exe, 2, 6, 27).unwrap();
+    assert_eq!(r.answered, 6, "{r:?}");
+    let most = r
+        .most_at_once
+        .expect("the server logs the most computations at once");
+    assert!((1..=2).contains(&most), "{r:?}");
+    // Only `threads` has the flag; the others say so.
+    let out = Command::new(common::fiblab_bin())
+        .args([
+            "serve",
+            "--model",
+            "epoll",
+            "--port",
+            "0",
+            "--max-inflight",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only threads caps its computations"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -56,8 +56,8 @@ pub const DEMOS: &[Demo] = &[
     Demo {
         name: "semaphore",
         seed: "002 信号量 (Semaphore)",
-        summary: "a counting semaphore lets at most K of N threads compute fib at once: the concurrency observed against K",
-        used_in: "src/demo/semaphore.rs (the semaphore); the pools bound their queues instead (src/pool.rs)",
+        summary: "a counting semaphore lets at most K of N threads compute fib at once; then `serve --model threads --max-inflight K` driven by more clients than K: the concurrency observed against K",
+        used_in: "src/pool.rs (Semaphore), src/models/threads.rs (--max-inflight)",
         run: semaphore::run,
     },
     Demo {
@@ -248,8 +248,8 @@ pub const PRIMITIVES: &[Primitive] = &[
         name: "semaphore",
         seed: "002 信号量",
         demo: "semaphore",
-        rust: "a count over Mutex + Condvar",
-        used_in: &["src/demo/semaphore.rs"],
+        rust: "a count over Mutex + Condvar (pool::Semaphore), `serve --model threads --max-inflight K`",
+        used_in: &["src/pool.rs", "src/models/threads.rs"],
     },
     Primitive {
         name: "event",

@@ -378,6 +378,10 @@ pub enum VariantError {
     NoOffload(String, String),
     #[error("model {0} has no --ports: only prefork runs one process per port")]
     NoPorts(String),
+    #[error(
+        "model {0} has no --max-inflight: only threads caps its computations with a semaphore (the pools are capped by --workers)"
+    )]
+    NoMaxInflight(String),
 }
 
 /// The registry entry that serves `variant`, once it is known to have the variant.
@@ -404,6 +408,9 @@ pub fn check_config(variant: &Variant, config: &Config) -> Result<&'static Model
     let model = check(variant)?;
     if config.ports && !model.ports {
         return Err(VariantError::NoPorts(model.name.to_string()));
+    }
+    if config.max_inflight.is_some() && model.name != "threads" {
+        return Err(VariantError::NoMaxInflight(model.name.to_string()));
     }
     Ok(model)
 }

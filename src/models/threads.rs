@@ -41,18 +41,53 @@
 //! would abort the process). `--stack-size` sets the stack each connection thread reserves (Rust's default: 2 MiB
 //! plus a guard page): it moves the address space per connection by that much, and the
 //! resident memory hardly at all. The `connections` bench experiment shows both.
+//!
+//! `--max-inflight K`: a counting semaphore (`pool::Semaphore`, the seeds'
+//! `Semaphore(K)`) around each fib: at most K computations at once, the other threads
+//! wait for a permit, so a burst of CPU-bound requests queues instead of
+//! oversubscribing the CPUs. The most that ran at once is logged at shutdown
+//! (`fiblab demo semaphore` reads it).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd as _;
 use std::sync::Arc;
 
 use crate::accept::{MAPS_PER_THREAD, thread_room};
-use crate::connection::serve_blocking;
+use crate::connection::{serve_blocking, serve_blocking_with};
+use crate::fib::fib_until;
+use crate::pool::Semaphore;
+use crate::probe::is_gone;
 use crate::server::Config;
+use crate::service::Rejection;
 use crate::shutdown::Shutdown;
 
 pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::Result<()> {
-    serve_with(listener, config, shutdown, 1, serve_blocking)
+    let Some(permits) = config.max_inflight else {
+        return serve_with(listener, config, shutdown, 1, serve_blocking);
+    };
+    // `--max-inflight K`: every connection's thread takes a permit for each fib it
+    // computes; the K+1st waits (still connected, still read) until one is back.
+    let gate = Arc::new(Semaphore::new(permits));
+    let handle = {
+        let gate = gate.clone();
+        move |stream: Arc<TcpStream>, peer: SocketAddr, config: &Config| {
+            let socket = stream.clone();
+            let mut compute = |n: u32| {
+                let _permit = gate.acquire();
+                fib_until(n, &mut || is_gone(socket.as_fd())).ok_or(Rejection::ClientGone)
+            };
+            serve_blocking_with(stream, peer, config, Some(&mut compute));
+        }
+    };
+    let served = serve_with(listener, config, shutdown, 1, handle);
+    tracing::info!(
+        max_inflight = permits,
+        most_at_once = gate.most_held(),
+        "at most {} fib computations ran at once (--max-inflight {permits})",
+        gate.most_held()
+    );
+    served
 }
 
 /// The accept-and-spawn loop, with what each connection thread runs as a parameter:

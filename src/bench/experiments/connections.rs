@@ -389,11 +389,25 @@ pub fn per_idle_us(model: &str, calibration: &Calibration) -> Option<(f64, Strin
         }),
         _ => Some((
             0.0,
+            // Every cost model named: a new one must say what an idle connection costs.
             match cost {
-                CostModel::EventLoop(Readiness::Epoll) | CostModel::WorkStealing => {
+                CostModel::EventLoop(Readiness::Epoll)
+                | CostModel::WorkStealing
+                | CostModel::PerCore => {
                     "epoll reports only the ready connections: an idle one costs a request nothing".to_string()
                 }
-                _ => "each connection's thread sleeps in its own read: the kernel wakes only the one with data".to_string(),
+                CostModel::EventLoop(Readiness::Completion) => {
+                    "an idle connection is one armed multishot receive in the kernel, which completes only when bytes arrive: it costs a request nothing".to_string()
+                }
+                CostModel::OneAtATime
+                | CostModel::ThreadPerConnection
+                | CostModel::Isolated
+                | CostModel::ProcessPool
+                | CostModel::Prefork
+                | CostModel::EventLoop(Readiness::Select)
+                | CostModel::SpinLoop => {
+                    "each connection's thread sleeps in its own read: the kernel wakes only the one with data".to_string()
+                }
             },
         )),
     }
