@@ -179,6 +179,7 @@ mod tests {
             "clients" => &["1,2,16"],
             "warmup" => &["100ms"],
             "child" => &["daemon"],
+            "max_inflight" => &["2"],
             _ => return None,
         })
     }

@@ -177,7 +177,11 @@ impl Client {
                 Err(e)
                     if matches!(
                         e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            // A timed read cut short by the kernel's task work (an
+                            // io_uring this process made and dropped): read again.
+                            | std::io::ErrorKind::Interrupted
                     ) => {}
                 Err(e) => return Err(format!("read failed: {e}")),
             }
