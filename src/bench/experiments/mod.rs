@@ -401,20 +401,31 @@ impl<'a> Run<'a> {
         adjust: impl FnOnce(&mut Config),
     ) -> io::Result<ServerProcess> {
         let cpus = self.regime.server_cpus.as_slice();
-        let base = Config {
-            service: Service {
-                kind,
-                ..Service::default()
-            },
-            ..Config::default()
-        };
-        // Each model with its own defaults, as `fiblab serve --model M` would run.
-        let mut config = crate::models::find(&variant.model).map_or_else(
-            || base.clone(),
-            |model| crate::models::defaults_for(model, base.clone()),
-        );
+        let mut config = server_config(variant, kind, cpus);
         adjust(&mut config);
         ServerProcess::start(self.exe, variant, &config, cpus)
+    }
+}
+
+/// The settings a bench server of `variant` runs with: the model's own defaults, as
+/// `fiblab serve --model M` would take them on the CPUs the regime gives it (`cpus`;
+/// none: unpinned, this process's). Pinned to one CPU, `--workers` follows that CPU,
+/// as the predictions assume.
+pub fn server_config(variant: &Variant, kind: ServiceKind, cpus: &[usize]) -> Config {
+    let base = Config {
+        service: Service {
+            kind,
+            ..Service::default()
+        },
+        ..Config::default()
+    };
+    match crate::models::find(&variant.model) {
+        None => base,
+        Some(model) if cpus.is_empty() => crate::models::defaults_for(model, base),
+        Some(model) => Config {
+            workers: model.workers.default_for(cpus.len()),
+            ..base
+        },
     }
 }
 
@@ -440,6 +451,16 @@ mod tests {
 
     fn verdicts(r: &BenchReport) -> Vec<Verdict> {
         findings(r).into_iter().map(|f| f.verdict).collect()
+    }
+
+    #[test]
+    fn a_pinned_server_gets_the_workers_of_its_own_cpus() {
+        let one = server_config(&Variant::plain("tokio"), ServiceKind::Fib, &[1]);
+        assert_eq!(one.workers, 1);
+        let pool = server_config(&Variant::plain("threadpool"), ServiceKind::Fib, &[1]);
+        assert_eq!(pool.workers, 5, "ThreadPoolExecutor's min(32, CPUs + 4)");
+        let unpinned = server_config(&Variant::plain("tokio"), ServiceKind::Fib, &[]);
+        assert_eq!(unpinned.workers, crate::server::default_workers());
     }
 
     #[test]
