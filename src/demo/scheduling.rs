@@ -46,6 +46,21 @@ impl Policy {
             Policy::Feedback { .. } => "round robin + feedback queue",
         }
     }
+
+    /// The seed's name for it, and what the seed says of it.
+    pub fn seed(&self) -> &'static str {
+        match self {
+            Policy::FirstComeFirstServed => {
+                "先来先服务: in arrival order, each to completion; short jobs wait behind long ones"
+            }
+            Policy::ShortestJobFirst => {
+                "短作业优先: the shortest waiting job next, to completion; a long job may starve"
+            }
+            Policy::Feedback { .. } => {
+                "时间片轮转法+多级反馈队列: a time slice each; a job that uses its whole slice drops a level and gets a longer one"
+            }
+        }
+    }
 }
 
 /// Each job's completion time, µs, under `policy` with time slice `slice` (used by
@@ -237,6 +252,13 @@ pub fn run(out: &mut dyn io::Write) -> io::Result<()> {
             w.p99_turnaround,
             w.short_turnaround
         )?;
+    }
+    for policy in [
+        Policy::FirstComeFirstServed,
+        Policy::ShortestJobFirst,
+        Policy::Feedback { levels: 3 },
+    ] {
+        writeln!(out, "  {}: {}", policy.label(), policy.seed())?;
     }
     writeln!(
         out,

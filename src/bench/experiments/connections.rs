@@ -61,6 +61,7 @@ pub const IDLE_TARGET_KIB: &[(&str, f64)] = &[
     ("select", 1.0),
     ("tokio", 3.0),
     ("tokio-current", 3.0),
+    ("per-core", 1.0),
 ];
 
 /// A guard page below each thread's stack, KiB.
@@ -749,6 +750,9 @@ fn rss_rule(model: &str) -> &'static str {
         }
         Some(CostModel::Isolated) => {
             "two threads (connection and interpreter) and the interpreter's instance"
+        }
+        Some(CostModel::EventLoop(Readiness::Completion)) => {
+            "a few hundred bytes of state; the kernel-provided receive buffers (one 2 MiB ring for all) become resident as they cycle: a fixed cost, spread thin at large counts"
         }
         _ => "the connections it holds: few or none past its limit",
     }
