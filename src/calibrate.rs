@@ -587,6 +587,7 @@ fn loadgen_round_trip(cpu: usize) -> io::Result<f64> {
         spin: false,
         cpus: Some(vec![cpu]),
         seed: 1,
+        agent: None,
         protocol: Protocol::Fiblab,
     };
     let report = crate::load::run(

@@ -38,7 +38,9 @@ enum Command {
     /// the cross-CPU wake-up, a pipe to a worker process, thread and process start,
     /// epoll and select, fib(n).
     Calibrate(cli::calibrate::CalibrateArgs),
-    /// Load generator: closed or open loop, mixes, latency percentiles, JSON/CSV.
+    /// Load generator: closed or open loop, mixes, latency percentiles, JSON/CSV; split
+    /// across agents (--segment) and merged (`fiblab load merge`).
+    #[command(args_conflicts_with_subcommands = true)]
     Load(Box<cli::load::LoadArgs>),
     /// The seeds' perf1: one connection, the latency of every request.
     Perf1(cli::clients::Perf1Args),
@@ -180,6 +182,8 @@ mod tests {
             "warmup" => &["100ms"],
             "child" => &["daemon"],
             "max_inflight" => &["2"],
+            "segment" => &["2/2", "--conns", "2"],
+            "start_at" => &["1", "--segment", "1/1"],
             _ => return None,
         })
     }

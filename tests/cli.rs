@@ -235,3 +235,70 @@ fn calibrate_json_has_the_documented_shape() {
         );
     }
 }
+
+#[test]
+fn load_agents_split_and_merge_through_the_cli() {
+    let server = common::Server::start("threads", &[]);
+    let dir = std::env::temp_dir().join(format!("fiblab-agents-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let start_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        + 0.5;
+    let addr = server.addr.to_string();
+    let agents: Vec<_> = (1..=2)
+        .map(|i| {
+            let json = dir.join(format!("agent-{i}.json"));
+            let child = std::process::Command::new(common::fiblab_bin())
+                .args(["load", "--addr", &addr, "--conns", "4", "--rate", "400"])
+                .args([
+                    "--duration",
+                    "1s",
+                    "--quiet",
+                    "--segment",
+                    &format!("{i}/2"),
+                ])
+                .args(["--start-at", &start_at.to_string(), "--json"])
+                .arg(&json)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            (child, json)
+        })
+        .collect();
+    let mut files = Vec::new();
+    for (mut child, json) in agents {
+        assert!(child.wait().unwrap().success());
+        files.push(json);
+    }
+    let merged = dir.join("merged.json");
+    let out = std::process::Command::new(common::fiblab_bin())
+        .args(["load", "merge"])
+        .args(&files)
+        .arg("--json")
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&merged).unwrap()).unwrap();
+    assert_eq!(report["merged_from"], 2);
+    assert_eq!(report["connections"], 4);
+    assert_eq!(report["rate"], 400.0);
+    // A file that is not a report is refused with what to do.
+    let out = fiblab(&["load", "merge", "Cargo.toml"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a fiblab load JSON report"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = fiblab(&["load", "--segment", "3/2"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("write agent I of N as I/N"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -92,6 +92,7 @@ fn spec(addr: SocketAddr, mix: Mix, connections: usize, stop: Stop) -> LoadSpec 
         spin: false,
         cpus: None,
         seed: 7,
+        agent: None,
         protocol: fiblab::load::mix::Protocol::Fiblab,
     }
 }
@@ -403,6 +404,9 @@ fn fixture() -> Report {
             likely_bottleneck: false,
         },
         notes: vec!["a note".into()],
+        segment: None,
+        started_unix_s: None,
+        merged_from: 0,
     }
 }
 
@@ -492,4 +496,60 @@ fn a_stall_is_timeouts_and_late_replies_each_request_counted_once() {
         "{:?}",
         r.notes
     );
+}
+
+/// Two agents (execution segments 1/2 and 2/2) on one start time run the whole load's
+/// schedule between them: the merged report offers the whole rate on every connection,
+/// and every request due is counted exactly once.
+#[test]
+fn two_agents_split_one_schedule_and_merge_to_the_whole() {
+    use fiblab::load::{Agent, Segment};
+    let server = InProcess::start("epoll");
+    let start_at = std::time::SystemTime::now() + Duration::from_millis(300);
+    let agent = |index| {
+        let mut s = spec(
+            server.addr,
+            fib_mix(1),
+            8,
+            Stop::After(Duration::from_secs(2)),
+        );
+        s.rate = Some(4000.0);
+        s.agent = Some(Agent {
+            segment: Segment { index, count: 2 },
+            start_at: Some(start_at),
+        });
+        s
+    };
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| load(&agent(0)));
+        let b = scope.spawn(|| load(&agent(1)));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!((a.connections, a.rate), (4, Some(2000.0)));
+    assert_eq!(a.segment.as_deref(), Some("1/2"));
+    // Connections 0, 2, 4, 6 are the first agent's; 1, 3, 5, 7 the second's.
+    assert!(
+        a.per_connection.iter().step_by(2).all(|&ok| ok > 0),
+        "{:?}",
+        a.per_connection
+    );
+    assert!(
+        a.per_connection
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .all(|&ok| ok == 0)
+    );
+    let merged = fiblab::load::merge::merge(&[a, b]).unwrap();
+    assert_eq!((merged.connections, merged.rate), (8, Some(4000.0)));
+    assert!(merged.per_connection.iter().all(|&ok| ok > 0));
+    // 8 connections, one slot each every 2 ms, for 2 s: 8,000 due, each one of these.
+    let accounted =
+        merged.requests_ok + merged.errors.failed_requests() + merged.unfinished + merged.missed;
+    assert!(
+        (7992..=8008).contains(&accounted),
+        "{accounted} of 8000: {merged:?}"
+    );
+    let total: u64 = merged.classes.iter().map(|c| c.requests_ok).sum();
+    assert_eq!(total, merged.requests_ok);
 }

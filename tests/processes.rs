@@ -390,6 +390,7 @@ fn load_while_killing_a_child(server: &Server, children: &[Pid]) -> fiblab::load
         spin: false,
         cpus: None,
         seed: 3,
+        agent: None,
         protocol: fiblab::load::mix::Protocol::Fiblab,
     };
     let victim = children[0];

@@ -175,15 +175,9 @@ pub const CDF_PERCENTILES: &[f64] = &[
 pub fn merged_histogram<'a>(
     histograms: impl Iterator<Item = &'a str>,
 ) -> Option<hdrhistogram::Histogram<u64>> {
-    use base64::Engine as _;
     let mut merged: Option<hdrhistogram::Histogram<u64>> = None;
     for text in histograms.filter(|t| !t.is_empty()) {
-        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text) else {
-            continue;
-        };
-        let Ok(h) = hdrhistogram::serialization::Deserializer::new()
-            .deserialize::<u64, _>(&mut bytes.as_slice())
-        else {
+        let Ok(h) = crate::load::decode_histogram(text) else {
             continue;
         };
         match &mut merged {

@@ -11,7 +11,7 @@ use clap::Args;
 use fiblab::load::mix::parse_n;
 use fiblab::load::mix::{Class, Expected, Mix, Protocol};
 use fiblab::load::report::{render_csv, render_json, render_text};
-use fiblab::load::{self, Hooks, LoadSpec, Stop};
+use fiblab::load::{self, Agent, Hooks, LoadSpec, Segment, Stop};
 use fiblab::units::{CpuList, parse_addr, parse_duration, parse_share};
 
 #[derive(Args)]
@@ -105,6 +105,41 @@ pub struct LoadArgs {
     /// runs; q or Ctrl-C stops early. The report follows.
     #[arg(long)]
     tui: bool,
+    /// Run agent I of N of a load split across processes or hosts (an execution
+    /// segment, as k6 calls it): every Nth of the --conns connections, starting with
+    /// the Ith, with their share of --rate, each on the whole load's schedule, so N
+    /// agents together offer exactly the load asked. Give every agent the same flags
+    /// and --start-at; merge their --json reports with `fiblab load merge`.
+    #[arg(long, value_name = "I/N", value_parser = parse_segment)]
+    segment: Option<Segment>,
+    /// With --segment: start the warm-up at this wall-clock time, seconds since the Unix
+    /// epoch (e.g. `$(( $(date +%s) + 3 ))`), so that all agents start together.
+    #[arg(long, value_name = "UNIX_SECONDS", requires = "segment")]
+    start_at: Option<f64>,
+    #[command(subcommand)]
+    command: Option<LoadCommand>,
+}
+
+#[derive(clap::Subcommand)]
+pub enum LoadCommand {
+    /// Merge the --json reports of the agents of one split load into the report of the
+    /// whole load: histograms added (exact percentiles), counts summed, seconds lined
+    /// up on the wall clock.
+    Merge {
+        /// The agents' JSON reports.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+        /// Write the merged report as JSON to this file (- for stdout).
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write the merged per-second series as CSV to this file (- for stdout).
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
+}
+
+fn parse_segment(text: &str) -> Result<Segment, String> {
+    Segment::parse(text).map_err(|e| e.to_string())
 }
 
 impl LoadArgs {
@@ -139,6 +174,12 @@ impl LoadArgs {
             spin: self.spin,
             cpus: self.cpus.clone().map(|c| c.0),
             seed: self.seed,
+            agent: self.segment.map(|segment| Agent {
+                segment,
+                start_at: self
+                    .start_at
+                    .map(|t| std::time::UNIX_EPOCH + Duration::from_secs_f64(t.max(0.0))),
+            }),
             protocol: self.protocol,
         };
         spec.validate()?;
@@ -148,6 +189,24 @@ impl LoadArgs {
 
 pub fn run(args: LoadArgs) -> Result<()> {
     let dash = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str() == "-");
+    if let Some(LoadCommand::Merge { reports, json, csv }) = &args.command {
+        if dash(json) && dash(csv) {
+            bail!("--json - and --csv - both want standard output: send one of them to a file");
+        }
+        let read = |path: &PathBuf| -> Result<load::report::Report> {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not a fiblab load JSON report; write one with `fiblab load --json FILE`",
+                    path.display()
+                )
+            })
+        };
+        let parts = reports.iter().map(read).collect::<Result<Vec<_>>>()?;
+        let merged = load::merge::merge(&parts)?;
+        return write_report(&merged, json, csv);
+    }
     if dash(&args.json) && dash(&args.csv) {
         bail!("--json - and --csv - both want standard output: send one of them to a file");
     }
@@ -197,15 +256,25 @@ pub fn run(args: LoadArgs) -> Result<()> {
             },
         )?
     };
-    // Standard output carries one format: a machine format given `-`, else the text.
+    write_report(&report, &args.json, &args.csv)?;
+    Ok(report.verdict(args.max_error_rate)?)
+}
+
+/// The text report, and the JSON and CSV where asked. Standard output carries one
+/// format: a machine format given `-`, else the text.
+fn write_report(
+    report: &load::report::Report,
+    json: &Option<PathBuf>,
+    csv: &Option<PathBuf>,
+) -> Result<()> {
     let to_stdout = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str() == "-");
-    match to_stdout(&args.json) || to_stdout(&args.csv) {
-        true => io::stderr().write_all(render_text(&report).as_bytes())?,
-        false => io::stdout().write_all(render_text(&report).as_bytes())?,
+    match to_stdout(json) || to_stdout(csv) {
+        true => io::stderr().write_all(render_text(report).as_bytes())?,
+        false => io::stdout().write_all(render_text(report).as_bytes())?,
     }
     for (path, text) in [
-        (&args.json, render_json(&report) + "\n"),
-        (&args.csv, render_csv(&report)),
+        (json, render_json(report) + "\n"),
+        (csv, render_csv(report)),
     ] {
         match path {
             Some(p) if p.as_os_str() == "-" => io::stdout().write_all(text.as_bytes())?,
@@ -215,5 +284,5 @@ pub fn run(args: LoadArgs) -> Result<()> {
             None => {}
         }
     }
-    Ok(report.verdict(args.max_error_rate)?)
+    Ok(())
 }

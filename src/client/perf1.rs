@@ -37,6 +37,7 @@ pub fn run<W: Write + Send + 'static>(
         spin: false,
         cpus: None,
         seed: 1,
+        agent: None,
         protocol: crate::load::mix::Protocol::Fiblab,
     };
     let out = Arc::new(Mutex::new(io::BufWriter::new(out)));

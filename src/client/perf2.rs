@@ -39,6 +39,7 @@ pub fn run(
         spin: false,
         cpus: None,
         seed: 1,
+        agent: None,
         protocol: crate::load::mix::Protocol::Fiblab,
     };
     let mut failed = None;

@@ -77,6 +77,7 @@ pub fn run(
         spin: false,
         cpus: None,
         seed: 1,
+        agent: None,
         protocol: crate::load::mix::Protocol::Fiblab,
     };
     // Checked before a server is started for it.

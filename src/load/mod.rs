@@ -25,7 +25,13 @@
 //! stats.rs   what the threads record, and the counters they share
 //! report.rs  Report::from_threads, and the text / JSON / CSV renderers
 //! hold.rs    idle connections held open meanwhile (`--idle`, the C10K experiment)
+//! merge.rs   the reports of agents that split one load, merged exactly
 //! ```
+//!
+//! One load can be split across processes or hosts (`--segment I/N`, an execution
+//! segment): agent I runs every Nth connection, each on the schedule it has in the
+//! whole load (`Agent`, `Segment`), from a common `--start-at`; `fiblab load merge` adds
+//! their histograms and counts into the report of the whole load.
 //!
 //! The client watches itself: each thread's CPU time is measured, and a report says
 //! so when a thread was busy enough that the client may be the bottleneck. `--spin`
@@ -34,6 +40,7 @@
 //! because on a small VM they change round-trip figures several times over.
 
 pub mod hold;
+pub mod merge;
 pub mod mix;
 pub mod report;
 mod spec;
@@ -44,10 +51,12 @@ mod worker;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-pub use spec::{Edge, Hooks, LoadSpec, OnReply, SpecError, Stop, Tick, WINDOW_END_MARGIN};
-pub use stats::encode_histogram;
+pub use spec::{
+    Agent, Edge, Hooks, LoadSpec, OnReply, Segment, SpecError, Stop, Tick, WINDOW_END_MARGIN,
+};
+pub use stats::{decode_histogram, encode_histogram};
 
 use report::Report;
 use stats::{Shared, ThreadStats};
@@ -60,8 +69,17 @@ pub fn run(
     interrupt: Arc<AtomicBool>,
     mut hooks: Hooks<'_>,
 ) -> io::Result<Report> {
-    let threads = spec.threads.clamp(1, spec.connections.max(1));
+    let threads = spec.threads.clamp(1, spec.own_connections().len().max(1));
+    // Split across agents, every agent starts together, or their schedules drift apart.
+    let mut late = None;
+    if let Some(at) = spec.agent.and_then(|a| a.start_at) {
+        match at.duration_since(SystemTime::now()) {
+            Ok(wait) => std::thread::sleep(wait),
+            Err(past) => late = Some(past.duration()),
+        }
+    }
     let start = Instant::now();
+    let started_wall = SystemTime::now() + spec.warmup;
     let measure_start = start + spec.warmup;
     let shared = Arc::new(Shared {
         interrupt: interrupt.clone(),
@@ -134,13 +152,26 @@ pub fn run(
                 .unwrap_or_else(|_| Err(io::Error::other("a load thread panicked")))
         })
         .collect::<io::Result<_>>()?;
-    Ok(Report::from_threads(
+    let mut report = Report::from_threads(
         spec,
         threads,
         measure_start,
         stats,
         interrupt.load(Ordering::SeqCst),
-    ))
+    );
+    if spec.agent.is_some() {
+        report.started_unix_s = started_wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| (d.as_secs_f64() * 1e6).round() / 1e6);
+    }
+    if let Some(late) = late {
+        report.notes.push(format!(
+            "started {:.1} ms after --start-at: this agent's schedule lags the others' by that much",
+            late.as_secs_f64() * 1000.0
+        ));
+    }
+    Ok(report)
 }
 
 /// Turns the shared counters into one [`Tick`] per second.

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::spec::{LoadSpec, Stop};
 pub use super::stats::Errors;
@@ -19,7 +19,7 @@ use super::stats::{ThreadStats, encode_histogram, histogram, widen};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Everything one `fiblab load` run measured.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// [`SCHEMA_VERSION`].
     pub schema: u32,
@@ -64,10 +64,25 @@ pub struct Report {
     pub client: ClientCost,
     /// Warnings about the measurement itself (the client as bottleneck, ...).
     pub notes: Vec<String>,
+    /// The execution segment this agent ran (`I/N`), when the load was split; its
+    /// `connections` and `rate` are then this agent's share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    /// Wall-clock time the measurement started, seconds since the Unix epoch: where
+    /// merged reports line their seconds up. Written for agents (`--segment`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_unix_s: Option<f64>,
+    /// The reports merged into this one (`fiblab load merge`); 0 for a single run.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub merged_from: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// One request class (`n=1`, `PING`, ...).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassReport {
     pub label: String,
     pub weight: u32,
@@ -88,7 +103,7 @@ pub struct ClassReport {
 }
 
 /// Latency percentiles in µs.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {
     pub min: u64,
     pub mean: f64,
@@ -101,7 +116,7 @@ pub struct Percentiles {
 }
 
 /// One measured second.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SecondReport {
     /// Seconds since the measurement started (0 = the first second).
     pub second: u64,
@@ -112,7 +127,7 @@ pub struct SecondReport {
     pub classes: Vec<SecondClass>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SecondClass {
     pub label: String,
     /// Correct replies that arrived in this second.
@@ -123,7 +138,7 @@ pub struct SecondClass {
 }
 
 /// What the client itself cost.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientCost {
     /// CPU time (user + system) of each client thread over its wall time, 0..1.
     pub thread_busy: Vec<f64>,
@@ -445,9 +460,12 @@ impl Report {
                 "closed"
             }
             .into(),
-            connections: spec.connections,
+            connections: spec.own_connections().len(),
             pipeline: spec.pipeline.max(1),
-            rate: spec.rate,
+            // An agent offers its connections' share of the rate.
+            rate: spec.rate.map(|rate| {
+                rate * spec.own_connections().len() as f64 / spec.connections.max(1) as f64
+            }),
             threads,
             spin: spec.spin,
             cpus: spec.cpus.clone(),
@@ -512,6 +530,9 @@ impl Report {
                 likely_bottleneck,
             },
             notes,
+            segment: spec.agent.map(|a| a.segment.to_string()),
+            started_unix_s: None,
+            merged_from: 0,
         }
     }
 }
@@ -523,6 +544,11 @@ fn exact(p: Percentiles, range: Option<(u64, u64)>) -> Percentiles {
         Some((min, max)) => Percentiles { min, max, ..p },
         None => p,
     }
+}
+
+/// A histogram's percentiles (its min and max to histogram precision).
+pub(crate) fn percentiles_of(h: &Histogram<u64>) -> Percentiles {
+    percentiles(h)
 }
 
 fn percentiles(h: &Histogram<u64>) -> Percentiles {

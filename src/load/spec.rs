@@ -39,6 +39,83 @@ pub struct LoadSpec {
     pub seed: u64,
     /// Which reply lines are errors.
     pub protocol: Protocol,
+    /// This run is one agent of a load split across several; `None`: the whole load.
+    pub agent: Option<Agent>,
+}
+
+/// One agent's part of a load split across processes or hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Agent {
+    pub segment: Segment,
+    /// When every agent starts its warm-up (wall clock): the schedules line up only if
+    /// the agents start together. `None`: at once.
+    pub start_at: Option<std::time::SystemTime>,
+}
+
+/// An execution segment (k6's term): of a run's `connections`, an agent runs those
+/// whose index is `index` modulo `count`, each on the schedule it has in the whole run
+/// (interval `connections / rate`, phase `index / connections` of it), so the agents'
+/// sends interleave exactly as one client's would and together offer exactly the rate
+/// asked. Written `I/N`, agent I of N, counting from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    /// 0-based.
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Segment {
+    /// `I/N`, 1 <= I <= N.
+    ///
+    /// # Errors
+    /// Not two numbers with a slash, or I outside 1..=N.
+    pub fn parse(text: &str) -> Result<Segment, SpecError> {
+        let bad = || SpecError::BadSegment(text.to_string());
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let (i, n): (usize, usize) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if n == 0 || i == 0 || i > n {
+            return Err(bad());
+        }
+        Ok(Segment {
+            index: i - 1,
+            count: n,
+        })
+    }
+
+    /// The whole load, as one segment.
+    pub const WHOLE: Segment = Segment { index: 0, count: 1 };
+
+    /// Whether connection `index` (of the whole run) is this segment's.
+    pub fn owns(&self, connection: usize) -> bool {
+        connection % self.count.max(1) == self.index
+    }
+
+    /// How many of `connections` are this segment's.
+    pub fn share_of(&self, connections: usize) -> usize {
+        (0..connections).filter(|&c| self.owns(c)).count()
+    }
+}
+
+impl std::fmt::Display for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index + 1, self.count)
+    }
+}
+
+impl LoadSpec {
+    /// This run's segment: the whole load unless it is an agent's part.
+    pub fn segment(&self) -> Segment {
+        self.agent.map_or(Segment::WHOLE, |a| a.segment)
+    }
+
+    /// The connections this run opens, by their index in the whole load.
+    pub fn own_connections(&self) -> Vec<usize> {
+        let segment = self.segment();
+        (0..self.connections).filter(|&c| segment.owns(c)).collect()
+    }
 }
 
 /// A load that cannot run as asked.
@@ -56,6 +133,12 @@ pub enum SpecError {
     BadRate,
     #[error("--threads must be at least 1")]
     NoThreads,
+    #[error("--segment {0}: write agent I of N as I/N, with 1 <= I <= N")]
+    BadSegment(String),
+    #[error(
+        "--segment {0} of {1} connections leaves this agent none: use at most as many agents as --conns"
+    )]
+    SegmentWithoutConnections(String, usize),
 }
 
 impl LoadSpec {
@@ -76,6 +159,14 @@ impl LoadSpec {
         }
         if self.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
             return Err(SpecError::BadRate);
+        }
+        if let Some(agent) = self.agent
+            && agent.segment.share_of(self.connections) == 0
+        {
+            return Err(SpecError::SegmentWithoutConnections(
+                agent.segment.to_string(),
+                self.connections,
+            ));
         }
         if self.threads == 0 {
             return Err(SpecError::NoThreads);
@@ -153,6 +244,7 @@ mod tests {
             spin: false,
             cpus: None,
             seed: 1,
+            agent: None,
             protocol: Protocol::Fiblab,
         }
     }

@@ -13,7 +13,7 @@ use hdrhistogram::serialization::{Serializer as _, V2DeflateSerializer};
 use serde::Serialize;
 
 /// Failed requests and connections, by kind.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Errors {
     /// Connection attempts refused or failed.
     pub connect: u64,
@@ -118,6 +118,19 @@ pub fn encode_histogram(h: &Histogram<u64>) -> String {
         Ok(_) => base64::engine::general_purpose::STANDARD.encode(bytes),
         Err(_) => String::new(),
     }
+}
+
+/// The inverse of [`encode_histogram`].
+///
+/// # Errors
+/// Not base64, or not an HdrHistogram V2 (with or without DEFLATE); the error says which.
+pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| format!("not base64: {e}"))?;
+    hdrhistogram::serialization::Deserializer::new()
+        .deserialize::<u64, _>(&mut bytes.as_slice())
+        .map_err(|e| format!("not an HdrHistogram: {e:?}"))
 }
 
 /// How long a correct reply took: from when its request was due, and from when it was

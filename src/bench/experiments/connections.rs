@@ -241,6 +241,7 @@ fn active_load(
         spin: run.spin(),
         cpus: run.client_cpus(),
         seed: 1,
+        agent: None,
         protocol: Protocol::Fiblab,
     };
     let report = crate::load::run(&spec, run.interrupt(), Hooks::default())?;

@@ -473,6 +473,7 @@ fn measure_step(
         spin: run.spin(),
         cpus: run.client_cpus(),
         seed: 1,
+        agent: None,
         protocol: match ping {
             true => Protocol::Resp,
             false => Protocol::Fiblab,

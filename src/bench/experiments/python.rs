@@ -493,6 +493,7 @@ fn spec(run: &Run<'_>, addr: std::net::SocketAddr, n: u32, clients: usize) -> io
         spin: run.spin(),
         cpus: run.client_cpus(),
         seed: 1,
+        agent: None,
         protocol: Protocol::Fiblab,
     })
 }

@@ -106,6 +106,7 @@ impl Experiment for SeedTables {
                             spin: run.spin(),
                             cpus: run.client_cpus(),
                             seed: 1,
+                            agent: None,
                             protocol: if ping {
                                 Protocol::Resp
                             } else {

@@ -374,6 +374,7 @@ pub fn starvation(
         spin: client.spin,
         cpus: client.cpus.clone(),
         seed: 1,
+        agent: None,
         protocol: crate::load::mix::Protocol::Fiblab,
     };
     crate::load::run(

@@ -88,7 +88,12 @@ impl Worker {
             .rate
             .map(|rate| Duration::from_secs_f64(spec.connections as f64 / rate.max(1e-9)));
         let first_due = measure_start - spec.warmup;
-        let conns = (thread..spec.connections)
+        // This thread's share of this agent's connections; each keeps its index in the
+        // whole load, and with it its place in the shared schedule.
+        let conns = spec
+            .own_connections()
+            .into_iter()
+            .skip(thread)
             .step_by(threads)
             .map(|index| Conn {
                 index,
@@ -122,7 +127,10 @@ impl Worker {
             shared,
             on_reply,
             rng: fastrand::Rng::with_seed(
-                spec.seed ^ (thread as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                spec.seed
+                    ^ (thread as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    // Agents of one split draw different request sequences.
+                    ^ (spec.segment().index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
             ),
             stats: ThreadStats::new(classes),
             exhausted: false,
