@@ -157,7 +157,11 @@ pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
         rate: rate.map(|r| (r * 1000.0).round() / 1000.0),
         threads: reports.iter().map(|r| r.threads).sum(),
         spin: reports.iter().any(|r| r.spin),
-        cpus: None,
+        // The agents' pinning, where they all had the same.
+        cpus: match reports.iter().all(|r| r.cpus == first.cpus) {
+            true => first.cpus.clone(),
+            false => None,
+        },
         seed: first.seed,
         warmup_s: first.warmup_s,
         measured_s,
