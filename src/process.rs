@@ -232,14 +232,7 @@ impl Usage {
             let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
                 continue; // gone meanwhile
             };
-            let field = |name: &str| -> u64 {
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name))
-                    .and_then(|v| v.split_whitespace().next())
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0)
-            };
+            let field = |name: &str| status_field(&status, name);
             usage.processes += 1;
             usage.rss_kib += field("VmRSS:");
             usage.vsz_kib += field("VmSize:");
@@ -280,13 +273,6 @@ impl Work {
     pub fn of_tree(pid: u32) -> io::Result<Work> {
         let mut work = Work::default();
         for pid in tree(pid)? {
-            let field = |text: &str, name: &str| -> u64 {
-                text.lines()
-                    .find_map(|l| l.strip_prefix(name))
-                    .and_then(|v| v.split_whitespace().next())
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0)
-            };
             let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
                 continue; // gone meanwhile
             };
@@ -300,8 +286,8 @@ impl Work {
                         .unwrap_or(0);
                 }
                 if let Ok(status) = std::fs::read_to_string(path.join("status")) {
-                    work.sleeps += field(&status, "voluntary_ctxt_switches:");
-                    work.preempted += field(&status, "nonvoluntary_ctxt_switches:");
+                    work.sleeps += status_field(&status, "voluntary_ctxt_switches:");
+                    work.preempted += status_field(&status, "nonvoluntary_ctxt_switches:");
                 }
             }
         }
@@ -371,6 +357,16 @@ pub fn listener_pid(port: u16) -> Option<u32> {
         }
     }
     None
+}
+
+/// The number after `name` in a `/proc` status file (`VmRSS:   1234 kB` -> 1234); 0
+/// where it is missing.
+fn status_field(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// `root` and every process whose chain of parents reaches it, from `/proc/*/stat`.

@@ -198,7 +198,7 @@ fn add(
         return Ok(());
     }
     let bad = |why: String| MergeError::BadHistogram(report + 1, label.to_string(), why);
-    let h = super::stats::decode_histogram(text).map_err(bad)?;
+    let h = super::stats::decode_histogram(text).map_err(|e| bad(e.to_string()))?;
     into.add(&h).map_err(|e| bad(format!("{e:?}")))
 }
 

@@ -120,17 +120,26 @@ pub fn encode_histogram(h: &Histogram<u64>) -> String {
     }
 }
 
+/// A histogram in a report that cannot be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HistogramError {
+    #[error("not base64: {0}")]
+    Base64(String),
+    #[error("not an HdrHistogram V2: {0}")]
+    Format(String),
+}
+
 /// The inverse of [`encode_histogram`].
 ///
 /// # Errors
 /// Not base64, or not an HdrHistogram V2 (with or without DEFLATE); the error says which.
-pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
+pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, HistogramError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text)
-        .map_err(|e| format!("not base64: {e}"))?;
+        .map_err(|e| HistogramError::Base64(e.to_string()))?;
     hdrhistogram::serialization::Deserializer::new()
         .deserialize::<u64, _>(&mut bytes.as_slice())
-        .map_err(|e| format!("not an HdrHistogram: {e:?}"))
+        .map_err(|e| HistogramError::Format(format!("{e:?}")))
 }
 
 /// How long a correct reply took: from when its request was due, and from when it was

@@ -425,12 +425,7 @@ impl Loop<'_> {
                 DrainStep::Over => return Ok(()),
             }
             self.wait(timeout)?;
-            self.reaped.clear();
-            self.reaped.extend(
-                self.ring
-                    .completion()
-                    .map(|c| (c.user_data(), c.result(), c.flags())),
-            );
+            self.reap();
             for i in 0..self.reaped.len() {
                 let (user_data, result, flags) = self.reaped[i];
                 let slot = (user_data & !KIND) as usize;
@@ -471,6 +466,16 @@ impl Loop<'_> {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Takes every completion off the queue into `reaped`.
+    fn reap(&mut self) {
+        self.reaped.clear();
+        self.reaped.extend(
+            self.ring
+                .completion()
+                .map(|c| (c.user_data(), c.result(), c.flags())),
+        );
     }
 
     /// Queues `entry`, submitting what is queued first if the submission queue is full.
@@ -843,12 +848,7 @@ impl Loop<'_> {
         let deadline = Instant::now() + Duration::from_secs(1);
         while (self.open > 0 || self.accept_armed) && Instant::now() < deadline {
             self.wait(Some(Duration::from_millis(50)))?;
-            self.reaped.clear();
-            self.reaped.extend(
-                self.ring
-                    .completion()
-                    .map(|c| (c.user_data(), c.result(), c.flags())),
-            );
+            self.reap();
             for i in 0..self.reaped.len() {
                 let (user_data, result, flags) = self.reaped[i];
                 let slot = (user_data & !KIND) as usize;
