@@ -20,7 +20,7 @@ pub enum MergeError {
     #[error("nothing to merge: give the agents' JSON reports")]
     Empty,
     #[error(
-        "the reports are of different loads ({0}): merge only the agents of one split (same target, mode and request mix)"
+        "the reports are of different loads ({0}): merge only the agents of one split (same mode and request mix)"
     )]
     Mismatch(&'static str),
     #[error(
@@ -32,14 +32,11 @@ pub enum MergeError {
 /// One report of the whole load from its agents' reports.
 ///
 /// # Errors
-/// No reports, reports of different loads (target, mode, classes), or a histogram
+/// No reports, reports of different loads (mode, classes), or a histogram
 /// that does not decode.
 pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
     let first = reports.first().ok_or(MergeError::Empty)?;
     for r in reports {
-        if r.target != first.target {
-            return Err(MergeError::Mismatch("target"));
-        }
         if r.mode != first.mode {
             return Err(MergeError::Mismatch("open or closed loop"));
         }
@@ -148,9 +145,19 @@ pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
     for r in reports {
         thread_busy.extend(&r.client.thread_busy);
     }
+    // Agents on other hosts may reach the server at other addresses (its interfaces, a
+    // balancer): all of them are named.
+    let mut targets: Vec<&str> = reports.iter().map(|r| r.target.as_str()).collect();
+    targets.dedup();
+    if targets.len() > 1 {
+        notes.push(format!(
+            "the agents addressed the server as {}",
+            targets.join(", ")
+        ));
+    }
     Ok(Report {
         schema: first.schema,
-        target: first.target.clone(),
+        target: targets.join(","),
         mode: first.mode.clone(),
         connections: reports.iter().map(|r| r.connections).sum(),
         pipeline: first.pipeline,
@@ -361,8 +368,11 @@ mod tests {
     fn reports_of_different_loads_are_refused() {
         let a = report(&[100], "1/2", 0.0);
         let mut b = report(&[100], "2/2", 0.0);
-        b.target = "127.0.0.1:1".into();
-        assert_eq!(merge(&[a.clone(), b]), Err(MergeError::Mismatch("target")));
+        b.mode = "closed".into();
+        assert_eq!(
+            merge(&[a.clone(), b]),
+            Err(MergeError::Mismatch("open or closed loop"))
+        );
         assert_eq!(merge(&[]), Err(MergeError::Empty));
         let mut c = a.clone();
         c.classes[0].histogram = "not base64!".into();
