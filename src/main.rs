@@ -165,7 +165,7 @@ mod tests {
             "rate" => &["2000"],
             "duration" => &["1500ms"],
             "requests" => &["10"],
-            "threads" | "workers" | "repetitions" | "count" => &["2"],
+            "threads" | "workers" | "repetitions" | "count" | "agents" => &["2"],
             "cpus" | "server_cpus" | "client_cpus" => &["0-1"],
             "regimes" => &["shared,pinned-spinning"],
             "gil" => &["per-interpreter"],

@@ -16,7 +16,7 @@ fn tiny_scenario_end_to_end() {
     let scenario = dir.join("tiny.toml");
     std::fs::write(
         &scenario,
-        "name = 'tiny'\nabout = 'smoke'\nmodels = ['single', 'epoll']\nworkloads = [1]\nclients = [1, 2]\nduration = '200ms'\nwarmup = '50ms'\nrepetitions = 2\n[starvation]\nlight_n = 1\nheavy_seconds = 0.3\nat = '500ms'\nlength = '1500ms'\n",
+        "name = 'tiny'\nabout = 'smoke'\nmodels = ['single', 'epoll']\nworkloads = [1]\nclients = [1, 2]\nduration = '200ms'\nwarmup = '50ms'\nrepetitions = 2\nagents = 2\n[starvation]\nlight_n = 1\nheavy_seconds = 0.3\nat = '500ms'\nlength = '1500ms'\n",
     )
     .unwrap();
     let json = dir.join("tiny.json");
@@ -89,6 +89,9 @@ fn tiny_scenario_end_to_end() {
         3,
         "single, epoll and the peer"
     );
+    // Two clients' load split across two agents (one client each) and merged.
+    assert_eq!(report["agents"], 2);
+    assert!(tables.contains("split across 2 load agents"), "{tables}");
     assert!(
         report["cells"]
             .as_array()
@@ -170,6 +173,7 @@ fn fixture() -> BenchReport {
         duration_s: 1.0,
         warmup_s: 0.2,
         repetitions: 1,
+        agents: 1,
         rate: None,
         cells: fiblab::bench::results::aggregate(&samples),
         samples,

@@ -98,6 +98,7 @@ pub fn measure(
         duration_s: scenario.duration.as_secs_f64(),
         warmup_s: scenario.warmup.as_secs_f64(),
         repetitions: scenario.repetitions,
+        agents: scenario.agents,
         rate: scenario.rate,
         cells: Vec::new(),
         samples: Vec::new(),

@@ -213,6 +213,10 @@ pub struct BenchReport {
     pub duration_s: f64,
     pub warmup_s: f64,
     pub repetitions: usize,
+    /// Load agents each seed-table cell was split across and merged (1: one load
+    /// generator).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub agents: usize,
     /// Open-loop rate of every cell, requests per second; `None`: closed loops.
     #[serde(default)]
     pub rate: Option<f64>,
@@ -517,6 +521,14 @@ pub struct PythonStarvation {
     pub gil: Option<crate::gil::GilCounts>,
 }
 
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
+
 impl BenchReport {
     /// The regimes' names in order; one unnamed regime (`""`) for a report without.
     pub fn regime_names(&self) -> Vec<String> {
@@ -805,6 +817,7 @@ pub(crate) mod tests {
             duration_s: 1.0,
             warmup_s: 0.0,
             repetitions: 1,
+            agents: 1,
             rate: None,
             cells: aggregate(&samples),
             samples,

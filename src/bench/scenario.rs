@@ -48,6 +48,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("cores", include_str!("../../scenarios/cores.toml")),
 ];
 
+fn one_agent() -> usize {
+    1
+}
+
 /// A shipped scenario by name, or a scenario file by path.
 pub fn load(name_or_path: &str) -> Result<Scenario, ScenarioError> {
     if let Some((_, text)) = SHIPPED.iter().find(|(name, _)| *name == name_or_path) {
@@ -78,6 +82,12 @@ pub struct Scenario {
     #[serde(deserialize_with = "duration")]
     pub warmup: Duration,
     pub repetitions: usize,
+    /// Load agents per seed-table cell: its load split into this many execution
+    /// segments run by in-process agents from one start, their reports merged, as
+    /// `fiblab load --segment` and `fiblab load merge` do across hosts. 1 (the
+    /// default): one load generator. A cell with fewer clients than agents runs as one.
+    #[serde(default = "one_agent")]
+    pub agents: usize,
     /// Open loop: every cell sends this many requests per second in all, on schedule,
     /// and latency counts from when each was due. `None`: closed loops (each client
     /// sends its next request when the last reply is in), as the seeds' clients do.
@@ -269,6 +279,10 @@ pub struct Overrides {
     /// Open loop at this many requests per second per cell, instead of closed loops.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Split each cell's load across this many in-process agents (execution segments)
+    /// and merge their reports.
+    #[arg(long)]
+    pub agents: Option<usize>,
     /// Pin the server process to these CPUs, e.g. 0 or 0,1 or 0-3.
     #[arg(long)]
     pub server_cpus: Option<CpuList>,
@@ -318,6 +332,9 @@ impl Overrides {
         }
         if self.rate.is_some() {
             scenario.rate = self.rate;
+        }
+        if let Some(agents) = self.agents {
+            scenario.agents = agents;
         }
         if let Some(regimes) = &self.regimes {
             scenario.regimes = regimes.clone();
@@ -503,9 +520,9 @@ impl Scenario {
                 "regimes may not be empty: leave it out for [\"shared\"]".into(),
             ));
         }
-        if scenario.repetitions == 0 || scenario.clients.contains(&0) {
+        if scenario.repetitions == 0 || scenario.clients.contains(&0) || scenario.agents == 0 {
             return Err(ScenarioError(
-                "repetitions and client counts must be at least 1".into(),
+                "repetitions, client counts and agents must be at least 1".into(),
             ));
         }
         if scenario.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {

@@ -23,7 +23,10 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use crate::load::report::Report;
+use crate::load::{Agent, Hooks, LoadSpec, Segment};
 use crate::process::ServerProcess;
 use crate::server::{Config, Variant};
 use crate::service::{Service, ServiceKind};
@@ -350,6 +353,51 @@ impl<'a> Run<'a> {
     /// The flag, for the load generator to stop on too.
     pub fn interrupt(&self) -> Arc<AtomicBool> {
         self.interrupt.clone()
+    }
+
+    /// Runs `spec`'s load, split across the scenario's `agents` (in-process agents,
+    /// one execution segment each, one start) and merged, as `fiblab load --segment`
+    /// and `fiblab load merge` do across hosts; as one load where there is one agent
+    /// or fewer connections than agents.
+    ///
+    /// # Errors
+    /// A load's error, or reports that do not merge.
+    pub fn load(&self, spec: &LoadSpec) -> io::Result<Report> {
+        let agents = self.scenario.agents;
+        if agents <= 1 || spec.connections < agents {
+            return crate::load::run(spec, self.interrupt(), Hooks::default());
+        }
+        // Far enough ahead for every agent's threads to be up.
+        let start_at = std::time::SystemTime::now() + Duration::from_millis(100);
+        let interrupt = self.interrupt();
+        let reports = std::thread::scope(|scope| {
+            let running: Vec<_> = (0..agents)
+                .map(|index| {
+                    let spec = LoadSpec {
+                        agent: Some(Agent {
+                            segment: Segment {
+                                index,
+                                count: agents,
+                            },
+                            start_at: Some(start_at),
+                        }),
+                        threads: spec.threads.div_ceil(agents).max(1),
+                        ..spec.clone()
+                    };
+                    let interrupt = interrupt.clone();
+                    scope.spawn(move || crate::load::run(&spec, interrupt, Hooks::default()))
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|agent| {
+                    agent
+                        .join()
+                        .unwrap_or_else(|_| Err(io::Error::other("a load agent panicked")))
+                })
+                .collect::<io::Result<Vec<Report>>>()
+        })?;
+        crate::load::merge::merge(&reports).map_err(io::Error::other)
     }
 
     /// Reports that the step `label` starts.

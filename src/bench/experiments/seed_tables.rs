@@ -33,7 +33,7 @@ use crate::bench::results::{
 use crate::bench::rules::{Ratio, finding, missing, ratio, rps};
 use crate::bench::scenario::Scenario;
 use crate::load::mix::{Class, Mix, Protocol};
-use crate::load::{Hooks, LoadSpec, Stop};
+use crate::load::{LoadSpec, Stop};
 use crate::server::Variant;
 use crate::service::ServiceKind;
 
@@ -113,7 +113,7 @@ impl Experiment for SeedTables {
                                 Protocol::Fiblab
                             },
                         };
-                        let r = crate::load::run(&spec, run.interrupt(), Hooks::default())?;
+                        let r = run.load(&spec)?;
                         let gone = format!("`{label}` stopped accepting connections");
                         if r.requests_ok == 0
                             && r.errors.connect > 0

@@ -283,12 +283,18 @@ fn header_lines(r: &BenchReport) -> [String; 2] {
             r.command
         ),
         format!(
-            "Each cell: {}, {:.1} s measured after {:.1} s warm-up, {}. Throughput is the median of the repetitions (~ marks a spread over {:.0}%); latency percentiles are of all their requests together.",
+            "Each cell: {}{}, {:.1} s measured after {:.1} s warm-up, {}. Throughput is the median of the repetitions (~ marks a spread over {:.0}%); latency percentiles are of all their requests together.",
             match r.rate {
                 None => "a closed loop of fib(n) requests".to_string(),
                 Some(rate) => format!(
                     "an open loop of fib(n) requests at {} req/s in all (latency from when each was due)",
                     thousands(rate)
+                ),
+            },
+            match r.agents {
+                0 | 1 => String::new(),
+                n => format!(
+                    ", split across {n} load agents (execution segments, one start; a cell with fewer clients runs as one) whose reports were merged"
                 ),
             },
             r.duration_s,
