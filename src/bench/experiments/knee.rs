@@ -687,13 +687,17 @@ fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
 
 /// Where `sweep` broke at a rate the floor (no work, only the loopback, the client and
 /// the machine) did not sustain either: the machine's tail, not the model's. `None` for
-/// the floor itself, or where the floor sustained that rate.
+/// the floor itself, where the floor sustained that rate, or where the load generator
+/// ended the sweep.
 pub fn machine_share(k: &KneeRecords, sweep: &KneeSweep) -> Option<String> {
     if sweep.row == FLOOR {
         return None;
     }
     let floor = sweep_of(k, FLOOR, &sweep.workload)?;
-    let broke = sweep.broke()?;
+    // A sweep the client ended says nothing of the machine's tail.
+    let broke = sweep
+        .broke()
+        .filter(|b| b.verdict != StepVerdict::ClientLimit)?;
     // The floor's verdict at the nearest rate it tried at or below the break.
     let near = floor
         .steps
