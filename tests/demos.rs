@@ -87,7 +87,7 @@ fn the_semaphore_never_lets_more_than_k_run() {
         .unwrap();
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("only threads caps its computations"),
+        String::from_utf8_lossy(&out.stderr).contains("Models that can: threads"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

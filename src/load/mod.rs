@@ -69,7 +69,9 @@ pub fn run(
     interrupt: Arc<AtomicBool>,
     mut hooks: Hooks<'_>,
 ) -> io::Result<Report> {
-    let threads = spec.threads.clamp(1, spec.own_connections().len().max(1));
+    let threads = spec
+        .threads
+        .clamp(1, spec.segment().share_of(spec.connections).max(1));
     // Split across agents, every agent starts together, or their schedules drift apart.
     let mut late = None;
     if let Some(at) = spec.agent.and_then(|a| a.start_at) {

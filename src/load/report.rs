@@ -451,6 +451,7 @@ impl Report {
                 errors.connect, spec.addr
             ));
         }
+        let own = spec.segment().share_of(spec.connections);
         Report {
             schema: SCHEMA_VERSION,
             target: spec.addr.to_string(),
@@ -460,12 +461,12 @@ impl Report {
                 "closed"
             }
             .into(),
-            connections: spec.own_connections().len(),
+            connections: own,
             pipeline: spec.pipeline.max(1),
             // An agent offers its connections' share of the rate.
-            rate: spec.rate.map(|rate| {
-                rate * spec.own_connections().len() as f64 / spec.connections.max(1) as f64
-            }),
+            rate: spec
+                .rate
+                .map(|rate| rate * own as f64 / spec.connections.max(1) as f64),
             threads,
             spin: spec.spin,
             cpus: spec.cpus.clone(),

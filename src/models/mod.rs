@@ -119,6 +119,9 @@ pub struct Model {
     /// Its listener is bound with `SO_REUSEPORT`, so its processes can bind the
     /// same port.
     pub reuse_port: bool,
+    /// Accepts `--max-inflight K`: a semaphore caps its fib computations. Only where
+    /// nothing else does (a thread per connection); the pools are capped by `--workers`.
+    pub max_inflight: bool,
     /// Stops a request's work when its client resets the connection: fib looks at the
     /// socket now and then (the isolates between fuel slices of their interpreter), or
     /// procpool kills the worker computing it.
@@ -151,6 +154,7 @@ pub const MODELS: &[Model] = &[
         offload: false,
         ports: false,
         reuse_port: false,
+        max_inflight: false,
         cancels: true,
         cost: CostModel::OneAtATime,
         available: always,
@@ -166,6 +170,7 @@ pub const MODELS: &[Model] = &[
         offload: false,
         ports: false,
         reuse_port: false,
+        max_inflight: true,
         cancels: true,
         cost: CostModel::ThreadPerConnection,
         available: always,
@@ -181,6 +186,7 @@ pub const MODELS: &[Model] = &[
         offload: false,
         ports: false,
         reuse_port: false,
+        max_inflight: false,
         cancels: true,
         cost: CostModel::ThreadPerConnection,
         available: always,
@@ -196,6 +202,7 @@ pub const MODELS: &[Model] = &[
         offload: true,
         ports: false,
         reuse_port: false,
+        max_inflight: false,
         cancels: true,
         cost: CostModel::WorkStealing,
         available: always,
@@ -211,6 +218,7 @@ pub const MODELS: &[Model] = &[
         offload: true,
         ports: false,
         reuse_port: false,
+        max_inflight: false,
         cancels: true,
         cost: CostModel::EventLoop(Readiness::Epoll),
         available: always,
@@ -226,6 +234,7 @@ pub const MODELS: &[Model] = &[
         offload: false,
         ports: false,
         reuse_port: false,
+        max_inflight: false,
         cancels: true,
         cost: CostModel::SpinLoop,
         available: always,
@@ -241,6 +250,7 @@ pub const MODELS: &[Model] = &[
         offload: false,
         ports: false,
         reuse_port: false,
+        max_inflight: false,
         cancels: true,
         cost: CostModel::EventLoop(Readiness::Select),
         available: always,
@@ -256,6 +266,7 @@ pub const MODELS: &[Model] = &[
         offload: true,
         ports: false,
         reuse_port: false,
+        max_inflight: false,
         cancels: true,
         cost: CostModel::EventLoop(Readiness::Epoll),
         available: always,
@@ -271,6 +282,7 @@ pub const MODELS: &[Model] = &[
         offload: true,
         ports: false,
         reuse_port: false,
+        max_inflight: false,
         cancels: true,
         cost: CostModel::EventLoop(Readiness::Epoll),
         available: always,
@@ -286,6 +298,7 @@ pub const MODELS: &[Model] = &[
         offload: false,
         ports: false,
         reuse_port: false,
+        max_inflight: false,
         cancels: true,
         cost: CostModel::Isolated,
         available: always,
@@ -301,6 +314,7 @@ pub const MODELS: &[Model] = &[
         offload: false,
         ports: false,
         reuse_port: false,
+        max_inflight: false,
         cancels: true,
         cost: CostModel::ProcessPool,
         available: always,
@@ -316,6 +330,7 @@ pub const MODELS: &[Model] = &[
         offload: false,
         ports: true,
         reuse_port: true,
+        max_inflight: false,
         cancels: true,
         cost: CostModel::Prefork,
         available: always,
@@ -331,6 +346,7 @@ pub const MODELS: &[Model] = &[
         offload: false,
         ports: false,
         reuse_port: true,
+        max_inflight: false,
         cancels: true,
         cost: CostModel::PerCore,
         available: always,
@@ -346,6 +362,7 @@ pub const MODELS: &[Model] = &[
         offload: true,
         ports: false,
         reuse_port: false,
+        max_inflight: false,
         cancels: true,
         cost: CostModel::EventLoop(Readiness::Completion),
         available: uring::available,
@@ -379,9 +396,9 @@ pub enum VariantError {
     #[error("model {0} has no --ports: only prefork runs one process per port")]
     NoPorts(String),
     #[error(
-        "model {0} has no --max-inflight: only threads caps its computations with a semaphore (the pools are capped by --workers)"
+        "model {0} has no --max-inflight: a pool or an event loop is capped by --workers, not by a semaphore. Models that can: {1}"
     )]
-    NoMaxInflight(String),
+    NoMaxInflight(String, String),
 }
 
 /// The registry entry that serves `variant`, once it is known to have the variant.
@@ -409,8 +426,16 @@ pub fn check_config(variant: &Variant, config: &Config) -> Result<&'static Model
     if config.ports && !model.ports {
         return Err(VariantError::NoPorts(model.name.to_string()));
     }
-    if config.max_inflight.is_some() && model.name != "threads" {
-        return Err(VariantError::NoMaxInflight(model.name.to_string()));
+    if config.max_inflight.is_some() && !model.max_inflight {
+        let can: Vec<&str> = MODELS
+            .iter()
+            .filter(|m| m.max_inflight)
+            .map(|m| m.name)
+            .collect();
+        return Err(VariantError::NoMaxInflight(
+            model.name.to_string(),
+            can.join(", "),
+        ));
     }
     Ok(model)
 }
