@@ -245,15 +245,10 @@ impl Usage {
     }
 }
 
-/// What a server has done so far, summed over a process and its descendants and over
-/// their threads, read from `/proc` (Linux). Two readings around a stretch of load,
-/// [`Work::since`], divided by the requests served in it give the cost of one request:
-/// the figures that say what a model's loop spends on each reply.
-///
-/// The kernel keeps these per thread: a thread that ends between two readings takes
-/// its share with it. Read while the connections are open (a thread-per-connection
-/// server's threads alive), as the load engine's window edges allow
-/// ([`crate::load::Hooks::on_window`]).
+/// What a server has done: time on a CPU and the times its threads slept or were
+/// preempted. A figure of one stretch of load comes from two [`WorkReading`]s,
+/// [`WorkReading::since`]; divided by the requests served in it, it is the cost of one
+/// request: what a model's loop spends on each reply.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Work {
     /// Time on a CPU, ns (`/proc/P/task/T/schedstat`, first field).
@@ -266,42 +261,89 @@ pub struct Work {
 }
 
 impl Work {
+    fn add(&mut self, other: &Work) {
+        self.cpu_ns += other.cpu_ns;
+        self.sleeps += other.sleeps;
+        self.preempted += other.preempted;
+    }
+
+    fn saturating_sub(&self, earlier: &Work) -> Work {
+        Work {
+            cpu_ns: self.cpu_ns.saturating_sub(earlier.cpu_ns),
+            sleeps: self.sleeps.saturating_sub(earlier.sleeps),
+            preempted: self.preempted.saturating_sub(earlier.preempted),
+        }
+    }
+}
+
+/// One reading of a process tree's [`Work`], thread by thread (Linux, from `/proc`).
+///
+/// The kernel keeps these counters per thread and drops them when a thread ends, so a
+/// sum over the threads alive now can fall between two readings (a thread-per-connection
+/// server's threads come and go). [`since`](Self::since) therefore subtracts thread by
+/// thread: a thread born between the readings counts from zero, one that ended takes
+/// only its share of the stretch with it (an undercount, never a figure of zero for
+/// work that was done). Read while the connections are open, as the load engine's
+/// window edges allow ([`crate::load::Hooks::on_window`]), and little is lost.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkReading {
+    /// By thread id (unique on the machine while the thread lives).
+    threads: std::collections::BTreeMap<u32, Work>,
+}
+
+impl WorkReading {
     /// `pid`, its descendants and all their threads, now.
     ///
     /// # Errors
     /// `/proc/PID` cannot be read (the process is gone, or this is not Linux).
-    pub fn of_tree(pid: u32) -> io::Result<Work> {
-        let mut work = Work::default();
+    pub fn of_tree(pid: u32) -> io::Result<WorkReading> {
+        let mut reading = WorkReading::default();
         for pid in tree(pid)? {
             let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
                 continue; // gone meanwhile
             };
             for task in tasks.flatten() {
+                let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+                    continue;
+                };
                 let path = task.path();
+                let mut work = Work::default();
                 if let Ok(schedstat) = std::fs::read_to_string(path.join("schedstat")) {
-                    work.cpu_ns += schedstat
+                    work.cpu_ns = schedstat
                         .split_whitespace()
                         .next()
                         .and_then(|v| v.parse::<u64>().ok())
                         .unwrap_or(0);
                 }
                 if let Ok(status) = std::fs::read_to_string(path.join("status")) {
-                    work.sleeps += status_field(&status, "voluntary_ctxt_switches:");
-                    work.preempted += status_field(&status, "nonvoluntary_ctxt_switches:");
+                    work.sleeps = status_field(&status, "voluntary_ctxt_switches:");
+                    work.preempted = status_field(&status, "nonvoluntary_ctxt_switches:");
                 }
+                reading.threads.insert(tid, work);
             }
         }
-        Ok(work)
+        Ok(reading)
     }
 
-    /// What was done between `earlier` and `self` (a counter that went down, because a
-    /// thread that held its share ended, counts as 0).
-    pub fn since(&self, earlier: &Work) -> Work {
-        Work {
-            cpu_ns: self.cpu_ns.saturating_sub(earlier.cpu_ns),
-            sleeps: self.sleeps.saturating_sub(earlier.sleeps),
-            preempted: self.preempted.saturating_sub(earlier.preempted),
+    /// Everything the threads alive at this reading have done since they started.
+    pub fn total(&self) -> Work {
+        let mut total = Work::default();
+        for work in self.threads.values() {
+            total.add(work);
         }
+        total
+    }
+
+    /// What was done between `earlier` and `self`, thread by thread; see the type's docs.
+    pub fn since(&self, earlier: &WorkReading) -> Work {
+        let mut done = Work::default();
+        for (tid, now) in &self.threads {
+            match earlier.threads.get(tid) {
+                Some(before) => done.add(&now.saturating_sub(before)),
+                None => done.add(now),
+            }
+        }
+        done
     }
 }
 
@@ -428,7 +470,7 @@ mod tests {
 
     #[test]
     fn work_counts_this_process_cpu_and_sleeps() {
-        let before = Work::of_tree(std::process::id()).unwrap();
+        let before = WorkReading::of_tree(std::process::id()).unwrap();
         let mut spent = 0u64;
         for i in 0..2_000_000u64 {
             spent = spent.wrapping_add(std::hint::black_box(i));
@@ -437,11 +479,36 @@ mod tests {
         for _ in 0..10 {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        let after = Work::of_tree(std::process::id()).unwrap();
+        let after = WorkReading::of_tree(std::process::id()).unwrap();
         let done = after.since(&before);
         assert!(done.cpu_ns > 0);
         assert!(done.sleeps >= 10, "{done:?}");
-        assert_eq!(before.since(&after).cpu_ns, 0);
+        assert_eq!(after.since(&after), Work::default());
+    }
+
+    /// The race that made the test above fail one run in four: a thread (another
+    /// test's) that ends between the readings took its counters out of the sum, and a
+    /// sum's difference fell to zero. Thread by thread, the survivors' work still counts.
+    #[test]
+    fn a_thread_that_ends_between_readings_does_not_hide_the_others_work() {
+        let tid = |n: u32| n;
+        let work = |cpu_ns, sleeps| Work {
+            cpu_ns,
+            sleeps,
+            preempted: 0,
+        };
+        let before = WorkReading {
+            threads: [(tid(1), work(100, 1)), (tid(2), work(1_000_000, 50))].into(),
+        };
+        // Thread 2 ended; thread 3 was born; thread 1 worked 50 ns and slept twice.
+        let after = WorkReading {
+            threads: [(tid(1), work(150, 3)), (tid(3), work(7, 1))].into(),
+        };
+        assert!(
+            after.total().cpu_ns < before.total().cpu_ns,
+            "the sums fell"
+        );
+        assert_eq!(after.since(&before), work(57, 3));
     }
 
     #[test]

@@ -208,3 +208,61 @@ fn library_errors_are_typed() {
         "Result<_, String> in the library (use a thiserror type): {offenders:?}"
     );
 }
+
+/// The bench's one measuring path: only `bench::measure` calls the load engine, so a
+/// setting of the load (agents, pinning, spinning) reaches every experiment.
+#[test]
+fn only_the_measuring_path_runs_a_load_in_the_bench() {
+    let offenders: Vec<String> = library_sources()
+        .iter()
+        .filter(|s| s.module.first().map(String::as_str) == Some("bench"))
+        .filter(|s| s.module.get(1).map(String::as_str) != Some("measure"))
+        .filter(|s| {
+            s.text
+                .lines()
+                .map(|l| l.split("//").next().unwrap_or(""))
+                .any(|code| code.contains("load::run(") || code.contains("load::run;"))
+        })
+        .map(|s| s.path.display().to_string())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "bench modules running a load themselves (use Run::load in bench/measure): {offenders:?}"
+    );
+}
+
+/// An experiment reads the bench's shared modules, never another experiment: what two
+/// experiments share moves below both (`bench::measure`, `bench::rules`, ...).
+#[test]
+fn experiments_never_import_each_other() {
+    let sources = library_sources();
+    let experiment_of = |module: &[String]| -> Option<String> {
+        match module {
+            [bench, experiments, name, ..] if bench == "bench" && experiments == "experiments" => {
+                Some(name.clone())
+            }
+            _ => None,
+        }
+    };
+    let mut offenders = Vec::new();
+    for source in &sources {
+        let Some(own) = experiment_of(&source.module) else {
+            continue;
+        };
+        for target in references(source) {
+            if let Some(other) = experiment_of(&target)
+                && other != own
+                && sources
+                    .iter()
+                    .any(|s| experiment_of(&s.module) == Some(other.clone()))
+            {
+                offenders.push(format!("{} -> {other}", source.path.display()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "experiments importing each other (move the shared part into the bench's shared modules):\n{}",
+        offenders.join("\n")
+    );
+}

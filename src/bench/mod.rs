@@ -34,6 +34,7 @@
 pub mod canvas;
 pub mod experiments;
 pub mod export;
+pub mod measure;
 pub mod predict;
 pub mod results;
 pub mod rules;
@@ -44,10 +45,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-pub use experiments::Step;
+pub use measure::Step;
 pub use results::{BenchReport, FLOOR, Machine, Sample, StarvationResult, Target};
 
-use experiments::{EXPERIMENTS, Row, Run};
+use experiments::EXPERIMENTS;
+use measure::{Row, Run};
 use scenario::Scenario;
 
 /// The pool settings each of the scenario's models serves with: its defaults here.
@@ -122,7 +124,15 @@ pub fn measure(
         exe,
         &scenario.workloads,
     ));
-    let mut run = Run::new(scenario, &rows, exe, interrupt, progress, plans.len());
+    let steps: usize = EXPERIMENTS.iter().map(|e| e.steps(scenario, &rows)).sum();
+    let mut run = Run::new(
+        scenario,
+        &rows,
+        exe,
+        interrupt,
+        progress,
+        plans.len() * steps,
+    );
     for (i, plan) in plans.into_iter().enumerate() {
         if i > 0
             && let Some(calibration) = &mut report.calibration

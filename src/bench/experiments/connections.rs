@@ -41,12 +41,11 @@ use crate::bench::rules::{finding, missing};
 use crate::bench::scenario::{self, Scenario};
 use crate::calibrate::Calibration;
 use crate::load::hold::{HoldSpec, hold};
-use crate::load::mix::{Class, Mix, Protocol};
+use crate::load::mix::{Class, Mix};
 use crate::load::{Hooks, LoadSpec, Stop};
 use crate::models::cost::{CostModel, Readiness};
 use crate::process::Usage;
 use crate::server::Variant;
-use crate::service::ServiceKind;
 
 /// The connections experiment; see the module docs.
 pub struct Connections;
@@ -171,12 +170,15 @@ fn measure_one(
 ) -> io::Result<ConnectionRecord> {
     let most =
         c.idle.iter().max().copied().unwrap_or(idle) + c.active.iter().max().copied().unwrap_or(1);
-    let server = run.start_with(&subject.variant, ServiceKind::Fib, |config| {
+    let server = run.serve_with(&Row::Model(subject.variant.clone()), |config| {
         // Room for every client the experiment brings, so the model's own limits show.
         config.max_conns = most + 64;
         config.stack_size = subject.stack_size;
     })?;
-    let (addr, pid) = (server.addr, server.pid());
+    let addr = server.addr;
+    let pid = server
+        .pid
+        .ok_or_else(|| io::Error::other("the server's process is gone"))?;
     // One request first: a pool, a runtime or a worker started lazily is in the baseline.
     drop(hold(&HoldSpec::fib1(addr, 1))?);
     std::thread::sleep(Duration::from_millis(200));
@@ -227,24 +229,15 @@ fn active_load(
     addr: SocketAddr,
     clients: usize,
 ) -> io::Result<ActiveLoad> {
+    let mix = Mix::new(vec![Class::fib(c.n, 1, true)]).map_err(io::Error::other)?;
     let spec = LoadSpec {
-        addr,
-        mix: Mix::new(vec![Class::fib(c.n, 1, true)]).map_err(io::Error::other)?,
-        connections: clients,
-        pipeline: 1,
-        rate: None,
         stop: Stop::After(c.duration),
         warmup: c.warmup,
         // A model that answers nobody more shows it within the run.
         timeout: c.duration,
-        threads: run.client_threads(clients),
-        spin: run.spin(),
-        cpus: run.client_cpus(),
-        seed: 1,
-        agent: None,
-        protocol: Protocol::Fiblab,
+        ..run.spec(addr, mix, clients)
     };
-    let report = crate::load::run(&spec, run.interrupt(), Hooks::default())?;
+    let report = run.load(&spec, Hooks::default())?;
     let latency = report
         .classes
         .first()

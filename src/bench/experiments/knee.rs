@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use plotters::prelude::*;
 
-use super::{Experiment, Row, Run};
+use super::{Experiment, Row, Run, Served};
 use crate::bench::canvas::{
     PlotError, Series, WIDTH, err, height_for, legend, log_ticks, regime_suffix, short, titled,
     with_legend,
@@ -47,10 +47,8 @@ use crate::bench::results::{
     RequestCost, StepVerdict, Table, merged_histogram, thousands,
 };
 use crate::bench::scenario::{self, Scenario};
-use crate::load::mix::{Class, Mix, Protocol};
-use crate::load::{Hooks, LoadSpec, Stop};
-use crate::server::Variant;
-use crate::service::ServiceKind;
+use crate::load::mix::{Class, Mix};
+use crate::load::{LoadSpec, Stop};
 
 /// The knee experiment; see the module docs.
 pub struct Knee;
@@ -315,29 +313,20 @@ fn workload_label(mix: &str) -> String {
     }
 }
 
-/// A sweep's subject: what it is called and where it listens (or how to start it).
-enum Subject {
-    /// `threads` answering from a table: the machine's and the client's own limit, the
-    /// reference every other sweep is read against.
-    Floor,
-    Model(Variant),
-    Peer(crate::bench::results::Target),
-}
-
-fn subjects(k: &scenario::Knee, rows: &[Row]) -> Vec<Subject> {
-    std::iter::once(Subject::Floor)
-        .chain(k.models.iter().cloned().map(Subject::Model))
-        .chain(rows.iter().filter_map(|r| match r {
-            Row::Target(t) => Some(Subject::Peer(t.clone())),
-            _ => None,
-        }))
+/// The rows a sweep runs: the floor (`threads` answering from a table: the machine's
+/// and the client's own limit, the reference every other sweep is read against), the
+/// knee's own models, then the peers.
+fn subjects(k: &scenario::Knee, rows: &[Row]) -> Vec<Row> {
+    std::iter::once(Row::Floor)
+        .chain(k.models.iter().cloned().map(Row::Model))
+        .chain(rows.iter().filter(|r| matches!(r, Row::Target(_))).cloned())
         .collect()
 }
 
 /// A PING peer answers only the I/O-bound workload.
-fn serves(subject: &Subject, mix: &str) -> bool {
+fn serves(subject: &Row, mix: &str) -> bool {
     match subject {
-        Subject::Peer(t) if t.ping => mix.trim() == "1",
+        Row::Target(t) if t.ping => mix.trim() == "1",
         _ => true,
     }
 }
@@ -376,38 +365,22 @@ impl Experiment for Knee {
             sweeps: Vec::new(),
         });
         for subject in subjects(k, run.rows) {
-            let (label, server, addr, ping) = match &subject {
-                Subject::Floor => {
-                    let server = run.start(&Variant::plain("threads"), ServiceKind::Lookup)?;
-                    let addr = server.addr;
-                    (FLOOR.to_string(), Some(server), addr, false)
-                }
-                Subject::Model(variant) => {
-                    let server = run.start(variant, ServiceKind::Fib)?;
-                    let addr = server.addr;
-                    (variant.label(), Some(server), addr, false)
-                }
-                Subject::Peer(t) => (t.name.clone(), None, t.addr, t.ping),
-            };
-            // A peer's cost is read as fiblab's own where its process can be found.
-            let pid = match &server {
-                Some(server) => Some(server.pid()),
-                None => crate::process::listener_pid(addr.port()),
-            };
+            let served = run.serve(&subject)?;
+            let label = served.label.clone();
             for w in k.workloads.iter().filter(|w| serves(&subject, &w.mix)) {
                 if run.interrupted() {
                     return Ok(());
                 }
                 let workload = workload_label(&w.mix);
                 run.step(&format!("knee: {label}, {workload}"));
-                let mix = match ping {
+                let mix = match served.ping {
                     true => Mix::new(vec![Class::text("PING", true)]),
                     false => Mix::parse_fib(&w.mix, true),
                 }
                 .map_err(io::Error::other)?;
                 let slo_us = w.slo.as_micros() as u64;
                 let (steps, ended) = sweep(Plan::of(k), |rate| {
-                    measure_step(run, k, (addr, pid), &mix, ping, rate, slo_us)
+                    measure_step(run, k, &served, &mix, rate, slo_us)
                 })?;
                 records.sweeps.push(KneeSweep {
                     regime: run.regime.name.clone(),
@@ -417,9 +390,7 @@ impl Experiment for Knee {
                     ended,
                 });
             }
-            if let Some(server) = server {
-                server.stop();
-            }
+            served.stop();
         }
         Ok(())
     }
@@ -454,53 +425,27 @@ impl Experiment for Knee {
 fn measure_step(
     run: &Run<'_>,
     k: &scenario::Knee,
-    (addr, pid): (std::net::SocketAddr, Option<u32>),
+    served: &Served,
     mix: &Mix,
-    ping: bool,
     rate: f64,
     slo_us: u64,
 ) -> io::Result<KneeStep> {
     let spec = LoadSpec {
-        addr,
-        mix: mix.clone(),
-        connections: k.connections,
         pipeline: k.pipeline,
         rate: Some(rate),
         stop: Stop::After(k.step),
         warmup: k.warmup,
         timeout: Duration::from_secs(2),
-        threads: run.client_threads(k.connections),
-        spin: run.spin(),
-        cpus: run.client_cpus(),
-        seed: 1,
-        agent: None,
-        protocol: match ping {
-            true => Protocol::Resp,
-            false => Protocol::Fiblab,
-        },
+        protocol: served.protocol(),
+        ..run.spec(served.addr, mix.clone(), k.connections)
     };
     // The server's counters at the edges of the measured window, with the replies so
     // far: read while the step's connections are open.
-    let mut edges: Vec<(crate::process::Work, u64)> = Vec::new();
-    let mut on_window = |_: crate::load::Edge, ok: u64| {
-        if let Some(work) = pid.and_then(|p| crate::process::Work::of_tree(p).ok()) {
-            edges.push((work, ok));
-        }
-    };
-    let report = crate::load::run(
-        &spec,
-        run.interrupt(),
-        Hooks {
-            on_window: Some(&mut on_window),
-            ..Hooks::default()
-        },
-    )?;
-    let server = match edges.as_slice() {
-        [(start, ok_start), (end, ok_end)] => {
-            RequestCost::of(&end.since(start), ok_end.saturating_sub(*ok_start))
-        }
-        _ => None,
-    };
+    let measured = run.load_costed(&spec, served.pid)?;
+    let server = measured
+        .server
+        .and_then(|(work, replies)| RequestCost::of(&work, replies));
+    let report = measured.report;
     let merged = merged_histogram(report.classes.iter().map(|c| c.histogram.as_str()));
     let at = |q: f64| merged.as_ref().map_or(0, |h| h.value_at_quantile(q));
     let (p50_us, p99_us, p99_9_us) = (at(0.5), at(0.99), at(0.999));

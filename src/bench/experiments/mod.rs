@@ -20,20 +20,11 @@ pub mod seed_tables;
 pub mod starvation;
 
 use std::io;
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
-
-use crate::load::report::Report;
-use crate::load::{Agent, Hooks, LoadSpec, Segment};
-use crate::process::ServerProcess;
-use crate::server::{Config, Variant};
-use crate::service::{Service, ServiceKind};
 
 use super::canvas::PlotError;
-use super::results::{BenchReport, FLOOR, Finding, Plot, RegimeVerdict, Table, Target, Verdict};
-use super::scenario::{RegimePlan, Scenario};
+pub use super::measure::{Row, Run, Served, Step};
+use super::results::{BenchReport, Finding, Plot, RegimeVerdict, Table, Verdict};
+use super::scenario::Scenario;
 
 /// One benchmark experiment. See the module docs.
 pub trait Experiment: Sync {
@@ -264,219 +255,6 @@ pub fn plots(report: &BenchReport) -> Result<Vec<Plot>, PlotError> {
     Ok(all)
 }
 
-/// One row of the tables: what serves it, and how it is started.
-#[derive(Debug, Clone)]
-pub enum Row {
-    /// `threads` answering from a table: the loopback's and a blocking server's cost.
-    Floor,
-    Model(Variant),
-    Target(Target),
-}
-
-impl Row {
-    pub fn label(&self) -> String {
-        match self {
-            Row::Floor => FLOOR.to_string(),
-            Row::Model(v) => v.label(),
-            Row::Target(t) => t.name.clone(),
-        }
-    }
-
-    /// The floor first, then the scenario's models, then the targets.
-    pub fn all(scenario: &Scenario, targets: &[Target]) -> Vec<Row> {
-        std::iter::once(Row::Floor)
-            .chain(scenario.models.iter().cloned().map(Row::Model))
-            .chain(targets.iter().cloned().map(Row::Target))
-            .collect()
-    }
-}
-
-/// Where a running benchmark is, for progress bars.
-#[derive(Debug, Clone, Copy)]
-pub struct Step<'a> {
-    /// Steps finished.
-    pub done: usize,
-    pub total: usize,
-    pub label: &'a str,
-}
-
-/// What a run gives an experiment: the scenario and its rows, servers to start, the
-/// interrupt flag, and a progress line to report each step on.
-pub struct Run<'a> {
-    pub scenario: &'a Scenario,
-    pub rows: &'a [Row],
-    /// The regime being measured: where server and client run, and how the client waits.
-    pub regime: RegimePlan,
-    exe: &'a Path,
-    interrupt: Arc<AtomicBool>,
-    progress: &'a mut dyn FnMut(Step<'_>),
-    done: usize,
-    total: usize,
-}
-
-impl<'a> Run<'a> {
-    pub fn new(
-        scenario: &'a Scenario,
-        rows: &'a [Row],
-        exe: &'a Path,
-        interrupt: Arc<AtomicBool>,
-        progress: &'a mut dyn FnMut(Step<'_>),
-        regimes: usize,
-    ) -> Run<'a> {
-        let total = regimes
-            * EXPERIMENTS
-                .iter()
-                .map(|e| e.steps(scenario, rows))
-                .sum::<usize>();
-        Run {
-            scenario,
-            rows,
-            regime: RegimePlan {
-                name: String::new(),
-                server_cpus: Vec::new(),
-                client_cpus: Vec::new(),
-                spin: false,
-            },
-            exe,
-            interrupt,
-            progress,
-            done: 0,
-            total,
-        }
-    }
-
-    /// Ctrl-C (or SIGTERM) asked the run to stop.
-    pub fn interrupted(&self) -> bool {
-        self.interrupt.load(Ordering::SeqCst)
-    }
-
-    /// The flag, for the load generator to stop on too.
-    pub fn interrupt(&self) -> Arc<AtomicBool> {
-        self.interrupt.clone()
-    }
-
-    /// Runs `spec`'s load, split across the scenario's `agents` (in-process agents,
-    /// one execution segment each, one start) and merged, as `fiblab load --segment`
-    /// and `fiblab load merge` do across hosts; as one load where there is one agent
-    /// or fewer connections than agents.
-    ///
-    /// # Errors
-    /// A load's error, or reports that do not merge.
-    pub fn load(&self, spec: &LoadSpec) -> io::Result<Report> {
-        let agents = self.scenario.agents;
-        if agents <= 1 || spec.connections < agents {
-            return crate::load::run(spec, self.interrupt(), Hooks::default());
-        }
-        // Far enough ahead for every agent's threads to be up.
-        let start_at = std::time::SystemTime::now() + Duration::from_millis(100);
-        let interrupt = self.interrupt();
-        let reports = std::thread::scope(|scope| {
-            let running: Vec<_> = (0..agents)
-                .map(|index| {
-                    let spec = LoadSpec {
-                        agent: Some(Agent {
-                            segment: Segment {
-                                index,
-                                count: agents,
-                            },
-                            start_at: Some(start_at),
-                        }),
-                        threads: spec.threads.div_ceil(agents).max(1),
-                        ..spec.clone()
-                    };
-                    let interrupt = interrupt.clone();
-                    scope.spawn(move || crate::load::run(&spec, interrupt, Hooks::default()))
-                })
-                .collect();
-            running
-                .into_iter()
-                .map(|agent| {
-                    agent
-                        .join()
-                        .unwrap_or_else(|_| Err(io::Error::other("a load agent panicked")))
-                })
-                .collect::<io::Result<Vec<Report>>>()
-        })?;
-        crate::load::merge::merge(&reports).map_err(io::Error::other)
-    }
-
-    /// Reports that the step `label` starts.
-    pub fn step(&mut self, label: &str) {
-        (self.progress)(Step {
-            done: self.done,
-            total: self.total,
-            label,
-        });
-        self.done += 1;
-    }
-
-    /// The CPUs the load generator is pinned to, if any.
-    pub fn client_cpus(&self) -> Option<Vec<usize>> {
-        Some(self.regime.client_cpus.clone()).filter(|cpus| !cpus.is_empty())
-    }
-
-    /// The load generator busy-polls instead of sleeping between replies.
-    pub fn spin(&self) -> bool {
-        self.regime.spin
-    }
-
-    /// Load-generator threads for `connections`: one per pinned CPU when pinned, else
-    /// one per connection up to one per CPU.
-    pub fn client_threads(&self, connections: usize) -> usize {
-        let cpus = match self.regime.client_cpus.len() {
-            0 => crate::server::default_workers().max(1),
-            pinned => pinned,
-        };
-        connections.min(cpus).max(1)
-    }
-
-    /// Starts a fiblab server for `variant`, serving `kind`, pinned as the scenario says.
-    ///
-    /// # Errors
-    /// As [`ServerProcess::start`].
-    pub fn start(&self, variant: &Variant, kind: ServiceKind) -> io::Result<ServerProcess> {
-        self.start_with(variant, kind, |_| {})
-    }
-
-    /// As [`start`](Self::start), with `adjust` changing the settings first (`--gil`).
-    ///
-    /// # Errors
-    /// As [`ServerProcess::start`].
-    pub fn start_with(
-        &self,
-        variant: &Variant,
-        kind: ServiceKind,
-        adjust: impl FnOnce(&mut Config),
-    ) -> io::Result<ServerProcess> {
-        let cpus = self.regime.server_cpus.as_slice();
-        let mut config = server_config(variant, kind, cpus);
-        adjust(&mut config);
-        ServerProcess::start(self.exe, variant, &config, cpus)
-    }
-}
-
-/// The settings a bench server of `variant` runs with: the model's own defaults, as
-/// `fiblab serve --model M` would take them on the CPUs the regime gives it (`cpus`;
-/// none: unpinned, this process's). Pinned to one CPU, `--workers` follows that CPU,
-/// as the predictions assume.
-pub fn server_config(variant: &Variant, kind: ServiceKind, cpus: &[usize]) -> Config {
-    let base = Config {
-        service: Service {
-            kind,
-            ..Service::default()
-        },
-        ..Config::default()
-    };
-    match crate::models::find(&variant.model) {
-        None => base,
-        Some(model) if cpus.is_empty() => crate::models::defaults_for(model, base),
-        Some(model) => Config {
-            workers: model.workers.default_for(cpus.len()),
-            ..base
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,6 +281,9 @@ mod tests {
 
     #[test]
     fn a_pinned_server_gets_the_workers_of_its_own_cpus() {
+        use crate::bench::measure::server_config;
+        use crate::server::Variant;
+        use crate::service::ServiceKind;
         let one = server_config(&Variant::plain("tokio"), ServiceKind::Fib, &[1]);
         assert_eq!(one.workers, 1);
         let pool = server_config(&Variant::plain("threadpool"), ServiceKind::Fib, &[1]);

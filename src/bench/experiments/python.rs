@@ -20,19 +20,18 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::starvation::{ClientSide, calibrate_remote, starvation};
-use super::{Experiment, Row, Run};
+use super::{Experiment, Row, Run, Served};
 use crate::bench::canvas::PlotError;
+use crate::bench::measure::heavy::{calibrate_heavy_n, calibrate_remote, heavy_among_light};
 use crate::bench::results::{
     BenchReport, Finding, Plot, PythonRecords, PythonSample, Table, Verdict, plural, thousands,
 };
 use crate::bench::rules::{finding, ratio};
 use crate::bench::scenario::{self, Scenario};
 use crate::gil::{GilCounts, GilMode, read_published};
-use crate::load::mix::{Class, Mix, Protocol};
-use crate::load::{Hooks, LoadSpec, Stop};
+use crate::load::Hooks;
+use crate::load::mix::{Class, Mix};
 use crate::server::Variant;
-use crate::service::ServiceKind;
 
 /// See the module docs.
 pub struct Python;
@@ -232,7 +231,7 @@ impl Experiment for Python {
             for row in &rows {
                 let label = row.label();
                 let stats = stats_dir.join(format!("{}.json", label.replace('+', "-")));
-                let (server, addr, cpu) = start(run, py, row, &stats, cpu_n, seed_n)?;
+                let (served, cpu) = start(run, py, row, &stats, cpu_n, seed_n)?;
                 for (workload, n) in [("io", py.light_n), ("cpu", cpu)] {
                     for &c in &clients {
                         if run.interrupted() {
@@ -244,11 +243,9 @@ impl Experiment for Python {
                             run.scenario.repetitions
                         ));
                         let before = counts(&stats);
-                        let r = crate::load::run(
-                            &spec(run, addr, n, c)?,
-                            run.interrupt(),
-                            Hooks::default(),
-                        )?;
+                        let mix =
+                            Mix::new(vec![Class::fib(n, 1, true)]).map_err(io::Error::other)?;
+                        let r = run.load(&run.spec(served.addr, mix, c), Hooks::default())?;
                         let after = counts(&stats);
                         samples.push(PythonSample {
                             regime: run.regime.name.clone(),
@@ -266,9 +263,7 @@ impl Experiment for Python {
                         });
                     }
                 }
-                if let Some(server) = server {
-                    server.stop();
-                }
+                served.stop();
             }
         }
         let mut starved = Vec::new();
@@ -281,9 +276,9 @@ impl Experiment for Python {
                 "python: {label}, one heavy request among light ones"
             ));
             let stats = stats_dir.join(format!("{}-starvation.json", label.replace('+', "-")));
-            let (server, addr, _) = start(run, py, row, &stats, cpu_n, seed_n)?;
+            let (served, _) = start(run, py, row, &stats, cpu_n, seed_n)?;
             let heavy_n = match row {
-                PyRow::Model { .. } => super::starvation::calibrate_heavy_n(1.0),
+                PyRow::Model { .. } => calibrate_heavy_n(1.0),
                 PyRow::Peer(t) => match calibrate_remote(t.addr, 1.0) {
                     Ok(n) => n,
                     Err(e) => {
@@ -300,19 +295,12 @@ impl Experiment for Python {
                 at: py.at,
                 length: py.length,
             };
-            let client = ClientSide {
-                cpus: run.client_cpus(),
-                spin: run.spin(),
-            };
             let before = counts(&stats);
-            let mut result =
-                starvation(addr, &label, &experiment, heavy_n, &client, run.interrupt())?;
+            let mut result = heavy_among_light(run, served.addr, &label, &experiment, heavy_n)?;
             let after = counts(&stats);
             result.regime = run.regime.name.clone();
             starved.push((result, before.zip(after).map(|(b, a)| a.since(&b))));
-            if let Some(server) = server {
-                server.stop();
-            }
+            served.stop();
         }
         let _ = std::fs::remove_dir_all(&stats_dir);
         if let Some(records) = &mut report.python {
@@ -449,7 +437,7 @@ impl Experiment for Python {
     }
 }
 
-/// Starts `row`'s server (none for a peer); returns it, its address and the CPU-bound
+/// Starts `row`'s server (none for a peer); returns where it serves and the CPU-bound
 /// n it is measured at.
 fn start(
     run: &Run<'_>,
@@ -458,44 +446,20 @@ fn start(
     stats: &std::path::Path,
     cpu_n: u32,
     seed_n: u32,
-) -> io::Result<(
-    Option<crate::process::ServerProcess>,
-    std::net::SocketAddr,
-    u32,
-)> {
+) -> io::Result<(Served, u32)> {
     match row {
         PyRow::Model { variant, gil } => {
-            let server = run.start_with(variant, ServiceKind::Fib, |config| {
+            let served = run.serve_with(&Row::Model(variant.clone()), |config| {
                 if *gil {
                     config.gil = Some(GilMode::Shared);
                     config.switch_interval = py.switch_interval;
                     config.gil_stats = Some(PathBuf::from(stats));
                 }
             })?;
-            let addr = server.addr;
-            Ok((Some(server), addr, cpu_n))
+            Ok((served, cpu_n))
         }
-        PyRow::Peer(t) => Ok((None, t.addr, seed_n)),
+        PyRow::Peer(t) => Ok((run.serve(&Row::Target(t.clone()))?, seed_n)),
     }
-}
-
-fn spec(run: &Run<'_>, addr: std::net::SocketAddr, n: u32, clients: usize) -> io::Result<LoadSpec> {
-    Ok(LoadSpec {
-        addr,
-        mix: Mix::new(vec![Class::fib(n, 1, true)]).map_err(io::Error::other)?,
-        connections: clients,
-        pipeline: 1,
-        rate: None,
-        stop: Stop::After(run.scenario.duration),
-        warmup: run.scenario.warmup,
-        timeout: Duration::from_secs(5),
-        threads: run.client_threads(clients),
-        spin: run.spin(),
-        cpus: run.client_cpus(),
-        seed: 1,
-        agent: None,
-        protocol: Protocol::Fiblab,
-    })
 }
 
 /// The server's lock counters now: a moment for the file to be rewritten first.

@@ -16,7 +16,6 @@
 //! per (n, clients), all repetitions merged. Its findings: seed 000's 总结 1-4 and 6.
 
 use std::io;
-use std::time::Duration;
 
 use plotters::prelude::*;
 
@@ -32,10 +31,9 @@ use crate::bench::results::{
 };
 use crate::bench::rules::{Ratio, finding, missing, ratio, rps};
 use crate::bench::scenario::Scenario;
-use crate::load::mix::{Class, Mix, Protocol};
-use crate::load::{LoadSpec, Stop};
+use crate::load::mix::{Class, Mix};
+use crate::load::{Hooks, LoadSpec};
 use crate::server::Variant;
-use crate::service::ServiceKind;
 
 /// True when `variant` serves clients concurrently from a pool: a starved client of
 /// such a model waited in its queue, it was not refused by design.
@@ -62,19 +60,7 @@ impl Experiment for SeedTables {
         for repetition in 0..scenario.repetitions {
             for row in rows {
                 let label = row.label();
-                let (server, addr, ping) = match row {
-                    Row::Floor => {
-                        let server = run.start(&Variant::plain("threads"), ServiceKind::Lookup)?;
-                        let addr = server.addr;
-                        (Some(server), addr, false)
-                    }
-                    Row::Model(variant) => {
-                        let server = run.start(variant, ServiceKind::Fib)?;
-                        let addr = server.addr;
-                        (Some(server), addr, false)
-                    }
-                    Row::Target(t) => (None, t.addr, t.ping),
-                };
+                let served = run.serve(row)?;
                 for &n in &scenario.workloads {
                     for &clients in &scenario.clients {
                         if run.interrupted() {
@@ -87,33 +73,20 @@ impl Experiment for SeedTables {
                             repetition + 1,
                             scenario.repetitions,
                         ));
-                        let class = match ping {
+                        let class = match served.ping {
                             true => Class::text("PING", true),
                             false => Class::fib(n, 1, true),
                         };
+                        let mix = Mix::new(vec![class]).map_err(io::Error::other)?;
                         let spec = LoadSpec {
-                            addr,
-                            mix: Mix::new(vec![class]).map_err(io::Error::other)?,
-                            connections: clients,
                             // Open loop: room for requests to queue when the server falls
                             // behind, so the lateness shows in the latency, not in the schedule.
                             pipeline: if scenario.rate.is_some() { 64 } else { 1 },
                             rate: scenario.rate,
-                            stop: Stop::After(scenario.duration),
-                            warmup: scenario.warmup,
-                            timeout: Duration::from_secs(5),
-                            threads: run.client_threads(clients),
-                            spin: run.spin(),
-                            cpus: run.client_cpus(),
-                            seed: 1,
-                            agent: None,
-                            protocol: if ping {
-                                Protocol::Resp
-                            } else {
-                                Protocol::Fiblab
-                            },
+                            protocol: served.protocol(),
+                            ..run.spec(served.addr, mix, clients)
                         };
-                        let r = run.load(&spec)?;
+                        let r = run.load(&spec, Hooks::default())?;
                         let gone = format!("`{label}` stopped accepting connections");
                         if r.requests_ok == 0
                             && r.errors.connect > 0
@@ -140,9 +113,7 @@ impl Experiment for SeedTables {
                         });
                     }
                 }
-                if let Some(server) = server {
-                    server.stop();
-                }
+                served.stop();
             }
         }
         report.samples.extend(samples);

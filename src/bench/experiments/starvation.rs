@@ -8,25 +8,17 @@
 //! the heavy request shaded. Its findings: seed 004's two claims, and seed 000's 总结 5
 //! (coroutines block on CPU-bound work), which needs a model's "kept".
 
-use std::io::{self, BufReader};
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::io;
 
 use plotters::prelude::*;
 
 use super::{Experiment, Row, Run};
 use crate::bench::canvas::{PlotError, err, short};
+use crate::bench::measure::heavy::{calibrate_heavy_n, calibrate_remote, heavy_among_light};
 use crate::bench::predict::THRESHOLD;
-use crate::bench::results::{
-    BenchReport, Finding, Plot, StarvationResult, Table, Verdict, thousands,
-};
+use crate::bench::results::{BenchReport, Finding, Plot, Table, Verdict, thousands};
 use crate::bench::rules::{finding, kept, missing, ratio, rps};
-use crate::bench::scenario::{self, Scenario};
-use crate::load::mix::{Class, Mix};
-use crate::load::{Hooks, LoadSpec, Stop};
-use crate::service::ServiceKind;
+use crate::bench::scenario::Scenario;
 
 /// Seed 004's experiment; see the module docs.
 pub struct Starvation;
@@ -64,14 +56,9 @@ impl Experiment for Starvation {
                 break;
             }
             let label = row.label();
-            let (server, addr, heavy_n) = match row {
-                Row::Model(variant) => {
-                    let server = run.start(variant, ServiceKind::Fib)?;
-                    let addr = server.addr;
-                    (Some(server), addr, heavy_n)
-                }
+            let heavy_n = match row {
                 Row::Target(t) => match calibrate_remote(t.addr, experiment.heavy_seconds) {
-                    Ok(n) => (None, t.addr, n),
+                    Ok(n) => n,
                     Err(e) => {
                         report.notes.push(format!(
                             "`{label}` did not answer when its heavy request was being sized ({e}); it has no starvation row."
@@ -79,23 +66,17 @@ impl Experiment for Starvation {
                         continue;
                     }
                 },
-                Row::Floor => continue,
+                _ => heavy_n,
             };
+            let served = run.serve(row)?;
             run.step(&format!(
                 "starvation: {label}, fib({heavy_n}) among fib({})",
                 experiment.light_n
             ));
-            let client = ClientSide {
-                cpus: run.client_cpus(),
-                spin: run.spin(),
-            };
-            let mut result =
-                starvation(addr, &label, experiment, heavy_n, &client, run.interrupt())?;
+            let mut result = heavy_among_light(run, served.addr, &label, experiment, heavy_n)?;
             result.regime = run.regime.name.clone();
             report.starvation.push(result);
-            if let Some(server) = server {
-                server.stop();
-            }
+            served.stop();
         }
         Ok(())
     }
@@ -262,176 +243,6 @@ fn starvation_table(r: &BenchReport) -> Vec<Table> {
     Vec::new()
 }
 
-/// The `n` whose naive fib takes about `seconds` here: fib(n) timed in this process
-/// for growing n until one takes an eighth of the target, then scaled by the golden
-/// ratio per step of n (the last few steps only, where the scaling is reliable), and
-/// kept within what servers allow.
-pub fn calibrate_heavy_n(seconds: f64) -> u32 {
-    let phi = (1.0 + 5f64.sqrt()) / 2.0;
-    let mut n = 25;
-    loop {
-        let started = Instant::now();
-        std::hint::black_box(crate::fib::fib(std::hint::black_box(n)));
-        let took = started.elapsed().as_secs_f64().max(1e-9);
-        if took >= seconds / 8.0 || n >= crate::service::DEFAULT_MAX_N {
-            let steps = (seconds / took).ln() / phi.ln();
-            return ((f64::from(n) + steps).round() as u32)
-                .clamp(25, crate::service::DEFAULT_MAX_N);
-        }
-        n += 1;
-    }
-}
-
-/// The `n` whose fib takes about `seconds` on a server someone else runs (a peer may
-/// be 100x slower than fiblab): fib(n) requests for growing n, timed over the wire, until
-/// one takes an eighth of the target, then scaled as [`calibrate_heavy_n`] does.
-pub fn calibrate_remote(addr: SocketAddr, seconds: f64) -> io::Result<u32> {
-    use std::io::{BufRead as _, Write as _};
-    let phi = (1.0 + 5f64.sqrt()) / 2.0;
-    let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs_f64(seconds.max(0.1) * 4.0)))?;
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    for n in 15..=crate::service::DEFAULT_MAX_N {
-        let started = Instant::now();
-        writer.write_all(format!("{n}\n").as_bytes())?;
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Err(io::Error::other(format!(
-                "{addr} closed the connection while timing fib({n})"
-            )));
-        }
-        let took = started.elapsed().as_secs_f64().max(1e-9);
-        if took >= seconds / 8.0 {
-            let steps = (seconds / took).ln() / phi.ln();
-            return Ok(
-                ((f64::from(n) + steps).round() as u32).clamp(n, crate::service::DEFAULT_MAX_N)
-            );
-        }
-    }
-    Ok(crate::service::DEFAULT_MAX_N)
-}
-
-/// Runs the starvation experiment against one server.
-/// Where the light client runs and how it waits for replies (the regime's).
-#[derive(Debug, Clone, Default)]
-pub struct ClientSide {
-    pub cpus: Option<Vec<usize>>,
-    pub spin: bool,
-}
-
-pub fn starvation(
-    addr: SocketAddr,
-    label: &str,
-    experiment: &scenario::Starvation,
-    heavy_n: u32,
-    client: &ClientSide,
-    interrupt: Arc<AtomicBool>,
-) -> io::Result<StarvationResult> {
-    use std::io::{BufRead as _, Write as _};
-    let light_times = Arc::new(std::sync::Mutex::new(Vec::<Instant>::with_capacity(
-        1 << 18,
-    )));
-    let recorder = light_times.clone();
-    let on_reply: crate::load::OnReply = Arc::new(move |_, _, correct| {
-        if correct {
-            recorder
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(Instant::now());
-        }
-    });
-    // The heavy client arrives `at` into the run, as in seed 004 (a second terminal
-    // typing one request); for a one-client-at-a-time model it then waits its turn.
-    let start = Instant::now();
-    let at = experiment.at;
-    let length = experiment.length;
-    let heavy_thread = std::thread::spawn(move || -> Option<(Instant, Instant)> {
-        std::thread::sleep(at);
-        let mut heavy = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
-        heavy
-            .set_read_timeout(Some(
-                length.saturating_sub(at).max(Duration::from_millis(1)),
-            ))
-            .ok()?;
-        let sent = Instant::now();
-        heavy.write_all(format!("{heavy_n}\n").as_bytes()).ok()?;
-        let mut line = String::new();
-        std::io::BufReader::new(heavy).read_line(&mut line).ok()?;
-        (!line.is_empty()).then(|| (sent, Instant::now()))
-    });
-    let spec = LoadSpec {
-        addr,
-        mix: Mix::new(vec![Class::fib(experiment.light_n, 1, true)]).map_err(io::Error::other)?,
-        connections: 1,
-        pipeline: 1,
-        rate: None,
-        stop: Stop::After(experiment.length),
-        warmup: Duration::ZERO,
-        timeout: experiment.length,
-        threads: 1,
-        spin: client.spin,
-        cpus: client.cpus.clone(),
-        seed: 1,
-        agent: None,
-        protocol: crate::load::mix::Protocol::Fiblab,
-    };
-    crate::load::run(
-        &spec,
-        interrupt,
-        Hooks {
-            on_reply: Some(on_reply),
-            ..Hooks::default()
-        },
-    )?;
-    let heavy_span = heavy_thread.join().ok().flatten();
-    let times = light_times
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    let end = start + experiment.length;
-    let count =
-        |from: Instant, to: Instant| times.iter().filter(|&&t| t >= from && t < to).count() as f64;
-    let sent_at = start + at;
-    let (during_from, during_to) = heavy_span.map_or((sent_at, end), |(s, e)| (s, e.min(end)));
-    let rate = |n: f64, span: Duration| {
-        if span.is_zero() {
-            0.0
-        } else {
-            n / span.as_secs_f64()
-        }
-    };
-    let light_before_rps = rate(count(start, sent_at), at);
-    let light_during_rps = rate(
-        count(during_from, during_to),
-        during_to.saturating_duration_since(during_from),
-    );
-    let bins = (experiment.length.as_millis() / 100) as usize;
-    let mut timeline = vec![0u64; bins];
-    for t in &times {
-        let bin = (t.saturating_duration_since(start).as_millis() / 100) as usize;
-        if let Some(slot) = timeline.get_mut(bin) {
-            *slot += 1;
-        }
-    }
-    Ok(StarvationResult {
-        regime: String::new(),
-        variant: label.to_string(),
-        heavy_n,
-        heavy_s: heavy_span.map(|(s, e)| ((e - s).as_secs_f64() * 1000.0).round() / 1000.0),
-        light_before_rps: light_before_rps.round(),
-        light_during_rps: light_during_rps.round(),
-        kept: if light_before_rps > 0.0 {
-            ((light_during_rps / light_before_rps) * 1000.0).round() / 1000.0
-        } else {
-            0.0
-        },
-        timeline,
-        heavy_at_s: at.as_secs_f64(),
-    })
-}
-
 /// Seed 004's timeline: light replies per second over the run, one panel per model,
 /// the heavy request's time in the server shaded red.
 fn timeline(r: &BenchReport) -> Result<Plot, PlotError> {
@@ -502,17 +313,4 @@ fn timeline(r: &BenchReport) -> Result<Plot, PlotError> {
         title,
         svg,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn calibration_is_monotonic_and_bounded() {
-        let short = calibrate_heavy_n(0.001);
-        let long = calibrate_heavy_n(0.05);
-        assert!(short <= long, "{short} > {long}");
-        assert!((25..=crate::service::DEFAULT_MAX_N).contains(&long));
-    }
 }
