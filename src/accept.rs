@@ -32,12 +32,13 @@ pub fn is_transient(e: &io::Error) -> bool {
     )
 }
 
-/// Answers a connection past `--max-conns` with `ERR server busy` and lets it go. The
-/// socket is fresh, so the one short line fits its send buffer even when non-blocking;
-/// a client that has already gone simply misses it.
-pub fn turn_away(stream: &mut impl io::Write, peer: SocketAddr) {
+/// Answers a connection past `--max-conns` with `ERR server busy`; the caller then
+/// closes it. Written to the descriptor, so a std, tokio or raw socket is answered
+/// alike. The socket is fresh, so the one short line fits its send buffer even when
+/// non-blocking; a client that has already gone simply misses it.
+pub fn turn_away(socket: std::os::fd::BorrowedFd<'_>, peer: SocketAddr) {
     tracing::debug!(%peer, "at --max-conns; turning the connection away");
-    let _ = stream.write(Rejection::ServerBusy.reply_line().as_bytes());
+    let _ = nix::unistd::write(socket, Rejection::ServerBusy.reply_line().as_bytes());
 }
 
 /// The state of accepting after transient failures; see the module docs.

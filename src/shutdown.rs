@@ -16,9 +16,9 @@
 use std::collections::HashMap;
 use std::io::{self, Write as _};
 use std::net::{Shutdown as Direction, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -46,8 +46,6 @@ struct Inner {
     live: Mutex<Live>,
     /// Signalled whenever a tracked connection ends.
     ended: Condvar,
-    /// `--max-conns`: past it, new connections are turned away ([`Shutdown::is_full`]).
-    max_connections: AtomicUsize,
     /// Accepting after transient failures, whichever loop accepts.
     backoff: Mutex<Backoff>,
 }
@@ -70,7 +68,6 @@ impl Shutdown {
                 watch,
                 live: Mutex::new(Live::default()),
                 ended: Condvar::new(),
-                max_connections: AtomicUsize::new(usize::MAX),
                 backoff: Mutex::new(Backoff::default()),
             }),
         })
@@ -112,12 +109,56 @@ impl Shutdown {
         ShutdownWatch(self.inner.watch.subscribe())
     }
 
-    /// Accepts the next connection, or returns `Ok(None)` once shutdown is triggered.
+    /// Accepts the next connection and admits it ([`admit`](Self::admit): past `limit`
+    /// live connections it is turned away and the next one is waited for), or returns
+    /// `Ok(None)` once shutdown is triggered. The stream comes back shared with the
+    /// tracker, so a shutdown wakes a thread blocked reading it.
     ///
     /// Transient accept errors (the client already reset, out of descriptors) pause
     /// accepting ([`Backoff`]) instead of ending the server; the pause sleeps in `poll`,
     /// so a shutdown still ends it at once.
-    pub fn accept(&self, listener: &TcpListener) -> io::Result<Option<(TcpStream, SocketAddr)>> {
+    pub fn accept(
+        &self,
+        listener: &TcpListener,
+        limit: usize,
+    ) -> io::Result<Option<(Arc<TcpStream>, SocketAddr, ConnectionGuard)>> {
+        self.accept_with(listener, |stream, peer| {
+            // Accepted sockets do not inherit O_NONBLOCK on Linux, but be explicit:
+            // every blocking model relies on it.
+            stream.set_nonblocking(false)?;
+            let stream = Arc::new(stream);
+            Ok(self
+                .admit(stream.as_fd(), peer, limit, Some(stream.clone()))
+                .map(|live| (stream, peer, live)))
+        })
+    }
+
+    /// As [`accept`](Self::accept), for a loop that watches the shutdown itself
+    /// (`nonblocking` sleeps here while it has no client): the stream comes back
+    /// non-blocking and owned, the guard only counts it.
+    ///
+    /// # Errors
+    /// As [`accept`](Self::accept).
+    pub fn accept_unwatched(
+        &self,
+        listener: &TcpListener,
+        limit: usize,
+    ) -> io::Result<Option<(TcpStream, SocketAddr, ConnectionGuard)>> {
+        self.accept_with(listener, |stream, peer| {
+            stream.set_nonblocking(true)?;
+            Ok(self
+                .admit(stream.as_fd(), peer, limit, None)
+                .map(|live| (stream, peer, live)))
+        })
+    }
+
+    /// The waiting of [`accept`](Self::accept): the next connection `admit` takes
+    /// (`Ok(None)` from it: turned away, wait for the next), or `None` at shutdown.
+    fn accept_with<T>(
+        &self,
+        listener: &TcpListener,
+        mut admit: impl FnMut(TcpStream, SocketAddr) -> io::Result<Option<T>>,
+    ) -> io::Result<Option<T>> {
         listener.set_nonblocking(true)?;
         loop {
             if self.is_triggered() {
@@ -144,16 +185,11 @@ impl Shutdown {
                 continue;
             }
             match listener.accept() {
-                Ok((mut stream, peer)) => {
+                Ok((stream, peer)) => {
                     self.accept_recovered();
-                    if self.is_full() {
-                        turn_away(&mut stream, peer);
-                        continue;
+                    if let Some(admitted) = admit(stream, peer)? {
+                        return Ok(Some(admitted));
                     }
-                    // Accepted sockets do not inherit O_NONBLOCK on Linux, but be explicit:
-                    // every blocking model relies on it.
-                    stream.set_nonblocking(false)?;
-                    return Ok(Some((stream, peer)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if is_transient(&e) => self.accept_failed(&e),
@@ -185,13 +221,43 @@ impl Shutdown {
         self.inner.backoff.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a live connection until the guard drops. With `Some(stream)`, shutdown
-    /// also shuts the socket's read side so a thread blocked reading it wakes up; pass
-    /// `None` for connections that watch the shutdown themselves (async tasks). The
-    /// stream is shared, not duplicated: a connection costs one descriptor.
-    pub fn track(&self, stream: Option<Arc<TcpStream>>) -> ConnectionGuard {
-        let socket = stream;
+    /// Admission, the one rule every model follows (`--max-conns`, [`Config::max_conns`]
+    /// passed as `limit`): with fewer than `limit` connections live, the connection on
+    /// `socket` is tracked until the returned guard drops; at `limit` it is told
+    /// `ERR server busy` ([`turn_away`]) and `None` comes back, for the caller to
+    /// close it. The count and the registration are one step, so loops accepting on
+    /// several threads (`per-core`) cannot overshoot together.
+    ///
+    /// With `watched`, shutdown also shuts the socket's read side so a thread blocked
+    /// reading it wakes up; pass `None` for connections whose loop watches the shutdown
+    /// itself (event loops, async tasks). The stream is shared, not duplicated: a
+    /// connection costs one descriptor.
+    ///
+    /// [`Config::max_conns`]: crate::server::Config::max_conns
+    pub fn admit(
+        &self,
+        socket: BorrowedFd<'_>,
+        peer: SocketAddr,
+        limit: usize,
+        watched: Option<Arc<TcpStream>>,
+    ) -> Option<ConnectionGuard> {
         let mut live = self.live();
+        if live.sockets.len() >= limit {
+            drop(live);
+            turn_away(socket, peer);
+            return None;
+        }
+        Some(self.register(&mut live, watched))
+    }
+
+    /// Tracks a connection without a limit; see [`admit`](Self::admit).
+    #[cfg(test)]
+    fn track(&self, stream: Option<Arc<TcpStream>>) -> ConnectionGuard {
+        let mut live = self.live();
+        self.register(&mut live, stream)
+    }
+
+    fn register(&self, live: &mut Live, socket: Option<Arc<TcpStream>>) -> ConnectionGuard {
         if self.is_triggered() {
             if let Some(s) = &socket {
                 let _ = s.shutdown(Direction::Read);
@@ -204,17 +270,6 @@ impl Shutdown {
             shutdown: self.clone(),
             id,
         }
-    }
-
-    /// Caps the tracked connections (`--max-conns`); unlimited until set.
-    pub fn set_max_connections(&self, max: usize) {
-        self.inner.max_connections.store(max, Ordering::Relaxed);
-    }
-
-    /// True when as many connections are live as `--max-conns` allows: the next one
-    /// accepted is to be turned away ([`turn_away`]) instead of tracked.
-    pub fn is_full(&self) -> bool {
-        self.live().sockets.len() >= self.inner.max_connections.load(Ordering::Relaxed)
     }
 
     /// Number of tracked connections still open.
@@ -395,18 +450,14 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = Shutdown::new().unwrap();
-        shutdown.set_max_connections(1);
         let first = TcpStream::connect(addr).unwrap();
         let mut second = TcpStream::connect(addr).unwrap();
-        let (accepted, _) = shutdown.accept(&listener).unwrap().unwrap();
-        let accepted = Arc::new(accepted);
-        let live = shutdown.track(Some(accepted.clone()));
-        assert!(shutdown.is_full());
+        let (_accepted, _, live) = shutdown.accept(&listener, 1).unwrap().unwrap();
+        assert_eq!(shutdown.live_connections(), 1);
         let third = TcpStream::connect(addr).unwrap();
         let s2 = shutdown.clone();
-        // The second is turned away inside accept, which then returns the third only
-        // after `live` is gone: it blocks while full, so run it on a thread.
-        let t = std::thread::spawn(move || s2.accept(&listener).unwrap().map(|(s, _)| s));
+        // The second is turned away inside accept, which then waits for the next.
+        let t = std::thread::spawn(move || s2.accept(&listener, 1).unwrap().map(|(s, ..)| s));
         let mut reply = String::new();
         second.read_to_string(&mut reply).unwrap();
         assert_eq!(reply, "ERR server busy\n");
@@ -421,7 +472,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let shutdown = Shutdown::new().unwrap();
         let s2 = shutdown.clone();
-        let t = std::thread::spawn(move || s2.accept(&listener).unwrap().is_none());
+        let t = std::thread::spawn(move || s2.accept(&listener, 8).unwrap().is_none());
         std::thread::sleep(Duration::from_millis(50));
         shutdown.trigger();
         assert!(t.join().unwrap());
@@ -433,8 +484,11 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let shutdown = Shutdown::new().unwrap();
         let _client = TcpStream::connect(addr).unwrap();
-        let (stream, _) = shutdown.accept(&listener).unwrap().unwrap();
+        let (stream, _, live) = shutdown.accept(&listener, 8).unwrap().unwrap();
         assert!(!stream.local_addr().unwrap().ip().is_unspecified());
+        assert_eq!(shutdown.live_connections(), 1);
+        drop(live);
+        assert_eq!(shutdown.live_connections(), 0);
     }
 
     #[test]

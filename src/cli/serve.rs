@@ -53,7 +53,6 @@ pub fn run(args: ServeArgs) -> Result<()> {
     // Before any thread exists, so that every thread inherits the mask and only the
     // signal thread ever sees SIGINT/SIGTERM.
     let shutdown = Shutdown::new().context("cannot set up shutdown handling")?;
-    shutdown.set_max_connections(config.max_conns);
     let trigger = shutdown.clone();
     shutdown::on_signals(move || trigger.trigger()).context("cannot handle SIGINT/SIGTERM")?;
     let addr = SocketAddr::new(args.bind, args.port);

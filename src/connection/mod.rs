@@ -34,6 +34,7 @@ mod readiness;
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd as _;
 
 pub use async_loop::{AsyncStream, serve_async};
 pub use blocking::{Compute, serve_blocking, serve_blocking_with};
@@ -41,7 +42,7 @@ pub use driver::SessionDriver;
 pub use idle::{Activity, IdleSweep};
 pub use readiness::PollConn;
 
-use crate::shutdown::Shutdown;
+use crate::shutdown::{ConnectionGuard, Shutdown};
 
 /// Size of one socket read. 16 KiB holds thousands of pipelined requests.
 pub const READ_CHUNK: usize = 16 * 1024;
@@ -83,7 +84,9 @@ impl Input {
 }
 
 /// Accepts every connection a non-blocking listener has waiting, for the models that
-/// drive the listener by readiness. A transient failure (out of descriptors) pauses
+/// drive the listener by readiness, and admits each ([`Shutdown::admit`] with `limit`,
+/// `--max-conns`): `on_accept` gets those admitted with their guard; the rest are told
+/// `ERR server busy` and closed. A transient failure (out of descriptors) pauses
 /// accepting (`crate::accept::Backoff`) and ends this round with `Ok(true)`; so does a
 /// call during the pause, without touching the listener. Then the caller must try again
 /// after [`Shutdown::accept_paused_for`] by itself: an edge-triggered listener will not
@@ -94,7 +97,8 @@ impl Input {
 pub fn accept_pending(
     listener: &std::net::TcpListener,
     shutdown: &Shutdown,
-    mut on_accept: impl FnMut(TcpStream, SocketAddr),
+    limit: usize,
+    mut on_accept: impl FnMut(TcpStream, SocketAddr, ConnectionGuard),
 ) -> io::Result<bool> {
     if shutdown
         .accept_paused_for(std::time::Instant::now())
@@ -104,13 +108,11 @@ pub fn accept_pending(
     }
     loop {
         match listener.accept() {
-            Ok((mut stream, peer)) if shutdown.is_full() => {
-                shutdown.accept_recovered();
-                crate::accept::turn_away(&mut stream, peer);
-            }
             Ok((stream, peer)) => {
                 shutdown.accept_recovered();
-                on_accept(stream, peer);
+                if let Some(live) = shutdown.admit(stream.as_fd(), peer, limit, None) {
+                    on_accept(stream, peer, live);
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) if crate::accept::is_transient(&e) => {

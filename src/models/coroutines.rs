@@ -87,13 +87,15 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
                 }
             };
             conn_shutdown.accept_recovered();
-            if conn_shutdown.is_full() {
-                let mut stream = stream;
-                crate::shutdown::turn_away(&mut stream, peer);
-                continue;
-            }
             // Counted only: at shutdown the reactor ends every read itself.
-            let live = conn_shutdown.track(None);
+            let Some(live) = conn_shutdown.admit(
+                std::os::fd::AsFd::as_fd(&stream),
+                peer,
+                config.max_conns,
+                None,
+            ) else {
+                continue;
+            };
             let Ok(stream) = Async::new(stream, &reactor) else {
                 continue;
             };

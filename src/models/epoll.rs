@@ -195,32 +195,36 @@ pub fn serve_when_ready(
             }
         }
         if accept_now {
-            retry_accept = accept_pending(&listener, &shutdown, |stream, peer| {
-                let token = Token(next_token);
-                next_token += 1;
-                let conn = match PollConn::new(stream, peer, config, work) {
-                    Ok(conn) => conn,
-                    Err(e) => return log_connection_error(peer, &e),
-                };
-                let fd = conn.stream().as_raw_fd();
-                if let Err(e) =
-                    poll.registry()
-                        .register(&mut SourceFd(&fd), token, Interest::READABLE)
-                {
-                    return log_connection_error(peer, &e);
-                }
-                // Counted only: this loop stops its own clients' reads at shutdown.
-                let live = shutdown.track(None);
-                clients.insert(
-                    token,
-                    Client {
-                        conn,
-                        interest: Interest::READABLE,
-                        _live: live,
-                    },
-                );
-                touched.push(token);
-            })?;
+            retry_accept = accept_pending(
+                &listener,
+                &shutdown,
+                config.max_conns,
+                |stream, peer, live| {
+                    let token = Token(next_token);
+                    next_token += 1;
+                    let conn = match PollConn::new(stream, peer, config, work) {
+                        Ok(conn) => conn,
+                        Err(e) => return log_connection_error(peer, &e),
+                    };
+                    let fd = conn.stream().as_raw_fd();
+                    if let Err(e) =
+                        poll.registry()
+                            .register(&mut SourceFd(&fd), token, Interest::READABLE)
+                    {
+                        return log_connection_error(peer, &e);
+                    }
+                    // `live` is counted only: this loop stops its own clients' reads at shutdown.
+                    clients.insert(
+                        token,
+                        Client {
+                            conn,
+                            interest: Interest::READABLE,
+                            _live: live,
+                        },
+                    );
+                    touched.push(token);
+                },
+            )?;
         }
         for token in touched {
             let Some(client) = clients.get_mut(&token) else {

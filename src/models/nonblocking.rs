@@ -53,17 +53,14 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
     let mut scratch = vec![0u8; READ_CHUNK];
     let mut drain = Drain::new(config.grace);
     let mut sweep = IdleSweep::new(config.idle_timeout);
-    let admit = |clients: &mut Vec<_>, stream, peer| match PollConn::new(
+    let admit = |clients: &mut Vec<_>, stream, peer, live| match PollConn::new(
         stream,
         peer,
         config,
         Work::Inline,
     ) {
-        Ok(conn) => {
-            // Counted only: this loop stops its own clients' reads at shutdown.
-            let live = shutdown.track(None);
-            clients.push((conn, live));
-        }
+        // Counted only: this loop stops its own clients' reads at shutdown.
+        Ok(conn) => clients.push((conn, live)),
         Err(e) => tracing::warn!(%peer, error = %e, "cannot set up the connection"),
     };
     loop {
@@ -76,16 +73,19 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
             }
             DrainStep::Serving if clients.is_empty() => {
                 // Nothing to spin for: sleep in accept until a client comes.
-                match shutdown.accept(&listener)? {
-                    Some((stream, peer)) => admit(&mut clients, stream, peer),
+                match shutdown.accept_unwatched(&listener, config.max_conns)? {
+                    Some((stream, peer, live)) => admit(&mut clients, stream, peer, live),
                     None => continue,
                 }
             }
             DrainStep::Serving => {
                 // A transient failure is retried on the next turn of this loop anyway.
-                let _ = accept_pending(&listener, &shutdown, |stream, peer| {
-                    admit(&mut clients, stream, peer)
-                })?;
+                let _ = accept_pending(
+                    &listener,
+                    &shutdown,
+                    config.max_conns,
+                    |stream, peer, live| admit(&mut clients, stream, peer, live),
+                )?;
             }
         }
         clients.retain_mut(|(conn, _)| {

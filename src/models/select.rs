@@ -138,34 +138,38 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
         clients.retain_mut(|(conn, _)| !conn.drive_inline(&mut scratch));
         if accept_now {
             // A transient failure is retried at the next select: the listener stays readable.
-            let _ = accept_pending(&listener, &shutdown, |mut stream, peer| {
-                if stream.as_raw_fd() as usize >= FD_SETSIZE {
-                    if turned_away == 0 {
-                        tracing::warn!(%peer, fd = stream.as_raw_fd(), "descriptor past select's FD_SETSIZE; turning clients away until one leaves");
-                    }
-                    turned_away += 1;
-                    let _ = stream.write_all(Rejection::ServerBusy.reply_line().as_bytes());
-                    return;
-                }
-                if turned_away > 0 {
-                    tracing::warn!(
-                        turned_away,
-                        "admitting clients again after turning some away past FD_SETSIZE"
-                    );
-                    turned_away = 0;
-                }
-                match PollConn::new(stream, peer, config, Work::Inline) {
-                    Ok(mut conn) => {
-                        // Counted only: this loop stops its own clients' reads at shutdown.
-                        let live = shutdown.track(None);
-                        // Serve what may already be there; select reports the rest.
-                        if !conn.drive_inline(&mut scratch) {
-                            clients.push((conn, live));
+            let _ = accept_pending(
+                &listener,
+                &shutdown,
+                config.max_conns,
+                |mut stream, peer, live| {
+                    if stream.as_raw_fd() as usize >= FD_SETSIZE {
+                        if turned_away == 0 {
+                            tracing::warn!(%peer, fd = stream.as_raw_fd(), "descriptor past select's FD_SETSIZE; turning clients away until one leaves");
                         }
+                        turned_away += 1;
+                        let _ = stream.write_all(Rejection::ServerBusy.reply_line().as_bytes());
+                        return;
                     }
-                    Err(e) => tracing::warn!(%peer, error = %e, "cannot set up the connection"),
-                }
-            })?;
+                    if turned_away > 0 {
+                        tracing::warn!(
+                            turned_away,
+                            "admitting clients again after turning some away past FD_SETSIZE"
+                        );
+                        turned_away = 0;
+                    }
+                    match PollConn::new(stream, peer, config, Work::Inline) {
+                        // Counted only: this loop stops its own clients' reads at shutdown.
+                        Ok(mut conn) => {
+                            // Serve what may already be there; select reports the rest.
+                            if !conn.drive_inline(&mut scratch) {
+                                clients.push((conn, live));
+                            }
+                        }
+                        Err(e) => tracing::warn!(%peer, error = %e, "cannot set up the connection"),
+                    }
+                },
+            )?;
         }
     }
 }

@@ -51,9 +51,7 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
             })?
     };
     let served = (|| {
-        while let Some((stream, peer)) = shutdown.accept(&listener)? {
-            let stream = std::sync::Arc::new(stream);
-            let _live = shutdown.track(Some(stream.clone()));
+        while let Some((stream, peer, _live)) = shutdown.accept(&listener, config.max_conns)? {
             serve_blocking(stream, peer, config);
         }
         Ok(())

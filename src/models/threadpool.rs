@@ -71,9 +71,7 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
     }
     queue.wait_until_idle(workers);
 
-    while let Some((stream, peer)) = shutdown.accept(&listener)? {
-        let stream = Arc::new(stream);
-        let live = shutdown.track(Some(stream.clone()));
+    while let Some((stream, peer, live)) = shutdown.accept(&listener, config.max_conns)? {
         if let Err((stream, peer, _live)) = queue.offer((stream, peer, live)) {
             tracing::debug!(%peer, "queue full; turning the connection away");
             let _ = (&*stream).write_all(Rejection::ServerBusy.reply_line().as_bytes());

@@ -104,21 +104,20 @@ pub fn serve_with(
     threads_per_connection: usize,
     handle: impl Fn(Arc<TcpStream>, SocketAddr, &Config) + Clone + Send + 'static,
 ) -> io::Result<()> {
-    if let Some((room, limit)) = thread_room(threads_per_connection)
+    let mut limit = config.max_conns;
+    if let Some((room, map_limit)) = thread_room(threads_per_connection)
         && room < config.max_conns
     {
         tracing::warn!(
             max_conns = config.max_conns,
             capped_at = room,
-            vm_max_map_count = limit,
+            vm_max_map_count = map_limit,
             "each connection's threads take {} memory maps: --max-conns is capped below vm.max_map_count (raise it with `sysctl vm.max_map_count=262144` for more)",
             MAPS_PER_THREAD * threads_per_connection
         );
-        shutdown.set_max_connections(room);
+        limit = room;
     }
-    while let Some((stream, peer)) = shutdown.accept(&listener)? {
-        let stream = Arc::new(stream);
-        let live = shutdown.track(Some(stream.clone()));
+    while let Some((stream, peer, live)) = shutdown.accept(&listener, limit)? {
         let (config, handle) = (config.clone(), handle.clone());
         let mut builder = std::thread::Builder::new().name(format!("conn-{peer}"));
         if let Some(bytes) = config.stack_size {

@@ -528,7 +528,7 @@ impl Loop<'_> {
         }
         // SAFETY: the kernel created this descriptor for this accept and gave it to us
         // alone; the TcpStream becomes its only owner.
-        let mut stream = unsafe { TcpStream::from_raw_fd(result) };
+        let stream = unsafe { TcpStream::from_raw_fd(result) };
         self.shutdown.accept_recovered();
         let Ok(peer) = stream.peer_addr() else {
             return Ok(()); // gone already
@@ -536,17 +536,19 @@ impl Loop<'_> {
         if self.shutdown.is_triggered() {
             return Ok(());
         }
-        if self.shutdown.is_full() {
-            crate::accept::turn_away(&mut stream, peer);
+        let Some(live) = self
+            .shutdown
+            .admit(stream.as_fd(), peer, self.config.max_conns, None)
+        else {
             return Ok(());
-        }
+        };
         if let Err(e) = stream.set_nodelay(true) {
             log_connection_error(peer, &e);
             return Ok(());
         }
         tracing::debug!(%peer, "connected");
         let conn = Conn {
-            _live: self.shutdown.track(None),
+            _live: live,
             driver: SessionDriver::for_connection(self.config, self.work),
             stream,
             peer,

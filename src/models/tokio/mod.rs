@@ -18,7 +18,6 @@ use crate::accept::Backoff;
 use crate::connection::{AsyncStream, serve_async};
 use crate::offload::Offload;
 use crate::server::Config;
-use crate::service::Rejection;
 use crate::shutdown::{Shutdown, ShutdownWatch};
 
 /// A tokio socket that also ends its reads when shutdown is triggered.
@@ -85,15 +84,13 @@ async fn accept_loop(
             // Reap finished tasks as we go so the set holds only live connections.
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) if shutdown.is_full() => {
-                    shutdown.accept_recovered();
-                    tracing::debug!(%peer, "at --max-conns; turning the connection away");
-                    let _ = stream.try_write(Rejection::ServerBusy.reply_line().as_bytes());
-                }
                 Ok((stream, peer)) => {
                     shutdown.accept_recovered();
+                    // Counted only: each task watches the shutdown itself.
+                    let Some(live) = shutdown.admit(stream.as_fd(), peer, config.max_conns, None) else {
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
-                    let live = shutdown.track(None);
                     let stream = TokioStream {
                         stream,
                         stop: shutdown.watch(),
