@@ -418,6 +418,29 @@ pub fn parse_listening_line(line: &str) -> Option<SocketAddr> {
         .ok()
 }
 
+/// Thread stack sizes as a file gives them (`["128KiB"]`), each at least
+/// [`MIN_STACK_SIZE`]: for serde's `deserialize_with`.
+///
+/// # Errors
+/// A size that does not parse, or one below the minimum.
+pub fn deserialize_stack_sizes<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<usize>, D::Error> {
+    use serde::Deserialize as _;
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|text| {
+            let bytes = crate::units::parse_bytes(text).map_err(serde::de::Error::custom)?;
+            match bytes >= MIN_STACK_SIZE {
+                true => Ok(bytes),
+                false => Err(serde::de::Error::custom(format!(
+                    "thread stack {text} is below the servers' minimum of 64KiB"
+                ))),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -168,6 +168,18 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, ParseError> {
         .ok_or_else(|| ParseError(format!("'{text}' resolves to no address")))
 }
 
+/// A duration field of a file (`"200ms"`, `"2s"`), parsed by [`parse_duration`]: for
+/// serde's `deserialize_with`.
+///
+/// # Errors
+/// The text is not a duration.
+pub fn deserialize_duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::time::Duration, D::Error> {
+    use serde::Deserialize as _;
+    parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

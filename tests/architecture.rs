@@ -97,21 +97,68 @@ fn path_at(text: &str) -> Vec<String> {
     segments
 }
 
+/// The modules each source refers to, cut to modules that exist (the rest names items).
+fn module_references(sources: &[Source]) -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
+    let modules: BTreeSet<Vec<String>> = sources.iter().map(|s| s.module.clone()).collect();
+    sources
+        .iter()
+        .map(|source| {
+            let targets = references(source)
+                .into_iter()
+                .map(|mut target| {
+                    while !target.is_empty() && !modules.contains(&target) {
+                        target.pop();
+                    }
+                    target
+                })
+                .filter(|t| !t.is_empty() && *t != source.module)
+                .collect();
+            (source.module.clone(), targets)
+        })
+        .collect()
+}
+
+/// Plain data: a `records` or `settings` module (an experiment's records and its
+/// scenario section) that refers only to modules outside the bench and to other plain
+/// data. The report and the scenario hold every experiment's records and settings, and
+/// the experiments read the report: such a module reads nothing back, so no circle
+/// runs through it, and an edge into it is not counted.
+fn plain_data(refs: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> BTreeSet<Vec<String>> {
+    let named = |m: &Vec<String>| {
+        m.first().map(String::as_str) == Some("bench")
+            && matches!(m.last().map(String::as_str), Some("records" | "settings"))
+    };
+    let mut data: BTreeSet<Vec<String>> = refs.keys().filter(|m| named(m)).cloned().collect();
+    loop {
+        let keep: BTreeSet<Vec<String>> = data
+            .iter()
+            .filter(|m| {
+                refs[*m]
+                    .iter()
+                    .all(|t| t.first().map(String::as_str) != Some("bench") || data.contains(t))
+            })
+            .cloned()
+            .collect();
+        if keep == data {
+            return data;
+        }
+        data = keep;
+    }
+}
+
 #[test]
 fn no_two_modules_import_each_other() {
     let sources = library_sources();
-    let modules: BTreeSet<Vec<String>> = sources.iter().map(|s| s.module.clone()).collect();
+    let refs = module_references(&sources);
+    let data = plain_data(&refs);
     // Edges between siblings: (parent, from child, to child).
     let mut edges: BTreeMap<Vec<String>, BTreeSet<(String, String)>> = BTreeMap::new();
-    for source in &sources {
-        for target in references(source) {
-            // Cut to a module that exists (the rest names items).
-            let mut target = target;
-            while !target.is_empty() && !modules.contains(&target) {
-                target.pop();
+    for (from, targets) in &refs {
+        for target in targets {
+            if data.contains(target) {
+                continue;
             }
-            let from = &source.module;
-            let common = from.iter().zip(&target).take_while(|(a, b)| a == b).count();
+            let common = from.iter().zip(target).take_while(|(a, b)| a == b).count();
             // A module and its own ancestors or descendants are one unit.
             if common == from.len() || common == target.len() {
                 continue;
@@ -264,5 +311,31 @@ fn experiments_never_import_each_other() {
         offenders.is_empty(),
         "experiments importing each other (move the shared part into the bench's shared modules):\n{}",
         offenders.join("\n")
+    );
+}
+
+#[test]
+fn plain_data_is_only_data_that_reads_nothing_of_the_bench() {
+    let source = |module: &[&str], text: &str| Source {
+        path: PathBuf::from(format!("src/{}.rs", module.join("/"))),
+        module: module.iter().map(|m| m.to_string()).collect(),
+        text: text.into(),
+    };
+    let sources = [
+        source(&["bench", "report"], "use crate::bench::x::records::R;\n"),
+        source(&["bench", "x"], "use crate::bench::report::Report;\n"),
+        source(&["bench", "x", "records"], "use crate::units::Ms;\n"),
+        source(&["bench", "y"], ""),
+        source(
+            &["bench", "y", "records"],
+            "use crate::bench::report::Report;\n",
+        ),
+        source(&["units"], ""),
+    ];
+    let data = plain_data(&module_references(&sources));
+    assert!(data.contains(&vec!["bench".into(), "x".into(), "records".into()]));
+    assert!(
+        !data.contains(&vec!["bench".into(), "y".into(), "records".into()]),
+        "records that read the report back are not plain data: an edge into them counts"
     );
 }

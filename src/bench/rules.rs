@@ -29,6 +29,14 @@ pub fn kept(r: &BenchReport, variant: &str) -> Option<f64> {
         .map(|s| s.kept)
 }
 
+/// The verdict of a rule that holds or does not: every experiment says it so.
+pub fn holds(holds: bool) -> Verdict {
+    match holds {
+        true => Verdict::Reproduces,
+        false => Verdict::Contradicts,
+    }
+}
+
 pub fn finding(
     source: &'static str,
     claim: &'static str,

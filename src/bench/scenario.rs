@@ -23,11 +23,16 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::models;
 use crate::server::Variant;
 use crate::units::{CpuList, parse_duration};
+
+pub use super::experiments::connections::settings::Connections;
+pub use super::experiments::knee::settings::{Knee, KneeWorkload};
+pub use super::experiments::python::settings::Python;
+pub use super::experiments::starvation::settings::Starvation;
 
 /// A scenario that cannot run; the message says what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,13 +78,13 @@ pub struct Scenario {
     pub name: String,
     #[serde(default)]
     pub about: String,
-    #[serde(deserialize_with = "variant")]
+    #[serde(deserialize_with = "crate::models::deserialize_variants")]
     pub models: Vec<Variant>,
     pub workloads: Vec<u32>,
     pub clients: Vec<usize>,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "crate::units::deserialize_duration")]
     pub duration: Duration,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "crate::units::deserialize_duration")]
     pub warmup: Duration,
     pub repetitions: usize,
     /// Load agents per seed-table cell: its load split into this many execution
@@ -362,136 +367,6 @@ impl Overrides {
         scenario.check()?;
         Ok(scenario)
     }
-}
-
-/// Seed 004's experiment: a closed loop of light requests on one connection, and one
-/// heavy request on another, sent `at` into the run and sized so it takes about
-/// `heavy_seconds` on this machine. How much of the light throughput survives while the
-/// heavy request runs is the measure of a model's isolation.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Starvation {
-    pub light_n: u32,
-    pub heavy_seconds: f64,
-    #[serde(deserialize_with = "duration")]
-    pub at: Duration,
-    #[serde(deserialize_with = "duration")]
-    pub length: Duration,
-}
-
-/// The python experiment (`scenarios/python.toml`): seed 000's tables and seed 004's
-/// heavy request for `models`, each without and with `--gil`, beside the seeds' Python
-/// servers given as `--target`s.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Python {
-    #[serde(deserialize_with = "variant")]
-    pub models: Vec<Variant>,
-    /// The I/O-bound n, the seeds' 1.
-    pub light_n: u32,
-    /// The seeds' CPU-bound n (20), as the Python servers run it; fiblab's rows run the
-    /// n whose native fib costs as much here as CPython's fib(seed_n).
-    pub seed_n: u32,
-    /// `--switch-interval` of the `+gil` rows.
-    #[serde(deserialize_with = "duration")]
-    pub switch_interval: Duration,
-    /// The heavy request's arrival and the run's length, as in [`Starvation`].
-    #[serde(deserialize_with = "duration")]
-    pub at: Duration,
-    #[serde(deserialize_with = "duration")]
-    pub length: Duration,
-}
-
-/// The connections experiment (`scenarios/c10k.toml`): for each of `models`, a fresh
-/// server holding each of `idle` idle connections in turn (each after one fib(1)),
-/// and meanwhile `active` closed-loop clients of fib(`n`) measured for `duration`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Connections {
-    #[serde(deserialize_with = "variant")]
-    pub models: Vec<Variant>,
-    /// Idle connection counts, rising; a model that cannot hold one is not tried at the
-    /// larger ones.
-    pub idle: Vec<usize>,
-    /// Active client counts measured at each idle count.
-    pub active: Vec<usize>,
-    /// The active clients' request, fib(n).
-    pub n: u32,
-    #[serde(deserialize_with = "duration")]
-    pub duration: Duration,
-    #[serde(deserialize_with = "duration")]
-    pub warmup: Duration,
-    /// Extra `threads` rows with these `--stack-size`s (`"128KiB"`), beside the default.
-    #[serde(default, deserialize_with = "sizes")]
-    pub thread_stacks: Vec<usize>,
-}
-
-/// The knee experiment (`scenarios/knee.toml`): for each of `models` and each workload,
-/// an open-loop sweep of offered rates, `start_rate` up by `factor` until a step is not
-/// sustained (achieved below 99% of offered, errors, or p99 above the workload's SLO),
-/// then `refine` steps between the last good and the first bad rate.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Knee {
-    #[serde(deserialize_with = "variant")]
-    pub models: Vec<Variant>,
-    pub workloads: Vec<KneeWorkload>,
-    /// Connections of the open loop: enough that requests never queue behind their own
-    /// connection.
-    pub connections: usize,
-    /// Requests in flight per connection, at most.
-    pub pipeline: usize,
-    /// Measured time per step, and its warm-up.
-    #[serde(deserialize_with = "duration")]
-    pub step: Duration,
-    #[serde(deserialize_with = "duration")]
-    pub warmup: Duration,
-    /// The first offered rate, requests per second, and the factor between steps.
-    pub start_rate: f64,
-    pub factor: f64,
-    /// Steps between the last sustained rate and the first that was not.
-    pub refine: usize,
-    /// No step offers more than this.
-    pub max_rate: f64,
-}
-
-/// One workload of the knee: a fib mix (`1`, `20`, `1:99,30:1`) and its latency target.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KneeWorkload {
-    /// `--mix` syntax: `N` or `N:WEIGHT,N:WEIGHT`.
-    pub mix: String,
-    /// p99 a sustained step stays under.
-    #[serde(deserialize_with = "duration")]
-    pub slo: Duration,
-}
-
-fn sizes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<usize>, D::Error> {
-    Vec::<String>::deserialize(d)?
-        .iter()
-        .map(|text| {
-            let bytes = crate::units::parse_bytes(text).map_err(serde::de::Error::custom)?;
-            match bytes >= crate::server::MIN_STACK_SIZE {
-                true => Ok(bytes),
-                false => Err(serde::de::Error::custom(format!(
-                    "thread stack {text} is below the servers' minimum of 64KiB"
-                ))),
-            }
-        })
-        .collect()
-}
-
-/// A model as a scenario names it (`epoll`, `epoll+offload`), checked against the
-/// registry.
-fn variant<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Variant>, D::Error> {
-    Vec::<String>::deserialize(d)?
-        .iter()
-        .map(|text| models::parse_variant(text).map_err(serde::de::Error::custom))
-        .collect()
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
 impl Scenario {

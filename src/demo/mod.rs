@@ -192,7 +192,7 @@ pub const PRIMITIVES: &[Primitive] = &[
         used_in: &[
             "src/models/procpool.rs",
             "src/offload.rs",
-            "src/models/uring.rs",
+            "src/models/uring/mod.rs",
         ],
     },
     Primitive {

@@ -126,6 +126,17 @@ pub struct Model {
     /// socket now and then (the isolates between fuel slices of their interpreter), or
     /// procpool kills the worker computing it.
     pub cancels: bool,
+    /// Resident memory an idle connection may cost it, KiB, where the model promises a
+    /// figure: an event loop needs a few bytes of state per connection and no buffer
+    /// while it is idle (issue 15's targets; tokio's task and its registration take a
+    /// little more). `None`: no target (a thread or a process per connection costs what
+    /// its stack and allocator make it; `uring`'s buffer ring is a fixed cost). The
+    /// connections experiment holds each model to it.
+    pub idle_target_kib: Option<f64>,
+    /// The seeds' Python server this model stands for (the peer's name in
+    /// `scenarios/python.toml`, started by `scripts/seed-peers.sh`), if any: the python
+    /// experiment compares the two.
+    pub python_original: Option<&'static str>,
     /// How its closed-loop throughput follows from the machine's calibrated costs
     /// ([`cost`]); the model's module docs say why.
     pub cost: CostModel,
@@ -156,6 +167,8 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         max_inflight: false,
         cancels: true,
+        idle_target_kib: None,
+        python_original: Some("py-one_server"),
         cost: CostModel::OneAtATime,
         available: always,
         serve: single::serve,
@@ -172,6 +185,8 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         max_inflight: true,
         cancels: true,
+        idle_target_kib: None,
+        python_original: Some("py-thread_server"),
         cost: CostModel::ThreadPerConnection,
         available: always,
         serve: threads::serve,
@@ -188,6 +203,8 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         max_inflight: false,
         cancels: true,
+        idle_target_kib: None,
+        python_original: Some("py-thread_server"),
         cost: CostModel::ThreadPerConnection,
         available: always,
         serve: threadpool::serve,
@@ -204,6 +221,8 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         max_inflight: false,
         cancels: true,
+        idle_target_kib: Some(3.0),
+        python_original: None,
         cost: CostModel::WorkStealing,
         available: always,
         serve: tokio::multi::serve,
@@ -220,6 +239,8 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         max_inflight: false,
         cancels: true,
+        idle_target_kib: Some(3.0),
+        python_original: None,
         cost: CostModel::EventLoop(Readiness::Epoll),
         available: always,
         serve: tokio::current::serve,
@@ -236,6 +257,8 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         max_inflight: false,
         cancels: true,
+        idle_target_kib: Some(1.0),
+        python_original: None,
         cost: CostModel::SpinLoop,
         available: always,
         serve: nonblocking::serve,
@@ -252,6 +275,8 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         max_inflight: false,
         cancels: true,
+        idle_target_kib: Some(1.0),
+        python_original: None,
         cost: CostModel::EventLoop(Readiness::Select),
         available: always,
         serve: select::serve,
@@ -268,6 +293,8 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         max_inflight: false,
         cancels: true,
+        idle_target_kib: Some(1.0),
+        python_original: None,
         cost: CostModel::EventLoop(Readiness::Epoll),
         available: always,
         serve: epoll::serve,
@@ -284,6 +311,8 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         max_inflight: false,
         cancels: true,
+        idle_target_kib: Some(1.0),
+        python_original: Some("py-aserver"),
         cost: CostModel::EventLoop(Readiness::Epoll),
         available: always,
         serve: coroutines::serve,
@@ -300,6 +329,8 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         max_inflight: false,
         cancels: true,
+        idle_target_kib: None,
+        python_original: Some("py-subinterpreters"),
         cost: CostModel::Isolated,
         available: always,
         serve: isolates::serve,
@@ -316,6 +347,8 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         max_inflight: false,
         cancels: true,
+        idle_target_kib: None,
+        python_original: Some("py-multiprocess"),
         cost: CostModel::ProcessPool,
         available: always,
         serve: procpool::serve,
@@ -332,6 +365,8 @@ pub const MODELS: &[Model] = &[
         reuse_port: true,
         max_inflight: false,
         cancels: true,
+        idle_target_kib: None,
+        python_original: None,
         cost: CostModel::Prefork,
         available: always,
         serve: prefork::serve,
@@ -348,13 +383,15 @@ pub const MODELS: &[Model] = &[
         reuse_port: true,
         max_inflight: false,
         cancels: true,
+        idle_target_kib: Some(1.0),
+        python_original: None,
         cost: CostModel::PerCore,
         available: always,
         serve: per_core::serve,
     },
     Model {
         name: "uring",
-        source: "src/models/uring.rs",
+        source: "src/models/uring/mod.rs",
         seed: "none: completion-based I/O (io_uring; monoio, glommio, tokio-uring)",
         summary: "one thread submits accepts, receives and sends to io_uring and handles their completions: multishot accept and receive, kernel-provided buffers, one system call per turn",
         clients: Clients::Concurrent,
@@ -364,6 +401,8 @@ pub const MODELS: &[Model] = &[
         reuse_port: false,
         max_inflight: false,
         cancels: true,
+        idle_target_kib: None,
+        python_original: None,
         cost: CostModel::EventLoop(Readiness::Completion),
         available: uring::available,
         serve: uring::serve,
@@ -520,6 +559,21 @@ pub fn text_table() -> String {
         ));
     }
     table
+}
+
+/// Models as a file names them (`epoll`, `epoll+offload`), checked against the
+/// registry: for serde's `deserialize_with`.
+///
+/// # Errors
+/// A name the registry does not know, or `+offload` on a model without it.
+pub fn deserialize_variants<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<Variant>, D::Error> {
+    use serde::Deserialize as _;
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|text| parse_variant(text).map_err(serde::de::Error::custom))
+        .collect()
 }
 
 #[cfg(test)]

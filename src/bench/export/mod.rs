@@ -135,22 +135,23 @@ fn summary(r: &BenchReport) -> Vec<String> {
         .iter()
         .flat_map(|&n| names.iter().map(move |regime| (n, regime)))
         .filter_map(|(n, regime)| {
-            r.cells
+            let models = r
+                .cells
                 .iter()
                 .filter(|c| c.n == n && c.clients == widest && &c.regime == regime)
                 .filter(|c| c.variant != super::results::FLOOR && !r.is_peer(&c.variant))
-                .max_by(|a, b| a.median_rps.total_cmp(&b.median_rps))
-                .map(|c| {
-                    let in_regime = match names.len() {
-                        1 => String::new(),
-                        _ => format!(" in `{regime}`"),
-                    };
-                    format!(
-                        "n={n}{in_regime}: `{}` ({} req/s)",
-                        c.variant,
-                        thousands(c.median_rps)
-                    )
-                })
+                .collect();
+            super::ranking::best(models, |c| Some(c.median_rps)).map(|c| {
+                let in_regime = match names.len() {
+                    1 => String::new(),
+                    _ => format!(" in `{regime}`"),
+                };
+                format!(
+                    "n={n}{in_regime}: `{}` ({} req/s)",
+                    c.variant,
+                    thousands(c.median_rps)
+                )
+            })
         })
         .collect();
     if !fastest.is_empty() {

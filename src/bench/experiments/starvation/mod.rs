@@ -8,6 +8,8 @@
 //! the heavy request shaded. Its findings: seed 004's two claims, and seed 000's 总结 5
 //! (coroutines block on CPU-bound work), which needs a model's "kept".
 
+pub mod settings;
+
 use std::io;
 
 use plotters::prelude::*;

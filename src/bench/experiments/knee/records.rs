@@ -1,0 +1,150 @@
+//! The knee experiment's records, as plain data (kept in the report, read back by
+//! `--replot`).
+
+use serde::{Deserialize, Serialize};
+
+/// The knee experiment's records: how the open loop ran, and every sweep's steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KneeRecords {
+    pub connections: usize,
+    /// Requests in flight per connection, at most.
+    pub pipeline: usize,
+    /// Measured seconds per step, after its warm-up.
+    pub step_s: f64,
+    pub workloads: Vec<KneeWorkloadRecord>,
+    pub sweeps: Vec<KneeSweep>,
+}
+
+/// A workload as the report names it, and its SLO.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KneeWorkloadRecord {
+    /// `n=1`, `n=20`, `mix 1:99,30:1`.
+    pub label: String,
+    pub mix: String,
+    /// p99 a sustained step stays under, µs.
+    pub slo_us: u64,
+}
+
+/// One row's sweep of one workload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KneeSweep {
+    pub regime: String,
+    pub row: String,
+    pub workload: String,
+    /// In the order they ran.
+    pub steps: Vec<KneeStep>,
+    /// Why the sweep ended, in words.
+    pub ended: String,
+}
+
+/// How a step of a sweep went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepVerdict {
+    /// Achieved at least 99% of the offered rate, no errors, p99 under the SLO.
+    Sustained,
+    /// p99 above the SLO.
+    Tail,
+    /// Requests failed: errors, resets, timeouts.
+    Errors,
+    /// Served less than 99% of the offered rate.
+    Behind,
+    /// The load generator itself was saturated: not the server's limit.
+    ClientLimit,
+}
+
+impl StepVerdict {
+    pub fn label(self) -> &'static str {
+        match self {
+            StepVerdict::Sustained => "sustained",
+            StepVerdict::Tail => "p99 above the SLO",
+            StepVerdict::Errors => "requests failed",
+            StepVerdict::Behind => "fell behind the offered rate",
+            StepVerdict::ClientLimit => "the load generator was saturated",
+        }
+    }
+}
+
+/// One offered rate, measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KneeStep {
+    pub offered_rps: f64,
+    pub achieved_rps: f64,
+    /// Latency from when each request was due, µs (0 when none was answered).
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p99_9_us: u64,
+    /// Failed requests (errors, resets, wrong replies) and timeouts.
+    pub failed: u64,
+    pub timeouts: u64,
+    /// Requests that fell due but were never sent, their connection's pipeline full.
+    #[serde(default)]
+    pub missed: u64,
+    /// The busiest load-generator thread's CPU time over its wall time, 0..1.
+    pub client_busy: f64,
+    /// What the server spent per request in this step, where its process could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<RequestCost>,
+    pub verdict: StepVerdict,
+    /// Every request's latency from when it was due, HdrHistogram V2+DEFLATE, base64.
+    pub histogram: String,
+}
+
+/// A server's work per request over one step of load: [`crate::process::Work`] read
+/// at the edges of the step's measured window (its connections open), divided by the
+/// replies between the two readings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RequestCost {
+    /// CPU time, µs per request, all the server's threads and processes.
+    pub cpu_us: f64,
+    /// Times a server thread went to sleep and had to be woken, per request: 1 where
+    /// every reply costs a wake-up, near 0 where a thread finds the next request
+    /// waiting (or spins).
+    pub sleeps: f64,
+    /// Times a runnable server thread was preempted, per request.
+    #[serde(default)]
+    pub preempted: f64,
+}
+
+impl RequestCost {
+    /// `work` spread over `requests` (`None` when none were answered).
+    pub fn of(work: &crate::process::Work, requests: u64) -> Option<RequestCost> {
+        if requests == 0 {
+            return None;
+        }
+        let per = |x: u64| (x as f64 / requests as f64 * 1000.0).round() / 1000.0;
+        Some(RequestCost {
+            cpu_us: per(work.cpu_ns / 1000),
+            sleeps: per(work.sleeps),
+            preempted: per(work.preempted),
+        })
+    }
+
+    /// "4.1 µs CPU, 0.52 sleeps, 0.01 preempted" for a table cell.
+    pub fn describe(&self) -> String {
+        format!(
+            "{:.1} µs CPU, {:.2} sleeps, {:.2} preempted",
+            self.cpu_us, self.sleeps, self.preempted
+        )
+    }
+}
+
+impl KneeSweep {
+    /// The highest rate sustained, and its step.
+    pub fn knee(&self) -> Option<&KneeStep> {
+        self.steps
+            .iter()
+            .filter(|s| s.verdict == StepVerdict::Sustained)
+            .max_by(|a, b| a.offered_rps.total_cmp(&b.offered_rps))
+    }
+
+    /// The lowest rate above the knee that was not sustained, if any (a step below
+    /// the knee that failed once and passed when measured again is not where it broke).
+    pub fn broke(&self) -> Option<&KneeStep> {
+        let knee = self.knee().map_or(0.0, |k| k.offered_rps);
+        self.steps
+            .iter()
+            .filter(|s| s.verdict != StepVerdict::Sustained && s.offered_rps > knee)
+            .min_by(|a, b| a.offered_rps.total_cmp(&b.offered_rps))
+    }
+}

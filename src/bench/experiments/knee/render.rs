@@ -1,0 +1,446 @@
+//! What a knee report shows: the per-workload tables, the ranking beside the other
+//! experiments' facts, the comparison with the peers, and the latency curves.
+
+use super::*;
+
+pub(super) fn rows_in_order(k: &KneeRecords) -> Vec<String> {
+    let mut rows: Vec<String> = Vec::new();
+    for s in &k.sweeps {
+        if !rows.contains(&s.row) {
+            rows.push(s.row.clone());
+        }
+    }
+    rows
+}
+
+pub(super) fn sweep_of<'a>(k: &'a KneeRecords, row: &str, workload: &str) -> Option<&'a KneeSweep> {
+    k.sweeps
+        .iter()
+        .find(|s| s.row == row && s.workload == workload)
+}
+
+/// The rate `row` can serve at most on workload `w`, from the calibration and its cost
+/// model: its closed-loop throughput with as many clients as the open loop has
+/// connections. The knee lies below it: past the capacity a queue grows without
+/// bound, and the tail crosses any SLO before that. `None` for a peer, a mix, or a
+/// workload the calibration did not time.
+pub fn capacity(
+    r: &BenchReport,
+    k: &KneeRecords,
+    sweep: &KneeSweep,
+    w: &KneeWorkloadRecord,
+) -> Option<f64> {
+    let n: u32 = w.mix.trim().parse().ok()?;
+    let (model, costs) =
+        crate::bench::predict::inputs_for(r, &sweep.regime, &sweep.row, n, k.connections)?;
+    let p = model.predict(&costs);
+    Some(p.rps.unwrap_or(p.high))
+}
+
+pub(super) fn slo_text(w: &KneeWorkloadRecord) -> String {
+    match w.slo_us {
+        us if us >= 1000 && us % 1000 == 0 => format!("{} ms", us / 1000),
+        us => format!("{us} µs"),
+    }
+}
+
+/// The rows of one workload ranked by their knee ([`crate::bench::ranking`]: highest
+/// first, equal knees sharing a rank, rows without one last in report order).
+pub(super) fn ranked<'a>(
+    k: &'a KneeRecords,
+    w: &KneeWorkloadRecord,
+) -> Vec<(Option<usize>, &'a KneeSweep)> {
+    // The floor is the reference, not a choice.
+    let sweeps: Vec<&KneeSweep> = rows_in_order(k)
+        .iter()
+        .filter(|row| *row != FLOOR)
+        .filter_map(|row| sweep_of(k, row, &w.label))
+        .collect();
+    crate::bench::ranking::rank_by(sweeps, |s| s.knee().map(|x| x.offered_rps))
+}
+
+pub(super) fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
+    let mut out = Vec::new();
+    let peer = |row: &str| match r.is_peer(row) {
+        true => " †",
+        false => "",
+    };
+    for w in &k.workloads {
+        let sweeps: Vec<&KneeSweep> = rows_in_order(k)
+            .iter()
+            .filter_map(|row| sweep_of(k, row, &w.label))
+            .collect();
+        if sweeps.is_empty() {
+            continue;
+        }
+        out.push(Table {
+            title: format!("{}: the highest rate sustained with p99 under {}", w.label, slo_text(w)),
+            intro: format!(
+                "An open loop of {} connections (at most {} in flight on each), each step {:.1} s, rates rising by a factor until a step is not sustained, then refined between. Sustained: at least {:.0}% of the offered rate served, at most {:.1}% of requests failed, p99 (from when each request was due, so a stall is not hidden) under {}. A step where the load generator was saturated ends the sweep as the client's limit, never as the server's knee; one that failed by its tail while the server was under {:.0}% of a CPU busy does not end the climb (the machine waking an idle server, said below the knee). Capacity predicted: the model's closed-loop throughput with {} clients from the calibration and its cost formula (docs/MODELS.md); the knee lies below it (‡ where it does not), and knee / capacity is how much of it the model can use before its tail crosses the SLO. Server per request: what the server's processes and threads spent at the knee step, read from /proc at the edges of its measured window and divided by the replies between (CPU time; sleeps, the times a thread blocked and had to be woken, each a wake-up that costs a VM tens of µs; preemptions).",
+                k.connections,
+                crate::bench::results::plural(k.pipeline, "request"),
+                k.step_s,
+                ACHIEVED_SHARE * 100.0,
+                FAILED_SHARE * 100.0,
+                slo_text(w),
+                LIGHT_LOAD * 100.0,
+                k.connections
+            ) + &floor_noise(k, &w.label).map_or(String::new(), |n| format!(" {n}")),
+            header: [
+                "model",
+                "sustained req/s",
+                "p50 µs there",
+                "p99 µs there",
+                "p99.9 µs there",
+                "capacity predicted, req/s",
+                "knee / capacity",
+                "server per request there",
+                "steps",
+                "where and why it broke",
+            ]
+            .map(String::from)
+            .to_vec(),
+            left: 1,
+            text_last: true,
+            rows: sweeps
+                .iter()
+                .map(|s| {
+                    let knee = s.knee();
+                    let figure = |f: fn(&KneeStep) -> f64| {
+                        knee.map_or("-".to_string(), |x| thousands(f(x)))
+                    };
+                    let capacity = capacity(r, k, s, w);
+                    let share = match (knee, capacity) {
+                        (Some(x), Some(c)) if c > 0.0 => {
+                            let share = x.offered_rps / c;
+                            // Above the capacity (widened by the threshold) the rule fails.
+                            let off = share > 1.0 + crate::bench::predict::THRESHOLD;
+                            format!("{share:.2}{}", if off { " ‡" } else { "" })
+                        }
+                        _ => "-".into(),
+                    };
+                    let mut ended = s.ended.clone();
+                    if let Some(why) = machine_share(k, s) {
+                        ended.push_str(&format!("; {why}"));
+                    }
+                    vec![
+                        format!("`{}`{}", s.row, peer(&s.row)),
+                        knee.map_or("none".to_string(), |x| thousands(x.offered_rps)),
+                        figure(|x| x.p50_us as f64),
+                        figure(|x| x.p99_us as f64),
+                        figure(|x| x.p99_9_us as f64),
+                        capacity.map_or("-".into(), thousands),
+                        share,
+                        knee.and_then(|x| x.server)
+                            .map_or("-".into(), |c| c.describe()),
+                        s.steps.len().to_string(),
+                        ended,
+                    ]
+                })
+                .collect(),
+        });
+    }
+    out.extend(ranking(r, k));
+    out
+}
+
+/// Where `sweep` broke at a rate the floor (no work, only the loopback, the client and
+/// the machine) did not sustain either: the machine's tail, not the model's. `None` for
+/// the floor itself, where the floor sustained that rate, or where the load generator
+/// ended the sweep.
+pub fn machine_share(k: &KneeRecords, sweep: &KneeSweep) -> Option<String> {
+    if sweep.row == FLOOR {
+        return None;
+    }
+    let floor = sweep_of(k, FLOOR, &sweep.workload)?;
+    // A sweep the client ended says nothing of the machine's tail.
+    let broke = sweep
+        .broke()
+        .filter(|b| b.verdict != StepVerdict::ClientLimit)?;
+    // The floor's verdict at the nearest rate it tried at or below the break.
+    let near = floor
+        .steps
+        .iter()
+        .filter(|s| s.offered_rps <= broke.offered_rps * 1.001)
+        .max_by(|a, b| a.offered_rps.total_cmp(&b.offered_rps))?;
+    (near.verdict != StepVerdict::Sustained).then(|| {
+        format!(
+            "the floor failed there too ({} at {} req/s): the machine's tail, not the model's",
+            detail(near),
+            thousands(near.offered_rps)
+        )
+    })
+}
+
+/// What the floor's own sweep says of this machine on workload `workload`: the rates
+/// below its knee where even it (no work at all) missed the SLO. On a small VM a lightly
+/// loaded machine has the worse tail (idle CPUs to wake, the host's own scheduling), so
+/// a model's knee below the floor's may be the machine's, not the model's. `None` when
+/// the floor sustained every rate up to its knee.
+pub fn floor_noise(k: &KneeRecords, workload: &str) -> Option<String> {
+    let floor = sweep_of(k, FLOOR, workload)?;
+    let knee = floor.knee()?.offered_rps;
+    let missed: Vec<String> = floor
+        .steps
+        .iter()
+        .filter(|s| s.verdict != StepVerdict::Sustained && s.offered_rps < knee)
+        .map(|s| format!("{} at {} req/s", detail(s), thousands(s.offered_rps)))
+        .collect();
+    (!missed.is_empty()).then(|| {
+        format!(
+            "On this machine the floor itself (no work) missed the SLO below its own knee of {} req/s ({}): a p99 above the SLO at such rates is the machine's tail as much as the model's, and a knee below the floor's may be the machine's.",
+            thousands(knee),
+            missed.join(", ")
+        )
+    })
+}
+
+/// "Which model for which workload": each workload's rows ranked by their knee, with
+/// what else this report measured of them, and the best fiblab model against each peer.
+pub(super) fn ranking(r: &BenchReport, k: &KneeRecords) -> Option<Table> {
+    let starvation = !r.starvation.is_empty();
+    let connections = r
+        .connections
+        .as_ref()
+        .is_some_and(|c| !c.records.is_empty());
+    let mut header = vec![
+        "workload",
+        "rank",
+        "model",
+        "sustained req/s (knee table)",
+        "p99 µs there",
+        "server CPU µs per request there",
+    ];
+    if starvation {
+        header.push("light throughput kept during a heavy request (seed 004 table)");
+    }
+    if connections {
+        header.push("idle connections held, KiB each (connections tables)");
+    }
+    let mut rows = Vec::new();
+    let mut versus = Vec::new();
+    for w in &k.workloads {
+        let ranked = ranked(k, w);
+        for (rank, s) in &ranked {
+            let knee = s.knee();
+            let mut row = vec![
+                w.label.clone(),
+                rank.map_or("-".into(), |rank| rank.to_string()),
+                format!("`{}`{}", s.row, if r.is_peer(&s.row) { " †" } else { "" }),
+                knee.map_or("none".into(), |x| thousands(x.offered_rps)),
+                knee.map_or("-".into(), |x| thousands(x.p99_us as f64)),
+                knee.and_then(|x| x.server)
+                    .map_or("-".into(), |c| format!("{:.1}", c.cpu_us)),
+            ];
+            if starvation {
+                row.push(
+                    r.starvation
+                        .iter()
+                        .find(|x| x.variant == s.row)
+                        .map_or("-".into(), |x| format!("{:.2}", x.kept)),
+                );
+            }
+            if connections {
+                row.push(
+                    r.connections
+                        .as_ref()
+                        .and_then(|c| {
+                            c.records
+                                .iter()
+                                .filter(|x| x.row == s.row && x.held > 0)
+                                .max_by_key(|x| x.held)
+                        })
+                        .map_or("-".into(), |x| {
+                            format!(
+                                "{}{}",
+                                thousands(x.held as f64),
+                                x.rss_kib
+                                    .map_or(String::new(), |kib| format!(", {kib:.2} KiB"))
+                            )
+                        }),
+                );
+            }
+            rows.push(row);
+        }
+        let best = ranked
+            .iter()
+            .map(|(_, s)| s)
+            .find(|s| !r.is_peer(&s.row) && s.knee().is_some());
+        for peer in ranked.iter().map(|(_, s)| s).filter(|s| r.is_peer(&s.row)) {
+            if let (Some(best), Some(theirs)) = (best, peer.knee()) {
+                let ours = best.knee().map_or(0.0, |x| x.offered_rps);
+                let ratio = ours / theirs.offered_rps.max(1.0);
+                versus.push(format!(
+                    "{}: fiblab's best, `{}`, sustains {} req/s with p99 under {}; `{}` {} req/s: fiblab {} ({:.2}x){}",
+                    w.label,
+                    best.row,
+                    thousands(ours),
+                    slo_text(w),
+                    peer.row,
+                    thousands(theirs.offered_rps),
+                    match ratio >= 1.0 {
+                        true => "ahead",
+                        false => "behind",
+                    },
+                    ratio,
+                    cost_versus(best, peer),
+                ));
+            }
+        }
+    }
+    if rows.is_empty() {
+        return None;
+    }
+    let mut intro = "Each workload's models and peers (not the floor, the reference) ranked by the highest rate they sustain with p99 under its SLO (a row that sustains none is not ranked), beside what else this report measured of them; every figure is a cell of the table named in its column. The rank answers \"which model for this request rate\"; the other columns what it costs: how much a heavy request starves its neighbours, and what idle clients cost.".to_string();
+    if !versus.is_empty() {
+        intro.push_str(&format!(
+            " Against the peers (same client, same run): {}.",
+            versus.join("; ")
+        ));
+    }
+    Some(Table {
+        title: "Which model for which workload".into(),
+        intro,
+        header: header.into_iter().map(String::from).collect(),
+        left: 3,
+        text_last: false,
+        rows,
+    })
+}
+
+/// "; per request, `epoll` at 32,000 req/s against `redis` at 32,000: CPU 4.1 vs 9.0 µs,
+/// ..." from each sweep's highest sustained step at or below the lower of the two
+/// knees, so both costs are read at about one load (empty where either lacks one).
+pub(super) fn cost_versus(ours: &KneeSweep, theirs: &KneeSweep) -> String {
+    let (Some(a), Some(b)) = (ours.knee(), theirs.knee()) else {
+        return String::new();
+    };
+    let rate = a.offered_rps.min(b.offered_rps);
+    let at = |s: &KneeSweep| -> Option<(f64, RequestCost)> {
+        s.steps
+            .iter()
+            .filter(|x| x.verdict == StepVerdict::Sustained && x.offered_rps <= rate)
+            .max_by(|x, y| x.offered_rps.total_cmp(&y.offered_rps))
+            .and_then(|x| Some((x.offered_rps, x.server?)))
+    };
+    let (Some((rate_a, a)), Some((rate_b, b))) = (at(ours), at(theirs)) else {
+        return String::new();
+    };
+    format!(
+        "; per request, `{}` at {} req/s against `{}` at {}: CPU {:.1} vs {:.1} µs, sleeps {:.2} vs {:.2}",
+        ours.row,
+        thousands(rate_a),
+        theirs.row,
+        thousands(rate_b),
+        a.cpu_us,
+        b.cpu_us,
+        a.sleeps,
+        b.sleeps
+    )
+}
+
+/// One workload's curves: p99 against the achieved rate, one line per row, the SLO
+/// drawn across.
+pub(super) fn curve(
+    r: &BenchReport,
+    k: &KneeRecords,
+    w: &KneeWorkloadRecord,
+    index: usize,
+) -> Result<Plot, PlotError> {
+    let title = format!(
+        "{}: p99 against the rate served (SLO {}){}",
+        w.label,
+        slo_text(w),
+        regime_suffix(r)
+    );
+    let rows = rows_in_order(k);
+    let series: Vec<Series> = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, row)| {
+            let s = sweep_of(k, row, &w.label)?;
+            let mut points: Vec<(f64, f64)> = s
+                .steps
+                .iter()
+                .filter(|x| x.achieved_rps > 0.0 && x.p99_us > 0)
+                .map(|x| (x.achieved_rps, x.p99_us as f64))
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let hue = ((i + 1) as f64 * 0.618_034) % 1.0;
+            let lightness = [0.38, 0.52, 0.45][(i + 1) % 3];
+            let c = HSLColor(hue, 0.8, lightness).to_rgba();
+            (!points.is_empty()).then(|| (row.clone(), RGBColor(c.0, c.1, c.2), points))
+        })
+        .collect();
+    let xs: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.2.iter().map(|p| p.0))
+        .collect();
+    let ys: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.2.iter().map(|p| p.1))
+        .chain(std::iter::once(w.slo_us as f64))
+        .collect();
+    let (x_lo, x_hi) = match xs.is_empty() {
+        true => (100.0, 1000.0),
+        false => (
+            xs.iter().copied().fold(f64::MAX, f64::min) * 0.7,
+            xs.iter().copied().fold(0.0, f64::max) * 1.4,
+        ),
+    };
+    let y_lo = ys.iter().copied().fold(f64::MAX, f64::min).max(1.0) * 0.6;
+    let y_hi = ys.iter().copied().fold(0.0, f64::max) * 1.6;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height_for(series.len())))
+            .into_drawing_area();
+        let (chart_area, legend_area) = with_legend(&root)?;
+        let mut chart = titled(&chart_area, &title)
+            .build_cartesian_2d(
+                (x_lo..x_hi)
+                    .log_scale()
+                    .with_key_points(log_ticks(x_lo, x_hi)),
+                (y_lo..y_hi)
+                    .log_scale()
+                    .with_key_points(log_ticks(y_lo, y_hi)),
+            )
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("requests per second served (log)")
+            .y_desc("p99 µs, from when each request was due (log)")
+            .x_label_formatter(&|x| short(*x))
+            .y_label_formatter(&|y| short(*y))
+            .draw()
+            .map_err(err)?;
+        let slo = w.slo_us as f64;
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(x_lo, slo), (x_hi, slo)],
+                8,
+                6,
+                BLACK.stroke_width(1),
+            ))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!("SLO {}", slo_text(w)),
+                (x_lo * 1.05, slo * 1.12),
+                ("sans-serif", 12),
+            )))
+            .map_err(err)?;
+        for (name, color, points) in &series {
+            crate::bench::canvas::draw_line(&mut chart, r, name, points, *color)?;
+            chart
+                .draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))
+                .map_err(err)?;
+        }
+        legend(&legend_area, r, &series)?;
+        root.present().map_err(err)?;
+    }
+    Ok(Plot {
+        file: format!("knee-{}.svg", index + 1),
+        title,
+        svg,
+    })
+}

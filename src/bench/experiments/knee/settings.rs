@@ -1,0 +1,47 @@
+//! The knee experiment's section of a scenario (`[knee]`).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::server::Variant;
+
+/// The knee experiment (`scenarios/knee.toml`): for each of `models` and each workload,
+/// an open-loop sweep of offered rates, `start_rate` up by `factor` until a step is not
+/// sustained (achieved below 99% of offered, errors, or p99 above the workload's SLO),
+/// then `refine` steps between the last good and the first bad rate.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Knee {
+    #[serde(deserialize_with = "crate::models::deserialize_variants")]
+    pub models: Vec<Variant>,
+    pub workloads: Vec<KneeWorkload>,
+    /// Connections of the open loop: enough that requests never queue behind their own
+    /// connection.
+    pub connections: usize,
+    /// Requests in flight per connection, at most.
+    pub pipeline: usize,
+    /// Measured time per step, and its warm-up.
+    #[serde(deserialize_with = "crate::units::deserialize_duration")]
+    pub step: Duration,
+    #[serde(deserialize_with = "crate::units::deserialize_duration")]
+    pub warmup: Duration,
+    /// The first offered rate, requests per second, and the factor between steps.
+    pub start_rate: f64,
+    pub factor: f64,
+    /// Steps between the last sustained rate and the first that was not.
+    pub refine: usize,
+    /// No step offers more than this.
+    pub max_rate: f64,
+}
+
+/// One workload of the knee: a fib mix (`1`, `20`, `1:99,30:1`) and its latency target.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KneeWorkload {
+    /// `--mix` syntax: `N` or `N:WEIGHT,N:WEIGHT`.
+    pub mix: String,
+    /// p99 a sustained step stays under.
+    #[serde(deserialize_with = "crate::units::deserialize_duration")]
+    pub slo: Duration,
+}
