@@ -105,9 +105,10 @@ pub const MAPS_PER_THREAD: usize = 4;
 /// new thread's start-up (its signal stack), where Rust cannot report an error and
 /// aborts the whole process. At the default 65,530 that is about 15,000 threads.
 pub fn thread_room(threads_per_connection: usize) -> Option<(usize, usize)> {
-    let limit: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count")
-        .ok()?
-        .trim()
+    let limit: usize = crate::machine::Host::get()
+        .limits
+        .max_map_count
+        .as_deref()?
         .parse()
         .ok()?;
     let now = std::fs::read_to_string("/proc/self/maps")

@@ -70,6 +70,7 @@ pub mod framing;
 pub mod fuzzing;
 pub mod gil;
 pub mod load;
+pub mod machine;
 pub mod models;
 pub mod offload;
 pub mod pool;

@@ -285,7 +285,9 @@ fn experiments_never_import_each_other() {
     let sources = library_sources();
     let experiment_of = |module: &[String]| -> Option<String> {
         match module {
-            [bench, experiments, name, ..] if bench == "bench" && experiments == "experiments" => {
+            [bench, experiments, name, ..]
+                if bench == "bench" && experiments == "experiments" && name != "tests" =>
+            {
                 Some(name.clone())
             }
             _ => None,

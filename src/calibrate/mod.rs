@@ -285,28 +285,14 @@ impl Calibration {
 
 impl MachineFacts {
     fn detect(allowed: &[usize]) -> MachineFacts {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let field = |name: &str| {
-            cpuinfo.lines().find_map(|l| {
-                let (key, value) = l.split_once(':')?;
-                (key.trim() == name).then(|| value.trim().to_string())
-            })
-        };
-        let siblings: usize = field("siblings").and_then(|v| v.parse().ok()).unwrap_or(1);
-        let cores: usize = field("cpu cores").and_then(|v| v.parse().ok()).unwrap_or(1);
-        let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-            .map_or(0, |(soft, _)| soft);
+        let host = crate::machine::Host::get();
         MachineFacts {
-            cpu: field("model name").unwrap_or_else(|| "unknown CPU".into()),
+            cpu: host.cpu.clone(),
             cpus: allowed.len().max(1),
-            threads_per_core: (siblings / cores.max(1)).max(1),
-            virtual_machine: field("flags")
-                .is_some_and(|f| f.split(' ').any(|x| x == "hypervisor")),
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-            descriptor_limit: limit,
+            threads_per_core: host.threads_per_core,
+            virtual_machine: host.virtual_machine,
+            kernel: host.kernel.clone(),
+            descriptor_limit: crate::machine::descriptor_limit().map_or(0, |(soft, _)| soft),
             allowed_cpus: describe_cpus(allowed),
         }
     }

@@ -31,6 +31,7 @@ mod blocking;
 mod driver;
 pub mod idle;
 mod readiness;
+mod turn;
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -41,6 +42,7 @@ pub use blocking::{Compute, serve_blocking, serve_blocking_with};
 pub use driver::SessionDriver;
 pub use idle::{Activity, IdleSweep};
 pub use readiness::PollConn;
+pub use turn::Turns;
 
 use crate::shutdown::{ConnectionGuard, Shutdown};
 

@@ -57,10 +57,11 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Token};
 
 use crate::accept::Backoff;
-use crate::connection::{Activity, AsyncStream, IdleSweep, serve_async};
+use crate::connection::Turns;
+use crate::connection::{Activity, AsyncStream, serve_async};
 use crate::offload::Offload;
 use crate::server::Config;
-use crate::shutdown::{Drain, DrainStep, Shutdown};
+use crate::shutdown::{DrainStep, Shutdown};
 
 pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::Result<()> {
     let mut executor = Executor::new()?;
@@ -260,16 +261,13 @@ impl Executor {
             .registry()
             .register(&mut SourceFd(&wake_fd), SHUTDOWN, Interest::READABLE)?;
         let mut events = Events::with_capacity(1024);
-        let mut drain = Drain::new(grace);
-        let mut sweep = IdleSweep::new(idle_timeout);
+        let mut turns = Turns::new(grace, idle_timeout);
         loop {
             while let Some(task) = self.queue.pop() {
                 task.run();
             }
             let now = Instant::now();
-            if sweep.due(now)
-                && let Some(limit) = sweep.limit()
-            {
+            if let Some(limit) = turns.sweep_due(now) {
                 self.reactor.expire_idle(now, limit);
                 continue; // run the tasks it woke
             }
@@ -280,11 +278,12 @@ impl Executor {
                 continue;
             }
             let next_timer = next_timer.map(|at| at - now);
-            let mut timeout = sweep.shorten(now, next_timer);
             // The accept task counts as live until it is cancelled at the first step.
-            match drain.step(shutdown, self.queue.live.load(Ordering::SeqCst)) {
+            let live = self.queue.live.load(Ordering::SeqCst);
+            let (step, timeout) = turns.step(shutdown, live, now, next_timer);
+            match step {
                 DrainStep::Serving => {}
-                DrainStep::Draining { left, first } => {
+                DrainStep::Draining { first, .. } => {
                     if first {
                         // Stop accepting, and end every read: each task answers what
                         // it has, writes what it owes, and finishes.
@@ -293,7 +292,6 @@ impl Executor {
                         let _ = self.poll.registry().deregister(&mut SourceFd(&wake_fd));
                         continue; // run the tasks it woke
                     }
-                    timeout = Some(left.min(timeout.unwrap_or(left)));
                 }
                 DrainStep::Over => break,
             }

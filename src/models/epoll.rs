@@ -53,12 +53,13 @@ use std::time::Instant;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::connection::{IdleSweep, PollConn, READ_CHUNK, accept_pending, log_connection_error};
+use crate::connection::Turns;
+use crate::connection::{PollConn, READ_CHUNK, accept_pending, log_connection_error};
 use crate::offload::Offload;
 use crate::probe::gone_for;
 use crate::server::Config;
 use crate::service::{Rejection, Work};
-use crate::shutdown::{ConnectionGuard, Drain, DrainStep, Shutdown};
+use crate::shutdown::{ConnectionGuard, DrainStep, Shutdown};
 
 const LISTENER: Token = Token(0);
 const SHUTDOWN: Token = Token(1);
@@ -116,17 +117,16 @@ pub fn serve_when_ready(
     let mut next_token = FIRST_CLIENT;
     let mut events = Events::with_capacity(1024);
     let mut scratch = vec![0u8; READ_CHUNK];
-    let mut drain = Drain::new(config.grace);
     // Accepting stopped on a transient error (out of descriptors): the edge-triggered
     // listener will not report the clients still waiting, so poll for them.
     let mut retry_accept = false;
-    let mut sweep = IdleSweep::new(config.idle_timeout);
+    let mut turns = Turns::new(config.grace, config.idle_timeout);
     ready();
     loop {
         let now = Instant::now();
-        if sweep.due(now) {
+        if let Some(limit) = turns.sweep_due(now) {
             clients.retain(|_, client| {
-                let expired = client.conn.idle_expired(now, sweep.limit());
+                let expired = client.conn.idle_expired(now, Some(limit));
                 if expired {
                     let fd = client.conn.stream().as_raw_fd();
                     let _ = poll.registry().deregister(&mut SourceFd(&fd));
@@ -137,11 +137,10 @@ pub fn serve_when_ready(
         // Accepting paused after a failure (out of descriptors): the edge-triggered
         // listener will not report the waiting clients again, so wake up to retry.
         let retry_in = retry_accept.then(|| shutdown.accept_paused_for(now).unwrap_or_default());
-        let mut timeout = sweep.shorten(now, retry_in);
-        match drain.step(&shutdown, clients.len()) {
-            DrainStep::Serving => {}
+        let (step, timeout) = turns.step(&shutdown, clients.len(), now, retry_in);
+        match step {
             // The SHUTDOWN event below stops accepting and every client's reads.
-            DrainStep::Draining { left, .. } => timeout = Some(left),
+            DrainStep::Serving | DrainStep::Draining { .. } => {}
             DrainStep::Over => break,
         }
         match poll.poll(&mut events, timeout) {

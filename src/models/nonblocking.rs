@@ -42,17 +42,17 @@ use std::io;
 use std::net::TcpListener;
 use std::time::Instant;
 
-use crate::connection::{IdleSweep, PollConn, READ_CHUNK, accept_pending};
+use crate::connection::Turns;
+use crate::connection::{PollConn, READ_CHUNK, accept_pending};
 use crate::server::Config;
 use crate::service::Work;
-use crate::shutdown::{ConnectionGuard, Drain, DrainStep, Shutdown};
+use crate::shutdown::{ConnectionGuard, DrainStep, Shutdown};
 
 pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let mut clients: Vec<(PollConn, ConnectionGuard)> = Vec::new();
     let mut scratch = vec![0u8; READ_CHUNK];
-    let mut drain = Drain::new(config.grace);
-    let mut sweep = IdleSweep::new(config.idle_timeout);
+    let mut turns = Turns::new(config.grace, config.idle_timeout);
     let admit = |clients: &mut Vec<_>, stream, peer, live| match PollConn::new(
         stream,
         peer,
@@ -64,7 +64,9 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
         Err(e) => tracing::warn!(%peer, error = %e, "cannot set up the connection"),
     };
     loop {
-        match drain.step(&shutdown, clients.len()) {
+        // No wait to bound: this loop never sleeps while it has clients.
+        let (step, _) = turns.step(&shutdown, clients.len(), Instant::now(), None);
+        match step {
             DrainStep::Over => return Ok(()),
             DrainStep::Draining { first, .. } => {
                 if first {
@@ -95,8 +97,8 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
             !conn.drive_inline(&mut scratch)
         });
         let now = Instant::now();
-        if sweep.due(now) {
-            clients.retain(|(conn, _)| !conn.idle_expired(now, sweep.limit()));
+        if let Some(limit) = turns.sweep_due(now) {
+            clients.retain(|(conn, _)| !conn.idle_expired(now, Some(limit)));
         }
     }
 }

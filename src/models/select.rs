@@ -49,44 +49,38 @@ use std::time::Instant;
 use nix::sys::select::{FD_SETSIZE, FdSet, select};
 use nix::sys::time::{TimeVal, TimeValLike};
 
-use crate::connection::{IdleSweep, PollConn, READ_CHUNK, accept_pending};
+use crate::connection::Turns;
+use crate::connection::{PollConn, READ_CHUNK, accept_pending};
 use crate::server::Config;
 use crate::service::{Rejection, Work};
-use crate::shutdown::{ConnectionGuard, Drain, DrainStep, Shutdown};
+use crate::shutdown::{ConnectionGuard, DrainStep, Shutdown};
 
 pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let mut clients: Vec<(PollConn, ConnectionGuard)> = Vec::new();
     let mut scratch = vec![0u8; READ_CHUNK];
-    let mut drain = Drain::new(config.grace);
-    let mut sweep = IdleSweep::new(config.idle_timeout);
+    let mut turns = Turns::new(config.grace, config.idle_timeout);
     // Clients turned away since the last one admitted: logged once per episode, as a
     // flood past the ceiling would otherwise write a line per client.
     let mut turned_away = 0usize;
     loop {
         let stopping = shutdown.is_triggered();
-        let mut timeout = None;
         let now = Instant::now();
-        if sweep.due(now) {
-            clients.retain(|(conn, _)| !conn.idle_expired(now, sweep.limit()));
+        if let Some(limit) = turns.sweep_due(now) {
+            clients.retain(|(conn, _)| !conn.idle_expired(now, Some(limit)));
         }
-        if let Some(wait) = sweep.timeout(now) {
-            timeout = Some(TimeVal::microseconds(
-                wait.as_micros().try_into().unwrap_or(i64::MAX),
-            ));
-        }
-        match drain.step(&shutdown, clients.len()) {
+        let (step, wait) = turns.step(&shutdown, clients.len(), now, None);
+        match step {
             DrainStep::Serving => {}
-            DrainStep::Draining { left, first } => {
+            DrainStep::Draining { first, .. } => {
                 if first {
                     clients.iter_mut().for_each(|(conn, _)| conn.stop_reading());
                 }
-                timeout = Some(TimeVal::microseconds(
-                    left.as_micros().try_into().unwrap_or(i64::MAX),
-                ));
             }
             DrainStep::Over => return Ok(()),
         }
+        let mut timeout =
+            wait.map(|w| TimeVal::microseconds(w.as_micros().try_into().unwrap_or(i64::MAX)));
 
         let mut readable = FdSet::new();
         let mut writable = FdSet::new();

@@ -77,12 +77,13 @@ use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 use nix::libc;
 
-use crate::connection::{Activity, IdleSweep, SessionDriver, log_connection_error};
+use crate::connection::Turns;
+use crate::connection::{Activity, SessionDriver, log_connection_error};
 use crate::offload::Offload;
 use crate::probe::gone_for;
 use crate::server::Config;
 use crate::service::{Rejection, Work};
-use crate::shutdown::{ConnectionGuard, Drain, DrainStep, Shutdown};
+use crate::shutdown::{ConnectionGuard, DrainStep, Shutdown};
 pub use ring::available;
 use ring::{
     ACCEPT, BUFFER_GROUP, BUFFER_SIZE, BUFFERS, BufRing, CANCEL, KIND, POOL_DONE, RECV,
@@ -204,16 +205,15 @@ impl Loop<'_> {
         if self.pool.is_some() {
             self.arm_wakeup()?;
         }
-        let mut drain = Drain::new(self.config.grace);
-        let mut sweep = IdleSweep::new(self.config.idle_timeout);
+        let mut turns = Turns::new(self.config.grace, self.config.idle_timeout);
         loop {
             let now = Instant::now();
-            if sweep.due(now) {
+            if let Some(limit) = turns.sweep_due(now) {
                 for slot in 0..self.slots.len() {
                     let expired = self.slots[slot].as_ref().is_some_and(|c| {
                         !c.closing
                             && !c.driver.awaiting_reply()
-                            && c.activity.expired(now, sweep.limit())
+                            && c.activity.expired(now, Some(limit))
                     });
                     if expired {
                         tracing::debug!("idle past --idle-timeout; closed");
@@ -231,13 +231,9 @@ impl Loop<'_> {
                 )?;
                 self.accept_armed = true;
             }
-            let mut timeout = sweep.shorten(now, paused);
-            match drain.step(self.shutdown, self.open) {
-                DrainStep::Serving => {}
-                DrainStep::Draining { left, .. } => {
-                    timeout = Some(timeout.map_or(left, |t| t.min(left)));
-                }
-                DrainStep::Over => return Ok(()),
+            let (step, timeout) = turns.step(self.shutdown, self.open, now, paused);
+            if step == DrainStep::Over {
+                return Ok(());
             }
             self.wait(timeout)?;
             self.reap();

@@ -4,13 +4,10 @@ use super::*;
 
 /// The limits the experiment runs under, one line each, read from this machine.
 pub(super) fn limits() -> Vec<String> {
-    let read = |path: &str| {
-        std::fs::read_to_string(path)
-            .map(|s| s.split_whitespace().collect::<Vec<_>>().join("-"))
-            .unwrap_or_else(|_| "unknown".into())
-    };
-    let descriptors = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .map_or("unknown".to_string(), |(soft, hard)| {
+    let limits = &crate::machine::Host::get().limits;
+    let read = |value: &Option<String>| value.clone().unwrap_or_else(|| "unknown".into());
+    let descriptors =
+        crate::machine::descriptor_limit().map_or("unknown".to_string(), |(soft, hard)| {
             format!(
                 "{} (hard {})",
                 thousands(soft as f64),
@@ -23,16 +20,16 @@ pub(super) fn limits() -> Vec<String> {
         ),
         format!(
             "loopback ephemeral ports: {} (`net.ipv4.ip_local_port_range`; one per client connection)",
-            read("/proc/sys/net/ipv4/ip_local_port_range")
+            read(&limits.port_range)
         ),
         format!(
             "accept backlog: the servers ask 1024, the kernel caps it at `net.core.somaxconn` {}",
-            read("/proc/sys/net/core/somaxconn")
+            read(&limits.somaxconn)
         ),
         format!(
             "threads: `kernel.threads-max` {}; memory maps per process: `vm.max_map_count` {} (a thread takes four: its stack and its signal stack, each with a guard page)",
-            read("/proc/sys/kernel/threads-max"),
-            read("/proc/sys/vm/max_map_count")
+            read(&limits.threads_max),
+            read(&limits.max_map_count)
         ),
     ]
 }

@@ -1,0 +1,167 @@
+//! Tests of the cost formulas against hand-computed figures.
+
+use super::*;
+
+/// A small VM: waking a CPU costs 30 µs a side; fib(20) 22 µs.
+fn vm(clients: usize, fib: f64) -> Costs {
+    Costs {
+        clients,
+        cpus: 2,
+        shared: true,
+        workers: 2,
+        offload: false,
+        client_spins: false,
+        rtt_local: 11.0,
+        rtt_cross: 68.0,
+        rtt_spin: 8.0,
+        wake_up: 30.0,
+        epoll_wait: 0.1,
+        select: 0.4,
+        pipe: 3.0,
+        handoff: 5.0,
+        client_work: 0.0,
+        fib,
+        fib_interpreted: fib * 20.0,
+    }
+}
+
+fn rps(model: CostModel, costs: &Costs) -> f64 {
+    model.predict(costs).rps.unwrap()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * b.abs().max(1.0)
+}
+
+#[test]
+fn per_core_is_one_loop_for_one_client_and_a_range_the_hash_decides_beyond() {
+    let epoll = CostModel::EventLoop(Readiness::Epoll);
+    assert!(close(
+        rps(CostModel::PerCore, &vm(1, 1.0)),
+        rps(epoll, &vm(1, 1.0))
+    ));
+    let p = CostModel::PerCore.predict(&vm(64, 22.0));
+    let one_loop = rps(epoll, &vm(64, 22.0));
+    assert!(close(p.low, one_loop), "{} vs {one_loop}", p.low);
+    assert!(
+        p.high > 1.5 * p.low,
+        "two loops on two CPUs: {} vs {}",
+        p.high,
+        p.low
+    );
+    assert_eq!(p.rps, None);
+    let kept = CostModel::PerCore.kept(&vm(1, 1.0));
+    assert_eq!((kept.ratio, kept.or), (0.0, Some(1.0)));
+}
+
+#[test]
+fn one_client_pays_the_cross_cpu_round_trip() {
+    for model in [
+        CostModel::OneAtATime,
+        CostModel::ThreadPerConnection,
+        CostModel::EventLoop(Readiness::Epoll),
+        CostModel::WorkStealing,
+        CostModel::Prefork,
+    ] {
+        let p = model.predict(&vm(1, 22.0));
+        let path: f64 = p.terms.iter().map(|t| t.us).sum();
+        assert!(
+            (90.0..=90.2).contains(&path),
+            "{model:?}: {path} µs, {:?}",
+            p.terms
+        );
+        assert_eq!(p.limit, Limit::Latency);
+    }
+    assert!(close(
+        rps(CostModel::ThreadPerConnection, &vm(1, 22.0)),
+        1e6 / 90.0
+    ));
+    let wake = CostModel::ThreadPerConnection.predict(&vm(1, 0.0));
+    let (term, path) = wake.dominant().unwrap();
+    assert_eq!((term.what, term.us, path), (WAKE_UPS, 60.0, 68.0));
+}
+
+#[test]
+fn a_pair_per_cpu_runs_at_the_one_cpu_round_trip() {
+    let p = CostModel::ThreadPerConnection.predict(&vm(2, 22.0));
+    assert_eq!(p.limit, Limit::Cpus);
+    assert!(close(p.rps.unwrap(), 2e6 / 33.0));
+    // Pinned apart, no pair shares a CPU: the cross round trip and one server CPU.
+    let apart = Costs {
+        shared: false,
+        cpus: 1,
+        rtt_cross: 38.0,
+        ..vm(2, 22.0)
+    };
+    let p = CostModel::ThreadPerConnection.predict(&apart);
+    assert!(close(p.rps.unwrap(), 2e6 / 60.0), "{p:?}");
+    assert_eq!(p.low, p.high, "no placement left to guess");
+}
+
+#[test]
+fn an_event_loop_cannot_pair_and_saturates_its_one_thread() {
+    let two = rps(CostModel::EventLoop(Readiness::Epoll), &vm(2, 1.0));
+    assert!(close(two, 2e6 / (68.0 + 0.1 + 1.0)));
+    let many = CostModel::EventLoop(Readiness::Select).predict(&vm(64, 22.0));
+    assert_eq!(many.limit, Limit::Capacity);
+    assert!(close(many.rps.unwrap(), 1e6 / (4.0 + 22.0 + 0.4)));
+    let offloaded = Costs {
+        offload: true,
+        ..vm(64, 22.0)
+    };
+    let pool = rps(CostModel::EventLoop(Readiness::Epoll), &offloaded);
+    assert!(pool > many.rps.unwrap(), "the pool runs fib on both CPUs");
+}
+
+#[test]
+fn what_survives_a_heavy_request_follows_from_threads_and_cpus() {
+    let light = vm(1, 0.0);
+    assert_eq!(
+        CostModel::EventLoop(Readiness::Epoll).kept(&light).ratio,
+        0.0
+    );
+    let offloaded = Costs {
+        offload: true,
+        ..light
+    };
+    assert!(
+        CostModel::EventLoop(Readiness::Epoll)
+            .kept(&offloaded)
+            .ratio
+            > 1.0
+    );
+    assert_eq!(CostModel::OneAtATime.kept(&light).ratio, 1.0);
+    // The wake-up paradox: 68 µs crossing CPUs before, 11 µs paired during.
+    let threads = CostModel::ThreadPerConnection.kept(&light);
+    assert!((threads.ratio - 68.0 / 11.0).abs() < 1e-9, "{threads:?}");
+    assert!(threads.why.contains("rises"));
+    let pinned = Costs {
+        shared: false,
+        cpus: 1,
+        ..light
+    };
+    assert_eq!(CostModel::ThreadPerConnection.kept(&pinned).ratio, 0.5);
+    let big = Costs { cpus: 16, ..light };
+    assert_eq!(CostModel::ProcessPool.kept(&big).ratio, 1.0);
+}
+
+#[test]
+fn placement_the_formula_cannot_know_is_a_range() {
+    let tokio = CostModel::WorkStealing.predict(&vm(2, 1.0));
+    assert_eq!(tokio.rps, None);
+    assert!(tokio.low < tokio.high);
+    let prefork = CostModel::Prefork.predict(&vm(2, 1.0));
+    assert_eq!(prefork.rps, None);
+    assert!(close(prefork.low, 1e6 / 69.0));
+    assert!(close(prefork.high, 2e6 / 12.0));
+}
+
+#[test]
+fn the_spinning_server_saves_one_wake_up_and_procpool_pays_its_pipe() {
+    let spin = rps(CostModel::SpinLoop, &vm(1, 0.0));
+    assert!(close(spin, 1e6 / 38.0));
+    let pool = rps(CostModel::ProcessPool, &vm(1, 22.0));
+    assert!(close(pool, 1e6 / 93.0));
+    let isolated = rps(CostModel::Isolated, &vm(1, 1.0));
+    assert!(close(isolated, 1e6 / (68.0 + 5.0 + 20.0)));
+}
