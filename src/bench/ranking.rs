@@ -1,11 +1,12 @@
 //! Rankings, one rule for every report that orders rows: highest figure first, rows
 //! without a figure last in the order given (they are listed, not ranked), equal
-//! figures sharing a rank. The knee's "which model for which workload" and the
-//! summary's "fastest model" both rank through it.
+//! figures in the order given. The knee's "which model for which workload" and the
+//! summary's "fastest model" both rank through it, so a rule that groups rows the data
+//! cannot separate changes both at once.
 
-/// `items` ordered by `figure`, highest first, each with its rank (1-based; `None` for
-/// an item without a figure, kept last in its original order). Items whose figures are
-/// equal share a rank, and the next rank counts them all ("1, 1, 3").
+/// `items` ordered by `figure`, highest first, each with its rank (1-based, its place;
+/// `None` for an item without a figure, kept last in its original order). Equal
+/// figures keep their original order.
 pub fn rank_by<T>(items: Vec<T>, figure: impl Fn(&T) -> Option<f64>) -> Vec<(Option<usize>, T)> {
     let mut scored: Vec<(Option<f64>, usize, T)> = items
         .into_iter()
@@ -19,19 +20,11 @@ pub fn rank_by<T>(items: Vec<T>, figure: impl Fn(&T) -> Option<f64>) -> Vec<(Opt
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => a.1.cmp(&b.1),
     });
-    let mut ranked = Vec::with_capacity(scored.len());
-    let mut last: Option<(f64, usize)> = None;
-    for (position, (score, _, item)) in scored.into_iter().enumerate() {
-        let rank = score.map(|s| match last {
-            Some((previous, rank)) if previous == s => rank,
-            _ => position + 1,
-        });
-        if let (Some(s), Some(r)) = (score, rank) {
-            last = Some((s, r));
-        }
-        ranked.push((rank, item));
-    }
-    ranked
+    scored
+        .into_iter()
+        .enumerate()
+        .map(|(position, (score, _, item))| (score.map(|_| position + 1), item))
+        .collect()
 }
 
 /// The first of `items` by `figure` (highest), if any has one.
@@ -47,7 +40,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn highest_first_ties_share_a_rank_and_the_unranked_come_last_in_order() {
+    fn highest_first_ties_in_order_and_the_unranked_come_last_in_order() {
         let rows = vec![
             ("a", None),
             ("b", Some(5.0)),
@@ -62,7 +55,7 @@ mod tests {
             [
                 (Some(1), "c"),
                 (Some(2), "b"),
-                (Some(2), "d"),
+                (Some(3), "d"),
                 (None, "a"),
                 (None, "e")
             ]

@@ -370,24 +370,12 @@ pub fn aggregate(samples: &[Sample]) -> Vec<Cell> {
                 spread: (spread * 1000.0).round() / 1000.0,
                 p50_us: percentile(0.5, |s| s.p50_us),
                 p99_us: percentile(0.99, |s| s.p99_us),
-                starved: runs.iter().any(|s| starved(&s.per_connection)),
+                starved: runs.iter().any(|s| s.per_connection.contains(&0)),
                 errors: runs.iter().map(|s| s.errors).sum(),
                 latency_cdf: merged_cdf(runs.iter().map(|s| s.histogram.as_str())),
             }
         })
         .collect()
-}
-
-/// A client was starved when it got less than a tenth of its fair share of the replies
-/// (none at all, most often: a one-client-at-a-time server). Not "exactly none": with
-/// the load split across agents, one that started a few milliseconds late keeps its
-/// connection that much longer, and a one-at-a-time server answers it in that tail.
-fn starved(per_connection: &[u64]) -> bool {
-    let total: u64 = per_connection.iter().sum();
-    let fair = total as f64 / per_connection.len().max(1) as f64;
-    per_connection
-        .iter()
-        .any(|&n| n == 0 || (n as f64) < fair / 10.0)
 }
 
 fn median_f64(values: &[f64]) -> f64 {

@@ -74,14 +74,24 @@ pub fn run(
         .clamp(1, spec.segment().share_of(spec.connections).max(1));
     // Split across agents, every agent starts together, or their schedules drift apart.
     let mut late = None;
+    // How far past the agreed instant this agent starts (woken late, or called late).
+    let mut lag = Duration::ZERO;
     if let Some(at) = spec.agent.and_then(|a| a.start_at) {
         match at.duration_since(SystemTime::now()) {
             Ok(wait) => std::thread::sleep(wait),
             Err(past) => late = Some(past.duration()),
         }
+        // Within the warm-up, the schedule still starts at the agreed instant, so the
+        // agents measure one window and stop together (a one-at-a-time server would
+        // otherwise answer a late agent's client once the others have left). Past it,
+        // the window cannot be shared: start now, and say so below.
+        lag = SystemTime::now()
+            .duration_since(at)
+            .unwrap_or_default()
+            .min(spec.warmup);
     }
-    let start = Instant::now();
-    let started_wall = SystemTime::now() + spec.warmup;
+    let start = Instant::now().checked_sub(lag).unwrap_or_else(Instant::now);
+    let started_wall = SystemTime::now() - lag + spec.warmup;
     let measure_start = start + spec.warmup;
     let shared = Arc::new(Shared {
         interrupt: interrupt.clone(),
@@ -167,10 +177,12 @@ pub fn run(
             .ok()
             .map(|d| (d.as_secs_f64() * 1e6).round() / 1e6);
     }
-    if let Some(late) = late {
+    if let Some(late) = late.filter(|late| *late > spec.warmup) {
         report.notes.push(format!(
-            "started {:.1} ms after --start-at: this agent's schedule lags the others' by that much",
-            late.as_secs_f64() * 1000.0
+            "started {:.1} ms after --start-at, past its {:.1} ms warm-up: this agent's schedule lags the others' by {:.1} ms",
+            late.as_secs_f64() * 1000.0,
+            spec.warmup.as_secs_f64() * 1000.0,
+            (late - spec.warmup).as_secs_f64() * 1000.0
         ));
     }
     Ok(report)
