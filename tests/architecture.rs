@@ -341,3 +341,26 @@ fn plain_data_is_only_data_that_reads_nothing_of_the_bench() {
         "records that read the report back are not plain data: an edge into them counts"
     );
 }
+
+/// A file past 600 lines is two concepts until shown otherwise. The exceptions, each one
+/// concept: the cost formulas of every model behind one enum, and the io_uring loop
+/// (submission, completion and the connection state machine, one per opcode).
+#[test]
+fn no_source_file_is_a_warehouse() {
+    const ONE_CONCEPT: &[&str] = &["models/cost.rs", "models/uring/mod.rs"];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let offenders: Vec<String> = library_sources()
+        .iter()
+        .map(|s| {
+            let relative = s.path.strip_prefix(&root).unwrap().display().to_string();
+            (relative, s.text.lines().count())
+        })
+        .filter(|(path, lines)| *lines > 600 && !ONE_CONCEPT.contains(&path.as_str()))
+        .map(|(path, lines)| format!("src/{path}: {lines} lines"))
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "split these by concept (or argue in ONE_CONCEPT that each is one):\n{}",
+        offenders.join("\n")
+    );
+}

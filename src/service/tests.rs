@@ -1,0 +1,181 @@
+//! Tests of what a line means: every request and its reply, errors included.
+
+use super::*;
+
+fn fib_service(max_n: u32) -> Service {
+    Service {
+        kind: ServiceKind::Fib,
+        max_n,
+    }
+}
+
+fn replies(service: Service, chunks: &[&[u8]]) -> String {
+    let mut session = Session::new(service, 32, Work::Inline);
+    let mut out = Vec::new();
+    for chunk in chunks {
+        assert_eq!(session.feed(chunk, &mut out).consumed, chunk.len());
+        session.on_idle(&mut out);
+    }
+    session.on_eof(&mut out);
+    String::from_utf8(out).unwrap()
+}
+
+/// The same through `Work::Handed`, computing each handed request "elsewhere".
+fn replies_handed(service: Service, chunks: &[&[u8]]) -> String {
+    let mut session = Session::new(service, 32, Work::Handed);
+    let mut out = Vec::new();
+    let compute = |n: u32| Ok(crate::fib::fib(n));
+    for chunk in chunks {
+        let mut rest = *chunk;
+        loop {
+            let fed = session.feed(rest, &mut out);
+            rest = &rest[fed.consumed..];
+            match fed.handed {
+                Some(n) => Session::write_reply(compute(n), &mut out),
+                None => break,
+            }
+        }
+        if let Some(n) = session.on_idle(&mut out) {
+            Session::write_reply(compute(n), &mut out);
+        }
+    }
+    if let Some(n) = session.on_eof(&mut out) {
+        Session::write_reply(compute(n), &mut out);
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn a_gone_client_gets_no_more_work() {
+    let mut session = Session::new(fib_service(44), 32, Work::Inline);
+    let mut asked = 0;
+    session.set_probe(move || {
+        asked += 1;
+        asked > 1
+    });
+    let mut out = Vec::new();
+    session.feed(b"10\n30\n1\n", &mut out);
+    assert_eq!(
+        out, b"55\n",
+        "fib(30) stopped at its second check; nothing after it"
+    );
+    assert!(session.is_cancelled());
+    session.feed(b"2\n", &mut out);
+    assert_eq!(out, b"55\n");
+}
+
+#[test]
+fn handed_work_gives_the_same_replies_in_order() {
+    let s = fib_service(40);
+    for chunks in [
+        &[&b"1\n2\nx\n10\n\n-1\n20\n"[..]][..],
+        &[b"30"],
+        &[b"5\n", b"6", b"\n7"],
+    ] {
+        assert_eq!(replies_handed(s, chunks), replies(s, chunks), "{chunks:?}");
+    }
+}
+
+#[test]
+fn fib_replies() {
+    let s = fib_service(40);
+    assert_eq!(
+        replies(s, &[b"0\n1\n2\n10\n20\n30\n"]),
+        "0\n1\n1\n55\n6765\n832040\n"
+    );
+    assert_eq!(replies(s, &[b" \t10 \t\r\n"]), "55\n");
+    assert_eq!(replies(s, &[b"007\n"]), "13\n");
+    assert_eq!(replies(s, &[b"-0\n"]), "0\n");
+}
+
+#[test]
+fn fib_rejections() {
+    let s = fib_service(35);
+    assert_eq!(replies(s, &[b"abc\n"]), "ERR not a number\n");
+    assert_eq!(replies(s, &[b"1 2\n"]), "ERR not a number\n");
+    assert_eq!(replies(s, &[b"+5\n"]), "ERR not a number\n");
+    assert_eq!(replies(s, &[b"-\n"]), "ERR not a number\n");
+    assert_eq!(replies(s, &[b"\xff\x00\n"]), "ERR not a number\n");
+    assert_eq!(replies(s, &[b"-5\n"]), "ERR negative\n");
+    assert_eq!(replies(s, &[b"36\n"]), "ERR above max-n 35\n");
+    assert_eq!(
+        replies(s, &[b"99999999999999999999999999\n"]),
+        "ERR above max-n 35\n"
+    );
+    assert_eq!(
+        replies(s, &[&[b'1'; 40], b"\n7\n"]),
+        "ERR line too long\n13\n"
+    );
+}
+
+#[test]
+fn max_n_is_capped_at_u64_range() {
+    assert_eq!(
+        replies(fib_service(200), &[b"94\n"]),
+        "ERR above max-n 93\n"
+    );
+}
+
+#[test]
+fn blank_lines_get_no_reply() {
+    assert_eq!(replies(fib_service(40), &[b"\n\r\n \t \n5\n"]), "5\n");
+    let upper = Service {
+        kind: ServiceKind::Upper,
+        max_n: 0,
+    };
+    assert_eq!(replies(upper, &[b"\n  \nab\n"]), "AB\n");
+}
+
+#[test]
+fn rejection_keeps_the_connection_usable() {
+    assert_eq!(
+        replies(fib_service(40), &[b"x\n", b"10\n"]),
+        "ERR not a number\n55\n"
+    );
+}
+
+#[test]
+fn unterminated_requests_like_the_seeds_clients() {
+    // perf1.py of seed 004 sends b'30' and waits; then b'30' again.
+    assert_eq!(
+        replies(fib_service(40), &[b"30", b"30"]),
+        "832040\n832040\n"
+    );
+}
+
+#[test]
+fn upper_service() {
+    let upper = Service {
+        kind: ServiceKind::Upper,
+        max_n: 0,
+    };
+    assert_eq!(
+        replies(upper, &[b"hello w\xc3\xb6rld\r\n"]),
+        "HELLO W\u{d6}RLD\n"
+    );
+    assert_eq!(replies(upper, &[b"stra\xc3\x9fe\n"]), "STRASSE\n");
+    assert_eq!(replies(upper, &[b"a\n", b"b", b"\n"]), "A\nB\n");
+    assert_eq!(replies(upper, &[b"\xff\n"]), "ERR not utf-8\n");
+    assert_eq!(replies(upper, &[b"abc"]), "ABC\n");
+}
+
+#[test]
+fn lookup_answers_like_fib_without_the_work() {
+    let lookup = Service {
+        kind: ServiceKind::Lookup,
+        max_n: 93,
+    };
+    assert_eq!(
+        replies(lookup, &[b"0\n30\n93\n"]),
+        "0\n832040\n12200160415121876738\n"
+    );
+    assert_eq!(
+        replies(lookup, &[b"x\n-1\n"]),
+        "ERR not a number\nERR negative\n"
+    );
+}
+
+#[test]
+fn split_request_after_first_line() {
+    assert_eq!(replies(fib_service(40), &[b"1\n2", b"0\n"]), "1\n6765\n");
+}
