@@ -411,6 +411,12 @@ mod tests {
         addr
     }
 
+    /// A run of `scenario` with no rows, servers or progress to report.
+    fn run_of<'a>(scenario: &'a Scenario, progress: &'a mut dyn FnMut(Step<'_>)) -> Run<'a> {
+        let interrupt = Arc::new(AtomicBool::new(false));
+        Run::new(scenario, &[], Path::new("fiblab"), interrupt, progress, 0)
+    }
+
     fn scenario(agents: usize) -> Scenario {
         let mut scenario = Scenario::parse(
             "name = 't'\nmodels = ['threads']\nworkloads = [1]\nclients = [1]\nduration = '150ms'\nwarmup = '20ms'\nrepetitions = 1\n",
@@ -429,14 +435,7 @@ mod tests {
         let addr = ones();
         let scenario = scenario(2);
         let mut progress = |_: Step<'_>| {};
-        let run = Run::new(
-            &scenario,
-            &[],
-            Path::new("fiblab"),
-            Arc::new(AtomicBool::new(false)),
-            &mut progress,
-            0,
-        );
+        let run = run_of(&scenario, &mut progress);
         let mix = Mix::new(vec![Class::fib(1, 1, true)]).unwrap();
         let closed = run
             .load(&run.spec(addr, mix.clone(), 4), Hooks::default())
@@ -489,14 +488,7 @@ mod tests {
         let addr = ones();
         let scenario = scenario(1);
         let mut progress = |_: Step<'_>| {};
-        let run = Run::new(
-            &scenario,
-            &[],
-            Path::new("fiblab"),
-            Arc::new(AtomicBool::new(false)),
-            &mut progress,
-            0,
-        );
+        let run = run_of(&scenario, &mut progress);
         let mix = Mix::new(vec![Class::fib(1, 1, true)]).unwrap();
         let report = run.load(&run.spec(addr, mix, 3), Hooks::default()).unwrap();
         assert_eq!(report.merged_from, 0);

@@ -131,12 +131,7 @@ impl Experiment for SeedTables {
 
     fn plots(&self, r: &BenchReport) -> Result<Vec<Plot>, PlotError> {
         let mut plots = Vec::new();
-        let mut workloads: Vec<u32> = r.cells.iter().map(|c| c.n).collect();
-        workloads.sort_unstable();
-        workloads.dedup();
-        let mut clients: Vec<usize> = r.cells.iter().map(|c| c.clients).collect();
-        clients.sort_unstable();
-        clients.dedup();
+        let (workloads, clients) = axes(r);
         for &n in &workloads {
             plots.push(match clients.len() {
                 // Two points per row make no line worth following: bars, by model.

@@ -4,14 +4,20 @@
 
 use super::*;
 
-pub(super) fn tables(r: &BenchReport) -> (Vec<Table>, Vec<String>) {
-    let mut tables = Vec::new();
+/// The workloads and the client counts the cells hold, each rising.
+pub(super) fn axes(r: &BenchReport) -> (Vec<u32>, Vec<usize>) {
     let mut workloads: Vec<u32> = r.cells.iter().map(|c| c.n).collect();
     workloads.sort_unstable();
     workloads.dedup();
     let mut clients: Vec<usize> = r.cells.iter().map(|c| c.clients).collect();
     clients.sort_unstable();
     clients.dedup();
+    (workloads, clients)
+}
+
+pub(super) fn tables(r: &BenchReport) -> (Vec<Table>, Vec<String>) {
+    let mut tables = Vec::new();
+    let (workloads, clients) = axes(r);
     let mut variants: Vec<&str> = Vec::new();
     for c in &r.cells {
         if !variants.contains(&c.variant.as_str()) {
