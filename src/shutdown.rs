@@ -6,9 +6,9 @@
 //! 1. accept loops stop: blocking ones wait in `poll(2)` on the listener *and* on a
 //!    wake-up socket that becomes readable at trigger time ([`Shutdown::accept`]);
 //!    async ones await [`ShutdownWatch::triggered`];
-//! 2. connections stop reading: a blocking connection's socket registered with
-//!    [`Shutdown::track`] gets `shutdown(SHUT_RD)`, so a thread parked in `read`
-//!    wakes up with end-of-file, writes the replies it owes and leaves;
+//! 2. connections stop reading: a blocking connection's socket, admitted with
+//!    [`Shutdown::admit`] as one to watch, gets `shutdown(SHUT_RD)`, so a thread parked
+//!    in `read` wakes up with end-of-file, writes the replies it owes and leaves;
 //! 3. `serve` waits for the tracked connections with [`Shutdown::wait_drained`] up to
 //!    the grace period, then cuts whatever is left (`SHUT_RDWR` also frees writers
 //!    blocked on a client that stopped reading) and returns.
@@ -355,7 +355,7 @@ impl Drain {
     }
 }
 
-/// Keeps a connection counted as live; see [`Shutdown::track`].
+/// Keeps a connection counted as live; see [`Shutdown::admit`].
 pub struct ConnectionGuard {
     shutdown: Shutdown,
     id: u64,

@@ -1,6 +1,6 @@
 //! The benchmark's experiments, behind one interface: each one measures, keeps its
 //! records in the [`BenchReport`], and turns them into its own tables, plots and
-//! findings. The runner ([`super::measure`]), the progress bar and every exporter walk
+//! findings. The runner ([`super::measure()`]), the progress bar and every exporter walk
 //! [`EXPERIMENTS`] and know nothing of any one experiment.
 //!
 //! ```text

@@ -22,7 +22,7 @@ pub struct Python {
     /// `--switch-interval` of the `+gil` rows.
     #[serde(deserialize_with = "crate::units::deserialize_duration")]
     pub switch_interval: Duration,
-    /// The heavy request's arrival and the run's length, as in [`Starvation`].
+    /// The heavy request's arrival and the run's length, as in [`Starvation`](crate::bench::scenario::Starvation).
     #[serde(deserialize_with = "crate::units::deserialize_duration")]
     pub at: Duration,
     #[serde(deserialize_with = "crate::units::deserialize_duration")]
