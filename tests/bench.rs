@@ -279,6 +279,7 @@ fn knee_fixture() -> fiblab::bench::results::KneeRecords {
             sleeps: 16_000.0 / offered / 4.0,
             preempted: 0.0,
         }),
+        client: None,
         verdict,
         histogram: String::new(),
     };

@@ -402,6 +402,9 @@ fn fixture() -> Report {
         client: ClientCost {
             thread_busy: vec![0.25, 0.5],
             likely_bottleneck: false,
+            window: None,
+            cpu_us_per_request: None,
+            sleeps_per_request: None,
         },
         notes: vec!["a note".into()],
         segment: None,
@@ -552,4 +555,39 @@ fn two_agents_split_one_schedule_and_merge_to_the_whole() {
     );
     let total: u64 = merged.classes.iter().map(|c| c.requests_ok).sum();
     assert_eq!(total, merged.requests_ok);
+}
+
+/// The load generator measures its own cost over the measured window, per request, so
+/// a report can hold it beside the server's: an open and a closed loop both say it.
+#[test]
+fn the_client_reports_its_own_cost_per_request() {
+    let addr = line_server(|_, _| "55".into());
+    for rate in [None, Some(2_000.0)] {
+        let r = load(&LoadSpec {
+            rate,
+            pipeline: 2,
+            warmup: Duration::from_millis(50),
+            ..spec(
+                addr,
+                fib_mix(10),
+                4,
+                Stop::After(Duration::from_millis(400)),
+            )
+        });
+        let window = r
+            .client
+            .window
+            .expect("every thread's window opened and closed");
+        let cpu = r.client.cpu_us_per_request.unwrap();
+        assert!(window.cpu_s > 0.0 && cpu > 0.0, "{:?}", r.client);
+        let expected = window.cpu_s * 1e6 / r.requests_ok as f64;
+        assert!(
+            (cpu - expected).abs() <= 0.001 + expected * 1e-6,
+            "{cpu} vs {expected}"
+        );
+        assert!(r.client.sleeps_per_request.is_some());
+        assert!(report::render_text(&r).contains("client per request:"));
+        let json: serde_json::Value = serde_json::from_str(&report::render_json(&r)).unwrap();
+        assert!(json["client"]["cpu_us_per_request"].as_f64().unwrap() > 0.0);
+    }
 }

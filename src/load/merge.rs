@@ -183,10 +183,18 @@ pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
         classes,
         per_connection,
         per_second,
-        client: super::report::ClientCost {
-            likely_bottleneck: reports.iter().any(|r| r.client.likely_bottleneck),
+        client: super::report::ClientCost::new(
             thread_busy,
-        },
+            reports.iter().any(|r| r.client.likely_bottleneck),
+            // Exact: the agents' windows summed, over all their replies.
+            match reports.iter().all(|r| r.client.window.is_some()) {
+                true => Some(super::stats::ThreadCost::sum(
+                    reports.iter().filter_map(|r| r.client.window.as_ref()),
+                )),
+                false => None,
+            },
+            requests_ok,
+        ),
         notes,
         segment: None,
         started_unix_s: start.is_finite().then_some(start),
@@ -311,10 +319,17 @@ mod tests {
                     errors: 0,
                 }],
             }],
-            client: super::super::report::ClientCost {
-                thread_busy: vec![0.5],
-                likely_bottleneck: false,
-            },
+            // 10 µs of client CPU and one sleep per reply, in each agent.
+            client: super::super::report::ClientCost::new(
+                vec![0.5],
+                false,
+                Some(crate::load::ThreadCost {
+                    cpu_s: samples.len() as f64 * 10e-6,
+                    sleeps: samples.len() as u64,
+                    preempted: 0,
+                }),
+                samples.len() as u64,
+            ),
             notes: Vec::new(),
             segment: Some(segment.into()),
             started_unix_s: Some(started),
@@ -341,6 +356,9 @@ mod tests {
         assert_eq!(merged.connections, 4);
         assert_eq!(merged.per_connection, [1000, 0]);
         assert_eq!(merged.merged_from, 2);
+        // The client's cost: the agents' windows summed, over all their replies.
+        assert_eq!(merged.client.cpu_us_per_request, Some(10.0));
+        assert_eq!(merged.client.sleeps_per_request, Some(1.0));
         let avg_p99 = (a.classes[0].latency_us.p99 + b.classes[0].latency_us.p99) / 2;
         assert_ne!(merged.classes[0].latency_us.p99, avg_p99);
     }

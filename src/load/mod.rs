@@ -56,7 +56,7 @@ use std::time::{Duration, Instant, SystemTime};
 pub use spec::{
     Agent, Edge, Hooks, LoadSpec, OnReply, Segment, SpecError, Stop, Tick, WINDOW_END_MARGIN,
 };
-pub use stats::{HistogramError, decode_histogram, encode_histogram};
+pub use stats::{HistogramError, ThreadCost, decode_histogram, encode_histogram};
 
 use report::Report;
 use stats::{Shared, ThreadStats};

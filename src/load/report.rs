@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::spec::{LoadSpec, Stop};
 pub use super::stats::Errors;
+pub use super::stats::ThreadCost;
 use super::stats::{ThreadStats, encode_histogram, histogram, widen};
 
 /// Version of the JSON layout below; bumped on any incompatible change.
@@ -145,6 +146,41 @@ pub struct ClientCost {
     /// True when a thread was busy over 90% without `--spin`: the client, not the
     /// server, may be what limits the figures.
     pub likely_bottleneck: bool,
+    /// What the client's threads spent over the measured window, summed
+    /// (`getrusage(RUSAGE_THREAD)` as the window opened and as sending stopped);
+    /// `None` where a thread's window did not both open and close.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<ThreadCost>,
+    /// `window`'s CPU per correct reply, µs: the load generator's own cost of one
+    /// request, to hold beside the server's (a client that costs more than the server
+    /// it measures cannot rank servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_us_per_request: Option<f64>,
+    /// `window`'s sleeps (the client blocked and was woken) per correct reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleeps_per_request: Option<f64>,
+}
+
+impl ClientCost {
+    /// The client's cost of `requests` correct replies over `window`.
+    pub fn new(
+        thread_busy: Vec<f64>,
+        likely_bottleneck: bool,
+        window: Option<ThreadCost>,
+        requests: u64,
+    ) -> ClientCost {
+        let per = |x: f64| (requests > 0).then(|| (x / requests as f64 * 1000.0).round() / 1000.0);
+        ClientCost {
+            thread_busy,
+            likely_bottleneck,
+            cpu_us_per_request: window.and_then(|w| per(w.cpu_s * 1e6)),
+            sleeps_per_request: window.and_then(|w| per(w.sleeps as f64)),
+            window: window.map(|w| ThreadCost {
+                cpu_s: (w.cpu_s * 1e6).round() / 1e6,
+                ..w
+            }),
+        }
+    }
 }
 
 /// The human summary, in the spirit of wrk and oha.
@@ -233,6 +269,12 @@ pub fn render_text(r: &Report) -> String {
         .map(|b| format!("{:.0}%", b * 100.0))
         .collect();
     let _ = writeln!(out, "\n  client CPU per thread: {}", busy.join(" "));
+    if let (Some(cpu), Some(sleeps)) = (r.client.cpu_us_per_request, r.client.sleeps_per_request) {
+        let _ = writeln!(
+            out,
+            "  client per request: {cpu:.1} µs CPU, {sleeps:.2} sleeps (its threads, over the measured window)"
+        );
+    }
     for note in &r.notes {
         let _ = writeln!(out, "  note: {note}");
     }
@@ -526,10 +568,17 @@ impl Report {
                         .collect(),
                 })
                 .collect(),
-            client: ClientCost {
+            client: ClientCost::new(
                 thread_busy,
                 likely_bottleneck,
-            },
+                match stats.iter().all(|s| s.window.is_some()) && !stats.is_empty() {
+                    true => Some(ThreadCost::sum(
+                        stats.iter().filter_map(|s| s.window.as_ref()),
+                    )),
+                    false => None,
+                },
+                requests_ok,
+            ),
             notes,
             segment: spec.agent.map(|a| a.segment.to_string()),
             started_unix_s: None,

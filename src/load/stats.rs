@@ -101,6 +101,55 @@ pub struct ThreadStats {
     pub unfinished: u64,
     /// Open loop: requests that fell due but were never sent.
     pub missed: u64,
+    /// What this thread spent over the measured window (read as it opened and as
+    /// sending stopped); `None` where the window did not both open and close.
+    pub window: Option<ThreadCost>,
+}
+
+/// What load threads spent over the measured window, summed: the client's side of a
+/// request's cost (`getrusage(RUSAGE_THREAD)`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ThreadCost {
+    /// CPU time, user and system, seconds.
+    pub cpu_s: f64,
+    /// Voluntary context switches: the thread blocked (in `epoll_wait`) and was woken.
+    pub sleeps: u64,
+    /// Involuntary context switches: the thread was preempted.
+    pub preempted: u64,
+}
+
+impl ThreadCost {
+    /// The calling thread's totals so far; `None` where the kernel cannot say.
+    pub fn of_this_thread() -> Option<ThreadCost> {
+        use nix::sys::resource::{UsageWho, getrusage};
+        let usage = getrusage(UsageWho::RUSAGE_THREAD).ok()?;
+        let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        Some(ThreadCost {
+            cpu_s: seconds(usage.user_time()) + seconds(usage.system_time()),
+            sleeps: usage.voluntary_context_switches() as u64,
+            preempted: usage.involuntary_context_switches() as u64,
+        })
+    }
+
+    /// What was spent between `earlier` and `self`.
+    pub fn since(&self, earlier: &ThreadCost) -> ThreadCost {
+        ThreadCost {
+            cpu_s: (self.cpu_s - earlier.cpu_s).max(0.0),
+            sleeps: self.sleeps.saturating_sub(earlier.sleeps),
+            preempted: self.preempted.saturating_sub(earlier.preempted),
+        }
+    }
+
+    /// The sum of `costs`.
+    pub fn sum<'a>(costs: impl IntoIterator<Item = &'a ThreadCost>) -> ThreadCost {
+        costs
+            .into_iter()
+            .fold(ThreadCost::default(), |a, c| ThreadCost {
+                cpu_s: a.cpu_s + c.cpu_s,
+                sleeps: a.sleeps + c.sleeps,
+                preempted: a.preempted + c.preempted,
+            })
+    }
 }
 
 #[allow(
@@ -183,6 +232,7 @@ impl ThreadStats {
             stopped_sending: None,
             gave_up: false,
             unfinished: 0,
+            window: None,
             missed: 0,
         }
     }

@@ -17,7 +17,7 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 
 use super::mix::Reply;
 use super::spec::{LoadSpec, OnReply, Stop};
-use super::stats::{Latency, Outcome, Shared, ThreadStats, histogram};
+use super::stats::{Latency, Outcome, Shared, ThreadCost, ThreadStats, histogram};
 use crate::cpu;
 
 mod lifecycle;
@@ -72,6 +72,8 @@ pub struct Worker {
     exhausted: bool,
     /// Seconds below this are published to `Shared::published`.
     published_to: usize,
+    /// This thread's cost when the measured window opened.
+    window_open: Option<ThreadCost>,
     cpu: Option<usize>,
 }
 
@@ -135,6 +137,7 @@ impl Worker {
             stats: ThreadStats::new(classes),
             exhausted: false,
             published_to: 0,
+            window_open: None,
             cpu: spec
                 .cpus
                 .as_ref()
@@ -181,7 +184,16 @@ impl Worker {
                 return Ok(());
             }
             let sending = !self.exhausted && self.end.is_none_or(|end| now < end);
+            if self.window_open.is_none() && now >= self.measure_start && sending {
+                self.window_open = ThreadCost::of_this_thread();
+            }
             if !sending {
+                if self.stats.stopped_sending.is_none()
+                    && let (Some(open), Some(close)) =
+                        (self.window_open, ThreadCost::of_this_thread())
+                {
+                    self.stats.window = Some(close.since(&open));
+                }
                 if self.stats.stopped_sending.is_none() {
                     self.count_unsent_slots();
                 }

@@ -201,9 +201,43 @@ pub(crate) mod tests {
                 sleeps: p99 as f64 / 1200.0,
                 preempted: 0.0,
             }),
+            client: None,
             verdict,
             histogram: String::new(),
         }
+    }
+
+    #[test]
+    fn a_step_whose_client_spent_more_than_the_server_is_marked() {
+        let cost = |cpu_us| {
+            Some(RequestCost {
+                cpu_us,
+                sleeps: 1.0,
+                preempted: 0.0,
+            })
+        };
+        let lean = KneeStep {
+            client: cost(2.5),
+            ..step(1000.0, 1000.0, 100, StepVerdict::Sustained)
+        };
+        let heavy = KneeStep {
+            client: cost(9.0),
+            ..lean.clone()
+        };
+        assert_eq!(
+            server_cell(&lean),
+            "5.0 µs CPU, 0.08 sleeps, 0.00 preempted; client 2.5 µs CPU, 1.00 sleeps"
+        );
+        assert!(server_cell(&heavy).ends_with("client 9.0 µs CPU, 1.00 sleeps ¤"));
+        let sweep = KneeSweep {
+            regime: String::new(),
+            row: "epoll".into(),
+            workload: "n=1".into(),
+            steps: vec![heavy],
+            ended: String::new(),
+        };
+        assert!(client_note(&[&sweep]).contains("¤ where it spent more CPU"));
+        assert_eq!(client_note(&[]), "");
     }
 
     /// A server that sustains up to `capacity` req/s with a p99 of 100 µs, and a client

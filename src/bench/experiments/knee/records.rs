@@ -85,6 +85,9 @@ pub struct KneeStep {
     /// What the server spent per request in this step, where its process could be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<RequestCost>,
+    /// What the load generator's own threads spent per request over the same window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<RequestCost>,
     pub verdict: StepVerdict,
     /// Every request's latency from when it was due, HdrHistogram V2+DEFLATE, base64.
     pub histogram: String,
@@ -107,6 +110,23 @@ pub struct RequestCost {
 }
 
 impl RequestCost {
+    /// The load generator's `window` spread over `requests` (`None` when none were
+    /// answered).
+    pub fn of_client(window: &crate::load::ThreadCost, requests: u64) -> Option<RequestCost> {
+        let work = crate::process::Work {
+            cpu_ns: (window.cpu_s * 1e9).round() as u64,
+            sleeps: window.sleeps,
+            preempted: window.preempted,
+        };
+        RequestCost::of(&work, requests)
+    }
+
+    /// True when the client spent more CPU on a request than the server did: the
+    /// figures measure the load generator as much as the server.
+    pub fn client_costs_more(server: Option<RequestCost>, client: Option<RequestCost>) -> bool {
+        matches!((server, client), (Some(s), Some(c)) if c.cpu_us > s.cpu_us)
+    }
+
     /// `work` spread over `requests` (`None` when none were answered).
     pub fn of(work: &crate::process::Work, requests: u64) -> Option<RequestCost> {
         if requests == 0 {

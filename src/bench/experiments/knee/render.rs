@@ -59,6 +59,35 @@ pub(super) fn ranked<'a>(
     crate::bench::ranking::rank_by(sweeps, |s| s.knee().map(|x| x.offered_rps))
 }
 
+/// The knee step's server cost, and the load generator's beside it where recorded
+/// (`¤` where the client spent more CPU on a request than the server).
+pub(super) fn server_cell(step: &KneeStep) -> String {
+    let server = step.server.map_or("-".into(), |c| c.describe());
+    match step.client {
+        None => server,
+        Some(client) => format!(
+            "{server}; client {:.1} µs CPU, {:.2} sleeps{}",
+            client.cpu_us,
+            client.sleeps,
+            match RequestCost::client_costs_more(step.server, step.client) {
+                true => " ¤",
+                false => "",
+            }
+        ),
+    }
+}
+
+/// What the client column means, said once where any step recorded it.
+pub(super) fn client_note(sweeps: &[&KneeSweep]) -> String {
+    let recorded = sweeps
+        .iter()
+        .any(|s| s.steps.iter().any(|x| x.client.is_some()));
+    match recorded {
+        false => String::new(),
+        true => " Client: what the load generator's own threads spent per request over the same window (`getrusage` per thread); ¤ where it spent more CPU than the server, so the step measures the client as much as the server.".into(),
+    }
+}
+
 pub(super) fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
     let mut out = Vec::new();
     let peer = |row: &str| match r.is_peer(row) {
@@ -85,7 +114,8 @@ pub(super) fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
                 slo_text(w),
                 LIGHT_LOAD * 100.0,
                 k.connections
-            ) + &floor_noise(k, &w.label).map_or(String::new(), |n| format!(" {n}")),
+            ) + &floor_noise(k, &w.label).map_or(String::new(), |n| format!(" {n}"))
+                + &client_note(&sweeps),
             header: [
                 "model",
                 "sustained req/s",
@@ -131,8 +161,7 @@ pub(super) fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
                         figure(|x| x.p99_9_us as f64),
                         capacity.map_or("-".into(), thousands),
                         share,
-                        knee.and_then(|x| x.server)
-                            .map_or("-".into(), |c| c.describe()),
+                        knee.map_or("-".into(), server_cell),
                         s.steps.len().to_string(),
                         ended,
                     ]

@@ -28,6 +28,11 @@ pub(super) fn measure_step(
         .server
         .and_then(|(work, replies)| RequestCost::of(&work, replies));
     let report = measured.report;
+    let client = report
+        .client
+        .window
+        .as_ref()
+        .and_then(|w| RequestCost::of_client(w, report.requests_ok));
     let merged = merged_histogram(report.classes.iter().map(|c| c.histogram.as_str()));
     let at = |q: f64| merged.as_ref().map_or(0, |h| h.value_at_quantile(q));
     let (p50_us, p99_us, p99_9_us) = (at(0.5), at(0.99), at(0.999));
@@ -55,6 +60,7 @@ pub(super) fn measure_step(
         client_busy: (client_busy * 1000.0).round() / 1000.0,
         missed: report.missed,
         server,
+        client,
         verdict: judge(
             rate,
             report.throughput_rps,
