@@ -441,6 +441,12 @@ impl Worker {
                 Ok(n) => {
                     self.conns[i].read_buf.extend_from_slice(&scratch[..n]);
                     self.take_lines(i);
+                    // A short read emptied the socket's queue: what arrives later is a
+                    // new edge, so the read that would only say EAGAIN is saved (one
+                    // system call per reply).
+                    if n < scratch.len() {
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
