@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::spec::{LoadSpec, Stop};
 pub use super::stats::Errors;
 pub use super::stats::ThreadCost;
+pub use text::render_text;
+
+mod text;
 use super::stats::{ThreadStats, encode_histogram, histogram, widen};
 
 /// Version of the JSON layout below; bumped on any incompatible change.
@@ -181,104 +184,6 @@ impl ClientCost {
             }),
         }
     }
-}
-
-/// The human summary, in the spirit of wrk and oha.
-pub fn render_text(r: &Report) -> String {
-    let mut out = String::new();
-    let mode = match r.rate {
-        Some(rate) => format!("open loop at {rate:.0} req/s"),
-        None => format!("closed loop, {} in flight per connection", r.pipeline),
-    };
-    let pinning = match &r.cpus {
-        Some(cpus) => format!("pinned to CPUs {cpus:?}"),
-        None => "unpinned".to_string(),
-    };
-    let _ = writeln!(
-        out,
-        "fiblab load {}: {mode}, {} connections, {} threads{}, {pinning}",
-        r.target,
-        r.connections,
-        r.threads,
-        if r.spin { ", spinning" } else { "" }
-    );
-    let _ = writeln!(
-        out,
-        "  {:.2} s measured after {:.2} s warm-up: {} ok, {} failed, {:.0} req/s",
-        r.measured_s,
-        r.warmup_s,
-        r.requests_ok,
-        r.errors.failed_requests(),
-        r.throughput_rps
-    );
-    let e = &r.errors;
-    if e.total() > 0 {
-        let _ = writeln!(
-            out,
-            "  errors: failed connection attempts {}, requests lost to a reset {}, timeouts {}, ERR replies {}, wrong replies {}",
-            e.connect, e.reset, e.timeout, e.err_reply, e.wrong
-        );
-    }
-    if r.missed > 0 || r.unfinished > 0 {
-        let _ = writeln!(
-            out,
-            "  not sent though due (open loop): {}; in flight at the end: {}",
-            r.missed, r.unfinished
-        );
-    }
-    let _ = writeln!(
-        out,
-        "\n  latency (µs)          {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "p50", "p90", "p99", "p99.9", "p99.99", "max", "ok"
-    );
-    let row = |out: &mut String, label: &str, p: &Percentiles, ok: u64| {
-        let _ = writeln!(
-            out,
-            "  {label:<21} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            p.p50, p.p90, p.p99, p.p99_9, p.p99_99, p.max, ok
-        );
-    };
-    for c in &r.classes {
-        if r.rate.is_some() {
-            row(
-                &mut out,
-                &format!("{} (intended)", c.label),
-                &c.latency_us,
-                c.requests_ok,
-            );
-            row(
-                &mut out,
-                &format!("{} (sent)", c.label),
-                &c.latency_sent_us,
-                c.requests_ok,
-            );
-        } else {
-            row(&mut out, &c.label, &c.latency_us, c.requests_ok);
-        }
-    }
-    if r.rate.is_some() {
-        let _ = writeln!(
-            out,
-            "  (intended: from when the request was due, corrected for coordinated omission;\n   sent: from when it was written)"
-        );
-    }
-    let busy: Vec<String> = r
-        .client
-        .thread_busy
-        .iter()
-        .map(|b| format!("{:.0}%", b * 100.0))
-        .collect();
-    let _ = writeln!(out, "\n  client CPU per thread: {}", busy.join(" "));
-    if let (Some(cpu), Some(sleeps)) = (r.client.cpu_us_per_request, r.client.sleeps_per_request) {
-        let _ = writeln!(
-            out,
-            "  client per request: {cpu:.1} µs CPU, {sleeps:.2} sleeps (its threads, over the measured window)"
-        );
-    }
-    for note in &r.notes {
-        let _ = writeln!(out, "  note: {note}");
-    }
-    out
 }
 
 /// The per-second series: `second,class,requests_ok,p99_us,errors`.
@@ -618,25 +523,4 @@ fn percentiles(h: &Histogram<u64>) -> Percentiles {
 }
 
 #[cfg(test)]
-mod percentile_tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_of_an_empty_histogram_are_zero() {
-        assert_eq!(percentiles(&histogram(3)), Percentiles::default());
-        let mut h = histogram(3);
-        for v in 1..=100 {
-            h.record(v).unwrap();
-        }
-        let p = percentiles(&h);
-        assert_eq!((p.min, p.p50, p.p99, p.max), (1, 50, 99, 100));
-        let mut coarse = histogram(3);
-        coarse.record(123_456).unwrap();
-        let p = exact(percentiles(&coarse), Some((123_456, 123_456)));
-        assert_eq!(
-            (p.min, p.max),
-            (123_456, 123_456),
-            "not the bucket's bounds"
-        );
-    }
-}
+mod percentile_tests;

@@ -549,48 +549,6 @@ impl Worker {
         }
         self.published_to = until;
     }
-
-    /// How long to wait for replies once sending has stopped: an exact count waits
-    /// for every reply (up to the timeout). A timed run's figures end at its end, but
-    /// its connections close only once the replies still on the wire are in (up to a
-    /// second): closing on an unread reply sends the server a reset, and some servers
-    /// (the seeds' aserver.py, one_server.py) die of one.
-    fn drain(&self) -> Duration {
-        match self.spec.stop {
-            Stop::Requests(_) => self.spec.timeout,
-            Stop::After(_) => self.spec.timeout.min(Duration::from_secs(1)),
-        }
-    }
-
-    /// The earliest moment the loop must act without being woken by a socket.
-    fn next_deadline(&self, now: Instant, sending: bool) -> Instant {
-        let mut wake = now + Duration::from_millis(100);
-        if let Some(end) = self.end {
-            wake = wake.min(end.max(now));
-        }
-        if let Some(stopped) = self.stats.stopped_sending {
-            wake = wake.min(stopped + self.drain());
-        }
-        for conn in &self.conns {
-            if let Some(retry) = conn.retry_at {
-                wake = wake.min(retry);
-            }
-            if let Some(deadline) = conn.connecting {
-                wake = wake.min(deadline);
-            }
-            if let Some(oldest) = conn.in_flight.front() {
-                wake = wake.min(oldest.sent + self.spec.timeout);
-            }
-            if sending
-                && self.interval.is_some()
-                && conn.stream.is_some()
-                && conn.in_flight.len() < self.spec.pipeline.max(1)
-            {
-                wake = wake.min(conn.next_due);
-            }
-        }
-        wake
-    }
 }
 
 trait RawTimer {
