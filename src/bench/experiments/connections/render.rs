@@ -285,12 +285,7 @@ pub(super) fn tables(r: &BenchReport, c: &ConnectionRecords) -> (Vec<Table>, Vec
             .collect(),
     });
 
-    let most = c
-        .records
-        .iter()
-        .flat_map(|x| x.active.iter().map(|a| a.clients))
-        .max()
-        .unwrap_or(1);
+    let most = most_active(c);
     if most > 1 {
         tables.push(Table {
             title: format!("{most} active clients among the idle ones: fib({}) reply time p50 / p99 / p99.9, µs (requests per second)", c.n),
@@ -384,13 +379,17 @@ pub(super) fn tick(value: f64) -> String {
     }
 }
 
-pub(super) fn plots(r: &BenchReport, c: &ConnectionRecords) -> Result<Vec<Plot>, PlotError> {
-    let most = c
-        .records
+/// The most active clients any record measured (1 when none did).
+fn most_active(c: &ConnectionRecords) -> usize {
+    c.records
         .iter()
         .flat_map(|x| x.active.iter().map(|a| a.clients))
         .max()
-        .unwrap_or(1);
+        .unwrap_or(1)
+}
+
+pub(super) fn plots(r: &BenchReport, c: &ConnectionRecords) -> Result<Vec<Plot>, PlotError> {
+    let most = most_active(c);
     let ok = |a: &ActiveLoad| a.requests_ok > 0;
     let measures: Vec<(&str, String, &str, bool, Lines)> = vec![
         (
