@@ -80,4 +80,5 @@ pub mod seeds;
 pub mod server;
 pub mod service;
 pub mod shutdown;
+pub mod stats;
 pub mod units;

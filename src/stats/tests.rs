@@ -1,0 +1,192 @@
+//! Each method against reference values computed once with scipy 1.17.1 and
+//! statsmodels 0.15.0 (Python 3, 2026-12-04); the calls are in the comments.
+
+use super::*;
+
+fn close(got: f64, want: f64, tolerance: f64) {
+    assert!(
+        (got - want).abs() <= tolerance * want.abs().max(1e-12),
+        "got {got}, want {want}"
+    );
+}
+
+#[test]
+fn geometric_interval_matches_scipy() {
+    // m, s = log(a).mean(), log(a).std(ddof=1); t = scipy.stats.t.ppf(0.975, 2)
+    // exp(m -+ t * s / sqrt(3))
+    let i = Interval::of(&[84120.0, 81900.0, 86300.0]);
+    assert_eq!(i.estimate, 84120.0);
+    close(i.ci_low, 78795.35948539186, 1e-9);
+    close(i.ci_high, 89735.02740120502, 1e-9);
+    assert_eq!((i.n, i.ci_level), (3, LEVEL));
+    assert_eq!(i.text(crate::units::thousands), "84,120 [78,795–89,735]");
+}
+
+#[test]
+fn ratio_interval_and_p_match_welch_in_scipy() {
+    // r = scipy.stats.ttest_ind(log(a), log(b), equal_var=False)
+    // r.pvalue; exp(r.confidence_interval(0.95))
+    let a = [84120.0, 81900.0, 86300.0];
+    let b = [70100.0, 72500.0, 69800.0];
+    let d = Difference::of(&a, &b).unwrap();
+    close(d.p, 0.0010941559631476845, 1e-6);
+    close(d.ratio.ci_low, 1.1246543336400079, 1e-9);
+    close(d.ratio.ci_high, 1.254592292521257, 1e-9);
+    close(d.ratio.estimate, 84120.0 / 70100.0, 1e-12);
+    // Unequal sizes and spreads (df = 8.947 by Welch-Satterthwaite).
+    let x = [9.2, 10.1, 9.8, 10.4, 9.9, 10.0];
+    let y = [10.5, 11.2, 10.9, 11.5, 10.7];
+    let d = Difference::of(&x, &y).unwrap();
+    close(d.p, 0.0018002346439589157, 1e-6);
+    close(d.ratio.ci_low, 0.8567786463847149, 1e-9);
+    close(d.ratio.ci_high, 0.9519916251744623, 1e-9);
+}
+
+#[test]
+fn mann_whitney_matches_scipy_exact_and_asymptotic() {
+    // scipy.stats.mannwhitneyu(a, b).pvalue (method="auto")
+    let exact = mann_whitney(&[1., 2., 3., 4., 5.], &[6., 7., 8., 9., 10., 11.]);
+    close(exact, 0.004329004329004329, 1e-12);
+    let exact = mann_whitney(&[1.1, 2.5, 3.3, 4.0], &[2.0, 3.0, 5.5, 6.1]);
+    close(exact, 0.4857142857142857, 1e-12);
+    // Three against three can never reach 0.05: its smallest p.
+    close(mann_whitney(&[1., 2., 3.], &[4., 5., 6.]), 0.1, 1e-12);
+    let ties = mann_whitney(
+        &[1., 2., 2., 3., 3., 3., 4., 5., 9., 10.],
+        &[3., 4., 4., 5., 6., 6., 7., 8., 8., 12., 13.],
+    );
+    close(ties, 0.03665598273252322, 1e-9);
+    let a: Vec<f64> = (0..20).map(f64::from).collect();
+    let b: Vec<f64> = a.iter().map(|x| x + 7.5).collect();
+    close(mann_whitney(&a, &b), 0.0010140986852160438, 1e-9);
+    assert_eq!(mann_whitney(&[], &[1.0]), 1.0);
+}
+
+#[test]
+fn median_interval_matches_order_statistics() {
+    // scipy.stats.quantile_test(x, q=median, p=0.5).confidence_interval(0.95), and
+    // the coverage 1 - 2 * scipy.stats.binom.cdf(j - 1, n, 0.5)
+    let ten: Vec<f64> = (1..=10).map(f64::from).collect();
+    let i = median_interval(&ten, 0.95);
+    assert_eq!((i.ci_low, i.ci_high, i.estimate), (2.0, 9.0, 5.5));
+    close(i.ci_level, 0.978515625, 1e-12);
+    let twenty: Vec<f64> = (1..=20).map(f64::from).collect();
+    let i = median_interval(&twenty, 0.95);
+    assert_eq!((i.ci_low, i.ci_high), (6.0, 15.0));
+    close(i.ci_level, 0.9586105346679688, 1e-12);
+    // Too few for 95%: the range, at the coverage it has.
+    let i = median_interval(&[3.0, 1.0, 2.0], 0.95);
+    assert_eq!((i.ci_low, i.ci_high, i.estimate), (1.0, 3.0, 2.0));
+    close(i.ci_level, 0.75, 1e-12);
+    let i = median_interval(&[1., 2., 3., 4., 5., 6.], 0.95);
+    close(i.ci_level, 0.96875, 1e-12);
+}
+
+#[test]
+fn holm_matches_statsmodels() {
+    // statsmodels.stats.multitest.multipletests(p, method="holm")[1]
+    let got = holm(&[0.01, 0.04, 0.03, 0.005]);
+    for (g, w) in got.iter().zip([0.03, 0.06, 0.06, 0.02]) {
+        close(*g, w, 1e-12);
+    }
+    let got = holm(&[0.2, 0.001, 0.04, 0.03, 0.5]);
+    for (g, w) in got.iter().zip([0.4, 0.005, 0.12, 0.12, 0.5]) {
+        close(*g, w, 1e-12);
+    }
+}
+
+#[test]
+fn points_straddles_and_how_much_more_would_decide() {
+    let p = Interval::point(5.0);
+    assert!(!p.has_width());
+    assert_eq!(p.text(|x| format!("{x}")), "5");
+    assert_eq!(p.precision(), 0.0);
+    let i = Interval {
+        estimate: 1.10,
+        ci_low: 0.95,
+        ci_high: 1.25,
+        ci_level: LEVEL,
+        n: 3,
+    };
+    assert_eq!(i.side_of(1.0), None);
+    assert_eq!(i.side_of(0.9), Some(true));
+    assert_eq!(i.side_of(1.3), Some(false));
+    // Half-width 0.15 against a distance of 0.10: (0.15 / 0.10)^2 * 3 = 6.75 -> 7.
+    assert_eq!(i.samples_to_decide(1.0), Some(7));
+    assert_eq!(i.samples_to_decide(0.9), None);
+    close(i.precision(), 0.15 / 1.10, 1e-12);
+}
+
+#[test]
+fn a_cell_that_served_nothing_runs_its_interval_down_to_zero() {
+    let i = Interval::of(&[0.0, 1000.0, 1100.0]);
+    assert_eq!(i.estimate, 1000.0);
+    assert_eq!(i.ci_low, 0.0);
+    assert!(i.ci_high >= 1100.0);
+}
+
+/// Samples from one log-normal distribution (deterministic).
+fn draw(rng: &mut fastrand::Rng, n: usize, center: f64, sigma: f64) -> Vec<f64> {
+    (0..n)
+        .map(|_| {
+            // Box-Muller: one standard normal from two uniforms.
+            let (u1, u2) = (rng.f64().max(1e-300), rng.f64());
+            let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+            center * (sigma * z).exp()
+        })
+        .collect()
+}
+
+#[test]
+fn one_distribution_is_rarely_called_different_and_two_are_found() {
+    let mut rng = fastrand::Rng::with_seed(27);
+    let trials = 2000;
+    let (mut false_positives, mut covered) = (0, 0);
+    for _ in 0..trials {
+        let a = draw(&mut rng, 3, 1000.0, 0.1);
+        let b = draw(&mut rng, 3, 1000.0, 0.1);
+        let d = Difference::of(&a, &b).unwrap();
+        false_positives += usize::from(d.significant_at(d.p, a.len(), b.len()));
+        let i = Interval::of(&a);
+        covered += usize::from(i.ci_low <= 1000.0 && 1000.0 <= i.ci_high);
+    }
+    let rate = false_positives as f64 / trials as f64;
+    assert!(rate <= 0.07, "false positives {rate}");
+    let coverage = covered as f64 / trials as f64;
+    assert!(coverage >= 0.93, "coverage {coverage}");
+    // A 30% difference at 10% noise, three samples a side: found almost always.
+    let mut found = 0;
+    for _ in 0..trials {
+        let a = draw(&mut rng, 3, 1000.0, 0.1);
+        let b = draw(&mut rng, 3, 700.0, 0.1);
+        let d = Difference::of(&a, &b).unwrap();
+        found += usize::from(d.significant_at(d.p, 3, 3));
+    }
+    let power = found as f64 / trials as f64;
+    assert!(power >= 0.8, "power {power}");
+}
+
+#[test]
+fn tiers_group_what_the_data_cannot_separate() {
+    let rows = vec![
+        ("slow", vec![500.0, 510.0, 495.0]),
+        ("fast", vec![1000.0, 1010.0, 990.0]),
+        ("fast-too", vec![1005.0, 980.0, 1020.0]),
+        ("none", vec![]),
+    ];
+    let ranked = tiers(rows, |r| r.1.clone());
+    let got: Vec<(&str, Option<usize>)> = ranked.iter().map(|r| (r.item.0, r.tier)).collect();
+    assert_eq!(
+        got,
+        [
+            ("fast-too", Some(1)),
+            ("fast", Some(1)),
+            ("slow", Some(2)),
+            ("none", None)
+        ]
+    );
+    // Noise wider than the gap: one tier.
+    let rows = vec![("a", vec![900.0, 1300.0, 700.0]), ("b", vec![800.0, 1100.0, 1200.0])];
+    let ranked = tiers(rows, |r| r.1.clone());
+    assert!(ranked.iter().all(|r| r.tier == Some(1)));
+}
