@@ -45,6 +45,7 @@ pub fn inputs_for(
         n,
         clients,
         median_rps: 0.0,
+        throughput: crate::stats::Interval::point(0.0),
         spread: 0.0,
         p50_us: 0,
         p99_us: 0,
@@ -280,8 +281,11 @@ pub fn predicted(report: &BenchReport) -> Option<BenchReport> {
     let mut out = report.clone();
     // The GIL's figures have no cost model: claims that read them are not predicted.
     out.python = None;
+    // The rules read a cell's samples for its interval; a predicted cell has none.
+    out.samples.clear();
     for cell in &mut out.cells {
         cell.median_rps = predict(report, cell).and_then(|p| p.rps).unwrap_or(0.0);
+        cell.throughput = crate::stats::Interval::point(cell.median_rps);
     }
     let predicted_kept: Vec<Option<Kept>> =
         report.starvation.iter().map(|s| kept(report, s)).collect();

@@ -128,6 +128,10 @@ pub struct Cell {
     pub clients: usize,
     /// Median requests per second over the repetitions.
     pub median_rps: f64,
+    /// The same median with its confidence interval over the repetitions (each a server
+    /// process of its own; [`crate::stats::Interval::of`]), req/s.
+    #[serde(default)]
+    pub throughput: crate::stats::Interval,
     /// (max - min) / median of the requests per second.
     pub spread: f64,
     /// p50 and p99 latency, µs, of every repetition's requests together (histograms
@@ -367,6 +371,7 @@ pub fn aggregate(samples: &[Sample]) -> Vec<Cell> {
                 n,
                 clients,
                 median_rps,
+                throughput: crate::stats::Interval::of(&rps),
                 spread: (spread * 1000.0).round() / 1000.0,
                 p50_us: percentile(0.5, |s| s.p50_us),
                 p99_us: percentile(0.99, |s| s.p99_us),
@@ -442,6 +447,9 @@ pub enum Verdict {
     Contradicts,
     DoesNotApply,
     NotMeasured,
+    /// The interval of the figure the rule rests on straddles its threshold: this run
+    /// cannot tell; the evidence says how many repetitions would.
+    Undecided,
     /// The regimes disagree: see [`Finding::by_regime`].
     DependsOnRegime,
 }
@@ -453,6 +461,7 @@ impl Verdict {
             Verdict::Contradicts => "contradicts",
             Verdict::DoesNotApply => "does not apply",
             Verdict::NotMeasured => "not measured",
+            Verdict::Undecided => "undecided at this precision",
             Verdict::DependsOnRegime => "depends on the regime",
         }
     }

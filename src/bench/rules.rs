@@ -5,6 +5,7 @@
 //! written by hand into a report: change the measurements and the verdicts follow.
 
 use super::results::{BenchReport, Finding, Table, Verdict};
+use crate::stats::{Difference, Interval};
 
 /// A ratio as every table and finding prints it: two decimals (1.0946 -> `1.09`), so a
 /// figure reads the same wherever it appears.
@@ -19,6 +20,114 @@ pub fn rps(r: &BenchReport, variant: &str, n: u32, clients: usize) -> Option<f64
         .find(|c| c.variant == variant && c.n == n && c.clients == clients)
         .map(|c| c.median_rps)
         .filter(|&v| v > 0.0)
+}
+
+/// The throughput samples of a cell, one per repetition (each a server process of its
+/// own), in the regime of the first cell that matches; the cell's median alone where the
+/// report kept no samples (a predicted view). Empty when the cell is missing or served
+/// nothing.
+pub fn samples(r: &BenchReport, variant: &str, n: u32, clients: usize) -> Vec<f64> {
+    let Some(cell) = r
+        .cells
+        .iter()
+        .find(|c| c.variant == variant && c.n == n && c.clients == clients)
+        .filter(|c| c.median_rps > 0.0)
+    else {
+        return Vec::new();
+    };
+    let kept: Vec<f64> = r
+        .samples
+        .iter()
+        .filter(|s| {
+            s.regime == cell.regime && s.variant == variant && s.n == n && s.clients == clients
+        })
+        .map(|s| s.throughput_rps)
+        .collect();
+    match kept.is_empty() {
+        true => vec![cell.median_rps],
+        false => kept,
+    }
+}
+
+/// A cell's throughput with its interval ([`Interval::of`] its repetitions).
+pub fn throughput(r: &BenchReport, variant: &str, n: u32, clients: usize) -> Option<Interval> {
+    let s = samples(r, variant, n, clients);
+    (!s.is_empty()).then(|| Interval::of(&s))
+}
+
+/// Cell `a` against cell `b`, each `(variant, n, clients)`: the ratio of their throughputs
+/// with its interval and p-value ([`Difference::of`]).
+pub fn versus(r: &BenchReport, a: (&str, u32, usize), b: (&str, u32, usize)) -> Option<Difference> {
+    Difference::of(&samples(r, a.0, a.1, a.2), &samples(r, b.0, b.1, b.2))
+}
+
+/// A ratio as the reports print it with its interval: `1.30 [1.12–1.50]`.
+pub fn ratio_ci(x: &Interval) -> String {
+    x.text(ratio)
+}
+
+/// Whether `holds` is true of the whole interval (`Some(true)`), of none of it
+/// (`Some(false)`), or the interval straddles the rule's threshold (`None`). `holds` is
+/// a threshold or a range over the figure: it is asked at both ends and the estimate.
+pub fn decide(x: &Interval, holds: impl Fn(f64) -> bool) -> Option<bool> {
+    let at = [x.ci_low, x.estimate, x.ci_high].map(&holds);
+    match at {
+        [true, true, true] => Some(true),
+        [false, false, false] => Some(false),
+        _ => None,
+    }
+}
+
+/// Several parts of one rule, each decided or not (Kleene's three-valued "and"): false
+/// if any part is false, true if all are true, undecided otherwise.
+pub fn all(parts: &[Option<bool>]) -> Option<bool> {
+    match parts.contains(&Some(false)) {
+        true => Some(false),
+        false => parts.iter().copied().collect::<Option<Vec<bool>>>().map(|_| true),
+    }
+}
+
+/// The verdict of a rule that holds, does not, or cannot be told at this precision.
+pub fn verdict(decided: Option<bool>) -> Verdict {
+    decided.map_or(Verdict::Undecided, holds)
+}
+
+/// Why an interval leaves `holds` undecided, for the evidence: where the rule flips
+/// inside the interval and about how many repetitions of each cell would decide it (the
+/// interval's width shrinking as 1/sqrt(n)); empty when it is decided.
+pub fn undecided_why(x: &Interval, holds: impl Fn(f64) -> bool) -> String {
+    if decide(x, &holds).is_some() {
+        return String::new();
+    }
+    // The flip nearest the estimate: bisect towards whichever end disagrees with it.
+    let at_estimate = holds(x.estimate);
+    let far = match holds(x.ci_low) != at_estimate {
+        true => x.ci_low,
+        false => x.ci_high,
+    };
+    let (mut near, mut far) = (x.estimate, far);
+    for _ in 0..60 {
+        let mid = (near + far) / 2.0;
+        match holds(mid) == at_estimate {
+            true => near = mid,
+            false => far = mid,
+        }
+    }
+    let threshold = (near + far) / 2.0;
+    match x.samples_to_decide(threshold) {
+        Some(n) if n > 100 => format!(
+            " (undecided at this precision: the interval straddles {}; it sits so close that more than 100 repetitions would be needed)",
+            ratio(threshold)
+        ),
+        Some(n) => format!(
+            " (undecided at this precision: the interval straddles {}; about {n} repetitions would decide it)",
+            ratio(threshold)
+        ),
+        None => format!(
+            " (undecided at this precision: the interval straddles {})",
+            ratio(threshold)
+        ),
+    }
 }
 
 /// Light throughput kept during the heavy request.
@@ -93,24 +202,19 @@ impl Ratio<'_> {
         } else {
             format!("{clients} clients")
         };
-        match (rps(r, ma, n, clients), rps(r, mb, nb, cb)) {
-            (Some(x), Some(y)) => {
-                let ratio = x / y;
-                let verdict = if (self.holds)(ratio) {
-                    Verdict::Reproduces
-                } else {
-                    Verdict::Contradicts
-                };
-                let who = if clients == 1 {
-                    "1 client".to_string()
-                } else {
-                    format!("{clients} clients")
-                };
+        match (
+            rps(r, ma, n, clients),
+            rps(r, mb, nb, cb),
+            versus(r, (ma, n, clients), (mb, nb, cb)),
+        ) {
+            (Some(x), Some(y), Some(d)) => {
+                let decided = decide(&d.ratio, self.holds);
                 let evidence = format!(
-                    "n={n}, {who}: {la} {x:.0} req/s, {lb} {y:.0}: {}x",
-                    self::ratio(ratio)
+                    "n={n}, {who}: {la} {x:.0} req/s, {lb} {y:.0}: {}x{}",
+                    ratio_ci(&d.ratio),
+                    undecided_why(&d.ratio, self.holds)
                 );
-                finding(self.source, self.claim, verdict, evidence)
+                finding(self.source, self.claim, verdict(decided), evidence)
                     .reading(&[(ma, n, clients), (mb, nb, cb)])
             }
             _ => missing(

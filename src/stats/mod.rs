@@ -63,7 +63,7 @@ pub const MANN_WHITNEY_FROM: usize = 5;
 /// `ci_level` (the coverage the interval really has, 0-1: below [`LEVEL`] where too
 /// few samples allow no more; 0 for one sample, which has no interval) and `n` (the
 /// samples it rests on).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct Interval {
     pub estimate: f64,
     pub ci_low: f64,
@@ -185,7 +185,7 @@ impl Interval {
             return None;
         }
         let needed = self.n as f64 * (half / distance).powi(2);
-        Some((needed.ceil() as usize).max(self.n + 1))
+        Some((needed.min(1e6).ceil() as usize).max(self.n + 1))
     }
 }
 

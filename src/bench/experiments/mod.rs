@@ -139,6 +139,10 @@ fn merge(report: &BenchReport, per_regime: &[RegimeFindings], i: usize) -> Findi
     if decided.iter().any(|v| *v != Verdict::DoesNotApply) {
         decided.retain(|v| *v != Verdict::DoesNotApply);
     }
+    // Nor does one whose figures cannot tell: a regime that decides, decides.
+    if decided.iter().any(|v| *v != Verdict::Undecided) {
+        decided.retain(|v| *v != Verdict::Undecided);
+    }
     decided.dedup();
     finding.evidence = finding
         .by_regime

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::canvas::PlotError;
 use super::experiments::{self, EXPERIMENTS};
-use super::results::{BenchReport, PlotLink, Table, Verdict, WIDE_SPREAD, plural, thousands};
+use super::results::{BenchReport, PlotLink, Table, Verdict, plural, thousands};
 use super::rules;
 
 /// What a report shows, in order, whatever the format.
@@ -135,22 +135,42 @@ fn summary(r: &BenchReport) -> Vec<String> {
         .iter()
         .flat_map(|&n| names.iter().map(move |regime| (n, regime)))
         .filter_map(|(n, regime)| {
-            let models = r
+            let models: Vec<&super::results::Cell> = r
                 .cells
                 .iter()
                 .filter(|c| c.n == n && c.clients == widest && &c.regime == regime)
                 .filter(|c| c.variant != super::results::FLOOR && !r.is_peer(&c.variant))
                 .collect();
-            super::ranking::best(models, |c| Some(c.median_rps)).map(|c| {
-                let in_regime = match names.len() {
-                    1 => String::new(),
-                    _ => format!(" in `{regime}`"),
-                };
-                format!(
-                    "n={n}{in_regime}: `{}` ({} req/s)",
-                    c.variant,
-                    thousands(c.median_rps)
-                )
+            let samples = |c: &&super::results::Cell| -> Vec<f64> {
+                r.samples
+                    .iter()
+                    .filter(|s| {
+                        s.regime == c.regime
+                            && s.variant == c.variant
+                            && s.n == c.n
+                            && s.clients == c.clients
+                    })
+                    .map(|s| s.throughput_rps)
+                    .collect()
+            };
+            let ranked = crate::stats::tiers(models, samples);
+            let first: Vec<&crate::stats::Ranked<&super::results::Cell>> =
+                ranked.iter().filter(|t| t.tier == Some(1)).collect();
+            let leader = first.first()?;
+            let in_regime = match names.len() {
+                1 => String::new(),
+                _ => format!(" in `{regime}`"),
+            };
+            let named: Vec<String> = first.iter().map(|t| format!("`{}`", t.item.variant)).collect();
+            let figure = leader
+                .estimate
+                .map_or(String::new(), |i| i.text(thousands));
+            Some(match named.len() {
+                1 => format!("n={n}{in_regime}: {} ({figure} req/s)", named[0]),
+                k => format!(
+                    "n={n}{in_regime}: {} ({k} models the repetitions cannot separate; the first {figure} req/s)",
+                    named.join(", ")
+                ),
             })
         })
         .collect();
@@ -189,8 +209,9 @@ fn summary(r: &BenchReport) -> Vec<String> {
             ),
         };
         lines.push(format!(
-            "Contradicted{regimes}: {}{depends}; not applicable without a GIL: {}; not measured: {}.",
+            "Contradicted{regimes}: {}{depends}; undecided at this run's precision: {}; not applicable without a GIL: {}; not measured: {}.",
             listed(sources(Verdict::Contradicts)),
+            listed(sources(Verdict::Undecided)),
             listed(sources(Verdict::DoesNotApply)),
             listed(sources(Verdict::NotMeasured))
         ));
@@ -284,7 +305,7 @@ fn header_lines(r: &BenchReport) -> [String; 2] {
             r.command
         ),
         format!(
-            "Each cell: {}{}, {:.1} s measured after {:.1} s warm-up, {}. Throughput is the median of the repetitions (~ marks a spread over {:.0}%); latency percentiles are of all their requests together.",
+            "Each cell: {}{}, {:.1} s measured after {:.1} s warm-up, {}. Throughput is the median of the repetitions (each a server process of its own) with its {:.0}% confidence interval [low–high] (Student t over the repetitions' logarithms); a ratio's interval is Welch's, and a ranking puts models the repetitions cannot separate in one tier (Welch and Mann-Whitney, Holm-corrected). Latency percentiles are of all their requests together.",
             match r.rate {
                 None => "a closed loop of fib(n) requests".to_string(),
                 Some(rate) => format!(
@@ -301,7 +322,7 @@ fn header_lines(r: &BenchReport) -> [String; 2] {
             r.duration_s,
             r.warmup_s,
             repetitions(r),
-            WIDE_SPREAD * 100.0
+            crate::stats::LEVEL * 100.0,
         ),
     ]
 }
@@ -501,7 +522,7 @@ mod tests {
         r.repetitions = 2;
         assert!(repetitions(&r).starts_with("1 of the 2 repetitions asked"));
         assert!(
-            Document::of(&r).header[1].contains("latency percentiles are of all their requests")
+            Document::of(&r).header[1].contains("Latency percentiles are of all their requests")
         );
     }
 }

@@ -20,15 +20,20 @@ pub(super) fn findings(r: &BenchReport) -> Vec<Finding> {
         "seed 000, 总结 2",
         "CPU-bound, Go is tens of times faster than Python threads",
     );
-    out.push(match (rps(r, "threads", 20, 2), rps(r, "tokio", 20, 2)) {
-        (Some(t), Some(g)) => finding(
+    out.push(match versus(r, ("threads", 20, 2), ("tokio", 20, 2)) {
+        Some(d) => finding(
             source,
             claim,
             Verdict::DoesNotApply,
-            format!("no GIL in Rust: n=20, 2 clients: threads {t:.0} req/s, tokio {g:.0} ({:.2}x); the gap was Python's interpreter, not threads", t / g),
+            format!(
+                "no GIL in Rust: n=20, 2 clients: threads {:.0} req/s, tokio {:.0} ({}x); the gap was Python's interpreter, not threads",
+                rps(r, "threads", 20, 2).unwrap_or(0.0),
+                rps(r, "tokio", 20, 2).unwrap_or(0.0),
+                ratio_ci(&d.ratio)
+            ),
         )
         .reading(&[("threads", 20, 2), ("tokio", 20, 2)]),
-        _ => missing(source, claim, "threads and tokio at n=20 with 2 clients"),
+        None => missing(source, claim, "threads and tokio at n=20 with 2 clients"),
     });
 
     out.push(
@@ -46,15 +51,30 @@ pub(super) fn findings(r: &BenchReport) -> Vec<Finding> {
         "seed 000, 总结 4",
         "CPU-bound, processes gain from a second client and threads do not (the GIL)",
     );
-    out.push(match (rps(r, "threads", 20, 1), rps(r, "threads", 20, 2), rps(r, "procpool", 20, 1), rps(r, "procpool", 20, 2)) {
-        (Some(t1), Some(t2), Some(p1), Some(p2)) => {
-            let (threads_gain, procs_gain) = (t2 / t1, p2 / p1);
-            let verdict = if threads_gain < 1.2 && procs_gain >= 1.2 { Verdict::Reproduces } else { Verdict::Contradicts };
+    let gain = |model: &str| versus(r, (model, 20, 2), (model, 20, 1));
+    out.push(match (gain("threads"), gain("procpool")) {
+        (Some(threads), Some(procs)) => {
+            let (threads_flat, procs_gain) = (|x: f64| x < 1.2, |x: f64| x >= 1.2);
+            let decided = all(&[
+                decide(&threads.ratio, threads_flat),
+                decide(&procs.ratio, procs_gain),
+            ]);
+            let figure = |model: &str, c: usize| rps(r, model, 20, c).unwrap_or(0.0);
             finding(
                 source,
                 claim,
-                verdict,
-                format!("n=20, 1 -> 2 clients: threads x{threads_gain:.2} ({t1:.0} -> {t2:.0}), procpool x{procs_gain:.2} ({p1:.0} -> {p2:.0})"),
+                verdict(decided),
+                format!(
+                    "n=20, 1 -> 2 clients: threads x{}{} ({:.0} -> {:.0}), procpool x{}{} ({:.0} -> {:.0})",
+                    ratio_ci(&threads.ratio),
+                    undecided_why(&threads.ratio, threads_flat),
+                    figure("threads", 1),
+                    figure("threads", 2),
+                    ratio_ci(&procs.ratio),
+                    undecided_why(&procs.ratio, procs_gain),
+                    figure("procpool", 1),
+                    figure("procpool", 2),
+                ),
             )
             .reading(&[("threads", 20, 1), ("threads", 20, 2), ("procpool", 20, 1), ("procpool", 20, 2)])
         }

@@ -30,10 +30,12 @@ use crate::bench::canvas::{
 };
 use crate::bench::predict::{Check, THRESHOLD, label, predict, score};
 use crate::bench::results::{
-    BenchReport, FLOOR, Finding, Plot, Sample, Table, Verdict, WIDE_SPREAD, aggregate, plural,
+    BenchReport, FLOOR, Finding, Plot, Sample, Table, Verdict, aggregate, plural,
     thousands,
 };
-use crate::bench::rules::{Ratio, finding, missing, ratio, rps};
+use crate::bench::rules::{
+    Ratio, all, decide, finding, missing, ratio, ratio_ci, rps, undecided_why, verdict, versus,
+};
 use crate::bench::scenario::Scenario;
 use crate::load::mix::{Class, Mix};
 use crate::load::{Hooks, LoadSpec};

@@ -24,7 +24,7 @@ pub(super) fn tables(r: &BenchReport) -> (Vec<Table>, Vec<String>) {
             variants.push(&c.variant);
         }
     }
-    let (mut starved_note, mut queued_note, mut noisy_note) = (false, false, false);
+    let (mut starved_note, mut queued_note) = (false, false);
     let checks = crate::bench::predict::checks(r);
     let mut off_note = false;
     let widest = *clients.last().unwrap_or(&1);
@@ -52,17 +52,16 @@ pub(super) fn tables(r: &BenchReport) -> (Vec<Table>, Vec<String>) {
             for &c in &clients {
                 row.push(match cell(v, c) {
                     Some(cell) => {
-                        let mut text = thousands(cell.median_rps);
+                        let mut text = match cell.throughput.n {
+                            0 => thousands(cell.median_rps),
+                            _ => cell.throughput.text(thousands),
+                        };
                         if cell.starved && queues_clients(v) {
                             text.push_str(" ²");
                             queued_note = true;
                         } else if cell.starved {
                             text.push_str(" ¹");
                             starved_note = true;
-                        }
-                        if cell.spread > WIDE_SPREAD {
-                            text.push_str(" ~");
-                            noisy_note = true;
                         }
                         text
                     }
@@ -86,9 +85,12 @@ pub(super) fn tables(r: &BenchReport) -> (Vec<Table>, Vec<String>) {
             match cell(v, widest) {
                 Some(cell) => {
                     row.push(format!("{} / {}", cell.p50_us, cell.p99_us));
-                    row.push(
-                        floor.map_or(String::new(), |f| ratio(cell.median_rps / f.median_rps)),
-                    );
+                    row.push(floor.map_or(String::new(), |f| {
+                        match (v != FLOOR).then(|| versus(r, (v, n, widest), (FLOOR, n, widest))).flatten() {
+                            Some(d) => ratio_ci(&d.ratio),
+                            None => ratio(cell.median_rps / f.median_rps),
+                        }
+                    }));
                 }
                 None => row.extend([String::new(), String::new()]),
             }
@@ -114,12 +116,6 @@ pub(super) fn tables(r: &BenchReport) -> (Vec<Table>, Vec<String>) {
             "² a client got no reply at all: it waited the whole cell in the pool's queue, every `--workers` worker holding another connection."
                 .into(),
         );
-    }
-    if noisy_note {
-        notes.push(format!(
-            "~ noisy: the repetitions spread over more than {:.0}% of the median.",
-            WIDE_SPREAD * 100.0
-        ));
     }
     if let Some(table) = misses(&checks) {
         tables.push(table);
@@ -202,6 +198,24 @@ pub(super) fn throughput(r: &BenchReport, n: u32, clients: &[usize]) -> Result<P
             chart
                 .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
                 .map_err(err)?;
+            // Each point's confidence interval, as a vertical error bar.
+            let bars = clients.iter().enumerate().filter_map(|(i, &c)| {
+                let cell = r
+                    .cells
+                    .iter()
+                    .find(|x| &x.variant == name && x.n == n && x.clients == c)
+                    .filter(|x| x.throughput.has_width() && x.throughput.ci_low > 0.0)?;
+                let x = i as f64;
+                Some(ErrorBar::new_vertical(
+                    x,
+                    cell.throughput.ci_low.max(lo),
+                    cell.median_rps,
+                    cell.throughput.ci_high.min(hi),
+                    color.stroke_width(1),
+                    6,
+                ))
+            });
+            chart.draw_series(bars).map_err(err)?;
         }
         legend(&legend_area, r, &series)?;
         root.present().map_err(err)?;
@@ -270,7 +284,7 @@ pub(super) fn throughput_bars(
     clients: &[usize],
 ) -> Result<Plot, PlotError> {
     let title = format!(
-        "fib({n}): requests per second, measured (bars) and predicted (ticks){}",
+        "fib({n}): requests per second, measured (bars, whiskers: 95% interval) and predicted (ticks){}",
         regime_suffix(r)
     );
     let rows: Vec<String> = series_colors(r).into_iter().map(|(v, _)| v).collect();
@@ -289,6 +303,7 @@ pub(super) fn throughput_bars(
         for &c in clients {
             if let Some(cell) = cell(v, c) {
                 values.push(cell.median_rps);
+                values.push(cell.throughput.ci_high);
                 values.extend(predict(r, cell).and_then(|p| p.rps));
             }
         }
@@ -355,6 +370,20 @@ pub(super) fn throughput_bars(
                         color.filled(),
                     )))
                     .map_err(err)?;
+                // The cell's confidence interval, as an error bar across the bar's end.
+                if cell.throughput.has_width() {
+                    let at = (y0 + y1) / 2.0;
+                    chart
+                        .draw_series(std::iter::once(ErrorBar::new_horizontal(
+                            at,
+                            cell.throughput.ci_low.max(lo),
+                            cell.median_rps,
+                            cell.throughput.ci_high.min(hi),
+                            BLACK.mix(0.6).stroke_width(1),
+                            8,
+                        )))
+                        .map_err(err)?;
+                }
                 if let Some(p) = predict(r, cell) {
                     let marks: Vec<f64> = match p.rps {
                         Some(point) => vec![point],
