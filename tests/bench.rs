@@ -141,7 +141,7 @@ fn fixture() -> BenchReport {
         errors: 0,
         histogram: String::new(),
     };
-    let samples = vec![
+    let base = vec![
         sample("floor", 1, 1, 40_000.0, false),
         sample("floor", 1, 2, 100_000.0, false),
         sample("single", 1, 1, 38_000.0, false),
@@ -159,6 +159,19 @@ fn fixture() -> BenchReport {
         sample("go", 20, 1, 18_000.0, false),
         sample("go", 20, 2, 35_000.0, false),
     ];
+    // Three repetitions of every cell, a few percent apart, so that every interval,
+    // ratio interval and tier has something to show.
+    let samples: Vec<Sample> = [1.0, 0.97, 1.04]
+        .iter()
+        .enumerate()
+        .flat_map(|(repetition, scale)| {
+            base.iter().map(move |s| Sample {
+                repetition,
+                throughput_rps: (s.throughput_rps * scale).round(),
+                ..s.clone()
+            })
+        })
+        .collect();
     BenchReport {
         scenario: "fixture".into(),
         about: "a fixed report".into(),
@@ -172,7 +185,7 @@ fn fixture() -> BenchReport {
         },
         duration_s: 1.0,
         warmup_s: 0.2,
-        repetitions: 1,
+        repetitions: 3,
         agents: 1,
         rate: None,
         cells: fiblab::bench::results::aggregate(&samples),
