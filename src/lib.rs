@@ -61,6 +61,7 @@ pub mod accept;
 pub mod bench;
 pub mod calibrate;
 pub mod client;
+pub mod compare;
 pub mod connection;
 pub mod cpu;
 pub mod demo;

@@ -34,6 +34,9 @@ enum Command {
     },
     /// Benchmark every model: the seeds' tables, measured on this machine.
     Bench(Box<cli::bench::BenchArgs>),
+    /// What changed between two runs: each cell of two bench (or load) reports, the
+    /// change with its interval and p-value; `--fail-on-regression 5%` gates a CI job.
+    Compare(cli::compare::CompareArgs),
     /// The machine's primitive costs: loopback round trips (one CPU, two, spinning),
     /// the cross-CPU wake-up, a pipe to a worker process, thread and process start,
     /// epoll and select, fib(n).
@@ -95,6 +98,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(args) => cli::bench::run(*args),
         Command::Load(args) => cli::load::run(*args),
         Command::Calibrate(args) => cli::calibrate::run(args),
+        Command::Compare(args) => cli::compare::run(args),
         Command::Perf1(args) => cli::clients::perf1(args),
         Command::Perf2(args) => cli::clients::perf2(args),
         Command::Soak(args) => cli::clients::soak(args),

@@ -44,6 +44,30 @@ pub fn parse_duration(text: &str) -> Result<Duration, ParseError> {
     Ok(duration)
 }
 
+/// A share given as `5%` or as a fraction `0.05`, returned as the fraction (0.05).
+/// Errors name the accepted forms; negative shares and fractions of 1 or more written
+/// without `%` are refused (100%, written so, is allowed).
+pub fn parse_percent(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let bad = || format!("'{text}': a share is a percentage like 5% or a fraction like 0.05");
+    let value = match text.strip_suffix('%') {
+        Some(number) => number.trim().parse::<f64>().map_err(|_| bad())? / 100.0,
+        None => {
+            let fraction = text.parse::<f64>().map_err(|_| bad())?;
+            if fraction >= 1.0 {
+                return Err(format!(
+                    "'{text}': as a fraction it must be under 1; write {text}% for a percentage"
+                ));
+            }
+            fraction
+        }
+    };
+    match value.is_finite() && value >= 0.0 {
+        true => Ok(value),
+        false => Err(bad()),
+    }
+}
+
 /// A whole number with thousands separators: `1234567.0` -> `1,234,567` (negative
 /// values print as 0: counts and rates only).
 pub fn thousands(value: f64) -> String {
@@ -226,6 +250,15 @@ mod tests {
             let d = Duration::from_micros(d);
             assert_eq!(parse_duration(&format_duration(d)), Ok(d));
         }
+    }
+
+    #[test]
+    fn shares_as_percentages_or_fractions() {
+        assert_eq!(parse_percent("5%"), Ok(0.05));
+        assert_eq!(parse_percent("0.02"), Ok(0.02));
+        assert!(parse_percent("5").unwrap_err().contains("write 5%"));
+        assert!(parse_percent("-1%").is_err());
+        assert!(parse_percent("x").is_err());
     }
 
     #[test]

@@ -83,7 +83,11 @@ pub fn decide(x: &Interval, holds: impl Fn(f64) -> bool) -> Option<bool> {
 pub fn all(parts: &[Option<bool>]) -> Option<bool> {
     match parts.contains(&Some(false)) {
         true => Some(false),
-        false => parts.iter().copied().collect::<Option<Vec<bool>>>().map(|_| true),
+        false => parts
+            .iter()
+            .copied()
+            .collect::<Option<Vec<bool>>>()
+            .map(|_| true),
     }
 }
 

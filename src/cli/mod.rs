@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod calibrate;
 pub mod clients;
+pub mod compare;
 pub mod demo;
 pub mod load;
 pub mod seeds;

@@ -51,7 +51,7 @@
 //! Each method is tested against values computed once with scipy (see `tests.rs`).
 
 use serde::{Deserialize, Serialize};
-use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
+use statrs::distribution::{Binomial, ContinuousCDF, DiscreteCDF, Normal, StudentsT};
 
 /// The confidence level of every interval a report prints.
 pub const LEVEL: f64 = 0.95;
@@ -266,11 +266,7 @@ fn welch(a: &[f64], b: &[f64]) -> Option<Welch> {
     if se2 <= 0.0 {
         // No spread on either side: the difference is exact.
         let p = if d == 0.0 { 1.0 } else { 0.0 };
-        return Some(Welch {
-            low: d,
-            high: d,
-            p,
-        });
+        return Some(Welch { low: d, high: d, p });
     }
     let df = se2 * se2 / (sa * sa / (na - 1.0) + sb * sb / (nb - 1.0));
     let se = se2.sqrt();
@@ -348,6 +344,70 @@ pub fn median_interval(values: &[f64], level: f64) -> Interval {
         ci_level: coverage(j),
         n,
     }
+}
+
+/// The order statistics that bound the `q`-quantile of `n` samples at `level`, as
+/// 1-based ranks `(l, u)`: `l` the largest rank with `P(B < l) <= (1 - level) / 2` and
+/// `u` the smallest with `P(B >= u) <= (1 - level) / 2`, where `B ~ Bin(n, q)` counts the
+/// samples below the quantile (the exact distribution-free interval, as scipy's
+/// `quantile_test(...).confidence_interval()`). `None` for a side the samples cannot
+/// bound (too few, or a quantile too close to 0 or 1): `(None, Some(u))` has no lower
+/// order statistic.
+pub fn quantile_ranks(n: u64, q: f64, level: f64) -> (Option<u64>, Option<u64>) {
+    let Ok(b) = Binomial::new(q.clamp(0.0, 1.0), n) else {
+        return (None, None);
+    };
+    let tail = (1.0 - level) / 2.0;
+    // The largest l with cdf(l - 1) <= tail: cdf is rising, so search it.
+    let lower = match b.cdf(0) <= tail {
+        false => None,
+        true => {
+            let (mut lo, mut hi) = (0u64, n); // cdf(lo) <= tail
+            while lo < hi {
+                let mid = lo + (hi - lo).div_ceil(2);
+                match b.cdf(mid) <= tail {
+                    true => lo = mid,
+                    false => hi = mid - 1,
+                }
+            }
+            Some(lo + 1)
+        }
+    };
+    // The smallest u with 1 - cdf(u - 1) <= tail.
+    let upper = match n >= 1 && 1.0 - b.cdf(n - 1) <= tail {
+        false => None,
+        true => {
+            let (mut lo, mut hi) = (0u64, n - 1); // answer k = u - 1 in [lo, hi]
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                match 1.0 - b.cdf(mid) <= tail {
+                    true => hi = mid,
+                    false => lo = mid + 1,
+                }
+            }
+            Some(lo + 1)
+        }
+    };
+    (lower, upper)
+}
+
+/// The `q`-quantile of a latency histogram with its order-statistic interval
+/// ([`quantile_ranks`]) at [`LEVEL`], µs; a side the samples cannot bound is the
+/// histogram's min or max. `None` for an empty histogram. Within one run only.
+pub fn quantile_interval(h: &hdrhistogram::Histogram<u64>, q: f64) -> Option<Interval> {
+    let n = h.len();
+    if n == 0 {
+        return None;
+    }
+    let (l, u) = quantile_ranks(n, q, LEVEL);
+    let at = |rank: u64| h.value_at_quantile(rank as f64 / n as f64) as f64;
+    Some(Interval {
+        estimate: h.value_at_quantile(q) as f64,
+        ci_low: l.map_or(h.min() as f64, at),
+        ci_high: u.map_or(h.max() as f64, at),
+        ci_level: LEVEL,
+        n: n as usize,
+    })
 }
 
 /// Mann-Whitney U, two-sided p-value that `a` and `b` come from one distribution: exact
@@ -497,10 +557,7 @@ pub fn tiers<T>(items: Vec<T>, samples: impl Fn(&T) -> Vec<f64>) -> Vec<Ranked<T
             .zip(&adjusted)
             .find(|((x, y, _), _)| *x == i && *y == j)
             .is_some_and(|((_, _, d), &p)| {
-                d.is_some_and(|d| {
-                    d.ratio.estimate > 1.0
-                        && d.significant_at(p, sizes[i], sizes[j])
-                })
+                d.is_some_and(|d| d.ratio.estimate > 1.0 && d.significant_at(p, sizes[i], sizes[j]))
             })
     };
     let mut tier = 0;

@@ -186,7 +186,20 @@ fn tiers_group_what_the_data_cannot_separate() {
         ]
     );
     // Noise wider than the gap: one tier.
-    let rows = vec![("a", vec![900.0, 1300.0, 700.0]), ("b", vec![800.0, 1100.0, 1200.0])];
+    let rows = vec![
+        ("a", vec![900.0, 1300.0, 700.0]),
+        ("b", vec![800.0, 1100.0, 1200.0]),
+    ];
     let ranked = tiers(rows, |r| r.1.clone());
     assert!(ranked.iter().all(|r| r.tier == Some(1)));
+}
+
+#[test]
+fn quantile_ranks_match_scipy_quantile_test() {
+    // scipy.stats.quantile_test(arange(1, n + 1), q=..., p=q).confidence_interval(0.95):
+    // on 1..=n the order statistic of rank r is r itself.
+    assert_eq!(quantile_ranks(100, 0.5, 0.95), (Some(40), Some(61)));
+    assert_eq!(quantile_ranks(100, 0.9, 0.95), (Some(84), Some(96)));
+    assert_eq!(quantile_ranks(100, 0.99, 0.95), (Some(97), None));
+    assert_eq!(quantile_ranks(1000, 0.99, 0.95), (Some(983), Some(997)));
 }

@@ -30,8 +30,7 @@ use crate::bench::canvas::{
 };
 use crate::bench::predict::{Check, THRESHOLD, label, predict, score};
 use crate::bench::results::{
-    BenchReport, FLOOR, Finding, Plot, Sample, Table, Verdict, aggregate, plural,
-    thousands,
+    BenchReport, FLOOR, Finding, Plot, Sample, Table, Verdict, aggregate, plural, thousands,
 };
 use crate::bench::rules::{
     Ratio, all, decide, finding, missing, ratio, ratio_ci, rps, undecided_why, verdict, versus,

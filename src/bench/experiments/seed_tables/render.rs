@@ -86,7 +86,10 @@ pub(super) fn tables(r: &BenchReport) -> (Vec<Table>, Vec<String>) {
                 Some(cell) => {
                     row.push(format!("{} / {}", cell.p50_us, cell.p99_us));
                     row.push(floor.map_or(String::new(), |f| {
-                        match (v != FLOOR).then(|| versus(r, (v, n, widest), (FLOOR, n, widest))).flatten() {
+                        match (v != FLOOR)
+                            .then(|| versus(r, (v, n, widest), (FLOOR, n, widest)))
+                            .flatten()
+                        {
                             Some(d) => ratio_ci(&d.ratio),
                             None => ratio(cell.median_rps / f.median_rps),
                         }

@@ -1,0 +1,136 @@
+//! The comparison on synthetic bench reports: runs drawn from one distribution are
+//! rarely called different, runs from two known distributions are told apart, and
+//! reports that cannot be compared are refused with a reason.
+
+use super::*;
+use crate::bench::results::{Machine, Sample, aggregate};
+
+/// A bench report of `cells` cells, each with `repetitions` samples drawn log-normally
+/// around `center(cell)` with spread `sigma` (deterministic from `seed`).
+fn report(
+    scenario: &str,
+    cells: usize,
+    repetitions: usize,
+    sigma: f64,
+    center: impl Fn(usize) -> f64,
+    seed: u64,
+) -> BenchReport {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut samples = Vec::new();
+    for repetition in 0..repetitions {
+        for cell in 0..cells {
+            let (u1, u2) = (rng.f64().max(1e-300), rng.f64());
+            let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+            samples.push(Sample {
+                regime: String::new(),
+                variant: format!("model-{cell}"),
+                n: 1,
+                clients: 2,
+                repetition,
+                throughput_rps: center(cell) * (sigma * z).exp(),
+                p50_us: 10,
+                p99_us: 20,
+                per_connection: vec![1, 1],
+                errors: 0,
+                histogram: String::new(),
+            });
+        }
+    }
+    BenchReport {
+        scenario: scenario.into(),
+        about: String::new(),
+        date: "2026-12-04".into(),
+        command: String::new(),
+        machine: Machine {
+            cpu: "Test CPU".into(),
+            cpus: 2,
+            kernel: "6.18".into(),
+            pinning: "none".into(),
+        },
+        duration_s: 0.5,
+        warmup_s: 0.15,
+        repetitions,
+        agents: 1,
+        rate: None,
+        cells: aggregate(&samples),
+        samples,
+        starvation: Vec::new(),
+        findings: Vec::new(),
+        peers: Vec::new(),
+        notes: Vec::new(),
+        settings: Vec::new(),
+        calibration: None,
+        regimes: Vec::new(),
+        python: None,
+        connections: None,
+        knee: None,
+    }
+}
+
+fn json(r: &BenchReport) -> String {
+    serde_json::to_string(r).unwrap()
+}
+
+#[test]
+fn identical_distributions_flag_at_most_five_percent_of_cells() {
+    // 400 cells, 10% noise per repetition, three repetitions a side: the false-positive
+    // rate of the whole rule (significance and the 2% noise threshold).
+    let old = report("quick", 400, 3, 0.10, |_| 10_000.0, 1);
+    let new = report("quick", 400, 3, 0.10, |_| 10_000.0, 2);
+    let c = Comparison::of_json(&json(&old), &json(&new), Options::default()).unwrap();
+    assert_eq!(c.rows.len(), 400);
+    let flagged = c.rows.iter().filter(|r| r.mark != Mark::Same).count();
+    assert!(flagged <= 20, "{flagged} of 400 flagged");
+}
+
+#[test]
+fn a_halved_throughput_is_found_and_gates() {
+    // Half of the cells lose half their throughput (half the CPUs for a CPU-bound,
+    // multi-threaded model); the other half do not move.
+    let old = report("quick", 40, 3, 0.10, |_| 10_000.0, 3);
+    let new = report(
+        "quick",
+        40,
+        3,
+        0.10,
+        |cell| if cell % 2 == 0 { 5_000.0 } else { 10_000.0 },
+        4,
+    );
+    let options = Options {
+        noise: 0.02,
+        fail_on_regression: Some(0.05),
+    };
+    let c = Comparison::of_json(&json(&old), &json(&new), options).unwrap();
+    let halved = c.rows.iter().step_by(2);
+    let found = halved
+        .filter(|r| r.mark == Mark::Worse && r.regression)
+        .count();
+    assert!(found >= 18, "{found} of 20 halved cells found");
+    let unmoved = c.rows.iter().skip(1).step_by(2);
+    assert!(unmoved.filter(|r| r.mark != Mark::Same).count() <= 2);
+    assert!(!c.regressions().is_empty());
+    assert!(c.render_text().contains("-!"));
+}
+
+#[test]
+fn different_scenarios_and_kinds_are_refused_and_machines_warned() {
+    let a = report("quick", 2, 3, 0.1, |_| 1000.0, 5);
+    let b = report("knee", 2, 3, 0.1, |_| 1000.0, 6);
+    let e = Comparison::of_json(&json(&a), &json(&b), Options::default()).unwrap_err();
+    assert!(
+        e.to_string().contains("compare two runs of one scenario"),
+        "{e}"
+    );
+    let e = Comparison::of_json("{\"x\": 1}", &json(&b), Options::default()).unwrap_err();
+    assert!(e.to_string().starts_with("OLD is not a fiblab"), "{e}");
+    let mut other = report("quick", 3, 3, 0.1, |_| 1000.0, 7);
+    other.machine.cpus = 16;
+    let c = Comparison::of_json(&json(&a), &json(&other), Options::default()).unwrap();
+    assert_eq!(c.rows.len(), 2);
+    assert!(c.warnings.iter().any(|w| w.contains("machines differ")));
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("1 cells are in one report only"))
+    );
+}
