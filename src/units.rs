@@ -204,6 +204,23 @@ pub fn deserialize_duration<'de, D: serde::Deserializer<'de>>(
     parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
+/// serde: an optional duration as text (`"290s"`); absent is `None`.
+pub fn deserialize_optional_duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::time::Duration>, D::Error> {
+    deserialize_duration(d).map(Some)
+}
+
+/// serde: an optional share as text (`"5%"` or `"0.05"`), as a fraction.
+pub fn deserialize_percent<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<f64>, D::Error> {
+    use serde::Deserialize as _;
+    parse_percent(&String::deserialize(d)?)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -223,6 +223,7 @@ fn fixture() -> BenchReport {
         python: None,
         connections: Some(connections_fixture()),
         knee: Some(knee_fixture()),
+        precision: None,
     }
 }
 
@@ -296,10 +297,11 @@ fn knee_fixture() -> fiblab::bench::results::KneeRecords {
         verdict,
         histogram: String::new(),
     };
-    let sweep = |row: &str, knee: f64| KneeSweep {
+    let sweep = |row: &str, knee: f64, round: usize| KneeSweep {
         regime: String::new(),
         row: row.into(),
         workload: "n=1".into(),
+        round,
         steps: vec![
             step(knee / 2.0, 300, StepVerdict::Sustained),
             step(knee, 800, StepVerdict::Sustained),
@@ -319,7 +321,17 @@ fn knee_fixture() -> fiblab::bench::results::KneeRecords {
             mix: "1".into(),
             slo_us: 1000,
         }],
-        sweeps: vec![sweep("threads", 32_000.0), sweep("go", 16_000.0)],
+        // Three sweeps each, interleaved as the experiment runs them.
+        sweeps: [1.0, 0.9, 1.2]
+            .iter()
+            .enumerate()
+            .flat_map(|(round, scale)| {
+                [
+                    sweep("threads", 32_000.0 * scale, round),
+                    sweep("go", 16_000.0 * scale, round),
+                ]
+            })
+            .collect(),
     }
 }
 

@@ -116,7 +116,9 @@ pub fn measure(
         python: None,
         connections: None,
         knee: None,
+        precision: None,
     };
+    let started = std::time::Instant::now();
     progress(Step {
         done: 0,
         total: 1,
@@ -135,7 +137,7 @@ pub fn measure(
         progress,
         plans.len() * steps,
     );
-    for (i, plan) in plans.into_iter().enumerate() {
+    for (i, plan) in plans.clone().into_iter().enumerate() {
         if i > 0
             && let Some(calibration) = &mut report.calibration
         {
@@ -150,6 +152,20 @@ pub fn measure(
             }
             experiment.measure(&mut run, &mut report)?;
         }
+    }
+    if let Some(precision) = scenario.precision
+        && !run.interrupted()
+    {
+        let budget = scenario
+            .time_budget
+            .unwrap_or_else(|| scenario.estimate(targets.len()) * 2);
+        experiments::seed_tables::top_up(
+            &mut run,
+            &mut report,
+            &plans,
+            precision,
+            started + budget,
+        )?;
     }
     if !run.interrupted()
         && let Some(calibration) = &mut report.calibration

@@ -234,6 +234,26 @@ pub struct BenchReport {
     /// The knee experiment's records (`[knee]` in the scenario).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub knee: Option<KneeRecords>,
+    /// What `--precision` asked and reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<PrecisionRecord>,
+}
+
+/// What `--precision` asked of the seed tables and what the run reached within its
+/// time budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrecisionRecord {
+    /// The half-width asked of every cell's interval, as a share of its estimate (0.05).
+    pub asked: f64,
+    /// Seconds left for more repetitions once every regime had run.
+    pub budget_s: f64,
+    /// Rows repeated once more, each a fresh server process.
+    pub extra_repetitions: usize,
+    /// Seconds those repetitions took.
+    pub spent_s: f64,
+    /// Cells whose interval is within `asked`, of `cells`.
+    pub cells_within: usize,
+    pub cells: usize,
 }
 
 fn one() -> usize {

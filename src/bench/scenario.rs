@@ -87,6 +87,17 @@ pub struct Scenario {
     #[serde(deserialize_with = "crate::units::deserialize_duration")]
     pub warmup: Duration,
     pub repetitions: usize,
+    /// Repeat the seed tables' widest cells until every interval is within this share of
+    /// its estimate (`"5%"`), or the time budget runs out.
+    #[serde(default, deserialize_with = "crate::units::deserialize_percent")]
+    pub precision: Option<f64>,
+    /// The whole run's wall-time budget (`"290s"`): repetitions for `precision` stop
+    /// where the next would end past it. Without one, twice the run's estimate.
+    #[serde(
+        default,
+        deserialize_with = "crate::units::deserialize_optional_duration"
+    )]
+    pub time_budget: Option<Duration>,
     /// Load agents per seed-table cell: its load split into this many execution
     /// segments run by in-process agents from one start, their reports merged, as
     /// `fiblab load --segment` and `fiblab load merge` do across hosts. 1 (the
@@ -281,6 +292,13 @@ pub struct Overrides {
     /// Repetitions of every cell.
     #[arg(long)]
     pub repetitions: Option<usize>,
+    /// Repeat the widest cells until every 95% interval is within this share of its
+    /// estimate (e.g. 5%), or the time budget runs out.
+    #[arg(long, value_parser = crate::units::parse_percent)]
+    pub precision: Option<f64>,
+    /// The whole run's wall-time budget, e.g. 5m: --precision's repetitions stop there.
+    #[arg(long, value_parser = parse_duration)]
+    pub time_budget: Option<Duration>,
     /// Open loop at this many requests per second per cell, instead of closed loops.
     #[arg(long)]
     pub rate: Option<f64>,
@@ -334,6 +352,12 @@ impl Overrides {
         }
         if let Some(r) = self.repetitions {
             scenario.repetitions = r;
+        }
+        if self.precision.is_some() {
+            scenario.precision = self.precision;
+        }
+        if self.time_budget.is_some() {
+            scenario.time_budget = self.time_budget;
         }
         if self.rate.is_some() {
             scenario.rate = self.rate;

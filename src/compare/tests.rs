@@ -64,6 +64,7 @@ fn report(
         python: None,
         connections: None,
         knee: None,
+        precision: None,
     }
 }
 

@@ -323,8 +323,51 @@ fn header_lines(r: &BenchReport) -> [String; 2] {
             r.warmup_s,
             repetitions(r),
             crate::stats::LEVEL * 100.0,
-        ),
+        ) + &precision_line(r),
     ]
+}
+
+/// What `--precision` asked and reached, for the head of the report; empty without it.
+fn precision_line(r: &BenchReport) -> String {
+    let Some(p) = &r.precision else {
+        return String::new();
+    };
+    let widest = r
+        .cells
+        .iter()
+        .filter(|c| c.throughput.precision().is_finite())
+        .max_by(|a, b| {
+            a.throughput
+                .precision()
+                .total_cmp(&b.throughput.precision())
+        });
+    format!(
+        " Precision asked: every interval within ±{:.0}% of its estimate; {} of {} cells reached it after {} ({:.0} s of the {:.0} s the time budget left){}.",
+        p.asked * 100.0,
+        p.cells_within,
+        p.cells,
+        format!(
+            "{} more {} of the row with the widest interval at the time",
+            p.extra_repetitions,
+            match p.extra_repetitions {
+                1 => "repetition",
+                _ => "repetitions",
+            }
+        ),
+        p.spent_s,
+        p.budget_s,
+        widest.map_or(String::new(), |c| format!(
+            "; the widest: `{}` n={} with {}{}, ±{:.0}%",
+            c.variant,
+            c.n,
+            plural(c.clients, "client"),
+            match c.regime.is_empty() {
+                true => String::new(),
+                false => format!(" in `{}`", c.regime),
+            },
+            c.throughput.precision() * 100.0
+        ))
+    )
 }
 
 /// How many times each cell was measured: as asked, or, for a run that was stopped

@@ -153,6 +153,11 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// `more` progress steps beyond those announced (repetitions `--precision` adds).
+    pub fn add_steps(&mut self, more: usize) {
+        self.total += more;
+    }
+
     /// Ctrl-C (or SIGTERM) asked the run to stop.
     pub fn interrupted(&self) -> bool {
         self.interrupt.load(Ordering::SeqCst)

@@ -97,10 +97,11 @@ impl Experiment for Knee {
 
     fn steps(&self, scenario: &Scenario, rows: &[Row]) -> usize {
         scenario.knee.as_ref().map_or(0, |k| {
-            subjects(k, rows)
-                .iter()
-                .map(|s| k.workloads.iter().filter(|w| serves(s, &w.mix)).count())
-                .sum()
+            k.sweeps.max(1)
+                * subjects(k, rows)
+                    .iter()
+                    .map(|s| k.workloads.iter().filter(|w| serves(s, &w.mix)).count())
+                    .sum::<usize>()
         })
     }
 
@@ -123,33 +124,42 @@ impl Experiment for Knee {
                 .collect(),
             sweeps: Vec::new(),
         });
-        for subject in subjects(k, run.rows) {
-            let served = run.serve(&subject)?;
-            let label = served.label.clone();
-            for w in k.workloads.iter().filter(|w| serves(&subject, &w.mix)) {
-                if run.interrupted() {
-                    return Ok(());
+        // Round by round, every row once per round: drift lands on every row alike, and
+        // each sweep meets a server process of its own.
+        let rounds = k.sweeps.max(1);
+        for round in 0..rounds {
+            for subject in subjects(k, run.rows) {
+                let served = run.serve(&subject)?;
+                let label = served.label.clone();
+                for w in k.workloads.iter().filter(|w| serves(&subject, &w.mix)) {
+                    if run.interrupted() {
+                        return Ok(());
+                    }
+                    let workload = workload_label(&w.mix);
+                    run.step(&format!(
+                        "knee: {label}, {workload}, sweep {}/{rounds}",
+                        round + 1
+                    ));
+                    let mix = match served.ping {
+                        true => Mix::new(vec![Class::text("PING", true)]),
+                        false => Mix::parse_fib(&w.mix, true),
+                    }
+                    .map_err(io::Error::other)?;
+                    let slo_us = w.slo.as_micros() as u64;
+                    let (steps, ended) = sweep(Plan::of(k), |rate| {
+                        measure_step(run, k, &served, &mix, rate, slo_us)
+                    })?;
+                    records.sweeps.push(KneeSweep {
+                        regime: run.regime.name.clone(),
+                        row: label.clone(),
+                        workload,
+                        round,
+                        steps,
+                        ended,
+                    });
                 }
-                let workload = workload_label(&w.mix);
-                run.step(&format!("knee: {label}, {workload}"));
-                let mix = match served.ping {
-                    true => Mix::new(vec![Class::text("PING", true)]),
-                    false => Mix::parse_fib(&w.mix, true),
-                }
-                .map_err(io::Error::other)?;
-                let slo_us = w.slo.as_micros() as u64;
-                let (steps, ended) = sweep(Plan::of(k), |rate| {
-                    measure_step(run, k, &served, &mix, rate, slo_us)
-                })?;
-                records.sweeps.push(KneeSweep {
-                    regime: run.regime.name.clone(),
-                    row: label.clone(),
-                    workload,
-                    steps,
-                    ended,
-                });
+                served.stop();
             }
-            served.stop();
         }
         Ok(())
     }
@@ -181,370 +191,4 @@ impl Experiment for Knee {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    pub(crate) fn step(offered: f64, achieved: f64, p99: u64, verdict: StepVerdict) -> KneeStep {
-        KneeStep {
-            offered_rps: offered,
-            achieved_rps: achieved,
-            p50_us: p99 / 3,
-            p99_us: p99,
-            p99_9_us: p99 * 2,
-            failed: 0,
-            timeouts: 0,
-            missed: 0,
-            client_busy: 0.4,
-            // A fixed cost whose sleeps grow with the tail, so rows differ.
-            server: Some(RequestCost {
-                cpu_us: 5.0,
-                sleeps: p99 as f64 / 1200.0,
-                preempted: 0.0,
-            }),
-            client: None,
-            verdict,
-            histogram: String::new(),
-        }
-    }
-
-    #[test]
-    fn a_step_whose_client_spent_more_than_the_server_is_marked() {
-        let cost = |cpu_us| {
-            Some(RequestCost {
-                cpu_us,
-                sleeps: 1.0,
-                preempted: 0.0,
-            })
-        };
-        let lean = KneeStep {
-            client: cost(2.5),
-            ..step(1000.0, 1000.0, 100, StepVerdict::Sustained)
-        };
-        let heavy = KneeStep {
-            client: cost(9.0),
-            ..lean.clone()
-        };
-        assert_eq!(
-            server_cell(&lean),
-            "5.0 µs CPU, 0.08 sleeps, 0.00 preempted; client 2.5 µs CPU, 1.00 sleeps"
-        );
-        assert!(server_cell(&heavy).ends_with("client 9.0 µs CPU, 1.00 sleeps ¤"));
-        let sweep = KneeSweep {
-            regime: String::new(),
-            row: "epoll".into(),
-            workload: "n=1".into(),
-            steps: vec![heavy],
-            ended: String::new(),
-        };
-        assert!(client_note(&[&sweep]).contains("¤ where it spent more CPU"));
-        assert_eq!(client_note(&[]), "");
-    }
-
-    /// A server that sustains up to `capacity` req/s with a p99 of 100 µs, and a client
-    /// that saturates at `client` req/s.
-    fn server(capacity: f64, client: f64) -> impl FnMut(f64) -> io::Result<KneeStep> {
-        move |rate| {
-            let achieved = rate.min(capacity);
-            let busy = (rate / client).min(1.0);
-            let p99 = if rate <= capacity { 100 } else { 5_000 };
-            let verdict = judge(rate, achieved, rate, 0, 0, p99, busy, 1000);
-            Ok(KneeStep {
-                client_busy: busy,
-                server: None,
-                ..step(rate, achieved, p99, verdict)
-            })
-        }
-    }
-
-    const PLAN: Plan = Plan {
-        start: 1000.0,
-        factor: 2.0,
-        refine: 2,
-        max: 1_000_000.0,
-    };
-
-    #[test]
-    fn a_tail_while_the_server_idles_does_not_end_the_climb() {
-        // Every reply wakes the server below 4,000 req/s (a 3 ms p99 at 20 µs of CPU per
-        // request: 2-6% busy); from there it stays awake and sustains up to 10,000.
-        let server = |rate: f64| {
-            let achieved = rate.min(10_000.0);
-            let p99 = match rate {
-                r if r < 4000.0 => 3_000,
-                r if r <= 10_000.0 => 100,
-                _ => 5_000,
-            };
-            let verdict = judge(rate, achieved, rate, 0, 0, p99, 0.3, 1000);
-            Ok(KneeStep {
-                server: Some(RequestCost {
-                    cpu_us: 20.0,
-                    sleeps: if rate < 4000.0 { 1.0 } else { 0.2 },
-                    preempted: 0.0,
-                }),
-                ..step(rate, achieved, p99, verdict)
-            })
-        };
-        let (steps, ended) = sweep(PLAN, server).unwrap();
-        let swept = KneeSweep {
-            regime: String::new(),
-            row: "x".into(),
-            workload: "n=1".into(),
-            steps,
-            ended: ended.clone(),
-        };
-        let knee = swept.knee().unwrap().offered_rps;
-        assert!((8000.0..=10_000.0).contains(&knee), "{knee}: {ended}");
-        // No lower rates tried: below the start the server idles even more.
-        assert!(swept.steps.iter().all(|s| s.offered_rps >= 1000.0));
-        assert!(
-            ended.contains("below the knee, not sustained: p99 3,000 µs at 1,000 req/s"),
-            "{ended}"
-        );
-        assert!(
-            ended.contains("at most 4% busy and slept 1.00-1.00 times per request"),
-            "{ended}"
-        );
-        // A busy server's tail still ends the climb.
-        let busy = |rate: f64| {
-            let verdict = judge(rate, rate, rate, 0, 0, 3_000, 0.3, 1000);
-            Ok(KneeStep {
-                server: Some(RequestCost {
-                    cpu_us: 900.0,
-                    sleeps: 0.0,
-                    preempted: 0.0,
-                }),
-                ..step(rate, rate, 3_000, verdict)
-            })
-        };
-        let (steps, _) = sweep(PLAN, busy).unwrap();
-        assert!(steps.iter().all(|s| s.offered_rps <= 1000.0), "{steps:?}");
-    }
-
-    #[test]
-    fn a_sweep_doubles_until_a_step_fails_then_refines_between() {
-        let (steps, ended) = sweep(PLAN, server(10_000.0, 1e9)).unwrap();
-        let offered: Vec<f64> = steps.iter().map(|s| s.offered_rps.round()).collect();
-        // 1k, 2k, 4k, 8k sustained; 16k behind; refined at sqrt(8k x 16k) and between.
-        assert_eq!(offered[..5], [1000.0, 2000.0, 4000.0, 8000.0, 16000.0]);
-        assert_eq!(steps.len(), 7);
-        let knee = KneeSweep {
-            regime: String::new(),
-            row: "x".into(),
-            workload: "n=1".into(),
-            steps,
-            ended: ended.clone(),
-        };
-        let best = knee.knee().unwrap().offered_rps;
-        assert!((8000.0..=10_000.0).contains(&best), "{best}");
-        assert!(
-            ended.starts_with("at 11,314 req/s offered: fell behind"),
-            "{ended}"
-        );
-    }
-
-    #[test]
-    fn one_tail_at_a_low_rate_does_not_end_the_climb() {
-        let mut noisy = server(10_000.0, 1e9);
-        let mut stalled = false;
-        let (steps, ended) = sweep(PLAN, move |rate| {
-            let mut s = noisy(rate)?;
-            // One stall, at 2,000 req/s: its second measurement is clean.
-            if rate == 2000.0 && !stalled {
-                stalled = true;
-                s.p99_us = 1500;
-                s.verdict = StepVerdict::Tail;
-            }
-            Ok(s)
-        })
-        .unwrap();
-        let knee = steps
-            .iter()
-            .filter(|s| s.verdict == StepVerdict::Sustained)
-            .map(|s| s.offered_rps)
-            .fold(0.0, f64::max);
-        assert!(knee >= 8000.0, "{knee}");
-        assert!(
-            ended.contains("below the knee, not sustained: p99 1,500 µs at 2,000 req/s"),
-            "{ended}"
-        );
-    }
-
-    #[test]
-    fn a_saturated_client_ends_the_sweep_as_the_clients_limit() {
-        let (steps, ended) = sweep(PLAN, server(1e9, 5000.0)).unwrap();
-        assert_eq!(steps.last().unwrap().verdict, StepVerdict::ClientLimit);
-        assert!(
-            ended.starts_with("the load generator was saturated at 8,000 req/s offered"),
-            "{ended}"
-        );
-        assert!(ended.contains("the server's knee is above"), "{ended}");
-        // Never reported as the server's knee: the last sustained step is below it.
-        assert_eq!(
-            steps
-                .iter()
-                .filter(|s| s.verdict == StepVerdict::Sustained)
-                .count(),
-            3
-        );
-    }
-
-    #[test]
-    fn a_slow_server_is_tried_lower_and_a_fast_one_stops_at_the_top() {
-        let (steps, _) = sweep(PLAN, server(300.0, 1e9)).unwrap();
-        let offered: Vec<f64> = steps.iter().map(|s| s.offered_rps.round()).collect();
-        assert_eq!(offered, [1000.0, 500.0, 250.0, 354.0, 297.0]);
-        let (steps, ended) = sweep(
-            Plan {
-                max: 4000.0,
-                ..PLAN
-            },
-            server(1e9, 1e9),
-        )
-        .unwrap();
-        assert_eq!(steps.len(), 3);
-        assert!(
-            ended.starts_with("sustained the sweep's top rate"),
-            "{ended}"
-        );
-    }
-
-    #[test]
-    fn judging_puts_the_client_first_then_errors_pace_and_tail() {
-        let j = |achieved, failed, missed, p99, busy| {
-            judge(1000.0, achieved, 1000.0, failed, missed, p99, busy, 100)
-        };
-        assert_eq!(j(1000.0, 0, 0, 10, 0.95), StepVerdict::ClientLimit);
-        assert_eq!(j(1000.0, 2, 0, 10, 0.5), StepVerdict::Errors);
-        assert_eq!(j(1000.0, 1, 1, 10, 0.5), StepVerdict::Sustained);
-        assert_eq!(j(980.0, 0, 0, 10, 0.5), StepVerdict::Behind);
-        assert_eq!(j(1000.0, 0, 5, 10, 0.5), StepVerdict::Behind);
-        assert_eq!(j(995.0, 0, 0, 101, 0.5), StepVerdict::Tail);
-    }
-
-    pub(crate) fn records() -> KneeRecords {
-        let sweep = |row: &str, workload: &str, knee: f64, broke: StepVerdict| KneeSweep {
-            regime: String::new(),
-            row: row.into(),
-            workload: workload.into(),
-            steps: vec![
-                step(knee / 2.0, knee / 2.0, 200, StepVerdict::Sustained),
-                step(knee, knee, 600, StepVerdict::Sustained),
-                step(knee * 2.0, knee * 1.2, 9_000, broke),
-            ],
-            ended: format!(
-                "at {} req/s offered: {}",
-                thousands(knee * 2.0),
-                broke.label()
-            ),
-        };
-        KneeRecords {
-            connections: 16,
-            pipeline: 8,
-            step_s: 1.0,
-            workloads: vec![
-                KneeWorkloadRecord {
-                    label: "n=1".into(),
-                    mix: "1".into(),
-                    slo_us: 1000,
-                },
-                KneeWorkloadRecord {
-                    label: "mix 1:99,30:1".into(),
-                    mix: "1:99,30:1".into(),
-                    slo_us: 10_000,
-                },
-            ],
-            sweeps: vec![
-                sweep("threads", "n=1", 64_000.0, StepVerdict::Tail),
-                sweep("epoll", "n=1", 128_000.0, StepVerdict::Behind),
-                sweep("redis", "n=1", 100_000.0, StepVerdict::Tail),
-                sweep("threads", "mix 1:99,30:1", 16_000.0, StepVerdict::Behind),
-                sweep("epoll", "mix 1:99,30:1", 2_000.0, StepVerdict::Tail),
-            ],
-        }
-    }
-
-    #[test]
-    fn a_break_the_floor_shares_is_the_machines() {
-        let mut k = records();
-        let floor = KneeSweep {
-            regime: String::new(),
-            row: FLOOR.into(),
-            workload: "n=1".into(),
-            steps: vec![
-                step(100_000.0, 100_000.0, 500, StepVerdict::Sustained),
-                step(200_000.0, 200_000.0, 3_000, StepVerdict::Tail),
-            ],
-            ended: String::new(),
-        };
-        k.sweeps.push(floor);
-        let threads = k
-            .sweeps
-            .iter()
-            .find(|s| s.row == "threads" && s.workload == "n=1")
-            .unwrap();
-        // threads broke at 128,000: the floor sustained 100,000, the nearest below.
-        assert_eq!(machine_share(&k, threads), None);
-        let epoll = k
-            .sweeps
-            .iter()
-            .find(|s| s.row == "epoll" && s.workload == "n=1")
-            .unwrap();
-        // epoll broke at 256,000: the floor failed at 200,000.
-        let why = machine_share(&k, epoll).unwrap();
-        assert!(
-            why.starts_with("the floor failed there too (p99 3,000 µs at 200,000 req/s)"),
-            "{why}"
-        );
-    }
-
-    #[test]
-    fn the_ranking_is_computed_and_names_the_peer_comparison() {
-        let mut r = crate::bench::results::tests::report_of(Vec::new());
-        r.peers.push(crate::bench::results::Target {
-            name: "redis".into(),
-            addr: "127.0.0.1:6379".parse().unwrap(),
-            ping: true,
-        });
-        r.knee = Some(records());
-        let tables = Knee.tables(&r).0;
-        assert_eq!(tables.len(), 3);
-        assert_eq!(tables[0].rows[1][1], "128,000");
-        assert_eq!(tables[0].rows[1][5], "-", "no calibration, no capacity");
-        assert_eq!(
-            tables[0].rows[1][7],
-            "5.0 µs CPU, 0.50 sleeps, 0.00 preempted"
-        );
-        r.calibration = Some(crate::bench::predict::tests::calibration());
-        let tables = Knee.tables(&r).0;
-        let threads = &tables[0].rows[0];
-        assert_ne!(threads[5], "-", "{threads:?}");
-        assert_eq!(
-            tables[1].rows[0][5], "-",
-            "a mix has no single n to predict"
-        );
-        let ranking = tables.last().unwrap();
-        let order: Vec<(&str, &str)> = ranking
-            .rows
-            .iter()
-            .map(|row| (row[0].as_str(), row[2].as_str()))
-            .collect();
-        assert_eq!(
-            order,
-            [
-                ("n=1", "`epoll`"),
-                ("n=1", "`redis` †"),
-                ("n=1", "`threads`"),
-                ("mix 1:99,30:1", "`threads`"),
-                ("mix 1:99,30:1", "`epoll`")
-            ]
-        );
-        assert!(
-            ranking.intro.contains("n=1: fiblab's best, `epoll`, sustains 128,000 req/s with p99 under 1 ms; `redis` 100,000 req/s: fiblab ahead (1.28x); per request, `epoll` at 64,000 req/s against `redis` at 100,000: CPU 5.0 vs 5.0 µs, sleeps 0.17 vs 0.50"),
-            "{}",
-            ranking.intro
-        );
-        let plots = Knee.plots(&r).unwrap();
-        assert_eq!(plots.len(), 2);
-        assert!(plots[0].svg.contains("SLO 1 ms"));
-    }
-}
+pub(crate) mod tests;

@@ -31,6 +31,10 @@ pub struct KneeSweep {
     pub regime: String,
     pub row: String,
     pub workload: String,
+    /// Which of the experiment's sweeps of this row and workload (0-based); sweeps are
+    /// interleaved across rows, each against a server process of its own.
+    #[serde(default)]
+    pub round: usize,
     /// In the order they ran.
     pub steps: Vec<KneeStep>,
     /// Why the sweep ended, in words.
@@ -156,6 +160,19 @@ impl KneeSweep {
             .iter()
             .filter(|s| s.verdict == StepVerdict::Sustained)
             .max_by(|a, b| a.offered_rps.total_cmp(&b.offered_rps))
+    }
+
+    /// The knee as a sample for the statistics: the highest rate sustained, 0 where none
+    /// was, req/s.
+    pub fn knee_rps(&self) -> f64 {
+        self.knee().map_or(0.0, |k| k.offered_rps)
+    }
+
+    /// True when the load generator, not the server, ended the sweep: its knee is a
+    /// lower bound.
+    pub fn at_client_limit(&self) -> bool {
+        self.broke()
+            .is_some_and(|b| b.verdict == StepVerdict::ClientLimit)
     }
 
     /// The lowest rate above the knee that was not sustained, if any (a step below

@@ -13,10 +13,70 @@ pub(super) fn rows_in_order(k: &KneeRecords) -> Vec<String> {
     rows
 }
 
-pub(super) fn sweep_of<'a>(k: &'a KneeRecords, row: &str, workload: &str) -> Option<&'a KneeSweep> {
+/// Every sweep of `row` on `workload`, in the order they ran.
+pub(super) fn sweeps_of<'a>(k: &'a KneeRecords, row: &str, workload: &str) -> Vec<&'a KneeSweep> {
     k.sweeps
         .iter()
-        .find(|s| s.row == row && s.workload == workload)
+        .filter(|s| s.row == row && s.workload == workload)
+        .collect()
+}
+
+/// The sweep whose knee is the median of `row`'s sweeps on `workload` (the lower middle
+/// one of an even count): the one whose steps the tables and curves show.
+pub(super) fn sweep_of<'a>(k: &'a KneeRecords, row: &str, workload: &str) -> Option<&'a KneeSweep> {
+    let mut sweeps = sweeps_of(k, row, workload);
+    sweeps.sort_by(|a, b| a.knee_rps().total_cmp(&b.knee_rps()));
+    let middle = sweeps.len().saturating_sub(1) / 2;
+    sweeps.get(middle).copied()
+}
+
+/// The knees of `row`'s sweeps on `workload`, req/s (0 where a sweep sustained none).
+pub(super) fn knees(k: &KneeRecords, row: &str, workload: &str) -> Vec<f64> {
+    sweeps_of(k, row, workload)
+        .iter()
+        .map(|s| s.knee_rps())
+        .collect()
+}
+
+/// True when some sweep of `row` on `workload` ended at the load generator's limit: its
+/// knee is a lower bound.
+pub(super) fn bounded(k: &KneeRecords, row: &str, workload: &str) -> bool {
+    sweeps_of(k, row, workload)
+        .iter()
+        .any(|s| s.at_client_limit())
+}
+
+/// The knee over the sweeps: their median with its order-statistic interval, or their
+/// range where too few sweeps allow no 95% one (three: a 75% range), `≥` in front where
+/// a sweep ended at the client's limit. One sweep: its knee alone.
+pub(super) fn knee_text(k: &KneeRecords, row: &str, workload: &str) -> String {
+    let knees = knees(k, row, workload);
+    if knees.iter().all(|&x| x <= 0.0) {
+        return "none".into();
+    }
+    let i = crate::stats::median_interval(&knees, crate::stats::LEVEL);
+    let bound = match bounded(k, row, workload) {
+        true => "≥ ",
+        false => "",
+    };
+    let level = match i.has_width() && i.ci_level < crate::stats::LEVEL {
+        true => format!(" (range, {:.0}%)", i.ci_level * 100.0),
+        false => String::new(),
+    };
+    format!("{bound}{}{level}", i.text(thousands))
+}
+
+/// Each sweep's knee in the order they ran: `45,255 / 64,000 / ≥ 128,000`.
+pub(super) fn each_knee(k: &KneeRecords, row: &str, workload: &str) -> String {
+    sweeps_of(k, row, workload)
+        .iter()
+        .map(|s| match (s.knee(), s.at_client_limit()) {
+            (None, _) => "none".to_string(),
+            (Some(x), true) => format!("≥ {}", thousands(x.offered_rps)),
+            (Some(x), false) => thousands(x.offered_rps),
+        })
+        .collect::<Vec<_>>()
+        .join(" / ")
 }
 
 /// The rate `row` can serve at most on workload `w`, from the calibration and its cost
@@ -44,19 +104,41 @@ pub(super) fn slo_text(w: &KneeWorkloadRecord) -> String {
     }
 }
 
-/// The rows of one workload ranked by their knee ([`crate::bench::ranking`]: highest
-/// first, equal knees sharing a rank, rows without one last in report order).
+/// The rows of one workload in tiers by their knees over the sweeps
+/// ([`crate::stats::tiers`]: highest median first; a row joins the tier above unless its
+/// knees are significantly lower than that tier's leader's, Holm-corrected), rows that
+/// sustained nothing last and unranked. A row whose knee is a lower bound (a sweep ended
+/// at the client's limit) ties with every row above it: tier 1. Each row is shown by
+/// its median sweep.
 pub(super) fn ranked<'a>(
     k: &'a KneeRecords,
     w: &KneeWorkloadRecord,
 ) -> Vec<(Option<usize>, &'a KneeSweep)> {
     // The floor is the reference, not a choice.
-    let sweeps: Vec<&KneeSweep> = rows_in_order(k)
-        .iter()
-        .filter(|row| *row != FLOOR)
-        .filter_map(|row| sweep_of(k, row, &w.label))
+    let rows: Vec<String> = rows_in_order(k)
+        .into_iter()
+        .filter(|row| row != FLOOR && sweep_of(k, row, &w.label).is_some())
         .collect();
-    crate::bench::ranking::rank_by(sweeps, |s| s.knee().map(|x| x.offered_rps))
+    let knees_of = |row: &String| {
+        let knees = knees(k, row, &w.label);
+        match knees.iter().all(|&x| x <= 0.0) {
+            true => Vec::new(),
+            false => knees,
+        }
+    };
+    let mut ranked: Vec<(Option<usize>, &KneeSweep)> = crate::stats::tiers(rows, knees_of)
+        .into_iter()
+        .filter_map(|r| {
+            let tier = match (r.tier, bounded(k, &r.item, &w.label)) {
+                (Some(_), true) => Some(1),
+                (tier, _) => tier,
+            };
+            Some((tier, sweep_of(k, &r.item, &w.label)?))
+        })
+        .collect();
+    // Stable: within a tier, the order of the medians.
+    ranked.sort_by_key(|(tier, _)| tier.unwrap_or(usize::MAX));
+    ranked
 }
 
 /// The knee step's server cost, and the load generator's beside it where recorded
@@ -105,7 +187,8 @@ pub(super) fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
         out.push(Table {
             title: format!("{}: the highest rate sustained with p99 under {}", w.label, slo_text(w)),
             intro: format!(
-                "An open loop of {} connections (at most {} in flight on each), each step {:.1} s, rates rising by a factor until a step is not sustained, then refined between. Sustained: at least {:.0}% of the offered rate served, at most {:.1}% of requests failed, p99 (from when each request was due, so a stall is not hidden) under {}. A step where the load generator was saturated ends the sweep as the client's limit, never as the server's knee; one that failed by its tail while the server was under {:.0}% of a CPU busy does not end the climb (the machine waking an idle server, said below the knee). Capacity predicted: the model's closed-loop throughput with {} clients from the calibration and its cost formula (docs/MODELS.md); the knee lies below it (‡ where it does not), and knee / capacity is how much of it the model can use before its tail crosses the SLO. Server per request: what the server's processes and threads spent at the knee step, read from /proc at the edges of its measured window and divided by the replies between (CPU time; sleeps, the times a thread blocked and had to be woken, each a wake-up that costs a VM tens of µs; preemptions).",
+                "{} An open loop of {} connections (at most {} in flight on each), each step {:.1} s, rates rising by a factor until a step is not sustained, then refined between. Sustained: at least {:.0}% of the offered rate served, at most {:.1}% of requests failed, p99 (from when each request was due, so a stall is not hidden) under {}. A step where the load generator was saturated ends the sweep as the client's limit, never as the server's knee; one that failed by its tail while the server was under {:.0}% of a CPU busy does not end the climb (the machine waking an idle server, said below the knee). Capacity predicted: the model's closed-loop throughput with {} clients from the calibration and its cost formula (docs/MODELS.md); the knee lies below it (‡ where it does not), and knee / capacity is how much of it the model can use before its tail crosses the SLO. Server per request: what the server's processes and threads spent at the knee step, read from /proc at the edges of its measured window and divided by the replies between (CPU time; sleeps, the times a thread blocked and had to be woken, each a wake-up that costs a VM tens of µs; preemptions).",
+                sweeps_intro(k),
                 k.connections,
                 crate::bench::results::plural(k.pipeline, "request"),
                 k.step_s,
@@ -118,7 +201,8 @@ pub(super) fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
                 + &client_note(&sweeps),
             header: [
                 "model",
-                "sustained req/s",
+                "sustained req/s (median of the sweeps [interval])",
+                "each sweep's knee",
                 "p50 µs there",
                 "p99 µs there",
                 "p99.9 µs there",
@@ -155,7 +239,8 @@ pub(super) fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
                     }
                     vec![
                         format!("`{}`{}", s.row, peer(&s.row)),
-                        knee.map_or("none".to_string(), |x| thousands(x.offered_rps)),
+                        knee_text(k, &s.row, &w.label),
+                        each_knee(k, &s.row, &w.label),
                         figure(|x| x.p50_us as f64),
                         figure(|x| x.p99_us as f64),
                         figure(|x| x.p99_9_us as f64),
@@ -171,6 +256,25 @@ pub(super) fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
     }
     out.extend(ranking(r, k));
     out
+}
+
+/// How many sweeps each knee rests on, in words, for the head of the tables.
+fn sweeps_intro(k: &KneeRecords) -> String {
+    let most = rows_in_order(k)
+        .iter()
+        .flat_map(|row| {
+            k.workloads
+                .iter()
+                .map(move |w| sweeps_of(k, row, &w.label).len())
+        })
+        .max()
+        .unwrap_or(0);
+    match most {
+        0 | 1 => "One sweep per model: its knee has no interval (`sweeps = 3` or more in `[knee]` gives one).".into(),
+        n => format!(
+            "{n} sweeps per model, interleaved across models, each against a server process of its own: the knee is their median with its order-statistic interval, or their range where {n} sweeps allow no 95% interval (three give a 75% range); the step figures are those of the median sweep."
+        ),
+    }
 }
 
 /// Where `sweep` broke at a rate the floor (no work, only the loopback, the client and
@@ -234,7 +338,7 @@ pub(super) fn ranking(r: &BenchReport, k: &KneeRecords) -> Option<Table> {
         .is_some_and(|c| !c.records.is_empty());
     let mut header = vec![
         "workload",
-        "rank",
+        "tier",
         "model",
         "sustained req/s (knee table)",
         "p99 µs there",
@@ -256,7 +360,7 @@ pub(super) fn ranking(r: &BenchReport, k: &KneeRecords) -> Option<Table> {
                 w.label.clone(),
                 rank.map_or("-".into(), |rank| rank.to_string()),
                 format!("`{}`{}", s.row, if r.is_peer(&s.row) { " †" } else { "" }),
-                knee.map_or("none".into(), |x| thousands(x.offered_rps)),
+                knee_text(k, &s.row, &w.label),
                 knee.map_or("-".into(), |x| thousands(x.p99_us as f64)),
                 knee.and_then(|x| x.server)
                     .map_or("-".into(), |c| format!("{:.1}", c.cpu_us)),
@@ -298,20 +402,28 @@ pub(super) fn ranking(r: &BenchReport, k: &KneeRecords) -> Option<Table> {
         for peer in ranked.iter().map(|(_, s)| s).filter(|s| r.is_peer(&s.row)) {
             if let (Some(best), Some(theirs)) = (best, peer.knee()) {
                 let ours = best.knee().map_or(0.0, |x| x.offered_rps);
-                let ratio = ours / theirs.offered_rps.max(1.0);
+                let ratio = crate::stats::Difference::of(
+                    &knees(k, &best.row, &w.label),
+                    &knees(k, &peer.row, &w.label),
+                )
+                .map(|d| d.ratio)
+                .unwrap_or_else(|| {
+                    crate::stats::Interval::point(ours / theirs.offered_rps.max(1.0))
+                });
+                let side = match ratio.side_of(1.0) {
+                    Some(true) => "ahead",
+                    Some(false) => "behind",
+                    None => "not separable from it",
+                };
                 versus.push(format!(
-                    "{}: fiblab's best, `{}`, sustains {} req/s with p99 under {}; `{}` {} req/s: fiblab {} ({:.2}x){}",
+                    "{}: fiblab's best, `{}`, sustains {} req/s with p99 under {}; `{}` {} req/s: fiblab {side} ({}x){}",
                     w.label,
                     best.row,
-                    thousands(ours),
+                    knee_text(k, &best.row, &w.label),
                     slo_text(w),
                     peer.row,
-                    thousands(theirs.offered_rps),
-                    match ratio >= 1.0 {
-                        true => "ahead",
-                        false => "behind",
-                    },
-                    ratio,
+                    knee_text(k, &peer.row, &w.label),
+                    crate::bench::rules::ratio_ci(&ratio),
                     cost_versus(best, peer),
                 ));
             }
@@ -320,7 +432,7 @@ pub(super) fn ranking(r: &BenchReport, k: &KneeRecords) -> Option<Table> {
     if rows.is_empty() {
         return None;
     }
-    let mut intro = "Each workload's models and peers (not the floor, the reference) ranked by the highest rate they sustain with p99 under its SLO (a row that sustains none is not ranked), beside what else this report measured of them; every figure is a cell of the table named in its column. The rank answers \"which model for this request rate\"; the other columns what it costs: how much a heavy request starves its neighbours, and what idle clients cost.".to_string();
+    let mut intro = "Each workload's models and peers (not the floor, the reference) in tiers by the highest rate they sustain with p99 under its SLO, over the sweeps: a row joins the tier above unless its knees are significantly lower than that tier's leader's (Welch on the logarithms, and Mann-Whitney with five sweeps or more, Holm-corrected), so rows in one tier are not separable on this machine at this precision; a knee at the client's limit is a lower bound and ties with every row above it (tier 1); a row that sustains none is not ranked. Beside what else this report measured of them; every figure is a cell of the table named in its column. The rank answers \"which model for this request rate\"; the other columns what it costs: how much a heavy request starves its neighbours, and what idle clients cost.".to_string();
     if !versus.is_empty() {
         intro.push_str(&format!(
             " Against the peers (same client, same run): {}.",

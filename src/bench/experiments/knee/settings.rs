@@ -33,6 +33,15 @@ pub struct Knee {
     pub refine: usize,
     /// No step offers more than this.
     pub max_rate: f64,
+    /// Sweeps of each row and workload, interleaved across rows, each against a fresh
+    /// server process: the knee is their median, with its interval (or their range,
+    /// where too few sweeps allow no 95% interval).
+    #[serde(default = "three")]
+    pub sweeps: usize,
+}
+
+fn three() -> usize {
+    3
 }
 
 /// One workload of the knee: a fib mix (`1`, `20`, `1:99,30:1`) and its latency target.

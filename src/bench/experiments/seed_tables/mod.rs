@@ -40,6 +40,164 @@ use crate::load::mix::{Class, Mix};
 use crate::load::{Hooks, LoadSpec};
 use crate::server::Variant;
 
+/// One repetition of `row`'s cells in the run's regime: a fresh server process, every
+/// workload and client count, the samples added to `report`. False when the run was
+/// interrupted before the repetition ended (its samples so far are kept).
+fn repetition_of(
+    run: &mut Run<'_>,
+    report: &mut BenchReport,
+    row: &Row,
+    repetition: usize,
+) -> io::Result<bool> {
+    let scenario = run.scenario;
+    let label = row.label();
+    let served = run.serve(row)?;
+    for &n in &scenario.workloads {
+        for &clients in &scenario.clients {
+            if run.interrupted() {
+                served.stop();
+                return Ok(false);
+            }
+            run.step(&format!(
+                "{label} n={n} clients={clients} repetition {}{}",
+                repetition + 1,
+                match repetition < scenario.repetitions {
+                    true => format!("/{}", scenario.repetitions),
+                    false => " (more precision)".to_string(),
+                },
+            ));
+            let class = match served.ping {
+                true => Class::text("PING", true),
+                false => Class::fib(n, 1, true),
+            };
+            let mix = Mix::new(vec![class]).map_err(io::Error::other)?;
+            let spec = LoadSpec {
+                // Open loop: room for requests to queue when the server falls
+                // behind, so the lateness shows in the latency, not in the schedule.
+                pipeline: if scenario.rate.is_some() { 64 } else { 1 },
+                rate: scenario.rate,
+                protocol: served.protocol(),
+                ..run.spec(served.addr, mix, clients)
+            };
+            let r = run.load(&spec, Hooks::default())?;
+            let gone = format!("`{label}` stopped accepting connections");
+            if r.requests_ok == 0
+                && r.errors.connect > 0
+                && !report.notes.iter().any(|n| n.starts_with(&gone))
+            {
+                report.notes.push(format!(
+                    "{gone} from repetition {}, n={n}, {clients} clients on: its later cells are 0.",
+                    repetition + 1
+                ));
+            }
+            let class = r.classes.first();
+            report.samples.push(Sample {
+                regime: run.regime.name.clone(),
+                variant: label.clone(),
+                n,
+                clients,
+                repetition,
+                throughput_rps: r.throughput_rps,
+                p50_us: class.map_or(0, |c| c.latency_us.p50),
+                p99_us: class.map_or(0, |c| c.latency_us.p99),
+                per_connection: r.per_connection.clone(),
+                errors: r.errors.total(),
+                histogram: class.map(|c| c.histogram.clone()).unwrap_or_default(),
+            });
+        }
+    }
+    served.stop();
+    Ok(true)
+}
+
+/// No row is repeated more often than this, whatever its precision: a cell that
+/// sometimes serves nothing never narrows.
+pub const MOST_REPETITIONS: usize = 20;
+
+/// `--precision`: after every regime ran, more repetitions of the rows whose widest cell
+/// interval is widest, one row at a time, until every cell's interval is within
+/// `precision` of its estimate (0.05: ±5%), a row has [`MOST_REPETITIONS`], or the next
+/// repetition would end past `deadline`. What it reached is kept in `report.precision`.
+pub fn top_up(
+    run: &mut Run<'_>,
+    report: &mut BenchReport,
+    plans: &[crate::bench::scenario::RegimePlan],
+    precision: f64,
+    deadline: std::time::Instant,
+) -> io::Result<()> {
+    let scenario = run.scenario;
+    let started = std::time::Instant::now();
+    let per_row = (scenario.duration + scenario.warmup + std::time::Duration::from_millis(40))
+        * (scenario.workloads.len() * scenario.clients.len()) as u32
+        + std::time::Duration::from_millis(200);
+    let mut extra = 0;
+    let regime_of = |name: &str| plans.iter().find(|p| p.name == name).cloned();
+    while !run.interrupted() && std::time::Instant::now() + per_row <= deadline {
+        // The (regime, row) whose widest cell is widest, among rows not yet at the cap.
+        let widest = report
+            .cells
+            .iter()
+            .filter(|c| {
+                report
+                    .samples
+                    .iter()
+                    .filter(|s| {
+                        s.regime == c.regime
+                            && s.variant == c.variant
+                            && s.n == c.n
+                            && s.clients == c.clients
+                    })
+                    .count()
+                    < MOST_REPETITIONS
+            })
+            .map(|c| (c.throughput.precision(), c))
+            .filter(|(p, _)| *p > precision)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, c)| (c.regime.clone(), c.variant.clone()));
+        let Some((regime, variant)) = widest else {
+            break;
+        };
+        let (Some(plan), Some(row)) = (
+            regime_of(&regime).or_else(|| plans.first().cloned()),
+            run.rows.iter().find(|r| r.label() == variant),
+        ) else {
+            break;
+        };
+        let repetition = report
+            .samples
+            .iter()
+            .filter(|s| s.regime == regime && s.variant == variant)
+            .map(|s| s.repetition + 1)
+            .max()
+            .unwrap_or(0);
+        run.regime = plan;
+        run.add_steps(scenario.workloads.len() * scenario.clients.len());
+        let done = repetition_of(run, report, row, repetition)?;
+        report.cells = aggregate(&report.samples);
+        extra += 1;
+        if !done {
+            break;
+        }
+    }
+    let within = report
+        .cells
+        .iter()
+        .filter(|c| c.throughput.precision() <= precision)
+        .count();
+    report.precision = Some(crate::bench::results::PrecisionRecord {
+        asked: precision,
+        budget_s: deadline
+            .saturating_duration_since(started)
+            .as_secs_f64()
+            .max(0.0),
+        extra_repetitions: extra,
+        spent_s: started.elapsed().as_secs_f64(),
+        cells_within: within,
+        cells: report.cells.len(),
+    });
+    Ok(())
+}
+
 /// True when `variant` serves clients concurrently from a pool: a starved client of
 /// such a model waited in its queue, it was not refused by design.
 fn queues_clients(variant: &str) -> bool {
@@ -61,68 +219,15 @@ impl Experiment for SeedTables {
 
     fn measure(&self, run: &mut Run<'_>, report: &mut BenchReport) -> io::Result<()> {
         let (scenario, rows) = (run.scenario, run.rows);
-        let mut samples = Vec::new();
         for repetition in 0..scenario.repetitions {
             for row in rows {
-                let label = row.label();
-                let served = run.serve(row)?;
-                for &n in &scenario.workloads {
-                    for &clients in &scenario.clients {
-                        if run.interrupted() {
-                            report.samples.extend(samples);
-                            report.cells = aggregate(&report.samples);
-                            return Ok(());
-                        }
-                        run.step(&format!(
-                            "{label} n={n} clients={clients} repetition {}/{}",
-                            repetition + 1,
-                            scenario.repetitions,
-                        ));
-                        let class = match served.ping {
-                            true => Class::text("PING", true),
-                            false => Class::fib(n, 1, true),
-                        };
-                        let mix = Mix::new(vec![class]).map_err(io::Error::other)?;
-                        let spec = LoadSpec {
-                            // Open loop: room for requests to queue when the server falls
-                            // behind, so the lateness shows in the latency, not in the schedule.
-                            pipeline: if scenario.rate.is_some() { 64 } else { 1 },
-                            rate: scenario.rate,
-                            protocol: served.protocol(),
-                            ..run.spec(served.addr, mix, clients)
-                        };
-                        let r = run.load(&spec, Hooks::default())?;
-                        let gone = format!("`{label}` stopped accepting connections");
-                        if r.requests_ok == 0
-                            && r.errors.connect > 0
-                            && !report.notes.iter().any(|n| n.starts_with(&gone))
-                        {
-                            report.notes.push(format!(
-                                "{gone} from repetition {}, n={n}, {clients} clients on: its later cells are 0.",
-                                repetition + 1
-                            ));
-                        }
-                        let class = r.classes.first();
-                        samples.push(Sample {
-                            regime: run.regime.name.clone(),
-                            variant: label.clone(),
-                            n,
-                            clients,
-                            repetition,
-                            throughput_rps: r.throughput_rps,
-                            p50_us: class.map_or(0, |c| c.latency_us.p50),
-                            p99_us: class.map_or(0, |c| c.latency_us.p99),
-                            per_connection: r.per_connection.clone(),
-                            errors: r.errors.total(),
-                            histogram: class.map(|c| c.histogram.clone()).unwrap_or_default(),
-                        });
-                    }
+                let done = repetition_of(run, report, row, repetition)?;
+                report.cells = aggregate(&report.samples);
+                if !done {
+                    return Ok(());
                 }
-                served.stop();
             }
         }
-        report.samples.extend(samples);
-        report.cells = aggregate(&report.samples);
         Ok(())
     }
 
