@@ -36,7 +36,6 @@ pub mod experiments;
 pub mod export;
 pub mod measure;
 pub mod predict;
-pub mod ranking;
 pub mod records;
 pub mod results;
 pub mod rules;

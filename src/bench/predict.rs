@@ -294,6 +294,8 @@ pub fn predicted(report: &BenchReport) -> Option<BenchReport> {
         .retain_mut(|s| match predicted_kept.next().flatten() {
             Some(k) => {
                 s.kept = k.ratio;
+                // The measured timeline would lend a predicted figure its interval.
+                s.timeline.clear();
                 true
             }
             None => false,

@@ -134,6 +134,35 @@ pub fn undecided_why(x: &Interval, holds: impl Fn(f64) -> bool) -> String {
     }
 }
 
+/// Light throughput kept during the heavy request, with the bootstrap interval of the
+/// ratio of the mean light replies per 100 ms during it over those before it
+/// ([`crate::stats::bootstrap_ratio_of_means`]; within the one run, so it covers the
+/// variance of the 100 ms buckets, not of server processes). The estimate is the
+/// report's `kept`. A point where too few buckets lie on either side.
+pub fn kept_interval(r: &BenchReport, variant: &str) -> Option<Interval> {
+    let s = r.starvation.iter().find(|s| s.variant == variant)?;
+    const BUCKET_S: f64 = 0.1;
+    let end = s.heavy_s.map_or(f64::INFINITY, |h| s.heavy_at_s + h);
+    let (mut before, mut during) = (Vec::new(), Vec::new());
+    for (i, &replies) in s.timeline.iter().enumerate() {
+        let (from, to) = (i as f64 * BUCKET_S, (i + 1) as f64 * BUCKET_S);
+        // The first bucket holds the connection's start: not the steady rate.
+        if i > 0 && to <= s.heavy_at_s + 1e-9 {
+            before.push(replies as f64);
+        } else if from >= s.heavy_at_s - 1e-9 && to <= end + 1e-9 {
+            during.push(replies as f64);
+        }
+    }
+    let interval = crate::stats::bootstrap_ratio_of_means(&during, &before, 2000, 4)
+        .unwrap_or_else(|| Interval::point(s.kept));
+    Some(Interval {
+        estimate: s.kept,
+        ci_low: interval.ci_low.min(s.kept),
+        ci_high: interval.ci_high.max(s.kept),
+        ..interval
+    })
+}
+
 /// Light throughput kept during the heavy request.
 pub fn kept(r: &BenchReport, variant: &str) -> Option<f64> {
     r.starvation

@@ -89,8 +89,11 @@ pub struct Row {
     pub new: Interval,
     /// `new / old` with its interval; a point where the figure has no samples to test.
     pub change: Interval,
-    /// The test's p-value; `None` where the figures were compared by their intervals.
+    /// The test's p-value, adjusted over every row (Benjamini-Hochberg); `None` where the
+    /// figures were compared by their intervals.
     pub p: Option<f64>,
+    /// Mann-Whitney's p-value, unadjusted (it counts only with five samples a side).
+    pub p_mann_whitney: f64,
     pub mark: Mark,
     /// Higher is better (throughput) or lower (latency).
     pub higher_is_better: bool,
@@ -176,7 +179,7 @@ impl Comparison {
         let count = |m: Mark| self.rows.iter().filter(|r| r.mark == m).count();
         let _ = writeln!(
             out,
-            "\n{} figures: {} better (+), {} worse (-), {} no change the data can show (~: p >= {:.2} or under the {:.0}% noise threshold). Intervals {:.0}%.",
+            "\n{} figures: {} better (+), {} worse (-), {} no change the data can show (~: p >= {:.2}, Benjamini-Hochberg-adjusted over the figures, or under the {:.0}% noise threshold). Intervals {:.0}%.",
             self.rows.len(),
             count(Mark::Better),
             count(Mark::Worse),
@@ -238,6 +241,7 @@ fn parse(text: &str, which: &'static str) -> Result<Parsed, CompareError> {
 /// A higher-is-better figure's row from two sets of samples.
 fn tested(what: String, old: &[f64], new: &[f64], options: Options) -> Option<Row> {
     let d = Difference::of(new, old)?;
+    // The p-value is adjusted over all the rows later ([`adjust`]); this mark is provisional.
     let significant = d.significant_at(d.p, new.len(), old.len());
     let moved = (d.ratio.estimate - 1.0).abs() >= options.noise;
     let mark = match (significant && moved, d.ratio.estimate >= 1.0) {
@@ -255,10 +259,38 @@ fn tested(what: String, old: &[f64], new: &[f64], options: Options) -> Option<Ro
         new: Interval::of(new),
         change: d.ratio,
         p: Some(d.p),
+        p_mann_whitney: d.p_mann_whitney,
         mark,
         higher_is_better: true,
         regression,
     })
+}
+
+/// The rows' p-values adjusted together (Benjamini-Hochberg: many cells are compared
+/// at once), and their marks and regressions decided again on the adjusted values.
+fn adjust(rows: &mut [Row], sizes: &[(usize, usize)], options: Options) {
+    let raw: Vec<f64> = rows.iter().map(|r| r.p.unwrap_or(1.0)).collect();
+    let adjusted = crate::stats::benjamini_hochberg(&raw);
+    for ((row, p), &(n_new, n_old)) in rows.iter_mut().zip(adjusted).zip(sizes) {
+        let Some(raw_p) = row.p else { continue };
+        let d = Difference {
+            ratio: row.change,
+            p: raw_p,
+            p_mann_whitney: row.p_mann_whitney,
+        };
+        let significant = d.significant_at(p, n_new, n_old);
+        let moved = (row.change.estimate - 1.0).abs() >= options.noise;
+        row.p = Some(p);
+        row.mark = match (significant && moved, row.change.estimate >= 1.0) {
+            (false, _) => Mark::Same,
+            (true, true) => Mark::Better,
+            (true, false) => Mark::Worse,
+        };
+        row.regression = row.mark == Mark::Worse
+            && options
+                .fail_on_regression
+                .is_some_and(|limit| row.change.estimate < 1.0 - limit);
+    }
 }
 
 fn bench(
@@ -299,6 +331,7 @@ fn bench(
             .collect()
     };
     let mut rows = Vec::new();
+    let mut sizes = Vec::new();
     let mut only_one = 0;
     for c in &old.cells {
         let Some(twin) = new.cells.iter().find(|x| {
@@ -317,8 +350,13 @@ fn bench(
             crate::bench::results::plural(c.clients, "client"),
             c.variant
         );
-        rows.extend(tested(what, &samples(old, c), &samples(new, twin), options));
+        let (o, n) = (samples(old, c), samples(new, twin));
+        if let Some(row) = tested(what, &o, &n, options) {
+            rows.push(row);
+            sizes.push((n.len(), o.len()));
+        }
     }
+    adjust(&mut rows, &sizes, options);
     only_one += new.cells.len() - (old.cells.len() - only_one);
     if only_one > 0 {
         warnings.push(format!(
@@ -396,6 +434,7 @@ fn load(old: &LoadReport, new: &LoadReport, options: Options) -> Comparison {
                 new: n,
                 change: Interval::point(change),
                 p: None,
+                p_mann_whitney: 1.0,
                 mark,
                 higher_is_better: false,
                 regression: mark == Mark::Worse

@@ -96,6 +96,22 @@ fn holm_matches_statsmodels() {
 }
 
 #[test]
+fn benjamini_hochberg_matches_statsmodels() {
+    // statsmodels.stats.multitest.multipletests(p, method="fdr_bh")[1]
+    let got = benjamini_hochberg(&[0.01, 0.04, 0.03, 0.005]);
+    for (g, w) in got.iter().zip([0.02, 0.04, 0.04, 0.02]) {
+        close(*g, w, 1e-12);
+    }
+    let got = benjamini_hochberg(&[0.2, 0.001, 0.04, 0.03, 0.5]);
+    for (g, w) in got
+        .iter()
+        .zip([0.25, 0.005, 0.06666666666666667, 0.06666666666666667, 0.5])
+    {
+        close(*g, w, 1e-12);
+    }
+}
+
+#[test]
 fn points_straddles_and_how_much_more_would_decide() {
     let p = Interval::point(5.0);
     assert!(!p.has_width());
@@ -202,4 +218,33 @@ fn quantile_ranks_match_scipy_quantile_test() {
     assert_eq!(quantile_ranks(100, 0.9, 0.95), (Some(84), Some(96)));
     assert_eq!(quantile_ranks(100, 0.99, 0.95), (Some(97), None));
     assert_eq!(quantile_ranks(1000, 0.99, 0.95), (Some(983), Some(997)));
+}
+
+#[test]
+fn the_bootstrap_ratio_of_means_covers_the_true_ratio_and_allows_zeros() {
+    // 20 "buckets" before (mean 100) and 10 during (mean 25): the true ratio is 0.25.
+    let mut rng = fastrand::Rng::with_seed(4);
+    let (mut covered, trials) = (0, 400);
+    for trial in 0..trials {
+        let before: Vec<f64> = (0..20).map(|_| 80.0 + 40.0 * rng.f64()).collect();
+        let during: Vec<f64> = (0..10).map(|_| 50.0 * rng.f64()).collect();
+        let i = bootstrap_ratio_of_means(&during, &before, 1000, trial).unwrap();
+        covered += usize::from(i.ci_low <= 0.25 && 0.25 <= i.ci_high);
+    }
+    // A percentile bootstrap of ten samples runs a little short of 95%.
+    assert!(
+        covered as f64 / trials as f64 >= 0.88,
+        "{covered} of {trials}"
+    );
+    // All zeros during: a collapse, exactly 0.
+    let i = bootstrap_ratio_of_means(&[0.0; 5], &[10.0, 12.0, 11.0], 1000, 1).unwrap();
+    assert_eq!((i.estimate, i.ci_low, i.ci_high), (0.0, 0.0, 0.0));
+    // Seeded: the same interval every time.
+    let a = [1.0, 2.0, 3.0, 0.0];
+    let b = [2.0, 2.5, 3.0];
+    assert_eq!(
+        bootstrap_ratio_of_means(&a, &b, 500, 9),
+        bootstrap_ratio_of_means(&a, &b, 500, 9)
+    );
+    assert_eq!(bootstrap_ratio_of_means(&a, &[0.0], 500, 9), None);
 }

@@ -386,6 +386,10 @@ fn repetitions(r: &BenchReport) -> String {
     let fewest = counts.iter().map(|c| c.4).min().unwrap_or(r.repetitions);
     let most = counts.iter().map(|c| c.4).max().unwrap_or(r.repetitions);
     match (fewest, most) {
+        (a, b) if a >= r.repetitions && b > r.repetitions => format!(
+            "{a} to {b} repetitions ({} interleaved across models, then more of the widest rows for the precision asked)",
+            r.repetitions
+        ),
         (a, b) if a == r.repetitions && b == r.repetitions => {
             format!(
                 "{} interleaved across models",

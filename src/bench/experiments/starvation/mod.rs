@@ -18,9 +18,13 @@ use super::{Experiment, Row, Run};
 use crate::bench::canvas::{PlotError, err, short};
 use crate::bench::measure::heavy::{calibrate_heavy_n, calibrate_remote, heavy_among_light};
 use crate::bench::predict::THRESHOLD;
-use crate::bench::results::{BenchReport, Finding, Plot, Table, Verdict, thousands};
-use crate::bench::rules::{finding, kept, missing, ratio, rps};
+use crate::bench::results::{BenchReport, Finding, Plot, Table, thousands};
+use crate::bench::rules::{
+    all, decide, finding, kept_interval, missing, ratio, ratio_ci, rps, undecided_why, verdict,
+    versus,
+};
 use crate::bench::scenario::Scenario;
+use crate::stats::Interval;
 
 /// Seed 004's experiment; see the module docs.
 pub struct Starvation;
@@ -100,14 +104,23 @@ impl Experiment for Starvation {
             "seed 000, 总结 5",
             "coroutines can replace threads for I/O-bound work, but block on CPU-bound work",
         );
-        out.push(match (rps(r, "coroutines", 1, 2), rps(r, "threads", 1, 2), kept(r, "coroutines")) {
-            (Some(c), Some(t), Some(k)) => {
-                let verdict = if c / t >= 0.5 && k < 0.1 { Verdict::Reproduces } else { Verdict::Contradicts };
+        out.push(match (versus(r, ("coroutines", 1, 2), ("threads", 1, 2)), kept_interval(r, "coroutines")) {
+            (Some(d), Some(k)) => {
+                let (replaces, blocks) = (|x: f64| x >= 0.5, |x: f64| x < 0.1);
+                let decided = all(&[decide(&d.ratio, replaces), decide(&k, blocks)]);
                 finding(
                     source,
                     claim,
-                    verdict,
-                    format!("n=1, 2 clients: coroutines {c:.0} req/s vs threads {t:.0} ({:.2}x); during one heavy request coroutines kept {} of its light throughput", c / t, ratio(k)),
+                    verdict(decided),
+                    format!(
+                        "n=1, 2 clients: coroutines {:.0} req/s vs threads {:.0} ({}x){}; during one heavy request coroutines kept {}{} of its light throughput",
+                        rps(r, "coroutines", 1, 2).unwrap_or(0.0),
+                        rps(r, "threads", 1, 2).unwrap_or(0.0),
+                        ratio_ci(&d.ratio),
+                        undecided_why(&d.ratio, replaces),
+                        ratio_ci(&k),
+                        undecided_why(&k, blocks),
+                    ),
                 )
                 .reading(&[("coroutines", 1, 2), ("threads", 1, 2)])
             }
@@ -125,22 +138,26 @@ impl Experiment for Starvation {
             "epoll",
             "coroutines",
         ];
-        let collapsed: Vec<String> = loops
+        let collapse = |x: f64| x < 0.05;
+        let measured: Vec<(&str, Interval)> = loops
             .iter()
-            .filter_map(|m| kept(r, m).map(|k| format!("{m} {}", ratio(k))))
+            .filter_map(|m| kept_interval(r, m).map(|k| (*m, k)))
             .collect();
-        out.push(match (collapsed.is_empty(), kept(r, "threads")) {
+        out.push(match (measured.is_empty(), kept_interval(r, "threads")) {
             (false, Some(threads)) => {
-                let worst_loop = loops.iter().filter_map(|m| kept(r, m)).fold(0.0, f64::max);
-                let verdict = if worst_loop < 0.05 { Verdict::Reproduces } else { Verdict::Contradicts };
+                let decided = all(&measured.iter().map(|(_, k)| decide(k, collapse)).collect::<Vec<_>>());
                 finding(
                     source,
                     claim,
-                    verdict,
+                    verdict(decided),
                     format!(
                         "light throughput kept (during / before) while the heavy request ran: single-thread loops {}; threads {} (no GIL: the other core serves)",
-                        collapsed.join(", "),
-                        ratio(threads)
+                        measured
+                            .iter()
+                            .map(|(m, k)| format!("{m} {}{}", ratio_ci(k), undecided_why(k, collapse)))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        ratio_ci(&threads)
                     ),
                 )
             }
@@ -151,15 +168,23 @@ impl Experiment for Starvation {
             "seed 004",
             "a process pool removes the collapse, at about 10x the throughput cost",
         );
-        out.push(match (kept(r, "procpool"), rps(r, "procpool", 1, 1), rps(r, "threads", 1, 1)) {
-            (Some(k), Some(p), Some(t)) => {
-                let cost = t / p;
-                let verdict = if k >= 0.5 && cost >= 5.0 { Verdict::Reproduces } else { Verdict::Contradicts };
+        out.push(match (kept_interval(r, "procpool"), versus(r, ("threads", 1, 1), ("procpool", 1, 1))) {
+            (Some(k), Some(cost)) => {
+                let (removes, costly) = (|x: f64| x >= 0.5, |x: f64| x >= 5.0);
+                let decided = all(&[decide(&k, removes), decide(&cost.ratio, costly)]);
                 finding(
                     source,
                     claim,
-                    verdict,
-                    format!("procpool kept {} of its light throughput during the heavy request; its n=1 throughput is 1/{cost:.1} of threads' ({p:.0} vs {t:.0} req/s)", ratio(k)),
+                    verdict(decided),
+                    format!(
+                        "procpool kept {}{} of its light throughput during the heavy request; its n=1 throughput is 1/{} of threads'{} ({:.0} vs {:.0} req/s)",
+                        ratio_ci(&k),
+                        undecided_why(&k, removes),
+                        ratio_ci(&cost.ratio),
+                        undecided_why(&cost.ratio, costly),
+                        rps(r, "procpool", 1, 1).unwrap_or(0.0),
+                        rps(r, "threads", 1, 1).unwrap_or(0.0),
+                    ),
                 )
                 .reading(&[("procpool", 1, 1), ("threads", 1, 1)])
             }
@@ -213,7 +238,7 @@ fn starvation_table(r: &BenchReport) -> Vec<Table> {
                         s.heavy_n.to_string(),
                         thousands(s.light_before_rps),
                         thousands(s.light_during_rps),
-                        ratio(s.kept),
+                        kept_interval(r, &s.variant).map_or(ratio(s.kept), |k| ratio_ci(&k)),
                         s.heavy_s
                             .map_or("no reply in the run".to_string(), |t| format!("{t:.2} s")),
                     ];
