@@ -341,19 +341,16 @@ fn precision_line(r: &BenchReport) -> String {
                 .precision()
                 .total_cmp(&b.throughput.precision())
         });
+    let more = match p.extra_repetitions {
+        1 => "repetition",
+        _ => "repetitions",
+    };
     format!(
-        " Precision asked: every interval within ±{:.0}% of its estimate; {} of {} cells reached it after {} ({:.0} s of the {:.0} s the time budget left){}.",
+        " Precision asked: every interval within ±{:.0}% of its estimate; {} of {} cells reached it after {} more {more} of the row with the widest interval at the time ({:.0} s of the {:.0} s the time budget left){}.",
         p.asked * 100.0,
         p.cells_within,
         p.cells,
-        format!(
-            "{} more {} of the row with the widest interval at the time",
-            p.extra_repetitions,
-            match p.extra_repetitions {
-                1 => "repetition",
-                _ => "repetitions",
-            }
-        ),
+        p.extra_repetitions,
         p.spent_s,
         p.budget_s,
         widest.map_or(String::new(), |c| format!(
