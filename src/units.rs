@@ -47,17 +47,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, ParseError> {
 /// A share given as `5%` or as a fraction `0.05`, returned as the fraction (0.05).
 /// Errors name the accepted forms; negative shares and fractions of 1 or more written
 /// without `%` are refused (100%, written so, is allowed).
-pub fn parse_percent(text: &str) -> Result<f64, String> {
+pub fn parse_percent(text: &str) -> Result<f64, ParseError> {
     let text = text.trim();
-    let bad = || format!("'{text}': a share is a percentage like 5% or a fraction like 0.05");
+    let bad = || {
+        ParseError(format!(
+            "'{text}': a share is a percentage like 5% or a fraction like 0.05"
+        ))
+    };
     let value = match text.strip_suffix('%') {
         Some(number) => number.trim().parse::<f64>().map_err(|_| bad())? / 100.0,
         None => {
             let fraction = text.parse::<f64>().map_err(|_| bad())?;
             if fraction >= 1.0 {
-                return Err(format!(
+                return Err(ParseError(format!(
                     "'{text}': as a fraction it must be under 1; write {text}% for a percentage"
-                ));
+                )));
             }
             fraction
         }
@@ -271,9 +275,14 @@ mod tests {
 
     #[test]
     fn shares_as_percentages_or_fractions() {
-        assert_eq!(parse_percent("5%"), Ok(0.05));
-        assert_eq!(parse_percent("0.02"), Ok(0.02));
-        assert!(parse_percent("5").unwrap_err().contains("write 5%"));
+        assert_eq!(parse_percent("5%").unwrap(), 0.05);
+        assert_eq!(parse_percent("0.02").unwrap(), 0.02);
+        assert!(
+            parse_percent("5")
+                .unwrap_err()
+                .to_string()
+                .contains("write 5%")
+        );
         assert!(parse_percent("-1%").is_err());
         assert!(parse_percent("x").is_err());
     }

@@ -25,3 +25,6 @@ pub fn print(text: &str) -> Result<()> {
 pub fn connect_hint(addr: SocketAddr) -> String {
     format!("talking to {addr} failed; is a server running there? Start one with `fiblab serve`")
 }
+
+#[cfg(test)]
+mod tests;
