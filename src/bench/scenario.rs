@@ -274,7 +274,8 @@ impl Pinning {
 /// Command-line overrides of a scenario's fields (`fiblab bench quick --clients 1,16`).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Overrides {
-    /// Models instead of the scenario's, comma-separated (`epoll+offload` for a variant).
+    /// Models instead of the scenario's (the knee's sweeps too), comma-separated
+    /// (`epoll+offload` for a variant).
     #[arg(long, value_delimiter = ',')]
     pub models: Option<Vec<String>>,
     /// Workloads (fib n) instead of the scenario's, comma-separated.
@@ -337,6 +338,10 @@ impl Overrides {
                 .map(|m| models::parse_variant(m))
                 .collect::<Result<_, _>>()
                 .map_err(|e| ScenarioError(e.to_string()))?;
+            // The knee sweeps its own list: a user who names models means those too.
+            if let Some(knee) = &mut scenario.knee {
+                knee.models = scenario.models.clone();
+            }
         }
         if let Some(w) = &self.workloads {
             scenario.workloads = w.clone();

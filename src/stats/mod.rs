@@ -56,7 +56,7 @@ use statrs::distribution::{ContinuousCDF, StudentsT};
 mod multiple;
 mod order;
 
-pub use multiple::{Ranked, benjamini_hochberg, holm, tiers};
+pub use multiple::{Ranked, benjamini_hochberg, holm, tiers, tiers_resolved};
 pub use order::{mann_whitney, median_interval, quantile_interval, quantile_ranks};
 
 /// The confidence level of every interval a report prints.
@@ -151,9 +151,9 @@ impl Interval {
     }
 
     /// `84,120 [81,900–86,300]` with `format` for each figure; the estimate alone for a
-    /// point.
+    /// point, or where every sample was the same.
     pub fn text(&self, format: impl Fn(f64) -> String) -> String {
-        match self.has_width() {
+        match self.has_width() && self.ci_low < self.ci_high {
             true => format!(
                 "{} [{}–{}]",
                 format(self.estimate),
@@ -211,12 +211,21 @@ pub struct Difference {
 impl Difference {
     /// `a` against `b`; `None` when either side has no positive sample.
     pub fn of(a: &[f64], b: &[f64]) -> Option<Difference> {
+        Difference::resolved(a, b, 0.0, 0.0)
+    }
+
+    /// `a` against `b` where each sample is only known to a resolution: `floor_a` and
+    /// `floor_b` are variances (of the natural logarithm) added to each side's sample
+    /// variance. A knee found on a grid of rates is somewhere between the last rate
+    /// sustained and the next one tried: uniform over a step of ratio `r`, its logarithm
+    /// has the variance `ln(r)^2 / 12`, which three equal knees do not make zero.
+    pub fn resolved(a: &[f64], b: &[f64], floor_a: f64, floor_b: f64) -> Option<Difference> {
         let (ma, mb) = (median(a), median(b));
         if ma <= 0.0 || mb <= 0.0 || a.is_empty() || b.is_empty() {
             return None;
         }
         let estimate = ma / mb;
-        let welch = welch_log(a, b);
+        let welch = welch_log(a, b, floor_a, floor_b);
         let ratio = match welch {
             Some(w) => Interval {
                 estimate,
@@ -252,20 +261,21 @@ struct Welch {
     p: f64,
 }
 
-fn welch_log(a: &[f64], b: &[f64]) -> Option<Welch> {
+fn welch_log(a: &[f64], b: &[f64], floor_a: f64, floor_b: f64) -> Option<Welch> {
     let la: Vec<f64> = a.iter().filter(|&&x| x > 0.0).map(|x| x.ln()).collect();
     let lb: Vec<f64> = b.iter().filter(|&&x| x > 0.0).map(|x| x.ln()).collect();
-    let welch = welch(&la, &lb)?;
-    Some(welch)
+    welch(&la, &lb, floor_a, floor_b)
 }
 
-/// Welch's two-sample t on `a - b`: interval of the difference of means and p.
-fn welch(a: &[f64], b: &[f64]) -> Option<Welch> {
+/// Welch's two-sample t on `a - b`: interval of the difference of means and p, each
+/// side's sample variance raised by its `floor` (see [`Difference::resolved`]).
+fn welch(a: &[f64], b: &[f64], floor_a: f64, floor_b: f64) -> Option<Welch> {
     if a.len() < 2 || b.len() < 2 {
         return None;
     }
     let (na, nb) = (a.len() as f64, b.len() as f64);
     let ((ma, va), (mb, vb)) = (mean_var(a), mean_var(b));
+    let (va, vb) = (va + floor_a.max(0.0), vb + floor_b.max(0.0));
     let (sa, sb) = (va / na, vb / nb);
     let se2 = sa + sb;
     let d = ma - mb;

@@ -53,7 +53,18 @@ pub struct Ranked<T> {
 /// samples or more, Holm-corrected over all pairs of ranked items), when it leads the next
 /// tier.
 pub fn tiers<T>(items: Vec<T>, samples: impl Fn(&T) -> Vec<f64>) -> Vec<Ranked<T>> {
-    let mut scored: Vec<(Vec<f64>, usize, T)> = items
+    tiers_resolved(items, samples, |_| 0.0)
+}
+
+/// [`tiers`] for samples known only to a resolution: `resolution(item)` is the variance
+/// of the logarithm each of its samples carries besides their spread
+/// ([`Difference::resolved`]; a knee on a grid of rates).
+pub fn tiers_resolved<T>(
+    items: Vec<T>,
+    samples: impl Fn(&T) -> Vec<f64>,
+    resolution: impl Fn(&T) -> f64,
+) -> Vec<Ranked<T>> {
+    let mut scored: Vec<(Vec<f64>, usize, T, f64)> = items
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
@@ -61,7 +72,8 @@ pub fn tiers<T>(items: Vec<T>, samples: impl Fn(&T) -> Vec<f64>) -> Vec<Ranked<T
                 .into_iter()
                 .filter(|x| x.is_finite())
                 .collect();
-            (s, i, item)
+            let floor = resolution(&item);
+            (s, i, item, floor)
         })
         .collect();
     scored.sort_by(|x, y| match (x.0.is_empty(), y.0.is_empty()) {
@@ -76,7 +88,7 @@ pub fn tiers<T>(items: Vec<T>, samples: impl Fn(&T) -> Vec<f64>) -> Vec<Ranked<T
     let mut raw = Vec::new();
     for i in 0..ranked {
         for j in i + 1..ranked {
-            let d = Difference::of(&scored[i].0, &scored[j].0);
+            let d = Difference::resolved(&scored[i].0, &scored[j].0, scored[i].3, scored[j].3);
             raw.push(d.map_or(1.0, |d| d.p));
             pairs.push((i, j, d));
         }
@@ -95,7 +107,7 @@ pub fn tiers<T>(items: Vec<T>, samples: impl Fn(&T) -> Vec<f64>) -> Vec<Ranked<T
     let mut tier = 0;
     let mut leader = 0;
     let mut out = Vec::new();
-    for (k, (s, _, item)) in scored.into_iter().enumerate() {
+    for (k, (s, _, item, _)) in scored.into_iter().enumerate() {
         if s.is_empty() {
             out.push(Ranked {
                 item,

@@ -248,3 +248,15 @@ fn the_bootstrap_ratio_of_means_covers_the_true_ratio_and_allows_zeros() {
     );
     assert_eq!(bootstrap_ratio_of_means(&a, &[0.0], 500, 9), None);
 }
+
+#[test]
+fn samples_known_to_a_resolution_are_not_exact() {
+    // Three equal knees a side, one refinement step (ratio 16,000 / 13,454) apart: without
+    // the grid's resolution the difference looks exact; with it, it is a likely one.
+    let (a, b) = ([16_000.0; 3], [13_454.0; 3]);
+    assert_eq!(Difference::of(&a, &b).unwrap().p, 0.0);
+    let grid = (16_000.0f64 / 13_454.0).ln().powi(2) / 12.0;
+    let d = Difference::resolved(&a, &b, grid, grid).unwrap();
+    assert!(d.p > 0.001 && d.p < 0.05, "{}", d.p);
+    assert!(d.ratio.ci_low < d.ratio.estimate && d.ratio.estimate < d.ratio.ci_high);
+}

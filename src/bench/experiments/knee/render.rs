@@ -38,6 +38,25 @@ pub(super) fn knees(k: &KneeRecords, row: &str, workload: &str) -> Vec<f64> {
         .collect()
 }
 
+/// How finely `row`'s sweeps on `workload` located their knees: the mean over its sweeps
+/// of `ln(broke / knee)^2 / 12`, the variance of the logarithm of a knee that lies
+/// anywhere between the last rate sustained and the next one tried (0 where a sweep has
+/// no such step).
+pub(super) fn resolution(k: &KneeRecords, row: &str, workload: &str) -> f64 {
+    let sweeps = sweeps_of(k, row, workload);
+    let steps: Vec<f64> = sweeps
+        .iter()
+        .filter_map(|s| {
+            let (knee, broke) = (s.knee()?.offered_rps, s.broke()?.offered_rps);
+            (knee > 0.0 && broke > knee).then(|| (broke / knee).ln().powi(2) / 12.0)
+        })
+        .collect();
+    match steps.is_empty() {
+        true => 0.0,
+        false => steps.iter().sum::<f64>() / steps.len() as f64,
+    }
+}
+
 /// True when some sweep of `row` on `workload` ended at the load generator's limit: its
 /// knee is a lower bound.
 pub(super) fn bounded(k: &KneeRecords, row: &str, workload: &str) -> bool {
@@ -59,9 +78,12 @@ pub(super) fn knee_text(k: &KneeRecords, row: &str, workload: &str) -> String {
         true => "≥ ",
         false => "",
     };
-    let level = match i.has_width() && i.ci_level < crate::stats::LEVEL {
-        true => format!(" (range, {:.0}%)", i.ci_level * 100.0),
-        false => String::new(),
+    let level = match (i.has_width(), i.ci_low < i.ci_high) {
+        (true, false) => format!(" (all {} sweeps)", i.n),
+        (true, true) if i.ci_level < crate::stats::LEVEL => {
+            format!(" (range, {:.0}%)", i.ci_level * 100.0)
+        }
+        _ => String::new(),
     };
     format!("{bound}{}{level}", i.text(thousands))
 }
@@ -126,16 +148,17 @@ pub(super) fn ranked<'a>(
             false => knees,
         }
     };
-    let mut ranked: Vec<(Option<usize>, &KneeSweep)> = crate::stats::tiers(rows, knees_of)
-        .into_iter()
-        .filter_map(|r| {
-            let tier = match (r.tier, bounded(k, &r.item, &w.label)) {
-                (Some(_), true) => Some(1),
-                (tier, _) => tier,
-            };
-            Some((tier, sweep_of(k, &r.item, &w.label)?))
-        })
-        .collect();
+    let mut ranked: Vec<(Option<usize>, &KneeSweep)> =
+        crate::stats::tiers_resolved(rows, knees_of, |row| resolution(k, row, &w.label))
+            .into_iter()
+            .filter_map(|r| {
+                let tier = match (r.tier, bounded(k, &r.item, &w.label)) {
+                    (Some(_), true) => Some(1),
+                    (tier, _) => tier,
+                };
+                Some((tier, sweep_of(k, &r.item, &w.label)?))
+            })
+            .collect();
     // Stable: within a tier, the order of the medians.
     ranked.sort_by_key(|(tier, _)| tier.unwrap_or(usize::MAX));
     ranked
@@ -432,7 +455,7 @@ pub(super) fn ranking(r: &BenchReport, k: &KneeRecords) -> Option<Table> {
     if rows.is_empty() {
         return None;
     }
-    let mut intro = "Each workload's models and peers (not the floor, the reference) in tiers by the highest rate they sustain with p99 under its SLO, over the sweeps: a row joins the tier above unless its knees are significantly lower than that tier's leader's (Welch on the logarithms, and Mann-Whitney with five sweeps or more, Holm-corrected), so rows in one tier are not separable on this machine at this precision; a knee at the client's limit is a lower bound and ties with every row above it (tier 1); a row that sustains none is not ranked. Beside what else this report measured of them; every figure is a cell of the table named in its column. The rank answers \"which model for this request rate\"; the other columns what it costs: how much a heavy request starves its neighbours, and what idle clients cost.".to_string();
+    let mut intro = "Each workload's models and peers (not the floor, the reference) in tiers by the highest rate they sustain with p99 under its SLO, over the sweeps: a row joins the tier above unless its knees are significantly lower than that tier's leader's (Welch on the logarithms, each knee known only to its sweep's step between the last rate sustained and the next one tried, and Mann-Whitney with five sweeps or more, Holm-corrected), so rows in one tier are not separable on this machine at this precision; a knee at the client's limit is a lower bound and ties with every row above it (tier 1); a row that sustains none is not ranked. Beside what else this report measured of them; every figure is a cell of the table named in its column. The rank answers \"which model for this request rate\"; the other columns what it costs: how much a heavy request starves its neighbours, and what idle clients cost.".to_string();
     if !versus.is_empty() {
         intro.push_str(&format!(
             " Against the peers (same client, same run): {}.",

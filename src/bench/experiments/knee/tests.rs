@@ -411,10 +411,12 @@ fn three_sweeps_give_a_median_knee_its_range_and_tiers() {
         .filter(|row| row[0] == "n=1")
         .map(|row| (row[1].as_str(), row[2].as_str()))
         .collect();
-    // 128k, 100k and 64k, 3% apart between sweeps: three tiers.
+    // 128k, 100k and 64k, 3% apart between sweeps; but each sweep broke at twice its
+    // knee, so a knee is known only within a factor of 2: 128k and 100k cannot be told
+    // apart, 128k and 64k can.
     assert_eq!(
         tiers,
-        [("1", "`epoll`"), ("2", "`redis`"), ("3", "`threads`")]
+        [("1", "`epoll`"), ("1", "`redis`"), ("2", "`threads`")]
     );
     // Sweeps as far apart as the rows: one tier.
     r.knee = Some(three_sweeps([1.0, 0.5, 2.0]));
