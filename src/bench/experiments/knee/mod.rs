@@ -32,6 +32,7 @@
 //! the highest sustained rate. The tables say where and why each sweep broke; a
 //! computed ranking per workload adds the other measured facts that decide a choice.
 
+mod distribution;
 mod render;
 mod step;
 mod sweep;
@@ -39,6 +40,7 @@ mod sweep;
 pub mod records;
 pub mod settings;
 
+use distribution::*;
 pub use render::*;
 use step::*;
 pub use sweep::*;
