@@ -141,6 +141,11 @@ pub fn undecided_why(x: &Interval, holds: impl Fn(f64) -> bool) -> String {
 /// report's `kept`. A point where too few buckets lie on either side.
 pub fn kept_interval(r: &BenchReport, variant: &str) -> Option<Interval> {
     let s = r.starvation.iter().find(|s| s.variant == variant)?;
+    Some(kept_of(s))
+}
+
+/// [`kept_interval`] of one starvation result.
+pub fn kept_of(s: &crate::bench::records::StarvationResult) -> Interval {
     const BUCKET_S: f64 = 0.1;
     let end = s.heavy_s.map_or(f64::INFINITY, |h| s.heavy_at_s + h);
     let (mut before, mut during) = (Vec::new(), Vec::new());
@@ -155,12 +160,12 @@ pub fn kept_interval(r: &BenchReport, variant: &str) -> Option<Interval> {
     }
     let interval = crate::stats::bootstrap_ratio_of_means(&during, &before, 2000, 4)
         .unwrap_or_else(|| Interval::point(s.kept));
-    Some(Interval {
+    Interval {
         estimate: s.kept,
         ci_low: interval.ci_low.min(s.kept),
         ci_high: interval.ci_high.max(s.kept),
         ..interval
-    })
+    }
 }
 
 /// Light throughput kept during the heavy request.

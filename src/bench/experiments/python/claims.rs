@@ -58,6 +58,15 @@ impl Cells<'_> {
         v.get(v.len() / 2).copied().filter(|x| *x > 0.0)
     }
 
+    /// The median throughput with its interval over the repetitions.
+    pub(super) fn throughput(&self, row: &str, workload: &str, clients: usize) -> Option<Interval> {
+        let v: Vec<f64> = self
+            .matching(row, workload, clients)
+            .map(|s| s.throughput_rps)
+            .collect();
+        (!v.is_empty() && v.iter().any(|x| *x > 0.0)).then(|| Interval::of(&v))
+    }
+
     pub(super) fn gil(
         &self,
         row: &str,
@@ -87,7 +96,9 @@ impl Cells<'_> {
     }
 }
 
-pub(super) fn gain(cells: &Cells<'_>, row: &str) -> Option<f64> {
+/// The CPU-bound gain from the fewest to the most clients, with Welch's interval over
+/// the repetitions ([`crate::stats::Difference`]).
+pub(super) fn gain(cells: &Cells<'_>, row: &str) -> Option<Interval> {
     let mut clients: Vec<usize> = cells.py.samples.iter().map(|s| s.clients).collect();
     clients.sort_unstable();
     clients.dedup();
@@ -95,16 +106,24 @@ pub(super) fn gain(cells: &Cells<'_>, row: &str) -> Option<f64> {
     if first == last {
         return None;
     }
-    Some(cells.rps(row, "cpu", last)? / cells.rps(row, "cpu", first)?)
+    let samples = |c: usize| -> Vec<f64> {
+        cells
+            .matching(row, "cpu", c)
+            .map(|s| s.throughput_rps)
+            .collect()
+    };
+    Difference::of(&samples(last), &samples(first)).map(|d| d.ratio)
 }
 
-pub(super) fn kept_of(r: &BenchReport, row: &str) -> Option<f64> {
+/// Light throughput kept during the heavy request, with its bootstrap interval
+/// ([`crate::bench::rules::kept_of`]).
+pub(super) fn kept_of(r: &BenchReport, row: &str) -> Option<Interval> {
     r.python
         .as_ref()?
         .starvation
         .iter()
         .find(|s| s.result.variant == row)
-        .map(|s| s.result.kept)
+        .map(|s| crate::bench::rules::kept_of(&s.result))
 }
 
 /// One GIL claim, decided without the lock, with it, and for CPython.
@@ -117,8 +136,9 @@ pub(super) struct Claim {
     pub(super) evidence: String,
 }
 
-pub(super) fn verdict(holds: Option<bool>) -> Option<Verdict> {
-    holds.map(crate::bench::rules::holds)
+/// A rule's verdict: `None` not measured, `Some(None)` undecided at this precision.
+pub(super) fn verdict(holds: Option<Option<bool>>) -> Option<Verdict> {
+    holds.map(crate::bench::rules::verdict)
 }
 
 /// The seeds' Python server `model` stands for, from the registry.
@@ -133,9 +153,11 @@ pub(super) fn claims(r: &BenchReport) -> Vec<Claim> {
     let cells = cells(py);
     let peer = |model: &str| original(model).filter(|p| r.is_peer(p));
     let gain_of = |row: &str| gain(&cells, row);
-    let show_gain =
-        |row: &str| gain_of(row).map_or("not measured".to_string(), |g| format!("x{}", ratio(g)));
-    let show_kept = |row: &str| kept_of(r, row).map_or("not measured".to_string(), ratio);
+    let show_gain = |row: &str| {
+        gain_of(row).map_or("not measured".to_string(), |g| format!("x{}", ratio_ci(&g)))
+    };
+    let show_kept =
+        |row: &str| kept_of(r, row).map_or("not measured".to_string(), |k| ratio_ci(&k));
     let mut out = Vec::new();
 
     // With one CPU for the server no second client can gain on CPU-bound work, lock
@@ -162,7 +184,8 @@ pub(super) fn claims(r: &BenchReport) -> Vec<Claim> {
         cells.rps(row, "cpu", 1).map(|rps| 1e6 / rps / work)
     };
     let holds = |row: &str| {
-        gain_of(row).map(|g| g < 1.3 || serial_bound(row).is_some_and(|b| g <= b * 1.05))
+        let bound = serial_bound(row);
+        gain_of(row).map(|g| decide(&g, |x| x < 1.3 || bound.is_some_and(|b| x <= b * 1.05)))
     };
     let show_bound = |row: &str| {
         serial_bound(row).map_or(String::new(), |b| {
@@ -190,9 +213,9 @@ pub(super) fn claims(r: &BenchReport) -> Vec<Claim> {
         ),
     });
 
-    let gains = |g: Option<f64>| g.map(|g| g >= 1.2);
-    let both = |a: Option<bool>, b: Option<bool>| match (a, b) {
-        (Some(a), Some(b)) => Some(a && b),
+    let gains = |g: Option<Interval>| g.map(|g| decide(&g, |x| x >= 1.2));
+    let both = |a: Option<Option<bool>>, b: Option<Option<bool>>| match (a, b) {
+        (Some(a), Some(b)) => Some(all(&[a, b])),
         (a, None) => a,
         (None, b) => b,
     };
@@ -214,7 +237,7 @@ pub(super) fn claims(r: &BenchReport) -> Vec<Claim> {
         ),
     });
 
-    let collapses = |k: Option<f64>| k.map(|k| k < 0.1);
+    let collapses = |k: Option<Interval>| k.map(|k| decide(&k, |x| x < 0.1));
     out.push(Claim {
         source: "seed 004 (GIL)",
         claim: "one CPU-bound request collapses an I/O-bound thread's throughput (~100x): the light thread waits a switch interval for the lock at every request",
@@ -229,7 +252,7 @@ pub(super) fn claims(r: &BenchReport) -> Vec<Claim> {
         ),
     });
 
-    let survives = |k: Option<f64>| k.map(|k| k > 0.5);
+    let survives = |k: Option<Interval>| k.map(|k| decide(&k, |x| x > 0.5));
     out.push(Claim {
         source: "seed 004 (GIL)",
         claim: "a process pool removes the collapse: the heavy request holds a worker process's lock, not the server's",
@@ -266,6 +289,9 @@ pub(super) fn claims_table(r: &BenchReport) -> Table {
                     format!("**{}**", label(c.with_gil)),
                     label(c.python),
                     match (c.with_gil, c.python) {
+                        (Some(Verdict::Undecided), Some(_)) | (Some(_), Some(Verdict::Undecided)) => {
+                            "cannot tell at this precision".into()
+                        }
                         (Some(a), Some(b)) if a == b => "yes".into(),
                         (Some(_), Some(_)) => "**no**".into(),
                         _ => "n/a".into(),

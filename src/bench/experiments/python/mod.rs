@@ -35,12 +35,13 @@ use crate::bench::measure::heavy::{calibrate_heavy_n, calibrate_remote, heavy_am
 use crate::bench::results::{
     BenchReport, Finding, Plot, PythonRecords, PythonSample, Table, Verdict, plural, thousands,
 };
-use crate::bench::rules::{finding, ratio};
+use crate::bench::rules::{all, decide, finding, ratio, ratio_ci};
 use crate::bench::scenario::{self, Scenario};
 use crate::gil::{GilCounts, GilMode, read_published};
 use crate::load::Hooks;
 use crate::load::mix::{Class, Mix};
 use crate::server::Variant;
+use crate::stats::{Difference, Interval};
 
 /// See the module docs.
 pub struct Python;
@@ -236,10 +237,16 @@ impl Experiment for Python {
                 let mut row = vec![format!("`{label}`"), lock_of(r, label).into()];
                 for w in ["io", "cpu"] {
                     for &c in &clients {
-                        row.push(cells.rps(label, w, c).map_or(String::new(), thousands));
+                        row.push(
+                            cells
+                                .throughput(label, w, c)
+                                .map_or(String::new(), |i| i.text(thousands)),
+                        );
                     }
                 }
-                row.push(gain(&cells, label).map_or(String::new(), |g| format!("x{}", ratio(g))));
+                row.push(
+                    gain(&cells, label).map_or(String::new(), |g| format!("x{}", ratio_ci(&g))),
+                );
                 let gil = cells.gil(label, "cpu", widest);
                 row.push(gil.map_or(String::new(), |(counts, requests)| {
                     per_request_wait(&counts, requests)
