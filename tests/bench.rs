@@ -240,6 +240,7 @@ fn connections_fixture() -> fiblab::bench::results::ConnectionRecords {
         timeouts: 0,
         err_replies: 0,
         failed: 0,
+        histogram: String::new(),
     };
     let record = |row: &str, idle: usize, p50: u64, rss: f64, threads: f64| ConnectionRecord {
         regime: String::new(),

@@ -95,6 +95,11 @@ pub(super) fn active_load(
         timeouts: report.errors.timeout,
         err_replies: report.errors.err_reply,
         failed: report.errors.connect + report.errors.reset + report.errors.wrong,
+        histogram: report
+            .classes
+            .first()
+            .map(|class| class.histogram.clone())
+            .unwrap_or_default(),
     })
 }
 

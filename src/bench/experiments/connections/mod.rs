@@ -171,6 +171,7 @@ pub(crate) mod tests {
             timeouts: if ok == 0 { 5 } else { 0 },
             err_replies: 0,
             failed: 0,
+            histogram: String::new(),
         }
     }
 
@@ -236,6 +237,31 @@ pub(crate) mod tests {
             records.push(record("coroutines", n, n, 95, 0.9));
         }
         report(records)
+    }
+
+    #[test]
+    fn an_active_load_with_its_histogram_shows_the_percentiles_intervals() {
+        let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+        for us in 1..=1000u64 {
+            h.record(us).unwrap();
+        }
+        let a = ActiveLoad {
+            p50_us: 500,
+            p99_us: 990,
+            p99_9_us: 999,
+            histogram: crate::load::encode_histogram(&h),
+            ..active(1, 500, 1000)
+        };
+        let cell = render::latency_cell(&a);
+        // 1,000 replies: the p50's 95% interval is ranks 469-532, the p99's 983-997
+        // (scipy's quantile_test, as in stats' tests).
+        assert!(cell.starts_with("500 [469–532] / 990 [983–997] / 999"), "{cell}");
+        // Without a histogram (an older report): the figures alone.
+        let old = ActiveLoad {
+            histogram: String::new(),
+            ..a
+        };
+        assert!(render::latency_cell(&old).starts_with("500 / 990 / 999"));
     }
 
     #[test]

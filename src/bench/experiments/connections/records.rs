@@ -72,4 +72,8 @@ pub struct ActiveLoad {
     pub timeouts: u64,
     pub err_replies: u64,
     pub failed: u64,
+    /// The replies' latency HdrHistogram (V2 + DEFLATE, base64), for the percentiles'
+    /// intervals; empty in reports from before it was kept.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub histogram: String,
 }

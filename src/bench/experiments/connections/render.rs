@@ -70,11 +70,25 @@ pub(super) fn load(record: &ConnectionRecord, clients: usize) -> Option<&ActiveL
     record.active.iter().find(|a| a.clients == clients)
 }
 
-/// What one active load got, in a table cell: `p50 / p99 / p99.9` µs, or what the
-/// client got instead.
+/// What one active load got, in a table cell: `p50 / p99 / p99.9` µs (p50 and p99 with
+/// their order-statistic intervals where the histogram was kept: within the one run), or
+/// what the client got instead.
 pub(super) fn latency_cell(a: &ActiveLoad) -> String {
+    let histogram = crate::load::decode_histogram(&a.histogram).ok();
+    let at = |q: f64| {
+        histogram
+            .as_ref()
+            .and_then(|h| crate::stats::quantile_interval(h, q))
+    };
     match a.requests_ok {
         0 => failure(a),
+        _ if histogram.is_some() => format!(
+            "{} / {} / {} ({}/s)",
+            at(0.5).map_or(thousands(a.p50_us as f64), |i| i.text(thousands)),
+            at(0.99).map_or(thousands(a.p99_us as f64), |i| i.text(thousands)),
+            thousands(a.p99_9_us as f64),
+            thousands(a.throughput_rps)
+        ),
         _ => format!(
             "{} / {} / {} ({}/s)",
             thousands(a.p50_us as f64),
@@ -250,7 +264,7 @@ pub(super) fn tables(r: &BenchReport, c: &ConnectionRecords) -> (Vec<Table>, Vec
     tables.push(Table {
         title: format!("One active client among the idle ones: fib({}) reply time p50 / p99 / p99.9, µs (requests per second)", c.n),
         intro: format!(
-            "A closed loop of one client for {:.1} s while the idle connections stay open. Predicted: the p50 at the largest count with replies, from the p50 at the smallest plus the model's cost per idle connection held (its rule, from the calibration); ‡ where the measurement is off by more than {:.0}% or the {} µs this machine's round trip wandered during the run (its unpinned round trips, measured at the start and the end), whichever is more.",
+            "A closed loop of one client for {:.1} s while the idle connections stay open; p50 and p99 with their 95% order-statistic intervals over the run's replies (one run per count: the intervals cover the requests, not the server process). Predicted: the p50 at the largest count with replies, from the p50 at the smallest plus the model's cost per idle connection held (its rule, from the calibration); ‡ where the measurement is off by more than {:.0}% or the {} µs this machine's round trip wandered during the run (its unpinned round trips, measured at the start and the end), whichever is more.",
             c.duration_s,
             THRESHOLD * 100.0,
             thousands(drift)
