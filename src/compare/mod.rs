@@ -1,6 +1,7 @@
 //! `fiblab compare OLD.json NEW.json`: what changed between two runs, and whether the
 //! data can tell. For bench reports, every cell measured in both (by regime, row,
-//! workload and clients): the old and new throughput with their intervals, the change
+//! workload and clients), and every knee (its sweeps the samples, each known only to its
+//! sweep's step): the old and new figure with their intervals, the change
 //! `new / old` with Welch's interval and p-value ([`crate::stats::Difference`]), and a
 //! mark: `+` faster, `-` slower, `~` no change the data can show (not significant, or
 //! under the noise threshold, as criterion's noise threshold). For load reports, the
@@ -15,7 +16,7 @@
 
 use std::fmt::Write as _;
 
-use crate::bench::results::BenchReport;
+use crate::bench::results::{BenchReport, KneeSweep};
 use crate::load::report::Report as LoadReport;
 use crate::stats::{Difference, Interval, LEVEL, quantile_interval};
 
@@ -356,8 +357,61 @@ fn bench(
             sizes.push((n.len(), o.len()));
         }
     }
-    adjust(&mut rows, &sizes, options);
+
     only_one += new.cells.len() - (old.cells.len() - only_one);
+    // The knees, where both ran the knee: each sweep's knee a sample, each known only to
+    // its sweep's step.
+    if let (Some(ok), Some(nk)) = (&old.knee, &new.knee) {
+        let mut keys: Vec<(&str, &str, &str)> = Vec::new();
+        for s in &ok.sweeps {
+            let key = (s.regime.as_str(), s.workload.as_str(), s.row.as_str());
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        for (regime, workload, row) in keys {
+            let (o, n) = (
+                sweeps_in(ok, regime, workload, row),
+                sweeps_in(nk, regime, workload, row),
+            );
+            if n.is_empty() {
+                only_one += 1;
+                continue;
+            }
+            let knees = |s: &[&KneeSweep]| s.iter().map(|x| x.knee_rps()).collect::<Vec<f64>>();
+            let (ko, kn) = (knees(&o), knees(&n));
+            let bound = match o.iter().chain(&n).any(|s| s.at_client_limit()) {
+                true => " (a lower bound: the client's limit)",
+                false => "",
+            };
+            let regime = match regime.is_empty() {
+                true => String::new(),
+                false => format!("{regime} "),
+            };
+            let what = format!("{regime}knee {workload} {row}{bound}");
+            let Some(d) = Difference::resolved(
+                &kn,
+                &ko,
+                KneeSweep::grid_variance(&n),
+                KneeSweep::grid_variance(&o),
+            ) else {
+                continue;
+            };
+            rows.push(Row {
+                what,
+                old: crate::stats::median_interval(&ko, LEVEL),
+                new: crate::stats::median_interval(&kn, LEVEL),
+                change: d.ratio,
+                p: Some(d.p),
+                p_mann_whitney: d.p_mann_whitney,
+                mark: Mark::Same,
+                higher_is_better: true,
+                regression: false,
+            });
+            sizes.push((kn.len(), ko.len()));
+        }
+    }
+    adjust(&mut rows, &sizes, options);
     if only_one > 0 {
         warnings.push(format!(
             "{only_one} cells are in one report only (other models, workloads or regimes): compared only what both measured"
@@ -374,6 +428,19 @@ fn bench(
         rows,
         warnings,
     })
+}
+
+/// The sweeps of `row` on `workload` in `regime`.
+fn sweeps_in<'a>(
+    k: &'a crate::bench::results::KneeRecords,
+    regime: &str,
+    workload: &str,
+    row: &str,
+) -> Vec<&'a KneeSweep> {
+    k.sweeps
+        .iter()
+        .filter(|s| s.regime == regime && s.workload == workload && s.row == row)
+        .collect()
 }
 
 fn load(old: &LoadReport, new: &LoadReport, options: Options) -> Comparison {

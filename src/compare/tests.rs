@@ -135,3 +135,68 @@ fn different_scenarios_and_kinds_are_refused_and_machines_warned() {
             .any(|w| w.contains("1 cells are in one report only"))
     );
 }
+
+/// Knee records of one row: three sweeps, each sustaining `knee` (times the sweep's
+/// scale) and failing a refinement step (x1.19) above it.
+fn knee_records(knee: f64, scales: [f64; 3]) -> crate::bench::results::KneeRecords {
+    use crate::bench::results::{KneeRecords, KneeStep, KneeSweep, StepVerdict};
+    let step = |offered: f64, verdict: StepVerdict| KneeStep {
+        offered_rps: offered,
+        achieved_rps: offered,
+        p50_us: 50,
+        p99_us: 500,
+        p99_9_us: 900,
+        failed: 0,
+        timeouts: 0,
+        missed: 0,
+        client_busy: 0.2,
+        server: None,
+        client: None,
+        verdict,
+        histogram: String::new(),
+    };
+    KneeRecords {
+        connections: 64,
+        pipeline: 1,
+        step_s: 0.5,
+        workloads: Vec::new(),
+        sweeps: scales
+            .iter()
+            .enumerate()
+            .map(|(round, s)| KneeSweep {
+                regime: String::new(),
+                row: "epoll".into(),
+                workload: "n=20".into(),
+                round,
+                steps: vec![
+                    step(knee * s, StepVerdict::Sustained),
+                    step(knee * s * 1.19, StepVerdict::Tail),
+                ],
+                ended: String::new(),
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn knees_compare_within_their_sweeps_resolution() {
+    let mut old = report("knee", 1, 3, 0.1, |_| 1000.0, 8);
+    let mut same = report("knee", 1, 3, 0.1, |_| 1000.0, 9);
+    let mut halved = same.clone();
+    old.knee = Some(knee_records(16_000.0, [1.0, 1.0, 1.19]));
+    same.knee = Some(knee_records(16_000.0, [1.0, 1.19, 1.0]));
+    halved.knee = Some(knee_records(8_000.0, [1.0, 1.0, 1.0]));
+    let knee_row = |c: &Comparison| {
+        c.rows
+            .iter()
+            .find(|r| r.what.starts_with("knee n=20 epoll"))
+            .cloned()
+            .unwrap()
+    };
+    let c = Comparison::of_json(&json(&old), &json(&same), Options::default()).unwrap();
+    assert_eq!(knee_row(&c).mark, Mark::Same);
+    let c = Comparison::of_json(&json(&old), &json(&halved), Options::default()).unwrap();
+    let row = knee_row(&c);
+    assert_eq!(row.mark, Mark::Worse, "{row:?}");
+    assert!((row.change.estimate - 0.5).abs() < 1e-9);
+}

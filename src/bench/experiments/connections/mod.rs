@@ -255,7 +255,10 @@ pub(crate) mod tests {
         let cell = render::latency_cell(&a);
         // 1,000 replies: the p50's 95% interval is ranks 469-532, the p99's 983-997
         // (scipy's quantile_test, as in stats' tests).
-        assert!(cell.starts_with("500 [469–532] / 990 [983–997] / 999"), "{cell}");
+        assert!(
+            cell.starts_with("500 [469–532] / 990 [983–997] / 999"),
+            "{cell}"
+        );
         // Without a histogram (an older report): the figures alone.
         let old = ActiveLoad {
             histogram: String::new(),

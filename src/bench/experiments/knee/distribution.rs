@@ -34,18 +34,7 @@ pub(super) fn knees(k: &KneeRecords, row: &str, workload: &str) -> Vec<f64> {
 /// anywhere between the last rate sustained and the next one tried (0 where a sweep has
 /// no such step).
 pub(super) fn resolution(k: &KneeRecords, row: &str, workload: &str) -> f64 {
-    let sweeps = sweeps_of(k, row, workload);
-    let steps: Vec<f64> = sweeps
-        .iter()
-        .filter_map(|s| {
-            let (knee, broke) = (s.knee()?.offered_rps, s.broke()?.offered_rps);
-            (knee > 0.0 && broke > knee).then(|| (broke / knee).ln().powi(2) / 12.0)
-        })
-        .collect();
-    match steps.is_empty() {
-        true => 0.0,
-        false => steps.iter().sum::<f64>() / steps.len() as f64,
-    }
+    KneeSweep::grid_variance(&sweeps_of(k, row, workload))
 }
 
 /// True when some sweep of `row` on `workload` ended at the load generator's limit: its

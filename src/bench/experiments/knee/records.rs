@@ -168,6 +168,24 @@ impl KneeSweep {
         self.knee().map_or(0.0, |k| k.offered_rps)
     }
 
+    /// How finely `sweeps` located their knees: the mean over them of
+    /// `ln(broke / knee)^2 / 12`, the variance of the logarithm of a knee that lies
+    /// anywhere between the last rate sustained and the next one tried (0 where no sweep
+    /// has such a step). See [`crate::stats::Difference::resolved`].
+    pub fn grid_variance(sweeps: &[&KneeSweep]) -> f64 {
+        let steps: Vec<f64> = sweeps
+            .iter()
+            .filter_map(|s| {
+                let (knee, broke) = (s.knee()?.offered_rps, s.broke()?.offered_rps);
+                (knee > 0.0 && broke > knee).then(|| (broke / knee).ln().powi(2) / 12.0)
+            })
+            .collect();
+        match steps.is_empty() {
+            true => 0.0,
+            false => steps.iter().sum::<f64>() / steps.len() as f64,
+        }
+    }
+
     /// True when the load generator, not the server, ended the sweep: its knee is a
     /// lower bound.
     pub fn at_client_limit(&self) -> bool {

@@ -122,11 +122,20 @@ pub(super) fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
                     };
                     let capacity = capacity(r, k, s, w);
                     let share = match (knee, capacity) {
-                        (Some(x), Some(c)) if c > 0.0 => {
-                            let share = x.offered_rps / c;
+                        (Some(_), Some(c)) if c > 0.0 => {
+                            // The knee over the sweeps (median and range) over the capacity.
+                            let over = crate::stats::median_interval(
+                                &knees(k, &s.row, &w.label),
+                                crate::stats::LEVEL,
+                            )
+                            .map(|x| x / c);
                             // Above the capacity (widened by the threshold) the rule fails.
-                            let off = share > 1.0 + crate::bench::predict::THRESHOLD;
-                            format!("{share:.2}{}", if off { " ‡" } else { "" })
+                            let off = over.estimate > 1.0 + crate::bench::predict::THRESHOLD;
+                            format!(
+                                "{}{}",
+                                crate::bench::rules::ratio_ci(&over),
+                                if off { " ‡" } else { "" }
+                            )
                         }
                         _ => "-".into(),
                     };
