@@ -84,7 +84,7 @@ pub(super) fn tables(r: &BenchReport) -> (Vec<Table>, Vec<String>) {
             }
             match cell(v, widest) {
                 Some(cell) => {
-                    row.push(format!("{} / {}", cell.p50_us, cell.p99_us));
+                    row.push(latency_cell(r, cell));
                     row.push(floor.map_or(String::new(), |f| {
                         match (v != FLOOR)
                             .then(|| versus(r, (v, n, widest), (FLOOR, n, widest)))
@@ -133,6 +133,30 @@ pub(super) fn tables(r: &BenchReport) -> (Vec<Table>, Vec<String>) {
         notes.push("predicted: from this run's calibration and each model's cost formula (`src/models/cost.rs`; the formula is in the model's docs); `a–b`: a range, where placement the formula cannot know decides.".into());
     }
     (tables, notes)
+}
+
+/// A cell's `p50 / p99` µs, each with its order-statistic interval over the requests of
+/// all its repetitions (their histograms merged); the figures alone where no histogram
+/// was kept.
+pub(super) fn latency_cell(r: &BenchReport, cell: &crate::bench::results::Cell) -> String {
+    let merged = crate::bench::results::merged_histogram(
+        r.samples
+            .iter()
+            .filter(|s| {
+                s.regime == cell.regime
+                    && s.variant == cell.variant
+                    && s.n == cell.n
+                    && s.clients == cell.clients
+            })
+            .map(|s| s.histogram.as_str()),
+    );
+    let at = |q: f64, figure: u64| {
+        merged
+            .as_ref()
+            .and_then(|h| crate::stats::quantile_interval(h, q))
+            .map_or(figure.to_string(), |i| i.text(|x| format!("{x:.0}")))
+    };
+    format!("{} / {}", at(0.5, cell.p50_us), at(0.99, cell.p99_us))
 }
 
 pub(super) fn throughput(r: &BenchReport, n: u32, clients: &[usize]) -> Result<Plot, PlotError> {
@@ -511,4 +535,41 @@ pub(super) fn latency_cdf(
         title,
         svg,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cells_percentiles_carry_their_intervals_over_all_its_requests() {
+        let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+        for us in 1..=1000u64 {
+            h.record(us).unwrap();
+        }
+        let sample = crate::bench::results::Sample {
+            regime: String::new(),
+            variant: "threads".into(),
+            n: 1,
+            clients: 1,
+            repetition: 0,
+            throughput_rps: 1000.0,
+            p50_us: 500,
+            p99_us: 990,
+            per_connection: vec![1000],
+            errors: 0,
+            histogram: crate::load::encode_histogram(&h),
+        };
+        let r = crate::bench::results::tests::report_of(vec![sample.clone()]);
+        // 1,000 requests: ranks 469-532 and 983-997 (scipy's quantile_test).
+        assert_eq!(
+            latency_cell(&r, &r.cells[0]),
+            "500 [469–532] / 990 [983–997]"
+        );
+        let bare = crate::bench::results::tests::report_of(vec![crate::bench::results::Sample {
+            histogram: String::new(),
+            ..sample
+        }]);
+        assert_eq!(latency_cell(&bare, &bare.cells[0]), "500 / 990");
+    }
 }
