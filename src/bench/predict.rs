@@ -204,7 +204,7 @@ fn check(cell: &Cell, prediction: Prediction) -> Check {
         (false, _) if cell.spread > WIDE_SPREAD => (
             true,
             format!(
-                "noisy: its repetitions spread over {:.0}% of the median (over {:.0}%, marked ~), so one median cannot be held to the prediction; {path}",
+                "noisy: its repetitions spread over {:.0}% of the median (over {:.0}%: see its interval), so one median cannot be held to the prediction; {path}",
                 cell.spread * 100.0,
                 WIDE_SPREAD * 100.0
             ),

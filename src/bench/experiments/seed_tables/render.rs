@@ -120,7 +120,7 @@ pub(super) fn tables(r: &BenchReport) -> (Vec<Table>, Vec<String>) {
                 .into(),
         );
     }
-    if let Some(table) = misses(&checks) {
+    if let Some(table) = misses(r, &checks) {
         tables.push(table);
     }
     if off_note {
@@ -256,11 +256,23 @@ pub(super) fn throughput(r: &BenchReport, n: u32, clients: &[usize]) -> Result<P
 
 /// The cells the cost model misses by more than the threshold, each with its computed
 /// reason; `None` when nothing was predicted.
-pub(super) fn misses(checks: &[Check]) -> Option<Table> {
+pub(super) fn misses(r: &BenchReport, checks: &[Check]) -> Option<Table> {
     if checks.is_empty() {
         return None;
     }
     let (within, explained, all) = score(checks);
+    let measured = |c: &Check| {
+        r.cells
+            .iter()
+            .find(|x| {
+                x.regime == c.regime
+                    && x.variant == c.variant
+                    && x.n == c.n
+                    && x.clients == c.clients
+            })
+            .map(|x| x.throughput)
+            .filter(|t| t.n > 0)
+    };
     let rows: Vec<Vec<String>> = checks
         .iter()
         .filter(|c| !c.within)
@@ -269,9 +281,16 @@ pub(super) fn misses(checks: &[Check]) -> Option<Table> {
                 format!("`{}`", c.variant),
                 c.n.to_string(),
                 c.clients.to_string(),
-                thousands(c.measured_rps),
+                measured(c).map_or(thousands(c.measured_rps), |i| i.text(thousands)),
                 label(&c.prediction),
-                format!("{:.2}", c.ratio),
+                // The measured interval over the prediction's point (its range's middle).
+                measured(c).filter(|_| c.measured_rps > 0.0).map_or(
+                    format!("{:.2}", c.ratio),
+                    |i| {
+                        let scale = c.ratio / c.measured_rps;
+                        crate::bench::rules::ratio_ci(&i.map(|x| x * scale))
+                    },
+                ),
                 c.explanation.clone(),
             ]
         })
