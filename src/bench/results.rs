@@ -339,6 +339,16 @@ impl BenchReport {
         }
     }
 
+    /// The samples (one per repetition) of `cell`: its regime, row, workload and clients.
+    pub fn samples_of<'a>(&'a self, cell: &'a Cell) -> impl Iterator<Item = &'a Sample> + 'a {
+        self.samples.iter().filter(move |s| {
+            s.regime == cell.regime
+                && s.variant == cell.variant
+                && s.n == cell.n
+                && s.clients == cell.clients
+        })
+    }
+
     /// The regime `name` as it ran, if the report names it.
     pub fn regime(&self, name: &str) -> Option<&RegimePlan> {
         self.regimes.iter().find(|r| r.name == name)

@@ -35,14 +35,7 @@ pub fn samples(r: &BenchReport, variant: &str, n: u32, clients: usize) -> Vec<f6
     else {
         return Vec::new();
     };
-    let kept: Vec<f64> = r
-        .samples
-        .iter()
-        .filter(|s| {
-            s.regime == cell.regime && s.variant == variant && s.n == n && s.clients == clients
-        })
-        .map(|s| s.throughput_rps)
-        .collect();
+    let kept: Vec<f64> = r.samples_of(cell).map(|s| s.throughput_rps).collect();
     match kept.is_empty() {
         true => vec![cell.median_rps],
         false => kept,

@@ -320,16 +320,7 @@ fn bench(
         ));
     }
     let samples = |r: &BenchReport, c: &crate::bench::results::Cell| -> Vec<f64> {
-        r.samples
-            .iter()
-            .filter(|s| {
-                s.regime == c.regime
-                    && s.variant == c.variant
-                    && s.n == c.n
-                    && s.clients == c.clients
-            })
-            .map(|s| s.throughput_rps)
-            .collect()
+        r.samples_of(c).map(|s| s.throughput_rps).collect()
     };
     let mut rows = Vec::new();
     let mut sizes = Vec::new();

@@ -22,11 +22,35 @@ fn inline_html(text: &str) -> String {
                     1 => {
                         let _ = write!(out, "<strong>{piece}</strong>");
                     }
-                    _ => out.push_str(piece),
+                    _ => out.push_str(&intervals(piece)),
                 }
             }
         }
     }
+    out
+}
+
+/// Each confidence interval (`[81,900–86,300]`: brackets around an en dash, no space)
+/// kept on one line and set lighter than its estimate, so a narrow column breaks
+/// between the two, never inside the interval.
+fn intervals(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('[') {
+        let Some(len) = rest[start..].find(']') else {
+            break;
+        };
+        let inside = &rest[start + 1..start + len];
+        out.push_str(&rest[..start]);
+        match inside.contains('–') && !inside.contains(' ') {
+            true => {
+                let _ = write!(out, "<span class=\"ci\">[{inside}]</span>");
+            }
+            false => out.push_str(&rest[start..=start + len]),
+        }
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -107,11 +131,21 @@ code { background: #f4f4f4; padding: 0 0.2rem; }
 figure { margin: 2rem 0; }
 figure svg { max-width: 100%; height: auto; }
 .note { color: #555; font-size: 0.9rem; }
+.ci { white-space: nowrap; color: #666; font-size: 0.85em; }
 ";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_interval_stays_on_one_line() {
+        assert_eq!(
+            inline_html("84,120 [81,900–86,300] ¹"),
+            "84,120 <span class=\"ci\">[81,900–86,300]</span> ¹"
+        );
+        assert_eq!(inline_html("[not one] [a–b c]"), "[not one] [a–b c]");
+    }
 
     #[test]
     fn inline_markdown_to_html() {

@@ -142,16 +142,7 @@ fn summary(r: &BenchReport) -> Vec<String> {
                 .filter(|c| c.variant != super::results::FLOOR && !r.is_peer(&c.variant))
                 .collect();
             let samples = |c: &&super::results::Cell| -> Vec<f64> {
-                r.samples
-                    .iter()
-                    .filter(|s| {
-                        s.regime == c.regime
-                            && s.variant == c.variant
-                            && s.n == c.n
-                            && s.clients == c.clients
-                    })
-                    .map(|s| s.throughput_rps)
-                    .collect()
+                r.samples_of(c).map(|s| s.throughput_rps).collect()
             };
             let ranked = crate::stats::tiers(models, samples);
             let first: Vec<&crate::stats::Ranked<&super::results::Cell>> =

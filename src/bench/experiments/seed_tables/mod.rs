@@ -137,19 +137,7 @@ pub fn top_up(
         let widest = report
             .cells
             .iter()
-            .filter(|c| {
-                report
-                    .samples
-                    .iter()
-                    .filter(|s| {
-                        s.regime == c.regime
-                            && s.variant == c.variant
-                            && s.n == c.n
-                            && s.clients == c.clients
-                    })
-                    .count()
-                    < MOST_REPETITIONS
-            })
+            .filter(|c| report.samples_of(c).count() < MOST_REPETITIONS)
             .map(|c| (c.throughput.precision(), c))
             .filter(|(p, _)| *p > precision)
             .max_by(|a, b| a.0.total_cmp(&b.0))

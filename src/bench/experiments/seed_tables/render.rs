@@ -139,17 +139,8 @@ pub(super) fn tables(r: &BenchReport) -> (Vec<Table>, Vec<String>) {
 /// all its repetitions (their histograms merged); the figures alone where no histogram
 /// was kept.
 pub(super) fn latency_cell(r: &BenchReport, cell: &crate::bench::results::Cell) -> String {
-    let merged = crate::bench::results::merged_histogram(
-        r.samples
-            .iter()
-            .filter(|s| {
-                s.regime == cell.regime
-                    && s.variant == cell.variant
-                    && s.n == cell.n
-                    && s.clients == cell.clients
-            })
-            .map(|s| s.histogram.as_str()),
-    );
+    let merged =
+        crate::bench::results::merged_histogram(r.samples_of(cell).map(|s| s.histogram.as_str()));
     let at = |q: f64, figure: u64| {
         merged
             .as_ref()
