@@ -363,6 +363,56 @@ pub fn bootstrap_ratio_of_means(
     })
 }
 
+/// The least-squares slope of `ys` against `xs` (units of y per unit of x), with its
+/// [`LEVEL`] interval: Student's t with n - 2 degrees of freedom times the slope's
+/// standard error (as scipy's `linregress`). A cost that grows with a count (memory per
+/// connection, time per connection opened) is this slope: it leaves out what the server
+/// spent once, which a plain division by the count would spread over the connections.
+/// `None` under two points or when every x is the same; with two points the slope is
+/// exact (no degree of freedom is left to estimate the scatter), so `n` says 2.
+pub fn slope(xs: &[f64], ys: &[f64]) -> Option<Interval> {
+    let n = xs.len().min(ys.len());
+    if n < 2 {
+        return None;
+    }
+    let (mx, _) = mean_var(&xs[..n]);
+    let (my, _) = mean_var(&ys[..n]);
+    let sxx: f64 = xs[..n].iter().map(|x| (x - mx).powi(2)).sum();
+    if sxx <= 0.0 {
+        return None;
+    }
+    let sxy: f64 = xs[..n]
+        .iter()
+        .zip(&ys[..n])
+        .map(|(x, y)| (x - mx) * (y - my))
+        .sum();
+    let b = sxy / sxx;
+    if n == 2 {
+        return Some(Interval {
+            n,
+            ..Interval::point(b)
+        });
+    }
+    let residual: f64 = xs[..n]
+        .iter()
+        .zip(&ys[..n])
+        .map(|(x, y)| (y - my - b * (x - mx)).powi(2))
+        .sum();
+    let se = (residual / (n - 2) as f64 / sxx).sqrt();
+    // Points on one line up to rounding: exact, not an interval of float dust.
+    let half = match se <= 1e-9 * b.abs() {
+        true => 0.0,
+        false => t_quantile((n - 2) as f64) * se,
+    };
+    Some(Interval {
+        estimate: b,
+        ci_low: b - half,
+        ci_high: b + half,
+        ci_level: LEVEL,
+        n,
+    })
+}
+
 /// The median (mean of the middle two for an even count; 0 for none).
 pub fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();

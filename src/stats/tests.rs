@@ -260,3 +260,25 @@ fn samples_known_to_a_resolution_are_not_exact() {
     assert!(d.p > 0.001 && d.p < 0.05, "{}", d.p);
     assert!(d.ratio.ci_low < d.ratio.estimate && d.ratio.estimate < d.ratio.ci_high);
 }
+
+#[test]
+fn slope_matches_scipy_linregress() {
+    // scipy 1.17.1: r = stats.linregress(x, y); t = stats.t.ppf(0.975, len(x) - 2);
+    // r.slope, r.slope -+ t * r.stderr
+    let x = [100.0, 1000.0, 5000.0, 15000.0];
+    let y = [2488.0, 19210.0, 92500.0, 276300.0];
+    let s = slope(&x, &y).unwrap();
+    close(s.estimate, 18.37110999767371, 1e-9);
+    close(s.ci_low, 18.330608169342224, 1e-9);
+    close(s.ci_high, 18.411611826005196, 1e-9);
+    assert_eq!(s.n, 4);
+    let s = slope(&[1.0, 2.0, 3.0, 4.0, 5.0], &[2.1, 3.9, 6.2, 7.8, 10.1]).unwrap();
+    close(s.estimate, 1.99, 1e-9);
+    close(s.ci_low, 1.7999392904005371, 1e-9);
+    close(s.ci_high, 2.180060709599463, 1e-9);
+    // Two points: exact; one point or one x: no slope.
+    let two = slope(&[1.0, 3.0], &[2.0, 6.0]).unwrap();
+    assert_eq!((two.estimate, two.ci_low, two.ci_high), (2.0, 2.0, 2.0));
+    assert!(slope(&[1.0], &[2.0]).is_none());
+    assert!(slope(&[2.0, 2.0, 2.0], &[1.0, 2.0, 3.0]).is_none());
+}

@@ -2,28 +2,6 @@
 
 use super::*;
 
-/// The smallest and the largest idle counts `row` held at which one active client got
-/// replies; `None` unless they differ.
-pub(super) fn answered_span<'a>(
-    c: &'a ConnectionRecords,
-    row: &str,
-) -> Option<(&'a ConnectionRecord, &'a ConnectionRecord)> {
-    let records: Vec<&ConnectionRecord> = of_row(c, row)
-        .into_iter()
-        .filter(|x| x.held > 0 && load(x, 1).is_some_and(|a| a.requests_ok > 0))
-        .collect();
-    let (first, last) = (*records.first()?, *records.last()?);
-    (first.idle != last.idle).then_some((first, last))
-}
-
-/// The reply time of one active client grows by this factor from the smallest idle
-/// count a row held to the largest; `None` without both.
-pub(super) fn growth(c: &ConnectionRecords, row: &str) -> Option<(f64, u64, u64, usize, usize)> {
-    let (first, last) = answered_span(c, row)?;
-    let (a, b) = (load(first, 1)?.p50_us, load(last, 1)?.p50_us);
-    Some((b as f64 / a.max(1) as f64, a, b, first.held, last.held))
-}
-
 /// The seeds' claims this experiment decides.
 pub(super) fn findings(r: &BenchReport) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -44,21 +22,27 @@ pub(super) fn findings(r: &BenchReport) -> Vec<Finding> {
     }) {
         Some((Some(spin), select, Some(epoll), select_most, c)) => {
             let flat = |g: f64| g <= 1.0 + THRESHOLD * 2.0;
-            let say = |name: &str, g: (f64, u64, u64, usize, usize)| {
+            let say = |name: &str, g: &Growth| {
                 format!(
-                    "{name} p50 {} -> {} µs from {} to {} idle (x{:.1})",
-                    thousands(g.1 as f64),
-                    thousands(g.2 as f64),
-                    thousands(g.3 as f64),
-                    thousands(g.4 as f64),
-                    g.0
+                    "{name} p50 {} -> {} µs from {} to {} idle (x{})",
+                    thousands(g.from_us as f64),
+                    thousands(g.to_us as f64),
+                    thousands(g.from_held as f64),
+                    thousands(g.to_held as f64),
+                    g.times.text(|v| format!("{v:.1}"))
                 )
             };
             let tokio = growth(c, "tokio");
-            let verdict =
-                crate::bench::rules::holds(spin.0 >= 2.0 && flat(epoll.0) && tokio.is_none_or(|t| flat(t.0)));
-            let mut evidence = vec![say("nonblocking", spin)];
-            if let Some(s) = select {
+            let decided = crate::bench::rules::all(&[
+                crate::bench::rules::decide(&spin.times, |g| g >= 2.0),
+                crate::bench::rules::decide(&epoll.times, flat),
+                tokio
+                    .as_ref()
+                    .map_or(Some(true), |t| crate::bench::rules::decide(&t.times, flat)),
+            ]);
+            let verdict = crate::bench::rules::verdict(decided);
+            let mut evidence = vec![say("nonblocking", &spin)];
+            if let Some(s) = &select {
                 evidence.push(say("select", s));
             }
             if let Some(most) = select_most {
@@ -67,9 +51,15 @@ pub(super) fn findings(r: &BenchReport) -> Vec<Finding> {
                     thousands(most as f64)
                 ));
             }
-            evidence.push(say("epoll", epoll));
-            if let Some(t) = tokio {
+            evidence.push(say("epoll", &epoll));
+            if let Some(t) = &tokio {
                 evidence.push(say("tokio", t));
+            }
+            if decided.is_none() {
+                evidence.push(format!(
+                    "undecided at this precision: a growth interval straddles x2 (nonblocking) or x{:.1} (epoll, tokio); a longer active load narrows the p50s' intervals",
+                    1.0 + THRESHOLD * 2.0
+                ));
             }
             finding(source, claim, verdict, evidence.join("; "))
         }
@@ -80,30 +70,41 @@ pub(super) fn findings(r: &BenchReport) -> Vec<Finding> {
         "seed 000, 总结 5",
         "coroutines are lighter than threads: an idle connection costs a coroutine far less memory",
     );
-    let largest = |row: &str| {
-        records.and_then(|c| {
-            of_row(c, row)
-                .into_iter()
-                .filter(|x| x.held >= x.idle)
-                .filter_map(|x| x.rss_kib.map(|v| (x.idle, v)))
-                .next_back()
-        })
-    };
-    out.push(match (largest("threads"), largest("coroutines")) {
-        (Some((tn, t)), Some((cn, co))) => {
-            let times = t / co.max(0.01);
-            let verdict = crate::bench::rules::holds(times >= 5.0);
-            let tokio = largest("tokio")
-                .map(|(n, v)| format!("; tokio {v:.2} KiB at {}", thousands(n as f64)))
+    // The slope of resident memory over the counts held: what one more idle connection
+    // costs, with its interval (a plain division would spread the fixed cost over them).
+    let fit = |row: &str| records.and_then(|c| fitted(c, row, |x| x.rss_kib));
+    out.push(match (fit("threads"), fit("coroutines")) {
+        (Some(t), Some(co)) => {
+            // The ratio's interval from the two slopes' (each 95%: the ratio's at least
+            // 90%); a coroutine's slope can reach 0, which leaves the ratio unbounded above.
+            let floor = 0.01;
+            let times = Interval {
+                estimate: t.estimate / co.estimate.max(floor),
+                ci_low: t.ci_low / co.ci_high.max(floor),
+                ci_high: t.ci_high / co.ci_low.max(floor),
+                ci_level: if t.has_width() || co.has_width() { 0.9 } else { 0.0 },
+                n: t.n.min(co.n),
+            };
+            let decided = crate::bench::rules::decide(&times, |x| x >= 5.0);
+            let kib = |v: f64| format!("{v:.2}");
+            let tokio = fit("tokio")
+                .map(|v| format!("; tokio {} KiB", v.text(kib)))
                 .unwrap_or_default();
+            let why = match decided {
+                None => "; undecided at this precision: the ratio's interval straddles 5x (more counts, or repetitions of each, narrow the slopes)".to_string(),
+                Some(_) => String::new(),
+            };
             finding(
                 source,
                 claim,
-                verdict,
+                crate::bench::rules::verdict(decided),
                 format!(
-                    "resident memory per idle connection: threads {t:.2} KiB at {} idle, coroutines {co:.2} KiB at {} ({times:.0}x less){tokio}",
-                    thousands(tn as f64),
-                    thousands(cn as f64)
+                    "resident memory per idle connection, the slope over {} and {} counts held: threads {} KiB, coroutines {} KiB ({} times less){tokio}{why}",
+                    t.n,
+                    co.n,
+                    t.text(kib),
+                    co.text(kib),
+                    times.text(|v| format!("{v:.0}"))
                 ),
             )
         }

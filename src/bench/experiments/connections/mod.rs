@@ -23,6 +23,7 @@
 //! event-loop models are held to.
 
 mod findings;
+mod fit;
 mod measure;
 mod predict;
 mod render;
@@ -31,6 +32,7 @@ pub mod records;
 pub mod settings;
 
 use findings::*;
+use fit::*;
 use measure::*;
 use predict::*;
 use render::*;
@@ -58,6 +60,7 @@ use crate::load::{Hooks, LoadSpec, Stop};
 use crate::models::cost::{CostModel, Readiness};
 use crate::process::Usage;
 use crate::server::Variant;
+use crate::stats::Interval;
 
 /// The connections experiment; see the module docs.
 pub struct Connections;
@@ -282,7 +285,26 @@ pub(crate) mod tests {
             f[0].evidence
         );
         assert_eq!(f[1].verdict, Verdict::Reproduces, "{}", f[1].evidence);
-        assert!(f[1].evidence.contains("29x less"), "{}", f[1].evidence);
+        assert!(
+            f[1].evidence.contains("(29 times less)"),
+            "{}",
+            f[1].evidence
+        );
+        // A coroutine's memory that scatters over the counts: its slope's interval reaches
+        // past a fifth of a thread's, and the claim is undecided, not decided.
+        let mut scattered = c10k_like();
+        for x in &mut scattered.connections.as_mut().unwrap().records {
+            if x.row == "coroutines" {
+                x.rss_kib = Some(match x.idle {
+                    100 => 60.0,
+                    1000 => 1.0,
+                    _ => 5.5,
+                });
+            }
+        }
+        let f = findings(&scattered);
+        assert_eq!(f[1].verdict, Verdict::Undecided, "{}", f[1].evidence);
+        assert!(f[1].evidence.contains("straddles 5x"), "{}", f[1].evidence);
         // A flat spinning loop contradicts the claim.
         let mut flat = c10k_like();
         for x in &mut flat.connections.as_mut().unwrap().records {

@@ -142,10 +142,10 @@ pub(super) fn tables(r: &BenchReport, c: &ConnectionRecords) -> (Vec<Table>, Vec
     tables.push(Table {
         title: "Idle connections held, and the time to open them".into(),
         intro: format!(
-            "Each model, a fresh server per count: that many clients connect (256 at once), each sends fib(1) and stays idle once answered. A cell: the connections answered and held, and the time from the first connect to the last reply (the server's accept path under a stream of new clients); where it held fewer, what the clients got instead. A model that held fewer is not tried at larger counts. Limits in force: {}.",
+            "Each model, a fresh server per count: that many clients connect (256 at once), each sends fib(1) and stays idle once answered. A cell: the connections answered and held, and the time from the first connect to the last reply (the server's accept path under a stream of new clients); where it held fewer, what the clients got instead. A model that held fewer is not tried at larger counts. Per connection opened: the slope of the time over the counts every client was held at, with its 95% interval (least squares, t with counts - 2 degrees of freedom; one run per count, so the scatter between the counts is the only spread it knows). Limits in force: {}.",
             c.limits.join("; ")
         ),
-        header: head("model", &["what a client past the limit gets"]),
+        header: head("model", &["µs per connection opened, fitted", "what a client past the limit gets"]),
         left: 1,
         text_last: true,
         rows: rows
@@ -158,6 +158,13 @@ pub(super) fn tables(r: &BenchReport, c: &ConnectionRecords) -> (Vec<Table>, Vec
                     },
                     row,
                 );
+                cells.push(fitted_cell(
+                    fitted(c, row, |x| {
+                        let open = (x.held + x.waiting).max(1) as f64;
+                        (x.held >= x.idle).then_some(x.open_s * 1e6 / open)
+                    }),
+                    |v| format!("{v:.1}"),
+                ));
                 cells.push(
                     of_row(c, row)
                         .iter()
@@ -175,7 +182,7 @@ pub(super) fn tables(r: &BenchReport, c: &ConnectionRecords) -> (Vec<Table>, Vec
 
     tables.push(Table {
         title: "Descriptors per idle connection".into(),
-        intro: "Open descriptors of the server's processes after the idle connections, minus before, per connection held open (answered, or waiting in the backlog or a queue). Predicted at the largest count tried, from the model's registry entry.".into(),
+        intro: "Open descriptors of the server's processes after the idle connections, minus before, per connection held open (answered, or waiting in the backlog or a queue). Exact counts (no interval: nothing here varies between runs but the count). Predicted at the largest count tried, from the model's registry entry.".into(),
         header: head("model", &["predicted", "why"]),
         left: 1,
         text_last: true,
@@ -199,14 +206,15 @@ pub(super) fn tables(r: &BenchReport, c: &ConnectionRecords) -> (Vec<Table>, Vec
 
     tables.push(Table {
         title: "Resident memory per idle connection, KiB".into(),
-        intro: "The server's resident memory (VmRSS, all its processes) after the idle connections, minus before, per connection. Kernel memory (socket buffers, a thread's kernel stack) is not in it. The event-loop models are held to a target: an idle connection needs a few bytes of state and no buffer; a thread per connection costs its stack's touched pages, which no target bounds.".into(),
-        header: head("model", &["target", "met at every count"]),
+        intro: "The server's resident memory (VmRSS, all its processes) after the idle connections, minus before, per connection; fitted: the slope of the growth over every count held, with its 95% interval (least squares), what one more connection costs without what the server spent once. Kernel memory (socket buffers, a thread's kernel stack) is not in it. The event-loop models are held to a target: an idle connection needs a few bytes of state and no buffer; a thread per connection costs its stack's touched pages, which no target bounds.".into(),
+        header: head("model", &["per connection, fitted", "target", "met at every count"]),
         left: 1,
         text_last: true,
         rows: rows
             .iter()
             .map(|row| {
                 let mut cells = grid(&|x| per_conn(x.rss_kib), row);
+                cells.push(fitted_cell(fitted(c, row, |x| x.rss_kib), |v| format!("{v:.2}")));
                 let model = of_row(c, row).first().map(|x| x.model.clone()).unwrap_or_default();
                 match crate::models::find(&model).and_then(|m| m.idle_target_kib) {
                     Some(target) => {
@@ -233,14 +241,18 @@ pub(super) fn tables(r: &BenchReport, c: &ConnectionRecords) -> (Vec<Table>, Vec
 
     tables.push(Table {
         title: "Address space per idle connection, KiB".into(),
-        intro: "The server's address space (VmSize) after the idle connections, minus before, per connection. Predicted for a thread per connection, at the largest count held: its stack and guard page (Rust's default 2 MiB, or `--stack-size`) per thread, plus up to a share of the allocator's arenas (glibc gives new threads their own, up to 8 per CPU, 64 MiB each: a large share over few connections, little over many). Reserved, not resident: a smaller stack changes this table and hardly the one above.".into(),
-        header: head("model", &["threads per connection", "predicted", "why"]),
+        intro: "The server's address space (VmSize) after the idle connections, minus before, per connection; fitted: the slope over every count held, with its 95% interval. Predicted for a thread per connection, at the largest count held: its stack and guard page (Rust's default 2 MiB, or `--stack-size`) per thread, plus up to a share of the allocator's arenas (glibc gives new threads their own, up to 8 per CPU, 64 MiB each: a large share over few connections, little over many). Reserved, not resident: a smaller stack changes this table and hardly the one above.".into(),
+        header: head("model", &["per connection, fitted", "threads per connection", "predicted", "why"]),
         left: 1,
         text_last: true,
         rows: rows
             .iter()
             .map(|row| {
                 let mut cells = grid(&|x| per_conn(x.vsz_kib), row);
+                cells.push(fitted_cell(fitted(c, row, |x| x.vsz_kib), |v| match v >= 100.0 {
+                    true => format!("{v:.0}"),
+                    false => format!("{v:.2}"),
+                }));
                 let records = of_row(c, row);
                 let last = records.iter().rev().find(|x| x.held > 0);
                 cells.push(last.and_then(|x| x.threads).map_or("-".into(), |t| format!("{t:.2}")));
