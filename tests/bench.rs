@@ -314,6 +314,7 @@ fn knee_fixture() -> fiblab::bench::results::KneeRecords {
         ),
     };
     KneeRecords {
+        tick_us: 0.0,
         connections: 64,
         pipeline: 1,
         step_s: 1.0,

@@ -90,6 +90,7 @@ fn spec(addr: SocketAddr, mix: Mix, connections: usize, stop: Stop) -> LoadSpec 
         timeout: Duration::from_secs(10),
         threads: 2,
         spin: false,
+        tick: Duration::ZERO,
         cpus: None,
         seed: 7,
         agent: None,
@@ -255,6 +256,39 @@ fn open_loop_holds_1k_per_second() {
     );
 }
 
+#[test]
+fn a_ticked_open_loop_counts_exactly_and_times_replies_by_their_arrival() {
+    // Each reply 5 ms after its request; the client acts on a 5 ms tick, so it reads a
+    // reply up to 5 ms after it came. The kernel's arrival stamp keeps its time exact.
+    let server = line_server(|_, _| {
+        std::thread::sleep(Duration::from_millis(5));
+        "1".into()
+    });
+    let mut spec = spec(server, fib_mix(1), 4, Stop::Requests(300));
+    spec.rate = Some(400.0);
+    spec.threads = 1;
+    spec.tick = Duration::from_millis(5);
+    let r = load(&spec);
+    assert_eq!(r.requests_ok, 300, "{:?}", r.errors);
+    assert_eq!(r.errors.failed_requests(), 0);
+    assert_eq!(r.tick_us, 5000.0);
+    assert!(
+        r.notes.iter().any(|n| n.contains("--tick 5000 µs")),
+        "{:?}",
+        r.notes
+    );
+    let (due, sent) = (&r.classes[0].latency_us, &r.classes[0].latency_sent_us);
+    // Read at the ticks, timed at arrival: 5 ms and the loopback, not 5 ms plus up to a
+    // tick (a mean of 2.5 ms more) of waiting to be read.
+    assert!(
+        (5000..6500).contains(&sent.p50),
+        "from sent: p50 {} µs",
+        sent.p50
+    );
+    // Sent up to a tick late, measured from when due: never less than from when sent.
+    assert!(due.p50 >= sent.p50, "due {} < sent {}", due.p50, sent.p50);
+}
+
 /// Benchmark-style: needs a quiet machine. `cargo test --test load -- --ignored`.
 #[test]
 #[ignore]
@@ -339,6 +373,7 @@ fn fixture() -> Report {
         rate: Some(1000.0),
         threads: 2,
         spin: false,
+        tick_us: 0.0,
         cpus: Some(vec![0, 1]),
         seed: 1,
         warmup_s: 1.0,

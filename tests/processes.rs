@@ -388,6 +388,7 @@ fn load_while_killing_a_child(server: &Server, children: &[Pid]) -> fiblab::load
         timeout: Duration::from_secs(10),
         threads: 2,
         spin: false,
+        tick: Duration::ZERO,
         cpus: None,
         seed: 3,
         agent: None,

@@ -134,6 +134,7 @@ pub(super) fn loadgen_round_trip(cpu: usize) -> io::Result<f64> {
         timeout: Duration::from_secs(5),
         threads: 1,
         spin: false,
+        tick: Duration::ZERO,
         cpus: Some(vec![cpu]),
         seed: 1,
         agent: None,

@@ -80,6 +80,12 @@ pub struct LoadArgs {
     /// Busy-poll the sockets instead of sleeping (no wake-up latency; a core per thread).
     #[arg(long)]
     spin: bool,
+    /// Open loop: act on a grid of this period (e.g. 50us) instead of at each request's
+    /// due time: at most one wake-up per tick instead of about one per request, replies
+    /// timed by the kernel's arrival stamp; a request is sent up to one tick late (and
+    /// measured from when it was due). 0: exact schedule.
+    #[arg(long, default_value = "0s", value_parser = parse_duration, requires = "rate")]
+    tick: Duration,
     /// Pin client threads to these CPUs, e.g. 0,1 or 2-3.
     #[arg(long)]
     cpus: Option<CpuList>,
@@ -172,6 +178,7 @@ impl LoadArgs {
             timeout: self.timeout,
             threads: self.threads.unwrap_or_else(fiblab::server::default_workers),
             spin: self.spin,
+            tick: self.tick,
             cpus: self.cpus.clone().map(|c| c.0),
             seed: self.seed,
             agent: self.segment.map(|segment| Agent {

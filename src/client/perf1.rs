@@ -35,6 +35,7 @@ pub fn run<W: Write + Send + 'static>(
         timeout: Duration::from_secs(30),
         threads: 1,
         spin: false,
+        tick: Duration::ZERO,
         cpus: None,
         seed: 1,
         agent: None,

@@ -37,6 +37,7 @@ pub fn run(
         timeout: Duration::from_secs(30),
         threads: conns,
         spin: false,
+        tick: Duration::ZERO,
         cpus: None,
         seed: 1,
         agent: None,

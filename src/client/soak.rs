@@ -75,6 +75,7 @@ pub fn run(
         timeout: Duration::from_secs(30),
         threads: connections.min(crate::server::default_workers()),
         spin: false,
+        tick: Duration::ZERO,
         cpus: None,
         seed: 1,
         agent: None,

@@ -156,6 +156,7 @@ fn knee_records(knee: f64, scales: [f64; 3]) -> crate::bench::results::KneeRecor
         histogram: String::new(),
     };
     KneeRecords {
+        tick_us: 0.0,
         connections: 64,
         pipeline: 1,
         step_s: 0.5,

@@ -164,6 +164,7 @@ pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
         rate: rate.map(|r| (r * 1000.0).round() / 1000.0),
         threads: reports.iter().map(|r| r.threads).sum(),
         spin: reports.iter().any(|r| r.spin),
+        tick_us: reports.iter().map(|r| r.tick_us).fold(0.0, f64::max),
         // The agents' pinning, where they all had the same.
         cpus: match reports.iter().all(|r| r.cpus == first.cpus) {
             true => first.cpus.clone(),
@@ -281,6 +282,7 @@ mod tests {
             rate: Some(1000.0),
             threads: 1,
             spin: false,
+            tick_us: 0.0,
             cpus: None,
             seed: 1,
             warmup_s: 0.0,

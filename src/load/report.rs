@@ -40,6 +40,9 @@ pub struct Report {
     pub threads: usize,
     /// The client busy-polled its sockets instead of sleeping.
     pub spin: bool,
+    /// Open loop on a tick grid (`--tick`), µs; 0: each request sent at its due time.
+    #[serde(default)]
+    pub tick_us: f64,
     /// CPUs the client threads were pinned to; `null` means not pinned.
     pub cpus: Option<Vec<usize>>,
     pub seed: u64,
@@ -364,6 +367,12 @@ impl Report {
         if likely_bottleneck {
             notes.push("a client thread was over 90% busy: the client may limit these figures; try more --threads, or fewer connections per thread".into());
         }
+        if spec.rate.is_some() && !spec.tick.is_zero() && !spec.spin {
+            notes.push(format!(
+                "--tick {} µs: requests sent on the tick grid, up to one tick late and measured from when they were due; replies timed by the kernel's arrival stamp",
+                spec.tick.as_micros()
+            ));
+        }
         if spec.spin {
             notes.push(
                 "--spin: client threads busy-polled their sockets (no wake-up latency, one core each)"
@@ -416,6 +425,10 @@ impl Report {
                 .map(|rate| rate * own as f64 / spec.connections.max(1) as f64),
             threads,
             spin: spec.spin,
+            tick_us: match spec.rate {
+                Some(_) => spec.tick.as_secs_f64() * 1e6,
+                None => 0.0,
+            },
             cpus: spec.cpus.clone(),
             seed: spec.seed,
             warmup_s: spec.warmup.as_secs_f64(),

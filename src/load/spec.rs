@@ -35,6 +35,13 @@ pub struct LoadSpec {
     pub timeout: Duration,
     pub threads: usize,
     pub spin: bool,
+    /// Open loop: act on a grid of this period instead of at each request's due time
+    /// (zero: at each due time). The loop sleeps to the next tick and sends everything
+    /// due by then, and reads replies at the ticks with the kernel's arrival stamp
+    /// (`SO_TIMESTAMPNS`), so a reply's time stays exact while wake-ups fall from about
+    /// one per request to at most one per tick. A request is sent up to one tick late,
+    /// and measured from when it was due, so the lateness is in its latency.
+    pub tick: Duration,
     pub cpus: Option<Vec<usize>>,
     pub seed: u64,
     /// Which reply lines are errors.
@@ -242,6 +249,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             threads: 1,
             spin: false,
+            tick: Duration::ZERO,
             cpus: None,
             seed: 1,
             agent: None,

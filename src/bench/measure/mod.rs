@@ -216,6 +216,7 @@ impl<'a> Run<'a> {
             timeout: Duration::from_secs(5),
             threads: self.client_threads(connections),
             spin: self.spin(),
+            tick: Duration::ZERO,
             cpus: self.client_cpus(),
             seed: 1,
             agent: None,

@@ -17,11 +17,15 @@ pub fn render_text(r: &Report) -> String {
     };
     let _ = writeln!(
         out,
-        "fiblab load {}: {mode}, {} connections, {} threads{}, {pinning}",
+        "fiblab load {}: {mode}, {} connections, {} threads{}{}, {pinning}",
         r.target,
         r.connections,
         r.threads,
-        if r.spin { ", spinning" } else { "" }
+        if r.spin { ", spinning" } else { "" },
+        match r.tick_us > 0.0 {
+            true => format!(", on a {} µs tick", r.tick_us),
+            false => String::new(),
+        }
     );
     let _ = writeln!(
         out,

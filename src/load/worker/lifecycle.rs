@@ -27,6 +27,7 @@ impl Worker {
                 conn.stream = Some(stream);
                 conn.connecting = Some(now + self.spec.timeout);
                 conn.retry_at = None;
+                self.sweep_at = self.sweep_at.min(now + self.spec.timeout);
             }
             Err(e) => self.connect_failed(i, &e),
         }
@@ -69,6 +70,17 @@ impl Worker {
         if let Some(stream) = &conn.stream {
             let _ = stream.set_nodelay(true);
         }
+        if self.ticked()
+            && let Some(stream) = &self.conns[i].stream
+        {
+            // Replies are read at the ticks: the kernel stamps each as it arrives.
+            let _ = nix::sys::socket::setsockopt(
+                stream,
+                nix::sys::socket::sockopt::ReceiveTimestampns,
+                &true,
+            );
+        }
+        let conn = &mut self.conns[i];
         conn.failing_since = None;
         conn.ever_connected = true;
         conn.read_buf.clear();
@@ -84,6 +96,7 @@ impl Worker {
             }
         }
         conn.next_due = conn.next_due.max(now);
+        self.schedule(i);
     }
 
     pub(super) fn connect_failed(&mut self, i: usize, e: &io::Error) {
@@ -103,6 +116,9 @@ impl Worker {
         } else {
             Some(now + RECONNECT_AFTER)
         };
+        if let Some(at) = conn.retry_at {
+            self.sweep_at = self.sweep_at.min(at);
+        }
         if give_up
             && self
                 .conns
@@ -119,6 +135,7 @@ impl Worker {
         conn.stream = None; // closing deregisters it
         conn.in_flight.clear();
         conn.retry_at = Some(now);
+        self.sweep_at = self.sweep_at.min(now);
     }
 
     /// The connection broke: its measured requests in flight are lost.
@@ -149,15 +166,26 @@ impl Worker {
         }
     }
 
-    /// The earliest moment the loop must act without being woken by a socket.
+    /// The earliest moment the loop must act without being woken by a socket: the next
+    /// sweep, the run's end, the drain's end, or (open loop) the next request due.
     pub(super) fn next_deadline(&self, now: Instant, sending: bool) -> Instant {
-        let mut wake = now + Duration::from_millis(100);
+        let mut wake = self.sweep_at.max(now);
         if let Some(end) = self.end {
             wake = wake.min(end.max(now));
         }
         if let Some(stopped) = self.stats.stopped_sending {
             wake = wake.min(stopped + self.drain());
         }
+        if sending && let Some(std::cmp::Reverse((due, _))) = self.due.peek() {
+            wake = wake.min(*due);
+        }
+        wake
+    }
+
+    /// The earliest deadline among the connections' slow changes, read in a sweep: a
+    /// reconnect, a connect that times out, the oldest request's timeout.
+    pub(super) fn slow_deadline(&self) -> Instant {
+        let mut wake = self.sweep_at;
         for conn in &self.conns {
             if let Some(retry) = conn.retry_at {
                 wake = wake.min(retry);
@@ -166,14 +194,7 @@ impl Worker {
                 wake = wake.min(deadline);
             }
             if let Some(oldest) = conn.in_flight.front() {
-                wake = wake.min(oldest.sent + self.spec.timeout);
-            }
-            if sending
-                && self.interval.is_some()
-                && conn.stream.is_some()
-                && conn.in_flight.len() < self.spec.pipeline.max(1)
-            {
-                wake = wake.min(conn.next_due);
+                wake = wake.min(oldest.intended + self.spec.timeout);
             }
         }
         wake

@@ -2,8 +2,16 @@
 //! them. Closed loop: keep `--pipeline` requests in flight per connection. Open loop:
 //! send each request when it falls due, woken by a timerfd. Every reply is checked and
 //! its latency recorded per class, from when it was due and from when it was sent.
+//!
+//! A turn of the loop touches only the connections it must: those with socket events,
+//! and (open loop) those whose next request fell due, taken in order from a calendar
+//! queue (a min-heap of due times, one entry per connection that can send). Everything
+//! that is slow to change (connects, reconnects, timeouts) is looked at for all the
+//! connections together in a sweep, at most every [`SWEEP`] or sooner when a deadline
+//! asks. So the client's cost per request does not grow with its connections.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, Read as _, Write as _};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -25,6 +33,10 @@ mod lifecycle;
 /// How long a refused or broken connection waits before it is opened again.
 const RECONNECT_AFTER: Duration = Duration::from_millis(100);
 const TIMER: Token = Token(usize::MAX);
+/// The longest a connection goes unlooked-at as a whole (connect, retry, timeout); its
+/// requests and replies are handled as they come, not at this pace. A reply later than
+/// `--timeout` is a timeout whenever it is read, so the sweep's pace changes no figure.
+const SWEEP: Duration = Duration::from_millis(10);
 
 /// A request on the wire.
 struct InFlight {
@@ -75,6 +87,14 @@ pub struct Worker {
     /// This thread's cost when the measured window opened.
     window_open: Option<ThreadCost>,
     cpu: Option<usize>,
+    /// Open loop: the calendar, `(due, connection)`, earliest first. An entry whose
+    /// connection's schedule moved since (`next_due` differs) is stale and skipped.
+    due: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// When the next sweep over every connection is due.
+    sweep_at: Instant,
+    tick: Duration,
+    /// Converts the kernel's receive stamps (wall clock) to `Instant`s.
+    clock: WallToMonotonic,
 }
 
 impl Worker {
@@ -143,6 +163,10 @@ impl Worker {
                 .as_ref()
                 .filter(|c| !c.is_empty())
                 .map(|c| c[thread % c.len()]),
+            due: BinaryHeap::new(),
+            sweep_at: Instant::now(),
+            clock: WallToMonotonic::now(),
+            tick: spec.tick,
         }
     }
 
@@ -178,6 +202,11 @@ impl Worker {
         // When the timer is set to fire; re-armed only when an earlier wake-up is
         // needed, not on every turn (a closed loop turns once per reply).
         let mut armed: Option<Instant> = None;
+        if self.ticked() {
+            // The tick is the schedule's precision: the kernel's default 50 µs slack on
+            // a sleep would add to it.
+            let _ = nix::sys::prctl::set_timerslack(1);
+        }
         loop {
             let now = Instant::now();
             if self.shared.interrupt.load(Ordering::Relaxed) {
@@ -227,8 +256,23 @@ impl Worker {
                     return Ok(());
                 }
             }
-            for i in 0..self.conns.len() {
-                self.maintain(i, now, sending, &poll)?;
+            if !sending || self.spec.spin || now >= self.sweep_at {
+                self.sweep_at = now + SWEEP;
+                for i in 0..self.conns.len() {
+                    self.maintain(i, now, sending, &poll)?;
+                }
+                self.sweep_at = self.sweep_at.min(self.slow_deadline());
+            } else {
+                // Only the connections whose next request fell due.
+                while let Some(&Reverse((due, i))) = self.due.peek() {
+                    if due > now {
+                        break;
+                    }
+                    self.due.pop();
+                    if self.conns[i].next_due == due {
+                        self.maintain(i, now, sending, &poll)?;
+                    }
+                }
             }
             if self.spec.spin {
                 // Busy-poll: try every socket instead of sleeping in epoll.
@@ -242,33 +286,57 @@ impl Worker {
                 }
                 continue;
             }
-            let wake = self.next_deadline(now, sending);
+            let wake = self.on_grid(self.next_deadline(now, sending));
             let now = Instant::now();
-            if armed.is_none_or(|at| at <= now || wake < at) {
-                let delay = wake
-                    .saturating_duration_since(now)
-                    .max(Duration::from_nanos(1));
-                timer.set(
-                    Expiration::OneShot(TimeSpec::from_duration(delay)),
-                    TimerSetTimeFlags::empty(),
-                )?;
-                armed = Some(wake);
-            }
-            match poll.poll(&mut events, None) {
+            let timeout = match sending && self.ticked() {
+                true => {
+                    // Ticked: sleep to the next tick, then look at the sockets without
+                    // waiting. A reply that came meanwhile waited in its socket, stamped
+                    // by the kernel as it arrived; with requests in flight the loop looks
+                    // every tick, so a full connection's next request is not held up.
+                    let wake = match self.conns.iter().any(|c| !c.in_flight.is_empty()) {
+                        true => wake.min(self.on_grid(now + Duration::from_nanos(1))),
+                        false => wake,
+                    };
+                    if wake > now {
+                        std::thread::sleep(wake - now);
+                    }
+                    Some(Duration::ZERO)
+                }
+                false => {
+                    if armed.is_none_or(|at| at <= now || wake < at) {
+                        let delay = wake
+                            .saturating_duration_since(now)
+                            .max(Duration::from_nanos(1));
+                        timer.set(
+                            Expiration::OneShot(TimeSpec::from_duration(delay)),
+                            TimerSetTimeFlags::empty(),
+                        )?;
+                        armed = Some(wake);
+                    }
+                    None
+                }
+            };
+            match poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
+            let now = Instant::now();
             for event in &events {
                 if event.token() == TIMER {
-                    let _ = timer.wait(); // clears the expiry; EAGAIN if already cleared
+                    // Not read: the registration is edge-triggered, so each expiry is a
+                    // new event whether or not the last one was read (a system call
+                    // saved per wake-up).
                     armed = None;
                     continue;
                 }
                 let i = event.token().0;
                 if self.conns[i].connecting.is_some() {
                     self.finish_connect(i);
-                    // Connected or not, the next turn of the loop sends what is due.
+                    if self.conns[i].connecting.is_none() && self.conns[i].stream.is_some() {
+                        self.maintain(i, now, sending, &poll)?;
+                    }
                     continue;
                 }
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -276,6 +344,10 @@ impl Worker {
                 }
                 if event.is_writable() {
                     self.flush(i);
+                }
+                // Closed loop: a reply makes room for the next request, sent now.
+                if self.interval.is_none() && sending {
+                    self.maintain(i, now, sending, &poll)?;
                 }
             }
         }
@@ -376,14 +448,13 @@ impl Worker {
         self.expire_unsent(i, now);
         loop {
             let conn = &self.conns[i];
+            if conn.in_flight.len() >= self.spec.pipeline.max(1) {
+                return; // full: its next reply puts it back in the calendar
+            }
             let intended = match self.interval {
-                None if conn.in_flight.len() < self.spec.pipeline.max(1) => now,
-                Some(_)
-                    if conn.next_due <= now && conn.in_flight.len() < self.spec.pipeline.max(1) =>
-                {
-                    conn.next_due
-                }
-                _ => return,
+                None => now,
+                Some(_) if conn.next_due <= now => conn.next_due,
+                Some(_) => return self.schedule(i),
             };
             let measured = intended >= self.measure_start;
             if measured {
@@ -413,6 +484,30 @@ impl Worker {
         }
     }
 
+    /// `at` rounded up to the schedule's tick grid (ticks from the measured window's
+    /// start): requests due within one tick are sent on one wake-up.
+    fn on_grid(&self, at: Instant) -> Instant {
+        if self.tick.is_zero() || at <= self.measure_start {
+            return at;
+        }
+        let tick = self.tick.as_nanos();
+        let ticks = (at - self.measure_start).as_nanos().div_ceil(tick);
+        self.measure_start + Duration::from_nanos(u64::try_from(ticks * tick).unwrap_or(u64::MAX))
+    }
+
+    /// Open loop on a tick grid: the loop sleeps to each tick and acts on everything due
+    /// by then; replies are read at the ticks with the kernel's arrival stamp.
+    fn ticked(&self) -> bool {
+        self.interval.is_some() && !self.tick.is_zero() && !self.spec.spin
+    }
+
+    /// Open loop: connection `i` can send, so its next due time goes in the calendar.
+    fn schedule(&mut self, i: usize) {
+        if self.interval.is_some() && !self.exhausted {
+            self.due.push(Reverse((self.conns[i].next_due, i)));
+        }
+    }
+
     fn flush(&mut self, i: usize) {
         let conn = &mut self.conns[i];
         let Some(stream) = conn.stream.as_mut() else {
@@ -432,15 +527,21 @@ impl Worker {
     }
 
     fn read_replies(&mut self, i: usize, scratch: &mut [u8]) {
+        let ticked = self.ticked();
         loop {
             let Some(stream) = self.conns[i].stream.as_mut() else {
                 return;
             };
-            match stream.read(scratch) {
-                Ok(0) => return self.connection_failed(i),
-                Ok(n) => {
+            let read = match ticked {
+                true => stamped_read(stream.as_raw_fd(), scratch),
+                false => stream.read(scratch).map(|n| (n, None)),
+            };
+            match read {
+                Ok((0, _)) => return self.connection_failed(i),
+                Ok((n, stamp)) => {
                     self.conns[i].read_buf.extend_from_slice(&scratch[..n]);
-                    self.take_lines(i);
+                    let arrived = stamp.map_or_else(Instant::now, |s| self.clock.instant(s));
+                    self.take_lines(i, arrived);
                     // A short read emptied the socket's queue: what arrives later is a
                     // new edge, so the read that would only say EAGAIN is saved (one
                     // system call per reply).
@@ -456,8 +557,8 @@ impl Worker {
     }
 
     /// Matches every complete reply line with the oldest request in flight.
-    fn take_lines(&mut self, i: usize) {
-        let now = Instant::now();
+    fn take_lines(&mut self, i: usize, now: Instant) {
+        let was_full = self.conns[i].in_flight.len() >= self.spec.pipeline.max(1);
         let mut consumed = 0;
         while let Some(pos) = self.conns[i].read_buf[consumed..]
             .iter()
@@ -475,6 +576,12 @@ impl Worker {
             if self.end.is_some_and(|end| now > end) {
                 // Answered after the measured time: it was in flight at the end.
                 self.stats.unfinished += 1;
+                continue;
+            }
+            if now.duration_since(request.intended) >= self.spec.timeout {
+                // Past --timeout from when it was due: a timeout, whether or not a sweep
+                // noticed it before its reply came.
+                self.count_timeouts(1);
                 continue;
             }
             let line = &self.conns[i].read_buf[line_start..end];
@@ -508,6 +615,12 @@ impl Worker {
             }
         }
         self.conns[i].read_buf.drain(..consumed);
+        if was_full
+            && self.conns[i].in_flight.len() < self.spec.pipeline.max(1)
+            && self.conns[i].stream.is_some()
+        {
+            self.schedule(i);
+        }
     }
 
     /// Open loop, at the end of a timed run: the slots that fell due before the end but
@@ -569,3 +682,38 @@ fn slots(span: Duration, interval: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests;
+
+/// One `recvmsg` with the kernel's receive stamp (`SO_TIMESTAMPNS`, wall clock): when
+/// the last of the bytes read reached the socket.
+fn stamped_read(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<TimeSpec>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut cmsg = nix::cmsg_space!(TimeSpec);
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT)
+        .map_err(io::Error::from)?;
+    let stamp = msg.cmsgs().ok().and_then(|mut c| {
+        c.find_map(|m| match m {
+            ControlMessageOwned::ScmTimestampns(t) => Some(t),
+            _ => None,
+        })
+    });
+    Ok((msg.bytes, stamp))
+}
+
+/// The wall clock's offset from the monotonic one, to place a kernel receive stamp
+/// (wall clock) on the `Instant` timeline; read again at every use, so a clock step or
+/// slew during the run moves it too.
+struct WallToMonotonic;
+
+impl WallToMonotonic {
+    fn now() -> WallToMonotonic {
+        WallToMonotonic
+    }
+
+    /// The `Instant` of wall-clock time `stamp`: now, less how long ago the stamp was.
+    fn instant(&self, stamp: TimeSpec) -> Instant {
+        let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+        let stamp = std::time::UNIX_EPOCH + Duration::from(stamp);
+        now - wall.duration_since(stamp).unwrap_or(Duration::ZERO)
+    }
+}

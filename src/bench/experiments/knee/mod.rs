@@ -115,6 +115,7 @@ impl Experiment for Knee {
             connections: k.connections,
             pipeline: k.pipeline,
             step_s: k.step.as_secs_f64(),
+            tick_us: k.tick.as_secs_f64() * 1e6,
             workloads: k
                 .workloads
                 .iter()

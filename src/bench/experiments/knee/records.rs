@@ -11,6 +11,10 @@ pub struct KneeRecords {
     pub pipeline: usize,
     /// Measured seconds per step, after its warm-up.
     pub step_s: f64,
+    /// The load generator's tick, µs (`fiblab load --tick`); 0: each request at its due
+    /// time.
+    #[serde(default)]
+    pub tick_us: f64,
     pub workloads: Vec<KneeWorkloadRecord>,
     pub sweeps: Vec<KneeSweep>,
 }

@@ -67,6 +67,17 @@ pub(super) fn client_note(sweeps: &[&KneeSweep]) -> String {
     }
 }
 
+/// What the load generator's tick does to the figures, for a table's intro.
+fn tick_note(k: &KneeRecords) -> String {
+    match k.tick_us > 0.0 {
+        true => format!(
+            " The load generator works on a {} µs tick (`fiblab load --tick`): at most one wake-up per tick, so it costs less per request than the servers it measures; each request is sent up to one tick late and measured from when it was due (the lateness is in every latency), and replies are timed by the kernel's arrival stamp.",
+            k.tick_us
+        ),
+        false => String::new(),
+    }
+}
+
 pub(super) fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
     let mut out = Vec::new();
     let peer = |row: &str| match r.is_peer(row) {
@@ -94,7 +105,8 @@ pub(super) fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
                 slo_text(w),
                 LIGHT_LOAD * 100.0,
                 k.connections
-            ) + &floor_noise(k, &w.label).map_or(String::new(), |n| format!(" {n}"))
+            ) + &tick_note(k)
+                + &floor_noise(k, &w.label).map_or(String::new(), |n| format!(" {n}"))
                 + &client_note(&sweeps),
             header: [
                 "model",

@@ -18,6 +18,7 @@ pub(super) fn measure_step(
         stop: Stop::After(k.step),
         warmup: k.warmup,
         timeout: Duration::from_secs(2),
+        tick: k.tick,
         protocol: served.protocol(),
         ..run.spec(served.addr, mix.clone(), k.connections)
     };

@@ -260,6 +260,7 @@ pub(crate) fn records() -> KneeRecords {
         ),
     };
     KneeRecords {
+        tick_us: 0.0,
         connections: 16,
         pipeline: 8,
         step_s: 1.0,
