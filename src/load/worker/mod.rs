@@ -303,6 +303,10 @@ impl Worker {
                     }
                     Some(Duration::ZERO)
                 }
+                // Already due (a busy loop): look at the sockets and go round again,
+                // without arming the timer (each arming is a system call, and on a VM
+                // a timer programmed in the hardware).
+                false if wake <= now => Some(Duration::ZERO),
                 false => {
                     if armed.is_none_or(|at| at <= now || wake < at) {
                         let delay = wake
