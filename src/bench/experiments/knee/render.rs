@@ -71,7 +71,7 @@ pub(super) fn client_note(sweeps: &[&KneeSweep]) -> String {
 fn tick_note(k: &KneeRecords) -> String {
     match k.tick_us > 0.0 {
         true => format!(
-            " The load generator works on a {} µs tick (`fiblab load --tick`): at most one wake-up per tick, so it costs less per request than the servers it measures; each request is sent up to one tick late and measured from when it was due (the lateness is in every latency), and replies are timed by the kernel's arrival stamp.",
+            " The load generator works on a {} µs tick (`fiblab load --tick`): at most one wake-up per tick instead of about one per request, so its limit lies above more of the servers' knees; each request is sent up to one tick late and measured from when it was due (the lateness is in every latency), and replies are timed by the kernel's arrival stamp.",
             k.tick_us
         ),
         false => String::new(),

@@ -38,9 +38,9 @@ pub struct Knee {
     /// where too few sweeps allow no 95% interval).
     #[serde(default = "three")]
     pub sweeps: usize,
-    /// The load generator's tick (`fiblab load --tick`): at most one wake-up per tick,
-    /// so the client costs less than the servers it measures; each request is sent up to
-    /// one tick late and measured from when it was due. Zero (the default): each request
+    /// The load generator's tick (`fiblab load --tick`): at most one wake-up per tick
+    /// instead of about one per request, so the client's limit lies higher; each request
+    /// is sent up to one tick late and measured from when it was due. Zero (the default): each request
     /// at its due time.
     #[serde(default, deserialize_with = "crate::units::deserialize_duration")]
     pub tick: Duration,
