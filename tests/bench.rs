@@ -140,6 +140,14 @@ fn fixture() -> BenchReport {
         },
         errors: 0,
         histogram: String::new(),
+        client: Some(fiblab::bench::results::ClientUse {
+            cpu_us_per_request: 6.5,
+            busiest: if variant == "go" && clients == 2 {
+                0.95
+            } else {
+                0.4
+            },
+        }),
     };
     let base = vec![
         sample("floor", 1, 1, 40_000.0, false),

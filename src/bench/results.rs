@@ -85,6 +85,20 @@ pub struct Sample {
     /// the latency CDF; empty when none was recorded.
     #[serde(skip_serializing_if = "String::is_empty", default)]
     pub histogram: String,
+    /// What the load generator itself spent on this repetition; `None` in reports from
+    /// before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientUse>,
+}
+
+/// The load generator's own cost in one repetition (`fiblab load`'s `client`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ClientUse {
+    /// CPU time of its threads over the measured window per correct reply, µs.
+    pub cpu_us_per_request: f64,
+    /// The busiest client thread's CPU time over its wall time, 0..1: over 0.9, the
+    /// client may have limited the cell.
+    pub busiest: f64,
 }
 
 /// Facts about the machine, for the head of every report.

@@ -33,6 +33,7 @@ fn report(
                 per_connection: vec![1, 1],
                 errors: 0,
                 histogram: String::new(),
+                client: None,
             });
         }
     }

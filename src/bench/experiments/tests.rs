@@ -104,6 +104,7 @@ fn two_regimes(shared: (f64, f64), pinned: (f64, f64)) -> BenchReport {
                 per_connection: vec![1; 2],
                 errors: 0,
                 histogram: String::new(),
+                client: None,
             });
         }
     }
@@ -305,6 +306,7 @@ fn many_series_stay_inside_the_canvas_and_axes_can_be_read() {
                 per_connection: vec![1; clients],
                 errors: 0,
                 histogram: histogram.clone(),
+                client: None,
             })
         })
         .collect();

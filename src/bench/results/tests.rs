@@ -121,6 +121,7 @@ pub(crate) fn sample(
         per_connection,
         errors: 0,
         histogram: String::new(),
+        client: None,
     }
 }
 

@@ -30,7 +30,8 @@ use crate::bench::canvas::{
 };
 use crate::bench::predict::{Check, THRESHOLD, label, predict, score};
 use crate::bench::results::{
-    BenchReport, FLOOR, Finding, Plot, Sample, Table, Verdict, aggregate, plural, thousands,
+    BenchReport, ClientUse, FLOOR, Finding, Plot, Sample, Table, Verdict, aggregate, plural,
+    thousands,
 };
 use crate::bench::rules::{
     Ratio, all, decide, finding, missing, ratio, ratio_ci, rps, undecided_why, verdict, versus,
@@ -103,6 +104,10 @@ fn repetition_of(
                 per_connection: r.per_connection.clone(),
                 errors: r.errors.total(),
                 histogram: class.map(|c| c.histogram.clone()).unwrap_or_default(),
+                client: r.client.cpu_us_per_request.map(|cpu| ClientUse {
+                    cpu_us_per_request: cpu,
+                    busiest: r.client.thread_busy.iter().copied().fold(0.0, f64::max),
+                }),
             });
         }
     }

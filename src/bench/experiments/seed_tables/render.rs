@@ -569,6 +569,7 @@ mod tests {
             per_connection: vec![1000],
             errors: 0,
             histogram: crate::load::encode_histogram(&h),
+            client: None,
         };
         let r = crate::bench::results::tests::report_of(vec![sample.clone()]);
         // 1,000 requests: ranks 469-532 and 983-997 (scipy's quantile_test).
