@@ -12,7 +12,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Write as _};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -23,12 +23,15 @@ use mio::{Events, Interest, Poll, Token};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
-use super::mix::Reply;
 use super::spec::{LoadSpec, OnReply, Stop};
-use super::stats::{Latency, Outcome, Shared, ThreadCost, ThreadStats, histogram};
+use super::stats::{Shared, ThreadCost, ThreadStats, histogram};
 use crate::cpu;
 
 mod lifecycle;
+mod reply;
+mod schedule;
+
+use reply::WallToMonotonic;
 
 /// How long a refused or broken connection waits before it is opened again.
 const RECONNECT_AFTER: Duration = Duration::from_millis(100);
@@ -410,108 +413,6 @@ impl Worker {
         self.shared.errors.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Open loop: every in-flight request on connection `i` past its timeout is
-    /// counted as a timeout, once; its reply, if it comes, is read and not counted.
-    fn expire_in_flight(&mut self, i: usize, now: Instant) {
-        let timeout = self.spec.timeout;
-        let mut expired = 0;
-        for f in &mut self.conns[i].in_flight {
-            if f.measured && now.duration_since(f.intended) >= timeout {
-                f.measured = false;
-                expired += 1;
-            }
-        }
-        self.count_timeouts(expired);
-    }
-
-    /// Open loop: the slots of connection `i` that fell due more than --timeout ago
-    /// and could not be sent (the connection's pipeline was full: the server is
-    /// stalled) are timeouts: no reply can come within the timeout now.
-    fn expire_unsent(&mut self, i: usize, now: Instant) {
-        let Some(interval) = self.interval else {
-            return;
-        };
-        while self.conns[i].next_due + self.spec.timeout <= now {
-            let due = self.conns[i].next_due;
-            self.conns[i].next_due += interval;
-            if due < self.measure_start {
-                continue;
-            }
-            if let Stop::Requests(budget) = self.spec.stop
-                && self.shared.issued.fetch_add(1, Ordering::Relaxed) >= budget
-            {
-                self.exhausted = true;
-                return;
-            }
-            self.count_timeouts(1);
-        }
-    }
-
-    /// Queues every request due on connection `i`.
-    fn send_due(&mut self, i: usize, now: Instant) {
-        self.expire_unsent(i, now);
-        loop {
-            let conn = &self.conns[i];
-            if conn.in_flight.len() >= self.spec.pipeline.max(1) {
-                return; // full: its next reply puts it back in the calendar
-            }
-            let intended = match self.interval {
-                None => now,
-                Some(_) if conn.next_due <= now => conn.next_due,
-                Some(_) => return self.schedule(i),
-            };
-            let measured = intended >= self.measure_start;
-            if measured {
-                if let Stop::Requests(budget) = self.spec.stop {
-                    if self.shared.issued.fetch_add(1, Ordering::Relaxed) >= budget {
-                        self.exhausted = true;
-                        return;
-                    }
-                }
-            }
-            let class = self
-                .spec
-                .mix
-                .pick(self.rng.u64(0..self.spec.mix.total_weight()));
-            let conn = &mut self.conns[i];
-            conn.write_buf
-                .extend_from_slice(&self.spec.mix.classes[class].request);
-            conn.in_flight.push_back(InFlight {
-                class,
-                intended,
-                sent: Instant::now(),
-                measured,
-            });
-            if let Some(interval) = self.interval {
-                conn.next_due += interval;
-            }
-        }
-    }
-
-    /// `at` rounded up to the schedule's tick grid (ticks from the measured window's
-    /// start): requests due within one tick are sent on one wake-up.
-    fn on_grid(&self, at: Instant) -> Instant {
-        if self.tick.is_zero() || at <= self.measure_start {
-            return at;
-        }
-        let tick = self.tick.as_nanos();
-        let ticks = (at - self.measure_start).as_nanos().div_ceil(tick);
-        self.measure_start + Duration::from_nanos(u64::try_from(ticks * tick).unwrap_or(u64::MAX))
-    }
-
-    /// Open loop on a tick grid: the loop sleeps to each tick and acts on everything due
-    /// by then; replies are read at the ticks with the kernel's arrival stamp.
-    fn ticked(&self) -> bool {
-        self.interval.is_some() && !self.tick.is_zero() && !self.spec.spin
-    }
-
-    /// Open loop: connection `i` can send, so its next due time goes in the calendar.
-    fn schedule(&mut self, i: usize) {
-        if self.interval.is_some() && !self.exhausted {
-            self.due.push(Reverse((self.conns[i].next_due, i)));
-        }
-    }
-
     fn flush(&mut self, i: usize) {
         let conn = &mut self.conns[i];
         let Some(stream) = conn.stream.as_mut() else {
@@ -528,117 +429,6 @@ impl Worker {
         }
         conn.write_buf.clear();
         conn.written = 0;
-    }
-
-    fn read_replies(&mut self, i: usize, scratch: &mut [u8]) {
-        let ticked = self.ticked();
-        loop {
-            let Some(stream) = self.conns[i].stream.as_mut() else {
-                return;
-            };
-            let read = match ticked {
-                true => stamped_read(stream.as_raw_fd(), scratch),
-                false => stream.read(scratch).map(|n| (n, None)),
-            };
-            match read {
-                Ok((0, _)) => return self.connection_failed(i),
-                Ok((n, stamp)) => {
-                    self.conns[i].read_buf.extend_from_slice(&scratch[..n]);
-                    let arrived = stamp.map_or_else(Instant::now, |s| self.clock.instant(s));
-                    self.take_lines(i, arrived);
-                    // A short read emptied the socket's queue: what arrives later is a
-                    // new edge, so the read that would only say EAGAIN is saved (one
-                    // system call per reply).
-                    if n < scratch.len() {
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.connection_failed(i),
-            }
-        }
-    }
-
-    /// Matches every complete reply line with the oldest request in flight.
-    fn take_lines(&mut self, i: usize, now: Instant) {
-        let was_full = self.conns[i].in_flight.len() >= self.spec.pipeline.max(1);
-        let mut consumed = 0;
-        while let Some(pos) = self.conns[i].read_buf[consumed..]
-            .iter()
-            .position(|&b| b == b'\n')
-        {
-            let end = consumed + pos;
-            let line_start = consumed;
-            consumed = end + 1;
-            let Some(request) = self.conns[i].in_flight.pop_front() else {
-                continue; // a reply to nothing: the server talks out of turn; ignore it
-            };
-            if !request.measured {
-                continue;
-            }
-            if self.end.is_some_and(|end| now > end) {
-                // Answered after the measured time: it was in flight at the end.
-                self.stats.unfinished += 1;
-                continue;
-            }
-            if now.duration_since(request.intended) >= self.spec.timeout {
-                // Past --timeout from when it was due: a timeout, whether or not a sweep
-                // noticed it before its reply came.
-                self.count_timeouts(1);
-                continue;
-            }
-            let line = &self.conns[i].read_buf[line_start..end];
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let class = &self.spec.mix.classes[request.class];
-            let judged = class.judge(self.spec.protocol, line);
-            let correct = judged == Reply::Correct;
-            if let Some(on_reply) = &self.on_reply {
-                on_reply(now.duration_since(request.sent), line, correct);
-            }
-            let second = now.saturating_duration_since(self.measure_start).as_secs() as usize;
-            if second > self.published_to {
-                self.publish_seconds(second);
-            }
-            let latency = Latency {
-                intended: now.duration_since(request.intended),
-                sent: now.duration_since(request.sent),
-            };
-            let outcome = match judged {
-                Reply::Correct => Outcome::Ok(latency),
-                Reply::Error => Outcome::ErrReply,
-                Reply::Wrong => Outcome::Wrong,
-            };
-            self.stats.record(request.class, second, outcome, now);
-            if correct {
-                self.conns[i].ok += 1;
-                self.shared.ok.fetch_add(1, Ordering::Relaxed);
-                self.shared.class_ok[request.class].fetch_add(1, Ordering::Relaxed);
-            } else {
-                self.shared.errors.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.conns[i].read_buf.drain(..consumed);
-        if was_full
-            && self.conns[i].in_flight.len() < self.spec.pipeline.max(1)
-            && self.conns[i].stream.is_some()
-        {
-            self.schedule(i);
-        }
-    }
-
-    /// Open loop, at the end of a timed run: the slots that fell due before the end but
-    /// could not be sent (the connection was full or down) are missed requests.
-    fn count_unsent_slots(&mut self) {
-        let (Some(interval), Some(end)) = (self.interval, self.end) else {
-            return;
-        };
-        for conn in &self.conns {
-            let from = conn.next_due.max(self.measure_start);
-            if from < end {
-                self.stats.missed += slots(end - from, interval);
-            }
-        }
     }
 
     /// Adds this thread's latencies of the seconds before `until` to the shared
@@ -686,38 +476,3 @@ fn slots(span: Duration, interval: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests;
-
-/// One `recvmsg` with the kernel's receive stamp (`SO_TIMESTAMPNS`, wall clock): when
-/// the last of the bytes read reached the socket.
-fn stamped_read(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<TimeSpec>)> {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    let mut cmsg = nix::cmsg_space!(TimeSpec);
-    let mut iov = [io::IoSliceMut::new(buf)];
-    let msg = recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT)
-        .map_err(io::Error::from)?;
-    let stamp = msg.cmsgs().ok().and_then(|mut c| {
-        c.find_map(|m| match m {
-            ControlMessageOwned::ScmTimestampns(t) => Some(t),
-            _ => None,
-        })
-    });
-    Ok((msg.bytes, stamp))
-}
-
-/// The wall clock's offset from the monotonic one, to place a kernel receive stamp
-/// (wall clock) on the `Instant` timeline; read again at every use, so a clock step or
-/// slew during the run moves it too.
-struct WallToMonotonic;
-
-impl WallToMonotonic {
-    fn now() -> WallToMonotonic {
-        WallToMonotonic
-    }
-
-    /// The `Instant` of wall-clock time `stamp`: now, less how long ago the stamp was.
-    fn instant(&self, stamp: TimeSpec) -> Instant {
-        let (now, wall) = (Instant::now(), std::time::SystemTime::now());
-        let stamp = std::time::UNIX_EPOCH + Duration::from(stamp);
-        now - wall.duration_since(stamp).unwrap_or(Duration::ZERO)
-    }
-}
