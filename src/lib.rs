@@ -58,6 +58,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod accept;
+pub mod backend;
 pub mod bench;
 pub mod calibrate;
 pub mod client;

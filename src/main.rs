@@ -26,6 +26,9 @@ struct Cli {
 enum Command {
     /// Serve fib(n) (or upper) on TCP with one concurrency model.
     Serve(cli::serve::ServeArgs),
+    /// A downstream to wait on (PROTOCOL.md, "Waiting on a downstream"): answers each
+    /// line with itself after --delay (plus --jitter), in order per connection.
+    Backend(cli::backend::BackendArgs),
     /// List the concurrency models.
     Models {
         /// Print the table as markdown (as in the README).
@@ -90,6 +93,7 @@ fn run(command: Command) -> anyhow::Result<()> {
     use anyhow::Context as _;
     match command {
         Command::Serve(args) => cli::serve::run(args),
+        Command::Backend(args) => cli::backend::run(args),
         Command::Models { markdown } => cli::print(&match markdown {
             true => fiblab::models::markdown_table(),
             false => fiblab::models::text_table(),

@@ -2,6 +2,7 @@
 //! the library, with `anyhow` contexts that say what to do. Rules that check a value
 //! belong to the library type the value fills, not here.
 
+pub mod backend;
 pub mod bench;
 pub mod calibrate;
 pub mod clients;

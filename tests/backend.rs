@@ -1,0 +1,126 @@
+//! `fiblab backend`: each line answered with itself after the delay, in order on each
+//! connection, many waiting at once without waiting for each other.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use fiblab::backend::{BackendConfig, BackendStats, serve};
+use fiblab::shutdown::Shutdown;
+
+struct Backend {
+    addr: SocketAddr,
+    stats: Arc<BackendStats>,
+    shutdown: Shutdown,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Backend {
+    fn start(delay: Duration, jitter: Duration) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stats = Arc::new(BackendStats::default());
+        let shutdown = Shutdown::new().unwrap();
+        let config = BackendConfig {
+            delay,
+            jitter,
+            seed: 3,
+        };
+        let (s, st) = (shutdown.clone(), stats.clone());
+        let thread = std::thread::spawn(move || serve(listener, config, s, st));
+        Backend {
+            addr,
+            stats,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap().unwrap();
+        }
+    }
+}
+
+#[test]
+fn pipelined_lines_come_back_in_order_after_the_delay() {
+    let backend = Backend::start(Duration::from_millis(30), Duration::from_millis(20));
+    let mut stream = TcpStream::connect(backend.addr).unwrap();
+    let started = Instant::now();
+    let lines: Vec<String> = (0..50).map(|i| format!("line {i}")).collect();
+    stream
+        .write_all((lines.join("\n") + "\r\n").as_bytes())
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    for (i, want) in lines.iter().enumerate() {
+        let mut got = String::new();
+        reader.read_line(&mut got).unwrap();
+        assert_eq!(got.trim_end(), want, "reply {i}");
+        if i == 0 {
+            assert!(started.elapsed() >= Duration::from_millis(30));
+        }
+    }
+    // Counted once written: the client may read the last line a moment before.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while backend.stats.answered.load(Ordering::Relaxed) < 50 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(backend.stats.answered.load(Ordering::Relaxed), 50);
+    assert_eq!(backend.stats.waiting.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn many_waiting_requests_wait_together() {
+    // 500 connections, one line each, 200 ms: one after the other would take 100 s.
+    let backend = Backend::start(Duration::from_millis(200), Duration::ZERO);
+    let started = Instant::now();
+    let mut streams: Vec<TcpStream> = (0..500)
+        .map(|i| {
+            let mut s = TcpStream::connect(backend.addr).unwrap();
+            s.write_all(format!("{i}\n").as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    for (i, s) in streams.iter_mut().enumerate() {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = String::new();
+        BufReader::new(s).read_line(&mut got).unwrap();
+        assert_eq!(got, format!("{i}\n"));
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(200), "{took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "waited one after another: {took:?}"
+    );
+    assert!(backend.stats.most_waiting.load(Ordering::Relaxed) > 100);
+    // The wait each line got, measured by the backend: never under the delay asked.
+    let wait = backend.stats.mean_wait().unwrap();
+    assert!(
+        wait >= Duration::from_millis(200) && wait < Duration::from_secs(3),
+        "{wait:?}"
+    );
+    assert_eq!(backend.stats.connections.load(Ordering::Relaxed), 500);
+}
+
+#[test]
+fn an_overlong_line_closes_only_its_connection() {
+    let backend = Backend::start(Duration::from_millis(1), Duration::ZERO);
+    let mut bad = TcpStream::connect(backend.addr).unwrap();
+    bad.write_all(&vec![b'x'; fiblab::backend::MAX_LINE + 10])
+        .unwrap();
+    bad.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = String::new();
+    assert_eq!(BufReader::new(&bad).read_line(&mut got).unwrap_or(0), 0);
+    let mut good = TcpStream::connect(backend.addr).unwrap();
+    good.write_all(b"still here\n").unwrap();
+    let mut got = String::new();
+    BufReader::new(&good).read_line(&mut got).unwrap();
+    assert_eq!(got, "still here\n");
+}
