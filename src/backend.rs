@@ -36,6 +36,9 @@ use crate::shutdown::Shutdown;
 /// downstream's requests are short: the client's request line).
 pub const MAX_LINE: usize = 4096;
 
+/// Bytes each connection reads at a time: a few request lines.
+const READ_BUFFER: usize = 256;
+
 /// How long the backend waits before it answers each line.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BackendConfig {
@@ -153,7 +156,9 @@ async fn connection(
         writer_stats.waiting.fetch_sub(left, Ordering::Relaxed);
     });
     let mut rng = fastrand::Rng::with_seed(seed);
-    let mut reader = BufReader::new(read).take(MAX_LINE as u64 + 1);
+    // A small buffer: a waiting connection holds it all the while (tokio's default, 8 KiB,
+    // would be most of what a waiting connection costs).
+    let mut reader = BufReader::with_capacity(READ_BUFFER, read).take(MAX_LINE as u64 + 1);
     let mut last_due = Instant::now();
     let mut line = Vec::new();
     loop {
