@@ -85,8 +85,8 @@ pub struct Sample {
     /// the latency CDF; empty when none was recorded.
     #[serde(skip_serializing_if = "String::is_empty", default)]
     pub histogram: String,
-    /// What the load generator itself spent on this repetition; `None` in reports from
-    /// before it was recorded.
+    /// What the load generator itself spent on this repetition; `None` where it spun
+    /// (busy by design) and in reports from before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<ClientUse>,
 }

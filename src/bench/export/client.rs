@@ -57,7 +57,7 @@ pub(super) fn client_line(r: &BenchReport) -> Option<String> {
         ),
     };
     Some(format!(
-        "The load generator's own cost (its threads' CPU time over each measured window, per reply): median {:.1} µs per request over {} repetitions, {:.1}–{:.1}; {limited}.",
+        "The load generator's own cost (its threads' CPU time over each measured window, per reply, where it slept between replies; a spinning client is busy by design): median {:.1} µs per request over {} repetitions, {:.1}–{:.1}; {limited}.",
         crate::stats::median(&cpu),
         cpu.len(),
         low,

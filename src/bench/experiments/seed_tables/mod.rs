@@ -104,10 +104,16 @@ fn repetition_of(
                 per_connection: r.per_connection.clone(),
                 errors: r.errors.total(),
                 histogram: class.map(|c| c.histogram.clone()).unwrap_or_default(),
-                client: r.client.cpu_us_per_request.map(|cpu| ClientUse {
-                    cpu_us_per_request: cpu,
-                    busiest: r.client.thread_busy.iter().copied().fold(0.0, f64::max),
-                }),
+                // A spinning client is busy by design and burns CPU while it waits:
+                // its cost says nothing of what a request costs it.
+                client: r
+                    .client
+                    .cpu_us_per_request
+                    .filter(|_| !spec.spin)
+                    .map(|cpu| ClientUse {
+                        cpu_us_per_request: cpu,
+                        busiest: r.client.thread_busy.iter().copied().fold(0.0, f64::max),
+                    }),
             });
         }
     }
