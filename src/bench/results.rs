@@ -392,7 +392,7 @@ pub fn aggregate(samples: &[Sample]) -> Vec<Cell> {
                 })
                 .collect();
             let rps: Vec<f64> = runs.iter().map(|s| s.throughput_rps).collect();
-            let median_rps = median_f64(&rps);
+            let median_rps = crate::stats::median(&rps);
             let spread = match (
                 rps.iter().copied().reduce(f64::max),
                 rps.iter().copied().reduce(f64::min),
@@ -425,16 +425,6 @@ pub fn aggregate(samples: &[Sample]) -> Vec<Cell> {
             }
         })
         .collect()
-}
-
-fn median_f64(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        len if len % 2 == 1 => v[len / 2],
-        len => (v[len / 2 - 1] + v[len / 2]) / 2.0,
-    }
 }
 
 fn median_u64(mut values: Vec<u64>) -> u64 {

@@ -98,6 +98,8 @@ pub struct Worker {
     tick: Duration,
     /// Converts the kernel's receive stamps (wall clock) to `Instant`s.
     clock: WallToMonotonic,
+    /// The control-message buffer of a stamped read, reused.
+    cmsg: Vec<u8>,
 }
 
 impl Worker {
@@ -169,6 +171,7 @@ impl Worker {
             due: BinaryHeap::new(),
             sweep_at: Instant::now(),
             clock: WallToMonotonic::now(),
+            cmsg: reply::stamp_space(),
             tick: spec.tick,
         }
     }

@@ -21,7 +21,7 @@ impl Worker {
                 return;
             };
             let read = match ticked {
-                true => stamped_read(stream.as_raw_fd(), scratch),
+                true => stamped_read(stream.as_raw_fd(), scratch, &mut self.cmsg),
                 false => stream.read(scratch).map(|n| (n, None)),
             };
             match read {
@@ -114,12 +114,17 @@ impl Worker {
 
 /// One `recvmsg` with the kernel's receive stamp (`SO_TIMESTAMPNS`, wall clock): when
 /// the last of the bytes read reached the socket.
-fn stamped_read(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<TimeSpec>)> {
+/// `cmsg` is the control-message buffer, kept by the worker so a read allocates nothing
+/// (room for one stamp: [`stamp_space`]).
+fn stamped_read(
+    fd: std::os::fd::RawFd,
+    buf: &mut [u8],
+    cmsg: &mut [u8],
+) -> io::Result<(usize, Option<TimeSpec>)> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    let mut cmsg = nix::cmsg_space!(TimeSpec);
     let mut iov = [io::IoSliceMut::new(buf)];
-    let msg = recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT)
-        .map_err(io::Error::from)?;
+    let msg =
+        recvmsg::<()>(fd, &mut iov, Some(cmsg), MsgFlags::MSG_DONTWAIT).map_err(io::Error::from)?;
     let stamp = msg.cmsgs().ok().and_then(|mut c| {
         c.find_map(|m| match m {
             ControlMessageOwned::ScmTimestampns(t) => Some(t),
@@ -145,4 +150,9 @@ impl WallToMonotonic {
         let stamp = std::time::UNIX_EPOCH + Duration::from(stamp);
         now - wall.duration_since(stamp).unwrap_or(Duration::ZERO)
     }
+}
+
+/// A control-message buffer with room for one receive stamp.
+pub(super) fn stamp_space() -> Vec<u8> {
+    nix::cmsg_space!(TimeSpec)
 }
