@@ -22,7 +22,7 @@
 //! 3. the framer never holds more than `max_line + 1` bytes, whatever arrives.
 
 use crate::fib::fib_fast;
-use crate::service::{Rejection, Service, ServiceKind, Session, Work};
+use crate::service::{Handoff, Rejection, Service, ServiceKind, Session, Work};
 
 /// Decodes `data` as described in the module docs and checks every invariant.
 /// Panics on a broken invariant, which is how fuzzers learn of it.
@@ -66,8 +66,9 @@ pub fn check_session(data: &[u8]) {
 fn drive(service: Service, max_line: usize, work: Work, reads: &[&[u8]]) -> Vec<u8> {
     let mut session = Session::new(service, max_line, work);
     let mut out = Vec::new();
-    let answer = |n: u32, out: &mut Vec<u8>| {
-        Session::write_reply(fib_fast(n).ok_or(Rejection::NotANumber), out)
+    let answer = |handoff: Handoff, out: &mut Vec<u8>| match handoff {
+        Handoff::Compute(n) => Session::write_reply(fib_fast(n).ok_or(Rejection::NotANumber), out),
+        Handoff::Wait => unreachable!("no downstream in these sessions"),
     };
     for read in reads {
         let mut rest = *read;

@@ -66,6 +66,7 @@ pub mod compare;
 pub mod connection;
 pub mod cpu;
 pub mod demo;
+pub mod downstream;
 pub mod fib;
 pub mod framing;
 #[doc(hidden)]

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::downstream::DownstreamConfig;
 use crate::fib::MAX_N_FITS_U64;
 use crate::gil::GilMode;
 use crate::service::{DEFAULT_MAX_LINE, DEFAULT_MAX_N, Service, ServiceKind};
@@ -63,6 +64,9 @@ pub struct Config {
     /// `--max-inflight`: at most this many fib computations at once (a counting
     /// semaphore); the others wait for a permit. `threads` only.
     pub max_inflight: Option<usize>,
+    /// `--downstream`: every valid request waits on this service first
+    /// ([`crate::downstream`]); `None`: requests never wait.
+    pub downstream: Option<DownstreamConfig>,
 }
 
 impl Default for Config {
@@ -83,6 +87,7 @@ impl Default for Config {
             gil_stats: None,
             stack_size: None,
             max_inflight: None,
+            downstream: None,
         }
     }
 }
@@ -240,6 +245,24 @@ pub struct ConfigArgs {
     /// connection is the model with nothing else to cap them.
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_inflight: Option<u32>,
+    /// I/O-bound work that waits: send each valid request line to this HOST:PORT (a
+    /// `fiblab backend`, say) and answer only once its one-line reply is back. Each
+    /// model waits in its own style (PROTOCOL.md, "Waiting on a downstream").
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_addr)]
+    pub downstream: Option<SocketAddr>,
+    /// --downstream: how long a request waits for the downstream (connect, send and
+    /// reply) before it is answered `ERR downstream timed out`.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub downstream_timeout: Duration,
+}
+
+/// `HOST:PORT`, resolved now (the first address the name gives).
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs as _;
+    text.to_socket_addrs()
+        .map_err(|e| format!("{text}: {e} (expected HOST:PORT, e.g. 127.0.0.1:25001)"))?
+        .next()
+        .ok_or_else(|| format!("{text}: the name gives no address"))
 }
 
 impl ConfigArgs {
@@ -281,6 +304,10 @@ impl ConfigArgs {
             gil_stats: self.gil_stats,
             stack_size: self.stack_size,
             max_inflight: self.max_inflight.map(|k| k as usize),
+            downstream: self.downstream.map(|addr| DownstreamConfig {
+                addr,
+                timeout: self.downstream_timeout,
+            }),
         })
     }
 }
@@ -306,6 +333,7 @@ impl Config {
             ref gil_stats,
             stack_size,
             max_inflight,
+            downstream,
         } = *self;
         let mut args = vec![
             format!("--service={kind}"),
@@ -344,6 +372,10 @@ impl Config {
         }
         if let Some(k) = max_inflight {
             args.push(format!("--max-inflight={k}"));
+        }
+        if let Some(DownstreamConfig { addr, timeout }) = downstream {
+            args.push(format!("--downstream={addr}"));
+            args.push(format!("--downstream-timeout={}", format_duration(timeout)));
         }
         args
     }
@@ -484,6 +516,10 @@ mod tests {
             gil_stats: Some(PathBuf::from("/tmp/gil.json")),
             stack_size: Some(192 << 10),
             max_inflight: Some(3),
+            downstream: Some(DownstreamConfig {
+                addr: "127.0.0.1:25001".parse().unwrap(),
+                timeout: Duration::from_millis(750),
+            }),
         };
         let defaults = Config::default();
         assert_ne!(config.service.kind, defaults.service.kind);

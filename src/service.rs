@@ -94,6 +94,10 @@ pub enum Rejection {
     /// Never seen on the wire in practice: nobody is left to read it.
     #[error("client gone")]
     ClientGone,
+    /// The downstream (`--downstream`) failed this request: refused, closed, reset, or
+    /// did not answer in time.
+    #[error("downstream {0}")]
+    Downstream(crate::downstream::Failure),
 }
 
 impl Rejection {
@@ -196,13 +200,25 @@ pub enum Work {
     Handed,
 }
 
+/// What a session stopped at, for its model to finish before it feeds the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handoff {
+    /// fib(n), to compute elsewhere (only with [`Work::Handed`]); the model gives the
+    /// reply back with [`Session::write_reply`].
+    Compute(u32),
+    /// A valid request that first waits on the downstream (`--downstream`): the model
+    /// sends [`Session::downstream_line`], waits in its own style, and gives the outcome
+    /// to [`Session::downstream_replied`], which answers the request.
+    Wait,
+}
+
 /// What [`Session::feed`] did with the bytes it was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fed {
-    /// How many bytes it consumed; with [`Work::Handed`] the rest waits for the reply.
+    /// How many bytes it consumed; after a handoff the rest waits for its reply.
     pub consumed: usize,
-    /// A fib request to compute elsewhere (only with [`Work::Handed`]).
-    pub handed: Option<u32>,
+    /// Where it stopped: a request to compute elsewhere, or to wait on the downstream.
+    pub handed: Option<Handoff>,
 }
 
 /// Asks whether the client has gone, so that work for it can stop
@@ -227,6 +243,10 @@ pub struct Session {
     probe: Option<Probe>,
     /// The probe said the client is gone: no more work is done for it.
     cancelled: bool,
+    /// Every valid request waits on the downstream first ([`Handoff::Wait`]).
+    downstream: bool,
+    /// The request waiting on the downstream, newline included (reused between requests).
+    wait_line: Vec<u8>,
 }
 
 impl Session {
@@ -237,7 +257,50 @@ impl Session {
             work,
             probe: None,
             cancelled: false,
+            downstream: false,
+            wait_line: Vec::new(),
         }
+    }
+
+    /// Makes every valid request wait on a downstream before it is answered
+    /// ([`Handoff::Wait`]); invalid ones are still answered at once.
+    pub fn with_downstream(mut self, downstream: bool) -> Self {
+        self.downstream = downstream;
+        self
+    }
+
+    /// The line to send to the downstream for the request handed as [`Handoff::Wait`],
+    /// terminator included.
+    pub fn downstream_line(&self) -> &[u8] {
+        &self.wait_line
+    }
+
+    /// The downstream's outcome for the request handed as [`Handoff::Wait`]: on failure
+    /// its reply is `ERR downstream <reason>`; on success the request is answered as
+    /// usual (inline, holding the GIL if there is one, or handed on as
+    /// [`Handoff::Compute`]).
+    pub fn downstream_replied(
+        &mut self,
+        outcome: crate::downstream::Outcome,
+        out: &mut Vec<u8>,
+        gone: Option<&mut dyn FnMut() -> bool>,
+    ) -> Option<Handoff> {
+        if let Err(failure) = outcome {
+            write_rejection(Rejection::Downstream(failure), out);
+            return None;
+        }
+        let line = std::mem::take(&mut self.wait_line);
+        let mut handed = None;
+        {
+            let held = crate::gil::process().map(crate::gil::Gil::hold);
+            let gone = gone.map(|g| -> &mut dyn FnMut() -> bool { g });
+            let (_, mut state) = self.answering(held.as_ref(), gone);
+            state.downstream = false;
+            let body = line.strip_suffix(b"\n").unwrap_or(&line);
+            let _ = state.answer(Frame::Line(body), out, &mut handed);
+        }
+        self.wait_line = line;
+        handed
     }
 
     /// Inline fib work asks `gone` now and then (see [`fib_until`]) and stops once it
@@ -289,7 +352,7 @@ impl Session {
 
     /// The socket is drained for now: answers an unterminated client's pending request
     /// (or hands it back, like [`feed`](Self::feed)).
-    pub fn on_idle(&mut self, out: &mut Vec<u8>) -> Option<u32> {
+    pub fn on_idle(&mut self, out: &mut Vec<u8>) -> Option<Handoff> {
         self.on_idle_from(out, None)
     }
 
@@ -298,12 +361,12 @@ impl Session {
         &mut self,
         out: &mut Vec<u8>,
         gone: Option<&mut dyn FnMut() -> bool>,
-    ) -> Option<u32> {
+    ) -> Option<Handoff> {
         self.flush(out, gone, |framer, on| framer.flush_idle(on))
     }
 
     /// The client closed its side: answers (or hands back) what is pending.
-    pub fn on_eof(&mut self, out: &mut Vec<u8>) -> Option<u32> {
+    pub fn on_eof(&mut self, out: &mut Vec<u8>) -> Option<Handoff> {
         self.on_eof_from(out, None)
     }
 
@@ -312,7 +375,7 @@ impl Session {
         &mut self,
         out: &mut Vec<u8>,
         gone: Option<&mut dyn FnMut() -> bool>,
-    ) -> Option<u32> {
+    ) -> Option<Handoff> {
         self.flush(out, gone, |framer, on| framer.flush_eof(on))
     }
 
@@ -322,7 +385,7 @@ impl Session {
         out: &mut Vec<u8>,
         gone: Option<&mut dyn FnMut() -> bool>,
         flush: FlushFn,
-    ) -> Option<u32> {
+    ) -> Option<Handoff> {
         let mut handed = None;
         let held = crate::gil::process().map(crate::gil::Gil::hold);
         // Reborrowed for this call only, shorter than the lock guard above.
@@ -355,6 +418,9 @@ struct Answering<'a> {
     cancelled: &'a mut bool,
     /// The emulated GIL, held while answering (`--gil`): fib checks its eval breaker.
     gil: Option<&'a crate::gil::Held<'static>>,
+    /// Valid requests wait on the downstream first: stop at each, keeping its line.
+    downstream: bool,
+    wait_line: &'a mut Vec<u8>,
 }
 
 impl Session {
@@ -375,6 +441,8 @@ impl Session {
                 probe: probe.or(stored),
                 cancelled: &mut self.cancelled,
                 gil,
+                downstream: self.downstream,
+                wait_line: &mut self.wait_line,
             },
         )
     }
@@ -385,7 +453,7 @@ impl Answering<'_> {
         &mut self,
         frame: Frame<'_>,
         out: &mut Vec<u8>,
-        handed: &mut Option<u32>,
+        handed: &mut Option<Handoff>,
     ) -> ControlFlow<()> {
         if *self.cancelled {
             return ControlFlow::Continue(()); // the client is gone: read on, answer nothing
@@ -397,8 +465,17 @@ impl Answering<'_> {
         match parsed {
             None => {}
             Some(Err(rejection)) => write_rejection(rejection, out),
+            Some(Ok(_)) if self.downstream => {
+                if let Frame::Line(line) = frame {
+                    self.wait_line.clear();
+                    self.wait_line.extend_from_slice(line);
+                    self.wait_line.push(b'\n');
+                }
+                *handed = Some(Handoff::Wait);
+                return ControlFlow::Break(());
+            }
             Some(Ok(Request::Fib(n))) if self.work == Work::Handed => {
-                *handed = Some(n);
+                *handed = Some(Handoff::Compute(n));
                 return ControlFlow::Break(());
             }
             Some(Ok(Request::Fib(n))) => match (self.probe.as_mut(), self.gil) {

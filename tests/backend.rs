@@ -2,51 +2,13 @@
 //! connection, many waiting at once without waiting for each other.
 
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use fiblab::backend::{BackendConfig, BackendStats, serve};
-use fiblab::shutdown::Shutdown;
+mod common;
 
-struct Backend {
-    addr: SocketAddr,
-    stats: Arc<BackendStats>,
-    shutdown: Shutdown,
-    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Backend {
-    fn start(delay: Duration, jitter: Duration) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stats = Arc::new(BackendStats::default());
-        let shutdown = Shutdown::new().unwrap();
-        let config = BackendConfig {
-            delay,
-            jitter,
-            seed: 3,
-        };
-        let (s, st) = (shutdown.clone(), stats.clone());
-        let thread = std::thread::spawn(move || serve(listener, config, s, st));
-        Backend {
-            addr,
-            stats,
-            shutdown,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap().unwrap();
-        }
-    }
-}
+use common::downstream::Backend;
 
 #[test]
 fn pipelined_lines_come_back_in_order_after_the_delay() {

@@ -12,6 +12,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::Server;
+use common::downstream::{Backend, Fault, Faulty, open_fds, refusing_addr};
 use fiblab::models::{Clients, Model};
 use libtest_mimic::{Arguments, Trial};
 
@@ -83,6 +84,12 @@ const RULES: &[(&str, Rule)] = &[
         "reset_client_work_is_cancelled",
         reset_client_work_is_cancelled,
     ),
+    // Waiting on a downstream (PROTOCOL.md): each model in its own style.
+    ("downstream_waits_then_answers", downstream_waits_then_answers),
+    ("downstream_waits_overlap", downstream_waits_overlap),
+    ("downstream_refused", downstream_refused),
+    ("downstream_never_answers", downstream_never_answers),
+    ("downstream_closes_or_resets", downstream_closes_or_resets),
 ];
 
 fn main() {
@@ -477,4 +484,100 @@ fn sigterm_under_load_drains_whole_replies(subject: Subject) {
         "a reply line is not fib(1)"
     );
     TcpListener::bind(server.addr).expect("the port is free again right after exit");
+}
+
+/// Every valid request waits for the downstream, then is answered as usual; invalid
+/// ones are answered without a call; order holds, pipelining included.
+fn downstream_waits_then_answers(subject: Subject) {
+    let delay = Duration::from_millis(50);
+    let backend = Backend::start(delay, Duration::ZERO);
+    let server = subject.start_with(&["--downstream", &backend.flag()]);
+    let mut c = server.connect();
+    let started = Instant::now();
+    c.send(b"10\nabc\n20\n");
+    assert_eq!(c.line(), "55");
+    assert_eq!(c.line(), "ERR not a number");
+    assert_eq!(c.line(), "6765");
+    // One connection's requests wait one after the other.
+    assert!(started.elapsed() >= 2 * delay, "{:?}", started.elapsed());
+    drop(c); // the one-at-a-time models serve the next client once this one leaves
+    // perf1.py's unterminated requests (a client that never sent a newline) wait too.
+    assert_eq!(server.connect().ask("12"), "144");
+    let answered = backend.stats.answered.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(answered, 3, "the invalid request went to the downstream");
+}
+
+/// Two clients' waits overlap in every model that serves clients at once; `single`
+/// waits for one client's request before it even reads the next client's.
+fn downstream_waits_overlap(subject: Subject) {
+    let backend = Backend::start(Duration::from_millis(800), Duration::ZERO);
+    let server = subject.start_with(&["--downstream", &backend.flag()]);
+    let mut first = server.connect();
+    let mut second = server.connect();
+    first.send(b"10\n");
+    second.send(b"11\n");
+    assert_eq!(first.line(), "55");
+    drop(first); // the one-at-a-time models serve the next client once it leaves
+    assert_eq!(second.line(), "89");
+    let most = backend.stats.most_waiting.load(std::sync::atomic::Ordering::SeqCst);
+    match subject.model.clients {
+        Clients::Concurrent => assert_eq!(most, 2, "the two waits did not overlap"),
+        Clients::OneAtATime => assert_eq!(most, 1, "one client at a time, waits included"),
+        Clients::Sharded => assert!((1..=2).contains(&most), "{most}"),
+    }
+}
+
+/// Nothing listens at the downstream: `ERR downstream refused`, and the connection
+/// goes on.
+fn downstream_refused(subject: Subject) {
+    let server = subject.start_with(&["--downstream", &refusing_addr()]);
+    let mut c = server.connect();
+    assert_eq!(c.ask("10\n"), "ERR downstream refused");
+    assert_eq!(c.ask("-1\n"), "ERR negative");
+    assert_eq!(c.ask("11\n"), "ERR downstream refused");
+}
+
+/// A downstream that never answers: each request gets `ERR downstream timed out` once
+/// the timeout has passed, the connection stays usable, and no descriptor is left.
+fn downstream_never_answers(subject: Subject) {
+    let silent = Faulty::start(Fault::Silent);
+    let timeout = Duration::from_millis(300);
+    let server = subject.start_with(&[
+        "--downstream",
+        &silent.flag(),
+        "--downstream-timeout",
+        "300ms",
+    ]);
+    let mut c = server.connect();
+    let pid = server.pid().as_raw();
+    // One failure first: any descriptor a model opens once (a pool) is open by now.
+    assert_eq!(c.ask("10\n"), "ERR downstream timed out");
+    let before = open_fds(pid);
+    for n in 0..3 {
+        let started = Instant::now();
+        assert_eq!(c.ask(&format!("{n}\n")), "ERR downstream timed out");
+        assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+        assert_eq!(c.ask("abc\n"), "ERR not a number", "answered without a call");
+    }
+    assert!(
+        open_fds(pid) <= before,
+        "descriptors grew from {before} to {} over three timed-out calls",
+        open_fds(pid)
+    );
+    drop(c);
+    let mut again = server.connect();
+    assert_eq!(again.ask("x\n"), "ERR not a number", "the server is still up");
+}
+
+/// A downstream that closes, then one that resets: the reason on the wire, in order.
+fn downstream_closes_or_resets(subject: Subject) {
+    for (fault, reason) in [(Fault::Close, "closed"), (Fault::Reset, "reset")] {
+        let faulty = Faulty::start(fault);
+        let server = subject.start_with(&["--downstream", &faulty.flag()]);
+        let mut c = server.connect();
+        c.send(b"10\nabc\n12\n");
+        assert_eq!(c.line(), format!("ERR downstream {reason}"));
+        assert_eq!(c.line(), "ERR not a number");
+        assert_eq!(c.line(), format!("ERR downstream {reason}"));
+    }
 }

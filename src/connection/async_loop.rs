@@ -1,14 +1,18 @@
-//! An async socket in a task: the blocking loop's steps, awaiting instead of blocking.
+//! An async socket in a task: the blocking loop's steps, awaiting instead of blocking. A
+//! request that waits on the downstream (`--downstream`) awaits its reply
+//! ([`crate::downstream::call_async`]): the task yields, and the executor's thread serves
+//! the other connections meanwhile.
 
 use std::io;
 use std::net::SocketAddr;
 
 use super::{Input, READ_CHUNK, SessionDriver, log_connection_error};
+use crate::downstream::{AsyncNet, call_async};
 use crate::fib::fib;
 use crate::offload::Offload;
 use crate::probe::gone_for;
 use crate::server::Config;
-use crate::service::Work;
+use crate::service::{Handoff, Work};
 
 /// The socket operations [`serve_async`] needs, so one connection loop serves every
 /// executor: tokio's and the hand-built one of `coroutines`.
@@ -21,6 +25,9 @@ pub trait AsyncStream {
     async fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
     /// The socket, for [`crate::probe::gone_probe`].
     fn socket(&self) -> std::os::fd::BorrowedFd<'_>;
+    /// How this executor connects to the downstream and keeps time.
+    type Net: AsyncNet;
+    fn net(&self) -> Self::Net;
 }
 
 /// Bytes an idle connection's pending read holds; see [`async_loop`].
@@ -53,6 +60,8 @@ async fn async_loop<S: AsyncStream>(
         None => Work::Inline,
     };
     let mut driver = SessionDriver::for_connection(config, work);
+    let net = stream.net();
+    let mut downstream = None;
     // An idle connection waits with a few bytes of buffer, not a whole chunk: a request
     // line is a few bytes. A read that fills it means more is there: the next reads
     // take a chunk for as long as they fill it, and give it back after.
@@ -82,13 +91,27 @@ async fn async_loop<S: AsyncStream>(
             true => {}
             false => chunk = Vec::new(),
         }
-        while let Some(n) = handed {
-            let reply = match offload {
-                Some(pool) => pool.fib(n, gone_for(n, stream.socket())).await,
-                None => Ok(fib(n)),
+        while let Some(handoff) = handed {
+            let next = match (handoff, config.downstream) {
+                (Handoff::Compute(n), _) => {
+                    let reply = match offload {
+                        Some(pool) => pool.fib(n, gone_for(n, stream.socket())).await,
+                        None => Ok(fib(n)),
+                    };
+                    driver.reply(reply);
+                    None
+                }
+                (Handoff::Wait, Some(settings)) => {
+                    // About to wait on the downstream: the replies owed go out first.
+                    write_pending(&mut stream, &mut driver).await?;
+                    let line = driver.downstream_line();
+                    let outcome = call_async(&net, &mut downstream, settings, line).await;
+                    driver.downstream_replied(outcome, stream.socket())
+                }
+                // A session waits only when the server has a downstream.
+                (Handoff::Wait, None) => driver.downstream_replied(Ok(()), stream.socket()),
             };
-            driver.reply(reply);
-            handed = driver.resume(stream.socket());
+            handed = next.or_else(|| driver.resume(stream.socket()));
         }
         if !driver.wants_read() {
             // End of input: the last replies go out before the connection finishes.

@@ -1,4 +1,7 @@
-//! A blocking socket on its own thread: read, answer, write, block again.
+//! A blocking socket on its own thread: read, answer, write, block again. A request that
+//! waits on the downstream (`--downstream`) blocks this thread in its `recv` too
+//! ([`crate::downstream::Blocking`]): in `single` that stops every client, in the thread
+//! and process models only this one.
 
 use std::io::{self, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -10,7 +13,8 @@ use nix::sys::socket::{MsgFlags, recv};
 use super::{Input, READ_CHUNK, SessionDriver, log_connection_error};
 use crate::fib::fib;
 use crate::server::Config;
-use crate::service::{Rejection, Work};
+use crate::downstream::Blocking;
+use crate::service::{Handoff, Rejection, Work};
 
 /// How a blocking connection computes the fib requests its session hands over.
 pub type Compute<'a> = &'a mut dyn FnMut(u32) -> Result<u64, Rejection>;
@@ -63,6 +67,7 @@ fn blocking_loop(
     let mut driver = SessionDriver::for_connection(config, work);
     let mut input = vec![0u8; READ_CHUNK];
     let mut run = |n: u32| compute.as_mut().map_or_else(|| Ok(fib(n)), |c| c(n));
+    let mut downstream = config.downstream.map(Blocking::new);
     loop {
         if driver.is_finished() {
             return Ok(());
@@ -78,9 +83,22 @@ fn blocking_loop(
             continue;
         };
         let mut handed = event.feed(&mut driver, &input, stream.as_fd());
-        while let Some(n) = handed {
-            driver.reply(run(n));
-            handed = driver.resume(stream.as_fd());
+        while let Some(handoff) = handed {
+            let next = match (handoff, downstream.as_mut()) {
+                (Handoff::Compute(n), _) => {
+                    driver.reply(run(n));
+                    None
+                }
+                (Handoff::Wait, Some(downstream)) => {
+                    // About to block on the downstream: the replies owed go out first.
+                    write_pending(stream, &mut driver)?;
+                    let outcome = downstream.call(driver.downstream_line());
+                    driver.downstream_replied(outcome, stream.as_fd())
+                }
+                // A session waits only when the server has a downstream.
+                (Handoff::Wait, None) => driver.downstream_replied(Ok(()), stream.as_fd()),
+            };
+            handed = next.or_else(|| driver.resume(stream.as_fd()));
         }
         if !driver.wants_read() {
             // End of input: the last replies go out before the connection finishes.

@@ -6,17 +6,24 @@
 //! ```text
 //! loop's read  ── bytes ──> on_read ─┐            ┌─> pending(): replies to write
 //!              ── nothing ─> on_idle ─┼─> Session ─┤
-//!              ── EOF ─────> on_eof  ─┘            └─> a handed request n: the loop
-//!                                                      computes it (elsewhere) and
-//!                                                      gives the reply to reply(),
-//!                                                      then resume() frames the rest
+//!              ── EOF ─────> on_eof  ─┘            └─> a handoff: the loop finishes it
+//!                                                      and resume() frames the rest
 //! ```
+//!
+//! Two handoffs stop the framing until the loop is done with them:
+//! - [`Handoff::Compute`]`(n)`: fib(n) runs elsewhere (a pool, a process, an isolate);
+//!   its reply goes to [`reply`](SessionDriver::reply).
+//! - [`Handoff::Wait`]: the request waits on the downstream first (`--downstream`);
+//!   the loop sends [`downstream_line`](SessionDriver::downstream_line), waits in its
+//!   own style ([`crate::downstream`]), and gives the outcome to
+//!   [`downstream_replied`](SessionDriver::downstream_replied), which answers it (or
+//!   hands its fib on as `Compute`).
 
 use std::os::fd::BorrowedFd;
 
 use crate::probe::is_gone;
 use crate::server::Config;
-use crate::service::{Rejection, Session, Work};
+use crate::service::{Handoff, Rejection, Session, Work};
 
 /// A connection's session and its buffers; see the module docs.
 pub struct SessionDriver {
@@ -37,7 +44,10 @@ impl SessionDriver {
     /// the call, so that work for a client that reset stops ([`crate::probe::is_gone`])
     /// with no duplicate descriptor per connection. Handed work carries its own probe.
     pub fn for_connection(config: &Config, work: Work) -> SessionDriver {
-        SessionDriver::new(Session::new(config.service, config.max_line, work))
+        SessionDriver::new(
+            Session::new(config.service, config.max_line, work)
+                .with_downstream(config.downstream.is_some()),
+        )
     }
 
     pub fn new(session: Session) -> SessionDriver {
@@ -53,7 +63,7 @@ impl SessionDriver {
 
     /// Bytes the socket gave. Returns a request to compute elsewhere, if the session
     /// handed one; the bytes after it wait for [`resume`](Self::resume).
-    pub fn on_read(&mut self, bytes: &[u8], socket: BorrowedFd<'_>) -> Option<u32> {
+    pub fn on_read(&mut self, bytes: &[u8], socket: BorrowedFd<'_>) -> Option<Handoff> {
         let mut gone = || is_gone(socket);
         let fed = self
             .session
@@ -65,7 +75,7 @@ impl SessionDriver {
     }
 
     /// The socket has nothing more right now: an unterminated request is complete.
-    pub fn on_idle(&mut self, socket: BorrowedFd<'_>) -> Option<u32> {
+    pub fn on_idle(&mut self, socket: BorrowedFd<'_>) -> Option<Handoff> {
         let mut gone = || is_gone(socket);
         let handed = self.session.on_idle_from(&mut self.out, Some(&mut gone));
         self.hand(handed)
@@ -73,22 +83,44 @@ impl SessionDriver {
 
     /// End of input: the last request is complete, and the connection finishes once
     /// its replies are written.
-    pub fn on_eof(&mut self, socket: BorrowedFd<'_>) -> Option<u32> {
+    pub fn on_eof(&mut self, socket: BorrowedFd<'_>) -> Option<Handoff> {
         self.read_closed = true;
         let mut gone = || is_gone(socket);
         let handed = self.session.on_eof_from(&mut self.out, Some(&mut gone));
         self.hand(handed)
     }
 
-    /// The reply of the handed request.
+    /// The reply of the request handed as [`Handoff::Compute`].
     pub fn reply(&mut self, reply: Result<u64, Rejection>) {
         Session::write_reply(reply, &mut self.out);
         self.awaiting_reply = false;
     }
 
+    /// The line to send to the downstream for the request handed as [`Handoff::Wait`],
+    /// terminator included.
+    pub fn downstream_line(&self) -> &[u8] {
+        self.session.downstream_line()
+    }
+
+    /// The downstream's outcome for the request handed as [`Handoff::Wait`]: the request
+    /// is answered, or its fib handed on ([`Handoff::Compute`], returned); then
+    /// [`resume`](Self::resume) frames the rest.
+    pub fn downstream_replied(
+        &mut self,
+        outcome: crate::downstream::Outcome,
+        socket: BorrowedFd<'_>,
+    ) -> Option<Handoff> {
+        let mut gone = || is_gone(socket);
+        let handed = self
+            .session
+            .downstream_replied(outcome, &mut self.out, Some(&mut gone));
+        self.awaiting_reply = false;
+        self.hand(handed)
+    }
+
     /// Frames the bytes left after a handed request, once its reply is back; returns
     /// the next handed request, if any.
-    pub fn resume(&mut self, socket: BorrowedFd<'_>) -> Option<u32> {
+    pub fn resume(&mut self, socket: BorrowedFd<'_>) -> Option<Handoff> {
         if self.awaiting_reply || self.unfed.is_empty() {
             return None;
         }
@@ -100,7 +132,7 @@ impl SessionDriver {
         self.hand(fed.handed)
     }
 
-    fn hand(&mut self, handed: Option<u32>) -> Option<u32> {
+    fn hand(&mut self, handed: Option<Handoff>) -> Option<Handoff> {
         self.awaiting_reply |= handed.is_some();
         handed
     }
@@ -129,7 +161,7 @@ impl SessionDriver {
         !self.read_closed && !self.awaiting_reply && self.unfed.is_empty()
     }
 
-    /// A reply computed elsewhere is awaited.
+    /// A reply computed elsewhere, or the downstream's, is awaited.
     pub fn awaiting_reply(&self) -> bool {
         self.awaiting_reply
     }
@@ -185,11 +217,11 @@ mod tests {
     #[test]
     fn handed_work_keeps_the_rest_until_the_reply() {
         let mut d = driver(Work::Handed);
-        assert_eq!(d.on_read(b"10\n20\nabc\n", fd()), Some(10));
+        assert_eq!(d.on_read(b"10\n20\nabc\n", fd()), Some(Handoff::Compute(10)));
         assert!(!d.wants_read(), "no reading while a reply is awaited");
         assert_eq!(d.resume(fd()), None, "nothing resumes before the reply");
         d.reply(Ok(55));
-        assert_eq!(d.resume(fd()), Some(20));
+        assert_eq!(d.resume(fd()), Some(Handoff::Compute(20)));
         d.reply(Err(Rejection::ServerBusy));
         assert_eq!(d.resume(fd()), None);
         assert_eq!(take(&mut d), "55\nERR server busy\nERR not a number\n");
@@ -205,7 +237,7 @@ mod tests {
         assert_eq!(take(&mut d), "55\n");
         let mut d = driver(Work::Handed);
         assert_eq!(d.on_read(b"12", fd()), None);
-        assert_eq!(d.on_eof(fd()), Some(12));
+        assert_eq!(d.on_eof(fd()), Some(Handoff::Compute(12)));
         assert!(!d.is_finished(), "the reply is still owed");
         d.reply(Ok(144));
         assert!(!d.is_finished(), "and not yet written");

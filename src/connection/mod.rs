@@ -76,7 +76,7 @@ impl Input {
         driver: &mut SessionDriver,
         buffer: &[u8],
         socket: std::os::fd::BorrowedFd<'_>,
-    ) -> Option<u32> {
+    ) -> Option<crate::service::Handoff> {
         match self {
             Input::Bytes(n) => driver.on_read(&buffer[..n], socket),
             Input::Idle => driver.on_idle(socket),

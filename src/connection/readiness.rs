@@ -1,14 +1,17 @@
 //! A non-blocking socket as a state machine, for the models that drive sockets by
-//! readiness themselves (`nonblocking`, `select`, `epoll`).
+//! readiness themselves (`nonblocking`, `select`, `epoll`). With `--downstream`, a
+//! connection also owns its socket to the downstream ([`Nonblocking`]), which the loop
+//! watches beside the client's: a request that waits is one more state, not a thread.
 
 use std::io::{self, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsFd as _;
+use std::os::fd::{AsFd as _, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use super::{Activity, SessionDriver, log_connection_error};
 use crate::server::Config;
-use crate::service::{Rejection, Work};
+use crate::downstream::{Failure, Interest, Nonblocking};
+use crate::service::{Handoff, Rejection, Work};
 
 /// Replies that may pile up before a readiness-driven connection stops reading.
 const OUT_HIGH_WATER: usize = 64 * 1024;
@@ -35,6 +38,8 @@ pub struct PollConn {
     write_blocked: bool,
     /// When bytes last moved either way, for `--idle-timeout`.
     activity: Activity,
+    /// `--downstream`: this connection's calls to it.
+    downstream: Option<Nonblocking>,
 }
 
 impl PollConn {
@@ -59,6 +64,7 @@ impl PollConn {
             read_blocked: false,
             write_blocked: false,
             activity: Activity::new(),
+            downstream: config.downstream.map(Nonblocking::new),
         })
     }
 
@@ -114,6 +120,59 @@ impl PollConn {
         self.driver.reply(reply);
     }
 
+    /// The downstream's socket and what its call waits for, while one is in progress:
+    /// the loop watches it and drives this connection when it is ready.
+    pub fn downstream_interest(&self) -> Option<(BorrowedFd<'_>, Interest)> {
+        self.downstream.as_ref()?.interest()
+    }
+
+    /// When the downstream call in progress times out: the loop must drive this
+    /// connection by then.
+    pub fn downstream_deadline(&self) -> Option<Instant> {
+        self.downstream.as_ref()?.deadline()
+    }
+
+    /// A downstream socket opened since the last ask, for an edge-triggered loop to
+    /// register once (closing it removes the registration).
+    pub fn take_opened_downstream(&mut self) -> Option<RawFd> {
+        self.downstream.as_mut()?.take_opened()
+    }
+
+    /// Ends the downstream call in progress with `failure` (a loop that cannot watch
+    /// its socket); the next [`drive`](Self::drive) answers the request.
+    pub fn fail_downstream(&mut self, failure: Failure) {
+        if let Some(downstream) = self.downstream.as_mut() {
+            downstream.fail(failure);
+        }
+    }
+
+    /// Takes a handoff: a wait starts the downstream call (`None`); a computation is
+    /// returned for the loop.
+    fn take(&mut self, handoff: Handoff) -> Option<u32> {
+        match (handoff, self.downstream.as_mut()) {
+            (Handoff::Compute(n), _) => Some(n),
+            (Handoff::Wait, Some(downstream)) => {
+                downstream.start(self.driver.downstream_line(), Instant::now());
+                None
+            }
+            // A session waits only when the server has a downstream.
+            (Handoff::Wait, None) => {
+                let next = self.driver.downstream_replied(Ok(()), self.stream.as_fd());
+                next.and_then(|h| self.take(h))
+            }
+        }
+    }
+
+    /// The downstream call's outcome once it is over (`None` while it waits or when
+    /// there is none).
+    fn downstream_done(&mut self) -> Option<crate::downstream::Outcome> {
+        let downstream = self.downstream.as_mut()?;
+        if !downstream.is_calling() {
+            return None;
+        }
+        downstream.progress(Instant::now())
+    }
+
     /// Makes every step possible without blocking. Returns a request to compute
     /// elsewhere, if the session handed one; errors mean the connection is dead.
     ///
@@ -121,9 +180,20 @@ impl PollConn {
     /// The socket failed (reset, broken pipe).
     pub fn drive(&mut self, scratch: &mut [u8]) -> io::Result<Option<u32>> {
         loop {
-            if let Some(n) = self.driver.resume(self.stream.as_fd()) {
-                self.flush()?;
-                return Ok(Some(n));
+            if let Some(outcome) = self.downstream_done() {
+                let handed = self.driver.downstream_replied(outcome, self.stream.as_fd());
+                if let Some(n) = handed.and_then(|h| self.take(h)) {
+                    self.flush()?;
+                    return Ok(Some(n));
+                }
+                continue;
+            }
+            if let Some(handoff) = self.driver.resume(self.stream.as_fd()) {
+                if let Some(n) = self.take(handoff) {
+                    self.flush()?;
+                    return Ok(Some(n));
+                }
+                continue;
             }
             if self.wants_write() && !self.write_blocked {
                 self.flush()?;
@@ -143,7 +213,7 @@ impl PollConn {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
                     Err(e) => return Err(e),
                 };
-                if let Some(n) = handed {
+                if let Some(n) = handed.and_then(|h| self.take(h)) {
                     self.flush()?;
                     return Ok(Some(n));
                 }

@@ -136,7 +136,7 @@ pub const PRIMITIVES: &[Primitive] = &[
         seed: "002 进程调度",
         demo: "scheduling",
         rust: "the kernel's scheduler; tokio and the coroutine executor run ready tasks first-come first-served",
-        used_in: &["src/models/coroutines.rs"],
+        used_in: &["src/models/coroutines/mod.rs"],
     },
     Primitive {
         name: "starting a process, join",
@@ -288,7 +288,7 @@ pub const PRIMITIVES: &[Primitive] = &[
         seed: "002 协程; 003 协程",
         demo: "`fiblab serve --model coroutines` (a hand-built executor), `--model tokio`",
         rust: "async tasks on an executor",
-        used_in: &["src/models/coroutines.rs", "src/models/tokio/mod.rs"],
+        used_in: &["src/models/coroutines/mod.rs", "src/models/tokio/mod.rs"],
     },
     Primitive {
         name: "non-blocking I/O",

@@ -24,6 +24,13 @@
 //! through a `mio::Waker` (an eventfd), aserver.py's `future_notify` socketpair. The
 //! connection stops reading until its reply is back, so replies stay in order.
 //!
+//! `--downstream`: a request that waits is one more state of its connection's
+//! [`PollConn`]: its socket to the downstream is registered in the same epoll set
+//! (token: the client's, with [`DOWNSTREAM`] set), so the loop sleeps in one
+//! `epoll_wait` for clients and downstream alike, and a thousand waiting requests cost
+//! a thousand sockets and no thread. Their timeouts are checked on a
+//! [`DEADLINE_GRID`] while any call is in progress.
+//!
 //! Primitives (docs/PRIMITIVES.md): I/O multiplexing by readiness (epoll); with
 //! `--offload`, a thread pool whose done-callback wakes the loop through an eventfd.
 //!
@@ -48,7 +55,7 @@ use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsFd as _, AsRawFd};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -66,6 +73,11 @@ const SHUTDOWN: Token = Token(1);
 /// The offload pool's wake-up: replies are waiting in `Completions`.
 const POOL_DONE: Token = Token(2);
 const FIRST_CLIENT: usize = 3;
+/// Set in the token of a client's downstream socket: the event drives that client.
+const DOWNSTREAM: usize = 1 << 62;
+/// How often the downstream calls' deadlines are looked at while any is in progress:
+/// a timeout is answered at most this late.
+pub(crate) const DEADLINE_GRID: Duration = Duration::from_millis(10);
 
 /// Replies computed by the offload pool, waiting for the loop to pick them up.
 type Completions = Arc<Mutex<Vec<(Token, Result<u64, Rejection>)>>>;
@@ -121,9 +133,24 @@ pub fn serve_when_ready(
     // listener will not report the clients still waiting, so poll for them.
     let mut retry_accept = false;
     let mut turns = Turns::new(config.grace, config.idle_timeout);
+    // Downstream calls may be in progress: look at their deadlines on the grid.
+    let mut calls_open = false;
+    let mut next_deadline_look = Instant::now();
     ready();
     loop {
         let now = Instant::now();
+        let mut touched = Vec::new();
+        if calls_open && now >= next_deadline_look {
+            calls_open = false;
+            for (token, client) in &clients {
+                match client.conn.downstream_deadline() {
+                    Some(deadline) if deadline <= now => touched.push(*token),
+                    Some(_) => calls_open = true,
+                    None => {}
+                }
+            }
+            next_deadline_look = now + DEADLINE_GRID;
+        }
         if let Some(limit) = turns.sweep_due(now) {
             clients.retain(|_, client| {
                 let expired = client.conn.idle_expired(now, Some(limit));
@@ -137,18 +164,25 @@ pub fn serve_when_ready(
         // Accepting paused after a failure (out of descriptors): the edge-triggered
         // listener will not report the waiting clients again, so wake up to retry.
         let retry_in = retry_accept.then(|| shutdown.accept_paused_for(now).unwrap_or_default());
+        let retry_in = match calls_open || !touched.is_empty() {
+            true => Some(retry_in.map_or(DEADLINE_GRID, |r| r.min(DEADLINE_GRID))),
+            false => retry_in,
+        };
         let (step, timeout) = turns.step(&shutdown, clients.len(), now, retry_in);
         match step {
             // The SHUTDOWN event below stops accepting and every client's reads.
             DrainStep::Serving | DrainStep::Draining { .. } => {}
             DrainStep::Over => break,
         }
+        let timeout = match touched.is_empty() {
+            true => timeout,
+            false => Some(Duration::ZERO), // expired calls to answer now
+        };
         match poll.poll(&mut events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
-        let mut touched = Vec::new();
         let mut accept_now = retry_accept && !shutdown.is_triggered();
         for event in &events {
             match event.token() {
@@ -179,6 +213,10 @@ pub fn serve_when_ready(
                             touched.push(token);
                         }
                     }
+                }
+                Token(t) if t & DOWNSTREAM != 0 => {
+                    // The client's downstream socket moved: its PollConn tries it.
+                    touched.push(Token(t & !DOWNSTREAM));
                 }
                 token => {
                     if let Some(client) = clients.get_mut(&token) {
@@ -258,6 +296,22 @@ pub fn serve_when_ready(
                 clients.remove(&token);
                 continue;
             }
+            // Both ways, edge-triggered: the connect's end (writable), then the reply.
+            if let Some(fd) = client.conn.take_opened_downstream()
+                && let Err(e) = poll.registry().register(
+                    &mut SourceFd(&fd),
+                    Token(token.0 | DOWNSTREAM),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+            {
+                // Unwatched, its request would wait for ever: give the client up.
+                log_connection_error(client.conn.peer, &e);
+                let fd = client.conn.stream().as_raw_fd();
+                let _ = poll.registry().deregister(&mut SourceFd(&fd));
+                clients.remove(&token);
+                continue;
+            }
+            calls_open |= client.conn.downstream_deadline().is_some();
             let wanted = if client.conn.wants_write() {
                 Interest::READABLE | Interest::WRITABLE
             } else {

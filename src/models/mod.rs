@@ -301,7 +301,7 @@ pub const MODELS: &[Model] = &[
     },
     Model {
         name: "coroutines",
-        source: "src/models/coroutines.rs",
+        source: "src/models/coroutines/mod.rs",
         seed: "aserver.py (000, 001)",
         summary: "a hand-built executor and epoll reactor, a task per connection (no tokio)",
         clients: Clients::Concurrent,

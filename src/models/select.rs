@@ -23,6 +23,11 @@
 //! listener and two for the shutdown socket pair, about 1015 clients fit at once.
 //! (`poll(2)` has no such ceiling; that is the `epoll` model's family.)
 //!
+//! `--downstream`: a waiting request's socket to the downstream goes into the same sets
+//! (write while connecting or sending, read for the reply), and the earliest call's
+//! deadline bounds `select`'s timeout. A downstream descriptor past `FD_SETSIZE` cannot
+//! be watched: that request is answered `ERR downstream unavailable`.
+//!
 //! Primitives (docs/PRIMITIVES.md): I/O multiplexing with select(2).
 //!
 //! Good at: a handful to a few hundred connections on one thread with no spinning, and
@@ -51,6 +56,7 @@ use nix::sys::time::{TimeVal, TimeValLike};
 
 use crate::connection::Turns;
 use crate::connection::{PollConn, READ_CHUNK, accept_pending};
+use crate::downstream::{Failure, Interest};
 use crate::server::Config;
 use crate::service::{Rejection, Work};
 use crate::shutdown::{ConnectionGuard, DrainStep, Shutdown};
@@ -97,6 +103,30 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
             }
             readable.insert(shutdown.wake_fd());
         }
+        // The earliest downstream deadline bounds the wait; past-ceiling downstream
+        // sockets fail their call (answered by the drive below, which runs every turn).
+        let mut deadline: Option<Instant> = None;
+        let mut unwatchable = false;
+        for (conn, _) in &mut clients {
+            if conn
+                .downstream_interest()
+                .is_some_and(|(fd, _)| fd.as_raw_fd() as usize >= FD_SETSIZE)
+            {
+                conn.fail_downstream(Failure::Unavailable);
+                unwatchable = true;
+            }
+            if let Some(at) = conn.downstream_deadline() {
+                deadline = Some(deadline.map_or(at, |d| d.min(at)));
+            }
+        }
+        if let Some(at) = deadline {
+            let left = at.saturating_duration_since(now);
+            let left = TimeVal::microseconds(left.as_micros().try_into().unwrap_or(i64::MAX));
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
+        if unwatchable {
+            timeout = Some(TimeVal::zero());
+        }
         for (conn, _) in &clients {
             // Every client descriptor is below FD_SETSIZE: admission checked it.
             if conn.wants_read() {
@@ -104,6 +134,11 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
             }
             if conn.wants_write() {
                 writable.insert(conn.stream().as_fd());
+            }
+            match conn.downstream_interest() {
+                Some((fd, Interest::Read)) => readable.insert(fd),
+                Some((fd, Interest::Write)) => writable.insert(fd),
+                None => {}
             }
         }
         match select(None, &mut readable, &mut writable, None, timeout.as_mut()) {

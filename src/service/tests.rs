@@ -24,7 +24,10 @@ fn replies(service: Service, chunks: &[&[u8]]) -> String {
 fn replies_handed(service: Service, chunks: &[&[u8]]) -> String {
     let mut session = Session::new(service, 32, Work::Handed);
     let mut out = Vec::new();
-    let compute = |n: u32| Ok(crate::fib::fib(n));
+    let compute = |handoff: Handoff| match handoff {
+        Handoff::Compute(n) => Ok(crate::fib::fib(n)),
+        Handoff::Wait => Err(Rejection::WorkerDied),
+    };
     for chunk in chunks {
         let mut rest = *chunk;
         loop {
@@ -178,4 +181,29 @@ fn lookup_answers_like_fib_without_the_work() {
 #[test]
 fn split_request_after_first_line() {
     assert_eq!(replies(fib_service(40), &[b"1\n2", b"0\n"]), "1\n6765\n");
+}
+
+#[test]
+fn with_a_downstream_valid_requests_wait_and_invalid_ones_do_not() {
+    let mut session = Session::new(fib_service(44), 32, Work::Inline).with_downstream(true);
+    let mut out = Vec::new();
+    let fed = session.feed(b"abc\n 10 \n20\n", &mut out);
+    assert_eq!(out, b"ERR not a number\n", "answered at once");
+    assert_eq!(fed.handed, Some(Handoff::Wait));
+    assert_eq!(session.downstream_line(), b" 10 \n", "the line as it came");
+    assert_eq!(session.downstream_replied(Ok(()), &mut out, None), None);
+    let rest = &b"abc\n 10 \n20\n"[fed.consumed..];
+    assert_eq!(session.feed(rest, &mut out).handed, Some(Handoff::Wait));
+    let failed = Err(crate::downstream::Failure::TimedOut);
+    assert_eq!(session.downstream_replied(failed, &mut out, None), None);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "ERR not a number\n55\nERR downstream timed out\n"
+    );
+    // With work handed elsewhere, a wait is followed by the computation.
+    let mut session = Session::new(fib_service(44), 32, Work::Handed).with_downstream(true);
+    let mut out = Vec::new();
+    assert_eq!(session.feed(b"12\n", &mut out).handed, Some(Handoff::Wait));
+    let next = session.downstream_replied(Ok(()), &mut out, None);
+    assert_eq!(next, Some(Handoff::Compute(12)));
 }

@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::accept::Backoff;
 use crate::connection::{AsyncStream, serve_async};
+use crate::downstream::AsyncNet;
 use crate::offload::Offload;
 use crate::server::Config;
 use crate::shutdown::{Shutdown, ShutdownWatch};
@@ -48,12 +49,48 @@ impl AsyncStream for TokioStream {
         self.stream.try_read(buf)
     }
 
+    type Net = TokioNet;
+    fn net(&self) -> TokioNet {
+        TokioNet
+    }
+
     async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         let idle = idle_sleep(self.idle);
         tokio::select! {
             written = self.stream.write_all(buf) => written,
             () = idle => Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")),
         }
+    }
+}
+
+/// How a tokio task waits on the downstream (`--downstream`): a tokio socket, whose
+/// `read` parks the task in tokio's reactor, and tokio's timer wheel for the timeout.
+/// A request that waits is an `.await`; the runtime's threads serve others meanwhile.
+#[derive(Debug, Clone, Copy)]
+struct TokioNet;
+
+impl AsyncNet for TokioNet {
+    type Conn = tokio::net::TcpStream;
+
+    async fn connect(&self, addr: std::net::SocketAddr) -> io::Result<Self::Conn> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+// Named in full, not imported: its `read` would clash with tokio's `AsyncReadExt::read`.
+impl crate::downstream::AsyncDownstream for tokio::net::TcpStream {
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        tokio::io::AsyncReadExt::read(self, buf).await
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        tokio::io::AsyncWriteExt::write_all(self, buf).await
     }
 }
 

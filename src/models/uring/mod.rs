@@ -41,6 +41,13 @@
 //! `--offload`: fib runs in the bounded pool (`crate::offload`); a finished reply wakes
 //! the loop through a socket pair whose receive is one more operation in the ring.
 //!
+//! `--downstream`: a waiting request's socket to the downstream is driven by the same
+//! state machine as the readiness loops' ([`crate::downstream::Nonblocking`]), and
+//! watched from this ring with a one-shot `IORING_OP_POLL_ADD`: readiness inside the
+//! completion loop, one more operation per wait and no extra system call (a connect,
+//! send and receive as ring operations would save the socket calls too; not built).
+//! Timeouts are looked at on a 10 ms grid while any call is in progress.
+//!
 //! Primitives (docs/PRIMITIVES.md): completion-based I/O (the kernel finishes the
 //! operation, then tells); with `--offload`, a thread pool whose done-callback wakes
 //! the loop through a socket pair.
@@ -64,6 +71,7 @@
 //! One connection costs: one descriptor, one armed multishot receive in the kernel, and
 //! its small state here (buffers only while bytes are in flight).
 
+mod downstream;
 mod ring;
 
 use std::io;
@@ -82,12 +90,15 @@ use crate::connection::{Activity, SessionDriver, log_connection_error};
 use crate::offload::Offload;
 use crate::probe::gone_for;
 use crate::server::Config;
+use crate::downstream::Nonblocking;
+use crate::models::epoll::DEADLINE_GRID;
 use crate::service::{Rejection, Work};
 use crate::shutdown::{ConnectionGuard, DrainStep, Shutdown};
 pub use ring::available;
+use downstream::{advance, watch_downstream};
 use ring::{
-    ACCEPT, BUFFER_GROUP, BUFFER_SIZE, BUFFERS, BufRing, CANCEL, KIND, POOL_DONE, RECV,
-    RING_ENTRIES, SEND, SHUTDOWN, new_ring, refused,
+    ACCEPT, BUFFER_GROUP, BUFFER_SIZE, BUFFERS, BufRing, CANCEL, DOWNSTREAM, KIND, POOL_DONE,
+    RECV, RING_ENTRIES, SEND, SHUTDOWN, new_ring, refused,
 };
 
 /// Replies (and received bytes not yet answered) that may pile up for one client before
@@ -120,6 +131,11 @@ struct Conn {
     /// Being closed: freed once the kernel has returned every operation on it.
     closing: bool,
     activity: Activity,
+    /// `--downstream`: its calls, and the polls on its socket still in the kernel (one
+    /// at a time; a cancelled one may overlap the next call's until it comes back).
+    downstream: Option<Nonblocking>,
+    polls_armed: u32,
+    poll_cancelling: bool,
     _live: ConnectionGuard,
 }
 
@@ -153,6 +169,8 @@ struct Loop<'a> {
     /// Connections whose bytes end without a newline: after this turn, ask the socket
     /// whether more is coming (the seeds' unterminated requests).
     idle_flush: Vec<usize>,
+    /// Some downstream call may be in progress: its deadline is looked at on the grid.
+    calls_open: bool,
     reaped: Vec<(u64, i32, u32)>,
 }
 
@@ -187,6 +205,7 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
         wakeup_byte: Box::new([0; 64]),
         accept_armed: false,
         idle_flush: Vec::new(),
+        calls_open: false,
         reaped: Vec::with_capacity(RING_ENTRIES as usize * 2),
     };
     let result = lp.run(&mut buffers);
@@ -206,8 +225,24 @@ impl Loop<'_> {
             self.arm_wakeup()?;
         }
         let mut turns = Turns::new(self.config.grace, self.config.idle_timeout);
+        let mut next_deadline_look = Instant::now();
         loop {
             let now = Instant::now();
+            if self.calls_open && now >= next_deadline_look {
+                self.calls_open = false;
+                for slot in 0..self.slots.len() {
+                    let deadline = self.slots[slot]
+                        .as_ref()
+                        .and_then(|c| c.downstream.as_ref()?.deadline());
+                    match deadline {
+                        // Past it: the call times out in pump, answered ERR.
+                        Some(at) if at <= now => self.pump(slot)?,
+                        Some(_) => self.calls_open = true,
+                        None => {}
+                    }
+                }
+                next_deadline_look = now + DEADLINE_GRID;
+            }
             if let Some(limit) = turns.sweep_due(now) {
                 for slot in 0..self.slots.len() {
                     let expired = self.slots[slot].as_ref().is_some_and(|c| {
@@ -231,7 +266,11 @@ impl Loop<'_> {
                 )?;
                 self.accept_armed = true;
             }
-            let (step, timeout) = turns.step(self.shutdown, self.open, now, paused);
+            let bound = match self.calls_open {
+                true => Some(paused.map_or(DEADLINE_GRID, |p| p.min(DEADLINE_GRID))),
+                false => paused,
+            };
+            let (step, timeout) = turns.step(self.shutdown, self.open, now, bound);
             if step == DrainStep::Over {
                 return Ok(());
             }
@@ -246,6 +285,7 @@ impl Loop<'_> {
                     SEND => self.on_send(slot, result)?,
                     SHUTDOWN => self.on_shutdown()?,
                     POOL_DONE => self.on_pool_done(result)?,
+                    DOWNSTREAM => self.on_downstream(slot)?,
                     _ => {} // CANCEL
                 }
             }
@@ -374,6 +414,9 @@ impl Loop<'_> {
             read_stopped: false,
             closing: false,
             activity: Activity::new(),
+            downstream: self.config.downstream.map(Nonblocking::new),
+            polls_armed: 0,
+            poll_cancelling: false,
         };
         self.next_id += 1;
         let slot = match self.free.pop() {
@@ -457,6 +500,17 @@ impl Loop<'_> {
         Ok(())
     }
 
+    /// A poll on a downstream socket came back (ready, or cancelled): move its
+    /// connection on.
+    fn on_downstream(&mut self, slot: usize) -> io::Result<()> {
+        let Some(conn) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+            return Ok(());
+        };
+        conn.polls_armed = conn.polls_armed.saturating_sub(1);
+        conn.poll_cancelling &= conn.polls_armed > 0;
+        self.pump(slot)
+    }
+
     fn on_pool_done(&mut self, result: i32) -> io::Result<()> {
         let done: Vec<_> = self
             .completions
@@ -488,29 +542,13 @@ impl Loop<'_> {
         if conn.closing {
             return self.free_if_done(slot);
         }
-        let fd = conn.stream.as_fd();
-        let mut handed = conn.driver.resume(fd);
-        while handed.is_none() && conn.driver.wants_read() {
-            if !conn.inbox.is_empty() {
-                let bytes = std::mem::take(&mut conn.inbox);
-                handed = conn.driver.on_read(&bytes, fd);
-                conn.inbox = bytes;
-                conn.inbox.clear();
-                continue;
-            }
-            if conn.eof {
-                handed = conn.driver.on_eof(fd);
-            } else if conn.driver.wants_idle_flush() {
-                self.idle_flush.push(slot);
-            }
-            break;
-        }
-        if let Some(n) = handed {
+        if let Some(n) = advance(conn, slot, &mut self.idle_flush, None) {
             self.hand(slot, n);
         }
         let Some(conn) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
             return Ok(());
         };
+        self.calls_open |= watch_downstream(conn, slot, &mut self.ring)?;
         let backlog = conn.owed();
         let recv = conn.recv_armed && !conn.recv_cancelling && backlog >= HIGH_WATER;
         let rearm = !conn.recv_armed && !conn.eof && !conn.read_stopped && backlog < HIGH_WATER;
@@ -597,8 +635,8 @@ impl Loop<'_> {
                 nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
             );
             if matches!(more, Err(nix::errno::Errno::EAGAIN)) {
-                let fd = conn.stream.as_fd();
-                if let Some(n) = conn.driver.on_idle(fd) {
+                let first = conn.driver.on_idle(conn.stream.as_fd());
+                if let Some(n) = advance(conn, slot, &mut self.idle_flush, first) {
                     self.hand(slot, n);
                 }
                 self.pump(slot)?;
@@ -617,7 +655,7 @@ impl Loop<'_> {
         };
         if !conn.closing {
             conn.closing = true;
-            let (recv, send) = (conn.recv_armed, conn.send_armed);
+            let (recv, send, polls) = (conn.recv_armed, conn.send_armed, conn.polls_armed);
             if recv {
                 self.push(
                     opcode::AsyncCancel::new(RECV | slot as u64)
@@ -632,6 +670,13 @@ impl Loop<'_> {
                         .user_data(CANCEL),
                 )?;
             }
+            if polls > 0 {
+                self.push(
+                    opcode::AsyncCancel::new(DOWNSTREAM | slot as u64)
+                        .build()
+                        .user_data(CANCEL),
+                )?;
+            }
         }
         self.free_if_done(slot)
     }
@@ -639,7 +684,7 @@ impl Loop<'_> {
     fn free_if_done(&mut self, slot: usize) -> io::Result<()> {
         let done = self.slots[slot]
             .as_ref()
-            .is_some_and(|c| c.closing && !c.recv_armed && !c.send_armed);
+            .is_some_and(|c| c.closing && !c.recv_armed && !c.send_armed && c.polls_armed == 0);
         if done {
             self.slots[slot] = None;
             self.free.push(slot);
@@ -669,6 +714,7 @@ impl Loop<'_> {
                     ACCEPT if !cqueue::more(flags) => self.accept_armed = false,
                     RECV => self.on_recv(slot, result, flags, buffers)?,
                     SEND => self.on_send(slot, result)?,
+                    DOWNSTREAM => self.on_downstream(slot)?,
                     _ => {}
                 }
             }

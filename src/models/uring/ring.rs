@@ -17,6 +17,8 @@ pub(super) const SHUTDOWN: u64 = 4 << 56;
 pub(super) const POOL_DONE: u64 = 5 << 56;
 /// The completion of a cancel request itself: nothing to do.
 pub(super) const CANCEL: u64 = 6 << 56;
+/// A poll on a connection's downstream socket (`--downstream`) came back.
+pub(super) const DOWNSTREAM: u64 = 7 << 56;
 pub(super) const KIND: u64 = 0xff << 56;
 
 /// Submission queue entries; the completion queue is twice as long (the kernel's

@@ -41,24 +41,27 @@
 //! 64-byte read (a 16 KiB chunk only while reads fill it). Per round: one `epoll_wait`,
 //! then only the woken tasks are polled: O(ready).
 
-use std::collections::{HashMap, VecDeque};
-use std::future::{Future, poll_fn};
-use std::io::{self, Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+mod reactor;
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Wake, Waker};
 use std::thread::ThreadId;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Token};
 
 use crate::accept::Backoff;
 use crate::connection::Turns;
-use crate::connection::{Activity, AsyncStream, serve_async};
+use crate::connection::serve_async;
+use reactor::{Async, Reactor, sleep};
 use crate::offload::Offload;
 use crate::server::Config;
 use crate::shutdown::{DrainStep, Shutdown};
@@ -108,21 +111,6 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
         }
     });
     executor.run(&shutdown, accept_task, grace, idle_timeout)
-}
-
-/// Sleeps for `duration` without holding up the executor: the reactor wakes the task
-/// when the time is up (aserver.py's scheduler keeps sleeping tasks in a time-ordered
-/// queue the same way).
-async fn sleep(reactor: &Reactor, duration: Duration) {
-    let deadline = Instant::now() + duration;
-    poll_fn(|cx| {
-        if Instant::now() >= deadline {
-            return Poll::Ready(());
-        }
-        reactor.wake_at(deadline, cx.waker());
-        Poll::Pending
-    })
-    .await
 }
 
 // ---------------------------------------------------------------------------------
@@ -224,13 +212,7 @@ impl Executor {
             notify: mio::Waker::new(poll.registry(), NOTIFY)?,
             executor_thread: std::thread::current().id(),
         });
-        let reactor = Arc::new(Reactor {
-            registry: poll.registry().try_clone()?,
-            waiting: Mutex::new(HashMap::new()),
-            next_token: AtomicUsize::new(2),
-            reads_stopped: AtomicBool::new(false),
-            timers: Mutex::new(Vec::new()),
-        });
+        let reactor = Arc::new(Reactor::new(poll.registry().try_clone()?, 2));
         Ok(Executor {
             poll,
             reactor,
@@ -320,231 +302,6 @@ impl Executor {
         drop(waiting);
         let ready = std::mem::take(&mut *lock(&self.queue.ready));
         drop(ready);
-        Ok(())
-    }
-}
-
-// ---------------------------------------------------------------------------------
-// The reactor: which task waits for which socket.
-
-#[derive(Clone, Copy)]
-enum Direction {
-    Read,
-    Write,
-}
-
-#[derive(Default)]
-struct Waiting {
-    reader: Option<Waker>,
-    writer: Option<Waker>,
-    /// When this socket last woke its task, for `--idle-timeout` (the one clock every
-    /// event loop keeps; see `crate::connection::idle`).
-    activity: Activity,
-    /// Idle past the timeout: its next read or write fails with `TimedOut`.
-    timed_out: bool,
-    /// The listener waits for clients, not for bytes: never idle.
-    never_idle: bool,
-}
-
-struct Reactor {
-    registry: mio::Registry,
-    waiting: Mutex<HashMap<Token, Waiting>>,
-    next_token: AtomicUsize,
-    /// Set at shutdown: every read returns end of input from then on.
-    reads_stopped: AtomicBool,
-    /// Sleeping tasks ([`sleep`]) and when to wake them.
-    timers: Mutex<Vec<(Instant, Waker)>>,
-}
-
-impl Reactor {
-    fn wake_at(&self, at: Instant, waker: &Waker) {
-        lock(&self.timers).push((at, waker.clone()));
-    }
-
-    /// The earliest timer's deadline, for the executor's wait.
-    fn next_timer(&self) -> Option<Instant> {
-        lock(&self.timers).iter().map(|(at, _)| *at).min()
-    }
-
-    /// Wakes every task whose time has come.
-    fn fire_timers(&self, now: Instant) {
-        let due: Vec<Waker> = {
-            let mut timers = lock(&self.timers);
-            let (due, later) = timers.drain(..).partition(|(at, _)| *at <= now);
-            *timers = later;
-            due.into_iter().map(|(_, waker)| waker).collect::<Vec<_>>()
-        };
-        due.into_iter().for_each(Waker::wake);
-    }
-
-    /// Shutdown: ends every read, waking the tasks parked in one.
-    fn stop_reads(&self) {
-        self.reads_stopped.store(true, Ordering::SeqCst);
-        let readers: Vec<Waker> = lock(&self.waiting)
-            .values_mut()
-            .filter_map(|w| w.reader.take())
-            .collect();
-        readers.into_iter().for_each(Waker::wake);
-    }
-
-    /// `--idle-timeout`: every socket whose task has been parked on it for `limit`
-    /// fails its next read or write with `TimedOut`; its tasks are woken to see it.
-    fn expire_idle(&self, now: Instant, limit: std::time::Duration) {
-        let mut woken = Vec::new();
-        for w in lock(&self.waiting).values_mut() {
-            let parked = w.reader.is_some() || w.writer.is_some();
-            if parked && !w.never_idle && w.activity.expired(now, Some(limit)) {
-                w.timed_out = true;
-                woken.extend(w.reader.take());
-                woken.extend(w.writer.take());
-            }
-        }
-        woken.into_iter().for_each(Waker::wake);
-    }
-
-    fn timed_out(&self, token: Token) -> bool {
-        lock(&self.waiting).get(&token).is_some_and(|w| w.timed_out)
-    }
-
-    fn never_idle(&self, token: Token) {
-        lock(&self.waiting).entry(token).or_default().never_idle = true;
-    }
-
-    /// Leaves `waker` to be woken when `token`'s socket is ready for `direction`.
-    fn wait(&self, token: Token, direction: Direction, waker: &Waker) {
-        let mut waiting = lock(&self.waiting);
-        let entry = waiting.entry(token).or_default();
-        let slot = match direction {
-            Direction::Read => &mut entry.reader,
-            Direction::Write => &mut entry.writer,
-        };
-        *slot = Some(waker.clone());
-    }
-
-    /// An event from epoll: wake whoever waits for it.
-    fn dispatch(&self, token: Token, readable: bool, writable: bool) {
-        let (reader, writer) = match lock(&self.waiting).get_mut(&token) {
-            Some(w) => {
-                let reader = if readable { w.reader.take() } else { None };
-                let writer = if writable { w.writer.take() } else { None };
-                if reader.is_some() || writer.is_some() {
-                    // Its task runs again: it was not idle.
-                    w.activity.touch();
-                }
-                (reader, writer)
-            }
-            None => (None, None),
-        };
-        // Woken outside the lock: waking pushes onto the run queue.
-        reader.into_iter().chain(writer).for_each(Waker::wake);
-    }
-}
-
-// ---------------------------------------------------------------------------------
-// Async<T>: the seed's AsyncSocket.
-
-/// A non-blocking socket registered with the reactor (edge-triggered, both ways).
-struct Async<T: AsRawFd> {
-    io: T,
-    token: Token,
-    reactor: Arc<Reactor>,
-}
-
-impl<T: AsRawFd> Async<T> {
-    fn new(io: T, reactor: &Arc<Reactor>) -> io::Result<Async<T>> {
-        let token = Token(reactor.next_token.fetch_add(1, Ordering::Relaxed));
-        reactor.registry.register(
-            &mut SourceFd(&io.as_raw_fd()),
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        Ok(Async {
-            io,
-            token,
-            reactor: reactor.clone(),
-        })
-    }
-
-    /// Tries `op`; on `WouldBlock`, parks the task until the socket is ready for
-    /// `direction` and tries again. This is `yield 'recv', sock` in aserver.py.
-    async fn io<R>(
-        &self,
-        direction: Direction,
-        mut op: impl FnMut(&T) -> io::Result<R>,
-    ) -> io::Result<R> {
-        poll_fn(|cx| match op(&self.io) {
-            Err(e)
-                if e.kind() == io::ErrorKind::WouldBlock && self.reactor.timed_out(self.token) =>
-            {
-                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")))
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.reactor.wait(self.token, direction, cx.waker());
-                Poll::Pending
-            }
-            result => Poll::Ready(result),
-        })
-        .await
-    }
-}
-
-impl<T: AsRawFd> Drop for Async<T> {
-    fn drop(&mut self) {
-        let _ = self
-            .reactor
-            .registry
-            .deregister(&mut SourceFd(&self.io.as_raw_fd()));
-        lock(&self.reactor.waiting).remove(&self.token);
-    }
-}
-
-impl Async<TcpListener> {
-    fn new_listener(listener: TcpListener, reactor: &Arc<Reactor>) -> io::Result<Self> {
-        listener.set_nonblocking(true)?;
-        let listener = Async::new(listener, reactor)?;
-        reactor.never_idle(listener.token);
-        Ok(listener)
-    }
-
-    async fn accept(&self) -> io::Result<(TcpStream, std::net::SocketAddr)> {
-        let (stream, peer) = self.io(Direction::Read, |l| l.accept()).await?;
-        stream.set_nonblocking(true)?;
-        stream.set_nodelay(true)?;
-        Ok((stream, peer))
-    }
-}
-
-impl AsyncStream for Async<TcpStream> {
-    fn socket(&self) -> std::os::fd::BorrowedFd<'_> {
-        use std::os::fd::AsFd as _;
-        self.io.as_fd()
-    }
-
-    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io(Direction::Read, |mut s| {
-            match self.reactor.reads_stopped.load(Ordering::SeqCst) {
-                true => Ok(0),
-                false => s.read(buf),
-            }
-        })
-        .await
-    }
-
-    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.reactor.reads_stopped.load(Ordering::SeqCst) {
-            true => Ok(0),
-            false => (&self.io).read(buf),
-        }
-    }
-
-    async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
-        while !buf.is_empty() {
-            let n = self.io(Direction::Write, |mut s| s.write(buf)).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            buf = &buf[n..];
-        }
         Ok(())
     }
 }
