@@ -248,21 +248,12 @@ pub struct ConfigArgs {
     /// I/O-bound work that waits: send each valid request line to this HOST:PORT (a
     /// `fiblab backend`, say) and answer only once its one-line reply is back. Each
     /// model waits in its own style (PROTOCOL.md, "Waiting on a downstream").
-    #[arg(long, value_name = "HOST:PORT", value_parser = parse_addr)]
+    #[arg(long, value_name = "HOST:PORT", value_parser = crate::downstream::parse_addr)]
     pub downstream: Option<SocketAddr>,
     /// --downstream: how long a request waits for the downstream (connect, send and
     /// reply) before it is answered `ERR downstream timed out`.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub downstream_timeout: Duration,
-}
-
-/// `HOST:PORT`, resolved now (the first address the name gives).
-fn parse_addr(text: &str) -> Result<SocketAddr, String> {
-    use std::net::ToSocketAddrs as _;
-    text.to_socket_addrs()
-        .map_err(|e| format!("{text}: {e} (expected HOST:PORT, e.g. 127.0.0.1:25001)"))?
-        .next()
-        .ok_or_else(|| format!("{text}: the name gives no address"))
 }
 
 impl ConfigArgs {

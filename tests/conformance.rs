@@ -85,7 +85,10 @@ const RULES: &[(&str, Rule)] = &[
         reset_client_work_is_cancelled,
     ),
     // Waiting on a downstream (PROTOCOL.md): each model in its own style.
-    ("downstream_waits_then_answers", downstream_waits_then_answers),
+    (
+        "downstream_waits_then_answers",
+        downstream_waits_then_answers,
+    ),
     ("downstream_waits_overlap", downstream_waits_overlap),
     ("downstream_refused", downstream_refused),
     ("downstream_never_answers", downstream_never_answers),
@@ -503,7 +506,10 @@ fn downstream_waits_then_answers(subject: Subject) {
     drop(c); // the one-at-a-time models serve the next client once this one leaves
     // perf1.py's unterminated requests (a client that never sent a newline) wait too.
     assert_eq!(server.connect().ask("12"), "144");
-    let answered = backend.stats.answered.load(std::sync::atomic::Ordering::SeqCst);
+    let answered = backend
+        .stats
+        .answered
+        .load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(answered, 3, "the invalid request went to the downstream");
 }
 
@@ -519,7 +525,10 @@ fn downstream_waits_overlap(subject: Subject) {
     assert_eq!(first.line(), "55");
     drop(first); // the one-at-a-time models serve the next client once it leaves
     assert_eq!(second.line(), "89");
-    let most = backend.stats.most_waiting.load(std::sync::atomic::Ordering::SeqCst);
+    let most = backend
+        .stats
+        .most_waiting
+        .load(std::sync::atomic::Ordering::SeqCst);
     match subject.model.clients {
         Clients::Concurrent => assert_eq!(most, 2, "the two waits did not overlap"),
         Clients::OneAtATime => assert_eq!(most, 1, "one client at a time, waits included"),
@@ -557,7 +566,11 @@ fn downstream_never_answers(subject: Subject) {
         let started = Instant::now();
         assert_eq!(c.ask(&format!("{n}\n")), "ERR downstream timed out");
         assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
-        assert_eq!(c.ask("abc\n"), "ERR not a number", "answered without a call");
+        assert_eq!(
+            c.ask("abc\n"),
+            "ERR not a number",
+            "answered without a call"
+        );
     }
     assert!(
         open_fds(pid) <= before,
@@ -566,7 +579,11 @@ fn downstream_never_answers(subject: Subject) {
     );
     drop(c);
     let mut again = server.connect();
-    assert_eq!(again.ask("x\n"), "ERR not a number", "the server is still up");
+    assert_eq!(
+        again.ask("x\n"),
+        "ERR not a number",
+        "the server is still up"
+    );
 }
 
 /// A downstream that closes, then one that resets: the reason on the wire, in order.

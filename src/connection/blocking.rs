@@ -11,9 +11,9 @@ use std::sync::Arc;
 use nix::sys::socket::{MsgFlags, recv};
 
 use super::{Input, READ_CHUNK, SessionDriver, log_connection_error};
+use crate::downstream::Blocking;
 use crate::fib::fib;
 use crate::server::Config;
-use crate::downstream::Blocking;
 use crate::service::{Handoff, Rejection, Work};
 
 /// How a blocking connection computes the fib requests its session hands over.

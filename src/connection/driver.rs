@@ -217,7 +217,10 @@ mod tests {
     #[test]
     fn handed_work_keeps_the_rest_until_the_reply() {
         let mut d = driver(Work::Handed);
-        assert_eq!(d.on_read(b"10\n20\nabc\n", fd()), Some(Handoff::Compute(10)));
+        assert_eq!(
+            d.on_read(b"10\n20\nabc\n", fd()),
+            Some(Handoff::Compute(10))
+        );
         assert!(!d.wants_read(), "no reading while a reply is awaited");
         assert_eq!(d.resume(fd()), None, "nothing resumes before the reply");
         d.reply(Ok(55));

@@ -9,8 +9,8 @@ use std::os::fd::{AsFd as _, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use super::{Activity, SessionDriver, log_connection_error};
-use crate::server::Config;
 use crate::downstream::{Failure, Interest, Nonblocking};
+use crate::server::Config;
 use crate::service::{Handoff, Rejection, Work};
 
 /// Replies that may pile up before a readiness-driven connection stops reading.

@@ -16,6 +16,7 @@ pub mod queues;
 pub mod race;
 pub mod scheduling;
 pub mod semaphore;
+pub mod waiting;
 
 /// One demo: its name, the seed section it comes from, one line, and the function
 /// that runs it and prints its report.
@@ -94,6 +95,13 @@ pub const DEMOS: &[Demo] = &[
         summary: "fib jobs of measured cost under first-come first-served, shortest job first and round robin with a multilevel feedback queue: waiting and turnaround",
         used_in: "nowhere: the kernel schedules fiblab's threads; tokio and the coroutine executor run tasks first-come first-served",
         run: scheduling::run,
+    },
+    Demo {
+        name: "waiting",
+        seed: "003 协程: IO密集型 / 计算密集型 (switching helps only when tasks wait)",
+        summary: "two tasks of three sleeps, serial and overlapped (threads, coroutines, async): about twice as fast overlapped; two CPU-bound tasks: switching does not help",
+        used_in: "src/downstream (--downstream: requests that wait, each model overlapping the waits in its own style)",
+        run: waiting::run,
     },
 ];
 
@@ -286,7 +294,7 @@ pub const PRIMITIVES: &[Primitive] = &[
     Primitive {
         name: "coroutines and green threads (gevent, monkey patching)",
         seed: "002 协程; 003 协程",
-        demo: "`fiblab serve --model coroutines` (a hand-built executor), `--model tokio`",
+        demo: "waiting",
         rust: "async tasks on an executor",
         used_in: &["src/models/coroutines/mod.rs", "src/models/tokio/mod.rs"],
     },

@@ -26,7 +26,9 @@ impl Blocking {
     /// timeout; connects first if there is no connection yet.
     pub fn call(&mut self, line: &[u8]) -> Outcome {
         let deadline = Instant::now() + self.config.timeout;
-        let outcome = self.try_call(line, deadline).map_err(|e| Failure::from_io(&e));
+        let outcome = self
+            .try_call(line, deadline)
+            .map_err(|e| Failure::from_io(&e));
         if outcome.is_err() {
             self.conn = None;
         }

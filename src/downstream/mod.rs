@@ -91,7 +91,19 @@ impl Failure {
             io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => Failure::Reset,
             io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof => Failure::Closed,
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Failure::TimedOut,
-            _ if crate::accept::is_transient(e) => Failure::Unavailable,
+            _ if matches!(
+                e.raw_os_error(),
+                Some(
+                    nix::libc::EMFILE
+                        | nix::libc::ENFILE
+                        | nix::libc::ENOBUFS
+                        | nix::libc::ENOMEM
+                        | nix::libc::EADDRNOTAVAIL
+                )
+            ) =>
+            {
+                Failure::Unavailable
+            }
             _ => Failure::Failed,
         }
     }
@@ -187,6 +199,27 @@ async fn first_of<T>(
         }
     })
     .await
+}
+
+/// `HOST:PORT`, resolved now (the first address the name gives).
+pub fn parse_addr(text: &str) -> Result<SocketAddr, AddrError> {
+    use std::net::ToSocketAddrs as _;
+    let error = |reason: String| AddrError {
+        text: text.to_string(),
+        reason,
+    };
+    text.to_socket_addrs()
+        .map_err(|e| error(e.to_string()))?
+        .next()
+        .ok_or_else(|| error("the name gives no address".into()))
+}
+
+/// A `--downstream` that is not an address.
+#[derive(Debug, thiserror::Error)]
+#[error("{text}: {reason} (expected HOST:PORT, e.g. 127.0.0.1:25001)")]
+pub struct AddrError {
+    text: String,
+    reason: String,
 }
 
 impl fmt::Display for DownstreamConfig {

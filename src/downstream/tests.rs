@@ -120,8 +120,15 @@ fn nonblocking_failures_are_reported_once_and_drop_the_socket() {
     let mut call = Nonblocking::new(config(listener.local_addr().unwrap()));
     let then = std::time::Instant::now();
     call.start(b"7\n", then);
-    assert_eq!(call.progress(then + Duration::from_secs(6)), Some(Err(Failure::TimedOut)));
-    assert_eq!(call.progress(then + Duration::from_secs(7)), None, "reported once");
+    assert_eq!(
+        call.progress(then + Duration::from_secs(6)),
+        Some(Err(Failure::TimedOut))
+    );
+    assert_eq!(
+        call.progress(then + Duration::from_secs(7)),
+        None,
+        "reported once"
+    );
 }
 
 #[test]

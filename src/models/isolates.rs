@@ -19,6 +19,9 @@
 //! Primitives (docs/PRIMITIVES.md): one isolated interpreter per connection (no data
 //! shared), its results passed back through a channel (a queue).
 //!
+//! Waiting (`--downstream`): a blocking call on the connection's thread, outside the
+//! isolate; only the fib after the wait runs in it.
+//!
 //! Good at: isolation, the point of sub-interpreters (and of V8 isolates, Wasm
 //! sandboxes, actor runtimes): a connection's code cannot touch another's state, and
 //! the code could come from an untrusted tenant. Bad at: speed. An interpreter runs

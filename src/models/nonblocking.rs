@@ -22,6 +22,10 @@
 //! Primitives (docs/PRIMITIVES.md): non-blocking sockets polled in a loop: busy waiting
 //! instead of a wake-up.
 //!
+//! Waiting (`--downstream`): the downstream's socket is one more non-blocking socket the
+//! loop tries on every pass ([`crate::downstream::Nonblocking`], a per-request state
+//! machine); waits overlap, and the loop spins through them.
+//!
 //! Good at: one or two clients on a machine with a spare core: the lowest latency of
 //! all the models. Bad at: everything else. It takes a core from the clients (on 2
 //! vCPUs the client and the spinning server fight for CPU), scales linearly worse with

@@ -27,6 +27,9 @@
 //! Primitives (docs/PRIMITIVES.md): threads pinned to CPUs with nothing shared but the
 //! shutdown event; joined at the end.
 //!
+//! Waiting (`--downstream`): as in `epoll`, the downstream's socket registered in the
+//! loop of the core that holds the connection.
+//!
 //! Good at: many connections spread evenly, short requests, predictable per-core
 //! caches. Bad at: few connections (a hash collision halves the throughput of the two
 //! that collide), skewed load, long requests.

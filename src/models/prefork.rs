@@ -25,6 +25,9 @@
 //! Primitives (docs/PRIMITIVES.md): processes sharing one listening port; children
 //! reaped (no zombies) and killed with their parent (no orphans).
 //!
+//! Waiting (`--downstream`): a blocking call in the child serving the connection; each
+//! child waits for one request at a time, so at most `--workers` waits overlap.
+//!
 //! Good at: isolation (a crash takes one child and its clients, and is repaired)
 //! and using every core with no shared state at all. Bad at: balance, since a child
 //! serves one client at a time and the kernel does not know which ones are busy, and

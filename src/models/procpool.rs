@@ -27,6 +27,9 @@
 //! fed over pipes (IPC), reaped by a supervisor (no zombies), killed with their parent
 //! (no orphans).
 //!
+//! Waiting (`--downstream`): a blocking call on the connection's thread in the parent;
+//! only the fib after the wait goes to a worker process.
+//!
 //! Good at: what it was for in Python, running CPU-bound work on every core despite a
 //! GIL, and isolating the work: a crash or a leak in fib takes down one worker, not
 //! the server. Bad at: everything else, since Rust has no GIL to escape. Each request

@@ -11,6 +11,10 @@
 //! Primitives (docs/PRIMITIVES.md): a blocking socket and nothing shared: one client at
 //! a time is the price.
 //!
+//! Waiting (`--downstream`): a blocking call on the one thread; while it waits for the
+//! downstream, no other client is even accepted: X = 1 / (wait + fib), the seeds' lesson
+//! in its purest form.
+//!
 //! Good at: nothing but simplicity; with one client it is as fast as anything, since
 //! no thread hands work to another (no cross-CPU wake-up on the reply path).
 //! Bad at: a second client. It connects (the kernel's accept backlog completes the

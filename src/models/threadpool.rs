@@ -25,6 +25,10 @@
 //! into a bounded FIFO queue (Mutex + Condvar, src/pool.rs) that a fixed pool of
 //! threads takes from.
 //!
+//! Waiting (`--downstream`): a blocking call on the worker holding the connection: a
+//! waiting request holds its worker, so at most `--workers` waits overlap and the others
+//! queue (Little's law: X <= workers / wait).
+//!
 //! Good at: bounding threads and memory however many clients arrive, and shedding load
 //! explicitly instead of collapsing. Bad at: long-lived connections: a worker is tied
 //! to one client for the client's whole life, so K idle clients starve everyone else.

@@ -13,6 +13,10 @@
 //! thread in the seeds' words: the shutdown drain counts them instead,
 //! src/shutdown.rs), and a Mutex-guarded table of live connections.
 //!
+//! Waiting (`--downstream`): a blocking call on the connection's thread, which sleeps in
+//! `recv` and costs no CPU while it waits; waits overlap as far as there are threads, each
+//! with its stack (and with `--gil`, the lock is released while waiting, as CPython does).
+//!
 //! Good at: being obviously correct; a blocking read costs nothing while it waits,
 //! and without a GIL the kernel runs CPU-bound requests of different clients on
 //! different cores (the seeds' 400 -> 400 req/s at n=20 was Python's GIL, not threads).

@@ -27,6 +27,10 @@
 //! come first-served run queue) over epoll; with `--offload`, futures completed by a
 //! thread pool.
 //!
+//! Waiting (`--downstream`): the task yields on the downstream's `recv` (one more
+//! `Async` socket in the reactor, one more timer for its timeout; `reactor.rs`), aserver.py's
+//! `yield 'recv', sock` on a second socket.
+//!
 //! Good at: showing what async is (a state machine per connection, polled when its
 //! socket is ready) and what it costs (nothing per idle connection, one syscall round
 //! per batch of ready sockets). Bad at: CPU-bound work without `--offload`: one thread
@@ -61,10 +65,10 @@ use mio::{Events, Interest, Token};
 use crate::accept::Backoff;
 use crate::connection::Turns;
 use crate::connection::serve_async;
-use reactor::{Async, Reactor, sleep};
 use crate::offload::Offload;
 use crate::server::Config;
 use crate::shutdown::{DrainStep, Shutdown};
+use reactor::{Async, Reactor, sleep};
 
 pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::Result<()> {
     let mut executor = Executor::new()?;

@@ -13,6 +13,9 @@
 //! Primitives (docs/PRIMITIVES.md): coroutines (async tasks) on one thread; with
 //! `--offload`, a thread pool whose done-callback completes a future.
 //!
+//! Waiting (`--downstream`): an `.await` on a tokio socket to the downstream; the task
+//! parks and the one thread serves others, the way gevent's monkey-patched sockets yield.
+//!
 //! Good at: many mostly idle connections on one core with no locks, no thread
 //! wake-ups across CPUs, and no preemption surprises. Bad at: CPU-bound work. While
 //! one task computes fib(36), the only thread is busy and every other client waits:

@@ -14,6 +14,9 @@
 //! Primitives (docs/PRIMITIVES.md): coroutines (async tasks) on a work-stealing pool of
 //! threads; with `--offload`, a thread pool whose done-callback completes a future.
 //!
+//! Waiting (`--downstream`): an `.await` on a tokio socket to the downstream
+//! ([`crate::downstream::call_async`]); the task parks, the runtime's threads serve others.
+//!
 //! Good at: many connections (a task is a few hundred bytes, idle ones cost nothing),
 //! and CPU-bound requests on different connections still run in parallel on
 //! different workers, like goroutines. Bad at: a CPU-bound request runs inline on its

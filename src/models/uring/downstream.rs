@@ -75,7 +75,11 @@ pub(super) fn advance(
 /// Arms a poll on the downstream socket for what its call waits for, or cancels the
 /// poll of a call that is over (its socket may be closed: the poll would hold it open).
 /// Returns whether a call is in progress.
-pub(super) fn watch_downstream(conn: &mut Conn, slot: usize, ring: &mut IoUring) -> io::Result<bool> {
+pub(super) fn watch_downstream(
+    conn: &mut Conn,
+    slot: usize,
+    ring: &mut IoUring,
+) -> io::Result<bool> {
     let Some(downstream) = conn.downstream.as_ref() else {
         return Ok(false);
     };

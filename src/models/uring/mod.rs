@@ -87,18 +87,18 @@ use nix::libc;
 
 use crate::connection::Turns;
 use crate::connection::{Activity, SessionDriver, log_connection_error};
+use crate::downstream::Nonblocking;
+use crate::models::epoll::DEADLINE_GRID;
 use crate::offload::Offload;
 use crate::probe::gone_for;
 use crate::server::Config;
-use crate::downstream::Nonblocking;
-use crate::models::epoll::DEADLINE_GRID;
 use crate::service::{Rejection, Work};
 use crate::shutdown::{ConnectionGuard, DrainStep, Shutdown};
-pub use ring::available;
 use downstream::{advance, watch_downstream};
+pub use ring::available;
 use ring::{
-    ACCEPT, BUFFER_GROUP, BUFFER_SIZE, BUFFERS, BufRing, CANCEL, DOWNSTREAM, KIND, POOL_DONE,
-    RECV, RING_ENTRIES, SEND, SHUTDOWN, new_ring, refused,
+    ACCEPT, BUFFER_GROUP, BUFFER_SIZE, BUFFERS, BufRing, CANCEL, DOWNSTREAM, KIND, POOL_DONE, RECV,
+    RING_ENTRIES, SEND, SHUTDOWN, new_ring, refused,
 };
 
 /// Replies (and received bytes not yet answered) that may pile up for one client before
