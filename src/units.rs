@@ -208,6 +208,17 @@ pub fn deserialize_duration<'de, D: serde::Deserializer<'de>>(
     parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
+/// serde: a list of durations as text (`["1ms", "10ms"]`).
+pub fn deserialize_durations<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<std::time::Duration>, D::Error> {
+    use serde::Deserialize as _;
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|text| parse_duration(text).map_err(serde::de::Error::custom))
+        .collect()
+}
+
 /// serde: an optional duration as text (`"290s"`); absent is `None`.
 pub fn deserialize_optional_duration<'de, D: serde::Deserializer<'de>>(
     d: D,

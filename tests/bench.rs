@@ -231,6 +231,7 @@ fn fixture() -> BenchReport {
         python: None,
         connections: Some(connections_fixture()),
         knee: Some(knee_fixture()),
+        waiting: None,
         precision: None,
     }
 }

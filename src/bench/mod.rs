@@ -115,6 +115,7 @@ pub fn measure(
         python: None,
         connections: None,
         knee: None,
+        waiting: None,
         precision: None,
     };
     let started = std::time::Instant::now();

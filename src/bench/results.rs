@@ -16,6 +16,7 @@ pub use super::experiments::knee::records::{
     KneeRecords, KneeStep, KneeSweep, KneeWorkloadRecord, RequestCost, StepVerdict,
 };
 pub use super::experiments::python::records::{PythonRecords, PythonSample, PythonStarvation};
+pub use super::experiments::waiting::records::{WaitingRecord, WaitingRecords};
 pub use super::records::StarvationResult;
 
 /// The floor row: `threads` serving `--service lookup`.
@@ -248,6 +249,9 @@ pub struct BenchReport {
     /// The knee experiment's records (`[knee]` in the scenario).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub knee: Option<KneeRecords>,
+    /// The waiting experiment's records (`[waiting]` in the scenario).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<WaitingRecords>,
     /// What `--precision` asked and reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub precision: Option<PrecisionRecord>,
@@ -329,6 +333,15 @@ impl BenchReport {
                     .cloned()
                     .collect(),
                 ..p.clone()
+            }),
+            waiting: self.waiting.as_ref().map(|w| WaitingRecords {
+                records: w
+                    .records
+                    .iter()
+                    .filter(|r| r.regime == regime)
+                    .cloned()
+                    .collect(),
+                ..w.clone()
             }),
             connections: self.connections.as_ref().map(|c| ConnectionRecords {
                 records: c

@@ -33,6 +33,7 @@ pub use super::experiments::connections::settings::Connections;
 pub use super::experiments::knee::settings::{Knee, KneeWorkload};
 pub use super::experiments::python::settings::Python;
 pub use super::experiments::starvation::settings::Starvation;
+pub use super::experiments::waiting::settings::Waiting;
 
 /// A scenario that cannot run; the message says what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +52,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("c10k", include_str!("../../scenarios/c10k.toml")),
     ("knee", include_str!("../../scenarios/knee.toml")),
     ("cores", include_str!("../../scenarios/cores.toml")),
+    ("waiting", include_str!("../../scenarios/waiting.toml")),
 ];
 
 fn one_agent() -> usize {
@@ -120,6 +122,9 @@ pub struct Scenario {
     /// Latency against offered load, each model's knee: see [`Knee`].
     #[serde(default)]
     pub knee: Option<Knee>,
+    /// Requests that wait on a downstream (I/O-bound work): see [`Waiting`].
+    #[serde(default)]
+    pub waiting: Option<Waiting>,
     /// How server and load generator share the machine; every cell is measured in
     /// each. Default: `["shared"]`.
     #[serde(default = "Regime::default_list")]
@@ -411,7 +416,8 @@ impl Scenario {
         if (scenario.models.is_empty()
             && scenario.python.is_none()
             && scenario.connections.is_none()
-            && scenario.knee.is_none())
+            && scenario.knee.is_none()
+            && scenario.waiting.is_none())
             || scenario.workloads.is_empty()
             || scenario.clients.is_empty()
         {
@@ -455,6 +461,19 @@ impl Scenario {
         {
             return Err(ScenarioError(
                 "[connections] needs models, rising idle counts and active client counts (all at least 1), and n up to the servers' --max-n".into(),
+            ));
+        }
+        if let Some(w) = &scenario.waiting
+            && (w.models.is_empty() && w.gil.is_empty()
+                || w.delays.is_empty()
+                || w.delays.iter().any(Duration::is_zero)
+                || w.clients.is_empty()
+                || w.clients.contains(&0)
+                || w.n > crate::service::DEFAULT_MAX_N
+                || w.gil.iter().any(|m| crate::models::find(m).is_none()))
+        {
+            return Err(ScenarioError(
+                "[waiting] needs models (or gil models from the registry), delays above zero, client counts of at least 1, and n up to the servers' --max-n".into(),
             ));
         }
         if let Some(k) = &scenario.knee {

@@ -65,6 +65,7 @@ fn report(
         python: None,
         connections: None,
         knee: None,
+        waiting: None,
         precision: None,
     }
 }

@@ -201,27 +201,6 @@ async fn first_of<T>(
     .await
 }
 
-/// `HOST:PORT`, resolved now (the first address the name gives).
-pub fn parse_addr(text: &str) -> Result<SocketAddr, AddrError> {
-    use std::net::ToSocketAddrs as _;
-    let error = |reason: String| AddrError {
-        text: text.to_string(),
-        reason,
-    };
-    text.to_socket_addrs()
-        .map_err(|e| error(e.to_string()))?
-        .next()
-        .ok_or_else(|| error("the name gives no address".into()))
-}
-
-/// A `--downstream` that is not an address.
-#[derive(Debug, thiserror::Error)]
-#[error("{text}: {reason} (expected HOST:PORT, e.g. 127.0.0.1:25001)")]
-pub struct AddrError {
-    text: String,
-    reason: String,
-}
-
 impl fmt::Display for DownstreamConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} (timeout {:?})", self.addr, self.timeout)

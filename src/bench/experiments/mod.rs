@@ -18,6 +18,7 @@ pub mod knee;
 pub mod python;
 pub mod seed_tables;
 pub mod starvation;
+pub mod waiting;
 
 use std::io;
 
@@ -56,6 +57,7 @@ pub const EXPERIMENTS: &[&dyn Experiment] = &[
     &python::Python,
     &connections::Connections,
     &knee::Knee,
+    &waiting::Waiting,
 ];
 
 /// Every experiment's findings, in the order the seeds state the claims (by source;

@@ -32,6 +32,7 @@ pub(crate) fn report_of(samples: Vec<Sample>) -> BenchReport {
         python: None,
         connections: None,
         knee: None,
+        waiting: None,
         precision: None,
     }
 }
