@@ -210,11 +210,10 @@ fn measure_one(
         p50_us: latency.p50,
         p99_us: latency.p99,
         errors: report.errors.timeout
-            + report.unfinished
-            + report.errors.err_reply
             + report.errors.connect
             + report.errors.reset
             + report.errors.wrong,
+        err_replies: report.errors.err_reply,
         waited_ms: used
             .mean_wait
             .map_or(delay.as_secs_f64() * 1e3, |w| w.as_secs_f64() * 1e3),
@@ -228,6 +227,9 @@ fn measure_one(
             work_cpus(m, subject.variant.offload, server_cpus)
         }),
         server_cpu_us,
+        client_cpu_us: report.client.cpu_us_per_request,
+        shared_cpus: (run.regime.server_cpus.is_empty() && run.regime.client_cpus.is_empty())
+            .then(|| crate::cpu::allowed_cpus().len().max(1)),
         threads: before.zip(at_end).map(|(b, e)| (b.threads, e.threads)),
         rss_kib: before.zip(at_end).map(|(b, e)| (b.rss_kib, e.rss_kib)),
     })
@@ -270,8 +272,11 @@ pub enum Limit {
     Waits,
     /// Little's law with the model's cap on waiting requests: cap / W.
     Cap,
-    /// The CPUs: cpus / (CPU per reply).
+    /// The model's CPUs: cpus / (its CPU per reply).
     Cpu,
+    /// The machine's CPUs, shared by server, load generator and downstream: CPUs / (all
+    /// three's CPU per reply).
+    Machine,
 }
 
 impl Limit {
@@ -279,26 +284,40 @@ impl Limit {
         match self {
             Limit::Waits => "N / W",
             Limit::Cap => "cap / W",
-            Limit::Cpu => "CPUs",
+            Limit::Cpu => "model's CPUs",
+            Limit::Machine => "machine's CPUs",
         }
     }
 }
 
-/// A cell's bound, req/s, and which limit gives it: `min(min(N, cap) / W, cpus / CPU per
-/// reply)` (Little's law, X = N / W, as Gunther's and every queueing text state it).
+/// A cell's bound, req/s, and which limit gives it, the least of:
+/// - Little's law, X = N / W (every queueing text; Gunther), with the model's cap on
+///   requests waiting at once: `min(N, cap) / W`, W the wait the downstream gave;
+/// - the model's CPUs: `cpus / server CPU per reply`;
+/// - where nothing is pinned, the machine's CPUs, which server, load generator and
+///   downstream share: `CPUs / (server + client + downstream CPU per reply)`.
 pub fn bound(r: &WaitingRecord) -> (f64, Limit) {
     let wait_s = (r.waited_ms / 1e3).max(1e-6);
     let (waiting, limit) = match r.concurrency_cap {
         Some(cap) if cap < r.clients => (cap, Limit::Cap),
         _ => (r.clients, Limit::Waits),
     };
-    let little = waiting as f64 / wait_s;
-    match r.server_cpu_us.filter(|&c| c > 0.0) {
-        Some(cpu_us) if r.cpus as f64 * 1e6 / cpu_us < little => {
-            (r.cpus as f64 * 1e6 / cpu_us, Limit::Cpu)
+    let mut best = (waiting as f64 / wait_s, limit);
+    let positive = |x: Option<f64>| x.filter(|&c| c > 0.0);
+    if let Some(server) = positive(r.server_cpu_us) {
+        let model = r.cpus as f64 * 1e6 / server;
+        if model < best.0 {
+            best = (model, Limit::Cpu);
         }
-        _ => (little, limit),
+        if let Some(cpus) = r.shared_cpus {
+            let all = server + r.client_cpu_us.unwrap_or(0.0) + r.backend_cpu_us.unwrap_or(0.0);
+            let machine = cpus as f64 * 1e6 / all;
+            if machine < best.0 {
+                best = (machine, Limit::Machine);
+            }
+        }
     }
+    best
 }
 
 /// The cell's share of its bound, with its interval over the measured seconds.

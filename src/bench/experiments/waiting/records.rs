@@ -27,8 +27,11 @@ pub struct WaitingRecord {
     pub per_second: Vec<f64>,
     pub p50_us: u64,
     pub p99_us: u64,
-    /// Requests that timed out or were never answered, `ERR` replies, failed connections.
+    /// Requests that got no reply within the load's timeout, and failed connections.
     pub errors: u64,
+    /// `ERR` replies: clients turned away (`ERR server busy`) or failed waits.
+    #[serde(default)]
+    pub err_replies: u64,
     /// What the downstream gave: its mean wait per request (ms, its timers' 1 ms grid
     /// included), the most requests waiting at once, its CPU per request (µs).
     pub waited_ms: f64,
@@ -44,6 +47,13 @@ pub struct WaitingRecord {
     /// The server's CPU per reply over the window, µs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_cpu_us: Option<f64>,
+    /// The load generator's CPU per reply over the window, µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cpu_us: Option<f64>,
+    /// CPUs server, load generator and downstream share when nothing is pinned (the
+    /// machine's, for its limit); `None` when the regime gives each side its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_cpus: Option<usize>,
     /// The server's process tree before the load (after one request) and at the end of
     /// the measured window: threads and resident KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -63,7 +63,7 @@ pub(super) fn tables(w: &WaitingRecords) -> (Vec<Table>, Vec<String>) {
         tables.push(Table {
             title: format!("Requests that wait {delay} ms on a downstream: throughput against Little's law"),
             intro: format!(
-                "Each request waits for the downstream (`fiblab backend`, {delay} ms asked; its timers fire on a 1 ms grid), then computes fib({}). Closed loops. In brackets: the share of the cell's bound, min(min(N, cap) / W, CPUs / CPU per reply), with W the wait the downstream really gave; its interval is over the measured seconds.",
+                "Each request waits for the downstream (`fiblab backend`, {delay} ms asked; its timers fire on a 1 ms grid), then computes fib({}). Closed loops. In brackets: the share of the cell's bound, the least of min(N, cap) / W (Little's law, W the wait the downstream really gave), the model's CPUs over its CPU per reply, and (nothing pinned) the machine's CPUs over the server's, the load generator's and the downstream's CPU per reply together; its interval is over the measured seconds.",
                 w.n
             ),
             header,
@@ -93,11 +93,13 @@ pub(super) fn tables(w: &WaitingRecords) -> (Vec<Table>, Vec<String>) {
             "share",
             "p50 (ms)",
             "p99 (ms)",
-            "errors",
+            "no reply",
+            "ERR replies",
             "waiting at once",
             "threads per waiting",
             "KiB per waiting",
             "server µs/req",
+            "client µs/req",
             "downstream µs/req",
         ];
         let mut table_rows = Vec::new();
@@ -124,17 +126,19 @@ pub(super) fn tables(w: &WaitingRecords) -> (Vec<Table>, Vec<String>) {
                     format!("{:.2}", r.p50_us as f64 / 1e3),
                     format!("{:.2}", r.p99_us as f64 / 1e3),
                     thousands(r.errors as f64),
+                    thousands(r.err_replies as f64),
                     thousands(r.most_waiting as f64),
                     per_waiting(r.threads),
                     per_waiting(r.rss_kib),
                     r.server_cpu_us.map_or("–".into(), |c| format!("{c:.1}")),
+                    r.client_cpu_us.map_or("–".into(), |c| format!("{c:.1}")),
                     r.backend_cpu_us.map_or("–".into(), |c| format!("{c:.1}")),
                 ]);
             }
         }
         tables.push(Table {
             title: format!("{most} waiting clients: where each model stops, and what a waiting request costs it"),
-            intro: "\"limit\": the bound that applies (N / W: every client's request waiting at once; cap / W: the model lets only `cap` wait at once, one for `single`, a worker each for `threadpool` and `prefork`; CPUs: the CPU per reply). \"waiting at once\": the most requests the downstream held at once. Threads and resident memory per waiting request: the server's process tree at the end of the window over what it held after one request, divided by the requests waiting at once. The downstream's own CPU per request says whether it could have been the limit.".into(),
+            intro: "\"limit\": the bound that applies (N / W: every client's request waiting at once; cap / W: the model lets only `cap` wait at once, one for `single`, a worker each for `threadpool` and `prefork`; model's CPUs: its CPUs over its CPU per reply, one CPU for a one-thread loop; machine's CPUs: where nothing is pinned, the machine's CPUs over what server, load generator and downstream spend per reply together). \"no reply\": requests the load's timeout ended; \"ERR replies\": clients turned away (`ERR server busy`: a pool's queue, or `select`'s descriptor ceiling, which a waiting request's second socket halves) or failed waits. \"waiting at once\": the most requests the downstream held at once. Threads and resident memory per waiting request: the server's process tree at the end of the window over what it held after one request, divided by the requests waiting at once. The downstream's own CPU per request says whether it could have been the limit.".into(),
             header: header.iter().map(|h| h.to_string()).collect(),
             left: 1,
             text_last: false,
