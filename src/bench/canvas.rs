@@ -34,14 +34,20 @@ pub fn series_colors(r: &BenchReport) -> Vec<(String, RGBColor)> {
                 BLACK
             } else {
                 k += 1;
-                let hue = (f64::from(k) * 0.618_034) % 1.0;
-                let lightness = [0.38, 0.52, 0.45][k as usize % 3];
-                let c = HSLColor(hue, 0.8, lightness).to_rgba();
-                RGBColor(c.0, c.1, c.2)
+                series_color(k as usize)
             };
             (v, color)
         })
         .collect()
+}
+
+/// The `k`th series' colour (from 1): hues a golden-ratio step apart, in three
+/// lightnesses, so neighbours differ and no colour is too pale to read on white.
+pub fn series_color(k: usize) -> RGBColor {
+    let hue = (k as f64 * 0.618_034) % 1.0;
+    let lightness = [0.38, 0.52, 0.45][k % 3];
+    let c = HSLColor(hue, 0.8, lightness).to_rgba();
+    RGBColor(c.0, c.1, c.2)
 }
 
 /// `, regime shared` for the plot of one regime's records, so a picture read alone

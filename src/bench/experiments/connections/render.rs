@@ -530,10 +530,11 @@ pub(super) fn line_plot(
     let series: Vec<crate::bench::canvas::Series> = lines
         .iter()
         .map(|(row, k, points)| {
-            let hue = ((k + 1) as f64 * 0.618_034) % 1.0;
-            let lightness = [0.38, 0.52, 0.45][(k + 1) % 3];
-            let c = HSLColor(hue, 0.8, lightness).to_rgba();
-            (row.clone(), RGBColor(c.0, c.1, c.2), points.clone())
+            (
+                row.clone(),
+                crate::bench::canvas::series_color(k + 1),
+                points.clone(),
+            )
         })
         .collect();
     let mut svg = String::new();

@@ -406,10 +406,13 @@ pub(super) fn curve(
                 .map(|x| (x.achieved_rps, x.p99_us as f64))
                 .collect();
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let hue = ((i + 1) as f64 * 0.618_034) % 1.0;
-            let lightness = [0.38, 0.52, 0.45][(i + 1) % 3];
-            let c = HSLColor(hue, 0.8, lightness).to_rgba();
-            (!points.is_empty()).then(|| (row.clone(), RGBColor(c.0, c.1, c.2), points))
+            (!points.is_empty()).then(|| {
+                (
+                    row.clone(),
+                    crate::bench::canvas::series_color(i + 1),
+                    points,
+                )
+            })
         })
         .collect();
     let xs: Vec<f64> = series

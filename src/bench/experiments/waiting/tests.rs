@@ -85,20 +85,22 @@ fn caps_and_cpus_come_from_the_registry() {
     assert_eq!(work_cpus(find("tokio"), false, 8), 8);
 }
 
-/// A report holding `rows` at 10 ms and 100 clients, each at its req/s.
+/// A report holding `rows` at 10 ms, each with one client (at 1 / W) and with 100 at
+/// its req/s.
 fn report(rows: &[(&str, Option<usize>, f64)]) -> BenchReport {
     let mut r = crate::bench::results::tests::report_of(Vec::new());
+    let cell = |row: &str, clients, cap, rps| WaitingRecord {
+        row: row.into(),
+        model: row.trim_end_matches(" --gil").into(),
+        regime: String::new(),
+        ..record(clients, cap, 1, Some(10.0), rps)
+    };
     r.waiting = Some(WaitingRecords {
         n: 1,
         duration_s: 3.0,
         records: rows
             .iter()
-            .map(|&(row, cap, rps)| WaitingRecord {
-                row: row.into(),
-                model: row.trim_end_matches(" --gil").into(),
-                regime: String::new(),
-                ..record(100, cap, 1, Some(10.0), rps)
-            })
+            .flat_map(|&(row, cap, rps)| [cell(row, 1, cap, 99.0), cell(row, 100, cap, rps)])
             .collect(),
     });
     r
