@@ -26,10 +26,10 @@
 //!
 //! `--downstream`: a request that waits is one more state of its connection's
 //! [`PollConn`]: its socket to the downstream is registered in the same epoll set
-//! (token: the client's, with [`DOWNSTREAM`] set), so the loop sleeps in one
+//! (token: the client's, with the `DOWNSTREAM` bit set), so the loop sleeps in one
 //! `epoll_wait` for clients and downstream alike, and a thousand waiting requests cost
 //! a thousand sockets and no thread. Their timeouts are checked on a
-//! [`DEADLINE_GRID`] while any call is in progress.
+//! `DEADLINE_GRID` (10 ms) while any call is in progress.
 //!
 //! Primitives (docs/PRIMITIVES.md): I/O multiplexing by readiness (epoll); with
 //! `--offload`, a thread pool whose done-callback wakes the loop through an eventfd.
