@@ -85,7 +85,11 @@ fn python_like_figures_reproduce_the_seeds() {
     assert_eq!(v[7], Verdict::NotMeasured, "seed 002: no waiting run");
     assert_eq!(v[8], Verdict::NotMeasured, "seed 002: no waiting run");
     assert_eq!(v[9], Verdict::NotMeasured, "seed 003: no connections run");
-    assert_eq!(v[10], Verdict::NotMeasured, "seed 003, 协程: no waiting run");
+    assert_eq!(
+        v[10],
+        Verdict::NotMeasured,
+        "seed 003, 协程: no waiting run"
+    );
     assert_eq!(v[11], Verdict::Reproduces, "collapse");
     assert_eq!(v[12], Verdict::Reproduces, "pool removes it at a cost");
 }
