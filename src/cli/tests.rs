@@ -40,6 +40,7 @@ fn sample(id: &str) -> Option<&'static [&'static str]> {
         "warmup" => &["100ms"],
         "child" => &["daemon"],
         "max_inflight" => &["2"],
+        "downstream" => &["127.0.0.1:25001"],
         "segment" => &["2/2", "--conns", "2"],
         "start_at" => &["1", "--segment", "1/1"],
         _ => return None,
