@@ -348,7 +348,11 @@ fn every_readme_command_runs() {
             );
             continue;
         }
-        if command.trim_end().ends_with('&') && words.first().is_some_and(|w| w == "serve") {
+        if command.trim_end().ends_with('&')
+            && words
+                .first()
+                .is_some_and(|w| w == "serve" || w == "backend")
+        {
             eprintln!(
                 "SKIPPED README command (a server for a recipe; the test's own stand in): fiblab {command}"
             );
