@@ -31,19 +31,20 @@ pub struct DownstreamUse {
 }
 
 impl Run<'_> {
-    /// Starts a backend answering each line after `delay`, pinned to the first of the
+    /// Starts a backend answering each line after `delay` plus a uniform share of
+    /// `jitter`, pinned to the first of the
     /// regime's client CPUs (unpinned when the regime pins nothing).
     ///
     /// # Errors
     /// No port, or no thread.
-    pub fn downstream(&self, delay: Duration) -> io::Result<Downstream> {
+    pub fn downstream(&self, delay: Duration, jitter: Duration) -> io::Result<Downstream> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let stats = Arc::new(BackendStats::default());
         let shutdown = Shutdown::new()?;
         let config = BackendConfig {
             delay,
-            jitter: Duration::ZERO,
+            jitter,
             seed: 1,
         };
         let cpu = self.client_cpus().and_then(|cpus| cpus.first().copied());

@@ -84,6 +84,7 @@ impl Experiment for Waiting {
         let records = report.waiting.get_or_insert_with(|| WaitingRecords {
             n: w.n,
             duration_s: w.duration.as_secs_f64(),
+            jitter: w.jitter,
             records: Vec::new(),
         });
         for subject in subjects(&w) {
@@ -133,7 +134,8 @@ fn measure_one(
     delay: Duration,
     clients: usize,
 ) -> io::Result<WaitingRecord> {
-    let downstream = run.downstream(delay)?;
+    let spread = delay.mul_f64(w.jitter.clamp(0.0, 2.0));
+    let downstream = run.downstream(delay.saturating_sub(spread / 2), spread)?;
     let mut workers = 1;
     let server = run.serve_with(&Row::Model(subject.variant.clone()), |config| {
         config.max_conns = clients + 64;

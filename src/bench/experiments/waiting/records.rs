@@ -9,6 +9,10 @@ pub struct WaitingRecords {
     pub n: u32,
     /// Measured seconds per load, after its warm-up.
     pub duration_s: f64,
+    /// The spread of the downstream's waits, a share of the delay (each uniform over
+    /// `delay × (1 ± jitter / 2)`); 0 (and in reports from before it existed): none.
+    #[serde(default)]
+    pub jitter: f64,
     pub records: Vec<WaitingRecord>,
 }
 
@@ -32,8 +36,8 @@ pub struct WaitingRecord {
     /// `ERR` replies: clients turned away (`ERR server busy`) or failed waits.
     #[serde(default)]
     pub err_replies: u64,
-    /// What the downstream gave: its mean wait per request (ms, its timers' 1 ms grid
-    /// included), the most requests waiting at once, its CPU per request (µs).
+    /// What the downstream gave: its mean wait per request (ms, its timer's slack and
+    /// its own thread's delays included), the most requests waiting at once, its CPU per request (µs).
     pub waited_ms: f64,
     pub most_waiting: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]

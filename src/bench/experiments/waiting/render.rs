@@ -63,7 +63,8 @@ pub(super) fn tables(w: &WaitingRecords) -> (Vec<Table>, Vec<String>) {
         tables.push(Table {
             title: format!("Requests that wait {delay} ms on a downstream: throughput against Little's law"),
             intro: format!(
-                "Each request waits for the downstream (`fiblab backend`, {delay} ms asked; its timers fire on a 1 ms grid), then computes fib({}). Closed loops. In brackets: the share of the cell's bound, the least of min(N, cap) / W (Little's law, W the wait the downstream really gave), the model's CPUs over its CPU per reply, and (nothing pinned) the machine's CPUs over the server's, the load generator's and the downstream's CPU per reply together; its interval is over the measured seconds.",
+                "Each request waits for the downstream (`fiblab backend`, {}; its timers fire within the kernel's timer slack, about 50 µs), then computes fib({}). Closed loops. In brackets: the share of the cell's bound, the least of min(N, cap) / W (Little's law, W the wait the downstream really gave), the model's CPUs over its CPU per reply, and (nothing pinned) the machine's CPUs over the server's, the load generator's and the downstream's CPU per reply together; its interval is over the measured seconds.",
+                asked(delay, w.jitter),
                 w.n
             ),
             header,
@@ -427,5 +428,20 @@ fn per_waiting(r: &WaitingRecord, pair: Option<(u64, u64)>) -> String {
             ratio(after.saturating_sub(before) as f64 / r.most_waiting as f64)
         }
         _ => "–".into(),
+    }
+}
+
+/// What a downstream delay asked for, in words: `10 ms asked`, or with a spread
+/// `9–11 ms asked (uniform, mean 10 ms)`.
+fn asked(delay_ms: f64, jitter: f64) -> String {
+    let ms = |x: f64| (x * 1e3).round() / 1e3;
+    match jitter > 0.0 {
+        false => format!("{} ms asked", ms(delay_ms)),
+        true => format!(
+            "{}–{} ms asked (uniform, mean {} ms)",
+            ms(delay_ms * (1.0 - jitter / 2.0)),
+            ms(delay_ms * (1.0 + jitter / 2.0)),
+            ms(delay_ms),
+        ),
     }
 }

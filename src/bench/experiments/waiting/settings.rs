@@ -26,6 +26,13 @@ pub struct Waiting {
     pub duration: Duration,
     #[serde(deserialize_with = "crate::units::deserialize_duration")]
     pub warmup: Duration,
+    /// The spread of the downstream's waits, a share of the delay: each wait is drawn
+    /// uniformly from `delay × (1 ± jitter / 2)`, so its mean is still `delay`. A real
+    /// downstream's waits vary; a fixed one returns every request in the order and
+    /// rhythm it came, so a burst stays a burst for the whole run and the machine idles
+    /// between bursts. 0: every wait exactly `delay`.
+    #[serde(default)]
+    pub jitter: f64,
     /// Models measured again with `--gil` (CPython's lock, released while waiting).
     #[serde(default)]
     pub gil: Vec<String>,

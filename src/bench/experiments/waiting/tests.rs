@@ -98,6 +98,7 @@ fn report(rows: &[(&str, Option<usize>, f64)]) -> BenchReport {
     r.waiting = Some(WaitingRecords {
         n: 1,
         duration_s: 3.0,
+        jitter: 0.0,
         records: rows
             .iter()
             .flat_map(|&(row, cap, rps)| [cell(row, 1, cap, 99.0), cell(row, 100, cap, rps)])

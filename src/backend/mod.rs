@@ -7,15 +7,18 @@
 //! ```text
 //! connection task (reader)                     connection task (writer)
 //!   read a line ─► due = max(last due,           wait for the next (due, line)
-//!                  now + delay + jitter)  ──►    sleep until due (tokio's timer wheel)
+//!                  now + delay + jitter)  ──►    sleep until due (the backend's timer)
 //!   count it waiting                             write line, count it answered
 //! ```
 //!
 //! One tokio current-thread runtime: each connection is two tasks and each waiting line
-//! an entry in a channel and, at its head, in tokio's timer wheel; no thread and no
-//! buffer per waiting request beyond the line, so a hundred thousand waiting requests
-//! cost a few megabytes and little CPU. The wheel fires on a 1 ms grid, so a line waits
-//! from `delay` up to `delay` + 1 ms: the backend measures the waits it gave
+//! an entry in a channel and, at its head, in the backend's timer heap ([`timer`]); no
+//! thread and no buffer per waiting request beyond the line, so a hundred thousand
+//! waiting requests cost a few megabytes and little CPU. The timer is a `timerfd`, not
+//! tokio's wheel: the wheel rounds every sleep up to the next millisecond, which answers
+//! a loaded backend's lines in bursts and leaves the servers behind it idle between
+//! them. A line still waits a little longer than `delay` (the kernel's timer slack, the
+//! runtime's turn): the backend measures the waits it gave
 //! ([`BackendStats::mean_wait`]) rather than promising `delay`. It is measured, not assumed: the backend counts
 //! what it answered and what it spent ([`BackendStats`]), so a report that uses it can
 //! say it was not the limit.
@@ -31,6 +34,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::shutdown::Shutdown;
+
+pub mod timer;
+
+use timer::Timer;
 
 /// The longest line the backend takes; a longer one closes its connection (a
 /// downstream's requests are short: the client's request line).
@@ -63,8 +70,8 @@ pub struct BackendStats {
     /// Connections accepted.
     pub connections: AtomicU64,
     /// Microseconds the answered lines waited in all, from read to written: over
-    /// `answered`, the wait a client really got (tokio's timers fire on a 1 ms grid, so
-    /// a line waits from `delay` to `delay` + 1 ms).
+    /// `answered`, the wait a client really got (`delay`, plus the timer's slack and
+    /// whatever the backend's own thread was busy with).
     pub waited_us: AtomicU64,
 }
 
@@ -106,6 +113,7 @@ pub fn serve(
         .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
+        let timer = Timer::start()?;
         let mut stop = shutdown.watch();
         let mut next_seed = config.seed;
         loop {
@@ -116,7 +124,7 @@ pub fn serve(
                         stats.connections.fetch_add(1, Ordering::Relaxed);
                         let _ = stream.set_nodelay(true);
                         next_seed = next_seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                        tokio::spawn(connection(stream, config, next_seed, stats.clone()));
+                        tokio::spawn(connection(stream, config, next_seed, stats.clone(), timer.clone()));
                     }
                     // Out of descriptors, or a connection reset before it was taken:
                     // the listener stays; a short pause lets descriptors come back.
@@ -136,6 +144,7 @@ async fn connection(
     config: BackendConfig,
     seed: u64,
     stats: Arc<BackendStats>,
+    timer: Timer,
 ) {
     let (read, mut write) = stream.into_split();
     // (when it was read, when it is due, the line)
@@ -143,7 +152,7 @@ async fn connection(
     let writer_stats = stats.clone();
     let writer = tokio::spawn(async move {
         while let Some((read_at, due, mut line)) = due_rx.recv().await {
-            tokio::time::sleep_until(due).await;
+            timer.sleep_until(due).await;
             line.push(b'\n');
             let sent = write.write_all(&line).await;
             writer_stats.answered(read_at.elapsed());
