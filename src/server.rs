@@ -9,18 +9,18 @@
 //! new setting cannot be forgotten on the way.
 
 use std::fmt;
-use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-
-use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::downstream::DownstreamConfig;
 use crate::fib::MAX_N_FITS_U64;
 use crate::gil::GilMode;
 use crate::service::{DEFAULT_MAX_LINE, DEFAULT_MAX_N, Service, ServiceKind};
 use crate::units::{format_duration, parse_duration};
+
+mod listen;
+pub use listen::{BindError, bind, bind_model, bind_with};
 
 /// Settings shared by every model. Models ignore the fields that do not apply to them
 /// (`single` has no pool), so one `serve` signature fits all.
@@ -125,31 +125,6 @@ pub fn raise_descriptor_limit() {
     {
         tracing::warn!(error = %e, soft, "cannot raise the descriptor limit");
     }
-}
-
-/// Binds a listening socket: `SO_REUSEADDR` so a restarted server gets its port back at
-/// once (as the seeds do), and a deep accept backlog so a burst of clients queues in the
-/// kernel instead of being refused.
-pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    bind_with(addr, false)
-}
-
-/// [`bind`], optionally with `SO_REUSEPORT`, so that other sockets (`prefork`'s
-/// processes) can bind the same port and the kernel spreads connections over them.
-/// Only models that ask for it get it: on an ordinary server it would let a second
-/// server start on a busy port and silently take half its clients.
-pub fn bind_with(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    if reuse_port {
-        socket.set_reuse_port(true)?;
-    }
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    Ok(socket.into())
 }
 
 /// The smallest `--stack-size`: a connection thread's frames (the session, fib's

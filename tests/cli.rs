@@ -119,6 +119,87 @@ fn serve_explains_a_busy_port() {
     assert!(err.contains("Pick another with --port"), "{err}");
 }
 
+/// Runs `fiblab ARGS`, which must exit by itself within a few seconds (a server that
+/// started instead is killed and the test fails).
+fn fiblab_exits(args: &[&str]) -> Output {
+    let mut child = Command::new(fiblab_bin())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run fiblab");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "fiblab {args:?} kept running (it started serving?): {}",
+                stdout(&out)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Crystal-lang/crystal#4019 and Expensify/Bedrock#1872: a second server on a port
+/// whose listener uses `SO_REUSEPORT` silently shares it, the kernel splitting new
+/// clients between the two. Every registry model that binds with `SO_REUSEPORT` must
+/// refuse a held port (held by a model like it, or by a plain one), and join it only
+/// when asked.
+#[test]
+fn reuse_port_models_refuse_a_port_another_server_holds() {
+    let shared: Vec<&str> = fiblab::models::MODELS
+        .iter()
+        .filter(|m| m.reuse_port)
+        .map(|m| m.name)
+        .collect();
+    assert!(!shared.is_empty(), "the registry has SO_REUSEPORT models");
+    for first in shared.iter().copied().chain(["threads"]) {
+        let mut held = Server::start(first, &[]);
+        let port = held.addr.port().to_string();
+        for second in &shared {
+            let out = fiblab_exits(&["serve", "--model", second, "--port", &port]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{second} after {first}: {err}");
+            assert!(
+                err.contains(&format!("port {port} already has a listener"))
+                    && err.contains("--join-port"),
+                "{second} after {first}: {err}"
+            );
+        }
+        // The first still serves every client.
+        assert_eq!(held.connect().ask("10\n"), "55");
+        held.terminate(std::time::Duration::from_secs(5));
+    }
+    // On purpose: two `per-core` servers share one port.
+    let first = Server::start("per-core", &[]);
+    let port = first.addr.port().to_string();
+    let mut command = Command::new(fiblab_bin());
+    command.args([
+        "serve",
+        "--model",
+        "per-core",
+        "--port",
+        &port,
+        "--join-port",
+    ]);
+    let mut joined = Server::spawn(command, "per-core", std::process::Stdio::inherit());
+    assert_eq!(joined.addr.port(), first.addr.port());
+    assert_eq!(joined.connect().ask("10\n"), "55");
+    joined.terminate(std::time::Duration::from_secs(5));
+    // A plain model cannot join anything.
+    let out = fiblab_exits(&["serve", "--model", "threads", "--port", "0", "--join-port"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--join-port needs a model that binds with SO_REUSEPORT"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn serve_rejects_unknown_models_and_impossible_limits() {
     let out = fiblab(&["serve", "--model", "nope"]);
@@ -290,6 +371,34 @@ fn load_agents_split_and_merge_through_the_cli() {
     assert_eq!(report["merged_from"], 2);
     assert_eq!(report["connections"], 4);
     assert_eq!(report["rate"], 400.0);
+    // One agent's report twice, or one agent alone: refused, naming the files; the
+    // lone agent merges with --partial, and the report says who is missing.
+    let merge = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(common::fiblab_bin())
+            .args(["load", "merge"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            stdout(&out),
+        )
+    };
+    let (a, b) = (files[0].as_os_str(), files[1].as_os_str());
+    let (ok, err, _) = merge(&[a, a]);
+    assert!(
+        !ok && err.contains("is the same report as") && err.contains("agent-1.json"),
+        "{err}"
+    );
+    let (ok, err, _) = merge(&[b]);
+    assert!(
+        !ok && err.contains("agent 1/2 of the split is missing") && err.contains("--partial"),
+        "{err}"
+    );
+    let (ok, err, text) = merge(&[b, std::ffi::OsStr::new("--partial")]);
+    assert!(ok, "{err}");
+    assert!(text.contains("agent 1/2 of 2 missing"), "{text}");
     // A file that is not a report is refused with what to do.
     let out = fiblab(&["load", "merge", "Cargo.toml"]);
     assert!(!out.status.success());

@@ -25,15 +25,16 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::models;
 use crate::server::Variant;
-use crate::units::{CpuList, parse_duration};
 
 pub use super::experiments::connections::settings::Connections;
 pub use super::experiments::knee::settings::{Knee, KneeWorkload};
 pub use super::experiments::python::settings::Python;
 pub use super::experiments::starvation::settings::Starvation;
 pub use super::experiments::waiting::settings::Waiting;
+
+mod overrides;
+pub use overrides::Overrides;
 
 /// A scenario that cannot run; the message says what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -273,133 +274,6 @@ impl Pinning {
             None => "none: server and client unpinned".into(),
             Some(p) => format!("server {}, client {}", side(&p.server), side(&p.client)),
         }
-    }
-}
-
-/// Command-line overrides of a scenario's fields (`fiblab bench quick --clients 1,16`).
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct Overrides {
-    /// Models instead of the scenario's (the knee's sweeps too), comma-separated
-    /// (`epoll+offload` for a variant).
-    #[arg(long, value_delimiter = ',')]
-    pub models: Option<Vec<String>>,
-    /// Workloads (fib n) instead of the scenario's, comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    pub workloads: Option<Vec<u32>>,
-    /// Client counts instead of the scenario's, comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    pub clients: Option<Vec<usize>>,
-    /// Measured time per cell, e.g. 3s.
-    #[arg(long, value_parser = parse_duration)]
-    pub duration: Option<Duration>,
-    /// Warm-up per cell, e.g. 500ms.
-    #[arg(long, value_parser = parse_duration)]
-    pub warmup: Option<Duration>,
-    /// Repetitions of every cell.
-    #[arg(long)]
-    pub repetitions: Option<usize>,
-    /// Repeat the widest cells until every 95% interval is within this share of its
-    /// estimate (e.g. 5%), or the time budget runs out.
-    #[arg(long, value_parser = crate::units::parse_percent)]
-    pub precision: Option<f64>,
-    /// The whole run's wall-time budget, e.g. 5m: --precision's repetitions stop there.
-    #[arg(long, value_parser = parse_duration)]
-    pub time_budget: Option<Duration>,
-    /// Open loop at this many requests per second per cell, instead of closed loops.
-    #[arg(long)]
-    pub rate: Option<f64>,
-    /// Split each cell's load across this many in-process agents (execution segments)
-    /// and merge their reports.
-    #[arg(long)]
-    pub agents: Option<usize>,
-    /// Pin the server process to these CPUs, e.g. 0 or 0,1 or 0-3.
-    #[arg(long)]
-    pub server_cpus: Option<CpuList>,
-    /// Pin the load generator's threads to these CPUs, e.g. 1 or 2-3.
-    #[arg(long)]
-    pub client_cpus: Option<CpuList>,
-    /// Regimes instead of the scenario's, comma-separated: shared (unpinned, a
-    /// sleeping client), pinned-spinning (client busy-polling on the first CPU, server
-    /// on the others), pinned-sleeping (the same, the client sleeping between replies)
-    #[arg(long, value_delimiter = ',', value_enum)]
-    pub regimes: Option<Vec<Regime>>,
-    /// Leave out seed 004's starvation experiment.
-    #[arg(long)]
-    pub no_starvation: bool,
-    /// Leave out the connections (C10K) experiment.
-    #[arg(long)]
-    pub no_connections: bool,
-    /// Leave out the knee (latency against offered load) experiment.
-    #[arg(long)]
-    pub no_knee: bool,
-}
-
-impl Overrides {
-    /// The scenario with these overrides applied, checked again as a whole.
-    pub fn apply(&self, mut scenario: Scenario) -> Result<Scenario, ScenarioError> {
-        if let Some(models) = &self.models {
-            scenario.models = models
-                .iter()
-                .map(|m| models::parse_variant(m))
-                .collect::<Result<_, _>>()
-                .map_err(|e| ScenarioError(e.to_string()))?;
-            // The knee sweeps its own list: a user who names models means those too.
-            if let Some(knee) = &mut scenario.knee {
-                knee.models = scenario.models.clone();
-            }
-        }
-        if let Some(w) = &self.workloads {
-            scenario.workloads = w.clone();
-        }
-        if let Some(c) = &self.clients {
-            scenario.clients = c.clone();
-        }
-        if let Some(d) = self.duration {
-            scenario.duration = d;
-        }
-        if let Some(w) = self.warmup {
-            scenario.warmup = w;
-        }
-        if let Some(r) = self.repetitions {
-            scenario.repetitions = r;
-        }
-        if self.precision.is_some() {
-            scenario.precision = self.precision;
-        }
-        if self.time_budget.is_some() {
-            scenario.time_budget = self.time_budget;
-        }
-        if self.rate.is_some() {
-            scenario.rate = self.rate;
-        }
-        if let Some(agents) = self.agents {
-            scenario.agents = agents;
-        }
-        if let Some(regimes) = &self.regimes {
-            scenario.regimes = regimes.clone();
-            scenario.pinning = None;
-        }
-        if self.server_cpus.is_some() || self.client_cpus.is_some() {
-            let mut pinning = scenario.pinning.take().unwrap_or_default();
-            if let Some(cpus) = &self.server_cpus {
-                pinning.server = cpus.0.clone();
-            }
-            if let Some(cpus) = &self.client_cpus {
-                pinning.client = cpus.0.clone();
-            }
-            scenario.pinning = Some(pinning);
-        }
-        if self.no_starvation {
-            scenario.starvation = None;
-        }
-        if self.no_connections {
-            scenario.connections = None;
-        }
-        if self.no_knee {
-            scenario.knee = None;
-        }
-        scenario.check()?;
-        Ok(scenario)
     }
 }
 

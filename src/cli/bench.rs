@@ -82,7 +82,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 fn measure(args: &BenchArgs) -> Result<(BenchReport, bool)> {
-    let scenario = args.overrides.apply(scenario::load(&args.scenario)?)?;
+    let (scenario, notes) = args
+        .overrides
+        .apply_noting(scenario::load(&args.scenario)?)?;
+    for note in notes {
+        eprintln!("note: {note}");
+    }
     let exe =
         std::env::current_exe().context("cannot find the fiblab binary to start servers with")?;
     for t in &args.targets {

@@ -141,6 +141,10 @@ pub enum LoadCommand {
         /// Write the merged per-second series as CSV to this file (- for stdout).
         #[arg(long)]
         csv: Option<PathBuf>,
+        /// Merge an incomplete set of agents (one host failed); the report says which
+        /// agents are missing. Without it every agent of the split must be given.
+        #[arg(long)]
+        partial: bool,
     },
 }
 
@@ -196,7 +200,13 @@ impl LoadArgs {
 
 pub fn run(args: LoadArgs) -> Result<()> {
     let dash = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str() == "-");
-    if let Some(LoadCommand::Merge { reports, json, csv }) = &args.command {
+    if let Some(LoadCommand::Merge {
+        reports,
+        json,
+        csv,
+        partial,
+    }) = &args.command
+    {
         if dash(json) && dash(csv) {
             bail!("--json - and --csv - both want standard output: send one of them to a file");
         }
@@ -211,7 +221,8 @@ pub fn run(args: LoadArgs) -> Result<()> {
             })
         };
         let parts = reports.iter().map(read).collect::<Result<Vec<_>>>()?;
-        let merged = load::merge::merge(&parts)?;
+        let names: Vec<String> = reports.iter().map(|p| p.display().to_string()).collect();
+        let merged = load::merge::merge_named(&names, &parts, *partial)?;
         return write_report(&merged, json, csv);
     }
     if dash(&args.json) && dash(&args.csv) {

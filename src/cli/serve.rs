@@ -25,6 +25,11 @@ pub struct ServeArgs {
     /// processes) instead of binding one.
     #[arg(long, hide = true)]
     inherited_listener: bool,
+    /// For a model that binds with SO_REUSEPORT (`per-core`, `prefork`): share a port
+    /// that other SO_REUSEPORT listeners of this user already hold, on purpose; the kernel
+    /// then splits new clients between the servers. Without it such a port is refused.
+    #[arg(long)]
+    join_port: bool,
     #[command(flatten)]
     config: ConfigArgs,
 }
@@ -37,6 +42,18 @@ pub fn run(args: ServeArgs) -> Result<()> {
         offload: config.offload,
     };
     let model = models::check_config(&variant, &config)?;
+    if args.join_port && !model.reuse_port {
+        anyhow::bail!(
+            "--join-port needs a model that binds with SO_REUSEPORT ({}); --model {} binds its port alone",
+            MODELS
+                .iter()
+                .filter(|m| m.reuse_port)
+                .map(|m| m.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+            model.name
+        );
+    }
     (model.available)().with_context(|| format!("cannot serve --model {}", model.name))?;
     if let Some(mode) = config.gil {
         fiblab::gil::install(mode, config.switch_interval);
@@ -59,9 +76,17 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let listener = if args.inherited_listener {
         fiblab::process::inherited_listener()?
     } else {
-        server::bind_with(addr, model.reuse_port).with_context(|| {
-            format!("cannot listen on {addr}; is another server using the port? Pick another with --port")
-        })?
+        match server::bind_model(addr, model.reuse_port, args.join_port) {
+            Ok(listener) => listener,
+            Err(e @ server::BindError::PortHeld { .. }) => {
+                return Err(e).with_context(|| format!("cannot listen on {addr}"));
+            }
+            Err(server::BindError::Io(e)) => {
+                return Err(e).with_context(|| {
+                    format!("cannot listen on {addr}; is another server using the port? Pick another with --port")
+                });
+            }
+        }
     };
     let local = listener.local_addr()?;
     if !args.bind.is_loopback() {

@@ -8,6 +8,13 @@
 //! (`started_unix_s`) and their counts summed. Only a second's p99 cannot be merged
 //! exactly (each agent keeps the percentile, not the histogram): the merged row takes
 //! the worst agent's, an upper bound.
+//!
+//! Only the parts of one whole are merged (k6 checks that execution segments tile the
+//! load; users of vegeta and wrk2 who merged a result file twice reported doubled
+//! rates): a report given twice, two reports of the same agent, or agents of different
+//! splits are refused, naming the files; an incomplete set of agents is merged only
+//! when asked ([`merge_named`] with `partial`), and the report then says which agents
+//! are missing.
 
 use hdrhistogram::Histogram;
 
@@ -27,14 +34,147 @@ pub enum MergeError {
         "report {0}: its {1} histogram cannot be read ({2}); was it written by fiblab load --json?"
     )]
     BadHistogram(usize, String, String),
+    #[error("{second} is the same report as {first}: give each agent's report once")]
+    Duplicate { first: String, second: String },
+    #[error(
+        "{first} and {second} are both {segment}: two runs of the same part of the load would count it twice; keep one"
+    )]
+    SameSegment {
+        segment: String,
+        first: String,
+        second: String,
+    },
+    #[error(
+        "{first} is agent {a} and {second} agent {b}: parts of different splits of the load; merge the agents of one split (all run with --segment I/N, one N)"
+    )]
+    DifferentSplits {
+        first: String,
+        a: String,
+        second: String,
+        b: String,
+    },
+    #[error(
+        "agent {missing} of the split is missing (the reports are {given}): merge every agent's report, or pass --partial to merge these and have the report say which agents are missing"
+    )]
+    Incomplete { missing: String, given: String },
 }
 
-/// One report of the whole load from its agents' reports.
+/// How a report names its part of the load: `agent 1/2`, or `a whole load (no
+/// --segment)`.
+fn part(r: &Report) -> String {
+    match &r.segment {
+        Some(s) => format!("agent {s}"),
+        None => "a whole load (no --segment)".into(),
+    }
+}
+
+/// Checks that `reports` (named `names`, e.g. their files) are distinct parts of one
+/// split and, unless `partial`, all of them; returns the agents missing (`2/3`), in
+/// order.
 ///
 /// # Errors
-/// No reports, reports of different loads (mode, classes), or a histogram
-/// that does not decode.
+/// A report given twice, two of one segment, segments of different splits, or (not
+/// `partial`) a missing agent.
+pub fn check_parts(
+    names: &[String],
+    reports: &[Report],
+    partial: bool,
+) -> Result<Vec<String>, MergeError> {
+    let name = |i: usize| {
+        names
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| format!("report {}", i + 1))
+    };
+    let segment = |r: &Report| {
+        r.segment
+            .as_deref()
+            .and_then(|s| super::spec::Segment::parse(s).ok())
+            .unwrap_or(super::spec::Segment::WHOLE)
+    };
+    for (j, b) in reports.iter().enumerate() {
+        for (i, a) in reports[..j].iter().enumerate() {
+            if a == b {
+                return Err(MergeError::Duplicate {
+                    first: name(i),
+                    second: name(j),
+                });
+            }
+            let (sa, sb) = (segment(a), segment(b));
+            if sa.count != sb.count {
+                return Err(MergeError::DifferentSplits {
+                    first: name(i),
+                    a: sa.to_string(),
+                    second: name(j),
+                    b: sb.to_string(),
+                });
+            }
+            if sa == sb {
+                return Err(MergeError::SameSegment {
+                    segment: part(a),
+                    first: name(i),
+                    second: name(j),
+                });
+            }
+        }
+    }
+    let count = reports.first().map_or(1, |r| segment(r).count);
+    let missing: Vec<String> = (0..count)
+        .filter(|&index| !reports.iter().any(|r| segment(r).index == index))
+        .map(|index| super::spec::Segment { index, count }.to_string())
+        .collect();
+    if !missing.is_empty() && !partial {
+        return Err(MergeError::Incomplete {
+            missing: missing.join(", "),
+            given: (0..reports.len())
+                .map(|i| format!("{} ({})", name(i), part(&reports[i])))
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    Ok(missing)
+}
+
+/// [`merge`] of the reports named `names` (their files, in error messages); with
+/// `partial`, an incomplete set of agents is merged and the report's notes say which
+/// are missing.
+///
+/// # Errors
+/// As [`check_parts`] and [`merge`].
+pub fn merge_named(
+    names: &[String],
+    reports: &[Report],
+    partial: bool,
+) -> Result<Report, MergeError> {
+    let missing = check_parts(names, reports, partial)?;
+    let mut merged = merge_unchecked(reports)?;
+    if !missing.is_empty() {
+        let count = missing.len() + reports.len();
+        merged.notes.push(format!(
+            "incomplete: agent{} {} of {count} missing (merged with --partial); connections, rate and every count are those of the {} agents present, not of the whole load",
+            if missing.len() == 1 { "" } else { "s" },
+            missing.join(", "),
+            reports.len()
+        ));
+    }
+    Ok(merged)
+}
+
+/// One report of the whole load from its agents' reports: every agent of one split,
+/// each once ([`check_parts`]).
+///
+/// # Errors
+/// No reports, reports that are not the parts of one whole ([`check_parts`]), reports
+/// of different loads (mode, classes), or a histogram that does not decode.
 pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
+    if reports.is_empty() {
+        return Err(MergeError::Empty);
+    }
+    check_parts(&[], reports, false)?;
+    merge_unchecked(reports)
+}
+
+fn merge_unchecked(reports: &[Report]) -> Result<Report, MergeError> {
     let first = reports.first().ok_or(MergeError::Empty)?;
     for r in reports {
         if r.mode != first.mode {
@@ -263,142 +403,4 @@ fn seconds(reports: &[Report], start: f64) -> Vec<SecondReport> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A report of one class whose latencies are `samples`, µs.
-    fn report(samples: &[u64], segment: &str, started: f64) -> Report {
-        let mut h = histogram(3);
-        for &s in samples {
-            h.record(s).unwrap();
-        }
-        let p = super::super::report::percentiles_of(&h);
-        Report {
-            schema: super::super::report::SCHEMA_VERSION,
-            target: "127.0.0.1:25000".into(),
-            mode: "open".into(),
-            connections: 2,
-            pipeline: 1,
-            rate: Some(1000.0),
-            threads: 1,
-            spin: false,
-            tick_us: 0.0,
-            cpus: None,
-            seed: 1,
-            warmup_s: 0.0,
-            measured_s: 1.0,
-            throughput_rps: samples.len() as f64,
-            requests_ok: samples.len() as u64,
-            errors: super::super::stats::Errors {
-                timeout: 1,
-                ..Default::default()
-            },
-            unfinished: 2,
-            missed: 3,
-            classes: vec![ClassReport {
-                label: "n=1".into(),
-                weight: 1,
-                requests_ok: samples.len() as u64,
-                err_replies: 0,
-                wrong: 0,
-                latency_us: Percentiles {
-                    min: *samples.iter().min().unwrap(),
-                    max: *samples.iter().max().unwrap(),
-                    ..p.clone()
-                },
-                latency_sent_us: p,
-                histogram: encode_histogram(&h),
-                histogram_sent: encode_histogram(&h),
-            }],
-            per_connection: vec![samples.len() as u64, 0],
-            per_second: vec![SecondReport {
-                second: 0,
-                span_s: 1.0,
-                classes: vec![SecondClass {
-                    label: "n=1".into(),
-                    requests_ok: samples.len() as u64,
-                    p99_us: *samples.iter().max().unwrap(),
-                    errors: 0,
-                }],
-            }],
-            // 10 µs of client CPU and one sleep per reply, in each agent.
-            client: super::super::report::ClientCost::new(
-                vec![0.5],
-                false,
-                Some(crate::load::ThreadCost {
-                    cpu_s: samples.len() as f64 * 10e-6,
-                    sleeps: samples.len() as u64,
-                    preempted: 0,
-                }),
-                samples.len() as u64,
-            ),
-            notes: Vec::new(),
-            segment: Some(segment.into()),
-            started_unix_s: Some(started),
-            merged_from: 0,
-        }
-    }
-
-    #[test]
-    fn merged_percentiles_are_those_of_one_histogram_of_every_sample() {
-        // Two agents with very different latencies: an average of their p99s would be
-        // far from the p99 of all samples.
-        let fast: Vec<u64> = (1..=990).map(|i| 100 + i % 50).collect();
-        let slow: Vec<u64> = (1..=10).map(|i| 20_000 + i * 100).collect();
-        let a = report(&fast, "1/2", 1000.0);
-        let b = report(&slow, "2/2", 1000.0);
-        let merged = merge(&[a.clone(), b.clone()]).unwrap();
-        let all: Vec<u64> = fast.iter().chain(&slow).copied().collect();
-        let one = report(&all, "1/1", 1000.0);
-        assert_eq!(merged.classes[0].latency_us, one.classes[0].latency_us);
-        assert_eq!(merged.requests_ok, 1000);
-        assert_eq!(merged.errors.timeout, 2);
-        assert_eq!((merged.unfinished, merged.missed), (4, 6));
-        assert_eq!(merged.rate, Some(2000.0));
-        assert_eq!(merged.connections, 4);
-        assert_eq!(merged.per_connection, [1000, 0]);
-        assert_eq!(merged.merged_from, 2);
-        // The client's cost: the agents' windows summed, over all their replies.
-        assert_eq!(merged.client.cpu_us_per_request, Some(10.0));
-        assert_eq!(merged.client.sleeps_per_request, Some(1.0));
-        let avg_p99 = (a.classes[0].latency_us.p99 + b.classes[0].latency_us.p99) / 2;
-        assert_ne!(merged.classes[0].latency_us.p99, avg_p99);
-    }
-
-    #[test]
-    fn seconds_line_up_on_the_wall_clock() {
-        let a = report(&[100; 10], "1/2", 1000.0);
-        let b = report(&[100; 20], "2/2", 1001.0);
-        let merged = merge(&[a, b]).unwrap();
-        let seconds: Vec<(u64, u64)> = merged
-            .per_second
-            .iter()
-            .map(|s| (s.second, s.classes[0].requests_ok))
-            .collect();
-        assert_eq!(seconds, [(0, 10), (1, 20)]);
-        assert!(
-            merged
-                .notes
-                .iter()
-                .any(|n| n.contains("started 1000.0 ms apart"))
-        );
-    }
-
-    #[test]
-    fn reports_of_different_loads_are_refused() {
-        let a = report(&[100], "1/2", 0.0);
-        let mut b = report(&[100], "2/2", 0.0);
-        b.mode = "closed".into();
-        assert_eq!(
-            merge(&[a.clone(), b]),
-            Err(MergeError::Mismatch("open or closed loop"))
-        );
-        assert_eq!(merge(&[]), Err(MergeError::Empty));
-        let mut c = a.clone();
-        c.classes[0].histogram = "not base64!".into();
-        assert!(matches!(
-            merge(&[a, c]),
-            Err(MergeError::BadHistogram(2, _, _))
-        ));
-    }
-}
+mod tests;

@@ -5,6 +5,15 @@ use std::fmt::Write as _;
 use super::Document;
 use crate::bench::results::{BenchReport, Plot};
 
+/// `&`, `<`, `>` and `"` escaped, for an attribute's value.
+fn attribute(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('`', "")
+}
+
 /// `&`, `<`, `>` and `"` escaped, then `` `code` `` and `**bold**` as HTML.
 fn inline_html(text: &str) -> String {
     let escaped = text
@@ -86,7 +95,13 @@ pub fn render(r: &BenchReport, plots: &[Plot]) -> String {
         if !t.intro.is_empty() {
             let _ = writeln!(out, "<p>{}</p>", inline_html(&t.intro));
         }
-        out.push_str("<table>\n<tr>");
+        // A wide table scrolls sideways inside its own box (the page keeps its width),
+        // its first column (the model) staying in view while it does.
+        let _ = write!(
+            out,
+            "<div class=\"wide\" role=\"region\" tabindex=\"0\" aria-label=\"{}\">\n<table>\n<tr>",
+            attribute(&t.title)
+        );
         for (i, h) in t.header.iter().enumerate() {
             let class = if t.is_left(i) { "" } else { " class=\"num\"" };
             let _ = write!(out, "<th{class}>{}</th>", inline_html(h));
@@ -100,7 +115,7 @@ pub fn render(r: &BenchReport, plots: &[Plot]) -> String {
             }
             out.push_str("</tr>\n");
         }
-        out.push_str("</table>\n");
+        out.push_str("</table>\n</div>\n");
     }
     for note in &notes {
         let _ = writeln!(out, "<p class=\"note\">{}</p>", inline_html(note));
@@ -124,7 +139,9 @@ pub fn render(r: &BenchReport, plots: &[Plot]) -> String {
 // CJK fallbacks: the seeds' summaries (总结) are Chinese; without a CJK font they draw
 // as boxes (Debian: fonts-noto-cjk).
 const STYLE: &str = "body { font-family: \"Noto Sans\", \"DejaVu Sans\", \"Noto Sans CJK SC\", \"Source Han Sans SC\", \"WenQuanYi Micro Hei\", \"PingFang SC\", \"Microsoft YaHei\", sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
-table { border-collapse: collapse; margin: 1rem 0; }
+table { border-collapse: collapse; margin: 0; }
+.wide { overflow-x: auto; margin: 1rem 0; max-width: 100%; }
+.wide th:first-child, .wide td:first-child { position: sticky; left: 0; background: #fff; z-index: 1; box-shadow: 1px 0 0 #ddd; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.25rem 0.75rem; text-align: left; vertical-align: top; }
 th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; }
 code { background: #f4f4f4; padding: 0 0.2rem; }
@@ -145,6 +162,18 @@ mod tests {
             "84,120 <span class=\"ci\">[81,900–86,300]</span> ¹"
         );
         assert_eq!(inline_html("[not one] [a–b c]"), "[not one] [a–b c]");
+    }
+
+    /// Issue 32: a five-client-count table cut its right-hand columns at 1400 px. Every
+    /// table sits in a box that scrolls sideways, its first column kept in view.
+    #[test]
+    fn every_table_scrolls_inside_its_own_box() {
+        let tables = STYLE.contains(".wide { overflow-x: auto;")
+            && STYLE.contains(
+                ".wide th:first-child, .wide td:first-child { position: sticky; left: 0;",
+            );
+        assert!(tables, "{STYLE}");
+        assert_eq!(attribute("`a` \"b\" <c>"), "a &quot;b&quot; &lt;c&gt;");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Tests of scenarios: the shipped files parse, overrides, regimes.
 
 use super::*;
+use crate::models;
 
 #[test]
 fn every_shipped_scenario_parses() {
@@ -117,5 +118,93 @@ fn rejects_what_cannot_run() {
             model: "epoll".into(),
             offload: true
         }
+    );
+}
+
+/// Issue 32: `--models` (and the other overrides) reach every experiment that can follow
+/// them, and say in one line where one cannot.
+#[test]
+fn overrides_reach_every_experiment_or_say_why_not() {
+    let names =
+        |v: &[crate::server::Variant]| v.iter().map(|v| v.model.clone()).collect::<Vec<_>>();
+    let models = Overrides {
+        models: Some(vec!["epoll".into(), "threads".into()]),
+        ..Overrides::default()
+    };
+    for (name, text) in super::SHIPPED {
+        let scenario = Scenario::parse(text).unwrap();
+        let had_tables = !scenario.models.is_empty();
+        let (s, _) = models.apply_noting(scenario).unwrap();
+        let want = vec!["epoll".to_string(), "threads".into()];
+        if had_tables {
+            assert_eq!(names(&s.models), want, "{name}");
+        } else {
+            assert!(s.models.is_empty(), "{name}: seed tables appeared");
+        }
+        for list in [
+            s.knee.as_ref().map(|k| &k.models),
+            s.python.as_ref().map(|p| &p.models),
+            s.connections.as_ref().map(|c| &c.models),
+            s.waiting.as_ref().map(|w| &w.models),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            assert_eq!(names(list), want, "{name}");
+        }
+        if let Some(w) = &s.waiting {
+            assert_eq!(w.gil, ["threads"], "{name}");
+        }
+    }
+    let waiting = Scenario::parse(
+        super::SHIPPED
+            .iter()
+            .find(|(n, _)| *n == "waiting")
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    let (s, notes) = Overrides {
+        clients: Some(vec![1, 50]),
+        duration: Some(Duration::from_secs(1)),
+        workloads: Some(vec![20]),
+        ..Overrides::default()
+    }
+    .apply_noting(waiting)
+    .unwrap();
+    let w = s.waiting.unwrap();
+    assert_eq!(
+        (w.clients.as_slice(), w.duration),
+        (&[1, 50][..], Duration::from_secs(1))
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("does not reach the waiting experiment")),
+        "{notes:?}"
+    );
+    let knee =
+        Scenario::parse(super::SHIPPED.iter().find(|(n, _)| *n == "knee").unwrap().1).unwrap();
+    let (s, notes) = Overrides {
+        workloads: Some(vec![1]),
+        clients: Some(vec![4]),
+        ..Overrides::default()
+    }
+    .apply_noting(knee)
+    .unwrap();
+    assert_eq!(
+        s.knee
+            .unwrap()
+            .workloads
+            .iter()
+            .map(|k| k.mix.as_str())
+            .collect::<Vec<_>>(),
+        ["1"]
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("--clients does not reach the knee")),
+        "{notes:?}"
     );
 }
