@@ -193,11 +193,14 @@ mod tests {
         let pool = Offload::start(1, 0).unwrap();
         let (tx, rx) = mpsc::channel();
         let tx2 = tx.clone();
-        pool.submit(32, None, move |r| tx.send(r).unwrap()); // occupies the only worker
+        // Occupies the only worker for about 0.2 s, far longer than the pause below
+        // stretches on a loaded machine (fib(32) took 9 ms: a 5 ms sleep that ran late
+        // let the worker finish first, one run in many under parallel tests).
+        pool.submit(38, None, move |r| tx.send(r).unwrap());
         std::thread::sleep(Duration::from_millis(5));
         pool.submit(1, None, move |r| tx2.send(r).unwrap());
         assert_eq!(rx.recv().unwrap(), Err(Rejection::ServerBusy));
-        assert_eq!(rx.recv().unwrap(), Ok(2_178_309));
+        assert_eq!(rx.recv().unwrap(), Ok(39_088_169));
     }
 
     #[test]

@@ -53,26 +53,89 @@ use experiments::EXPERIMENTS;
 use measure::{Row, Run};
 use scenario::Scenario;
 
-/// The pool settings each of the scenario's models serves with: its defaults here.
-fn settings(scenario: &Scenario) -> Vec<String> {
-    use crate::models::{Workers, defaults_for, find};
-    scenario
-        .models
-        .iter()
-        .filter_map(|variant| {
-            let model = find(&variant.model)?;
-            let config = defaults_for(model, crate::server::Config::default());
-            let pooled = model.workers.used(variant.offload);
-            let queue = matches!(model.workers, Workers::ThreadPoolExecutor) || variant.offload;
-            pooled.then(|| match queue {
-                true => format!(
-                    "`{variant}` {} workers, queue {}",
-                    config.workers, config.queue
-                ),
-                false => format!("`{variant}` {} workers", config.workers),
+/// The pool settings each of the scenario's models serves with, taken from the config
+/// each regime starts it with ([`measure::server_config`]: pinned, its workers follow
+/// the server's CPUs), so the report prints what ran. Where regimes differ, each line
+/// names its regime.
+fn settings(scenario: &Scenario, plans: &[scenario::RegimePlan]) -> Vec<String> {
+    let mut variants: Vec<&crate::server::Variant> = Vec::new();
+    let lists = [
+        Some(&scenario.models),
+        scenario.knee.as_ref().map(|k| &k.models),
+        scenario.python.as_ref().map(|p| &p.models),
+        scenario.connections.as_ref().map(|c| &c.models),
+        scenario.waiting.as_ref().map(|w| &w.models),
+    ];
+    for v in lists.into_iter().flatten().flatten() {
+        if !variants.contains(&v) {
+            variants.push(v);
+        }
+    }
+    settings_of(&variants, plans)
+}
+
+/// The settings line of a report read back: its rows' variants under its regimes, as
+/// [`measure()`] starts them today. A report taken before the lines followed the pinned
+/// CPUs printed the unpinned defaults; `--replot` prints what ran.
+pub fn settings_of_report(r: &BenchReport) -> Vec<String> {
+    let mut variants: Vec<crate::server::Variant> = Vec::new();
+    for c in &r.cells {
+        if let Ok(v) = crate::models::parse_variant(&c.variant)
+            && !variants.contains(&v)
+        {
+            variants.push(v);
+        }
+    }
+    let refs: Vec<&crate::server::Variant> = variants.iter().collect();
+    settings_of(&refs, &r.regimes)
+}
+
+fn settings_of(
+    variants: &[&crate::server::Variant],
+    plans: &[scenario::RegimePlan],
+) -> Vec<String> {
+    use crate::models::{Workers, find};
+    let lines_for = |cpus: &[usize]| -> Vec<String> {
+        variants
+            .iter()
+            .filter_map(|variant| {
+                let model = find(&variant.model)?;
+                let config =
+                    measure::server_config(variant, crate::service::ServiceKind::Fib, cpus);
+                let pooled = model.workers.used(variant.offload);
+                let queue = matches!(model.workers, Workers::ThreadPoolExecutor) || variant.offload;
+                pooled.then(|| match queue {
+                    true => format!(
+                        "`{variant}` {} workers, queue {}",
+                        config.workers, config.queue
+                    ),
+                    false => format!("`{variant}` {} workers", config.workers),
+                })
             })
-        })
-        .collect()
+            .collect()
+    };
+    let per_plan: Vec<(String, Vec<String>)> = match plans {
+        [] => vec![(String::new(), lines_for(&[]))],
+        plans => plans
+            .iter()
+            .map(|p| (p.name.clone(), lines_for(&p.server_cpus)))
+            .collect(),
+    };
+    match per_plan.iter().all(|(_, l)| l == &per_plan[0].1) {
+        true => per_plan
+            .into_iter()
+            .next()
+            .map(|(_, l)| l)
+            .unwrap_or_default(),
+        false => per_plan
+            .into_iter()
+            .flat_map(|(regime, lines)| {
+                lines
+                    .into_iter()
+                    .map(move |l| format!("{l} (regime `{regime}`)"))
+            })
+            .collect(),
+    }
 }
 
 /// Runs every experiment of `scenario` against fiblab's models (started from `exe`)
@@ -109,7 +172,7 @@ pub fn measure(
         findings: Vec::new(),
         peers: targets.to_vec(),
         notes: skipped,
-        settings: settings(scenario),
+        settings: settings(scenario, &plans),
         calibration: None,
         regimes: plans.clone(),
         python: None,
@@ -183,7 +246,7 @@ mod tests {
     #[test]
     fn settings_name_only_the_pools_in_use() {
         let quick = Scenario::parse(scenario::QUICK).unwrap();
-        let lines = settings(&quick);
+        let lines = settings(&quick, &[]);
         assert!(
             lines
                 .iter()
@@ -193,6 +256,22 @@ mod tests {
         for unpooled in ["`threads` ", "`epoll` ", "`select` ", "`tokio-current` "] {
             assert!(!lines.iter().any(|l| l.starts_with(unpooled)), "{lines:?}");
         }
+        // Issue 30: pinned to 3 CPUs, the pools run with workers for 3 CPUs, and the
+        // report says so, whatever this machine's own count.
+        let pinned = scenario::RegimePlan {
+            name: "pinned".into(),
+            server_cpus: vec![1, 2, 3],
+            client_cpus: vec![0],
+            spin: false,
+        };
+        let lines = settings(&quick, std::slice::from_ref(&pinned));
+        let tokio = crate::models::find("tokio").unwrap().workers.default_for(3);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l == &format!("`tokio` {tokio} workers")),
+            "{lines:?}"
+        );
         let epoll = crate::models::find("epoll").unwrap().workers;
         assert!(
             epoll.used(true) && !epoll.used(false),

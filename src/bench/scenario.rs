@@ -54,6 +54,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("knee", include_str!("../../scenarios/knee.toml")),
     ("cores", include_str!("../../scenarios/cores.toml")),
     ("waiting", include_str!("../../scenarios/waiting.toml")),
+    ("scale", include_str!("../../scenarios/scale.toml")),
 ];
 
 fn one_agent() -> usize {
@@ -84,7 +85,15 @@ pub struct Scenario {
     #[serde(deserialize_with = "crate::models::deserialize_variants")]
     pub models: Vec<Variant>,
     pub workloads: Vec<u32>,
+    /// Closed-loop client counts; with `clients_per_server_cpu`, computed instead.
+    #[serde(default)]
     pub clients: Vec<usize>,
+    /// Clients doubling from 1 up to this many per server CPU (the scale experiment: 16
+    /// gives 1 to 16 on 2 CPUs split in halves, 1 to 128 on 16), replacing `clients`.
+    /// Resolved when the scenario is read, from the CPUs this process may use and the
+    /// first regime's split.
+    #[serde(default)]
+    pub clients_per_server_cpu: Option<usize>,
     #[serde(deserialize_with = "crate::units::deserialize_duration")]
     pub duration: Duration,
     #[serde(deserialize_with = "crate::units::deserialize_duration")]
@@ -153,6 +162,10 @@ pub enum Regime {
     /// never late because a server thread ran in its place, and its own saturation
     /// still shows. Needs 2 CPUs.
     PinnedSleeping,
+    /// The load generator on the first half of the CPUs (rounded down), sleeping between
+    /// replies; the server on the other half: how the scale experiment gives both sides
+    /// room to grow (on 2 CPUs, one each; on 16, eight each). Needs 2 CPUs.
+    Halves,
 }
 
 impl Regime {
@@ -166,6 +179,7 @@ impl Regime {
             Regime::Shared => "shared",
             Regime::PinnedSpinning => "pinned-spinning",
             Regime::PinnedSleeping => "pinned-sleeping",
+            Regime::Halves => "halves",
         }
     }
 
@@ -188,6 +202,16 @@ impl Regime {
                 }),
                 _ => None,
             },
+            Regime::Halves if allowed.len() >= 2 => {
+                let (client, server) = allowed.split_at(allowed.len() / 2);
+                Some(RegimePlan {
+                    name: self.name().into(),
+                    server_cpus: server.to_vec(),
+                    client_cpus: client.to_vec(),
+                    spin: false,
+                })
+            }
+            Regime::Halves => None,
         }
     }
 }
@@ -280,7 +304,11 @@ impl Pinning {
 impl Scenario {
     /// Parses a scenario file's text, checking what TOML alone cannot.
     pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
-        let scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError(e.to_string()))?;
+        let mut scenario: Scenario =
+            toml::from_str(text).map_err(|e| ScenarioError(e.to_string()))?;
+        if let Some(per_cpu) = scenario.clients_per_server_cpu {
+            scenario.clients = scenario.doubling_clients(per_cpu, &crate::cpu::allowed_cpus());
+        }
         scenario.check()?;
         Ok(scenario)
     }
@@ -412,8 +440,29 @@ impl Scenario {
         (plans, notes)
     }
 
+    /// 1, 2, 4, ... up to `per_cpu` times the server's CPUs under the first regime (or
+    /// the explicit pinning) on `allowed` CPUs.
+    pub fn doubling_clients(&self, per_cpu: usize, allowed: &[usize]) -> Vec<usize> {
+        let server_cpus = match (&self.pinning, self.regimes.first()) {
+            (Some(p), _) if !p.server.is_empty() => p.server.len(),
+            (_, Some(regime)) => {
+                regime
+                    .resolve(allowed)
+                    .map_or(allowed.len(), |plan| match plan.server_cpus.len() {
+                        0 => allowed.len(),
+                        n => n,
+                    })
+            }
+            _ => allowed.len(),
+        };
+        let top = (per_cpu * server_cpus.max(1)).max(1);
+        std::iter::successors(Some(1usize), |c| Some(c * 2))
+            .take_while(|&c| c <= top)
+            .collect()
+    }
+
     /// Rough wall time with `extra_rows` targets: cells x repetitions x (warm-up +
-    /// duration), server starts, and the starvation experiment per row, per regime.
+    /// duration), server starts, and each experiment's own loads, per regime.
     pub fn estimate(&self, extra_rows: usize) -> Duration {
         let regimes = match self.pinning {
             Some(_) => 1,
@@ -458,8 +507,16 @@ impl Scenario {
             (k.step + k.warmup + Duration::from_millis(60)) * 7 * k.workloads.len() as u32 * rows
                 + Duration::from_millis(150) * rows
         });
+        let waiting = self.waiting.as_ref().map_or(Duration::ZERO, |w| {
+            // Per cell: a downstream, a server, the load, and their teardown.
+            let rows = (w.models.len() + w.gil.len()) as u32;
+            (w.duration + w.warmup + Duration::from_millis(300))
+                * rows
+                * (w.delays.len() * w.clients.len()) as u32
+        });
         per_cell * (self.cells(extra_rows) * self.repetitions) as u32
             + knee
+            + waiting
             + starts
             + starvation
             + python

@@ -58,8 +58,25 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            let report = export::json::parse(&text)
+            let mut report = export::json::parse(&text)
                 .with_context(|| format!("{} is not a fiblab bench report.json", path.display()))?;
+            // Pinned servers ran with workers for their CPUs; a report from before the
+            // settings line said so printed the unpinned defaults. Unpinned regimes'
+            // defaults were the measuring machine's, which this one cannot know.
+            if !report.regimes.is_empty()
+                && report.regimes.iter().all(|r| !r.server_cpus.is_empty())
+            {
+                report.settings = fiblab::bench::settings_of_report(&report);
+            }
+            // One such note: a replot of a replot replaces it.
+            report.notes.retain(|n| !n.starts_with("Drawn again by "));
+            report.notes.push(format!(
+                "Drawn again by `fiblab bench --replot {}` on {} from the run of {} (command: `{}`): the measurements are that run's; predictions, fits and readings follow today's rules.",
+                path.display(),
+                fiblab::bench::results::today(),
+                report.date,
+                report.command
+            ));
             (report, false)
         }
         None => measure(&args)?,

@@ -148,6 +148,17 @@ pub struct Model {
     pub serve: ServeFn,
 }
 
+impl Model {
+    /// CPUs its work can use: one for a loop on one thread (unless `--offload` sends fib
+    /// to a pool), else the server's `server_cpus`.
+    pub fn work_cpus(&self, offload: bool, server_cpus: usize) -> usize {
+        match self.cost {
+            CostModel::OneAtATime | CostModel::EventLoop(_) | CostModel::SpinLoop if !offload => 1,
+            _ => server_cpus,
+        }
+    }
+}
+
 /// [`Model::available`] for the models that need nothing beyond sockets and threads.
 pub fn always() -> io::Result<()> {
     Ok(())

@@ -55,6 +55,7 @@ use statrs::distribution::{ContinuousCDF, StudentsT};
 
 mod multiple;
 mod order;
+pub mod usl;
 
 pub use multiple::{Ranked, benjamini_hochberg, holm, tiers, tiers_resolved};
 pub use order::{mann_whitney, median_interval, quantile_interval, quantile_ranks};

@@ -16,6 +16,7 @@
 pub mod connections;
 pub mod knee;
 pub mod python;
+pub mod scale;
 pub mod seed_tables;
 pub mod starvation;
 pub mod waiting;
@@ -53,6 +54,7 @@ pub trait Experiment: Sync {
 /// Every experiment, in the order they run and appear in a report.
 pub const EXPERIMENTS: &[&dyn Experiment] = &[
     &seed_tables::SeedTables,
+    &scale::Scale,
     &starvation::Starvation,
     &python::Python,
     &connections::Connections,

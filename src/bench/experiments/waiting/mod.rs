@@ -30,7 +30,7 @@ use crate::bench::scenario::Scenario;
 use crate::downstream::{DEFAULT_TIMEOUT, DownstreamConfig};
 use crate::load::mix::{Class, Mix};
 use crate::load::{Edge, Hooks, LoadSpec, Stop};
-use crate::models::{Clients, CostModel, Model, Workers};
+use crate::models::{Clients, Model, Workers};
 use crate::process::{Usage, WorkReading};
 use crate::server::Variant;
 use crate::stats::Interval;
@@ -226,7 +226,7 @@ fn measure_one(
             .map(|c| c.as_secs_f64() * 1e6 / used.answered as f64),
         concurrency_cap: model.and_then(|m| concurrency_cap(m, workers)),
         cpus: model.map_or(server_cpus, |m| {
-            work_cpus(m, subject.variant.offload, server_cpus)
+            m.work_cpus(subject.variant.offload, server_cpus)
         }),
         server_cpu_us,
         client_cpu_us: report.client.cpu_us_per_request,
@@ -255,15 +255,6 @@ pub fn concurrency_cap(model: &Model, workers: usize) -> Option<usize> {
         Clients::OneAtATime => Some(1),
         Clients::Sharded => Some(workers),
         Clients::Concurrent => (model.workers == Workers::ThreadPoolExecutor).then_some(workers),
-    }
-}
-
-/// CPUs a model's work can use: one for a loop on one thread (unless `--offload` sends
-/// fib to a pool), else the server's.
-pub fn work_cpus(model: &Model, offload: bool, server_cpus: usize) -> usize {
-    match model.cost {
-        CostModel::OneAtATime | CostModel::EventLoop(_) | CostModel::SpinLoop if !offload => 1,
-        _ => server_cpus,
     }
 }
 

@@ -80,9 +80,9 @@ fn caps_and_cpus_come_from_the_registry() {
     assert_eq!(concurrency_cap(find("threadpool"), 6), Some(6));
     assert_eq!(concurrency_cap(find("threads"), 6), None);
     assert_eq!(concurrency_cap(find("epoll"), 6), None);
-    assert_eq!(work_cpus(find("epoll"), false, 8), 1);
-    assert_eq!(work_cpus(find("epoll"), true, 8), 8);
-    assert_eq!(work_cpus(find("tokio"), false, 8), 8);
+    assert_eq!(find("epoll").work_cpus(false, 8), 1);
+    assert_eq!(find("epoll").work_cpus(true, 8), 8);
+    assert_eq!(find("tokio").work_cpus(false, 8), 8);
 }
 
 /// A report holding `rows` at 10 ms, each with one client (at 1 / W) and with 100 at
