@@ -10,6 +10,9 @@ fn downstream(answer: fn(&str) -> Option<String>) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
+        // One connection only: the port closes now, not when the connection does, so a
+        // later call is refused rather than caught in a backlog the drop then resets.
+        drop(listener);
         let mut reader = BufReader::new(stream.try_clone().unwrap());
         let mut writer = stream;
         let mut line = String::new();
