@@ -121,6 +121,10 @@ fn regime_costs(
         pipe: us(c.pipe_round_trip).unwrap_or(0.0),
         handoff: us(c.handoff).unwrap_or(0.0),
         client_work: c.loadgen_overhead_us().unwrap_or(0.0),
+        client_cpus: match plan {
+            Some(p) if !p.shared_cpus() => p.client_cpus.len(),
+            _ => 0,
+        },
         fib,
         fib_interpreted,
     })
@@ -128,7 +132,10 @@ fn regime_costs(
 
 /// The prediction for one cell; see [`inputs`].
 pub fn predict(report: &BenchReport, cell: &Cell) -> Option<Prediction> {
-    inputs(report, cell).map(|(model, costs)| model.predict(&costs))
+    inputs(report, cell).map(|(model, costs)| {
+        let cap = costs.client_capacity(model.replies_per_wake(&costs));
+        model.predict(&costs).within_client(cap)
+    })
 }
 
 /// A cell against its prediction.
@@ -426,9 +433,13 @@ pub(crate) mod tests {
         let shared = predict(&r, &r.cells[0]).unwrap();
         let pinned = predict(&r, &r.cells[1]).unwrap();
         // Shared: a pair per CPU, 2 / (11 + 22) µs; pinned: one server CPU, a spinning
-        // client: min(2 / (8 + 30 + 22), 1 / (4 + 22)) µs.
+        // client: min(2 / (8 + 30 + 22), 1 / (4 + 30 + 22)) µs, the server's one CPU
+        // waking a connection's thread for every request.
         assert!((shared.rps.unwrap() - 2e6 / 33.0).abs() < 1e-6);
-        assert!((pinned.rps.unwrap() - 2e6 / 60.0).abs() < 1e-6);
+        assert!(
+            (pinned.rps.unwrap() - 1e6 / 56.0).abs() < 1e-6,
+            "{pinned:?}"
+        );
     }
 
     #[test]

@@ -30,6 +30,14 @@
 //! work-stealing runtime wakes, which process the kernel's `SO_REUSEPORT` hash picks)
 //! a prediction is a range with no point: [`Prediction::rps`] is `None`.
 //!
+//! Pinned apart (server and load generator on CPUs of their own, as the scale
+//! experiment and the 16-core run in `../shared/data/16-core/` are), two more terms hold
+//! at scale: a thread that blocks between requests is woken for each one *on the
+//! server's CPUs* (thread per connection, the process pool's hops), and the load
+//! generator has a capacity of its own, `its CPUs / (socket calls + its work + a wake-up
+//! shared by the replies it brings in)` ([`Costs::client_capacity`]), which every
+//! prediction is held to ([`Prediction::within_client`]).
+//!
 //! The formulas are deliberately small: every term is a calibrated primitive, and a
 //! cell they miss by more than the report's threshold is listed with its terms
 //! (`fiblab bench`), never tuned away here.
@@ -118,6 +126,9 @@ pub struct Costs {
     pub handoff: f64,
     /// The load generator's own work per request (its round trip less the bare one).
     pub client_work: f64,
+    /// CPUs the load generator has to itself (pinned apart from the server); 0 where it
+    /// shares the server's CPUs, whose capacity the server's formulas already count.
+    pub client_cpus: usize,
     pub fib: f64,
     /// fib(n) in the isolates' WebAssembly interpreter.
     pub fib_interpreted: f64,
@@ -157,6 +168,9 @@ pub enum Limit {
     Capacity,
     /// Every CPU runs a client/server pair back to back: `CPUs / local path`.
     Cpus,
+    /// The load generator's CPUs are busy the whole time: `its CPUs / its CPU time per
+    /// request`.
+    LoadGenerator,
 }
 
 impl Limit {
@@ -165,6 +179,7 @@ impl Limit {
             Limit::Latency => "each client waits out one request's path",
             Limit::Capacity => "the server's threads are busy the whole time",
             Limit::Cpus => "every CPU runs a client/server pair back to back",
+            Limit::LoadGenerator => "the load generator's own CPUs are busy the whole time",
         }
     }
 }
@@ -366,10 +381,24 @@ impl CostModel {
             CostModel::ProcessPool => {
                 let pipe = ("pipe round trip to the worker process", c.pipe);
                 let threads = (c.workers.max(1) as f64).min(cpus).min(clients);
+                // Apart from the clients, every hop of a request wakes a blocked thread
+                // on the server's CPUs: the connection's thread (its client's request),
+                // the worker process (the request on its pipe), the connection's thread
+                // again (the reply), and, with more clients than workers, a connection
+                // thread waiting for a worker to be given back.
+                let wakes = match (c.shared, c.clients > c.workers) {
+                    (true, _) => 0.0,
+                    (false, false) => 3.0,
+                    (false, true) => 4.0,
+                };
+                let woken = ("waking the blocked thread at each hop", wakes * c.wake_up);
                 let mut p = closed(
                     clients,
                     with(cross(c), &[pipe, (FIB, c.fib)]),
-                    per_cpu(threads, &with(vec![socket_calls(c), fib_term(c)], &[pipe])),
+                    per_cpu(
+                        threads,
+                        &with(vec![socket_calls(c), fib_term(c)], &[pipe, woken]),
+                    ),
                     "min(c / (cross-CPU round trip + pipe + fib), workers / (socket calls + pipe + fib)): three threads per request, none paired",
                 );
                 if c.shared {
@@ -562,16 +591,100 @@ fn per_connection(c: &Costs, work: &[(&'static str, f64)], rule: &'static str) -
             rule,
         };
     }
+    // A connection's thread blocks in `read` between requests and is woken for each:
+    // on CPUs apart from the clients that wake-up is paid on the server's CPUs, however
+    // many clients keep them busy (16 cores, 8 + 8: 1.64M req/s predicted without it,
+    // 0.78-0.83M measured).
+    let woken: &[(&'static str, f64)] = match c.shared {
+        true => &[],
+        false => &[(WAKE_THREAD, c.wake_up)],
+    };
     let mut p = closed(
         clients,
         with(cross(c), work),
-        per_cpu(clients.min(cpus), &with(vec![socket_calls(c)], work)),
+        per_cpu(
+            clients.min(cpus),
+            &with(with(vec![socket_calls(c)], woken), work),
+        ),
         rule,
     );
     if c.shared {
         p.high = per_cpu(clients.min(cpus), &with(local(c), work));
     }
     p
+}
+
+const WAKE_THREAD: &str = "waking the connection's thread for each request";
+
+impl Costs {
+    /// The load generator's capacity, req/s, where it has CPUs of its own
+    /// ([`Costs::client_cpus`]): each request costs it its socket calls, its own work
+    /// and, when it sleeps between replies, a wake-up shared by the replies that wake
+    /// brings in (`replies_per_wake`: one from a thread per connection, which answers
+    /// each client on its own; a batch from an event loop, which answers every ready
+    /// connection in one turn). `None` where it shares the server's CPUs.
+    pub fn client_capacity(&self, replies_per_wake: f64) -> Option<f64> {
+        (self.client_cpus > 0 && !self.shared).then(|| {
+            let wake = match self.client_spins {
+                true => 0.0,
+                false => self.wake_up / replies_per_wake.max(1.0),
+            };
+            per_cpu(
+                self.client_cpus as f64,
+                &[
+                    socket_calls(self),
+                    Term {
+                        what: CLIENT,
+                        us: self.client_work + wake,
+                    },
+                ],
+            )
+        })
+    }
+}
+
+impl CostModel {
+    /// Replies one wake-up of a load generator thread brings in, `c.clients` spread over
+    /// `c.client_cpus` threads: a loop answers every ready connection in one turn, so a
+    /// client thread's connections on one loop come back together; a thread per
+    /// connection answers each on its own.
+    pub fn replies_per_wake(self, c: &Costs) -> f64 {
+        let loops = match self {
+            CostModel::EventLoop(_) | CostModel::SpinLoop => 1.0,
+            CostModel::PerCore | CostModel::WorkStealing => {
+                (c.workers.max(1) as f64).min(c.cpus.max(1) as f64)
+            }
+            _ => return 1.0,
+        };
+        (c.clients as f64 / (c.client_cpus.max(1) as f64 * loops)).max(1.0)
+    }
+}
+
+impl Prediction {
+    /// This prediction held to the load generator's capacity `cap` (req/s): where the
+    /// client cannot send as fast as the server could serve, the client is the limit.
+    pub fn within_client(mut self, cap: Option<f64>) -> Prediction {
+        let Some(cap) = cap else {
+            return self;
+        };
+        if let Some(rps) = self.rps
+            && rps > cap
+        {
+            self.rps = Some(cap);
+            self.limit = Limit::LoadGenerator;
+        }
+        if self.low > cap {
+            self.low = cap;
+            if self.rps.is_none() {
+                self.limit = Limit::LoadGenerator;
+            }
+        }
+        self.high = self.high.min(cap).max(self.low);
+        if self.rps.is_none() && self.high <= self.low * 1.3 {
+            self.rps = Some(self.low);
+        }
+        self
+    }
 }
 
 /// One thread, waiting in `wait` between batches of ready connections.

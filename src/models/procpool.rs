@@ -40,7 +40,10 @@
 //! Cost model (`CostModel::ProcessPool`, `src/models/cost.rs`):
 //! `X = min(c / (cross + pipe + fib(n)), workers / (socket calls + pipe + fib(n)))`: client,
 //! connection thread and worker process are three threads, so no client/server pair shares
-//! a CPU and every request keeps paying the cross-CPU round trip.
+//! a CPU and every request keeps paying the cross-CPU round trip. Pinned apart from the
+//! clients, each hop also wakes a blocked thread on the server's CPUs (the connection's
+//! thread, the worker, the connection's thread again, and with more clients than workers
+//! a thread waiting for a worker): `+ 3 or 4 wake-ups` in the capacity term.
 //!
 //! One connection costs: one descriptor (the worker watches the same socket, shared,
 //! not duplicated) and one thread; the worker processes are per pool, not per
