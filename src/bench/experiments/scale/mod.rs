@@ -36,6 +36,11 @@ pub struct ModelFit {
     pub n: u32,
     /// (clients, median req/s) as measured.
     pub points: Vec<(f64, f64)>,
+    /// The best cell's throughput with its interval over the repetitions.
+    pub best: Option<crate::stats::Interval>,
+    /// The machine's limit for this n ([`machine_limit`]), req/s; `None` without a
+    /// calibration.
+    pub limit: Option<f64>,
     /// The CPUs the model's work could use: one for a one-thread loop, else the server's
     /// (0: unknown, an unpinned server).
     pub work_cpus: usize,
@@ -85,12 +90,23 @@ pub fn fits(r: &BenchReport) -> Vec<ModelFit> {
                     (clients as f64, reps)
                 })
                 .collect();
-            let points = r
+            let cells: Vec<&crate::bench::results::Cell> = r
                 .cells
                 .iter()
                 .filter(|c| c.regime == regime && c.n == n && c.variant == variant)
+                .collect();
+            let points = cells
+                .iter()
                 .map(|c| (c.clients as f64, c.median_rps))
                 .collect();
+            let best = cells
+                .iter()
+                .max_by(|a, b| a.median_rps.total_cmp(&b.median_rps))
+                .map(|c| match c.throughput.n {
+                    0 => crate::stats::Interval::point(c.median_rps),
+                    _ => c.throughput,
+                });
+            let limit = machine_limit(r, &regime, n, variant == crate::bench::FLOOR);
             let server_cpus = r
                 .regimes
                 .iter()
@@ -121,6 +137,8 @@ pub fn fits(r: &BenchReport) -> Vec<ModelFit> {
                 variant,
                 n,
                 points,
+                best,
+                limit,
                 work_cpus,
                 client_limited,
                 fit: usl::fit_repetitions(&samples, RESAMPLES, seed),
@@ -128,6 +146,31 @@ pub fn fits(r: &BenchReport) -> Vec<ModelFit> {
         }
     }
     out
+}
+
+/// The machine's limit for fib(n), req/s: the server's CPUs, each doing nothing but
+/// requests, over one request's own cost, `server CPUs / (fib(n) + the server's socket
+/// calls)`, the socket calls being half the calibrated round trip with nobody asleep
+/// (`rtt_spinning / 2`: the loopback and the system calls on one side). No model can
+/// pass it; how close the best one comes is what its design leaves on the table. `floor`
+/// (no fib) has fib(n) = 0. `None` without a calibration that timed fib(n).
+pub fn machine_limit(r: &BenchReport, regime: &str, n: u32, floor: bool) -> Option<f64> {
+    let c = r.calibration.as_ref()?;
+    let fib = match floor {
+        true => 0.0,
+        false => c.fib_us(n)?,
+    };
+    let socket = c.rtt_spinning.or(c.rtt_same_cpu)?.median_us / 2.0;
+    let cpus = r
+        .regimes
+        .iter()
+        .find(|p| p.name == regime)
+        .map_or(0, |p| p.server_cpus.len());
+    let cpus = match cpus {
+        0 => r.machine.cpus.max(1),
+        pinned => pinned,
+    };
+    Some(cpus as f64 * 1e6 / (fib + socket).max(1e-3))
 }
 
 /// What one fit says, in one sentence computed from its coefficients and their
@@ -274,6 +317,16 @@ impl Experiment for Scale {
                     ]),
                     Err(_) => row.extend(std::iter::repeat_n("–".to_string(), 6)),
                 }
+                row.push(match (m.best, m.limit) {
+                    (Some(best), Some(limit)) => {
+                        format!(
+                            "{} of {}",
+                            best.map(|x| x / limit).text(|x| format!("{x:.2}")),
+                            thousands(limit)
+                        )
+                    }
+                    _ => "–".into(),
+                });
                 row.push(reading(m));
                 row
             })
@@ -281,7 +334,7 @@ impl Experiment for Scale {
         let table = Table {
             title: "How each model scales: the Universal Scalability Law fitted per model".into(),
             intro: format!(
-                "X(N) = λN / (1 + σ(N−1) + κN(N−1)) (Gunther; Schwartz, \"Practical Scalability Analysis with the USL\"), fitted by least squares on relative errors (levenberg-marquardt) to each model's closed-loop throughput against clients; in brackets the {}% percentile-bootstrap interval over the repetitions. λ: one client's req/s; σ: contention, the serialized share (throughput levels off at λ/σ); κ: crosstalk between clients (throughput peaks at N* = √((1−σ)/κ), then falls). \"worst\": the point farthest from the curve; beyond ±{:.0}% the law does not follow the curve and the reading says so.",
+                "X(N) = λN / (1 + σ(N−1) + κN(N−1)) (Gunther; Schwartz, \"Practical Scalability Analysis with the USL\"), fitted by least squares on relative errors (levenberg-marquardt) to each model's closed-loop throughput against clients; in brackets the {}% percentile-bootstrap interval over the repetitions. λ: one client's req/s; σ: contention, the serialized share (throughput levels off at λ/σ); κ: crosstalk between clients (throughput peaks at N* = √((1−σ)/κ), then falls). \"worst\": the point farthest from the curve; beyond ±{:.0}% the law does not follow the curve and the reading says so. The machine's limit: the server's CPUs over one request's own cost, fib(n) plus the server's socket calls (half the calibrated round trip with nobody asleep); no model can pass it, and the best cell's share of it (with its interval) is what the design leaves on the table.",
                 (crate::stats::LEVEL * 100.0).round(),
                 usl::FITS_WITHIN * 100.0
             ),
@@ -294,6 +347,7 @@ impl Experiment for Scale {
                 "N*",
                 "peak req/s",
                 "worst",
+                "best measured: share of the machine's limit",
                 "reading",
             ]
             .map(String::from)
@@ -353,15 +407,21 @@ fn plot(regime: &str, n: u32, fits: &[&ModelFit]) -> Result<Plot, PlotError> {
         false => format!(", regime {regime}"),
     };
     let title = format!(
-        "fib({n}): req/s against clients, measured (points) and the USL fitted (lines; dotted: the law does not follow){suffix}"
+        "fib({n}): req/s against clients, measured (points), the USL fitted (lines; dotted: the law does not follow) and the machine's limit (dashed){suffix}"
     );
     let max_clients = fits
         .iter()
         .flat_map(|m| m.points.iter().map(|p| p.0))
         .fold(2.0, f64::max);
+    // The machine's limit for fib(n) (the floor's, with no fib, is higher and not drawn).
+    let limit = fits
+        .iter()
+        .find(|m| m.variant != crate::bench::FLOOR)
+        .and_then(|m| m.limit);
     let (lo, hi) = fits
         .iter()
         .flat_map(|m| m.points.iter().map(|p| p.1))
+        .chain(limit)
         .filter(|x| *x > 0.0)
         .fold((f64::MAX, 1.0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
     let mut svg = String::new();
@@ -387,6 +447,18 @@ fn plot(regime: &str, n: u32, fits: &[&ModelFit]) -> Result<Plot, PlotError> {
             .y_label_formatter(&|y| short(*y))
             .draw()
             .map_err(err)?;
+        if let Some(limit) = limit {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(1.0, limit), (max_clients, limit)],
+                    8,
+                    4,
+                    BLACK.stroke_width(1),
+                ))
+                .map_err(err)?
+                .label("the machine's limit: server CPUs / (fib(n) + socket calls)")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK));
+        }
         for (i, m) in fits.iter().enumerate() {
             let color = crate::bench::canvas::series_color(i + 1);
             let mut points = m.points.clone();
