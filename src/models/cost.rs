@@ -31,12 +31,24 @@
 //! a prediction is a range with no point: [`Prediction::rps`] is `None`.
 //!
 //! Pinned apart (server and load generator on CPUs of their own, as the scale
-//! experiment and the 16-core run in `../shared/data/16-core/` are), two more terms hold
-//! at scale: a thread that blocks between requests is woken for each one *on the
-//! server's CPUs* (thread per connection, the process pool's hops), and the load
-//! generator has a capacity of its own, `its CPUs / (socket calls + its work + a wake-up
-//! shared by the replies it brings in)` ([`Costs::client_capacity`]), which every
-//! prediction is held to ([`Prediction::within_client`]).
+//! experiment and the 16-core run in `../shared/data/16-core/` are), every hop between
+//! threads crosses CPUs, and more terms hold at scale:
+//!
+//! ```text
+//! thread per connection   + a wake-up per request on the server's CPUs (the thread
+//!                           blocks in read between requests)
+//! isolates                + 2 wake-ups (connection thread <-> isolate thread)
+//! process pool            + 3 wake-ups per request (4 with more clients than workers)
+//! work stealing (tokio)   + a hand-off and a wake-up (a parked worker takes the task),
+//!                           from 2 clients and 2 workers on
+//! one-thread loop         a range: woken once per batch of requests, or never asleep
+//! load generator          its CPUs / (socket calls + its work + a wake-up shared by the
+//!                           replies one wake brings in: a batch from loops, one from a
+//!                           thread per connection)   (Costs::client_capacity)
+//! ```
+//!
+//! Every prediction is held to the load generator's capacity
+//! ([`Prediction::within_client`]).
 //!
 //! The formulas are deliberately small: every term is a calibrated primitive, and a
 //! cell they miss by more than the report's threshold is listed with its terms
@@ -315,6 +327,15 @@ impl CostModel {
                 c,
                 &[
                     ("hand-off to the isolate's thread and back", c.handoff),
+                    // Apart from the clients, with CPUs to spread over, the two threads
+                    // need not share one: the hop each way wakes the other.
+                    (
+                        "waking the isolate's thread and the connection's",
+                        match !c.shared && c.cpus > 1 {
+                            false => 0.0,
+                            true => 2.0 * c.wake_up,
+                        },
+                    ),
                     ("fib(n), interpreted", c.fib_interpreted),
                 ],
                 "as threads, plus a thread hand-off, with fib interpreted",
@@ -359,6 +380,19 @@ impl CostModel {
             }
             CostModel::WorkStealing => {
                 let wait = ("epoll_wait", c.epoll_wait);
+                // Apart from the clients, with other workers to hand to and other
+                // clients keeping a worker busy, a ready connection's task is handed to a
+                // worker that was parked: a hand-off between threads and a wake-up per
+                // request. One client's task stays on the worker that polled it.
+                let spread = !c.shared && c.clients > 1 && c.workers.min(c.cpus) > 1;
+                let (handed, woken) = match spread {
+                    false => (0.0, 0.0),
+                    true => (c.handoff, c.wake_up),
+                };
+                let stolen = [
+                    ("hand-off of the task to another worker", handed),
+                    ("waking a parked worker", woken),
+                ];
                 let threads = (c.workers.max(1) as f64).min(cpus);
                 let round_trip = match c.loop_never_sleeps() {
                     true => awake(c),
@@ -366,8 +400,11 @@ impl CostModel {
                 };
                 let mut low = closed(
                     clients,
-                    with(round_trip, &[wait, (FIB, c.fib)]),
-                    per_cpu(threads, &[socket_calls(c), fib_term(c)]),
+                    with(with(round_trip, &[wait]), &stolen)
+                        .into_iter()
+                        .chain([fib_term(c)])
+                        .collect(),
+                    per_cpu(threads, &with(vec![socket_calls(c), fib_term(c)], &stolen)),
                     "between c / (cross-CPU round trip + fib) and CPUs / (one-CPU round trip + fib): which worker runs a connection decides",
                 );
                 if c.paired() {
@@ -645,18 +682,18 @@ impl Costs {
 
 impl CostModel {
     /// Replies one wake-up of a load generator thread brings in, `c.clients` spread over
-    /// `c.client_cpus` threads: a loop answers every ready connection in one turn, so a
-    /// client thread's connections on one loop come back together; a thread per
-    /// connection answers each on its own.
+    /// `c.client_cpus` threads: loops (one, one per core, or tokio's workers) answer every
+    /// ready connection in a turn, so a client thread's connections come back together,
+    /// one wake for all of them; a thread per connection answers each on its own
+    /// schedule, and each reply finds the client asleep.
     pub fn replies_per_wake(self, c: &Costs) -> f64 {
-        let loops = match self {
-            CostModel::EventLoop(_) | CostModel::SpinLoop => 1.0,
-            CostModel::PerCore | CostModel::WorkStealing => {
-                (c.workers.max(1) as f64).min(c.cpus.max(1) as f64)
-            }
-            _ => return 1.0,
-        };
-        (c.clients as f64 / (c.client_cpus.max(1) as f64 * loops)).max(1.0)
+        match self {
+            CostModel::EventLoop(_)
+            | CostModel::SpinLoop
+            | CostModel::PerCore
+            | CostModel::WorkStealing => (c.clients as f64 / c.client_cpus.max(1) as f64).max(1.0),
+            _ => 1.0,
+        }
     }
 }
 
@@ -693,11 +730,26 @@ fn event_loop(c: &Costs, wait: (&'static str, f64), clients: f64) -> Prediction 
         true => awake(c),
         false => cross(c),
     };
+    // Apart from the clients, the loop may run out of ready connections and sleep, to be
+    // woken for the next batch of requests (a batch at least what one load generator
+    // thread sends after one wake of its own, its share of the connections), or find
+    // the next request ready and never sleep. Which one, the timing decides: the
+    // prediction is the range between the two.
+    // (A spinning client has the next request there before the loop could sleep.)
+    let apart = !c.shared && c.client_cpus > 0 && !c.offload && !c.loop_never_sleeps();
+    let woken = match apart {
+        false => 0.0,
+        true => c.wake_up / (clients / c.client_cpus as f64).max(1.0),
+    };
+    let woken = ("waking the loop, once per batch of requests", woken);
     let mut p = match c.offload {
         false => closed(
             clients,
             with(round_trip.clone(), &[wait, (FIB, c.fib)]),
-            per_cpu(1.0, &with(vec![socket_calls(c), fib_term(c)], &[wait])),
+            per_cpu(
+                1.0,
+                &with(vec![socket_calls(c), fib_term(c)], &[wait, woken]),
+            ),
             "min(c / (cross-CPU round trip + wait + fib), 1 / (socket calls + wait + fib)): one thread for every client",
         ),
         true => {
@@ -708,7 +760,7 @@ fn event_loop(c: &Costs, wait: (&'static str, f64), clients: f64) -> Prediction 
             let loop_capacity = per_cpu(1.0, &with(vec![socket_calls(c)], &[wait, handoff]));
             closed(
                 clients,
-                with(round_trip, &[wait, handoff, (FIB, c.fib)]),
+                with(round_trip.clone(), &[wait, handoff, (FIB, c.fib)]),
                 loop_capacity.min(per_cpu(pool, &[fib_term(c)])),
                 "min(c / (cross-CPU round trip + wait + hand-off + fib), the loop's and the pool's capacity)",
             )
@@ -721,6 +773,15 @@ fn event_loop(c: &Costs, wait: (&'static str, f64), clients: f64) -> Prediction 
                 &with(vec![socket_calls(c), fib_term(c)], &[wait]),
             )),
         );
+    }
+    if apart && woken.1 > 0.0 {
+        let never_sleeps = (clients * 1e6 / total(&with(round_trip, &[wait, (FIB, c.fib)]))).min(
+            per_cpu(1.0, &with(vec![socket_calls(c), fib_term(c)], &[wait])),
+        );
+        p.high = p.high.max(never_sleeps);
+        if p.high > p.low * 1.3 {
+            p.rps = None;
+        }
     }
     p
 }

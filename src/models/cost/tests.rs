@@ -214,3 +214,42 @@ fn apart_from_their_clients_threads_pay_a_wake_up_and_the_client_has_a_capacity(
     ));
     assert!(vm(64, 0.0).client_capacity(1.0).is_none());
 }
+
+/// Issue 30, apart from the clients (16 cores split 8 + 8): tokio's task is handed to a
+/// parked worker (a hand-off and a wake-up on the path) unless one client keeps it on
+/// the worker that polled it; a loop may sleep and be woken for each batch, or never
+/// sleep, and the timing decides: a range.
+#[test]
+fn apart_the_hops_between_threads_wake_them_and_a_loop_may_or_may_not_sleep() {
+    let c = Costs {
+        clients: 4,
+        cpus: 8,
+        shared: false,
+        workers: 8,
+        rtt_spin: 8.24,
+        rtt_cross: 17.75,
+        wake_up: 4.76,
+        client_work: 1.09,
+        client_cpus: 8,
+        handoff: 5.8,
+        epoll_wait: 0.2,
+        ..vm(4, 0.0)
+    };
+    let tokio = CostModel::WorkStealing.predict(&c);
+    assert!(
+        close(tokio.low, 4e6 / (17.75 + 1.09 + 0.2 + 5.8 + 4.76)),
+        "{tokio:?}"
+    );
+    let one = CostModel::WorkStealing.predict(&Costs { clients: 1, ..c });
+    assert!(close(one.low, 1e6 / (17.75 + 1.09 + 0.2)), "{one:?}");
+    let epoll = CostModel::EventLoop(Readiness::Epoll).predict(&c);
+    assert_eq!(epoll.rps, None, "{epoll:?}");
+    assert!(close(epoll.low, 1e6 / (4.12 + 0.2 + 4.76)), "{epoll:?}");
+    assert!(close(epoll.high, 4e6 / (17.75 + 1.09 + 0.2)), "{epoll:?}");
+    // The isolate's thread and the connection's wake each other: two wake-ups more.
+    let isolates = CostModel::Isolated.predict(&Costs { clients: 1, ..c });
+    assert!(
+        close(isolates.rps.unwrap(), 1e6 / (17.75 + 1.09 + 5.8 + 2.0 * 4.76)),
+        "{isolates:?}"
+    );
+}
