@@ -249,7 +249,10 @@ fn apart_the_hops_between_threads_wake_them_and_a_loop_may_or_may_not_sleep() {
     // The isolate's thread and the connection's wake each other: two wake-ups more.
     let isolates = CostModel::Isolated.predict(&Costs { clients: 1, ..c });
     assert!(
-        close(isolates.rps.unwrap(), 1e6 / (17.75 + 1.09 + 5.8 + 2.0 * 4.76)),
+        close(
+            isolates.rps.unwrap(),
+            1e6 / (17.75 + 1.09 + 5.8 + 2.0 * 4.76)
+        ),
         "{isolates:?}"
     );
 }
