@@ -163,8 +163,55 @@ pub fn checks(report: &BenchReport) -> Vec<Check> {
         .cells
         .iter()
         .filter(|c| c.median_rps > 0.0)
-        .filter_map(|cell| predict(report, cell).map(|p| check(cell, p)))
+        .filter_map(|cell| {
+            predict(report, cell).map(|p| {
+                let mut c = check(cell, p);
+                if !c.explained
+                    && c.ratio < 1.0
+                    && let Some(why) = plateau(report, cell)
+                {
+                    c.explained = true;
+                    c.explanation = format!(
+                        "{why}; {}",
+                        c.explanation.trim_start_matches("unexplained: ")
+                    );
+                }
+                c
+            })
+        })
         .collect()
+}
+
+/// Why a cell measures below its prediction when its model's curve has gone flat: the
+/// cell is one of the model's last two client counts (of at least four), whose
+/// throughputs are within 10% of each other, so more clients bought nothing: one step
+/// every request passes through, one at a time (a lock, a shared queue, one thread),
+/// takes `1 / X` of each second per request, a cost no term of the formula counts.
+/// `None` for any other cell.
+pub fn plateau(report: &BenchReport, cell: &Cell) -> Option<String> {
+    let mut curve: Vec<&Cell> = report
+        .cells
+        .iter()
+        .filter(|c| c.regime == cell.regime && c.variant == cell.variant && c.n == cell.n)
+        .collect();
+    curve.sort_by_key(|c| c.clients);
+    let [.., a, b] = curve.as_slice() else {
+        return None;
+    };
+    let flat = curve.len() >= 4
+        && b.clients >= 2 * a.clients
+        && (b.median_rps / a.median_rps - 1.0).abs() <= 0.10
+        && (cell.clients == a.clients || cell.clients == b.clients);
+    flat.then(|| {
+        let x = (a.median_rps + b.median_rps) / 2.0;
+        format!(
+            "a plateau: {} and {} clients both near {} req/s, so more clients bought nothing; one step every request passes through one at a time (a lock, a shared queue, one thread) takes about {:.1} µs per request, which no term of the formula counts",
+            a.clients,
+            b.clients,
+            thousands(x),
+            1e6 / x
+        )
+    })
 }
 
 fn check(cell: &Cell, prediction: Prediction) -> Check {
@@ -406,6 +453,32 @@ pub(crate) mod tests {
                 .unwrap(),
         ];
         r
+    }
+
+    /// Issue 30: a curve gone flat (the last two client counts within 10%) below its
+    /// prediction is explained as one serialized step; a cell before the plateau is not.
+    #[test]
+    fn a_plateau_below_the_prediction_is_a_serialized_step() {
+        let r = cell_report(&[
+            ("shared", "threads", 1, 1, 14_000.0),
+            ("shared", "threads", 1, 2, 2_000.0),
+            ("shared", "threads", 1, 4, 4_000.0),
+            ("shared", "threads", 1, 8, 4_200.0),
+        ]);
+        let checks = checks(&r);
+        let at = |clients| checks.iter().find(|c| c.clients == clients).unwrap();
+        for clients in [4, 8] {
+            let c = at(clients);
+            assert!(!c.within && c.explained, "{c:?}");
+            assert!(
+                c.explanation
+                    .starts_with("a plateau: 4 and 8 clients both near 4,100 req/s")
+                    && c.explanation.contains("about 243.9 µs per request"),
+                "{}",
+                c.explanation
+            );
+        }
+        assert!(!at(2).explained, "{:?}", at(2));
     }
 
     #[test]
