@@ -13,7 +13,8 @@ use fiblab::bench::{self, BenchReport, Step, Target};
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// A shipped scenario (quick, seeds, full) or a scenario TOML file.
+    /// A shipped scenario (quick, seeds, full, python, c10k, knee, cores, waiting, scale)
+    /// or a scenario TOML file.
     #[arg(default_value = "quick")]
     scenario: String,
     /// A server someone else started, as a row of the same tables: NAME=HOST:PORT for a

@@ -107,3 +107,33 @@ fn every_flag_of_every_subcommand_parses() {
     assert!(missing.is_empty(), "add a sample value for: {missing:?}");
     assert!(checked > 60, "only {checked} flags checked");
 }
+
+/// `fiblab bench --help` names every shipped scenario (the list is typed in the flag's
+/// doc comment; this keeps it true).
+#[test]
+fn bench_help_names_every_shipped_scenario() {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let bench = command
+        .find_subcommand_mut("bench")
+        .expect("a bench subcommand");
+    let help = bench
+        .get_arguments()
+        .find(|a| a.get_id() == "scenario")
+        .and_then(|a| a.get_help())
+        .expect("the scenario argument's help")
+        .to_string();
+    let (list, _) = help
+        .split_once(')')
+        .expect("the shipped scenarios in parentheses");
+    let named: Vec<&str> = list
+        .trim_start_matches("A shipped scenario (")
+        .split(", ")
+        .map(str::trim)
+        .collect();
+    let shipped: Vec<&str> = fiblab::bench::scenario::SHIPPED
+        .iter()
+        .map(|(name, _)| *name)
+        .collect();
+    assert_eq!(named, shipped, "{help}");
+}
