@@ -170,6 +170,45 @@ pub fn titled<'a, 'b>(area: &'a Area<'b>, title: &str) -> ChartBuilder<'a, 'b, S
     builder
 }
 
+/// Req/s against closed-loop clients, both axes logarithmic, its mesh drawn: the chart
+/// of every experiment that follows a model as clients grow (waiting, scale). `clients`
+/// and `rps` are the axes' ranges.
+pub fn clients_chart<'a, 'b>(
+    root: &'a Area<'b>,
+    title: &str,
+    clients: std::ops::Range<f64>,
+    rps: std::ops::Range<f64>,
+) -> Result<ClientsChart<'a, 'b>, PlotError> {
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 15))
+        .margin(10)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(clients.log_scale(), rps.log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("clients (N)")
+        .y_desc("req/s")
+        .label_style(("sans-serif", 11))
+        .x_label_formatter(&|x| short(*x))
+        .y_label_formatter(&|y| short(*y))
+        .draw()
+        .map_err(err)?;
+    Ok(chart)
+}
+
+/// The chart [`clients_chart`] builds.
+pub type ClientsChart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<
+        plotters::coord::combinators::LogCoord<f64>,
+        plotters::coord::combinators::LogCoord<f64>,
+    >,
+>;
+
 /// A row's line: solid for fiblab's models, dashed for peers (`--target`).
 pub fn draw_line<X, Y>(
     chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<X, Y>>,

@@ -351,17 +351,29 @@ pub fn bootstrap_ratio_of_means(
     if ratios.is_empty() {
         return Some(Interval::point(estimate));
     }
-    ratios.sort_by(f64::total_cmp);
-    let at =
-        |q: f64| ratios[((q * (ratios.len() - 1) as f64).round() as usize).min(ratios.len() - 1)];
-    let tail = (1.0 - LEVEL) / 2.0;
     Some(Interval {
+        n: a.len().min(b.len()),
+        ..percentile_interval(estimate, &mut ratios)
+    })
+}
+
+/// The percentile interval at [`LEVEL`] of bootstrap `values` around `estimate` (which
+/// it always contains); `n` is the number of values. Sorts `values`.
+pub(crate) fn percentile_interval(estimate: f64, values: &mut [f64]) -> Interval {
+    if values.is_empty() {
+        return Interval::point(estimate);
+    }
+    values.sort_by(f64::total_cmp);
+    let last = values.len() - 1;
+    let at = |q: f64| values[((q * last as f64).round() as usize).min(last)];
+    let tail = (1.0 - LEVEL) / 2.0;
+    Interval {
         estimate,
         ci_low: at(tail).min(estimate),
         ci_high: at(1.0 - tail).max(estimate),
         ci_level: LEVEL,
-        n: a.len().min(b.len()),
-    })
+        n: values.len(),
+    }
 }
 
 /// The least-squares slope of `ys` against `xs` (units of y per unit of x), with its

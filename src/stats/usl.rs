@@ -26,7 +26,7 @@
 use levenberg_marquardt::{LeastSquaresProblem, LevenbergMarquardt};
 use nalgebra::{DMatrix, DVector, Dyn, Owned, U3, Vector3};
 
-use super::{Interval, LEVEL};
+use super::Interval;
 
 /// The largest distance, as a share of the measured throughput, at which a fitted curve
 /// still follows a point: Schwartz's "within 20%", the limit the anchors use.
@@ -201,23 +201,13 @@ pub fn fit_repetitions(
     })
 }
 
-/// The percentile interval at [`LEVEL`] of `of` over the bootstrap's fits, around
+/// The percentile interval at [`super::LEVEL`] of `of` over the bootstrap's fits, around
 /// `estimate`; a point when there are none.
 fn percentile(estimate: f64, fits: &[Usl], of: &dyn Fn(&Usl) -> f64) -> Interval {
     let mut values: Vec<f64> = fits.iter().map(of).filter(|v| !v.is_nan()).collect();
-    if values.len() < 2 {
-        return Interval::point(estimate);
-    }
-    values.sort_by(f64::total_cmp);
-    let at =
-        |q: f64| values[((q * (values.len() - 1) as f64).round() as usize).min(values.len() - 1)];
-    let tail = (1.0 - LEVEL) / 2.0;
-    Interval {
-        estimate,
-        ci_low: at(tail).min(estimate),
-        ci_high: at(1.0 - tail).max(estimate),
-        ci_level: LEVEL,
-        n: values.len(),
+    match values.len() {
+        0 | 1 => Interval::point(estimate),
+        _ => super::percentile_interval(estimate, &mut values),
     }
 }
 

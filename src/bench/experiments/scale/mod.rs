@@ -14,7 +14,7 @@ use std::io;
 use plotters::prelude::*;
 
 use super::{Experiment, Row, Run};
-use crate::bench::canvas::{PlotError, err, short};
+use crate::bench::canvas::{PlotError, err};
 use crate::bench::results::{BenchReport, Finding, Plot, Table, thousands};
 use crate::bench::scenario::Scenario;
 use crate::stats::usl::{self, UslFit};
@@ -427,26 +427,12 @@ fn plot(regime: &str, n: u32, fits: &[&ModelFit]) -> Result<Plot, PlotError> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (900, 560)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(&title, ("sans-serif", 14))
-            .margin(10)
-            .x_label_area_size(36)
-            .y_label_area_size(60)
-            .build_cartesian_2d(
-                (1.0f64..max_clients).log_scale(),
-                ((lo / 2.0).max(1.0)..hi * 2.0).log_scale(),
-            )
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("clients (N)")
-            .y_desc("req/s")
-            .label_style(("sans-serif", 11))
-            .x_label_formatter(&|x| short(*x))
-            .y_label_formatter(&|y| short(*y))
-            .draw()
-            .map_err(err)?;
+        let mut chart = crate::bench::canvas::clients_chart(
+            &root,
+            &title,
+            1.0..max_clients,
+            (lo / 2.0).max(1.0)..hi * 2.0,
+        )?;
         if let Some(limit) = limit {
             chart
                 .draw_series(DashedLineSeries::new(

@@ -3,7 +3,7 @@
 use plotters::prelude::*;
 
 use super::{WaitingRecord, WaitingRecords, bound, share};
-use crate::bench::canvas::{PlotError, err, short};
+use crate::bench::canvas::{PlotError, err};
 use crate::bench::results::{BenchReport, Finding, Plot, Table, Verdict, thousands};
 use crate::bench::rules::{
     all, decide, finding, missing, ratio, ratio_ci, undecided_why, verdict, versus,
@@ -182,27 +182,12 @@ pub(super) fn plots(r: &BenchReport, w: &WaitingRecords) -> Result<Vec<Plot>, Pl
         let mut svg = String::new();
         {
             let root = SVGBackend::with_string(&mut svg, (900, 560)).into_drawing_area();
-            root.fill(&WHITE).map_err(err)?;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(&title, ("sans-serif", 16))
-                .margin(10)
-                .x_label_area_size(36)
-                .y_label_area_size(60)
-                .right_y_label_area_size(0)
-                .build_cartesian_2d(
-                    (1.0f64..max_clients.max(2.0)).log_scale(),
-                    (10.0f64..top.max(100.0)).log_scale(),
-                )
-                .map_err(err)?;
-            chart
-                .configure_mesh()
-                .x_desc("clients (N)")
-                .y_desc("req/s")
-                .label_style(("sans-serif", 11))
-                .x_label_formatter(&|x| short(*x))
-                .y_label_formatter(&|y| short(*y))
-                .draw()
-                .map_err(err)?;
+            let mut chart = crate::bench::canvas::clients_chart(
+                &root,
+                &title,
+                1.0..max_clients.max(2.0),
+                10.0..top.max(100.0),
+            )?;
             let little: Vec<(f64, f64)> = (0..=40)
                 .map(|i| {
                     let n = max_clients.max(2.0).powf(i as f64 / 40.0);
