@@ -38,7 +38,25 @@ pub fn inputs_for(
     n: u32,
     clients: usize,
 ) -> Option<(CostModel, Costs)> {
-    let calibration = report.calibration.as_ref()?;
+    inputs_with(
+        report,
+        report.calibration.as_ref()?,
+        regime,
+        variant,
+        n,
+        clients,
+    )
+}
+
+/// As [`inputs_for`], from `calibration` rather than the report's own.
+fn inputs_with(
+    report: &BenchReport,
+    calibration: &Calibration,
+    regime: &str,
+    variant: &str,
+    n: u32,
+    clients: usize,
+) -> Option<(CostModel, Costs)> {
     let cell = Cell {
         regime: regime.to_string(),
         variant: variant.to_string(),
@@ -132,9 +150,38 @@ fn regime_costs(
 
 /// The prediction for one cell; see [`inputs`].
 pub fn predict(report: &BenchReport, cell: &Cell) -> Option<Prediction> {
-    inputs(report, cell).map(|(model, costs)| {
-        let cap = costs.client_capacity(model.replies_per_wake(&costs));
-        model.predict(&costs).within_client(cap)
+    predict_with(report, report.calibration.as_ref()?, cell)
+}
+
+/// As [`predict`], from `calibration` rather than the report's own.
+fn predict_with(
+    report: &BenchReport,
+    calibration: &Calibration,
+    cell: &Cell,
+) -> Option<Prediction> {
+    let found = inputs_with(
+        report,
+        calibration,
+        &cell.regime,
+        &cell.variant,
+        cell.n,
+        cell.clients,
+    );
+    found.map(|(model, costs)| {
+        let per_wake = model.replies_per_wake(&costs);
+        let p = model
+            .predict(&costs)
+            .within_client(costs.client_capacity(per_wake));
+        match model.crowded_client_threads(&costs) {
+            Some(fewest) => p.crowded(
+                Costs {
+                    client_cpus: fewest,
+                    ..costs
+                }
+                .client_capacity(per_wake),
+            ),
+            None => p,
+        }
     })
 }
 
@@ -151,7 +198,8 @@ pub struct Check {
     pub ratio: f64,
     /// Within [`THRESHOLD`] of the point, or inside the range widened by it.
     pub within: bool,
-    /// Off, but accounted for: inside the range placement allows, or noisy.
+    /// Off, but accounted for: inside the range placement allows, noisy, or with an
+    /// interval that holds the prediction.
     pub explained: bool,
     /// The computed sentence for the report.
     pub explanation: String,
@@ -176,10 +224,50 @@ pub fn checks(report: &BenchReport) -> Vec<Check> {
                         c.explanation.trim_start_matches("unexplained: ")
                     );
                 }
+                if !c.explained
+                    && let Some(why) = drifted(report, cell)
+                {
+                    c.explained = true;
+                    c.explanation = format!(
+                        "{why}; {}",
+                        c.explanation.trim_start_matches("unexplained: ")
+                    );
+                }
                 c
             })
         })
         .collect()
+}
+
+/// Why a cell is off the prediction from the run's calibration (the median of every
+/// round of its round trips) but near the one from a single round: the machine's
+/// round trips moved during the run ([`Calibration::by_round`]), and the cell ran while
+/// they were as that round measured them. `None` when no round's prediction holds it,
+/// or the run measured its round trips once.
+pub fn drifted(report: &BenchReport, cell: &Cell) -> Option<String> {
+    let calibration = report.calibration.as_ref()?;
+    let rounds = calibration.by_round();
+    let two_cpus = |c: &Calibration| c.rtt_two_cpus.map_or(0.0, |m| m.median_us);
+    let all: Vec<f64> = rounds.iter().map(two_cpus).collect();
+    let (lowest, highest) = all
+        .iter()
+        .fold((f64::INFINITY, 0.0_f64), |(l, h), &x| (l.min(x), h.max(x)));
+    rounds.iter().enumerate().find_map(|(i, round)| {
+        let p = predict_with(report, round, cell)?;
+        let c = check(cell, p);
+        c.within.then(|| {
+            format!(
+                "the machine moved during the run: its round trips were measured {} times, two CPUs {:.1}–{:.1} µs, and from round {} alone ({:.1} µs) the formula gives {} req/s, {:.2}x of it",
+                rounds.len(),
+                lowest,
+                highest,
+                i + 1,
+                two_cpus(round),
+                label(&c.prediction),
+                c.ratio
+            )
+        })
+    })
 }
 
 /// Why a cell measures below its prediction when its model's curve has gone flat: the
@@ -263,7 +351,21 @@ fn check(cell: &Cell, prediction: Prediction) -> Check {
                 WIDE_SPREAD * 100.0
             ),
         ),
-        (false, _) => (
+        (false, _) if holds(&cell.throughput, &prediction) => (
+            true,
+            format!(
+                "undecided at this run's precision: the cell's {:.0}% interval {}–{} req/s ({} repetitions) holds the prediction, so the measurement does not contradict it; more or longer repetitions would decide. At the point: {path}",
+                cell.throughput.ci_level * 100.0,
+                thousands(cell.throughput.ci_low),
+                thousands(cell.throughput.ci_high),
+                cell.throughput.n,
+            ),
+        ),
+        (false, Some(_)) => (
+            false,
+            format!("unexplained: {ratio:.2}x the prediction; the formula's terms: {path}"),
+        ),
+        (false, None) => (
             false,
             format!(
                 "unexplained: {ratio:.2}x the prediction and outside the range placement allows ({}–{} req/s); the formula's terms: {path}",
@@ -284,6 +386,16 @@ fn check(cell: &Cell, prediction: Prediction) -> Check {
         explained,
         explanation,
     }
+}
+
+/// True when `measured`'s confidence interval (a real one: two or more repetitions)
+/// reaches the prediction's point, or its range.
+fn holds(measured: &crate::stats::Interval, p: &Prediction) -> bool {
+    let (low, high) = match p.rps {
+        Some(point) => (point, point),
+        None => (p.low, p.high),
+    };
+    measured.n >= 2 && measured.ci_level > 0.0 && measured.ci_low <= high && measured.ci_high >= low
 }
 
 /// "`limit`: 60 of the 69 µs per request is waking the sleeping side on another CPU".
@@ -378,183 +490,4 @@ pub fn score(checks: &[Check]) -> (usize, usize, usize) {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use crate::bench::results::{
-        Sample,
-        tests::{report_of, sample},
-    };
-    use crate::calibrate::{FibCost, Measure};
-
-    pub(crate) fn calibration() -> Calibration {
-        let m = |us: f64| {
-            Some(Measure {
-                median_us: us,
-                spread: 0.0,
-            })
-        };
-        let fib = |n: u32, us: f64| FibCost {
-            n,
-            cost: Measure {
-                median_us: us,
-                spread: 0.0,
-            },
-        };
-        Calibration {
-            schema: crate::calibrate::SCHEMA,
-            machine: crate::calibrate::MachineFacts {
-                cpu: "test".into(),
-                cpus: 2,
-                threads_per_core: 1,
-                virtual_machine: true,
-                kernel: String::new(),
-                descriptor_limit: 1024,
-                allowed_cpus: "0-1".into(),
-            },
-            rtt_same_cpu: m(11.0),
-            rtt_two_cpus: m(68.0),
-            rtt_spinning: m(8.0),
-            wake_up: m(30.0),
-            pipe_round_trip: m(3.0),
-            thread_start: m(20.0),
-            process_start: m(1000.0),
-            epoll_1: m(0.1),
-            epoll_1000: m(0.1),
-            select_1: m(0.3),
-            select_1000: m(60.0),
-            select_idle_1000: m(150.0),
-            read_idle: m(0.5),
-            handoff: m(3.4),
-            rtt_client_spinning: m(38.0),
-            rtt_unpinned: m(68.0),
-            loadgen_same_cpu: m(11.0),
-            fib: vec![fib(1, 0.0), fib(20, 22.0)],
-            fib_interpreted: vec![fib(1, 0.1), fib(20, 400.0)],
-            round_trips: Default::default(),
-        }
-    }
-
-    fn cell_report(cells: &[(&str, &str, u32, usize, f64)]) -> BenchReport {
-        let samples = cells
-            .iter()
-            .map(|&(regime, variant, n, clients, rps)| Sample {
-                regime: regime.into(),
-                ..sample(variant, n, clients, 0, rps, vec![1; clients])
-            })
-            .collect();
-        let mut r = report_of(samples);
-        r.calibration = Some(calibration());
-        r.regimes = vec![
-            crate::bench::scenario::Regime::Shared
-                .resolve(&[0, 1])
-                .unwrap(),
-            crate::bench::scenario::Regime::PinnedSpinning
-                .resolve(&[0, 1])
-                .unwrap(),
-        ];
-        r
-    }
-
-    /// Issue 30: a curve gone flat (the last two client counts within 10%) below its
-    /// prediction is explained as one serialized step; a cell before the plateau is not.
-    #[test]
-    fn a_plateau_below_the_prediction_is_a_serialized_step() {
-        let r = cell_report(&[
-            ("shared", "threads", 1, 1, 14_000.0),
-            ("shared", "threads", 1, 2, 2_000.0),
-            ("shared", "threads", 1, 4, 4_000.0),
-            ("shared", "threads", 1, 8, 4_200.0),
-        ]);
-        let checks = checks(&r);
-        let at = |clients| checks.iter().find(|c| c.clients == clients).unwrap();
-        for clients in [4, 8] {
-            let c = at(clients);
-            assert!(!c.within && c.explained, "{c:?}");
-            assert!(
-                c.explanation
-                    .starts_with("a plateau: 4 and 8 clients both near 4,100 req/s")
-                    && c.explanation.contains("about 243.9 µs per request"),
-                "{}",
-                c.explanation
-            );
-        }
-        assert!(!at(2).explained, "{:?}", at(2));
-    }
-
-    #[test]
-    fn a_cell_near_its_prediction_is_within_and_says_its_dominant_term() {
-        let r = cell_report(&[("shared", "threads", 1, 1, 15_000.0)]);
-        let checks = checks(&r);
-        assert_eq!(checks.len(), 1);
-        let c = &checks[0];
-        assert!(c.within && c.explained, "{c:?}");
-        assert!((c.ratio - 15_000.0 / (1e6 / 68.0)).abs() < 1e-9);
-        assert!(
-            c.explanation
-                .contains("60 of the 68 µs per request is waking the sleeping side"),
-            "{}",
-            c.explanation
-        );
-    }
-
-    #[test]
-    fn the_regime_changes_the_round_trip_and_the_server_cpus() {
-        let r = cell_report(&[
-            ("shared", "threads", 20, 2, 1.0),
-            ("pinned-spinning", "threads", 20, 2, 1.0),
-        ]);
-        let shared = predict(&r, &r.cells[0]).unwrap();
-        let pinned = predict(&r, &r.cells[1]).unwrap();
-        // Shared: a pair per CPU, 2 / (11 + 22) µs; pinned: one server CPU, a spinning
-        // client: min(2 / (8 + 30 + 22), 1 / (4 + 30 + 22)) µs, the server's one CPU
-        // waking a connection's thread for every request.
-        assert!((shared.rps.unwrap() - 2e6 / 33.0).abs() < 1e-6);
-        assert!(
-            (pinned.rps.unwrap() - 1e6 / 56.0).abs() < 1e-6,
-            "{pinned:?}"
-        );
-    }
-
-    #[test]
-    fn an_off_cell_is_explained_by_its_range_its_noise_or_marked_unexplained() {
-        let r = cell_report(&[
-            ("shared", "tokio", 1, 2, 80_000.0),
-            ("shared", "epoll", 1, 1, 60_000.0),
-            ("shared", "floor", 1, 1, 2_000.0),
-        ]);
-        let checks = checks(&r);
-        let tokio = &checks[0];
-        assert!(tokio.within, "a range: {tokio:?}");
-        assert!(tokio.explanation.starts_with("inside the range"));
-        let epoll = &checks[1];
-        assert!(!epoll.within && epoll.explained, "{epoll:?}");
-        assert!(
-            epoll.explanation.starts_with("placement:"),
-            "{}",
-            epoll.explanation
-        );
-        let floor = &checks[2];
-        assert!(!floor.explained, "{floor:?}");
-        assert!(floor.explanation.starts_with("unexplained:"));
-        assert_eq!(score(&checks), (1, 2, 3));
-    }
-
-    #[test]
-    fn peers_and_uncalibrated_workloads_are_not_predicted() {
-        let mut r = cell_report(&[
-            ("shared", "go", 1, 1, 1.0),
-            ("shared", "threads", 30, 1, 1.0),
-        ]);
-        r.peers.push("go=127.0.0.1:1".parse().unwrap());
-        assert!(checks(&r).is_empty());
-        r.calibration = None;
-        assert!(predicted(&r).is_none());
-    }
-
-    #[test]
-    fn compact_figures() {
-        assert_eq!(compact(14_366.0), "14.4k");
-        assert_eq!(compact(208_161.0), "208k");
-        assert_eq!(compact(950.0), "950");
-    }
-}
+pub(crate) mod tests;

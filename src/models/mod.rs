@@ -216,7 +216,7 @@ pub const MODELS: &[Model] = &[
         cancels: true,
         idle_target_kib: None,
         python_original: Some("py-thread_server"),
-        cost: CostModel::ThreadPerConnection,
+        cost: CostModel::ConnectionPool,
         available: always,
         serve: threadpool::serve,
     },

@@ -101,7 +101,7 @@ fn summary(r: &BenchReport) -> Vec<String> {
     let predicted = match super::predict::score(&checks) {
         (_, _, 0) => String::new(),
         (within, explained, all) => format!(
-            " From these costs alone the cost formulas predict {within} of {all} cells within {:.0}%; {} more are accounted for (placement, noise, a plateau), {} are not.",
+            " From these costs alone the cost formulas predict {within} of {all} cells within {:.0}%; {} more are accounted for (placement, noise, a plateau, an interval that holds the prediction, a machine that moved), {} are not.",
             super::predict::THRESHOLD * 100.0,
             explained - within,
             all - explained

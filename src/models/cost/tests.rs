@@ -256,3 +256,70 @@ fn apart_the_hops_between_threads_wake_them_and_a_loop_may_or_may_not_sleep() {
         "{isolates:?}"
     );
 }
+
+/// Issue 30, apart from the clients: a pool that holds a connection per worker serves
+/// `workers` of the clients, whose requests may crowd onto few load threads; a worker
+/// process and its connection's thread wake each other on a request's path.
+#[test]
+fn apart_a_connection_pool_serves_its_workers_and_procpool_hops_wake_both_sides() {
+    let c = Costs {
+        clients: 64,
+        cpus: 8,
+        shared: false,
+        workers: 12,
+        rtt_spin: 8.24,
+        rtt_cross: 17.75,
+        wake_up: 4.76,
+        client_work: 1.09,
+        client_cpus: 8,
+        ..vm(64, 0.0)
+    };
+    let pool = CostModel::ConnectionPool.predict(&c);
+    let twelve = CostModel::ThreadPerConnection.predict(&Costs { clients: 12, ..c });
+    assert_eq!(pool.rps, twelve.rps, "{pool:?}");
+    assert!(close(pool.rps.unwrap(), 12e6 / (17.75 + 1.09)), "{pool:?}");
+    // 64 clients over 8 load threads, 8 each: the 12 held may belong to 2 threads.
+    assert_eq!(
+        CostModel::ConnectionPool.crowded_client_threads(&c),
+        Some(2)
+    );
+    let sixteen = Costs { clients: 16, ..c };
+    assert_eq!(
+        CostModel::ConnectionPool.crowded_client_threads(&sixteen),
+        Some(6)
+    );
+    assert_eq!(
+        CostModel::ConnectionPool.crowded_client_threads(&Costs { clients: 12, ..c }),
+        None
+    );
+    assert_eq!(
+        CostModel::ThreadPerConnection.crowded_client_threads(&c),
+        None
+    );
+    let two = Costs {
+        client_cpus: 2,
+        ..c
+    }
+    .client_capacity(1.0);
+    let crowded = pool.clone().crowded(two);
+    assert_eq!(crowded.rps, None, "{crowded:?}");
+    assert!(close(crowded.low, two.unwrap()) && close(crowded.high, pool.high));
+    // A cap above the prediction changes nothing.
+    assert_eq!(pool.clone().crowded(Some(1e9)), pool);
+
+    let one = Costs { clients: 1, ..c };
+    let procpool = CostModel::ProcessPool.predict(&one);
+    assert!(
+        close(
+            procpool.rps.unwrap(),
+            1e6 / (17.75 + 1.09 + 3.0 + 2.0 * 4.76)
+        ),
+        "{procpool:?}"
+    );
+    // On one server CPU the worker and the connection's thread take turns on it.
+    let procpool = CostModel::ProcessPool.predict(&Costs { cpus: 1, ..one });
+    assert!(
+        close(procpool.rps.unwrap(), 1e6 / (17.75 + 1.09 + 3.0)),
+        "{procpool:?}"
+    );
+}

@@ -45,6 +45,7 @@ pub fn per_idle_us(model: &str, calibration: &Calibration) -> Option<(f64, Strin
                 }
                 CostModel::OneAtATime
                 | CostModel::ThreadPerConnection
+                | CostModel::ConnectionPool
                 | CostModel::Isolated
                 | CostModel::ProcessPool
                 | CostModel::Prefork

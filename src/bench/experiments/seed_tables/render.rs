@@ -289,12 +289,16 @@ pub(super) fn misses(r: &BenchReport, checks: &[Check]) -> Option<Table> {
     Some(Table {
         title: "Cells off their prediction".into(),
         intro: format!(
-            "{within} of {all} cells ({:.0}%) are within {:.0}% of their prediction (or inside its range); of the {} others, {} are accounted for (placement, noise, a plateau) and {} are unexplained.",
+            "{within} of {all} cells ({:.0}%) are within {:.0}% of their prediction (or inside its range); of the {} others, {} are accounted for (placement, noise, a plateau, an interval that holds the prediction, a machine that moved) and {} {} unexplained.",
             100.0 * within as f64 / all as f64,
             THRESHOLD * 100.0,
             all - within,
             explained - within,
-            all - explained
+            all - explained,
+            match all - explained {
+                1 => "is",
+                _ => "are",
+            }
         ),
         header: [
             "model",
