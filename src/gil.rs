@@ -292,6 +292,12 @@ pub fn install(mode: GilMode, interval: Duration) {
     });
 }
 
+/// What every lock of the process did since `--gil` installed them; `None` without
+/// `--gil`.
+pub fn installed_counts() -> Option<GilCounts> {
+    PROCESS.get().map(|_| counts())
+}
+
 /// The process's (main interpreter's) lock, if `--gil` is on.
 pub fn process() -> Option<&'static Gil> {
     PROCESS.get().map(|p| &p.main)

@@ -67,6 +67,7 @@ pub mod connection;
 pub mod cpu;
 pub mod demo;
 pub mod downstream;
+pub mod exposition;
 pub mod fib;
 pub mod framing;
 #[doc(hidden)]
@@ -74,6 +75,7 @@ pub mod fuzzing;
 pub mod gil;
 pub mod load;
 pub mod machine;
+pub mod metrics;
 pub mod models;
 pub mod offload;
 pub mod pool;

@@ -92,6 +92,8 @@ impl Offload {
         let done = Arc::new(Mutex::new(Some(done)));
         let on_worker = done.clone();
         let job: Job = Box::new(move || {
+            crate::metrics::offload_queued(-1);
+            let started = crate::metrics::get().map(|_| std::time::Instant::now());
             // A pool thread runs interpreter code too: under `--gil` it computes with
             // the lock held, and hands it over when asked.
             let held = crate::gil::process().map(crate::gil::Gil::hold);
@@ -106,11 +108,17 @@ impl Offload {
                 .ok_or(Rejection::ClientGone),
             };
             drop(held);
+            if let Some(started) = started {
+                crate::metrics::served(started.elapsed());
+            }
             if let Some(done) = lock(&on_worker).take() {
                 done(value);
             }
         });
+        // Counted before it is offered: a worker may take it at once.
+        crate::metrics::offload_queued(1);
         if self.queue.offer(job).is_err() {
+            crate::metrics::offload_queued(-1);
             if let Some(done) = lock(&done).take() {
                 done(Err(Rejection::ServerBusy));
             }

@@ -245,6 +245,33 @@ impl Usage {
     }
 }
 
+/// User and system CPU time of `pid` and its live descendants, in USER_HZ ticks
+/// (`/proc/PID/stat`, fields 14 and 15: 100 a second): what `process_cpu_seconds_total`
+/// reports for a server and its children.
+///
+/// # Errors
+/// `/proc/PID` cannot be read (the process is gone, or this is not Linux).
+pub fn cpu_ticks_of_tree(pid: u32) -> io::Result<u64> {
+    let mut ticks = 0;
+    for pid in tree(pid)? {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue; // gone meanwhile
+        };
+        // `pid (comm) state ppid ...`: after comm, utime and stime are the 12th and 13th.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let field = |i| {
+            rest.split_whitespace()
+                .nth(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        ticks += field(11) + field(12);
+    }
+    Ok(ticks)
+}
+
 /// What a server has done: time on a CPU and the times its threads slept or were
 /// preempted. A figure of one stretch of load comes from two [`WorkReading`]s,
 /// [`WorkReading::since`]; divided by the requests served in it, it is the cost of one

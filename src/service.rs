@@ -135,11 +135,47 @@ impl Service {
 
 /// Writes `ERR <reason>\n`.
 pub fn write_rejection(rejection: Rejection, out: &mut Vec<u8>) {
+    crate::metrics::error(rejection.metrics_reason());
     // Writing into a Vec cannot fail.
     let _ = writeln!(out, "ERR {rejection}");
 }
 
+impl Rejection {
+    /// Its reason as `--metrics` counts it: an index into [`crate::metrics::REASONS`],
+    /// whose label is the reason on the wire without its figures.
+    pub fn metrics_reason(&self) -> usize {
+        use crate::downstream::Failure;
+        match self {
+            Rejection::NotANumber => 0,
+            Rejection::Negative => 1,
+            Rejection::AboveMaxN { .. } => 2,
+            Rejection::LineTooLong => 3,
+            Rejection::NotUtf8 => 4,
+            Rejection::ServerBusy => 5,
+            Rejection::WorkerDied => 6,
+            Rejection::ClientGone => 7,
+            Rejection::Downstream(f) => match f {
+                Failure::Refused => 8,
+                Failure::Closed => 9,
+                Failure::Reset => 10,
+                Failure::TimedOut => 11,
+                Failure::Unavailable => 12,
+                Failure::Failed => 13,
+            },
+        }
+    }
+}
+
 impl Request<'_> {
+    /// Its workload class as `--metrics` counts it: an index into
+    /// [`crate::metrics::CLASSES`] (fib's and lookup's `n` by tens, then `upper`).
+    pub fn metrics_class(&self) -> usize {
+        match *self {
+            Request::Fib(n) | Request::Lookup(n) => (n as usize / 10).min(4),
+            Request::Upper(_) => 5,
+        }
+    }
+
     /// Does the work and writes the reply line. For `Fib(n)` this is the CPU-bound part.
     pub fn execute(&self, out: &mut Vec<u8>) {
         match *self {
@@ -286,6 +322,8 @@ impl Session {
         gone: Option<&mut dyn FnMut() -> bool>,
     ) -> Option<Handoff> {
         if let Err(failure) = outcome {
+            // Counted in flight when it was framed: answered now, with its error.
+            crate::metrics::answered();
             write_rejection(Rejection::Downstream(failure), out);
             return None;
         }
@@ -296,6 +334,7 @@ impl Session {
             let gone = gone.map(|g| -> &mut dyn FnMut() -> bool { g });
             let (_, mut state) = self.answering(held.as_ref(), gone);
             state.downstream = false;
+            state.resumed = true;
             let body = line.strip_suffix(b"\n").unwrap_or(&line);
             let _ = state.answer(Frame::Line(body), out, &mut handed);
         }
@@ -397,6 +436,7 @@ impl Session {
 
     /// Writes the reply of a request computed elsewhere.
     pub fn write_reply(reply: Result<u64, Rejection>, out: &mut Vec<u8>) {
+        crate::metrics::answered();
         match reply {
             Ok(value) => {
                 let _ = writeln!(out, "{value}");
@@ -421,6 +461,8 @@ struct Answering<'a> {
     /// Valid requests wait on the downstream first: stop at each, keeping its line.
     downstream: bool,
     wait_line: &'a mut Vec<u8>,
+    /// The request back from the downstream: already counted when it was framed.
+    resumed: bool,
 }
 
 impl Session {
@@ -443,6 +485,7 @@ impl Session {
                 gil,
                 downstream: self.downstream,
                 wait_line: &mut self.wait_line,
+                resumed: false,
             },
         )
     }
@@ -462,6 +505,19 @@ impl Answering<'_> {
             Frame::TooLong => Some(Err(Rejection::LineTooLong)),
             Frame::Line(line) => self.service.parse(line),
         };
+        if let Some(Ok(request)) = &parsed
+            && !self.resumed
+        {
+            crate::metrics::request(request.metrics_class());
+        }
+        // Timed only where metrics are on: the clock is read twice per request.
+        let started = crate::metrics::get().map(|_| std::time::Instant::now());
+        let done = |started: Option<std::time::Instant>| {
+            if let Some(started) = started {
+                crate::metrics::served(started.elapsed());
+            }
+            crate::metrics::answered();
+        };
         match parsed {
             None => {}
             Some(Err(rejection)) => write_rejection(rejection, out),
@@ -479,7 +535,10 @@ impl Answering<'_> {
                 return ControlFlow::Break(());
             }
             Some(Ok(Request::Fib(n))) => match (self.probe.as_mut(), self.gil) {
-                (None, None) => Request::Fib(n).execute(out),
+                (None, None) => {
+                    Request::Fib(n).execute(out);
+                    done(started);
+                }
                 (mut probe, gil) => {
                     let mut check = || {
                         if let Some(gil) = gil {
@@ -493,9 +552,13 @@ impl Answering<'_> {
                         }
                         None => *self.cancelled = true,
                     }
+                    done(started);
                 }
             },
-            Some(Ok(request)) => request.execute(out),
+            Some(Ok(request)) => {
+                request.execute(out);
+                done(started);
+            }
         }
         ControlFlow::Continue(())
     }

@@ -200,6 +200,7 @@ impl Shutdown {
 
     /// An accept failed with a transient error: accepting pauses ([`Backoff::failed`]).
     pub fn accept_failed(&self, e: &io::Error) {
+        crate::metrics::accept_backoff();
         self.backoff().failed(e);
     }
 
@@ -244,6 +245,7 @@ impl Shutdown {
         let mut live = self.live();
         if live.sockets.len() >= limit {
             drop(live);
+            crate::metrics::turned_away(0);
             turn_away(socket, peer);
             return None;
         }
@@ -266,6 +268,7 @@ impl Shutdown {
         let id = live.next_id;
         live.next_id += 1;
         live.sockets.insert(id, socket);
+        crate::metrics::accepted();
         ConnectionGuard {
             shutdown: self.clone(),
             id,
@@ -364,6 +367,7 @@ pub struct ConnectionGuard {
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.shutdown.live().sockets.remove(&self.id);
+        crate::metrics::closed();
         self.shutdown.inner.ended.notify_all();
     }
 }

@@ -30,6 +30,15 @@ pub struct ServeArgs {
     /// then splits new clients between the servers. Without it such a port is refused.
     #[arg(long)]
     join_port: bool,
+    /// Serve Prometheus metrics on http://ADDR/metrics (requests, errors, service time,
+    /// connections, the GIL, the process tree's CPU and memory). Off by default; a
+    /// non-loopback ADDR exposes them to the network.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+    /// Count as --metrics does, and keep rewriting FILE with the exposition instead of
+    /// serving it (how prefork's copies report to their parent's endpoint).
+    #[arg(long, hide = true, value_name = "FILE")]
+    metrics_publish: Option<std::path::PathBuf>,
     #[command(flatten)]
     config: ConfigArgs,
 }
@@ -89,6 +98,31 @@ pub fn run(args: ServeArgs) -> Result<()> {
         }
     };
     let local = listener.local_addr()?;
+    // Started before the model, so that the first request is counted; stopped (dropped)
+    // after it returns.
+    if let Some(path) = args.metrics_publish {
+        fiblab::metrics::publish(path).context("cannot start publishing the metrics")?;
+    }
+    let metrics = match args.metrics {
+        None => None,
+        Some(at) => {
+            let info = fiblab::exposition::ServerInfo {
+                model: variant.model.clone(),
+                service: config.service.kind.to_string(),
+                gil: config.gil.map_or("none".to_string(), |g| g.to_string()),
+                offload: config.offload,
+                workers: config.workers,
+            };
+            let endpoint = fiblab::exposition::Endpoint::start(at, &info).with_context(|| {
+                format!("cannot serve --metrics on {at}; pick a free address, or port 0")
+            })?;
+            if !at.ip().is_loopback() {
+                tracing::warn!(addr = %endpoint.local_addr(), "--metrics beyond loopback: anyone who can reach it reads the server's counters");
+            }
+            tracing::info!(url = %format!("http://{}/metrics", endpoint.local_addr()), "serving metrics");
+            Some(endpoint)
+        }
+    };
     if !args.bind.is_loopback() {
         tracing::warn!(
             %local,
@@ -113,6 +147,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     io::stdout().flush()?;
     (model.serve)(listener, &config, shutdown)
         .with_context(|| format!("model {} failed", model.name))?;
+    drop(metrics);
     tracing::info!("stopped");
     Ok(())
 }

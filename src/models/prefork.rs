@@ -45,7 +45,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -150,9 +150,19 @@ fn start_child(socket: &TcpListener, config: &Config) -> io::Result<Child> {
         gil_stats: None,
         ..config.clone()
     };
-    fiblab_child()?
+    let mut child = fiblab_child()?;
+    child
         .args(["serve", "--model", "single", "--inherited-listener"])
-        .args(child_config.to_args())
+        .args(child_config.to_args());
+    // With `--metrics`, each copy counts for itself and publishes to a file of its own
+    // that the parent's endpoint adds up (`crate::metrics::merge`).
+    if let Some(dir) = crate::metrics::children_dir() {
+        std::fs::create_dir_all(&dir)?;
+        child
+            .arg("--metrics-publish")
+            .arg(dir.join(format!("copy-{}.prom", socket.as_raw_fd())));
+    }
+    child
         .stdin(Stdio::from(inherited))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -80,6 +80,7 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
     while let Some((stream, peer, live)) = shutdown.accept(&listener, config.max_conns)? {
         if let Err((stream, peer, _live)) = queue.offer((stream, peer, live)) {
             tracing::debug!(%peer, "queue full; turning the connection away");
+            crate::metrics::turned_away(1);
             let _ = (&*stream).write_all(Rejection::ServerBusy.reply_line().as_bytes());
         }
     }

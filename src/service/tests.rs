@@ -207,3 +207,34 @@ fn with_a_downstream_valid_requests_wait_and_invalid_ones_do_not() {
     let next = session.downstream_replied(Ok(()), &mut out, None);
     assert_eq!(next, Some(Handoff::Compute(12)));
 }
+
+#[test]
+fn metrics_classes_and_reasons_name_every_request_and_rejection() {
+    use crate::metrics::{CLASSES, REASONS};
+    assert_eq!(CLASSES[Request::Fib(1).metrics_class()], "n 0-9");
+    assert_eq!(CLASSES[Request::Fib(36).metrics_class()], "n 30-39");
+    assert_eq!(CLASSES[Request::Fib(90).metrics_class()], "n 40+");
+    assert_eq!(CLASSES[Request::Upper("a").metrics_class()], "upper");
+    for rejection in [
+        Rejection::NotANumber,
+        Rejection::Negative,
+        Rejection::AboveMaxN { max_n: 44 },
+        Rejection::LineTooLong,
+        Rejection::NotUtf8,
+        Rejection::ServerBusy,
+        Rejection::WorkerDied,
+        Rejection::ClientGone,
+        Rejection::Downstream(crate::downstream::Failure::Refused),
+        Rejection::Downstream(crate::downstream::Failure::Closed),
+        Rejection::Downstream(crate::downstream::Failure::Reset),
+        Rejection::Downstream(crate::downstream::Failure::TimedOut),
+        Rejection::Downstream(crate::downstream::Failure::Unavailable),
+        Rejection::Downstream(crate::downstream::Failure::Failed),
+    ] {
+        let reason = REASONS[rejection.metrics_reason()];
+        assert!(
+            rejection.to_string().starts_with(reason),
+            "{rejection} vs {reason}"
+        );
+    }
+}
