@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 
 use prometheus::{Counter, Encoder as _, IntCounter, IntGauge, IntGaugeVec, Opts, TextEncoder};
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, registered};
 
 /// `/proc/PID/stat` counts CPU time in USER_HZ ticks, 100 a second on every Linux ABI.
 const TICKS_PER_SECOND: f64 = 100.0;
@@ -57,21 +57,10 @@ impl ProcessTree {
     /// A name is registered twice (a second endpoint in one process).
     pub fn register(metrics: &Metrics, root: u32, info: &ServerInfo) -> prometheus::Result<Self> {
         let registry = metrics.registry();
-        let counter = |name: &str, help: &str| -> prometheus::Result<Counter> {
-            let c = Counter::new(name, help)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
-        let int_counter = |name: &str, help: &str| -> prometheus::Result<IntCounter> {
-            let c = IntCounter::new(name, help)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
-        let gauge = |name: &str, help: &str| -> prometheus::Result<IntGauge> {
-            let g = IntGauge::new(name, help)?;
-            registry.register(Box::new(g.clone()))?;
-            Ok(g)
-        };
+        let counter = |name: &str, help: &str| registered(registry, Counter::new(name, help)?);
+        let int_counter =
+            |name: &str, help: &str| registered(registry, IntCounter::new(name, help)?);
+        let gauge = |name: &str, help: &str| registered(registry, IntGauge::new(name, help)?);
         let about = IntGaugeVec::new(
             Opts::new(
                 "fiblab_server_info",

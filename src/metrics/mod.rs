@@ -109,6 +109,18 @@ pub fn get() -> Option<&'static Metrics> {
     METRICS.get()
 }
 
+/// `metric`, registered in `registry` (which keeps a handle to the same counters).
+///
+/// # Errors
+/// Its name is already registered there.
+pub fn registered<M>(registry: &Registry, metric: M) -> prometheus::Result<M>
+where
+    M: prometheus::core::Collector + Clone + 'static,
+{
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
 impl Metrics {
     fn new() -> prometheus::Result<Metrics> {
         let registry = Registry::new();
@@ -123,16 +135,8 @@ impl Metrics {
                 .map(|v| family.with_label_values(&[*v]))
                 .collect()
         };
-        let counter = |name: &str, help: &str| -> prometheus::Result<IntCounter> {
-            let c = IntCounter::new(name, help)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
-        let gauge = |name: &str, help: &str| -> prometheus::Result<IntGauge> {
-            let g = IntGauge::new(name, help)?;
-            registry.register(Box::new(g.clone()))?;
-            Ok(g)
-        };
+        let counter = |name: &str, help: &str| registered(&registry, IntCounter::new(name, help)?);
+        let gauge = |name: &str, help: &str| registered(&registry, IntGauge::new(name, help)?);
         let requests = family(
             "fiblab_requests_total",
             "Valid requests framed, by workload class (fib's n by tens, or upper).",
