@@ -73,6 +73,7 @@ pub mod framing;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gil;
+pub mod lab;
 pub mod load;
 pub mod machine;
 pub mod metrics;

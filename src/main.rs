@@ -29,6 +29,9 @@ enum Command {
     /// A downstream to wait on (PROTOCOL.md, "Waiting on a downstream"): answers each
     /// line with itself after --delay (plus --jitter), in order per connection.
     Backend(cli::backend::BackendArgs),
+    /// The page in the browser where a server runs, switches models and takes load
+    /// while you watch (http://127.0.0.1:8025/).
+    Lab(cli::lab::LabArgs),
     /// List the concurrency models.
     Models {
         /// Print the table as markdown (as in the README).
@@ -94,6 +97,7 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => cli::serve::run(args),
         Command::Backend(args) => cli::backend::run(args),
+        Command::Lab(args) => cli::lab::run(args),
         Command::Models { markdown } => cli::print(&match markdown {
             true => fiblab::models::markdown_table(),
             false => fiblab::models::text_table(),

@@ -114,6 +114,21 @@ impl ServerProcess {
         config: &Config,
         cpus: &[usize],
     ) -> io::Result<ServerProcess> {
+        ServerProcess::start_with(exe, variant, config, cpus, &[])
+    }
+
+    /// As [`start`](Self::start), with `extra` flags of `fiblab serve` that are not
+    /// settings of the server (`--metrics ADDR`).
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub fn start_with(
+        exe: &Path,
+        variant: &Variant,
+        config: &Config,
+        cpus: &[usize],
+        extra: &[String],
+    ) -> io::Result<ServerProcess> {
         let mut command = Command::new(exe);
         if !cpus.is_empty() {
             pin_before_exec(&mut command, cpus)?;
@@ -124,7 +139,8 @@ impl ServerProcess {
         };
         command
             .args(["serve", "--model", &variant.model, "--port", "0"])
-            .args(config.to_args());
+            .args(config.to_args())
+            .args(extra);
         let mut child = command
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

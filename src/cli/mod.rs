@@ -8,6 +8,7 @@ pub mod calibrate;
 pub mod clients;
 pub mod compare;
 pub mod demo;
+pub mod lab;
 pub mod load;
 pub mod seeds;
 pub mod serve;

@@ -1,0 +1,92 @@
+//! `fiblab lab`: one page in the browser where a server runs, its model switches, load
+//! comes and goes, and the figures move while you watch (seeds 000-004 as a class
+//! would see them).
+//!
+//! ```text
+//! browser ── GET /          the page (page.html: plain HTML, JavaScript, canvas)
+//!         ── GET /events    server-sent events: a point every 250 ms, the marks, the
+//!                           server's own /metrics figures
+//!         ── POST /api/...  start / stop / switch the server, set the load, send the
+//!                           heavy request, send one line as nc would
+//!
+//! lab ── a `fiblab serve --metrics` child (process::ServerProcess: the bench's process
+//!        boundary; only registry models with validated flags)
+//!     ── the load engine (load::run) in a thread of its own, closed loop, its replies
+//!        counted into 250 ms windows (throughput, p50 / p99 / p99.9, errors)
+//! ```
+//!
+//! Safe by default: it binds loopback, and anything else needs `--token`; it starts only
+//! registry models, bounds clients, n and request lines, answers a malformed request
+//! with a 4xx that says what is wrong, and stops its children when it exits (Ctrl-C,
+//! SIGTERM).
+
+mod http;
+mod state;
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+pub use state::{Lab, LoadSetting, Point, Refusal, ServerSetting, TICK};
+
+/// Most closed-loop clients the page may ask for.
+pub const MAX_CLIENTS: usize = 256;
+
+/// Largest `n` of the load (the heavy request is sized apart).
+pub const MAX_LOAD_N: u32 = 32;
+
+/// Longest line the page may send as `nc` would.
+pub const MAX_LINE: usize = 1024;
+
+/// How the lab is reached and what it starts.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    pub addr: SocketAddr,
+    /// Required on every request when `addr` is not loopback.
+    pub token: Option<String>,
+    /// The fiblab binary the servers are started from.
+    pub exe: PathBuf,
+}
+
+/// Why the lab cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error(
+        "{0} is not a loopback address: anyone who can reach it could start servers and load; add --token SECRET (the page then needs ?token=SECRET)"
+    )]
+    NeedsToken(SocketAddr),
+    #[error("cannot listen on {addr}: {why}; pick another with --addr")]
+    Bind { addr: SocketAddr, why: String },
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Serves the lab on `options.addr` until `interrupt` is set, then stops the load and
+/// the server it started. `ready` is called with the address it listens on.
+///
+/// # Errors
+/// See [`LabError`].
+pub fn run(
+    options: &LabOptions,
+    interrupt: Arc<AtomicBool>,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), LabError> {
+    if !options.addr.ip().is_loopback() && options.token.is_none() {
+        return Err(LabError::NeedsToken(options.addr));
+    }
+    let server = tiny_http::Server::http(options.addr).map_err(|e| LabError::Bind {
+        addr: options.addr,
+        why: e.to_string(),
+    })?;
+    let local = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| io::Error::other("not an IP address"))?;
+    let lab = Lab::start(options.exe.clone())?;
+    ready(local);
+    http::serve(&server, &lab, options.token.as_deref(), &interrupt);
+    lab.shut_down();
+    Ok(())
+}

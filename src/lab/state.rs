@@ -1,0 +1,550 @@
+//! What the lab holds: the server it started, the load it runs, and the figures both
+//! produce, sampled every [`TICK`].
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::load::{LoadSpec, Stop};
+use crate::process::ServerProcess;
+use crate::server::{Config, Variant};
+
+/// How often a point of the live chart is taken.
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// Points kept (the last ten minutes at four a second).
+const KEPT: usize = 2400;
+
+/// Why the lab refused what the page asked (answered 422 with this text).
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("no server runs: start one first")]
+    NoServer,
+    #[error("model: {0:?} is not in the registry (see `fiblab models`)")]
+    UnknownModel(String),
+    #[error("gil: {0:?} is none of none, shared, per-interpreter")]
+    Gil(String),
+    #[error("workers: {0} is outside 1-64")]
+    Workers(usize),
+    #[error(transparent)]
+    Variant(#[from] crate::models::VariantError),
+    #[error("cannot serve --model {model} here: {source}")]
+    Unavailable {
+        model: String,
+        source: std::io::Error,
+    },
+    #[error("the server did not start: {0}")]
+    Start(std::io::Error),
+    #[error("clients: {asked} is more than the lab allows ({max})")]
+    Clients { asked: usize, max: usize },
+    #[error("n: {asked} is more than the load may ask ({max}); the heavy request is sent apart")]
+    N { asked: u32, max: u32 },
+    #[error(transparent)]
+    Mix(#[from] crate::load::mix::MixError),
+    #[error("one line of at most {0} bytes, without a newline")]
+    Line(usize),
+    #[error("no reply: {0}")]
+    NoReply(std::io::Error),
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// The server the page asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ServerSetting {
+    pub model: String,
+    /// `none`, `shared` or `per-interpreter`.
+    #[serde(default = "none")]
+    pub gil: String,
+    #[serde(default)]
+    pub offload: bool,
+    /// `None`: the model's default.
+    #[serde(default)]
+    pub workers: Option<usize>,
+}
+
+fn none() -> String {
+    "none".into()
+}
+
+impl ServerSetting {
+    /// The label the chart's marks use: `threads --gil`, `epoll+offload`.
+    pub fn label(&self) -> String {
+        let mut label = Variant {
+            model: self.model.clone(),
+            offload: self.offload,
+        }
+        .label();
+        if self.gil != "none" {
+            label.push_str(&format!(" --gil {}", self.gil));
+        }
+        if let Some(w) = self.workers {
+            label.push_str(&format!(" --workers {w}"));
+        }
+        label
+    }
+}
+
+/// The load the page asks for: closed-loop clients asking fib(n).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub struct LoadSetting {
+    pub clients: usize,
+    pub n: u32,
+}
+
+/// One point of the live chart: what the load generator saw in one [`TICK`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Point {
+    /// Seconds since the lab started.
+    pub t: f64,
+    pub rps: f64,
+    /// Latency percentiles of the tick's replies, µs (0: no reply).
+    pub p50: u64,
+    pub p99: u64,
+    pub p999: u64,
+    /// Wrong replies, `ERR` lines and timeouts in the tick.
+    pub errors: u64,
+    pub clients: usize,
+}
+
+/// Something that happened, drawn as a line across the chart.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mark {
+    pub t: f64,
+    pub what: String,
+}
+
+/// The replies of the tick in progress, filled by the load engine's threads.
+#[derive(Debug)]
+struct Window {
+    replies: u64,
+    errors: u64,
+    latency: hdrhistogram::Histogram<u64>,
+}
+
+struct Running {
+    process: ServerProcess,
+    setting: ServerSetting,
+    metrics: SocketAddr,
+}
+
+struct LoadRun {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+    setting: LoadSetting,
+}
+
+/// Everything the lab's requests read and change; see the module docs.
+pub struct Lab {
+    exe: PathBuf,
+    started: Instant,
+    /// fib(n) that takes about a second here (measured at start).
+    pub heavy_n: u32,
+    server: Mutex<Option<Running>>,
+    load: Mutex<Option<LoadRun>>,
+    window: Arc<Mutex<Window>>,
+    pub(super) figures: Mutex<Figures>,
+    /// Notified at every new point or mark.
+    pub(super) changed: Condvar,
+    pub(super) stopping: AtomicBool,
+    sampler: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What the page is sent.
+#[derive(Debug, Default)]
+pub(super) struct Figures {
+    pub points: Vec<Point>,
+    /// Points dropped from the front (so an event stream knows where it is).
+    pub dropped: usize,
+    pub marks: Vec<Mark>,
+    /// The server's own `/metrics` figures, read once a second.
+    pub server_metrics: Vec<(String, f64)>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Lab {
+    /// A lab with nothing running yet, and its sampler thread.
+    ///
+    /// # Errors
+    /// The sampler thread cannot start.
+    pub fn start(exe: PathBuf) -> std::io::Result<Arc<Lab>> {
+        let lab = Arc::new(Lab {
+            exe,
+            started: Instant::now(),
+            heavy_n: about_a_second(),
+            server: Mutex::new(None),
+            load: Mutex::new(None),
+            window: Arc::new(Mutex::new(Window {
+                replies: 0,
+                errors: 0,
+                latency: hdrhistogram::Histogram::new(3).map_err(std::io::Error::other)?,
+            })),
+            figures: Mutex::new(Figures::default()),
+            changed: Condvar::new(),
+            stopping: AtomicBool::new(false),
+            sampler: Mutex::new(None),
+        });
+        let sampling = lab.clone();
+        let thread = std::thread::Builder::new()
+            .name("lab-sampler".into())
+            .spawn(move || sampling.sample())?;
+        *lock(&lab.sampler) = Some(thread);
+        Ok(lab)
+    }
+
+    fn now(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// Draws a line across the chart.
+    pub fn mark(&self, what: impl Into<String>) {
+        let mark = Mark {
+            t: self.now(),
+            what: what.into(),
+        };
+        lock(&self.figures).marks.push(mark);
+        self.changed.notify_all();
+    }
+
+    /// Every [`TICK`]: the window's replies become a point; every fourth, the server's
+    /// `/metrics` are read.
+    fn sample(&self) {
+        let mut ticks = 0u64;
+        while !self.stopping.load(Ordering::Relaxed) {
+            std::thread::sleep(TICK);
+            let (replies, errors, p) = {
+                let mut w = lock(&self.window);
+                let q = |q: f64| w.latency.value_at_quantile(q);
+                let p = (q(0.5), q(0.99), q(0.999));
+                let taken = (w.replies, w.errors, p);
+                w.replies = 0;
+                w.errors = 0;
+                w.latency.reset();
+                taken
+            };
+            let clients = lock(&self.load).as_ref().map_or(0, |l| l.setting.clients);
+            let point = Point {
+                t: self.now(),
+                rps: replies as f64 / TICK.as_secs_f64(),
+                p50: p.0,
+                p99: p.1,
+                p999: p.2,
+                errors,
+                clients,
+            };
+            ticks += 1;
+            let metrics = match ticks % 4 {
+                0 => self
+                    .metrics_addr()
+                    .map(|a| read_metrics(a).unwrap_or_default()),
+                _ => None,
+            };
+            let mut f = lock(&self.figures);
+            f.points.push(point);
+            if f.points.len() > KEPT {
+                f.points.remove(0);
+                f.dropped += 1;
+            }
+            if let Some(m) = metrics {
+                f.server_metrics = m;
+            }
+            drop(f);
+            self.changed.notify_all();
+        }
+    }
+
+    fn metrics_addr(&self) -> Option<SocketAddr> {
+        lock(&self.server).as_ref().map(|r| r.metrics)
+    }
+
+    /// Where the running server listens, and what it is.
+    pub fn server(&self) -> Option<(SocketAddr, ServerSetting)> {
+        lock(&self.server)
+            .as_ref()
+            .map(|r| (r.process.addr, r.setting.clone()))
+    }
+
+    /// The load running now.
+    pub fn load(&self) -> Option<LoadSetting> {
+        lock(&self.load).as_ref().map(|l| l.setting)
+    }
+
+    /// Stops the running server (and the load, which has nothing left to drive) and
+    /// starts `setting`'s, validated as `fiblab serve` validates its flags; the load is
+    /// started again against the new server.
+    ///
+    /// # Errors
+    /// What `fiblab serve` would say about the model or its flags, or why it did not
+    /// start.
+    pub fn switch(&self, setting: ServerSetting) -> Result<(), Refusal> {
+        let config = config_of(&setting)?;
+        let variant = Variant {
+            model: setting.model.clone(),
+            offload: setting.offload,
+        };
+        let model = crate::models::check_config(&variant, &config)?;
+        (model.available)().map_err(|source| Refusal::Unavailable {
+            model: model.name.to_string(),
+            source,
+        })?;
+        let load = self.stop_load();
+        self.stop_server();
+        let metrics = free_port().map_err(Refusal::Start)?;
+        let extra = vec!["--metrics".to_string(), metrics.to_string()];
+        let process = ServerProcess::start_with(&self.exe, &variant, &config, &[], &extra)
+            .map_err(Refusal::Start)?;
+        self.mark(format!("server: {}", setting.label()));
+        *lock(&self.server) = Some(Running {
+            process,
+            setting,
+            metrics,
+        });
+        if let Some(load) = load {
+            self.set_load(load)?;
+        }
+        Ok(())
+    }
+
+    /// Stops the server, if one runs (and the load with it).
+    pub fn stop_server(&self) {
+        self.stop_load();
+        if let Some(running) = lock(&self.server).take() {
+            running.process.stop();
+            self.mark("server stopped");
+        }
+    }
+
+    /// Runs `setting` against the server (0 clients: no load).
+    ///
+    /// # Errors
+    /// No server runs, or the setting is out of bounds.
+    pub fn set_load(&self, setting: LoadSetting) -> Result<(), Refusal> {
+        if setting.clients > super::MAX_CLIENTS {
+            return Err(Refusal::Clients {
+                asked: setting.clients,
+                max: super::MAX_CLIENTS,
+            });
+        }
+        if setting.n > super::MAX_LOAD_N {
+            return Err(Refusal::N {
+                asked: setting.n,
+                max: super::MAX_LOAD_N,
+            });
+        }
+        let (addr, _) = self.server().ok_or(Refusal::NoServer)?;
+        self.stop_load();
+        if setting.clients == 0 {
+            self.mark("load: none");
+            return Ok(());
+        }
+        let class = crate::load::mix::Class::fib(setting.n, 1, true);
+        let spec = LoadSpec {
+            addr,
+            mix: crate::load::mix::Mix::new(vec![class])?,
+            connections: setting.clients,
+            pipeline: 1,
+            rate: None,
+            // A lab runs until it is told otherwise; an hour is the bound.
+            stop: Stop::After(Duration::from_secs(3600)),
+            warmup: Duration::ZERO,
+            timeout: Duration::from_secs(10),
+            // One thread: the load generator leaves the other CPU to the server.
+            threads: 1,
+            spin: false,
+            tick: Duration::ZERO,
+            cpus: None,
+            seed: 1,
+            agent: None,
+            protocol: crate::load::mix::Protocol::Fiblab,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let window = self.window.clone();
+        let interrupt = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("lab-load".into())
+            .spawn(move || {
+                let on_reply: crate::load::OnReply = Arc::new(move |latency, _, correct| {
+                    let mut w = lock(&window);
+                    w.replies += 1;
+                    if !correct {
+                        w.errors += 1;
+                    }
+                    let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+                    let _ = w.latency.record(us.max(1));
+                });
+                let hooks = crate::load::Hooks {
+                    on_reply: Some(on_reply),
+                    ..Default::default()
+                };
+                if let Err(e) = crate::load::run(&spec, interrupt, hooks) {
+                    tracing::warn!(error = %e, "the lab's load stopped");
+                }
+            })
+            .map_err(Refusal::Thread)?;
+        self.mark(format!(
+            "load: {} client{}, fib({})",
+            setting.clients,
+            if setting.clients == 1 { "" } else { "s" },
+            setting.n
+        ));
+        *lock(&self.load) = Some(LoadRun {
+            stop,
+            thread,
+            setting,
+        });
+        Ok(())
+    }
+
+    /// Stops the load, if one runs, and returns what it was.
+    fn stop_load(&self) -> Option<LoadSetting> {
+        let run = lock(&self.load).take()?;
+        run.stop.store(true, Ordering::Relaxed);
+        let _ = run.thread.join();
+        Some(run.setting)
+    }
+
+    /// Sends fib([`Lab::heavy_n`]) on a connection of its own, marking when it is sent
+    /// and when its reply comes back.
+    ///
+    /// # Errors
+    /// No server runs.
+    pub fn heavy(self: &Arc<Self>) -> Result<u32, Refusal> {
+        let (addr, _) = self.server().ok_or(Refusal::NoServer)?;
+        let n = self.heavy_n;
+        self.mark(format!("heavy: fib({n}) sent"));
+        let lab = self.clone();
+        std::thread::Builder::new()
+            .name("lab-heavy".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let what = match ask(addr, &n.to_string(), Duration::from_secs(30)) {
+                    Ok(reply) => format!(
+                        "heavy: fib({n}) answered in {:.2} s ({})",
+                        started.elapsed().as_secs_f64(),
+                        reply.trim_end()
+                    ),
+                    Err(e) => format!("heavy: fib({n}) got no reply ({e})"),
+                };
+                lab.mark(what);
+            })
+            .map_err(Refusal::Thread)?;
+        Ok(n)
+    }
+
+    /// Sends `line` to the server as `nc` would, and returns its reply line.
+    ///
+    /// # Errors
+    /// No server runs, the line is too long or holds a newline, or no reply came in 10 s.
+    pub fn ask(&self, line: &str) -> Result<String, Refusal> {
+        if line.len() > super::MAX_LINE || line.contains(['\n', '\r']) {
+            return Err(Refusal::Line(super::MAX_LINE));
+        }
+        let (addr, _) = self.server().ok_or(Refusal::NoServer)?;
+        ask(addr, line, Duration::from_secs(10)).map_err(Refusal::NoReply)
+    }
+
+    /// Stops the load, the server and the sampler.
+    pub fn shut_down(&self) {
+        self.stop_server();
+        self.stopping.store(true, Ordering::Relaxed);
+        self.changed.notify_all();
+        if let Some(thread) = lock(&self.sampler).take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The server settings of `setting`, validated as the command line would.
+fn config_of(setting: &ServerSetting) -> Result<Config, Refusal> {
+    let gil = match setting.gil.as_str() {
+        "none" => None,
+        "shared" => Some(crate::gil::GilMode::Shared),
+        "per-interpreter" => Some(crate::gil::GilMode::PerInterpreter),
+        other => return Err(Refusal::Gil(other.to_string())),
+    };
+    if let Some(w) = setting.workers
+        && !(1..=64).contains(&w)
+    {
+        return Err(Refusal::Workers(w));
+    }
+    let model = crate::models::find(&setting.model)
+        .ok_or_else(|| Refusal::UnknownModel(setting.model.clone()))?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Ok(Config {
+        gil,
+        offload: setting.offload,
+        workers: setting
+            .workers
+            .unwrap_or_else(|| model.workers.default_for(cpus)),
+        ..Config::default()
+    })
+}
+
+/// A port nobody listens on now, for the child's `--metrics`.
+fn free_port() -> std::io::Result<SocketAddr> {
+    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+/// One line to `addr` on a fresh connection, its reply line back.
+fn ask(addr: SocketAddr, line: &str, limit: Duration) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, limit)?;
+    stream.set_read_timeout(Some(limit))?;
+    stream.write_all(format!("{line}\n").as_bytes())?;
+    let mut reply = String::new();
+    BufReader::new(stream.take(64 * 1024)).read_line(&mut reply)?;
+    match reply.is_empty() {
+        true => Err(std::io::Error::other("the server closed without a reply")),
+        false => Ok(reply.trim_end().to_string()),
+    }
+}
+
+/// The server's `/metrics`, as `(sample, value)` pairs of the figures the page shows.
+fn read_metrics(addr: SocketAddr) -> std::io::Result<Vec<(String, f64)>> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: lab\r\n\r\n")?;
+    let mut text = String::new();
+    stream.take(1 << 20).read_to_string(&mut text)?;
+    const SHOWN: [&str; 8] = [
+        "fiblab_connections_open",
+        "fiblab_requests_in_flight",
+        "fiblab_gil_wait_seconds_total",
+        "fiblab_gil_forced_switches_total",
+        "process_threads",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "fiblab_offload_queue_depth",
+    ];
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            SHOWN
+                .contains(&name)
+                .then(|| Some((name.to_string(), value.parse().ok()?)))?
+        })
+        .collect())
+}
+
+/// The `n` whose fib takes about a second on this machine: fib(25) timed, and each
+/// step of n costing the golden ratio more (fib's recursion makes fib(n) calls).
+fn about_a_second() -> u32 {
+    let us = crate::calibrate::fib_time(25).max(1.0);
+    let golden = (1.0 + 5f64.sqrt()) / 2.0;
+    let steps = (1e6 / us).ln() / golden.ln();
+    (25.0 + steps).round().clamp(25.0, 44.0) as u32
+}
+
+/// The figures, for the event stream to wait on with [`Lab::changed`].
+pub(super) fn lock_figures(lab: &Lab) -> MutexGuard<'_, Figures> {
+    lock(&lab.figures)
+}
