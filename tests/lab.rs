@@ -199,6 +199,43 @@ fn a_session_as_a_teacher_runs_it_and_nothing_is_left_behind() {
     }
 }
 
+/// A lesson runs its steps and ends with observations computed from what it measured,
+/// beside the seed's words: `single` leaves the second client unanswered, `threads`
+/// serves both.
+#[test]
+fn the_two_clients_lesson_ends_with_what_was_measured() {
+    let lab = Lab::start(&[]);
+    let state = lab.ok("/api/lesson", r#"{"id":"two-clients"}"#);
+    assert!(state["lessons"].as_array().unwrap().len() >= 3);
+    // A second lesson while one runs is refused.
+    assert_eq!(lab.http("POST", "/api/lesson", r#"{"id":"gil"}"#).0, 422);
+    let mut observed = Vec::new();
+    watch(&lab, Duration::from_secs(90), |events| {
+        match events.last().map(|e| &e["lesson"]) {
+            Some(l) if l["failed"].is_string() => panic!("the lesson failed: {l}"),
+            Some(l) if !l["observed"].as_array().is_none_or(|o| o.is_empty()) => {
+                observed = l["observed"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|o| o.as_str().unwrap().to_string())
+                    .collect();
+                assert!(l["quote"].as_str().unwrap().contains("线程"), "{l}");
+                true
+            }
+            _ => false,
+        }
+    });
+    assert!(
+        observed[0].starts_with("single: two clients") && observed[0].contains("1 client got none"),
+        "{observed:?}"
+    );
+    assert!(
+        observed[1].starts_with("threads: two clients") && !observed[1].contains(" 0% "),
+        "{observed:?}"
+    );
+}
+
 #[test]
 fn bad_inputs_get_a_4xx_and_the_lab_goes_on() {
     let lab = Lab::start(&[]);
@@ -227,6 +264,7 @@ fn bad_inputs_get_a_4xx_and_the_lab_goes_on() {
         ("POST", "/api/heavy", "{}", 422),
         ("POST", "/api/ask", r#"{"line":"1"}"#, 422),
         ("POST", "/api/nothing", "{}", 404),
+        ("POST", "/api/lesson", r#"{"id":"nope"}"#, 422),
         ("DELETE", "/", "", 405),
         ("GET", "/../../etc/passwd", "", 404),
     ];

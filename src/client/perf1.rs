@@ -24,39 +24,26 @@ pub fn run<W: Write + Send + 'static>(
     interrupt: Arc<AtomicBool>,
     out: W,
 ) -> io::Result<Report> {
-    let spec = LoadSpec {
-        addr,
-        mix: Mix::new(vec![class]).map_err(io::Error::other)?,
-        connections: 1,
-        pipeline: 1,
-        rate: None,
-        stop,
-        warmup: Duration::ZERO,
-        timeout: Duration::from_secs(30),
-        threads: 1,
-        spin: false,
-        tick: Duration::ZERO,
-        cpus: None,
-        seed: 1,
-        agent: None,
-        protocol: crate::load::mix::Protocol::Fiblab,
-    };
+    let mix = Mix::new(vec![class]).map_err(io::Error::other)?;
+    let spec = LoadSpec::closed_loop(addr, mix, 1, stop);
     let out = Arc::new(Mutex::new(io::BufWriter::new(out)));
     let printer = out.clone();
-    let on_reply = Arc::new(move |latency: Duration, reply: &[u8], correct: bool| {
-        let mut out = printer.lock().unwrap_or_else(|p| p.into_inner());
-        let mark = match (correct, Protocol::Fiblab.is_error(reply)) {
-            (true, _) => "",
-            (false, true) => "   <- ERR",
-            (false, false) => "   <- WRONG",
-        };
-        let _ = writeln!(
-            out,
-            "{:>10.1} µs  {}{mark}",
-            latency.as_secs_f64() * 1e6,
-            String::from_utf8_lossy(reply)
-        );
-    });
+    let on_reply = Arc::new(
+        move |latency: Duration, reply: &[u8], correct: bool, _: usize| {
+            let mut out = printer.lock().unwrap_or_else(|p| p.into_inner());
+            let mark = match (correct, Protocol::Fiblab.is_error(reply)) {
+                (true, _) => "",
+                (false, true) => "   <- ERR",
+                (false, false) => "   <- WRONG",
+            };
+            let _ = writeln!(
+                out,
+                "{:>10.1} µs  {}{mark}",
+                latency.as_secs_f64() * 1e6,
+                String::from_utf8_lossy(reply)
+            );
+        },
+    );
     // Flush a few times a second rather than per line: printing must not be what
     // limits the request rate.
     let flusher = out.clone();

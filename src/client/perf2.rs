@@ -10,7 +10,6 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use crate::load::mix::{Class, Mix};
 use crate::load::report::Report;
@@ -27,21 +26,13 @@ pub fn run(
 ) -> io::Result<Report> {
     let conns = conns.max(1);
     let spec = LoadSpec {
-        addr,
-        mix: Mix::new(vec![class]).map_err(io::Error::other)?,
-        connections: conns,
-        pipeline: 1,
-        rate: None,
-        stop,
-        warmup: Duration::ZERO,
-        timeout: Duration::from_secs(30),
         threads: conns,
-        spin: false,
-        tick: Duration::ZERO,
-        cpus: None,
-        seed: 1,
-        agent: None,
-        protocol: crate::load::mix::Protocol::Fiblab,
+        ..LoadSpec::closed_loop(
+            addr,
+            Mix::new(vec![class]).map_err(io::Error::other)?,
+            conns,
+            stop,
+        )
     };
     let mut failed = None;
     let mut on_second = |tick: &crate::load::Tick| {

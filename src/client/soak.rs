@@ -65,21 +65,9 @@ pub fn run(
 ) -> io::Result<SoakReport> {
     let mix = Mix::parse_fib(MIX, true).map_err(io::Error::other)?;
     let spec = |addr| LoadSpec {
-        addr,
-        mix: mix.clone(),
-        connections,
         pipeline,
-        rate: None,
-        stop: Stop::After(duration),
-        warmup: Duration::ZERO,
-        timeout: Duration::from_secs(30),
         threads: connections.min(crate::server::default_workers()),
-        spin: false,
-        tick: Duration::ZERO,
-        cpus: None,
-        seed: 1,
-        agent: None,
-        protocol: crate::load::mix::Protocol::Fiblab,
+        ..LoadSpec::closed_loop(addr, mix.clone(), connections, Stop::After(duration))
     };
     // Checked before a server is started for it.
     spec(SocketAddr::from(([127, 0, 0, 1], 0)))

@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde_json::json;
 use tiny_http::{Header, Method, Request, Response};
 
-use super::state::{Figures, Lab, LoadSetting, ServerSetting};
+use super::figures::Figures;
+use super::state::{Lab, LoadSetting, ServerSetting};
 
 /// Requests answered at once; past it, 503.
 const MAX_HANDLERS: usize = 32;
@@ -188,6 +189,19 @@ fn answer(mut request: Request, lab: &Arc<Lab>, token: Option<&str>) {
             Ok(n) => json_response(200, &json!({ "n": n })),
             Err(e) => text(422, &e.to_string()),
         },
+        (Method::Post, "/api/lesson") => {
+            #[derive(Deserialize)]
+            struct Which {
+                id: String,
+            }
+            match body::<Which>(&mut request) {
+                Err(e) => text(400, &e.to_string()),
+                Ok(Which { id }) => match super::lessons::start(lab, &id) {
+                    Ok(()) => json_response(200, &state(lab)),
+                    Err(e) => text(422, &e.to_string()),
+                },
+            }
+        }
         (Method::Post, "/api/ask") => {
             #[derive(Deserialize)]
             struct Line {
@@ -204,7 +218,7 @@ fn answer(mut request: Request, lab: &Arc<Lab>, token: Option<&str>) {
         (_, "/" | "/events" | "/api/state") => text(405, "only GET here"),
         (_, p) if p.starts_with("/api/") => text(
             404,
-            "no such call: /api/state, /api/server, /api/server/stop, /api/load, /api/heavy, /api/ask",
+            "no such call: /api/state, /api/server, /api/server/stop, /api/load, /api/heavy, /api/ask, /api/lesson",
         ),
         _ => text(404, "the lab is at /"),
     };
@@ -230,6 +244,7 @@ fn state(lab: &Lab) -> serde_json::Value {
         "server": lab.server().map(|(addr, s)| json!({ "addr": addr.to_string(), "setting": s, "label": s.label() })),
         "load": lab.load(),
         "heavy_n": lab.heavy_n,
+        "lessons": super::lessons::LESSONS.iter().map(|l| json!({ "id": l.id, "title": l.title, "seed": l.seed })).collect::<Vec<_>>(),
         "max_clients": super::MAX_CLIENTS,
         "max_n": super::MAX_LOAD_N,
     })
@@ -243,6 +258,8 @@ struct Events {
     points: usize,
     marks: usize,
     started: bool,
+    /// The lesson's progress as last sent.
+    lesson: Option<super::figures::Progress>,
 }
 
 impl Events {
@@ -252,6 +269,7 @@ impl Events {
             points: 0,
             marks: 0,
             started: false,
+            lesson: None,
         }
     }
 
@@ -274,14 +292,16 @@ impl Events {
             return None;
         }
         let (new_points, new_marks) = self.fresh(&f);
-        if (new_points, new_marks) == (0, 0) {
+        if (new_points, new_marks) == (0, 0) && f.lesson == self.lesson {
             return Some(b": waiting\n\n".to_vec());
         }
+        self.lesson = f.lesson.clone();
         let first = f.points.len() - new_points;
         let event = json!({
             "points": &f.points[first..],
             "marks": &f.marks[self.marks..],
             "server_metrics": f.server_metrics.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+            "lesson": f.lesson,
         });
         self.points = f.dropped + f.points.len();
         self.marks = f.marks.len();

@@ -20,8 +20,11 @@
 //! with a 4xx that says what is wrong, and stops its children when it exits (Ctrl-C,
 //! SIGTERM).
 
+mod figures;
 mod http;
+pub mod lessons;
 mod state;
+mod wire;
 
 use std::io;
 use std::net::SocketAddr;
@@ -29,7 +32,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-pub use state::{Lab, LoadSetting, Point, Refusal, ServerSetting, TICK};
+pub use figures::{Measured, Point, Progress, TICK};
+pub use state::{Lab, LoadSetting, Refusal, ServerSetting};
 
 /// Most closed-loop clients the page may ask for.
 pub const MAX_CLIENTS: usize = 256;

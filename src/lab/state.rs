@@ -1,8 +1,7 @@
 //! What the lab holds: the server it started, the load it runs, and the figures both
 //! produce, sampled every [`TICK`].
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -11,12 +10,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::figures::{Figures, Mark, Point, TICK};
+use super::wire::{about_a_second, ask, free_port, read_metrics};
 use crate::load::{LoadSpec, Stop};
 use crate::process::ServerProcess;
 use crate::server::{Config, Variant};
-
-/// How often a point of the live chart is taken.
-pub const TICK: Duration = Duration::from_millis(250);
 
 /// Points kept (the last ten minutes at four a second).
 const KEPT: usize = 2400;
@@ -53,6 +51,10 @@ pub enum Refusal {
     NoReply(std::io::Error),
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
+    #[error("lesson: {0:?} is not one of the lessons (GET /api/state lists them)")]
+    Lesson(String),
+    #[error("a lesson is running: wait for its end")]
+    LessonRunning,
 }
 
 /// The server the page asks for.
@@ -98,33 +100,12 @@ pub struct LoadSetting {
     pub n: u32,
 }
 
-/// One point of the live chart: what the load generator saw in one [`TICK`].
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Point {
-    /// Seconds since the lab started.
-    pub t: f64,
-    pub rps: f64,
-    /// Latency percentiles of the tick's replies, µs (0: no reply).
-    pub p50: u64,
-    pub p99: u64,
-    pub p999: u64,
-    /// Wrong replies, `ERR` lines and timeouts in the tick.
-    pub errors: u64,
-    pub clients: usize,
-}
-
-/// Something that happened, drawn as a line across the chart.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Mark {
-    pub t: f64,
-    pub what: String,
-}
-
 /// The replies of the tick in progress, filled by the load engine's threads.
 #[derive(Debug)]
 struct Window {
     replies: u64,
     errors: u64,
+    per_connection: Vec<u64>,
     latency: hdrhistogram::Histogram<u64>,
 }
 
@@ -156,17 +137,6 @@ pub struct Lab {
     sampler: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// What the page is sent.
-#[derive(Debug, Default)]
-pub(super) struct Figures {
-    pub points: Vec<Point>,
-    /// Points dropped from the front (so an event stream knows where it is).
-    pub dropped: usize,
-    pub marks: Vec<Mark>,
-    /// The server's own `/metrics` figures, read once a second.
-    pub server_metrics: Vec<(String, f64)>,
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -186,6 +156,7 @@ impl Lab {
             window: Arc::new(Mutex::new(Window {
                 replies: 0,
                 errors: 0,
+                per_connection: Vec::new(),
                 latency: hdrhistogram::Histogram::new(3).map_err(std::io::Error::other)?,
             })),
             figures: Mutex::new(Figures::default()),
@@ -201,8 +172,42 @@ impl Lab {
         Ok(lab)
     }
 
-    fn now(&self) -> f64 {
+    /// Seconds since the lab started: the chart's time.
+    pub(super) fn now(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
+    }
+
+    /// The points taken between `from` and `to` (seconds since the lab started).
+    pub(super) fn points_between(&self, from: f64, to: f64) -> Vec<Point> {
+        lock(&self.figures)
+            .points
+            .iter()
+            .filter(|p| p.t > from && p.t <= to + TICK.as_secs_f64() / 2.0)
+            .cloned()
+            .collect()
+    }
+
+    /// Starts showing `progress`; false while another lesson runs.
+    pub(super) fn begin_lesson(&self, progress: super::figures::Progress) -> bool {
+        let mut f = lock(&self.figures);
+        let running = f
+            .lesson
+            .as_ref()
+            .is_some_and(|p| p.observed.is_empty() && p.failed.is_none());
+        if !running {
+            f.lesson = Some(progress);
+        }
+        drop(f);
+        self.changed.notify_all();
+        !running
+    }
+
+    /// Changes the lesson's progress and tells the pages.
+    pub(super) fn update_lesson(&self, change: impl FnOnce(&mut super::figures::Progress)) {
+        if let Some(p) = lock(&self.figures).lesson.as_mut() {
+            change(p);
+        }
+        self.changed.notify_all();
     }
 
     /// Draws a line across the chart.
@@ -221,17 +226,19 @@ impl Lab {
         let mut ticks = 0u64;
         while !self.stopping.load(Ordering::Relaxed) {
             std::thread::sleep(TICK);
-            let (replies, errors, p) = {
+            let clients = lock(&self.load).as_ref().map_or(0, |l| l.setting.clients);
+            let (replies, errors, p, mut shares) = {
                 let mut w = lock(&self.window);
                 let q = |q: f64| w.latency.value_at_quantile(q);
                 let p = (q(0.5), q(0.99), q(0.999));
-                let taken = (w.replies, w.errors, p);
+                let shares = std::mem::take(&mut w.per_connection);
+                let taken = (w.replies, w.errors, p, shares);
                 w.replies = 0;
                 w.errors = 0;
                 w.latency.reset();
                 taken
             };
-            let clients = lock(&self.load).as_ref().map_or(0, |l| l.setting.clients);
+            shares.resize(clients, 0);
             let point = Point {
                 t: self.now(),
                 rps: replies as f64 / TICK.as_secs_f64(),
@@ -240,6 +247,7 @@ impl Lab {
                 p999: p.2,
                 errors,
                 clients,
+                shares,
             };
             ticks += 1;
             let metrics = match ticks % 4 {
@@ -347,24 +355,16 @@ impl Lab {
             return Ok(());
         }
         let class = crate::load::mix::Class::fib(setting.n, 1, true);
+        // One thread (the load generator leaves the other CPUs to the server), for
+        // an hour at most: a lab runs until it is told otherwise.
         let spec = LoadSpec {
-            addr,
-            mix: crate::load::mix::Mix::new(vec![class])?,
-            connections: setting.clients,
-            pipeline: 1,
-            rate: None,
-            // A lab runs until it is told otherwise; an hour is the bound.
-            stop: Stop::After(Duration::from_secs(3600)),
-            warmup: Duration::ZERO,
             timeout: Duration::from_secs(10),
-            // One thread: the load generator leaves the other CPU to the server.
-            threads: 1,
-            spin: false,
-            tick: Duration::ZERO,
-            cpus: None,
-            seed: 1,
-            agent: None,
-            protocol: crate::load::mix::Protocol::Fiblab,
+            ..LoadSpec::closed_loop(
+                addr,
+                crate::load::mix::Mix::new(vec![class])?,
+                setting.clients,
+                Stop::After(Duration::from_secs(3600)),
+            )
         };
         let stop = Arc::new(AtomicBool::new(false));
         let window = self.window.clone();
@@ -372,15 +372,22 @@ impl Lab {
         let thread = std::thread::Builder::new()
             .name("lab-load".into())
             .spawn(move || {
-                let on_reply: crate::load::OnReply = Arc::new(move |latency, _, correct| {
-                    let mut w = lock(&window);
-                    w.replies += 1;
-                    if !correct {
-                        w.errors += 1;
-                    }
-                    let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-                    let _ = w.latency.record(us.max(1));
-                });
+                let on_reply: crate::load::OnReply =
+                    Arc::new(move |latency, _, correct, connection| {
+                        let mut w = lock(&window);
+                        w.replies += 1;
+                        if connection < super::MAX_CLIENTS {
+                            if w.per_connection.len() <= connection {
+                                w.per_connection.resize(connection + 1, 0);
+                            }
+                            w.per_connection[connection] += 1;
+                        }
+                        if !correct {
+                            w.errors += 1;
+                        }
+                        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+                        let _ = w.latency.record(us.max(1));
+                    });
                 let hooks = crate::load::Hooks {
                     on_reply: Some(on_reply),
                     ..Default::default()
@@ -402,6 +409,11 @@ impl Lab {
             setting,
         });
         Ok(())
+    }
+
+    /// Stops the load without a mark (a lesson about to set its own).
+    pub(super) fn stop_load_quietly(&self) {
+        self.stop_load();
     }
 
     /// Stops the load, if one runs, and returns what it was.
@@ -445,11 +457,19 @@ impl Lab {
     /// # Errors
     /// No server runs, the line is too long or holds a newline, or no reply came in 10 s.
     pub fn ask(&self, line: &str) -> Result<String, Refusal> {
+        self.ask_within(line, Duration::from_secs(10))
+    }
+
+    /// [`Lab::ask`], waiting up to `limit` for the reply.
+    ///
+    /// # Errors
+    /// As [`Lab::ask`].
+    pub fn ask_within(&self, line: &str, limit: Duration) -> Result<String, Refusal> {
         if line.len() > super::MAX_LINE || line.contains(['\n', '\r']) {
             return Err(Refusal::Line(super::MAX_LINE));
         }
         let (addr, _) = self.server().ok_or(Refusal::NoServer)?;
-        ask(addr, line, Duration::from_secs(10)).map_err(Refusal::NoReply)
+        ask(addr, line, limit).map_err(Refusal::NoReply)
     }
 
     /// Stops the load, the server and the sampler.
@@ -487,61 +507,6 @@ fn config_of(setting: &ServerSetting) -> Result<Config, Refusal> {
             .unwrap_or_else(|| model.workers.default_for(cpus)),
         ..Config::default()
     })
-}
-
-/// A port nobody listens on now, for the child's `--metrics`.
-fn free_port() -> std::io::Result<SocketAddr> {
-    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
-}
-
-/// One line to `addr` on a fresh connection, its reply line back.
-fn ask(addr: SocketAddr, line: &str, limit: Duration) -> std::io::Result<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, limit)?;
-    stream.set_read_timeout(Some(limit))?;
-    stream.write_all(format!("{line}\n").as_bytes())?;
-    let mut reply = String::new();
-    BufReader::new(stream.take(64 * 1024)).read_line(&mut reply)?;
-    match reply.is_empty() {
-        true => Err(std::io::Error::other("the server closed without a reply")),
-        false => Ok(reply.trim_end().to_string()),
-    }
-}
-
-/// The server's `/metrics`, as `(sample, value)` pairs of the figures the page shows.
-fn read_metrics(addr: SocketAddr) -> std::io::Result<Vec<(String, f64)>> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
-    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
-    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: lab\r\n\r\n")?;
-    let mut text = String::new();
-    stream.take(1 << 20).read_to_string(&mut text)?;
-    const SHOWN: [&str; 8] = [
-        "fiblab_connections_open",
-        "fiblab_requests_in_flight",
-        "fiblab_gil_wait_seconds_total",
-        "fiblab_gil_forced_switches_total",
-        "process_threads",
-        "process_cpu_seconds_total",
-        "process_resident_memory_bytes",
-        "fiblab_offload_queue_depth",
-    ];
-    Ok(text
-        .lines()
-        .filter_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            SHOWN
-                .contains(&name)
-                .then(|| Some((name.to_string(), value.parse().ok()?)))?
-        })
-        .collect())
-}
-
-/// The `n` whose fib takes about a second on this machine: fib(25) timed, and each
-/// step of n costing the golden ratio more (fib's recursion makes fib(n) calls).
-fn about_a_second() -> u32 {
-    let us = crate::calibrate::fib_time(25).max(1.0);
-    let golden = (1.0 + 5f64.sqrt()) / 2.0;
-    let steps = (1e6 / us).ln() / golden.ln();
-    (25.0 + steps).round().clamp(25.0, 44.0) as u32
 }
 
 /// The figures, for the event stream to wait on with [`Lab::changed`].

@@ -149,6 +149,30 @@ pub enum SpecError {
 }
 
 impl LoadSpec {
+    /// A closed loop of `connections` on one thread, one request in flight on each,
+    /// asking `mix` of fiblab's protocol until `stop`: no warm-up, a 30 s timeout,
+    /// unpinned, seed 1. The clients built on the engine (`perf1`, `perf2`, `soak`,
+    /// the lab) start from it and change what they need.
+    pub fn closed_loop(addr: SocketAddr, mix: Mix, connections: usize, stop: Stop) -> LoadSpec {
+        LoadSpec {
+            addr,
+            mix,
+            connections,
+            pipeline: 1,
+            rate: None,
+            stop,
+            warmup: Duration::ZERO,
+            timeout: Duration::from_secs(30),
+            threads: 1,
+            spin: false,
+            tick: Duration::ZERO,
+            cpus: None,
+            seed: 1,
+            agent: None,
+            protocol: Protocol::Fiblab,
+        }
+    }
+
     /// Checks what the types alone do not: a run this spec describes can start.
     ///
     /// # Errors
@@ -183,8 +207,8 @@ impl LoadSpec {
 }
 
 /// Called on a worker thread for every measured reply: (latency from send, reply
-/// line, correct).
-pub type OnReply = Arc<dyn Fn(Duration, &[u8], bool) + Send + Sync>;
+/// line, correct, the connection's index in the whole load).
+pub type OnReply = Arc<dyn Fn(Duration, &[u8], bool, usize) + Send + Sync>;
 
 /// What the run did in one measured second, for live views.
 #[derive(Debug, Clone, PartialEq)]

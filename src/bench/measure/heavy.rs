@@ -85,7 +85,7 @@ pub fn heavy_among_light(
         1 << 18,
     )));
     let recorder = light_times.clone();
-    let on_reply: crate::load::OnReply = Arc::new(move |_, _, correct| {
+    let on_reply: crate::load::OnReply = Arc::new(move |_, _, correct, _| {
         if correct {
             recorder
                 .lock()

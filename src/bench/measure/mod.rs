@@ -472,7 +472,7 @@ mod tests {
             "{window_replies} of {}",
             measured.0.requests_ok
         );
-        let on_reply: crate::load::OnReply = Arc::new(move |_, _, _| {
+        let on_reply: crate::load::OnReply = Arc::new(move |_, _, _, _| {
             counted.fetch_add(1, Ordering::Relaxed);
         });
         let mix = Mix::new(vec![Class::fib(1, 1, true)]).unwrap();

@@ -78,7 +78,8 @@ impl Worker {
             let judged = class.judge(self.spec.protocol, line);
             let correct = judged == Reply::Correct;
             if let Some(on_reply) = &self.on_reply {
-                on_reply(now.duration_since(request.sent), line, correct);
+                let connection = self.conns[i].index;
+                on_reply(now.duration_since(request.sent), line, correct, connection);
             }
             let second = now.saturating_duration_since(self.measure_start).as_secs() as usize;
             if second > self.published_to {
