@@ -53,8 +53,12 @@ pub struct Measured {
     pub label: String,
     /// Median throughput of the measured ticks, req/s.
     pub rps: f64,
-    /// Each connection's share of the replies, 0-1.
+    /// Median of the measured ticks' p50 latency, µs.
+    pub p50_us: f64,
+    /// Each connection's share of the replies, 0-1 (the active clients only).
     pub shares: Vec<f64>,
+    /// Idle connections held open beside the load.
+    pub idle: usize,
     /// With the heavy request: the light throughput while it ran, req/s, and how long
     /// it took, s.
     pub during_heavy: Option<(f64, f64)>,

@@ -25,6 +25,9 @@ pub struct Step {
     /// step lasts until its reply.
     pub seconds: f64,
     pub heavy: bool,
+    /// Idle connections held open beside the load while it is measured (each asked
+    /// fib(1) once, then silent).
+    pub idle: usize,
 }
 
 /// A lesson of the seeds; see the module docs.
@@ -52,6 +55,7 @@ const fn step(model: &'static str, clients: usize, n: u32) -> Step {
         n,
         seconds: 3.0,
         heavy: false,
+        idle: 0,
     }
 }
 
@@ -112,7 +116,31 @@ pub const LESSONS: &[Lesson] = &[
         ],
         observe: observe_heavy,
     },
+    Lesson {
+        id: "idle",
+        title: "Idle connections: one active client on select and on epoll, alone then beside 900 idle ones",
+        seed: "seed 003, select",
+        quote: "select 监管机制是操作系统提供的；将 socket 对象交给 select 监管机制，如果有连接进来的时候，就回返回数据",
+        english: "select's watching is done by the operating system: hand it the sockets, and it returns those with data. (The seed shows select, then selectors' epoll, without measuring either.)",
+        steps: &[
+            step("select", 1, 1),
+            Step {
+                idle: IDLE,
+                ..step("select", 1, 1)
+            },
+            step("epoll", 1, 1),
+            Step {
+                idle: IDLE,
+                ..step("epoll", 1, 1)
+            },
+        ],
+        observe: observe_idle,
+    },
 ];
+
+/// Idle connections of the idle lesson: below select's FD_SETSIZE (1024) with room
+/// for the listener, the active client and the lab's own.
+const IDLE: usize = 900;
 
 /// Starts lesson `id` on a thread of its own.
 ///
@@ -196,6 +224,19 @@ fn run(lab: &Arc<Lab>, lesson: &Lesson) -> Result<Vec<String>, Refusal> {
             lab.stop_load_quietly();
             lab.switch(setting)?;
         }
+        // Held before the load starts, so the active client's index stays 0; dropped
+        // (reset) at the end of the step.
+        let held = match step.idle {
+            0 => None,
+            idle => {
+                let (addr, _) = lab.server().ok_or(Refusal::NoServer)?;
+                lab.stop_load_quietly();
+                let held = crate::load::hold::hold(&crate::load::hold::HoldSpec::fib1(addr, idle))
+                    .map_err(Refusal::NoReply)?;
+                lab.mark(format!("{} idle connections held", held.open()));
+                Some(held)
+            }
+        };
         lab.set_load(LoadSetting {
             clients: step.clients,
             n: step.n,
@@ -204,6 +245,10 @@ fn run(lab: &Arc<Lab>, lesson: &Lesson) -> Result<Vec<String>, Refusal> {
         let from = lab.now();
         std::thread::sleep(Duration::from_secs_f64(step.seconds));
         let mut result = summarize(&label, &lab.points_between(from, lab.now()));
+        result.idle = held.as_ref().map_or(0, |h| h.open());
+        if result.idle > 0 {
+            result.label = format!("{label}, beside {} idle", result.idle);
+        }
         if step.heavy {
             let sent = lab.now();
             let started = Instant::now();
@@ -219,6 +264,7 @@ fn run(lab: &Arc<Lab>, lesson: &Lesson) -> Result<Vec<String>, Refusal> {
             let during = summarize(&label, &lab.points_between(sent, sent + took));
             result.during_heavy = Some((during.rps, took));
         }
+        drop(held);
         lab.update_lesson(|p| p.measured.push(result.clone()));
         measured.push(result);
     }
@@ -229,6 +275,11 @@ fn run(lab: &Arc<Lab>, lesson: &Lesson) -> Result<Vec<String>, Refusal> {
 /// The median throughput and the connections' shares of `points`.
 fn summarize(label: &str, points: &[Point]) -> Measured {
     let rps: Vec<f64> = points.iter().map(|p| p.rps).collect();
+    let p50: Vec<f64> = points
+        .iter()
+        .filter(|p| p.p50 > 0)
+        .map(|p| p.p50 as f64)
+        .collect();
     let clients = points.iter().map(|p| p.shares.len()).max().unwrap_or(0);
     let mut replies = vec![0u64; clients];
     for p in points {
@@ -240,6 +291,8 @@ fn summarize(label: &str, points: &[Point]) -> Measured {
     Measured {
         label: label.to_string(),
         rps: crate::stats::median(&rps),
+        p50_us: crate::stats::median(&p50),
+        idle: 0,
         shares: replies
             .iter()
             .map(|&r| if all == 0 { 0.0 } else { r as f64 / all as f64 })
@@ -347,6 +400,44 @@ fn observe_heavy(m: &[Measured]) -> Vec<String> {
     ]
 }
 
+/// One active client's p50 alone and beside the idle connections: `select` pays a
+/// scan of every descriptor per wait, `epoll` reports only the ready one.
+fn observe_idle(m: &[Measured]) -> Vec<String> {
+    let [s0, s1, e0, e1] = m else {
+        return vec!["the lesson did not measure its four steps".into()];
+    };
+    let line = |name: &str, alone: &Measured, beside: &Measured| {
+        let added = beside.p50_us - alone.p50_us;
+        format!(
+            "{name}: one client's p50 {:.0} µs alone, {:.0} µs beside {} idle connections: {:+.0} µs, {:+.1} µs per 1,000 idle; {} req/s, {:.2}x",
+            alone.p50_us,
+            beside.p50_us,
+            beside.idle,
+            added,
+            if beside.idle == 0 {
+                0.0
+            } else {
+                added * 1000.0 / beside.idle as f64
+            },
+            thousands(beside.rps),
+            ratio(beside.rps, alone.rps)
+        )
+    };
+    vec![line("select", s0, s1), line("epoll", e0, e1), {
+        let (select, epoll) = (s1.p50_us - s0.p50_us, e1.p50_us - e0.p50_us);
+        // Below a microsecond (or negative: the machine moved) is no cost at all.
+        match epoll >= 1.0 {
+            true => format!(
+                "the idle connections cost select {:.1}x what they cost epoll per request",
+                ratio(select.max(0.0), epoll)
+            ),
+            false => format!(
+                "the idle connections cost select {select:+.0} µs per request and epoll nothing measurable ({epoll:+.0} µs)"
+            ),
+        }
+    }]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,7 +446,9 @@ mod tests {
         Measured {
             label: String::new(),
             rps,
+            p50_us: 20.0,
             shares: shares.to_vec(),
+            idle: 0,
             during_heavy: during,
         }
     }
@@ -399,6 +492,33 @@ mod tests {
         assert_eq!(
             observe_heavy(&[]),
             vec!["the lesson did not measure its two steps"]
+        );
+        let idle = |p50_us, idle| Measured {
+            p50_us,
+            idle,
+            ..m(10_000.0, &[1.0], None)
+        };
+        let seen = observe_idle(&[
+            idle(20.0, 0),
+            idle(110.0, 900),
+            idle(20.0, 0),
+            idle(25.0, 900),
+        ]);
+        assert!(
+            seen[0].contains("+90 µs, +100.0 µs per 1,000 idle"),
+            "{seen:?}"
+        );
+        assert!(seen[1].contains("+5 µs"), "{seen:?}");
+        assert!(seen[2].contains("18.0x"), "{seen:?}");
+        let moved = observe_idle(&[
+            idle(20.0, 0),
+            idle(110.0, 900),
+            idle(23.0, 0),
+            idle(14.0, 900),
+        ]);
+        assert!(
+            moved[2].contains("epoll nothing measurable (-9 µs)"),
+            "{moved:?}"
         );
     }
 
