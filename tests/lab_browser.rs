@@ -1,0 +1,228 @@
+//! `fiblab lab` in a real browser: headless Chromium driven through chromedriver
+//! (WebDriver, the `fantoccini` crate) clicks the page as a teacher would: start
+//! `threads`, two clients, the chart's figures moving, the heavy request marked, a
+//! switch to `epoll`, one lesson to its computed conclusion, stop; no child left.
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them); without
+//! them it is skipped loudly, and under CI it fails.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{ClientBuilder, Locator};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+/// A child killed (SIGTERM, then waited for) when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGTERM);
+        let _ = self.0.wait();
+    }
+}
+
+fn found(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let me = pid.to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let child: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .to_string();
+            (ppid == me).then_some(child)
+        })
+        .collect()
+}
+
+#[test]
+fn a_teacher_clicks_through_the_page() {
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|p| found(p));
+    let (Some(chromium), true) = (chromium, found("chromedriver")) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium and chromedriver are missing under CI; .ci/run installs Debian's chromium and chromium-driver"
+        );
+        eprintln!(
+            "SKIPPED the lab's browser test: chromium or chromedriver not found (Debian: chromium, chromium-driver)"
+        );
+        return;
+    };
+    let lab_port = free_port();
+    let mut lab = Command::new(env!("CARGO_BIN_EXE_fiblab"))
+        .args(["lab", "--addr", &format!("127.0.0.1:{lab_port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(lab.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let lab = Killed(lab);
+    let driver_port = free_port();
+    let _driver = Killed(
+        Command::new("chromedriver")
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": which(chromium),
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"],
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let driver = format!("http://127.0.0.1:{driver_port}");
+        // chromedriver takes a moment to listen.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let browser = loop {
+            match ClientBuilder::new(connector.clone())
+                .capabilities(capabilities.clone())
+                .connect(&driver)
+                .await
+            {
+                Ok(browser) => break browser,
+                Err(e) if Instant::now() > deadline => panic!("chromedriver: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        let text = |css: &'static str| {
+            let browser = &browser;
+            async move {
+                browser
+                    .find(Locator::Css(css))
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap()
+            }
+        };
+        // Waits until the text of `css` satisfies `ok`.
+        let until = |css: &'static str, limit: u64, ok: fn(&str) -> bool| {
+            let text = &text;
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(limit);
+                loop {
+                    let now = text(css).await;
+                    if ok(&now) {
+                        return now;
+                    }
+                    assert!(Instant::now() < deadline, "{css} never got there: {now:?}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        let click = |css: &'static str| {
+            let browser = &browser;
+            async move {
+                browser
+                    .find(Locator::Css(css))
+                    .await
+                    .unwrap()
+                    .click()
+                    .await
+                    .unwrap()
+            }
+        };
+        browser
+            .goto(&format!("http://127.0.0.1:{lab_port}/"))
+            .await
+            .unwrap();
+        let model = browser
+            .wait()
+            .for_element(Locator::Css("#model"))
+            .await
+            .unwrap();
+        model.select_by_value("threads").await.unwrap();
+        click("#start").await;
+        until("#running", 20, |t| t.contains("running: threads")).await;
+        let clients = browser.find(Locator::Css("#clients")).await.unwrap();
+        clients.clear().await.unwrap();
+        clients.send_keys("2").await.unwrap();
+        click("#load").await;
+        // The live figures move: the throughput shown is a positive number.
+        until("#rps", 20, |t| t.replace(',', "").parse::<f64>().is_ok_and(|r| r > 0.0)).await;
+        click("#heavy").await;
+        until("#marks", 60, |t| t.contains("answered in")).await;
+        let model = browser.find(Locator::Css("#model")).await.unwrap();
+        model.select_by_value("epoll").await.unwrap();
+        click("#start").await;
+        until("#running", 20, |t| t.contains("running: epoll")).await;
+        click("[data-lesson='two-clients']").await;
+        let observed = until("#lesson-observed", 120, |t| t.contains("threads: two clients")).await;
+        assert!(
+            observed.contains("single: two clients") && observed.contains("1 client got none"),
+            "{observed}"
+        );
+        assert!(text("#lesson-quote").await.contains("线程"));
+        click("#stop").await;
+        until("#running", 20, |t| t.contains("no server")).await;
+        browser.close().await.unwrap();
+    });
+    let pid = lab.0.id();
+    let children: Vec<u32> = children_of(pid)
+        .into_iter()
+        .filter(|c| {
+            std::fs::read_to_string(format!("/proc/{c}/comm"))
+                .is_ok_and(|c| c.starts_with("fiblab"))
+        })
+        .collect();
+    drop(lab);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while children
+        .iter()
+        .any(|c| std::path::Path::new(&format!("/proc/{c}")).exists())
+    {
+        assert!(Instant::now() < deadline, "lab {pid} left {children:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The browser binary's path (chromedriver wants a path, not a name).
+fn which(program: &str) -> String {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(program))
+                .find(|p| p.exists())
+        })
+        .map_or_else(|| program.to_string(), |p| p.display().to_string())
+}
