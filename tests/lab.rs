@@ -284,10 +284,22 @@ fn bad_inputs_get_a_4xx_and_the_lab_goes_on() {
             400,
         ),
         ("/api/ask", r#"{"line":"1\n2"}"#, 422),
+        ("/api/load", r#"{"clients":1,"n":1,"rate":0}"#, 422),
+        ("/api/load", r#"{"clients":1,"n":1,"rate":1e12}"#, 422),
+        ("/api/load", r#"{"clients":1,"n":1,"mix":"1:99,40:1"}"#, 422),
+        ("/api/load", r#"{"clients":1,"n":1,"mix":"one"}"#, 422),
     ] {
         let (got, text) = lab.http("POST", path, body);
         assert_eq!(got, status, "{path}: {text}");
     }
+    // An open loop of a mix is taken.
+    let state = lab.ok(
+        "/api/load",
+        r#"{"clients":2,"n":1,"mix":"1:9,20:1","rate":500}"#,
+    );
+    assert_eq!(state["load"]["rate"], 500.0);
+    // `single` serves one connection at a time: the load goes before the line is sent.
+    lab.ok("/api/load", r#"{"clients":0,"n":1}"#);
     // Still serving.
     assert_eq!(lab.ok("/api/ask", r#"{"line":"10"}"#)["reply"], "55");
 }

@@ -240,6 +240,7 @@ fn run(lab: &Arc<Lab>, lesson: &Lesson) -> Result<Vec<String>, Refusal> {
         lab.set_load(LoadSetting {
             clients: step.clients,
             n: step.n,
+            ..LoadSetting::default()
         })?;
         std::thread::sleep(SETTLE);
         let from = lab.now();
@@ -268,7 +269,7 @@ fn run(lab: &Arc<Lab>, lesson: &Lesson) -> Result<Vec<String>, Refusal> {
         lab.update_lesson(|p| p.measured.push(result.clone()));
         measured.push(result);
     }
-    lab.set_load(LoadSetting { clients: 0, n: 1 })?;
+    lab.set_load(LoadSetting::default())?;
     Ok((lesson.observe)(&measured))
 }
 

@@ -41,6 +41,9 @@ pub const MAX_CLIENTS: usize = 256;
 /// Largest `n` of the load (the heavy request is sized apart).
 pub const MAX_LOAD_N: u32 = 32;
 
+/// Highest open-loop rate the page may ask for, req/s.
+pub const MAX_RATE: f64 = 200_000.0;
+
 /// Longest line the page may send as `nc` would.
 pub const MAX_LINE: usize = 1024;
 

@@ -51,6 +51,8 @@ pub enum Refusal {
     NoReply(std::io::Error),
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
+    #[error("rate: {0} is not a rate the lab sends (more than 0, at most {max} req/s)", max = super::MAX_RATE)]
+    Rate(f64),
     #[error("lesson: {0:?} is not one of the lessons (GET /api/state lists them)")]
     Lesson(String),
     #[error("a lesson is running: wait for its end")]
@@ -93,18 +95,48 @@ impl ServerSetting {
     }
 }
 
-/// The load the page asks for: closed-loop clients asking fib(n).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+/// The load the page asks for: clients asking fib(n), or a mix of n, in a closed loop
+/// or at an open-loop rate.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct LoadSetting {
     pub clients: usize,
     pub n: u32,
+    /// Open loop: requests per second over all clients, sent on schedule whether or
+    /// not replies came back; `None`: a closed loop.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// A mix (`1:99,30:1`: n and weight) instead of one `n`.
+    #[serde(default)]
+    pub mix: Option<String>,
+}
+
+impl LoadSetting {
+    /// The chart's mark: `2 clients, fib(1)`, `4 clients, mix 1:99,30:1 at 5,000 req/s`.
+    fn label(&self) -> String {
+        let what = match &self.mix {
+            Some(mix) => format!("mix {mix}"),
+            None => format!("fib({})", self.n),
+        };
+        let pace = match self.rate {
+            Some(rate) => format!(" at {} req/s (open loop)", crate::units::thousands(rate)),
+            None => String::new(),
+        };
+        format!(
+            "{} client{}, {what}{pace}",
+            self.clients,
+            if self.clients == 1 { "" } else { "s" }
+        )
+    }
 }
 
 /// The replies of the tick in progress, filled by the load engine's threads.
 #[derive(Debug)]
 struct Window {
     replies: u64,
+    /// The load engine's errors so far in this load (wrong replies, `ERR` lines,
+    /// timeouts), once a second, and how many of them are in points already.
     errors: u64,
+    errors_taken: u64,
     per_connection: Vec<u64>,
     latency: hdrhistogram::Histogram<u64>,
 }
@@ -156,6 +188,7 @@ impl Lab {
             window: Arc::new(Mutex::new(Window {
                 replies: 0,
                 errors: 0,
+                errors_taken: 0,
                 per_connection: Vec::new(),
                 latency: hdrhistogram::Histogram::new(3).map_err(std::io::Error::other)?,
             })),
@@ -232,9 +265,14 @@ impl Lab {
                 let q = |q: f64| w.latency.value_at_quantile(q);
                 let p = (q(0.5), q(0.99), q(0.999));
                 let shares = std::mem::take(&mut w.per_connection);
-                let taken = (w.replies, w.errors, p, shares);
+                let taken = (
+                    w.replies,
+                    w.errors.saturating_sub(w.errors_taken),
+                    p,
+                    shares,
+                );
                 w.replies = 0;
-                w.errors = 0;
+                w.errors_taken = w.errors;
                 w.latency.reset();
                 taken
             };
@@ -283,7 +321,7 @@ impl Lab {
 
     /// The load running now.
     pub fn load(&self) -> Option<LoadSetting> {
-        lock(&self.load).as_ref().map(|l| l.setting)
+        lock(&self.load).as_ref().map(|l| l.setting.clone())
     }
 
     /// Stops the running server (and the load, which has nothing left to drive) and
@@ -348,32 +386,67 @@ impl Lab {
                 max: super::MAX_LOAD_N,
             });
         }
+        if let Some(rate) = setting.rate
+            && !(rate > 0.0 && rate <= super::MAX_RATE)
+        {
+            return Err(Refusal::Rate(rate));
+        }
+        let mix = match &setting.mix {
+            None => {
+                crate::load::mix::Mix::new(vec![crate::load::mix::Class::fib(setting.n, 1, true)])?
+            }
+            Some(text) => {
+                let mix = crate::load::mix::Mix::parse_fib(text, true)?;
+                let largest = mix
+                    .classes
+                    .iter()
+                    .filter_map(|c| c.label.strip_prefix("n=")?.parse::<u32>().ok())
+                    .max()
+                    .unwrap_or(0);
+                if largest > super::MAX_LOAD_N {
+                    return Err(Refusal::N {
+                        asked: largest,
+                        max: super::MAX_LOAD_N,
+                    });
+                }
+                mix
+            }
+        };
         let (addr, _) = self.server().ok_or(Refusal::NoServer)?;
         self.stop_load();
         if setting.clients == 0 {
             self.mark("load: none");
             return Ok(());
         }
-        let class = crate::load::mix::Class::fib(setting.n, 1, true);
         // One thread (the load generator leaves the other CPUs to the server), for
         // an hour at most: a lab runs until it is told otherwise.
         let spec = LoadSpec {
             timeout: Duration::from_secs(10),
+            rate: setting.rate,
             ..LoadSpec::closed_loop(
                 addr,
-                crate::load::mix::Mix::new(vec![class])?,
+                mix,
                 setting.clients,
                 Stop::After(Duration::from_secs(3600)),
             )
         };
         let stop = Arc::new(AtomicBool::new(false));
         let window = self.window.clone();
+        {
+            // A new load counts its errors from zero.
+            let mut w = lock(&window);
+            w.errors = 0;
+            w.errors_taken = 0;
+        }
+        let on_second_window = self.window.clone();
         let interrupt = stop.clone();
         let thread = std::thread::Builder::new()
             .name("lab-load".into())
             .spawn(move || {
                 let on_reply: crate::load::OnReply =
-                    Arc::new(move |latency, _, correct, connection| {
+                    // Wrong replies are counted by the engine, with its timeouts
+                    // (`on_second` below).
+                    Arc::new(move |latency, _, _, connection| {
                         let mut w = lock(&window);
                         w.replies += 1;
                         if connection < super::MAX_CLIENTS {
@@ -382,14 +455,16 @@ impl Lab {
                             }
                             w.per_connection[connection] += 1;
                         }
-                        if !correct {
-                            w.errors += 1;
-                        }
                         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
                         let _ = w.latency.record(us.max(1));
                     });
+                let errors = on_second_window.clone();
+                let mut on_second = move |tick: &crate::load::Tick| {
+                    lock(&errors).errors = tick.errors;
+                };
                 let hooks = crate::load::Hooks {
                     on_reply: Some(on_reply),
+                    on_second: Some(&mut on_second),
                     ..Default::default()
                 };
                 if let Err(e) = crate::load::run(&spec, interrupt, hooks) {
@@ -397,12 +472,7 @@ impl Lab {
                 }
             })
             .map_err(Refusal::Thread)?;
-        self.mark(format!(
-            "load: {} client{}, fib({})",
-            setting.clients,
-            if setting.clients == 1 { "" } else { "s" },
-            setting.n
-        ));
+        self.mark(format!("load: {}", setting.label()));
         *lock(&self.load) = Some(LoadRun {
             stop,
             thread,
