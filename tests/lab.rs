@@ -20,10 +20,7 @@ struct Lab {
 
 impl Lab {
     fn start(extra: &[&str]) -> Lab {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
+        let port = common::free_addr().port();
         let mut child = Command::new(common::fiblab_bin())
             .args(["lab", "--addr", &format!("127.0.0.1:{port}")])
             .args(extra)
@@ -75,22 +72,7 @@ impl Lab {
 
     /// The children of the lab process now.
     fn children(&self) -> Vec<u32> {
-        let me = self.child.id().to_string();
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| {
-                let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-                let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-                let ppid = stat
-                    .rsplit_once(')')?
-                    .1
-                    .split_whitespace()
-                    .nth(1)?
-                    .to_string();
-                (ppid == me).then_some(pid)
-            })
-            .collect()
+        common::children_of(self.child.id())
     }
 }
 

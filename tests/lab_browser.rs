@@ -5,21 +5,15 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them); without
 //! them it is skipped loudly, and under CI it fails.
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{ClientBuilder, Locator};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-}
 
 /// A child killed (SIGTERM, then waited for) when dropped.
 struct Killed(Child);
@@ -40,25 +34,6 @@ fn found(program: &str) -> bool {
         .is_ok()
 }
 
-fn children_of(pid: u32) -> Vec<u32> {
-    let me = pid.to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let child: u32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            let ppid = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(1)?
-                .to_string();
-            (ppid == me).then_some(child)
-        })
-        .collect()
-}
-
 #[test]
 fn a_teacher_clicks_through_the_page() {
     let chromium = ["chromium", "chromium-browser"]
@@ -74,7 +49,7 @@ fn a_teacher_clicks_through_the_page() {
         );
         return;
     };
-    let lab_port = free_port();
+    let lab_port = common::free_addr().port();
     let mut lab = Command::new(env!("CARGO_BIN_EXE_fiblab"))
         .args(["lab", "--addr", &format!("127.0.0.1:{lab_port}")])
         .stdin(Stdio::null())
@@ -86,7 +61,7 @@ fn a_teacher_clicks_through_the_page() {
         .read_line(&mut line)
         .unwrap();
     let lab = Killed(lab);
-    let driver_port = free_port();
+    let driver_port = common::free_addr().port();
     let _driver = Killed(
         Command::new("chromedriver")
             .arg(format!("--port={driver_port}"))
@@ -198,7 +173,7 @@ fn a_teacher_clicks_through_the_page() {
         browser.close().await.unwrap();
     });
     let pid = lab.0.id();
-    let children: Vec<u32> = children_of(pid)
+    let children: Vec<u32> = common::children_of(pid)
         .into_iter()
         .filter(|c| {
             std::fs::read_to_string(format!("/proc/{c}/comm"))

@@ -5,18 +5,11 @@
 mod common;
 
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Server, runs_here};
-
-/// A port nobody listens on now (the metrics endpoint binds it a moment later).
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-}
 
 /// `METHOD path` over HTTP/1.0: (status code, body). Retries while the endpoint is not
 /// up yet (it starts with the server, just before the listening line).
@@ -62,7 +55,7 @@ fn value(text: &str, sample: &str) -> Option<f64> {
 }
 
 fn start(model: &str, extra: &[&str]) -> (Server, SocketAddr) {
-    let metrics = free_addr();
+    let metrics = common::free_addr();
     let at = metrics.to_string();
     let mut args = vec!["--metrics", at.as_str()];
     args.extend_from_slice(extra);

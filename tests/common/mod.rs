@@ -351,3 +351,32 @@ pub fn golden(name: &str, actual: &str) {
         "{name} differs from tests/golden/{name}; if the change is intended, run FIBLAB_BLESS=1 cargo test\n--- actual ---\n{actual}"
     );
 }
+
+/// A loopback address nobody listens on now (the caller binds it a moment later).
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+/// The processes whose parent is `pid` now, from `/proc/*/stat`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let me = pid.to_string();
+    std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| {
+                    let child: u32 = e.file_name().to_str()?.parse().ok()?;
+                    let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+                    let ppid = stat
+                        .rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .nth(1)?
+                        .to_string();
+                    (ppid == me).then_some(child)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
