@@ -390,6 +390,35 @@ impl WorkReading {
     }
 }
 
+/// A process tree's [`WorkReading`] at the two edges of a load's measured window, with
+/// the correct replies counted at each: the server's side of a request's cost. Read it
+/// from [`crate::load::Hooks::on_window`], while the connections are open.
+#[derive(Debug, Clone, Default)]
+pub struct WindowWork {
+    edges: Vec<(WorkReading, u64)>,
+}
+
+impl WindowWork {
+    /// Reads `pid`'s tree now, `ok` correct replies in; a tree that cannot be read is
+    /// skipped, and [`between`](Self::between) then says `None`.
+    pub fn read(&mut self, pid: u32, ok: u64) {
+        if let Ok(reading) = WorkReading::of_tree(pid) {
+            self.edges.push((reading, ok));
+        }
+    }
+
+    /// The work between the window's two edges and the correct replies counted between
+    /// them; `None` unless exactly both edges were read.
+    pub fn between(&self) -> Option<(Work, u64)> {
+        match self.edges.as_slice() {
+            [(start, ok_start), (end, ok_end)] => {
+                Some((end.since(start), ok_end.saturating_sub(*ok_start)))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The process listening on TCP `port` (any local address), found as Linux tools do: the
 /// socket's inode in `/proc/net/tcp{,6}`, then the process holding a descriptor to it.
 /// `None` when no process this user may read holds it (a peer run by another user, or in

@@ -411,3 +411,63 @@ fn load_agents_split_and_merge_through_the_cli() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("write agent I of N as I/N"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `fiblab load` against a server on this machine finds the process listening on the
+/// port and reports its CPU per request beside the client's, with the ratio; the
+/// client's system calls are counted by kind. `--server-pid` names a process outright,
+/// and one that cannot be read is said, not reported as zero.
+#[test]
+fn load_reports_the_servers_cost_beside_the_clients() {
+    let server = common::Server::start("epoll", &[]);
+    let addr = server.addr.to_string();
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let out = std::process::Command::new(common::fiblab_bin())
+            .args(["load", "--addr", &addr, "--conns", "4", "--rate", "2000"])
+            .args(["--duration", "1s", "--quiet", "--json", "-"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let report = run(&[]);
+    let ok = report["requests_ok"].as_f64().unwrap();
+    assert!(ok > 1000.0, "{report}");
+    let server_cost = &report["server"];
+    assert_eq!(
+        server_cost["pid"].as_i64(),
+        Some(server.pid().as_raw() as i64),
+        "{report}"
+    );
+    let server_cpu = server_cost["cpu_us_per_request"].as_f64().unwrap();
+    let client_cpu = report["client"]["cpu_us_per_request"].as_f64().unwrap();
+    assert!(server_cpu > 0.0 && client_cpu > 0.0, "{report}");
+    let ratio = server_cost["client_over_server"].as_f64().unwrap();
+    assert!((ratio - client_cpu / server_cpu).abs() < 0.01, "{report}");
+    // Every request is one write of its own (one in flight per connection), and its
+    // reply at least one read; the counts are the window's, per correct reply.
+    let calls = &report["client"]["calls_per_request"];
+    let per = |kind: &str| calls[kind].as_f64().unwrap();
+    assert!((per("send") - 1.0).abs() < 0.05, "{report}");
+    assert!(per("receive") >= 0.95, "{report}");
+    let total = ["send", "receive", "poll", "sleep", "timer"]
+        .iter()
+        .map(|k| per(k))
+        .sum::<f64>();
+    assert!((per("total") - total).abs() < 0.01, "{report}");
+    let window = &report["client"]["window"]["calls"];
+    assert!(window["send"].as_f64().unwrap() >= ok * 0.95, "{report}");
+    // A process that is not there: said in a note, no server figure.
+    let report = run(&["--server-pid", "999999999"]);
+    assert!(report.get("server").is_none(), "{report}");
+    assert!(
+        report["notes"]
+            .to_string()
+            .contains("--server-pid 999999999"),
+        "{report}"
+    );
+}

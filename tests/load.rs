@@ -364,6 +364,24 @@ fn fixture() -> Report {
         p99_99: base * 6,
         max: base * 7,
     };
+    // 10 µs of client CPU per reply, its steady path's calls counted.
+    let client = ClientCost::new(
+        vec![0.25, 0.5],
+        false,
+        Some(ThreadCost {
+            cpu_s: 0.01998,
+            sleeps: 999,
+            preempted: 2,
+            calls: Calls {
+                send: 1998,
+                receive: 2100,
+                poll: 700,
+                sleep: 0,
+                timer: 650,
+            },
+        }),
+        1998,
+    );
     Report {
         schema: SCHEMA_VERSION,
         target: "127.0.0.1:25000".into(),
@@ -434,13 +452,9 @@ fn fixture() -> Report {
                 ],
             })
             .collect(),
-        client: ClientCost {
-            thread_busy: vec![0.25, 0.5],
-            likely_bottleneck: false,
-            window: None,
-            cpu_us_per_request: None,
-            sleeps_per_request: None,
-        },
+        client: client.clone(),
+        // 8 µs of server CPU per reply: the client's 10 µs are 1.25 of it.
+        server: ServerCost::new(4242, (15_984_000, 1998, 0), 1998, &client),
         notes: vec!["a note".into()],
         segment: None,
         started_unix_s: None,

@@ -104,6 +104,11 @@ pub struct LoadArgs {
     /// then goes to stderr).
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// Read this process (its threads and children) at the measured window's edges and
+    /// report the server's CPU per request beside the client's. By default, for a
+    /// loopback target, the process listening on its port is read where this user may.
+    #[arg(long, value_name = "PID", conflicts_with = "segment")]
+    server_pid: Option<u32>,
     /// No live progress line on stderr.
     #[arg(short, long)]
     quiet: bool,
@@ -255,6 +260,19 @@ pub fn run(args: LoadArgs) -> Result<()> {
         load::tui::run(&spec, interrupt)?
     } else {
         let quiet = args.quiet;
+        // The server's side of a request's cost, read at the window's edges while the
+        // connections are open (as the bench does).
+        let server_pid = args.server_pid.or_else(|| {
+            (spec.addr.ip().is_loopback() && args.segment.is_none())
+                .then(|| fiblab::process::listener_pid(spec.addr.port()))
+                .flatten()
+        });
+        let mut server_work = fiblab::process::WindowWork::default();
+        let mut on_window = |_: load::Edge, ok: u64| {
+            if let Some(pid) = server_pid {
+                server_work.read(pid, ok);
+            }
+        };
         let mut live = |tick: &load::Tick| {
             if !quiet {
                 eprintln!(
@@ -265,14 +283,28 @@ pub fn run(args: LoadArgs) -> Result<()> {
                 );
             }
         };
-        load::run(
+        let mut report = load::run(
             &spec,
             interrupt,
             Hooks {
                 on_second: Some(&mut live),
+                on_window: Some(&mut on_window),
                 ..Hooks::default()
             },
-        )?
+        )?;
+        if let (Some(pid), Some((work, replies))) = (server_pid, server_work.between()) {
+            report.server = load::report::ServerCost::new(
+                pid,
+                (work.cpu_ns, work.sleeps, work.preempted),
+                replies,
+                &report.client,
+            );
+        } else if let Some(pid) = args.server_pid {
+            report.notes.push(format!(
+                "--server-pid {pid}: its /proc could not be read at both edges of the measured window (gone, or another user's), so the server's cost is not reported"
+            ));
+        }
+        report
     };
     write_report(&report, &args.json, &args.csv)?;
     Ok(report.verdict(args.max_error_rate)?)

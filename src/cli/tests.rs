@@ -43,6 +43,7 @@ fn sample(id: &str) -> Option<&'static [&'static str]> {
         "downstream" => &["127.0.0.1:25001"],
         "metrics" => &["127.0.0.1:0"],
         "token" => &["secret"],
+        "server_pid" => &["1"],
         "metrics_publish" => &["/tmp/fiblab-flags/copy.prom"],
         "segment" => &["2/2", "--conns", "2"],
         "start_at" => &["1", "--segment", "1/1"],

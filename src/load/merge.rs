@@ -336,6 +336,8 @@ fn merge_unchecked(reports: &[Report]) -> Result<Report, MergeError> {
             },
             requests_ok,
         ),
+        // Each agent read the server over its own window: not one figure of the whole.
+        server: None,
         notes,
         segment: None,
         started_unix_s: start.is_finite().then_some(start),

@@ -13,11 +13,13 @@ use serde::{Deserialize, Serialize};
 
 use super::spec::{LoadSpec, Stop};
 pub use super::stats::Errors;
-pub use super::stats::ThreadCost;
+pub use super::stats::{Calls, ThreadCost};
 pub use text::render_text;
 
+mod cost;
 mod text;
 use super::stats::{ThreadStats, encode_histogram, histogram, widen};
+pub use cost::{CallsPerRequest, ClientCost, ServerCost};
 
 /// Version of the JSON layout below; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -69,6 +71,11 @@ pub struct Report {
     /// One entry per whole measured second.
     pub per_second: Vec<SecondReport>,
     pub client: ClientCost,
+    /// The server's side of a request's cost, where its process could be read (`fiblab
+    /// load` finds the process listening on a loopback target's port, or is given
+    /// `--server-pid`); `None` otherwise, and for merged reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerCost>,
     /// Warnings about the measurement itself (the client as bottleneck, ...).
     pub notes: Vec<String>,
     /// The execution segment this agent ran (`I/N`), when the load was split; its
@@ -142,51 +149,6 @@ pub struct SecondClass {
     /// 99th percentile latency of those replies, µs (from the intended send time).
     pub p99_us: u64,
     pub errors: u64,
-}
-
-/// What the client itself cost.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClientCost {
-    /// CPU time (user + system) of each client thread over its wall time, 0..1.
-    pub thread_busy: Vec<f64>,
-    /// True when a thread was busy over 90% without `--spin`: the client, not the
-    /// server, may be what limits the figures.
-    pub likely_bottleneck: bool,
-    /// What the client's threads spent over the measured window, summed
-    /// (`getrusage(RUSAGE_THREAD)` as the window opened and as sending stopped);
-    /// `None` where a thread's window did not both open and close.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub window: Option<ThreadCost>,
-    /// `window`'s CPU per correct reply, µs: the load generator's own cost of one
-    /// request, to hold beside the server's (a client that costs more than the server
-    /// it measures cannot rank servers).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu_us_per_request: Option<f64>,
-    /// `window`'s sleeps (the client blocked and was woken) per correct reply.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sleeps_per_request: Option<f64>,
-}
-
-impl ClientCost {
-    /// The client's cost of `requests` correct replies over `window`.
-    pub fn new(
-        thread_busy: Vec<f64>,
-        likely_bottleneck: bool,
-        window: Option<ThreadCost>,
-        requests: u64,
-    ) -> ClientCost {
-        let per = |x: f64| (requests > 0).then(|| (x / requests as f64 * 1000.0).round() / 1000.0);
-        ClientCost {
-            thread_busy,
-            likely_bottleneck,
-            cpu_us_per_request: window.and_then(|w| per(w.cpu_s * 1e6)),
-            sleeps_per_request: window.and_then(|w| per(w.sleeps as f64)),
-            window: window.map(|w| ThreadCost {
-                cpu_s: (w.cpu_s * 1e6).round() / 1e6,
-                ..w
-            }),
-        }
-    }
 }
 
 /// The per-second series: `second,class,requests_ok,p99_us,errors`.
@@ -497,6 +459,7 @@ impl Report {
                 },
                 requests_ok,
             ),
+            server: None,
             notes,
             segment: spec.agent.map(|a| a.segment.to_string()),
             started_unix_s: None,

@@ -116,6 +116,59 @@ pub struct ThreadCost {
     pub sleeps: u64,
     /// Involuntary context switches: the thread was preempted.
     pub preempted: u64,
+    /// The system calls of the load's steady path, counted by the load threads
+    /// themselves (`getrusage` has no such count); zero in a reading of the kernel's
+    /// figures alone ([`of_this_thread`](Self::of_this_thread)).
+    #[serde(default)]
+    pub calls: Calls,
+}
+
+/// The system calls a load thread makes on its steady path, by kind: what a request
+/// costs the client besides the kernel's TCP work. Connecting, reconnecting and closing
+/// are not counted (they are not per request).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Calls {
+    /// `write` on a connection (its due requests in one call), those that found the
+    /// socket full included.
+    pub send: u64,
+    /// `read` or `recvmsg` on a connection, those that found nothing (`EAGAIN`)
+    /// included.
+    pub receive: u64,
+    /// `epoll_wait`, with or without a timeout.
+    pub poll: u64,
+    /// `clock_nanosleep` to the next tick (`--tick`).
+    pub sleep: u64,
+    /// `timerfd_settime`: the open loop's timer armed for the next request due.
+    pub timer: u64,
+}
+
+impl Calls {
+    /// Every call counted.
+    pub fn total(&self) -> u64 {
+        self.send + self.receive + self.poll + self.sleep + self.timer
+    }
+
+    /// What was counted between `earlier` and `self`.
+    pub fn since(&self, earlier: &Calls) -> Calls {
+        Calls {
+            send: self.send.saturating_sub(earlier.send),
+            receive: self.receive.saturating_sub(earlier.receive),
+            poll: self.poll.saturating_sub(earlier.poll),
+            sleep: self.sleep.saturating_sub(earlier.sleep),
+            timer: self.timer.saturating_sub(earlier.timer),
+        }
+    }
+
+    /// `self` and `other` added.
+    pub fn plus(&self, other: &Calls) -> Calls {
+        Calls {
+            send: self.send + other.send,
+            receive: self.receive + other.receive,
+            poll: self.poll + other.poll,
+            sleep: self.sleep + other.sleep,
+            timer: self.timer + other.timer,
+        }
+    }
 }
 
 impl ThreadCost {
@@ -128,6 +181,7 @@ impl ThreadCost {
             cpu_s: seconds(usage.user_time()) + seconds(usage.system_time()),
             sleeps: usage.voluntary_context_switches() as u64,
             preempted: usage.involuntary_context_switches() as u64,
+            calls: Calls::default(),
         })
     }
 
@@ -137,6 +191,7 @@ impl ThreadCost {
             cpu_s: (self.cpu_s - earlier.cpu_s).max(0.0),
             sleeps: self.sleeps.saturating_sub(earlier.sleeps),
             preempted: self.preempted.saturating_sub(earlier.preempted),
+            calls: self.calls.since(&earlier.calls),
         }
     }
 
@@ -148,6 +203,7 @@ impl ThreadCost {
                 cpu_s: a.cpu_s + c.cpu_s,
                 sleeps: a.sleeps + c.sleeps,
                 preempted: a.preempted + c.preempted,
+                calls: a.calls.plus(&c.calls),
             })
     }
 }

@@ -30,7 +30,7 @@ use std::time::Duration;
 use crate::load::mix::{Mix, Protocol};
 use crate::load::report::Report;
 use crate::load::{Agent, Edge, Hooks, LoadSpec, Segment, Stop};
-use crate::process::{ServerProcess, Work, WorkReading};
+use crate::process::{ServerProcess, Work};
 use crate::server::{Config, Variant};
 use crate::service::{Service, ServiceKind};
 
@@ -296,17 +296,17 @@ impl<'a> Run<'a> {
     }
 
     /// [`load`](Self::load), reading the server's work (`pid`'s process tree, thread
-    /// by thread, [`WorkReading`]) at the edges of the measured window, while every
+    /// by thread, [`crate::process::WorkReading`]) at the edges of the measured window, while every
     /// connection is still open. With several agents the edges are the first agent's
     /// and its replies are scaled to the whole load by its share of the correct replies.
     ///
     /// # Errors
     /// As [`load`](Self::load).
     pub fn load_costed(&self, spec: &LoadSpec, pid: Option<u32>) -> io::Result<Measured> {
-        let mut edges: Vec<(WorkReading, u64)> = Vec::new();
+        let mut edges = crate::process::WindowWork::default();
         let mut on_window = |_: Edge, ok: u64| {
-            if let Some(reading) = pid.and_then(|p| WorkReading::of_tree(p).ok()) {
-                edges.push((reading, ok));
+            if let Some(pid) = pid {
+                edges.read(pid, ok);
             }
         };
         let (report, share) = self.load_split(
@@ -316,15 +316,11 @@ impl<'a> Run<'a> {
                 ..Hooks::default()
             },
         )?;
-        let server = match edges.as_slice() {
-            [(start, ok_start), (end, ok_end)] => {
-                // The agents run one schedule, so the first one's share of any window
-                // is its share of the whole run.
-                let replies = ok_end.saturating_sub(*ok_start) as f64 / share;
-                Some((end.since(start), replies.round() as u64))
-            }
-            _ => None,
-        };
+        // The agents run one schedule, so the first one's share of any window is its
+        // share of the whole run.
+        let server = edges
+            .between()
+            .map(|(work, replies)| (work, (replies as f64 / share).round() as u64));
         Ok(Measured { report, server })
     }
 

@@ -65,9 +65,15 @@ fn report(samples: &[u64], segment: &str, started: f64) -> Report {
                 cpu_s: samples.len() as f64 * 10e-6,
                 sleeps: samples.len() as u64,
                 preempted: 0,
+                calls: crate::load::report::Calls {
+                    send: samples.len() as u64,
+                    receive: 2 * samples.len() as u64,
+                    ..Default::default()
+                },
             }),
             samples.len() as u64,
         ),
+        server: None,
         notes: Vec::new(),
         segment: Some(segment.into()),
         started_unix_s: Some(started),
@@ -97,6 +103,12 @@ fn merged_percentiles_are_those_of_one_histogram_of_every_sample() {
     // The client's cost: the agents' windows summed, over all their replies.
     assert_eq!(merged.client.cpu_us_per_request, Some(10.0));
     assert_eq!(merged.client.sleeps_per_request, Some(1.0));
+    let calls = merged.client.calls_per_request.unwrap();
+    assert_eq!((calls.total, calls.send, calls.receive), (3.0, 1.0, 2.0));
+    assert_eq!(
+        merged.client.window.unwrap().calls.receive,
+        2 * merged.requests_ok
+    );
     let avg_p99 = (a.classes[0].latency_us.p99 + b.classes[0].latency_us.p99) / 2;
     assert_ne!(merged.classes[0].latency_us.p99, avg_p99);
 }

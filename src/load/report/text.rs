@@ -97,8 +97,33 @@ pub fn render_text(r: &Report) -> String {
     if let (Some(cpu), Some(sleeps)) = (r.client.cpu_us_per_request, r.client.sleeps_per_request) {
         let _ = writeln!(
             out,
-            "  client per request: {cpu:.1} µs CPU, {sleeps:.2} sleeps (its threads, over the measured window)"
+            "  client per request: {cpu:.1} µs CPU, {sleeps:.2} sleeps{} (its threads, over the measured window)",
+            r.client.calls_per_request.map_or(String::new(), |c| format!(
+                ", {:.2} system calls ({:.2} send, {:.2} receive, {:.2} poll, {:.2} sleep, {:.2} timer)",
+                c.total, c.send, c.receive, c.poll, c.sleep, c.timer
+            ))
         );
+    }
+    if let Some(server) = &r.server {
+        let _ = writeln!(
+            out,
+            "  server per request: {:.1} µs CPU, {:.2} sleeps, {:.2} preempted (process {}, its threads and children, over the measured window)",
+            server.cpu_us_per_request,
+            server.sleeps_per_request,
+            server.preempted_per_request,
+            server.pid
+        );
+        if let Some(ratio) = server.client_over_server {
+            let _ = writeln!(
+                out,
+                "  client / server CPU per request: {ratio:.2}{}",
+                match ratio > 1.0 {
+                    true =>
+                        ": the load generator spent more on each request than the server, so these figures measure it as much as the server",
+                    false => "",
+                }
+            );
+        }
     }
     for note in &r.notes {
         let _ = writeln!(out, "  note: {note}");

@@ -24,7 +24,7 @@ use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 use super::spec::{LoadSpec, OnReply, Stop};
-use super::stats::{Shared, ThreadCost, ThreadStats, histogram};
+use super::stats::{Calls, Shared, ThreadCost, ThreadStats, histogram};
 use crate::cpu;
 
 mod lifecycle;
@@ -100,6 +100,9 @@ pub struct Worker {
     clock: WallToMonotonic,
     /// The control-message buffer of a stamped read, reused.
     cmsg: Vec<u8>,
+    /// The system calls made so far on the steady path (the window's share is in
+    /// `stats.window`).
+    calls: Calls,
 }
 
 impl Worker {
@@ -173,6 +176,7 @@ impl Worker {
             clock: WallToMonotonic::now(),
             cmsg: reply::stamp_space(),
             tick: spec.tick,
+            calls: Calls::default(),
         }
     }
 
@@ -220,12 +224,11 @@ impl Worker {
             }
             let sending = !self.exhausted && self.end.is_none_or(|end| now < end);
             if self.window_open.is_none() && now >= self.measure_start && sending {
-                self.window_open = ThreadCost::of_this_thread();
+                self.window_open = self.cost_so_far();
             }
             if !sending {
                 if self.stats.stopped_sending.is_none()
-                    && let (Some(open), Some(close)) =
-                        (self.window_open, ThreadCost::of_this_thread())
+                    && let (Some(open), Some(close)) = (self.window_open, self.cost_so_far())
                 {
                     self.stats.window = Some(close.since(&open));
                 }
@@ -305,6 +308,7 @@ impl Worker {
                         false => wake,
                     };
                     if wake > now {
+                        self.calls.sleep += 1;
                         std::thread::sleep(wake - now);
                     }
                     Some(Duration::ZERO)
@@ -318,6 +322,7 @@ impl Worker {
                         let delay = wake
                             .saturating_duration_since(now)
                             .max(Duration::from_nanos(1));
+                        self.calls.timer += 1;
                         timer.set(
                             Expiration::OneShot(TimeSpec::from_duration(delay)),
                             TimerSetTimeFlags::empty(),
@@ -327,6 +332,7 @@ impl Worker {
                     None
                 }
             };
+            self.calls.poll += 1;
             match poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -410,6 +416,14 @@ impl Worker {
         Ok(())
     }
 
+    /// This thread's cost so far: the kernel's figures and the calls counted here.
+    fn cost_so_far(&self) -> Option<ThreadCost> {
+        ThreadCost::of_this_thread().map(|cost| ThreadCost {
+            calls: self.calls,
+            ..cost
+        })
+    }
+
     /// Counts `n` requests as timeouts.
     fn count_timeouts(&mut self, n: u64) {
         self.stats.errors.timeout += n;
@@ -422,6 +436,7 @@ impl Worker {
             return;
         };
         while conn.written < conn.write_buf.len() {
+            self.calls.send += 1;
             match stream.write(&conn.write_buf[conn.written..]) {
                 Ok(0) => break,
                 Ok(n) => conn.written += n,

@@ -20,6 +20,7 @@ impl Worker {
             let Some(stream) = self.conns[i].stream.as_mut() else {
                 return;
             };
+            self.calls.receive += 1;
             let read = match ticked {
                 true => stamped_read(stream.as_raw_fd(), scratch, &mut self.cmsg),
                 false => stream.read(scratch).map(|n| (n, None)),

@@ -31,7 +31,7 @@ use crate::downstream::{DEFAULT_TIMEOUT, DownstreamConfig};
 use crate::load::mix::{Class, Mix};
 use crate::load::{Edge, Hooks, LoadSpec, Stop};
 use crate::models::{Clients, Model, Workers};
-use crate::process::{Usage, WorkReading};
+use crate::process::Usage;
 use crate::server::Variant;
 use crate::stats::Interval;
 pub use records::{WaitingRecord, WaitingRecords};
@@ -161,11 +161,11 @@ fn measure_one(
         timeout: w.duration,
         ..run.spec(server.addr, mix, clients)
     };
-    let mut edges: Vec<(WorkReading, u64)> = Vec::new();
+    let mut edges = crate::process::WindowWork::default();
     let mut at_end = None;
     let mut on_window = |edge: Edge, ok: u64| {
-        if let Some(reading) = pid.and_then(|p| WorkReading::of_tree(p).ok()) {
-            edges.push((reading, ok));
+        if let Some(pid) = pid {
+            edges.read(pid, ok);
         }
         if edge == Edge::End {
             at_end = pid.and_then(|p| Usage::of_tree(p).ok());
@@ -180,12 +180,10 @@ fn measure_one(
     )?;
     server.stop();
     let used = downstream.stop()?;
-    let server_cpu_us = match edges.as_slice() {
-        [(start, ok_start), (end, ok_end)] if ok_end > ok_start => {
-            Some(end.since(start).cpu_ns as f64 / 1e3 / (ok_end - ok_start) as f64)
-        }
-        _ => None,
-    };
+    let server_cpu_us = edges
+        .between()
+        .filter(|(_, replies)| *replies > 0)
+        .map(|(work, replies)| work.cpu_ns as f64 / 1e3 / replies as f64);
     let model = crate::models::find(&subject.variant.model);
     let latency = report
         .classes
