@@ -329,6 +329,7 @@ fn knee_fixture() -> fiblab::bench::results::KneeRecords {
             cpu_us: 4.0,
             sleeps: 16_000.0 / offered / 4.0,
             preempted: 0.0,
+            calls: None,
         }),
         client: None,
         verdict,

@@ -115,6 +115,11 @@ pub struct RequestCost {
     /// Times a runnable server thread was preempted, per request.
     #[serde(default)]
     pub preempted: f64,
+    /// The load generator's system calls on its steady path per request (its own count,
+    /// [`crate::load::report::Calls`]); `None` for a server, and in steps recorded
+    /// before the count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls: Option<f64>,
 }
 
 impl RequestCost {
@@ -126,7 +131,11 @@ impl RequestCost {
             sleeps: window.sleeps,
             preempted: window.preempted,
         };
-        RequestCost::of(&work, requests)
+        let calls = window.calls.total();
+        RequestCost::of(&work, requests).map(|cost| RequestCost {
+            calls: (calls > 0).then(|| (calls as f64 / requests as f64 * 100.0).round() / 100.0),
+            ..cost
+        })
     }
 
     /// True when the client spent more CPU on a request than the server did: the
@@ -145,6 +154,7 @@ impl RequestCost {
             cpu_us: per(work.cpu_ns / 1000),
             sleeps: per(work.sleeps),
             preempted: per(work.preempted),
+            calls: None,
         })
     }
 

@@ -45,9 +45,12 @@ pub(super) fn server_cell(step: &KneeStep) -> String {
     match step.client {
         None => server,
         Some(client) => format!(
-            "{server}; client {:.1} µs CPU, {:.2} sleeps{}",
+            "{server}; client {:.1} µs CPU, {:.2} sleeps{}{}",
             client.cpu_us,
             client.sleeps,
+            client
+                .calls
+                .map_or(String::new(), |c| format!(", {c:.2} system calls")),
             match RequestCost::client_costs_more(step.server, step.client) {
                 true => " ¤",
                 false => "",
@@ -63,7 +66,7 @@ pub(super) fn client_note(sweeps: &[&KneeSweep]) -> String {
         .any(|s| s.steps.iter().any(|x| x.client.is_some()));
     match recorded {
         false => String::new(),
-        true => " Client: what the load generator's own threads spent per request over the same window (`getrusage` per thread); ¤ where it spent more CPU than the server, so the step measures the client as much as the server.".into(),
+        true => " Client: what the load generator's own threads spent per request over the same window (`getrusage` per thread) and the system calls it counted on its steady path (sends, receives, polls, sleeps, timer settings); ¤ where it spent more CPU than the server, so the step measures the client as much as the server.".into(),
     }
 }
 

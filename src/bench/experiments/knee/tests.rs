@@ -18,6 +18,7 @@ pub(crate) fn step(offered: f64, achieved: f64, p99: u64, verdict: StepVerdict) 
             cpu_us: 5.0,
             sleeps: p99 as f64 / 1200.0,
             preempted: 0.0,
+            calls: None,
         }),
         client: None,
         verdict,
@@ -32,6 +33,7 @@ fn a_step_whose_client_spent_more_than_the_server_is_marked() {
             cpu_us,
             sleeps: 1.0,
             preempted: 0.0,
+            calls: Some(2.6),
         })
     };
     let lean = KneeStep {
@@ -44,9 +46,9 @@ fn a_step_whose_client_spent_more_than_the_server_is_marked() {
     };
     assert_eq!(
         server_cell(&lean),
-        "5.0 µs CPU, 0.08 sleeps, 0.00 preempted; client 2.5 µs CPU, 1.00 sleeps"
+        "5.0 µs CPU, 0.08 sleeps, 0.00 preempted; client 2.5 µs CPU, 1.00 sleeps, 2.60 system calls"
     );
-    assert!(server_cell(&heavy).ends_with("client 9.0 µs CPU, 1.00 sleeps ¤"));
+    assert!(server_cell(&heavy).ends_with("client 9.0 µs CPU, 1.00 sleeps, 2.60 system calls ¤"));
     let sweep = KneeSweep {
         regime: String::new(),
         row: "epoll".into(),
@@ -99,6 +101,7 @@ fn a_tail_while_the_server_idles_does_not_end_the_climb() {
                 cpu_us: 20.0,
                 sleeps: if rate < 4000.0 { 1.0 } else { 0.2 },
                 preempted: 0.0,
+                calls: None,
             }),
             ..step(rate, achieved, p99, verdict)
         })
@@ -132,6 +135,7 @@ fn a_tail_while_the_server_idles_does_not_end_the_climb() {
                 cpu_us: 900.0,
                 sleeps: 0.0,
                 preempted: 0.0,
+                calls: None,
             }),
             ..step(rate, rate, 3_000, verdict)
         })
