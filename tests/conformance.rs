@@ -506,11 +506,21 @@ fn downstream_waits_then_answers(subject: Subject) {
     drop(c); // the one-at-a-time models serve the next client once this one leaves
     // perf1.py's unterminated requests (a client that never sent a newline) wait too.
     assert_eq!(server.connect().ask("12"), "144");
-    let answered = backend
-        .stats
-        .answered
-        .load(std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(answered, 3, "the invalid request went to the downstream");
+    // The backend counts a line once its reply is written, so the server may have
+    // answered (and this client read) before the count moved: wait for the three valid
+    // requests to be counted, then a little more for a fourth, which must not come.
+    let answered = || {
+        backend
+            .stats
+            .answered
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while answered() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(answered(), 3, "the invalid request went to the downstream");
 }
 
 /// Two clients' waits overlap in every model that serves clients at once; `single`
