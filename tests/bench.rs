@@ -427,3 +427,26 @@ fn html_matches_golden_output_and_embeds_every_plot() {
         .collect();
     common::golden("bench_report.html", &without_svg);
 }
+
+/// `--replot` prints the pools that ran for every experiment's rows, not only the seed
+/// tables': a knee report's models are in its sweeps alone.
+#[test]
+fn replot_settings_name_the_pools_of_every_experiments_rows() {
+    let mut report = fixture();
+    report.cells.clear();
+    report.connections = None;
+    let mut knee = knee_fixture();
+    for sweep in &mut knee.sweeps {
+        if sweep.row == "threads" {
+            sweep.row = "threadpool".into();
+        }
+    }
+    report.knee = Some(knee);
+    let settings = fiblab::bench::settings_of_report(&report);
+    assert!(
+        settings.iter().any(|s| s.starts_with("`threadpool` ")),
+        "{settings:?}"
+    );
+    // `go`, a peer, is no server of fiblab's own.
+    assert!(settings.iter().all(|s| !s.contains("go")), "{settings:?}");
+}

@@ -79,8 +79,35 @@ fn settings(scenario: &Scenario, plans: &[scenario::RegimePlan]) -> Vec<String> 
 /// CPUs printed the unpinned defaults; `--replot` prints what ran.
 pub fn settings_of_report(r: &BenchReport) -> Vec<String> {
     let mut variants: Vec<crate::server::Variant> = Vec::new();
-    for c in &r.cells {
-        if let Ok(v) = crate::models::parse_variant(&c.variant)
+    // Every experiment's rows, not only the seed tables' cells (a knee report's models
+    // are in its sweeps); rows that name no registry variant (the floor, a peer) are
+    // not servers of fiblab's own.
+    let names = r
+        .cells
+        .iter()
+        .map(|c| c.variant.as_str())
+        .chain(
+            r.knee
+                .iter()
+                .flat_map(|k| k.sweeps.iter().map(|s| s.row.as_str())),
+        )
+        .chain(
+            r.python
+                .iter()
+                .flat_map(|p| p.samples.iter().map(|s| s.row.as_str())),
+        )
+        .chain(
+            r.connections
+                .iter()
+                .flat_map(|c| c.records.iter().map(|x| x.model.as_str())),
+        )
+        .chain(
+            r.waiting
+                .iter()
+                .flat_map(|w| w.records.iter().map(|x| x.model.as_str())),
+        );
+    for name in names {
+        if let Ok(v) = crate::models::parse_variant(name)
             && !variants.contains(&v)
         {
             variants.push(v);

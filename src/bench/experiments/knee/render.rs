@@ -158,6 +158,9 @@ pub(super) fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
                     if let Some(why) = machine_share(k, s) {
                         ended.push_str(&format!("; {why}"));
                     }
+                    if let Some(why) = client_share(s) {
+                        ended.push_str(&format!("; {why}"));
+                    }
                     vec![
                         format!("`{}`{}", s.row, peer(&s.row)),
                         knee_text(k, &s.row, &w.label),
@@ -177,6 +180,37 @@ pub(super) fn tables(r: &BenchReport, k: &KneeRecords) -> Vec<Table> {
     }
     out.extend(ranking(r, k));
     out
+}
+
+/// Where the load generator ended `sweep`: what it and the server spent per request at
+/// that step, their ratio, and why where the figures say: on loopback each side's write
+/// runs the other side's TCP receive, so the two are alike (within 1.5x either way) and
+/// one client CPU loads about one server CPU; a client far above the server where the
+/// server sleeps for most requests pays for waking it, as its write does the waking.
+/// `None` where the client did not end the sweep or a cost was not recorded.
+pub fn client_share(sweep: &KneeSweep) -> Option<String> {
+    let broke = sweep
+        .broke()
+        .filter(|b| b.verdict == StepVerdict::ClientLimit)?;
+    let (client, server) = (broke.client?, broke.server?);
+    if server.cpu_us <= 0.0 {
+        return None;
+    }
+    let ratio = client.cpu_us / server.cpu_us;
+    let why = if ratio > 1.5 && server.sleeps >= 0.5 {
+        format!(
+            ": the server slept {:.2} times per request, and on loopback the client's write runs its receive and wakes it",
+            server.sleeps
+        )
+    } else if (1.0 / 1.5..=1.5).contains(&ratio) {
+        ": alike, as on loopback each side's write runs the other's receive, so one client CPU loads about one server CPU".into()
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "there the client spent {:.1} µs of CPU per request and the server {:.1} ({ratio:.2}x){why}",
+        client.cpu_us, server.cpu_us
+    ))
 }
 
 /// Where `sweep` broke at a rate the floor (no work, only the loopback, the client and

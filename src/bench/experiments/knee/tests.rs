@@ -61,6 +61,60 @@ fn a_step_whose_client_spent_more_than_the_server_is_marked() {
     assert_eq!(client_note(&[]), "");
 }
 
+#[test]
+fn a_sweep_the_client_ended_says_what_each_side_spent_there() {
+    let cost = |cpu_us| {
+        Some(RequestCost {
+            cpu_us,
+            sleeps: 0.1,
+            preempted: 0.0,
+            calls: None,
+        })
+    };
+    let sustained = KneeStep {
+        client: cost(9.0),
+        ..step(64_000.0, 64_000.0, 100, StepVerdict::Sustained)
+    };
+    let saturated = KneeStep {
+        client: cost(7.4),
+        server: cost(7.0),
+        ..step(128_000.0, 120_000.0, 900, StepVerdict::ClientLimit)
+    };
+    let mut sweep = KneeSweep {
+        regime: String::new(),
+        row: "epoll".into(),
+        workload: "n=1".into(),
+        round: 0,
+        steps: vec![sustained, saturated],
+        ended: String::new(),
+    };
+    assert_eq!(
+        client_share(&sweep).unwrap(),
+        "there the client spent 7.4 µs of CPU per request and the server 7.0 (1.06x): alike, as on loopback each side's write runs the other's receive, so one client CPU loads about one server CPU"
+    );
+    // A server woken for every request makes its client pay the waking.
+    sweep.steps[1].server = Some(RequestCost {
+        sleeps: 1.0,
+        ..cost(2.8).unwrap()
+    });
+    assert!(
+        client_share(&sweep)
+            .unwrap()
+            .ends_with("(2.64x): the server slept 1.00 times per request, and on loopback the client's write runs its receive and wakes it"),
+        "{:?}",
+        client_share(&sweep)
+    );
+    // Far apart for no reason the figures give: the figures alone.
+    sweep.steps[1].server = cost(2.8);
+    assert!(client_share(&sweep).unwrap().ends_with("(2.64x)"));
+    // A sweep the server ended, or a step without the client's cost, says nothing.
+    sweep.steps[1].verdict = StepVerdict::Behind;
+    assert_eq!(client_share(&sweep), None);
+    sweep.steps[1].verdict = StepVerdict::ClientLimit;
+    sweep.steps[1].client = None;
+    assert_eq!(client_share(&sweep), None);
+}
+
 /// A server that sustains up to `capacity` req/s with a p99 of 100 µs, and a client
 /// that saturates at `client` req/s.
 fn server(capacity: f64, client: f64) -> impl FnMut(f64) -> io::Result<KneeStep> {
