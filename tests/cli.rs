@@ -421,12 +421,10 @@ fn load_reports_the_servers_cost_beside_the_clients() {
     let server = common::Server::start("epoll", &[]);
     let addr = server.addr.to_string();
     let run = |extra: &[&str]| -> serde_json::Value {
-        let out = std::process::Command::new(common::fiblab_bin())
-            .args(["load", "--addr", &addr, "--conns", "4", "--rate", "2000"])
-            .args(["--duration", "1s", "--quiet", "--json", "-"])
-            .args(extra)
-            .output()
-            .unwrap();
+        let mut args = vec!["load", "--addr", &addr, "--conns", "4", "--rate", "2000"];
+        args.extend(["--duration", "1s", "--quiet", "--json", "-"]);
+        args.extend(extra);
+        let out = fiblab(&args);
         assert!(
             out.status.success(),
             "{}",

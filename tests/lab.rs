@@ -52,16 +52,7 @@ impl Lab {
         .unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map_or("", |(_, b)| b)
-            .to_string();
-        (status, body)
+        common::http_response(&text)
     }
 
     fn ok(&self, path: &str, body: &str) -> serde_json::Value {

@@ -24,15 +24,7 @@ fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
                 write!(stream, "{method} {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
                 let mut text = String::new();
                 stream.read_to_string(&mut text).expect("read the response");
-                let status = text
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-                let body = text
-                    .split_once("\r\n\r\n")
-                    .map_or(String::new(), |(_, b)| b.to_string());
-                return (status, body);
+                return common::http_response(&text);
             }
             Err(e) if Instant::now() > deadline => panic!("metrics at {addr}: {e}"),
             Err(_) => std::thread::sleep(Duration::from_millis(20)),

@@ -352,6 +352,20 @@ pub fn golden(name: &str, actual: &str) {
     );
 }
 
+/// An HTTP/1.x response read whole: its status (0 where the first line has none) and
+/// its body.
+pub fn http_response(text: &str) -> (u16, String) {
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string());
+    (status, body)
+}
+
 /// A loopback address nobody listens on now (the caller binds it a moment later).
 pub fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
