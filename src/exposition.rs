@@ -1,5 +1,5 @@
 //! The `/metrics` endpoint (`fiblab serve --metrics ADDR`): a small HTTP server
-//! (`tiny_http`, one thread of its own, apart from every model's threads) that answers
+//! ([`crate::web`]: hyper on a thread of its own, apart from every model's threads) that answers
 //! `GET /metrics` with the counters of [`crate::metrics`], the emulated GIL's counters
 //! and the process tree's CPU, memory, threads and descriptors, read from `/proc` at
 //! each scrape, and the figures `prefork`'s copies publish added in
@@ -8,7 +8,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::time::Duration;
 
 use prometheus::{Counter, Encoder as _, IntCounter, IntGauge, IntGaugeVec, Opts, TextEncoder};
 
@@ -174,16 +174,28 @@ pub fn render(metrics: &Metrics, tree: &ProcessTree) -> String {
     }
 }
 
-/// A running `/metrics` endpoint; dropping it stops its thread.
+/// A running `/metrics` endpoint; dropping it stops it.
 pub struct Endpoint {
-    server: Arc<tiny_http::Server>,
-    thread: Option<JoinHandle<()>>,
-    addr: SocketAddr,
+    server: crate::web::Server,
 }
 
+/// The endpoint's bounds: a scraper sends small GETs on a kept-alive connection every
+/// few seconds; nothing needs a body, a big head or a hundred connections.
+const LIMITS: crate::web::Limits = crate::web::Limits {
+    max_connections: 64,
+    max_streams: 0,
+    // Prometheus keeps its connection between scrapes (15 s apart by default).
+    header_timeout: Duration::from_secs(60),
+    body_timeout: Duration::from_secs(5),
+    max_body: 0,
+    max_header_bytes: 16 * 1024,
+    max_requests_per_connection: 10_000,
+};
+
 impl Endpoint {
-    /// Starts counting ([`crate::metrics::enable`]) and serves `GET /metrics` on `addr` from a
-    /// thread of its own; any other path gets 404, any other method 405.
+    /// Starts counting ([`crate::metrics::enable`]) and serves `GET /metrics` on `addr`
+    /// from a thread of its own (see [`crate::web`] for its bounds); any other path
+    /// gets 404, any other method 405, a request with a body 413.
     ///
     /// # Errors
     /// `addr` cannot be bound (in use, or not this machine's), or the thread cannot
@@ -191,77 +203,50 @@ impl Endpoint {
     pub fn start(addr: SocketAddr, info: &ServerInfo) -> io::Result<Endpoint> {
         let metrics = crate::metrics::enable().map_err(io::Error::other)?;
         crate::metrics::remove_stale();
-        let tree =
-            ProcessTree::register(metrics, std::process::id(), info).map_err(io::Error::other)?;
-        let server = Arc::new(
-            tiny_http::Server::http(addr)
-                .map_err(|e| io::Error::other(format!("--metrics {addr}: {e}")))?,
+        let tree = Arc::new(
+            ProcessTree::register(metrics, std::process::id(), info).map_err(io::Error::other)?,
         );
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| io::Error::other("--metrics: not an IP address"))?;
-        let serving = server.clone();
-        let thread = std::thread::Builder::new()
-            .name("metrics".into())
-            .spawn(move || {
-                for request in serving.incoming_requests() {
-                    let response = respond(&request, metrics, &tree);
-                    // A scraper that left is no concern of the server's.
-                    let _ = request.respond(response);
-                }
-            })?;
-        Ok(Endpoint {
-            server,
-            thread: Some(thread),
-            addr,
-        })
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("--metrics {addr}: {e}")))?;
+        let handler: crate::web::Handler = Arc::new(move |request, _| {
+            let response = respond(&request.head, metrics, &tree);
+            Box::pin(std::future::ready(response))
+        });
+        let server = crate::web::Server::start("metrics", listener, LIMITS, handler)?;
+        Ok(Endpoint { server })
     }
 
     /// Where it listens (the port filled in when `addr` asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.server.local_addr()
     }
 }
 
 fn respond(
-    request: &tiny_http::Request,
+    head: &crate::web::Parts,
     metrics: &Metrics,
     tree: &ProcessTree,
-) -> tiny_http::Response<io::Cursor<Vec<u8>>> {
-    let text = |status: u16, body: String, kind: &str| {
-        let mut response = tiny_http::Response::from_string(body).with_status_code(status);
-        if let Ok(header) = tiny_http::Header::from_bytes("Content-Type", kind) {
-            response.add_header(header);
-        }
-        response
-    };
-    let path = request.url().split('?').next().unwrap_or("");
-    match (request.method(), path) {
-        (tiny_http::Method::Get | tiny_http::Method::Head, "/metrics") => text(
-            200,
+) -> crate::web::Response {
+    use crate::web::{Method, StatusCode, text, typed};
+    match (&head.method, head.uri.path()) {
+        (&Method::GET | &Method::HEAD, "/metrics") => typed(
+            StatusCode::OK,
             render(metrics, tree),
             "text/plain; version=0.0.4; charset=utf-8",
         ),
         (_, "/metrics") => text(
-            405,
-            "only GET /metrics is served here\n".into(),
-            "text/plain; charset=utf-8",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET /metrics is served here",
         ),
         _ => text(
-            404,
-            "fiblab serves its metrics at /metrics\n".into(),
-            "text/plain; charset=utf-8",
+            StatusCode::NOT_FOUND,
+            "fiblab serves its metrics at /metrics",
         ),
     }
 }
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
         if let Some(dir) = crate::metrics::children_dir() {
             let _ = std::fs::remove_dir_all(dir);
         }

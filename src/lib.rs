@@ -28,6 +28,9 @@
 //! - [`offload`] — `--offload`: fib in a bounded worker pool that wakes the loop.
 //! - [`connection`] — the connection loops every model shares (blocking, async, and a
 //!   readiness-driven state machine) over one [`connection::SessionDriver`].
+//! - [`web`] — the HTTP/1.1 server (hyper) of `/metrics` and the lab, with every
+//!   bound a listener needs, and [`web::guard`]: who may drive a surface (Host,
+//!   Origin, the token).
 //! - [`process`] — child processes that die with their parent, and
 //!   [`process::ServerProcess`].
 //! - [`models`] — one module per concurrency model behind one signature, and the
@@ -88,3 +91,4 @@ pub mod service;
 pub mod shutdown;
 pub mod stats;
 pub mod units;
+pub mod web;

@@ -94,7 +94,75 @@ pub fn inherited_listener() -> io::Result<std::net::TcpListener> {
     Ok(std::net::TcpListener::from(fd))
 }
 
-/// A `fiblab serve` child process, stopped by PID when dropped.
+/// Starts `command` as a child that the kernel kills (SIGKILL) when this process dies,
+/// however it dies, SIGKILL included.
+///
+/// The kernel ties `PR_SET_PDEATHSIG` to the *thread* that forked the child, not the
+/// process: a child spawned from a short-lived thread (a request's handler, a pool's
+/// blocking thread) would be killed when that thread ends. So every tied child is
+/// forked by one spawner thread that lives as long as the process. Between fork and
+/// exec the child sets the signal and checks that its parent is still this process
+/// (it may have died before the request took effect); the setting survives `exec` of
+/// an ordinary binary.
+///
+/// # Errors
+/// The spawner thread cannot start, or `spawn` fails (the binary is missing, or this
+/// process died meanwhile).
+pub fn spawn_tied(mut command: Command) -> io::Result<Child> {
+    use std::os::unix::process::CommandExt as _;
+    use std::sync::Mutex;
+    use std::sync::mpsc::{Sender, channel};
+    type Job = (Command, Sender<io::Result<Child>>);
+    static SPAWNER: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
+
+    let parent = nix::unistd::getpid();
+    // SAFETY: runs in the forked child before exec, where only async-signal-safe calls
+    // are allowed: a prctl and a getppid syscall on values copied before the fork; no
+    // allocation, no lock.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            if getppid() != parent {
+                return Err(io::Error::other(
+                    "the parent exited before its child started",
+                ));
+            }
+            Ok(())
+        });
+    }
+    let spawner = match SPAWNER.get() {
+        Some(spawner) => spawner,
+        None => {
+            let (jobs, inbox) = channel::<Job>();
+            std::thread::Builder::new()
+                .name("spawner".into())
+                .spawn(move || {
+                    // Lives as long as the process: the sender is never dropped.
+                    for (mut command, reply) in inbox {
+                        let _ = reply.send(command.spawn());
+                    }
+                })?;
+            // A second thread racing here starts a spawner too; only one is kept, the
+            // other ends when its sender is dropped below.
+            let _ = SPAWNER.set(Mutex::new(jobs));
+            SPAWNER
+                .get()
+                .ok_or_else(|| io::Error::other("no spawner thread"))?
+        }
+    };
+    let (reply, answer) = channel();
+    spawner
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send((command, reply))
+        .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+    answer
+        .recv()
+        .map_err(|_| io::Error::other("the spawner thread is gone"))?
+}
+
+/// A `fiblab serve` child process, stopped by PID when dropped, and killed by the
+/// kernel if this process dies first ([`spawn_tied`]).
 pub struct ServerProcess {
     child: Child,
     pub addr: SocketAddr,
@@ -141,12 +209,12 @@ impl ServerProcess {
             .args(["serve", "--model", &variant.model, "--port", "0"])
             .args(config.to_args())
             .args(extra);
-        let mut child = command
+        command
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
+            .stderr(Stdio::inherit());
+        let mut child = spawn_tied(command)?;
         let mut line = String::new();
         if let Some(stdout) = child.stdout.take() {
             BufReader::new(stdout).read_line(&mut line)?;

@@ -1,228 +1,268 @@
-//! The lab's HTTP face (`tiny_http`): the page, the event stream, the JSON API. Each
-//! request is answered on a thread of its own (an event stream holds its thread for as
-//! long as the page is open), at most [`MAX_HANDLERS`] at once.
+//! The lab's HTTP face, on [`crate::web`]: the page, the event stream, the JSON API.
+//!
+//! Who may drive it, checked in this order on every request (see [`crate::web::guard`]):
+//! the `Host` is a name the lab answers to (else 403: DNS rebinding), the token (else
+//! 401), and for a call that changes anything (`POST /api/...`): from the lab's own
+//! origin (else 403) as `application/json` (else 415). Then what it may cost: calls that
+//! change the server or the load run one at a time (409 while another is in progress),
+//! one heavy request at a time (409), at most [`MAX_ASKS`] lines asked at once and
+//! [`LIMITS`]'s streams open at once (503).
 
-use std::io::{self, Read, Write as _};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, TryLockError};
 
+use hyper::body::Bytes;
 use serde::Deserialize;
 use serde_json::json;
-use tiny_http::{Header, Method, Request, Response};
+use tokio::sync::Semaphore;
 
 use super::figures::Figures;
-use super::state::{Lab, LoadSetting, ServerSetting};
+use super::state::{Lab, LoadSetting, Refusal, ServerSetting};
+use crate::web::guard::{self, AllowedHosts, Denied, Token};
+use crate::web::{Method, Request, Response, StatusCode, Streams, json, text, typed};
 
-/// Requests answered at once; past it, 503.
-const MAX_HANDLERS: usize = 32;
+/// The lab's bounds: a page or two, a teacher's curl, nothing more.
+pub(super) const LIMITS: crate::web::Limits = crate::web::Limits {
+    max_connections: 256,
+    max_streams: 16,
+    header_timeout: std::time::Duration::from_secs(10),
+    body_timeout: std::time::Duration::from_secs(10),
+    max_body: 4096,
+    max_header_bytes: 16 * 1024,
+    max_requests_per_connection: 1000,
+};
 
-/// Largest request body read.
-const MAX_BODY: u64 = 4096;
+/// Lines sent "as nc would" at once (each may wait 10 s for its reply).
+const MAX_ASKS: usize = 4;
 
 const PAGE: &str = include_str!("page.html");
 
-/// Answers requests until `interrupt` is set.
-pub(super) fn serve(
-    server: &tiny_http::Server,
-    lab: &Arc<Lab>,
-    token: Option<&str>,
-    interrupt: &AtomicBool,
-) {
-    let busy = Arc::new(AtomicUsize::new(0));
-    while !interrupt.load(Ordering::Relaxed) {
-        let request = match server.recv_timeout(Duration::from_millis(100)) {
-            Ok(Some(request)) => request,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, "the lab's listener failed");
-                break;
-            }
-        };
-        if busy.fetch_add(1, Ordering::AcqRel) >= MAX_HANDLERS {
-            busy.fetch_sub(1, Ordering::AcqRel);
-            let _ = request.respond(text(503, "too many requests at once; try again"));
-            continue;
-        }
-        let lab = lab.clone();
-        let token = token.map(str::to_string);
-        let done = busy.clone();
-        let spawned = std::thread::Builder::new()
-            .name("lab-request".into())
-            .spawn(move || {
-                answer(request, &lab, token.as_deref());
-                done.fetch_sub(1, Ordering::AcqRel);
-            });
-        if spawned.is_err() {
-            busy.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
+/// Who may drive the lab.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    /// `None`: no token (`--no-token`, loopback only).
+    pub token: Option<Token>,
+    pub hosts: AllowedHosts,
 }
 
-fn header(name: &str, value: &str) -> Option<Header> {
-    Header::from_bytes(name, value).ok()
+struct Api {
+    lab: Arc<Lab>,
+    gate: Gate,
+    /// Held while a call changes the server or the load.
+    changing: Mutex<()>,
+    asks: Semaphore,
 }
 
-fn with_type<R: Read>(mut response: Response<R>, kind: &str) -> Response<R> {
-    if let Some(h) = header("Content-Type", kind) {
-        response.add_header(h);
-    }
-    response
+/// The handler [`crate::web::Server`] calls for each request.
+pub(super) fn handler(lab: Arc<Lab>, gate: Gate) -> crate::web::Handler {
+    let api = Arc::new(Api {
+        lab,
+        gate,
+        changing: Mutex::new(()),
+        asks: Semaphore::new(MAX_ASKS),
+    });
+    Arc::new(move |request, streams| {
+        let api = api.clone();
+        Box::pin(async move { api.answer(request, streams).await })
+    })
 }
 
-fn text(status: u16, body: &str) -> Response<io::Cursor<Vec<u8>>> {
-    with_type(
-        Response::from_string(format!("{body}\n")).with_status_code(status),
-        "text/plain; charset=utf-8",
-    )
+fn denied(why: &Denied) -> Response {
+    text(why.status(), &why.to_string())
 }
 
-fn json_response(status: u16, value: &serde_json::Value) -> Response<io::Cursor<Vec<u8>>> {
-    with_type(
-        Response::from_string(value.to_string()).with_status_code(status),
-        "application/json",
-    )
-}
-
-/// The token, from `?token=` (the page's event stream cannot set headers) or the
-/// `X-Fiblab-Token` header.
-fn authorized(request: &Request, token: Option<&str>) -> bool {
-    let Some(token) = token else {
-        return true;
+fn refused(why: &Refusal) -> Response {
+    let status = match why.is_busy() {
+        true => StatusCode::CONFLICT,
+        false => StatusCode::UNPROCESSABLE_ENTITY,
     };
-    let in_query = request
-        .url()
-        .split_once('?')
-        .is_some_and(|(_, q)| q.split('&').any(|kv| kv == format!("token={token}")));
-    let in_header = request
-        .headers()
-        .iter()
-        .any(|h| h.field.equiv("X-Fiblab-Token") && h.value.as_str() == token);
-    in_query || in_header
+    text(status, &why.to_string())
 }
 
-/// Why a request's body was not read (answered 400 with this text).
+/// Why a request's body was not taken (answered 400 with this text).
 #[derive(Debug, thiserror::Error)]
 enum BadBody {
-    #[error("the body is not UTF-8 text")]
-    NotText,
-    #[error("the body is longer than {MAX_BODY} bytes")]
-    TooLong,
     #[error("the body is not the JSON expected: {0}")]
     Json(#[from] serde_json::Error),
 }
 
-fn body<T: for<'de> Deserialize<'de>>(request: &mut Request) -> Result<T, BadBody> {
-    let mut text = String::new();
-    request
-        .as_reader()
-        .take(MAX_BODY + 1)
-        .read_to_string(&mut text)
-        .map_err(|_| BadBody::NotText)?;
-    if text.len() as u64 > MAX_BODY {
-        return Err(BadBody::TooLong);
-    }
-    Ok(serde_json::from_str(&text)?)
+fn body<T: for<'de> Deserialize<'de>>(bytes: &Bytes) -> Result<T, BadBody> {
+    Ok(serde_json::from_slice(bytes)?)
 }
 
-fn answer(mut request: Request, lab: &Arc<Lab>, token: Option<&str>) {
-    if !authorized(&request, token) {
-        let _ = request.respond(text(
-            401,
-            "this lab needs its token: open the page as /?token=SECRET",
-        ));
-        return;
+impl Api {
+    async fn answer(self: Arc<Self>, request: Request, streams: Streams) -> Response {
+        let head = &request.head;
+        if let Err(why) = guard::host(head, &self.gate.hosts) {
+            return denied(&why);
+        }
+        if let Some(token) = &self.gate.token
+            && !token.admits(head)
+        {
+            return denied(&Denied::Token);
+        }
+        let path = head.uri.path().to_string();
+        match (&head.method, path.as_str()) {
+            (&Method::GET | &Method::HEAD, "/") => page(),
+            (&Method::GET, "/events") => self.events(&streams),
+            (&Method::GET, "/api/state") => json(StatusCode::OK, &state(&self.lab)),
+            (&Method::POST, p) if p.starts_with("/api/") => {
+                if let Err(why) = guard::same_origin(head) {
+                    return denied(&why);
+                }
+                self.change(path, request.body).await
+            }
+            (_, "/" | "/events" | "/api/state") => {
+                text(StatusCode::METHOD_NOT_ALLOWED, "only GET here")
+            }
+            (_, p) if p.starts_with("/api/") => text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "the API's calls are POST (GET /api/state reads)",
+            ),
+            _ => text(StatusCode::NOT_FOUND, "the lab is at /"),
+        }
     }
-    let path = request.url().split('?').next().unwrap_or("").to_string();
-    let method = request.method().clone();
-    let response = match (method, path.as_str()) {
-        (Method::Get, "/") => with_type(
-            Response::from_string(PAGE.to_string()),
-            "text/html; charset=utf-8",
-        ),
-        (Method::Get, "/events") => {
-            // tiny_http buffers a response body; an event stream must reach the page
-            // as each event is written, so the socket is taken over once the headers
-            // are out, and the body runs until either side closes.
-            let mut response = Response::empty(200);
-            for (name, value) in [
-                ("Content-Type", "text/event-stream"),
-                ("Cache-Control", "no-cache"),
-            ] {
-                if let Some(h) = header(name, value) {
-                    response.add_header(h);
+
+    /// A `POST /api/...` from the lab's own page: run on a blocking thread (starting a
+    /// server waits for it to listen), one change at a time.
+    async fn change(self: Arc<Self>, path: String, bytes: Bytes) -> Response {
+        if path == "/api/ask" {
+            let Ok(_permit) = self.asks.try_acquire() else {
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!(
+                        "{MAX_ASKS} lines are being asked already; try again when one is answered"
+                    ),
+                );
+            };
+            let api = self.clone();
+            return blocking(move || api.ask(&bytes)).await;
+        }
+        let api = self.clone();
+        blocking(move || {
+            let _held = match api.changing.try_lock() {
+                Ok(held) => held,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    return text(
+                        StatusCode::CONFLICT,
+                        "another change (a server starting, the load being set, a lesson starting) is in progress; try again when it ends",
+                    );
+                }
+            };
+            api.apply(&path, &bytes)
+        })
+        .await
+    }
+
+    fn apply(&self, path: &str, bytes: &Bytes) -> Response {
+        let lab = &self.lab;
+        let after = |outcome: Result<(), Refusal>| match outcome {
+            Ok(()) => json(StatusCode::OK, &state(lab)),
+            Err(e) => refused(&e),
+        };
+        match path {
+            "/api/server" => match body::<ServerSetting>(bytes) {
+                Err(e) => text(StatusCode::BAD_REQUEST, &e.to_string()),
+                Ok(setting) => after(lab.switch(setting)),
+            },
+            "/api/server/stop" => {
+                lab.stop_server();
+                json(StatusCode::OK, &state(lab))
+            }
+            "/api/load" => match body::<LoadSetting>(bytes) {
+                Err(e) => text(StatusCode::BAD_REQUEST, &e.to_string()),
+                Ok(setting) => after(lab.set_load(setting)),
+            },
+            "/api/heavy" => match lab.heavy() {
+                Ok(n) => json(StatusCode::OK, &json!({ "n": n })),
+                Err(e) => refused(&e),
+            },
+            "/api/lesson" => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Which {
+                    id: String,
+                }
+                match body::<Which>(bytes) {
+                    Err(e) => text(StatusCode::BAD_REQUEST, &e.to_string()),
+                    Ok(Which { id }) => after(super::lessons::start(lab, &id)),
                 }
             }
-            let mut socket = request.upgrade("fiblab-events", response);
-            let mut events = Events::new(lab.clone());
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "no such call: /api/state, /api/server, /api/server/stop, /api/load, /api/heavy, /api/ask, /api/lesson",
+            ),
+        }
+    }
+
+    fn ask(&self, bytes: &Bytes) -> Response {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Line {
+            line: String,
+        }
+        match body::<Line>(bytes) {
+            Err(e) => text(StatusCode::BAD_REQUEST, &e.to_string()),
+            Ok(Line { line }) => match self.lab.ask(&line) {
+                Ok(reply) => json(StatusCode::OK, &json!({ "reply": reply })),
+                Err(e) => refused(&e),
+            },
+        }
+    }
+
+    /// The event stream: a thread of its own waits for what is new and sends it, until
+    /// the page goes or the lab stops.
+    fn events(&self, streams: &Streams) -> Response {
+        let Some(permit) = streams.try_take() else {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "{} pages are watching already; close one",
+                    LIMITS.max_streams
+                ),
+            );
+        };
+        let (sender, response) = crate::web::stream("text/event-stream");
+        let lab = self.lab.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut events = Events::new(lab);
             while let Some(event) = events.next_event() {
-                if socket
-                    .write_all(&event)
-                    .and_then(|()| socket.flush())
-                    .is_err()
-                {
+                if sender.blocking_send(Bytes::from(event)).is_err() {
                     break; // the page went away
                 }
             }
-            return;
-        }
-        (Method::Get, "/api/state") => json_response(200, &state(lab)),
-        (Method::Post, "/api/server") => match body::<ServerSetting>(&mut request) {
-            Err(e) => text(400, &e.to_string()),
-            Ok(setting) => match lab.switch(setting) {
-                Ok(()) => json_response(200, &state(lab)),
-                Err(e) => text(422, &e.to_string()),
-            },
-        },
-        (Method::Post, "/api/server/stop") => {
-            lab.stop_server();
-            json_response(200, &state(lab))
-        }
-        (Method::Post, "/api/load") => match body::<LoadSetting>(&mut request) {
-            Err(e) => text(400, &e.to_string()),
-            Ok(setting) => match lab.set_load(setting) {
-                Ok(()) => json_response(200, &state(lab)),
-                Err(e) => text(422, &e.to_string()),
-            },
-        },
-        (Method::Post, "/api/heavy") => match lab.heavy() {
-            Ok(n) => json_response(200, &json!({ "n": n })),
-            Err(e) => text(422, &e.to_string()),
-        },
-        (Method::Post, "/api/lesson") => {
-            #[derive(Deserialize)]
-            struct Which {
-                id: String,
-            }
-            match body::<Which>(&mut request) {
-                Err(e) => text(400, &e.to_string()),
-                Ok(Which { id }) => match super::lessons::start(lab, &id) {
-                    Ok(()) => json_response(200, &state(lab)),
-                    Err(e) => text(422, &e.to_string()),
-                },
-            }
-        }
-        (Method::Post, "/api/ask") => {
-            #[derive(Deserialize)]
-            struct Line {
-                line: String,
-            }
-            match body::<Line>(&mut request) {
-                Err(e) => text(400, &e.to_string()),
-                Ok(Line { line }) => match lab.ask(&line) {
-                    Ok(reply) => json_response(200, &json!({ "reply": reply })),
-                    Err(e) => text(422, &e.to_string()),
-                },
-            }
-        }
-        (_, "/" | "/events" | "/api/state") => text(405, "only GET here"),
-        (_, p) if p.starts_with("/api/") => text(
-            404,
-            "no such call: /api/state, /api/server, /api/server/stop, /api/load, /api/heavy, /api/ask, /api/lesson",
+        });
+        response
+    }
+}
+
+/// `work` on tokio's blocking threads; a panic in it is answered 500, not a hang.
+async fn blocking(work: impl FnOnce() -> Response + Send + 'static) -> Response {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("the call failed inside the lab: {e}"),
+        )
+    })
+}
+
+/// The page, kept out of frames elsewhere and sending no `Referer` (its URL holds the
+/// token).
+fn page() -> Response {
+    let mut response = typed(StatusCode::OK, PAGE, "text/html; charset=utf-8");
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            "content-security-policy",
+            "frame-ancestors 'none'; form-action 'none'",
         ),
-        _ => text(404, "the lab is at /"),
-    };
-    let _ = request.respond(response);
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+    ] {
+        headers.insert(name, hyper::header::HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// What runs, what the registry offers and the heavy request's size.
@@ -285,10 +325,10 @@ impl Events {
         if self.fresh(&f) == (0, 0) {
             f = lab
                 .changed
-                .wait_timeout(f, Duration::from_secs(1))
+                .wait_timeout(f, std::time::Duration::from_secs(1))
                 .map_or_else(|p| p.into_inner().0, |(g, _)| g);
         }
-        if lab.stopping.load(Ordering::Relaxed) {
+        if lab.stopping.load(std::sync::atomic::Ordering::Relaxed) {
             return None;
         }
         let (new_points, new_marks) = self.fresh(&f);

@@ -15,10 +15,13 @@
 //!        counted into 250 ms windows (throughput, p50 / p99 / p99.9, errors)
 //! ```
 //!
-//! Safe by default: it binds loopback, and anything else needs `--token`; it starts only
-//! registry models, bounds clients, n and request lines, answers a malformed request
-//! with a 4xx that says what is wrong, and stops its children when it exits (Ctrl-C,
-//! SIGTERM).
+//! Safe by default: it binds loopback; every request needs a token (random per start,
+//! in the URL it prints) unless `--no-token` on loopback; it answers only to its own
+//! host names and changes nothing for a page of another origin (see `http.rs` and
+//! [`crate::web::guard`]); its HTTP is bounded ([`crate::web`]); it starts only
+//! registry models, bounds clients, n, request lines and heavy requests, answers a
+//! malformed request with a 4xx that says what is wrong, and its children die with it,
+//! even on SIGKILL ([`crate::process`]).
 
 mod figures;
 mod http;
@@ -30,10 +33,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 pub use figures::{Measured, Point, Progress, TICK};
 pub use state::{Lab, LoadSetting, Refusal, ServerSetting};
+
+use crate::web::guard::{AllowedHosts, Token};
 
 /// Most closed-loop clients the page may ask for.
 pub const MAX_CLIENTS: usize = 256;
@@ -51,8 +57,11 @@ pub const MAX_LINE: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct LabOptions {
     pub addr: SocketAddr,
-    /// Required on every request when `addr` is not loopback.
-    pub token: Option<String>,
+    /// Every request must carry it; `None` only on loopback (`--no-token`).
+    pub token: Option<Token>,
+    /// Host names the lab answers to besides `localhost` and IP addresses
+    /// (`--allow-host`; `*`: any).
+    pub allow_hosts: Vec<String>,
     /// The fiblab binary the servers are started from.
     pub exe: PathBuf,
 }
@@ -61,7 +70,7 @@ pub struct LabOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     #[error(
-        "{0} is not a loopback address: anyone who can reach it could start servers and load; add --token SECRET (the page then needs ?token=SECRET)"
+        "{0} is not a loopback address: anyone who can reach it could start servers and load; drop --no-token (a random token is made) or give one with --token-file"
     )]
     NeedsToken(SocketAddr),
     #[error("cannot listen on {addr}: {why}; pick another with --addr")]
@@ -83,17 +92,27 @@ pub fn run(
     if !options.addr.ip().is_loopback() && options.token.is_none() {
         return Err(LabError::NeedsToken(options.addr));
     }
-    let server = tiny_http::Server::http(options.addr).map_err(|e| LabError::Bind {
+    let listener = std::net::TcpListener::bind(options.addr).map_err(|e| LabError::Bind {
         addr: options.addr,
         why: e.to_string(),
     })?;
-    let local = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| io::Error::other("not an IP address"))?;
     let lab = Lab::start(options.exe.clone())?;
-    ready(local);
-    http::serve(&server, &lab, options.token.as_deref(), &interrupt);
+    let gate = http::Gate {
+        token: options.token.clone(),
+        hosts: AllowedHosts::new(&options.allow_hosts),
+    };
+    let server = crate::web::Server::start(
+        "lab-http",
+        listener,
+        http::LIMITS,
+        http::handler(lab.clone(), gate),
+    )?;
+    ready(server.local_addr());
+    while !interrupt.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Nothing new is taken while the lab stops what it started.
+    drop(server);
     lab.shut_down();
     Ok(())
 }

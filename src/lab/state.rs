@@ -57,10 +57,24 @@ pub enum Refusal {
     Lesson(String),
     #[error("a lesson is running: wait for its end")]
     LessonRunning,
+    #[error(
+        "the heavy request sent before has not been answered yet: one at a time (it is marked on the chart when it is)"
+    )]
+    HeavyRunning,
 }
 
-/// The server the page asks for.
+impl Refusal {
+    /// Whether it refuses because something else is in progress (answered 409: the
+    /// same call may work later), rather than because of what was asked (422).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Refusal::LessonRunning | Refusal::HeavyRunning)
+    }
+}
+
+/// The server the page asks for. A field the lab does not know is refused, not
+/// ignored: a call is what the page sends, nothing else.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServerSetting {
     pub model: String,
     /// `none`, `shared` or `per-interpreter`.
@@ -98,6 +112,7 @@ impl ServerSetting {
 /// The load the page asks for: clients asking fib(n), or a mix of n, in a closed loop
 /// or at an open-loop rate.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct LoadSetting {
     pub clients: usize,
     pub n: u32,
@@ -167,6 +182,9 @@ pub struct Lab {
     pub(super) changed: Condvar,
     pub(super) stopping: AtomicBool,
     sampler: Mutex<Option<JoinHandle<()>>>,
+    /// A heavy request is out: the next waits for its reply (one fib of a second at a
+    /// time, whoever asks).
+    heavy_out: Arc<AtomicBool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -196,6 +214,7 @@ impl Lab {
             changed: Condvar::new(),
             stopping: AtomicBool::new(false),
             sampler: Mutex::new(None),
+            heavy_out: Arc::new(AtomicBool::new(false)),
         });
         let sampling = lab.clone();
         let thread = std::thread::Builder::new()
@@ -498,15 +517,27 @@ impl Lab {
     /// and when its reply comes back.
     ///
     /// # Errors
-    /// No server runs.
+    /// No server runs, or the heavy request sent before is still out.
     pub fn heavy(self: &Arc<Self>) -> Result<u32, Refusal> {
         let (addr, _) = self.server().ok_or(Refusal::NoServer)?;
+        if self.heavy_out.swap(true, Ordering::AcqRel) {
+            return Err(Refusal::HeavyRunning);
+        }
         let n = self.heavy_n;
         self.mark(format!("heavy: fib({n}) sent"));
         let lab = self.clone();
+        let out = self.heavy_out.clone();
         std::thread::Builder::new()
             .name("lab-heavy".into())
             .spawn(move || {
+                // Cleared however the thread ends.
+                struct Clear(Arc<AtomicBool>);
+                impl Drop for Clear {
+                    fn drop(&mut self) {
+                        self.0.store(false, Ordering::Release);
+                    }
+                }
+                let _clear = Clear(out);
                 let started = Instant::now();
                 let what = match ask(addr, &n.to_string(), Duration::from_secs(30)) {
                     Ok(reply) => format!(
@@ -518,7 +549,10 @@ impl Lab {
                 };
                 lab.mark(what);
             })
-            .map_err(Refusal::Thread)?;
+            .map_err(|e| {
+                self.heavy_out.store(false, Ordering::Release);
+                Refusal::Thread(e)
+            })?;
         Ok(n)
     }
 

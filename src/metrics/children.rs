@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus::Encoder as _;
@@ -11,29 +12,78 @@ use prometheus::Encoder as _;
 /// How often a child rewrites its file: a scrape sees its counts at most this late.
 const EVERY: Duration = Duration::from_millis(100);
 
-/// Where this process's children publish, once counting is on ([`super::enable`]):
-/// `$TMPDIR/fiblab-metrics-PID/`, removed by the endpoint when it stops. `None`
-/// without `--metrics`.
+/// Where this process's children publish, once counting is on ([`super::enable`]): a
+/// folder made for this process alone on first use, `fiblab-metrics-PID-RANDOM` in
+/// `$XDG_RUNTIME_DIR` (else the temporary folder), created exclusively with mode 0700
+/// (never one found there: a folder planted by another user could hold links to
+/// overwrite or counts to inject), removed by the endpoint when it stops. `None`
+/// without `--metrics`, or where no folder can be made (the copies then go uncounted,
+/// with a warning).
 pub fn children_dir() -> Option<PathBuf> {
     super::get()?;
-    Some(std::env::temp_dir().join(format!("fiblab-metrics-{}", std::process::id())))
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    DIR.get_or_init(|| match make_private_dir(&base_dir()) {
+        Ok(dir) => Some(dir),
+        Err(e) => {
+            tracing::warn!(error = %e, "no folder for the copies' counts; /metrics counts this process alone");
+            None
+        }
+    })
+    .clone()
 }
 
-/// Removes the publishing folders ([`children_dir`]) of servers that are gone: one
-/// killed outright could not remove its own.
+/// `$XDG_RUNTIME_DIR` where it is an absolute folder (private to the user by the
+/// spec), else the temporary folder.
+fn base_dir() -> PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute() && dir.is_dir())
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+/// A new folder `fiblab-metrics-PID-RANDOM` in `base`, mode 0700, that did not exist
+/// before (as `mkdtemp` makes one).
+fn make_private_dir(base: &Path) -> io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let mut last = None;
+    for _ in 0..16 {
+        let dir = base.join(format!(
+            "{PREFIX}{}-{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no free name")))
+}
+
+const PREFIX: &str = "fiblab-metrics-";
+
+/// Removes the publishing folders ([`children_dir`]) of servers that are gone (one
+/// killed outright could not remove its own): only real folders of this user whose
+/// process is not running.
 pub fn remove_stale() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(entries) = std::fs::read_dir(base_dir()) else {
         return;
     };
+    let me = nix::unistd::geteuid().as_raw();
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(pid) = name
             .to_str()
-            .and_then(|n| n.strip_prefix("fiblab-metrics-"))
+            .and_then(|n| n.strip_prefix(PREFIX))
+            .map(|rest| rest.split('-').next().unwrap_or(rest))
         else {
             continue;
         };
-        if pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {
+        let ours =
+            std::fs::symlink_metadata(entry.path()).is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if ours && pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
@@ -42,11 +92,15 @@ pub fn remove_stale() {
 /// Counts in this process and rewrites `path` with its exposition every
 /// 100 ms, from a thread of its own, for as long as the process lives (`fiblab
 /// serve --metrics-publish PATH`, how `prefork` starts its copies). The file's first
-/// line is `# pid N`, so the parent can skip a copy that is gone.
+/// line is `# pid N`, so the parent can skip a copy that is gone. Each version is
+/// written to a new file (`O_EXCL`: never through a link found in its place) and
+/// renamed over `path`.
 ///
 /// # Errors
 /// The thread cannot start.
 pub fn publish(path: PathBuf) -> io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
     let metrics = super::enable().map_err(io::Error::other)?;
     std::thread::Builder::new()
         .name("metrics-publish".into())
@@ -55,11 +109,18 @@ pub fn publish(path: PathBuf) -> io::Result<()> {
             loop {
                 let mut text = format!("# pid {}\n", std::process::id()).into_bytes();
                 let families = metrics.registry().gather();
-                if prometheus::TextEncoder::new()
+                let _ = std::fs::remove_file(&partial);
+                let written = prometheus::TextEncoder::new()
                     .encode(&families, &mut text)
                     .is_ok()
-                    && std::fs::write(&partial, &text).is_ok()
-                {
+                    && std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&partial)
+                        .and_then(|mut file| file.write_all(&text))
+                        .is_ok();
+                if written {
                     let _ = std::fs::rename(&partial, &path);
                 }
                 std::thread::sleep(EVERY);
@@ -79,7 +140,8 @@ pub fn merge(text: &str, dir: &Path) -> String {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.extension().is_none_or(|e| e != "prom") {
+        let plain_file = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
+        if path.extension().is_none_or(|e| e != "prom") || !plain_file {
             continue;
         }
         let Ok(child) = std::fs::read_to_string(&path) else {

@@ -157,7 +157,6 @@ fn start_child(socket: &TcpListener, config: &Config) -> io::Result<Child> {
     // With `--metrics`, each copy counts for itself and publishes to a file of its own
     // that the parent's endpoint adds up (`crate::metrics::merge`).
     if let Some(dir) = crate::metrics::children_dir() {
-        std::fs::create_dir_all(&dir)?;
         child
             .arg("--metrics-publish")
             .arg(dir.join(format!("copy-{}.prom", socket.as_raw_fd())));
@@ -165,6 +164,6 @@ fn start_child(socket: &TcpListener, config: &Config) -> io::Result<Child> {
     child
         .stdin(Stdio::from(inherited))
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
+        .stderr(Stdio::inherit());
+    crate::process::spawn_tied(child)
 }

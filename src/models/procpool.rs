@@ -244,12 +244,15 @@ impl Worker {
     /// # Errors
     /// The binary cannot be started, or its pipes are missing.
     pub fn start() -> io::Result<Worker> {
-        let mut child = fiblab_child()?
+        let mut command = fiblab_child()?;
+        command
             .arg("worker")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
+            .stderr(Stdio::inherit());
+        // Forked by the process's spawner thread: a worker started from a connection's
+        // thread must not die when that thread ends.
+        let mut child = crate::process::spawn_tied(command)?;
         let (Some(requests), Some(replies)) = (child.stdin.take(), child.stdout.take()) else {
             let _ = child.kill();
             return Err(io::Error::other("worker started without its pipes"));
