@@ -113,7 +113,7 @@ pub fn spawn_tied(mut command: Command) -> io::Result<Child> {
     use std::sync::Mutex;
     use std::sync::mpsc::{Sender, channel};
     type Job = (Command, Sender<io::Result<Child>>);
-    static SPAWNER: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
+    static SPAWNER: Mutex<Option<Sender<Job>>> = Mutex::new(None);
 
     let parent = nix::unistd::getpid();
     // SAFETY: runs in the forked child before exec, where only async-signal-safe calls
@@ -130,9 +130,10 @@ pub fn spawn_tied(mut command: Command) -> io::Result<Child> {
             Ok(())
         });
     }
-    let spawner = match SPAWNER.get() {
-        Some(spawner) => spawner,
-        None => {
+    let (reply, answer) = channel();
+    {
+        let mut spawner = SPAWNER.lock().unwrap_or_else(|p| p.into_inner());
+        if spawner.is_none() {
             let (jobs, inbox) = channel::<Job>();
             std::thread::Builder::new()
                 .name("spawner".into())
@@ -142,20 +143,14 @@ pub fn spawn_tied(mut command: Command) -> io::Result<Child> {
                         let _ = reply.send(command.spawn());
                     }
                 })?;
-            // A second thread racing here starts a spawner too; only one is kept, the
-            // other ends when its sender is dropped below.
-            let _ = SPAWNER.set(Mutex::new(jobs));
-            SPAWNER
-                .get()
-                .ok_or_else(|| io::Error::other("no spawner thread"))?
+            *spawner = Some(jobs);
         }
-    };
-    let (reply, answer) = channel();
-    spawner
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .send((command, reply))
-        .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+        spawner
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no spawner thread"))?
+            .send((command, reply))
+            .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+    }
     answer
         .recv()
         .map_err(|_| io::Error::other("the spawner thread is gone"))?
@@ -593,6 +588,41 @@ fn tree(root: u32) -> io::Result<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tied child outlives the thread that asked for it (the kernel's death signal
+    /// follows the forking thread, which is the long-lived spawner), and a second ask
+    /// reuses that spawner.
+    #[test]
+    fn a_tied_child_outlives_the_thread_that_started_it() {
+        let start = || {
+            std::thread::spawn(|| {
+                let mut sleep = Command::new("sleep");
+                sleep.arg("30");
+                spawn_tied(sleep).unwrap()
+            })
+            .join()
+            .unwrap()
+        };
+        let mut first = start();
+        let mut second = start();
+        std::thread::sleep(Duration::from_millis(200));
+        for child in [&mut first, &mut second] {
+            assert!(
+                matches!(child.try_wait(), Ok(None)),
+                "killed with its thread"
+            );
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        let spawners = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "spawner")
+            })
+            .count();
+        assert_eq!(spawners, 1);
+    }
 
     #[test]
     fn a_process_tree_counts_its_children() {

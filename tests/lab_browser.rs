@@ -2,6 +2,8 @@
 //! (WebDriver, the `fantoccini` crate) clicks the page as a teacher would: start
 //! `threads`, two clients, the chart's figures moving, the heavy request marked, a
 //! switch to `epoll`, one lesson to its computed conclusion, stop; no child left.
+//! Before that, a page of another site tries to drive the lab through the same
+//! browser (issue 41's cross-site requests): nothing starts.
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them); without
 //! them it is skipped loudly, and under CI it fails.
 
@@ -61,6 +63,16 @@ fn a_teacher_clicks_through_the_page() {
         .read_line(&mut line)
         .unwrap();
     let lab = Killed(lab);
+    // The URL it printed, with its token, as a teacher would copy it.
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let token = url.split_once("?token=").unwrap().1.to_string();
+    // A page of another site that tries every way a page can send a request without
+    // asking first, knowing the token even: none may start anything.
+    let attacker = Attacker::start(lab_port, &token);
     let driver_port = common::free_addr().port();
     let _driver = Killed(
         Command::new("chromedriver")
@@ -137,10 +149,27 @@ fn a_teacher_clicks_through_the_page() {
                     .unwrap()
             }
         };
-        browser
-            .goto(&format!("http://127.0.0.1:{lab_port}/"))
-            .await
-            .unwrap();
+        browser.goto(&attacker.url).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while browser.title().await.unwrap() != "sent" {
+            assert!(Instant::now() < deadline, "the other site's page never ran");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Long enough for any of its requests to have started a server.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let state = lab_state(lab_port, &token);
+        assert!(state["server"].is_null(), "a page elsewhere drove the lab: {state}");
+        assert!(state["load"].is_null(), "{state}");
+        assert!(
+            attacker.asked() >= 1,
+            "the other site's page was not served"
+        );
+        // Its requests reached the lab and were refused as another origin's (the
+        // JSON fetch stops at its preflight, which the lab never grants).
+        let refused = &state["refused"];
+        let cross = refused["cross_origin"].as_u64().unwrap() + refused["not_json"].as_u64().unwrap();
+        assert!(cross >= 3, "{refused}");
+        browser.goto(&url).await.unwrap();
         let model = browser
             .wait()
             .for_element(Locator::Css("#model"))
@@ -189,6 +218,81 @@ fn a_teacher_clicks_through_the_page() {
         assert!(Instant::now() < deadline, "lab {pid} left {children:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A page on another site (`localhost` on a port of its own: another origin and,
+/// against `127.0.0.1`, another site) that sends the lab every request a page can send
+/// without a CORS preflight, and one that needs one: a `text/plain` fetch in `no-cors`
+/// mode, a form posted as `text/plain` with a body that parses as JSON, a JSON fetch.
+struct Attacker {
+    url: String,
+    served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Attacker {
+    fn start(lab_port: u16, token: &str) -> Attacker {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let lab = format!("http://127.0.0.1:{lab_port}");
+        let page = format!(
+            r#"<!doctype html><html><head><title>loading</title></head><body>
+<form id="f" method="POST" enctype="text/plain" action="{lab}/api/server?token={token}" target="sink">
+<input name='{{"model":"epoll","x":"' value='"}}'></form>
+<iframe name="sink"></iframe>
+<script>
+const lab = "{lab}", q = "?token={token}";
+const tries = [
+  fetch(lab + "/api/server" + q, {{ method: "POST", mode: "no-cors", headers: {{ "Content-Type": "text/plain" }}, body: '{{"model":"epoll"}}' }}),
+  fetch(lab + "/api/load" + q, {{ method: "POST", mode: "no-cors", body: '{{"clients":8,"n":1,"rate":200000}}' }}),
+  fetch(lab + "/api/server" + q, {{ method: "POST", headers: {{ "Content-Type": "application/json", "X-Fiblab-Token": "{token}" }}, body: '{{"model":"epoll"}}' }}),
+].map((p) => p.catch(() => null));
+document.getElementById("f").submit();
+Promise.all(tries).then(() => {{ document.title = "sent"; }});
+</script></body></html>"#
+        );
+        let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = served.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(16) {
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut head = [0u8; 4096];
+                let _ = stream.read(&mut head);
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                    page.len()
+                );
+            }
+        });
+        Attacker {
+            url: format!("http://localhost:{port}/"),
+            served,
+        }
+    }
+
+    fn asked(&self) -> usize {
+        self.served.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The lab's state, read as its own page would.
+fn lab_state(port: u16, token: &str) -> serde_json::Value {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /api/state?token={token} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (status, body) = common::http_response(&text);
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&body).unwrap()
 }
 
 /// The browser binary's path (chromedriver wants a path, not a name).

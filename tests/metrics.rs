@@ -216,17 +216,163 @@ fn every_model_counts_the_requests_it_serves() {
             if let Some(complaints) = promtool(&text) {
                 assert!(complaints.is_empty(), "promtool: {complaints}\n{text}");
             }
-            // Stopped as a person would: the copies' folder goes with the server.
+            // The copies publish into a folder of this server's alone: made new
+            // (a random name), mode 0700.
             let pid = server.pid();
+            let folders = copies_folders(pid.as_raw() as u32);
+            assert_eq!(folders.len(), 1, "{folders:?}");
+            let folder = &folders[0];
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(folder).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", folder.display());
+            assert_ne!(
+                folder.file_name().unwrap().to_str().unwrap(),
+                format!("fiblab-metrics-{pid}"),
+                "a name another user could predict and plant"
+            );
+            // Stopped as a person would: the copies' folder goes with the server.
             drop(client);
             let mut server = server;
             assert!(server.terminate(Duration::from_secs(10)).is_some());
-            let folder = std::env::temp_dir().join(format!("fiblab-metrics-{pid}"));
             assert!(!folder.exists(), "{} left behind", folder.display());
             continue;
         }
         assert_eq!(counted, Some(3.0), "{}:\n{text}", model.name);
     }
+}
+
+/// The folders `fiblab-metrics-PID-*` of server `pid`, where servers make them.
+fn copies_folders(pid: u32) -> Vec<std::path::PathBuf> {
+    let mut bases = vec![std::env::temp_dir()];
+    bases.extend(std::env::var_os("XDG_RUNTIME_DIR").map(std::path::PathBuf::from));
+    bases
+        .iter()
+        .filter_map(|base| std::fs::read_dir(base).ok())
+        .flat_map(|dir| dir.flatten())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("fiblab-metrics-{pid}-")))
+        })
+        .collect()
+}
+
+/// Sends `bytes` to the endpoint as they are; what came back before it closed (or
+/// `limit` passed).
+fn raw(addr: SocketAddr, bytes: &[u8], limit: Duration) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let _ = s.write_all(bytes);
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    String::from_utf8_lossy(&got).to_string()
+}
+
+/// Issue 41: one request declaring a body of a petabyte killed the server (the HTTP
+/// library allocated it); one declaring 5,000 bytes and sending none held every other
+/// scrape; a huge header was read whole. Now: 413 at once, the others unaffected, 431,
+/// and the fib port serves throughout.
+#[test]
+fn one_request_can_neither_kill_nor_block_the_endpoint() {
+    let (mut server, metrics) = start("epoll", &[]);
+    let _ = scrape(metrics);
+    let answer = raw(
+        metrics,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999999999\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    assert_eq!(common::http_response(&answer).0, 413, "{answer}");
+    assert!(server.is_running(), "the server died");
+    assert_eq!(server.connect().ask("10"), "55");
+    // Held open: a body never sent, and 100 connections more than the endpoint's 64.
+    let mut held = TcpStream::connect(metrics).unwrap();
+    held.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let _ = scrape(metrics);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let crowd: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(metrics).unwrap())
+        .collect();
+    // Past the bound a connection is told so at once, not left waiting.
+    let answer = raw(
+        metrics,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    assert_eq!(common::http_response(&answer).0, 503, "{answer}");
+    drop(crowd);
+    let mut huge = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    huge.resize(huge.len() + (1 << 20), b'a');
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        let answer = raw(metrics, &huge, Duration::from_secs(10));
+        // The crowd's connections take a moment to be seen closed.
+        if !answer.starts_with("HTTP/1.1 503") || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(common::http_response(&answer).0, 431, "{answer}");
+    assert!(server.is_running(), "the server died");
+    assert_eq!(server.connect().ask("10"), "55");
+    let _ = scrape(metrics);
+}
+
+/// Issue 41: out of descriptors (a 256-descriptor limit and 400 idle fib clients) the
+/// endpoint's listener died for good. Now it pauses accepting, and scrapes work again
+/// once the clients leave.
+#[test]
+fn out_of_descriptors_the_endpoint_comes_back() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "prlimit is missing under CI; .ci/run installs util-linux"
+        );
+        eprintln!("SKIPPED out_of_descriptors_the_endpoint_comes_back: no prlimit (util-linux)");
+        return;
+    }
+    let metrics = common::free_addr();
+    let mut command = Command::new("prlimit");
+    command
+        .args([
+            "--nofile=256",
+            common::fiblab_bin(),
+            "serve",
+            "--model",
+            "epoll",
+        ])
+        .args(["--port", "0", "--metrics", &metrics.to_string()]);
+    let mut server = Server::spawn(command, "epoll", Stdio::null());
+    let _ = scrape(metrics);
+    let clients: Vec<TcpStream> = (0..400)
+        .filter_map(|_| TcpStream::connect(server.addr).ok())
+        .collect();
+    // Meanwhile the scrape may wait or be refused; the server must not die.
+    let _ = TcpStream::connect_timeout(&metrics, Duration::from_secs(1));
+    drop(clients);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let answer = raw(
+            metrics,
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(2),
+        );
+        if common::http_response(&answer).0 == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/metrics never came back: {answer:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(server.is_running());
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! one heavy request at a time (409), at most [`MAX_ASKS`] lines asked at once and
 //! [`LIMITS`]'s streams open at once (503).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 
 use hyper::body::Bytes;
@@ -50,6 +51,40 @@ struct Api {
     /// Held while a call changes the server or the load.
     changing: Mutex<()>,
     asks: Semaphore,
+    /// Requests turned away so far, by reason: what the page shows, and what a test of
+    /// a page elsewhere checks happened.
+    refused: Refused,
+}
+
+/// Counts of requests refused by who sent them.
+#[derive(Debug, Default)]
+struct Refused {
+    host: AtomicU64,
+    token: AtomicU64,
+    cross_origin: AtomicU64,
+    not_json: AtomicU64,
+}
+
+impl Refused {
+    fn count(&self, why: &Denied) {
+        let counter = match why {
+            Denied::NoHost | Denied::Host(_) => &self.host,
+            Denied::Token => &self.token,
+            Denied::CrossOrigin(_) => &self.cross_origin,
+            Denied::NotJson => &self.not_json,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        json!({
+            "host": get(&self.host),
+            "token": get(&self.token),
+            "cross_origin": get(&self.cross_origin),
+            "not_json": get(&self.not_json),
+        })
+    }
 }
 
 /// The handler [`crate::web::Server`] calls for each request.
@@ -59,15 +94,12 @@ pub(super) fn handler(lab: Arc<Lab>, gate: Gate) -> crate::web::Handler {
         gate,
         changing: Mutex::new(()),
         asks: Semaphore::new(MAX_ASKS),
+        refused: Refused::default(),
     });
     Arc::new(move |request, streams| {
         let api = api.clone();
         Box::pin(async move { api.answer(request, streams).await })
     })
-}
-
-fn denied(why: &Denied) -> Response {
-    text(why.status(), &why.to_string())
 }
 
 fn refused(why: &Refusal) -> Response {
@@ -90,24 +122,35 @@ fn body<T: for<'de> Deserialize<'de>>(bytes: &Bytes) -> Result<T, BadBody> {
 }
 
 impl Api {
+    /// Counts and logs a refusal, and answers it.
+    fn denied(&self, head: &crate::web::Parts, why: &Denied) -> Response {
+        self.refused.count(why);
+        tracing::info!(method = %head.method, path = head.uri.path(), "refused: {why}");
+        text(why.status(), &why.to_string())
+    }
+
     async fn answer(self: Arc<Self>, request: Request, streams: Streams) -> Response {
         let head = &request.head;
         if let Err(why) = guard::host(head, &self.gate.hosts) {
-            return denied(&why);
+            return self.denied(head, &why);
+        }
+        if head.uri.path() == "/favicon.ico" {
+            // Browsers ask for it without the page's query: no icon, and no refusal.
+            return text(StatusCode::NOT_FOUND, "no icon");
         }
         if let Some(token) = &self.gate.token
             && !token.admits(head)
         {
-            return denied(&Denied::Token);
+            return self.denied(head, &Denied::Token);
         }
         let path = head.uri.path().to_string();
         match (&head.method, path.as_str()) {
             (&Method::GET | &Method::HEAD, "/") => page(),
             (&Method::GET, "/events") => self.events(&streams),
-            (&Method::GET, "/api/state") => json(StatusCode::OK, &state(&self.lab)),
+            (&Method::GET, "/api/state") => json(StatusCode::OK, &self.state()),
             (&Method::POST, p) if p.starts_with("/api/") => {
                 if let Err(why) = guard::same_origin(head) {
-                    return denied(&why);
+                    return self.denied(head, &why);
                 }
                 self.change(path, request.body).await
             }
@@ -157,7 +200,7 @@ impl Api {
     fn apply(&self, path: &str, bytes: &Bytes) -> Response {
         let lab = &self.lab;
         let after = |outcome: Result<(), Refusal>| match outcome {
-            Ok(()) => json(StatusCode::OK, &state(lab)),
+            Ok(()) => json(StatusCode::OK, &self.state()),
             Err(e) => refused(&e),
         };
         match path {
@@ -167,7 +210,7 @@ impl Api {
             },
             "/api/server/stop" => {
                 lab.stop_server();
-                json(StatusCode::OK, &state(lab))
+                json(StatusCode::OK, &self.state())
             }
             "/api/load" => match body::<LoadSetting>(bytes) {
                 Err(e) => text(StatusCode::BAD_REQUEST, &e.to_string()),
@@ -265,6 +308,15 @@ fn page() -> Response {
     response
 }
 
+impl Api {
+    /// [`state`], and the requests refused so far.
+    fn state(&self) -> serde_json::Value {
+        let mut state = state(&self.lab);
+        state["refused"] = self.refused.json();
+        state
+    }
+}
+
 /// What runs, what the registry offers and the heavy request's size.
 fn state(lab: &Lab) -> serde_json::Value {
     let models: Vec<_> = crate::models::MODELS
@@ -328,7 +380,7 @@ impl Events {
                 .wait_timeout(f, std::time::Duration::from_secs(1))
                 .map_or_else(|p| p.into_inner().0, |(g, _)| g);
         }
-        if lab.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+        if lab.stopping.load(Ordering::Relaxed) {
             return None;
         }
         let (new_points, new_marks) = self.fresh(&f);
@@ -354,5 +406,47 @@ impl Events {
             total.saturating_sub(self.points).min(f.points.len()),
             f.marks.len().saturating_sub(self.marks),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Calls that change the server or the load run one at a time: one that comes
+    /// while another holds the lab is told so (409), and taken once it is done.
+    #[test]
+    fn a_change_while_another_is_in_progress_is_told_to_wait() {
+        let lab = Lab::start(std::path::PathBuf::from("/nonexistent/fiblab")).unwrap();
+        let api = Arc::new(Api {
+            lab: lab.clone(),
+            gate: Gate {
+                token: None,
+                hosts: AllowedHosts::new(&[]),
+            },
+            changing: Mutex::new(()),
+            asks: Semaphore::new(MAX_ASKS),
+            refused: Refused::default(),
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let load = || Bytes::from_static(br#"{"clients":1,"n":1}"#);
+        let held = api.changing.lock().unwrap();
+        for path in [
+            "/api/server",
+            "/api/server/stop",
+            "/api/load",
+            "/api/lesson",
+        ] {
+            let response = runtime.block_on(api.clone().change(path.into(), load()));
+            assert_eq!(response.status(), StatusCode::CONFLICT, "{path}");
+        }
+        drop(held);
+        // Taken now: refused for what it asks (no server runs), not for being busy.
+        let response = runtime.block_on(api.clone().change("/api/load".into(), load()));
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        lab.shut_down();
     }
 }

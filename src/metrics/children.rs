@@ -99,34 +99,40 @@ pub fn remove_stale() {
 /// # Errors
 /// The thread cannot start.
 pub fn publish(path: PathBuf) -> io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     let metrics = super::enable().map_err(io::Error::other)?;
     std::thread::Builder::new()
         .name("metrics-publish".into())
         .spawn(move || {
-            let partial = path.with_extension("partial");
             loop {
                 let mut text = format!("# pid {}\n", std::process::id()).into_bytes();
                 let families = metrics.registry().gather();
-                let _ = std::fs::remove_file(&partial);
-                let written = prometheus::TextEncoder::new()
+                if prometheus::TextEncoder::new()
                     .encode(&families, &mut text)
                     .is_ok()
-                    && std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(&partial)
-                        .and_then(|mut file| file.write_all(&text))
-                        .is_ok();
-                if written {
-                    let _ = std::fs::rename(&partial, &path);
+                {
+                    let _ = replace(&path, &text);
                 }
                 std::thread::sleep(EVERY);
             }
         })?;
     Ok(())
+}
+
+/// Writes `text` to a new file beside `path` (`PATH.partial`, created with `O_EXCL`,
+/// mode 0600: a link found in its place is removed, never followed) and renames it
+/// over `path`, so a reader sees the old version or the new one whole.
+fn replace(path: &Path, text: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let partial = path.with_extension("partial");
+    let _ = std::fs::remove_file(&partial);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)?
+        .write_all(text)?;
+    std::fs::rename(&partial, path)
 }
 
 /// `text` (this process's exposition) with every sample raised by the same sample of
@@ -199,6 +205,41 @@ fn number(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    /// Issue 41: a folder planted under the name a server would use, holding a link to
+    /// a victim file, is neither reused nor written through.
+    #[test]
+    fn the_folder_is_new_and_private_and_links_are_not_followed() {
+        let base = std::env::temp_dir().join(format!("fiblab-private-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        let victim = base.join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        // The old, predictable name, made by someone else, world-writable.
+        let planted = base.join(format!("{PREFIX}{}", std::process::id()));
+        std::fs::create_dir(&planted).unwrap();
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::os::unix::fs::symlink(&victim, planted.join("copy-5.partial")).unwrap();
+        let dir = make_private_dir(&base).unwrap();
+        assert_ne!(dir, planted);
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        // Even a link planted inside is replaced, not followed.
+        std::os::unix::fs::symlink(&victim, dir.join("copy-5.partial")).unwrap();
+        replace(&dir.join("copy-5.prom"), b"# pid 1\nx 1\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("copy-5.prom")).unwrap(),
+            "# pid 1\nx 1\n"
+        );
+        // A link named like a copy's file is not read as counts.
+        std::fs::write(&victim, "# pid 1\nx 100\n").unwrap();
+        std::fs::remove_file(dir.join("copy-5.prom")).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("copy-6.prom")).unwrap();
+        assert_eq!(merge("x 1\n", &dir), "x 1\n");
+        let _ = std::fs::remove_dir_all(&base);
+    }
 
     #[test]
     fn live_children_add_up_and_dead_ones_are_dropped() {

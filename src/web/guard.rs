@@ -134,7 +134,7 @@ impl AllowedHosts {
     /// surface.
     pub fn allows(&self, host: &str) -> bool {
         let name = host_name(host);
-        self.any || name.parse::<IpAddr>().is_ok() || self.names.iter().any(|n| *n == name)
+        self.any || name.parse::<IpAddr>().is_ok() || self.names.contains(&name)
     }
 }
 
@@ -142,7 +142,8 @@ impl AllowedHosts {
 fn host_name(host: &str) -> String {
     let host = host.trim();
     let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
+        // An IPv6 literal; unclosed, it names nothing.
+        rest.split_once(']').map_or("", |(address, _)| address)
     } else {
         match host.rsplit_once(':') {
             Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
