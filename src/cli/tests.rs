@@ -43,6 +43,8 @@ fn sample(id: &str) -> Option<&'static [&'static str]> {
         "downstream" => &["127.0.0.1:25001"],
         "metrics" => &["127.0.0.1:0"],
         "token" => &["secret"],
+        "token_file" => &["/tmp/fiblab-flags/token"],
+        "allow_host" => &["fiblab.test"],
         "server_pid" => &["1"],
         "metrics_publish" => &["/tmp/fiblab-flags/copy.prom"],
         "segment" => &["2/2", "--conns", "2"],
