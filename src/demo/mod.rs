@@ -37,7 +37,7 @@ pub const DEMOS: &[Demo] = &[
         name: "processes",
         seed: "002 进程对象及其他方法: 僵尸进程, 孤儿进程, 守护进程; 守护线程",
         summary: "a zombie seen in /proc and reaped; an orphan re-parented; a daemon thread dies with its process",
-        used_in: "src/process.rs (children die with their parent: PR_SET_PDEATHSIG; procpool and prefork reap theirs)",
+        used_in: "src/process/mod.rs (children die with their parent: PR_SET_PDEATHSIG; procpool and prefork reap theirs)",
         run: processes::run,
     },
     Demo {
@@ -152,7 +152,7 @@ pub const PRIMITIVES: &[Primitive] = &[
         demo: "processes",
         rust: "std::process::Command, Child::wait",
         used_in: &[
-            "src/process.rs",
+            "src/process/mod.rs",
             "src/models/procpool.rs",
             "src/models/prefork.rs",
         ],
@@ -175,15 +175,15 @@ pub const PRIMITIVES: &[Primitive] = &[
         name: "orphan process",
         seed: "002 孤儿进程",
         demo: "processes",
-        rust: "PR_SET_PDEATHSIG: children die with the thread that started them",
-        used_in: &["src/process.rs"],
+        rust: "PR_SET_PDEATHSIG: children die with the thread that forked them (one spawner thread that lives as long as the process)",
+        used_in: &["src/process/mod.rs"],
     },
     Primitive {
         name: "daemon process",
         seed: "002 守护进程",
         demo: "processes",
         rust: "PR_SET_PDEATHSIG (a daemonic child ends with its parent)",
-        used_in: &["src/process.rs"],
+        used_in: &["src/process/mod.rs"],
     },
     Primitive {
         name: "mutual exclusion (process and thread locks)",

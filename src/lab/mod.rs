@@ -23,6 +23,7 @@
 //! malformed request with a 4xx that says what is wrong, and its children die with it,
 //! even on SIGKILL ([`crate::process`]).
 
+mod asked;
 mod figures;
 mod http;
 pub mod lessons;
