@@ -37,16 +37,19 @@ const WAITING_READ: usize = 64;
 /// [`super::serve_blocking`], awaiting instead of blocking. With `offload`, fib runs in
 /// the pool and the task awaits the reply, so the executor's thread stays free for
 /// other connections.
+///
+/// `peer` is borrowed: the task that spawns this future owns it already, and a copy
+/// here would be one more address in every idle connection's state.
 pub async fn serve_async<S: AsyncStream>(
     stream: S,
-    peer: SocketAddr,
+    peer: &SocketAddr,
     config: &Config,
     offload: Option<&Offload>,
 ) {
     tracing::debug!(%peer, "connected");
     match async_loop(stream, config, offload).await {
         Ok(()) => tracing::debug!(%peer, "closed"),
-        Err(e) => log_connection_error(peer, &e),
+        Err(e) => log_connection_error(*peer, &e),
     }
 }
 
@@ -92,10 +95,11 @@ async fn async_loop<S: AsyncStream>(
             false => chunk = Vec::new(),
         }
         while let Some(handoff) = handed {
-            let next = match (handoff, config.downstream) {
+            let next = match (handoff, config.downstream.as_ref()) {
                 (Handoff::Compute(n), _) => {
                     let reply = match offload {
-                        Some(pool) => pool.fib(n, gone_for(n, stream.socket())).await,
+                        // Boxed while it runs, as the downstream call below.
+                        Some(pool) => Box::pin(pool.fib(n, gone_for(n, stream.socket()))).await,
                         None => Ok(fib(n)),
                     };
                     driver.reply(reply);
@@ -105,7 +109,12 @@ async fn async_loop<S: AsyncStream>(
                     // About to wait on the downstream: the replies owed go out first.
                     write_pending(&mut stream, &mut driver).await?;
                     let line = driver.downstream_line();
-                    let outcome = call_async(&net, &mut downstream, settings, line).await;
+                    // Boxed while it runs: an async fn's state is as large as its
+                    // largest await, and every idle connection's task would otherwise
+                    // carry the call's (its reply buffer, connect and timer futures:
+                    // about 0.6 KiB; issue 45).
+                    let outcome =
+                        Box::pin(call_async(&net, &mut downstream, *settings, line)).await;
                     driver.downstream_replied(outcome, stream.socket())
                 }
                 // A session waits only when the server has a downstream.

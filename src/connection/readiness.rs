@@ -39,7 +39,9 @@ pub struct PollConn {
     /// When bytes last moved either way, for `--idle-timeout`.
     activity: Activity,
     /// `--downstream`: this connection's calls to it.
-    downstream: Option<Nonblocking>,
+    /// Boxed: a connection that never waits (no `--downstream`) carries one pointer,
+    /// not the call's whole state (issue 45).
+    downstream: Option<Box<Nonblocking>>,
 }
 
 impl PollConn {
@@ -64,7 +66,7 @@ impl PollConn {
             read_blocked: false,
             write_blocked: false,
             activity: Activity::new(),
-            downstream: config.downstream.map(Nonblocking::new),
+            downstream: config.downstream.map(|d| Box::new(Nonblocking::new(d))),
         })
     }
 

@@ -109,7 +109,7 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
             };
             let (pool, config) = (pool.clone(), config.clone());
             spawner.spawn(async move {
-                serve_async(stream, peer, &config, pool.as_deref()).await;
+                serve_async(stream, &peer, &config, pool.as_deref()).await;
                 drop(live);
             });
         }

@@ -135,7 +135,7 @@ async fn accept_loop(
                     };
                     let (config, offload) = (config.clone(), offload.clone());
                     tasks.spawn(async move {
-                        serve_async(stream, peer, &config, offload.as_deref()).await;
+                        serve_async(stream, &peer, &config, offload.as_deref()).await;
                         drop(live);
                     });
                 }

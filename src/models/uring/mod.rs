@@ -133,7 +133,9 @@ struct Conn {
     activity: Activity,
     /// `--downstream`: its calls, and the polls on its socket still in the kernel (one
     /// at a time; a cancelled one may overlap the next call's until it comes back).
-    downstream: Option<Nonblocking>,
+    /// Boxed: a connection that never waits (no `--downstream`) carries one pointer,
+    /// not the call's whole state (issue 45).
+    downstream: Option<Box<Nonblocking>>,
     polls_armed: u32,
     poll_cancelling: bool,
     _live: ConnectionGuard,
@@ -414,7 +416,10 @@ impl Loop<'_> {
             read_stopped: false,
             closing: false,
             activity: Activity::new(),
-            downstream: self.config.downstream.map(Nonblocking::new),
+            downstream: self
+                .config
+                .downstream
+                .map(|d| Box::new(Nonblocking::new(d))),
             polls_armed: 0,
             poll_cancelling: false,
         };
