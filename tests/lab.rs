@@ -115,6 +115,22 @@ impl Lab {
         common::children_of(self.child.id())
     }
 
+    /// Opens an event stream: the first 12 bytes of the answer (`HTTP/1.1 200`) and
+    /// the connection, left open.
+    fn open_events(&self) -> ([u8; 12], TcpStream) {
+        let token = self.token.clone().unwrap_or_default();
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET /events HTTP/1.1\r\nHost: localhost\r\nX-Fiblab-Token: {token}\r\n\r\n"
+        )
+        .unwrap();
+        let mut first = [0u8; 12];
+        s.read_exact(&mut first).unwrap();
+        (first, s)
+    }
+
     /// Whether the lab process still runs.
     fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -586,15 +602,7 @@ fn malformed_oversized_and_slow_requests_are_bounded() {
     let mut streams = Vec::new();
     let mut refused_streams = 0;
     for _ in 0..20 {
-        let mut s = TcpStream::connect(lab.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(
-            s,
-            "GET /events HTTP/1.1\r\nHost: localhost\r\nX-Fiblab-Token: {token}\r\n\r\n"
-        )
-        .unwrap();
-        let mut first = [0u8; 12];
-        s.read_exact(&mut first).unwrap();
+        let (first, s) = lab.open_events();
         match &first {
             b"HTTP/1.1 200" => streams.push(s),
             b"HTTP/1.1 503" => refused_streams += 1,
@@ -630,16 +638,7 @@ fn malformed_oversized_and_slow_requests_are_bounded() {
     // within a few keep-alive seconds).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let mut s = TcpStream::connect(lab.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(
-            s,
-            "GET /events HTTP/1.1\r\nHost: localhost\r\nX-Fiblab-Token: {token}\r\n\r\n"
-        )
-        .unwrap();
-        let mut first = [0u8; 12];
-        s.read_exact(&mut first).unwrap();
-        match &first {
+        match &lab.open_events().0 {
             b"HTTP/1.1 200" => break,
             b"HTTP/1.1 503" if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(200));
@@ -685,12 +684,7 @@ fn one_heavy_request_at_a_time() {
 /// answers once the connections leave.
 #[test]
 fn out_of_descriptors_the_lab_waits_and_goes_on() {
-    if Command::new("prlimit").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "prlimit is missing under CI; .ci/run installs util-linux"
-        );
-        eprintln!("SKIPPED out_of_descriptors_the_lab_waits_and_goes_on: no prlimit (util-linux)");
+    if !common::prlimit_here("out_of_descriptors_the_lab_waits_and_goes_on") {
         return;
     }
     let mut command = Command::new("prlimit");

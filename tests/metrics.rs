@@ -329,12 +329,7 @@ fn one_request_can_neither_kill_nor_block_the_endpoint() {
 /// once the clients leave.
 #[test]
 fn out_of_descriptors_the_endpoint_comes_back() {
-    if Command::new("prlimit").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "prlimit is missing under CI; .ci/run installs util-linux"
-        );
-        eprintln!("SKIPPED out_of_descriptors_the_endpoint_comes_back: no prlimit (util-linux)");
+    if !common::prlimit_here("out_of_descriptors_the_endpoint_comes_back") {
         return;
     }
     let metrics = common::free_addr();

@@ -366,6 +366,21 @@ pub fn http_response(text: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Whether `prlimit` (util-linux) runs here, for a test that puts a server under a
+/// descriptor limit; said loudly where it does not, and a failure under CI, where
+/// `.ci/run` installs it.
+pub fn prlimit_here(test: &str) -> bool {
+    if Command::new("prlimit").arg("--version").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "prlimit is missing under CI; .ci/run installs util-linux"
+    );
+    eprintln!("SKIPPED {test}: no prlimit (util-linux)");
+    false
+}
+
 /// A loopback address nobody listens on now (the caller binds it a moment later).
 pub fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
