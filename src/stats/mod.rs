@@ -244,6 +244,22 @@ impl Difference {
         })
     }
 
+    /// The p-value of "the two differ" within a family of `family` comparisons that a
+    /// correction will adjust together: Welch's, or the larger of Welch's and
+    /// Mann-Whitney's where both sides have [`MANN_WHITNEY_FROM`] samples or more and
+    /// Mann-Whitney could reject at all in that family ([`mann_whitney_can_decide`]).
+    /// Mann-Whitney is a second opinion where the sample allows it, never a veto it can
+    /// never lift: 3 against 3 cannot go below p = 0.1, 5 against 5 below 0.0079.
+    pub fn p_within(&self, a: usize, b: usize, family: usize) -> f64 {
+        match a >= MANN_WHITNEY_FROM
+            && b >= MANN_WHITNEY_FROM
+            && mann_whitney_can_decide(a, b, family)
+        {
+            true => self.p.max(self.p_mann_whitney),
+            false => self.p,
+        }
+    }
+
     /// True when `a` and `b` differ at `1 - LEVEL` with p-value `p` (Holm-adjusted by
     /// the caller where it makes many comparisons): Welch's test, and Mann-Whitney too
     /// where both sides have [`MANN_WHITNEY_FROM`] samples or more.
@@ -252,6 +268,17 @@ impl Difference {
         let distribution_free = a < MANN_WHITNEY_FROM || b < MANN_WHITNEY_FROM;
         p < alpha && (distribution_free || self.p_mann_whitney < alpha)
     }
+}
+
+/// Whether Mann-Whitney's test of `a` against `b` samples can reach `1 - LEVEL` within a
+/// family of `family` comparisons: its smallest two-sided p, when every sample of one
+/// side is above every sample of the other, is 2 / C(a + b, a) (exact, no ties), and
+/// Holm's correction multiplies the smallest p by the family's size.
+pub fn mann_whitney_can_decide(a: usize, b: usize, family: usize) -> bool {
+    // C(n, k) as a float: exact far past any sample size here.
+    let (n, k) = (a + b, a.min(b));
+    let choose = (0..k).fold(1.0f64, |c, i| c * (n - i) as f64 / (i + 1) as f64);
+    2.0 / choose * (family.max(1) as f64) < 1.0 - LEVEL
 }
 
 /// Welch's interval of mean(ln a) - mean(ln b) at [`LEVEL`] and its two-sided p.

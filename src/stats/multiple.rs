@@ -47,11 +47,16 @@ pub struct Ranked<T> {
     pub estimate: Option<Interval>,
 }
 
-/// `items` ranked highest first by the median of their samples, in tiers: the first
-/// item leads tier 1; each next item joins the current tier unless it is significantly
-/// below its leader (Welch on the logarithms, and Mann-Whitney where both have five
-/// samples or more, Holm-corrected over all pairs of ranked items), when it leads the next
-/// tier.
+/// `items` ranked highest first by the median of their samples, in tiers, by
+/// comparison with the best (the question of Hsu's *multiple comparisons with the
+/// best*, 1984: which could be the best?): the first item leads tier 1; it is compared
+/// with every item ranked below it, those `k - 1` comparisons corrected together
+/// (Holm), and the items down to the first one significantly below it form tier 1. That
+/// one leads tier 2, compared the same way with the items still below it, and so on.
+/// Each comparison is Welch's on the logarithms, with Mann-Whitney beside it where the
+/// sample lets it decide ([`Difference::p_within`]). A ranking asks `k - 1` questions
+/// of its leader, not `k (k - 1) / 2`: correcting for every pair would hide real gaps
+/// among many models.
 pub fn tiers<T>(items: Vec<T>, samples: impl Fn(&T) -> Vec<f64>) -> Vec<Ranked<T>> {
     tiers_resolved(items, samples, |_| 0.0)
 }
@@ -83,48 +88,44 @@ pub fn tiers_resolved<T>(
         (true, true) => x.1.cmp(&y.1),
     });
     let ranked = scored.iter().filter(|s| !s.0.is_empty()).count();
-    // Every pair (i < j) of ranked items, tested once, corrected together.
-    let mut pairs = Vec::new();
-    let mut raw = Vec::new();
-    for i in 0..ranked {
-        for j in i + 1..ranked {
-            let d = Difference::resolved(&scored[i].0, &scored[j].0, scored[i].3, scored[j].3);
-            raw.push(d.map_or(1.0, |d| d.p));
-            pairs.push((i, j, d));
-        }
-    }
-    let adjusted = holm(&raw);
-    let sizes: Vec<usize> = scored.iter().map(|s| s.0.len()).collect();
-    let separated = |i: usize, j: usize| {
-        pairs
+    let alpha = 1.0 - super::LEVEL;
+    let mut tiers = vec![None; scored.len()];
+    let (mut tier, mut leader) = (0, 0);
+    while leader < ranked {
+        tier += 1;
+        tiers[leader] = Some(tier);
+        // The leader against each item below it: one family, corrected together.
+        let family = ranked - leader - 1;
+        let raw: Vec<(f64, bool)> = (leader + 1..ranked)
+            .map(|j| {
+                let (a, b) = (&scored[leader], &scored[j]);
+                match Difference::resolved(&a.0, &b.0, a.3, b.3) {
+                    Some(d) => (
+                        d.p_within(a.0.len(), b.0.len(), family),
+                        d.ratio.estimate > 1.0,
+                    ),
+                    None => (1.0, false),
+                }
+            })
+            .collect();
+        let adjusted = holm(&raw.iter().map(|r| r.0).collect::<Vec<_>>());
+        let below = raw
             .iter()
             .zip(&adjusted)
-            .find(|((x, y, _), _)| *x == i && *y == j)
-            .is_some_and(|((_, _, d), &p)| {
-                d.is_some_and(|d| d.ratio.estimate > 1.0 && d.significant_at(p, sizes[i], sizes[j]))
-            })
-    };
-    let mut tier = 0;
-    let mut leader = 0;
-    let mut out = Vec::new();
-    for (k, (s, _, item, _)) in scored.into_iter().enumerate() {
-        if s.is_empty() {
-            out.push(Ranked {
-                item,
-                tier: None,
-                estimate: None,
-            });
-            continue;
+            .position(|(&(_, above), &p)| above && p < alpha);
+        let next = below.map_or(ranked, |i| leader + 1 + i);
+        for t in &mut tiers[leader + 1..next] {
+            *t = Some(tier);
         }
-        if k == 0 || separated(leader, k) {
-            tier += 1;
-            leader = k;
-        }
-        out.push(Ranked {
-            item,
-            tier: Some(tier),
-            estimate: Some(Interval::of(&s)),
-        });
+        leader = next;
     }
-    out
+    scored
+        .into_iter()
+        .zip(tiers)
+        .map(|((s, _, item, _), tier)| Ranked {
+            item,
+            tier: tier.filter(|_| !s.is_empty()),
+            estimate: (!s.is_empty()).then(|| Interval::of(&s)),
+        })
+        .collect()
 }

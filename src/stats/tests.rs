@@ -210,6 +210,66 @@ fn tiers_group_what_the_data_cannot_separate() {
     assert!(ranked.iter().all(|r| r.tier == Some(1)));
 }
 
+/// Issue 42: among fifteen models, two 3x apart with three samples each within ±15%
+/// are told apart (tiers compare each with the leader: 14 questions, not 105), and two
+/// 1.05x apart are not.
+#[test]
+fn tiers_separate_3x_among_fifteen_and_not_5_percent() {
+    let spread = [0.85, 1.0, 1.15];
+    let models: Vec<(usize, Vec<f64>)> = (0..15)
+        .map(|i| {
+            let median = 1000.0 * 3f64.powf(i as f64 / 14.0);
+            (i, spread.iter().map(|s| median * s).collect())
+        })
+        .collect();
+    let ranked = tiers(models, |m| m.1.clone());
+    let tier_of = |i: usize| ranked.iter().find(|r| r.item.0 == i).unwrap().tier;
+    assert_eq!(tier_of(14), Some(1));
+    assert!(
+        tier_of(0) > Some(1),
+        "3x apart in one tier: {:?}",
+        ranked.iter().map(|r| r.tier).collect::<Vec<_>>()
+    );
+    // Two 1.05x apart at the top of fifteen: one tier.
+    let mut models: Vec<(usize, Vec<f64>)> = (0..13)
+        .map(|i| {
+            (
+                i,
+                spread.iter().map(|s| 100.0 * (i + 1) as f64 * s).collect(),
+            )
+        })
+        .collect();
+    models.push((13, spread.iter().map(|s| 5000.0 * s).collect()));
+    models.push((14, spread.iter().map(|s| 5250.0 * s).collect()));
+    let ranked = tiers(models, |m| m.1.clone());
+    assert_eq!(ranked[0].item.0, 14);
+    assert_eq!((ranked[0].tier, ranked[1].tier), (Some(1), Some(1)));
+    assert_eq!(ranked[2].tier, Some(2));
+}
+
+/// The issue-42 run's own samples (`per-core` and `single`, n=1, 2 clients): Welch on
+/// the logarithms gives p = 0.00251 (scipy 1.17.1, `ttest_ind(log a, log b,
+/// equal_var=False)`: t = 7.133, df = 3.78); Holm over the leader's 13 comparisons keeps
+/// it under 0.05, Holm over 91 pairs did not. Mann-Whitney's smallest p (scipy's exact
+/// `mannwhitneyu`): 0.1 for 3 against 3, 0.0079365 for 5 against 5.
+#[test]
+fn the_leader_comparisons_decide_what_all_pairs_hid() {
+    let per_core = [73_640.0, 97_977.0, 115_637.0];
+    let single = [23_463.0, 33_363.0, 29_597.0];
+    let d = Difference::of(&per_core, &single).unwrap();
+    assert!((d.p - 0.002_512_787).abs() < 2e-5, "{}", d.p);
+    assert!(d.p * 13.0 < 0.05 && d.p * 91.0 > 0.05);
+    assert_eq!(d.p_within(3, 3, 13), d.p);
+    assert!(!crate::stats::mann_whitney_can_decide(3, 3, 1));
+    assert!(crate::stats::mann_whitney_can_decide(5, 5, 6));
+    assert!(!crate::stats::mann_whitney_can_decide(5, 5, 7));
+    let ranked = tiers(
+        vec![("per-core", per_core.to_vec()), ("single", single.to_vec())],
+        |m| m.1.clone(),
+    );
+    assert_eq!((ranked[0].tier, ranked[1].tier), (Some(1), Some(2)));
+}
+
 #[test]
 fn quantile_ranks_match_scipy_quantile_test() {
     // scipy.stats.quantile_test(arange(1, n + 1), q=..., p=q).confidence_interval(0.95):
