@@ -296,7 +296,7 @@ fn header_lines(r: &BenchReport) -> [String; 2] {
             r.command
         ),
         format!(
-            "Each cell: {}{}, {:.1} s measured after {:.1} s warm-up, {}. Throughput is the median of the repetitions (each a server process of its own) with its {:.0}% confidence interval [low–high] (Student t over the repetitions' logarithms); a ratio's interval is Welch's, and a ranking puts models the repetitions cannot separate in one tier (Welch and Mann-Whitney, Holm-corrected). Latency percentiles are of all their requests together, with their order-statistic intervals (over the requests: they do not cover the spread between repetitions).",
+            "Each cell: {}{}, {} s measured after {} s warm-up, {}. Throughput is the median of the repetitions (each a server process of its own) with its {:.0}% confidence interval [low–high] (Student t over the repetitions' logarithms); a ratio's interval is Welch's, and a ranking puts in tier 1 the models the repetitions cannot separate from the first (Welch, and Mann-Whitney where it can decide; Holm over the leader's comparisons), and the rest in further tiers the same way. Latency percentiles are of all their requests together, with their order-statistic intervals (over the requests: they do not cover the spread between repetitions).",
             match r.rate {
                 None => "a closed loop of fib(n) requests".to_string(),
                 Some(rate) => format!(

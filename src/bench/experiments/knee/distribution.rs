@@ -83,7 +83,8 @@ pub(super) fn each_knee(k: &KneeRecords, row: &str, workload: &str) -> String {
 
 /// The rows of one workload in tiers by their knees over the sweeps
 /// ([`crate::stats::tiers`]: highest median first; a row joins the tier above unless its
-/// knees are significantly lower than that tier's leader's, Holm-corrected), rows that
+/// knees are significantly lower than that tier's leader's, Holm-corrected over the
+/// leader's comparisons), rows that
 /// sustained nothing last and unranked. A row whose knee is a lower bound (a sweep ended
 /// at the client's limit) ties with every row above it: tier 1. Each row is shown by
 /// its median sweep.
