@@ -722,12 +722,23 @@ fn out_of_descriptors_the_lab_waits_and_goes_on() {
 #[test]
 fn its_children_die_with_it_even_on_sigkill() {
     let lab = Lab::start(&[]);
-    lab.ok("/api/server", r#"{"model":"prefork"}"#);
+    lab.ok("/api/server", r#"{"model":"prefork","workers":2}"#);
     lab.ok("/api/load", r#"{"clients":4,"n":5}"#);
     let servers = lab.children();
     assert_eq!(servers.len(), 1, "{servers:?}");
-    let copies = common::children_of(servers[0]);
-    assert!(!copies.is_empty(), "prefork has copies");
+    // prefork announces its port before its copies are all up: wait for them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let copies = loop {
+        let copies = common::children_of(servers[0]);
+        if copies.len() >= 2 {
+            break copies;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prefork has no copies: {copies:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
     kill(Pid::from_raw(lab.child.id() as i32), Signal::SIGKILL).unwrap();
     let all: Vec<u32> = servers.iter().chain(&copies).copied().collect();
     let deadline = Instant::now() + Duration::from_secs(10);
