@@ -325,6 +325,25 @@ fn welch(a: &[f64], b: &[f64], floor_a: f64, floor_b: f64) -> Option<Welch> {
 }
 
 /// The two-sided [`LEVEL`] quantile of Student's t with `df` degrees of freedom.
+/// The smallest ratio between two cells that a comparison of `n` samples a side, each
+/// side's logarithms spread with standard deviation `sd`, detects with probability
+/// `power` at `1 - LEVEL` within a family of `family` comparisons (Holm's strictest
+/// step: the level over the family): exp((t(1 - α/2m) + t(power)) · sd · √(2/n)) on
+/// 2(n - 1) degrees of freedom, the two-sample t test's minimum detectable effect
+/// (Cohen, *Statistical Power Analysis*, 1988, ch. 2, on the log scale). `None` for
+/// fewer than two samples.
+pub fn smallest_separable_ratio(sd: f64, n: usize, family: usize, power: f64) -> Option<f64> {
+    if n < 2 || !sd.is_finite() || sd < 0.0 {
+        return None;
+    }
+    let df = 2.0 * (n as f64 - 1.0);
+    let t = StudentsT::new(0.0, 1.0, df).ok()?;
+    let alpha = (1.0 - LEVEL) / family.max(1) as f64;
+    let delta =
+        (t.inverse_cdf(1.0 - alpha / 2.0) + t.inverse_cdf(power)) * sd * (2.0 / n as f64).sqrt();
+    Some(delta.exp())
+}
+
 fn t_quantile(df: f64) -> f64 {
     StudentsT::new(0.0, 1.0, df.max(1e-9))
         .map(|t| t.inverse_cdf(1.0 - (1.0 - LEVEL) / 2.0))

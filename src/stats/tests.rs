@@ -270,6 +270,18 @@ fn the_leader_comparisons_decide_what_all_pairs_hid() {
     assert_eq!((ranked[0].tier, ranked[1].tier), (Some(1), Some(2)));
 }
 
+/// The minimum detectable ratio against a reference computed once with scipy 1.17.1:
+/// `exp((t.ppf(1 - 0.05/13/2, 10) + t.ppf(0.8, 10)) * 0.12 * sqrt(2/6))` = 1.37716
+/// (`t.ppf(1 - 0.05/26, 10)` = 3.74006, `t.ppf(0.8, 10)` = 0.87906).
+#[test]
+fn the_smallest_separable_ratio_matches_scipy() {
+    let r = smallest_separable_ratio(0.12, 6, 13, 0.8).unwrap();
+    assert!((r - 1.37716).abs() < 0.001, "{r}");
+    // More samples, a smaller ratio; one sample, none.
+    assert!(smallest_separable_ratio(0.12, 12, 13, 0.8).unwrap() < r);
+    assert_eq!(smallest_separable_ratio(0.12, 1, 13, 0.8), None);
+}
+
 #[test]
 fn quantile_ranks_match_scipy_quantile_test() {
     // scipy.stats.quantile_test(arange(1, n + 1), q=..., p=q).confidence_interval(0.95):

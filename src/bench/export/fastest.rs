@@ -1,5 +1,7 @@
 //! The head's "fastest model" slots in plain words.
 
+use crate::bench::results::{BenchReport, Cell, FLOOR};
+use crate::stats::median;
 use crate::units::thousands;
 
 /// A "fastest model" slot of the head in plain words: tier 1 and its span (leader's
@@ -51,4 +53,69 @@ pub(super) fn in_words<T>(
         k if k <= 4 => format!("{head}, then {}", second.join(", ")),
         k => format!("{head}, then {} and {} more", second[..3].join(", "), k - 3),
     }
+}
+
+/// The head's resolution line: per regime, the smallest ratio by which a model must
+/// trail the leader for this run to separate them with 95% confidence and 80% power
+/// ([`crate::stats::smallest_separable_ratio`]), from the median cell's spread between
+/// repetitions (the standard deviation of their log throughput), the median number of
+/// repetitions, and the leader's comparisons (one fewer than the models). `None` where
+/// no cell has two repetitions.
+pub(super) fn resolution(r: &BenchReport, widest: usize) -> Option<String> {
+    let names = r.regime_names();
+    let parts: Vec<String> = names
+        .iter()
+        .filter_map(|regime| {
+            let cells: Vec<&Cell> = r
+                .cells
+                .iter()
+                .filter(|c| c.clients == widest && &c.regime == regime)
+                .filter(|c| c.variant != FLOOR && !r.is_peer(&c.variant))
+                .collect();
+            let mut spreads = Vec::new();
+            let mut counts = Vec::new();
+            for cell in &cells {
+                let logs: Vec<f64> = r
+                    .samples_of(cell)
+                    .map(|s| s.throughput_rps)
+                    .filter(|x| *x > 0.0)
+                    .map(f64::ln)
+                    .collect();
+                if logs.len() >= 2 {
+                    let mean = logs.iter().sum::<f64>() / logs.len() as f64;
+                    let var = logs.iter().map(|x| (x - mean).powi(2)).sum::<f64>()
+                        / (logs.len() - 1) as f64;
+                    spreads.push(var.sqrt());
+                    counts.push(logs.len() as f64);
+                }
+            }
+            if spreads.is_empty() {
+                return None;
+            }
+            let spread = median(&spreads);
+            let n = median(&counts).round() as usize;
+            let mut models: Vec<&str> = cells.iter().map(|c| c.variant.as_str()).collect();
+            models.sort_unstable();
+            models.dedup();
+            let ratio = crate::stats::smallest_separable_ratio(
+                spread,
+                n,
+                models.len().saturating_sub(1),
+                0.8,
+            )?;
+            let label = match names.len() {
+                1 => String::new(),
+                _ => format!("`{regime}` "),
+            };
+            Some(format!(
+                "{label}{ratio:.2}x (the median cell's spread {spread:.2} in log throughput over {n} repetitions)"
+            ))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| {
+        format!(
+            "Resolution: with 95% confidence and 80% power, this run tells a model from the fastest when it is slower by {}; closer ones may share tier 1 with it.",
+            parts.join("; ")
+        )
+    })
 }

@@ -172,6 +172,7 @@ fn summary(r: &BenchReport) -> Vec<String> {
             plural(widest, "client"),
             fastest.join("; ")
         ));
+        lines.extend(fastest::resolution(r, widest));
     }
     let sources = |verdict: Verdict| -> Vec<String> {
         r.findings
