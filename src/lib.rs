@@ -82,6 +82,7 @@ pub mod machine;
 pub mod metrics;
 pub mod models;
 pub mod offload;
+pub mod output;
 pub mod pool;
 pub mod probe;
 pub mod process;

@@ -223,7 +223,7 @@ pub struct ConfigArgs {
     /// I/O-bound work that waits: send each valid request line to this HOST:PORT (a
     /// `fiblab backend`, say) and answer only once its one-line reply is back. Each
     /// model waits in its own style (PROTOCOL.md, "Waiting on a downstream").
-    #[arg(long, value_name = "HOST:PORT", value_parser = crate::units::parse_addr)]
+    #[arg(long, value_name = "HOST:PORT", value_parser = crate::downstream::parse_addr)]
     pub downstream: Option<SocketAddr>,
     /// --downstream: how long a request waits for the downstream (connect, send and
     /// reply) before it is answered `ERR downstream timed out`.

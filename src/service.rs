@@ -161,6 +161,7 @@ impl Rejection {
                 Failure::TimedOut => 11,
                 Failure::Unavailable => 12,
                 Failure::Failed => 13,
+                Failure::Desync => 14,
             },
         }
     }

@@ -86,3 +86,67 @@ fn an_overlong_line_closes_only_its_connection() {
     BufReader::new(&good).read_line(&mut got).unwrap();
     assert_eq!(got, "still here\n");
 }
+
+/// A client that sends without ever reading its echoes: the backend stops reading it at
+/// its bound of waiting lines (its memory stays flat), and lets them all go when it
+/// leaves.
+#[test]
+fn a_client_that_never_reads_is_held_at_its_bound() {
+    use std::io::ErrorKind;
+    let backend = Backend::start(Duration::ZERO, Duration::ZERO);
+    let client = TcpStream::connect(backend.addr).unwrap();
+    client.set_nonblocking(true).unwrap();
+    let lines = b"1\n".repeat(4096);
+    let until = Instant::now() + Duration::from_secs(10);
+    // Write until every buffer on the way is full: the backend has stopped reading.
+    let mut stalled_since: Option<Instant> = None;
+    while Instant::now() < until {
+        match (&client).write(&lines) {
+            Ok(_) => stalled_since = None,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                let since = *stalled_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_millis(300) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(stalled_since.is_some(), "the backend never stopped reading");
+    let most = backend.stats.most_waiting.load(Ordering::Relaxed);
+    assert!(
+        // The channel's lines, the one being answered, and the one read but not yet
+        // queued.
+        most <= fiblab::backend::MAX_WAITING_PER_CONNECTION as u64 + 2,
+        "{most} lines waiting at once"
+    );
+    drop(client);
+    let until = Instant::now() + Duration::from_secs(10);
+    while backend.stats.waiting.load(Ordering::Relaxed) > 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(backend.stats.waiting.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn a_line_held_open_without_its_newline_is_closed_at_the_idle_timeout() {
+    let backend = Backend::start_with(fiblab::backend::BackendConfig {
+        delay: Duration::ZERO,
+        jitter: Duration::ZERO,
+        seed: 1,
+        idle_timeout: Some(Duration::from_millis(300)),
+    });
+    let mut held = TcpStream::connect(backend.addr).unwrap();
+    let started = Instant::now();
+    held.write_all(b"12").unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = String::new();
+    assert_eq!(BufReader::new(&held).read_line(&mut got).unwrap_or(0), 0);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+}

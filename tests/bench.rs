@@ -259,7 +259,7 @@ fn fixture() -> BenchReport {
         connections: Some(connections_fixture()),
         knee: Some(knee_fixture()),
         waiting: None,
-        precision: None,
+        race: None,
     }
 }
 
@@ -449,4 +449,44 @@ fn replot_settings_name_the_pools_of_every_experiments_rows() {
     );
     // `go`, a peer, is no server of fiblab's own.
     assert!(settings.iter().all(|s| !s.contains("go")), "{settings:?}");
+}
+
+/// `--dry-run` says what `quick` would do, measuring nothing: its regimes, the probes
+/// and where they run, the race and the whole command's budget; and a report path that
+/// cannot be written is refused before anything runs.
+#[test]
+fn a_dry_run_says_the_plan_and_unwritable_outputs_fail_at_once() {
+    let started = std::time::Instant::now();
+    let out = Command::new(common::fiblab_bin())
+        .args(["bench", "quick", "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needed in [
+        "dry run",
+        "seed tables",
+        "waiting",
+        "connections",
+        "race",
+        "285 s",
+    ] {
+        assert!(text.contains(needed), "{needed} missing from:\n{text}");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let out = Command::new(common::fiblab_bin())
+        .args(["bench", "quick", "--out", "/proc/fiblab-no"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(error.contains("--out"), "{error}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "refused late"
+    );
 }

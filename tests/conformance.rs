@@ -93,6 +93,9 @@ const RULES: &[(&str, Rule)] = &[
     ("downstream_refused", downstream_refused),
     ("downstream_never_answers", downstream_never_answers),
     ("downstream_closes_or_resets", downstream_closes_or_resets),
+    ("downstream_desync", downstream_desync),
+    ("downstream_endless_line", downstream_endless_line),
+    ("downstream_keep_alive_race", downstream_keep_alive_race),
 ];
 
 fn main() {
@@ -594,6 +597,60 @@ fn downstream_never_answers(subject: Subject) {
         "ERR not a number",
         "the server is still up"
     );
+}
+
+/// A downstream that answers twice, or speaks first: the stale line never answers a
+/// request; that request gets `ERR downstream desync`, and the next one a fresh
+/// connection (PROTOCOL.md).
+fn downstream_desync(subject: Subject) {
+    let twice = Faulty::start(Fault::Twice);
+    let server = subject.start_with(&["--downstream", &twice.flag()]);
+    let mut c = server.connect();
+    assert_eq!(c.ask("8\n"), "21");
+    // The second `8` is in by now, with no request outstanding.
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(c.ask("9\n"), "ERR downstream desync");
+    assert_eq!(c.ask("10\n"), "55", "a fresh connection after the desync");
+    drop(c);
+    let greets = Faulty::start(Fault::Greets);
+    let server = subject.start_with(&["--downstream", &greets.flag()]);
+    let mut c = server.connect();
+    assert_eq!(c.ask("8\n"), "ERR downstream desync");
+    assert_eq!(c.ask("x\n"), "ERR not a number", "the connection goes on");
+}
+
+/// A downstream that streams one endless line: the request fails at once (the first
+/// byte that is not the echo), long before the timeout, and the server goes on.
+fn downstream_endless_line(subject: Subject) {
+    let endless = Faulty::start(Fault::Endless);
+    let server = subject.start_with(&[
+        "--downstream",
+        &endless.flag(),
+        "--downstream-timeout",
+        "3s",
+    ]);
+    let mut c = server.connect();
+    let started = Instant::now();
+    assert_eq!(c.ask("10\n"), "ERR downstream desync");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}: the endless line held the call",
+        started.elapsed()
+    );
+    assert_eq!(c.ask("abc\n"), "ERR not a number");
+}
+
+/// A downstream that closes each connection after one echo: the next request, not yet
+/// written, goes on a fresh connection instead of failing (the keep-alive race).
+fn downstream_keep_alive_race(subject: Subject) {
+    let closing = Faulty::start(Fault::EchoThenClose);
+    let server = subject.start_with(&["--downstream", &closing.flag()]);
+    let mut c = server.connect();
+    for (n, fib) in [(8, "21"), (9, "34"), (10, "55")] {
+        assert_eq!(c.ask(&format!("{n}\n")), fib, "request {n}");
+        // The downstream's FIN arrives while the connection is idle.
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A downstream that closes, then one that resets: the reason on the wire, in order.

@@ -640,3 +640,78 @@ fn the_client_reports_its_own_cost_per_request() {
         assert!(json["client"]["cpu_us_per_request"].as_f64().unwrap() > 0.0);
     }
 }
+
+/// A peer that answers every connection with one endless line, as fast as it can.
+fn endless_peer(stop: Arc<AtomicBool>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((mut stream, _)) => {
+                    let stop = stop.clone();
+                    std::thread::spawn(move || {
+                        stream.set_nonblocking(false).unwrap();
+                        let chunk = [b'x'; 64 * 1024];
+                        while !stop.load(Ordering::SeqCst) && stream.write_all(&chunk).is_ok() {}
+                    });
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    addr
+}
+
+/// A reply longer than any valid one is a wrong reply and its connection is dropped;
+/// the run still ends on time, and Ctrl-C still ends it, whatever the peer sends.
+#[test]
+fn an_endless_reply_is_an_error_and_the_run_ends_on_time() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let addr = endless_peer(stop.clone());
+    let spec = LoadSpec {
+        timeout: Duration::from_secs(1),
+        ..spec(addr, fib_mix(1), 2, Stop::After(Duration::from_millis(700)))
+    };
+    let started = Instant::now();
+    let r = load(&spec);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "ran {took:?} for 0.7 s asked"
+    );
+    assert!(r.errors.wrong > 0, "{:?}", r.errors);
+    assert_eq!(r.requests_ok, 0);
+    // Ctrl-C mid-run: out within a second.
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        flag.store(true, Ordering::SeqCst);
+    });
+    let started = Instant::now();
+    let long = spec_after(addr, Duration::from_secs(30));
+    run(&long, interrupt, Hooks::default()).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    stop.store(true, Ordering::SeqCst);
+}
+
+fn spec_after(addr: SocketAddr, d: Duration) -> LoadSpec {
+    spec(addr, fib_mix(1), 2, Stop::After(d))
+}
+
+#[test]
+fn a_pipeline_past_the_bound_is_refused_before_anything_runs() {
+    let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let deep = LoadSpec {
+        pipeline: 4_294_967_296,
+        ..spec_after(addr, Duration::from_secs(1))
+    };
+    let error = deep.validate().unwrap_err().to_string();
+    assert!(error.contains("--pipeline"), "{error}");
+}

@@ -46,6 +46,13 @@ pub const MAX_LINE: usize = 4096;
 /// Bytes each connection reads at a time: a few request lines.
 const READ_BUFFER: usize = 256;
 
+/// Lines one connection may have waiting at once. Past it the backend stops reading
+/// that connection until one is answered (back-pressure, as the fib models stop
+/// reading a client that does not read its replies): a client that sends without
+/// reading fills its own socket buffers, not the backend's memory. A fiblab server
+/// has one line waiting per connection; a pipelining client a few.
+pub const MAX_WAITING_PER_CONNECTION: usize = 1024;
+
 /// How long the backend waits before it answers each line.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BackendConfig {
@@ -55,6 +62,9 @@ pub struct BackendConfig {
     pub jitter: Duration,
     /// Seed of the jitter's draws (each connection draws its own sequence from it).
     pub seed: u64,
+    /// A connection whose next whole line does not come within this is closed (a line
+    /// held open without its newline, a silent client); `None`: never.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// What the backend did, updated as it runs: read it at any time (e.g. at the end of a
@@ -148,7 +158,8 @@ async fn connection(
 ) {
     let (read, mut write) = stream.into_split();
     // (when it was read, when it is due, the line)
-    let (due_tx, mut due_rx) = mpsc::unbounded_channel::<(Instant, Instant, Vec<u8>)>();
+    let (due_tx, mut due_rx) =
+        mpsc::channel::<(Instant, Instant, Vec<u8>)>(MAX_WAITING_PER_CONNECTION);
     let writer_stats = stats.clone();
     let writer = tokio::spawn(async move {
         while let Some((read_at, due, mut line)) = due_rx.recv().await {
@@ -173,7 +184,15 @@ async fn connection(
     loop {
         line.clear();
         reader.set_limit(MAX_LINE as u64 + 1);
-        match reader.read_until(b'\n', &mut line).await {
+        let read = reader.read_until(b'\n', &mut line);
+        let read = match config.idle_timeout {
+            Some(limit) => match tokio::time::timeout(limit, read).await {
+                Ok(read) => read,
+                Err(_) => break, // no whole line within the idle timeout
+            },
+            None => read.await,
+        };
+        match read {
             Ok(0) | Err(_) => break,
             Ok(_) if line.last() != Some(&b'\n') => break, // too long, or cut off at the end
             Ok(_) => {}
@@ -190,7 +209,8 @@ async fn connection(
         let now = Instant::now();
         last_due = last_due.max(now + config.delay + jitter);
         stats.started_waiting();
-        if due_tx.send((now, last_due, line.clone())).is_err() {
+        // Waits (reads nothing more) while this connection has its most lines waiting.
+        if due_tx.send((now, last_due, line.clone())).await.is_err() {
             stats.waiting.fetch_sub(1, Ordering::Relaxed);
             break;
         }

@@ -206,7 +206,7 @@ pub fn measure(
         connections: None,
         knee: None,
         waiting: None,
-        precision: None,
+        race: None,
     };
     let started = std::time::Instant::now();
     progress(Step {
@@ -218,15 +218,15 @@ pub fn measure(
         exe,
         &scenario.workloads,
     ));
-    let steps: usize = EXPERIMENTS.iter().map(|e| e.steps(scenario, &rows)).sum();
-    let mut run = Run::new(
-        scenario,
-        &rows,
-        exe,
-        interrupt,
-        progress,
-        plans.len() * steps,
-    );
+    let names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+    let steps: usize = names
+        .iter()
+        .flat_map(|name| EXPERIMENTS.iter().map(move |e| (name, e)))
+        .filter(|(name, e)| e.runs_in(scenario, name, &names))
+        .map(|(_, e)| e.steps(scenario, &rows))
+        .sum();
+    let mut run = Run::new(scenario, &rows, exe, interrupt, progress, steps);
+    run.regimes = names;
     for (i, plan) in plans.clone().into_iter().enumerate() {
         if i > 0
             && let Some(calibration) = &mut report.calibration
@@ -243,17 +243,17 @@ pub fn measure(
             experiment.measure(&mut run, &mut report)?;
         }
     }
-    if let Some(precision) = scenario.precision
-        && !run.interrupted()
-    {
+    // The race: with a time budget or an indifference zone, the time left after the
+    // interleaved rounds goes to the cells that decide the report's questions.
+    if (scenario.precision.is_some() || scenario.time_budget.is_some()) && !run.interrupted() {
         let budget = scenario
             .time_budget
             .unwrap_or_else(|| scenario.estimate(targets.len()) * 2);
-        experiments::seed_tables::top_up(
+        experiments::seed_tables::race::race(
             &mut run,
             &mut report,
             &plans,
-            precision,
+            scenario.precision.unwrap_or(0.0),
             started + budget,
         )?;
     }

@@ -252,26 +252,32 @@ pub struct BenchReport {
     /// The waiting experiment's records (`[waiting]` in the scenario).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<WaitingRecords>,
-    /// What `--precision` asked and reached.
+    /// What the race after the interleaved rounds asked, spent and left open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub precision: Option<PrecisionRecord>,
+    pub race: Option<RaceRecord>,
 }
 
-/// What `--precision` asked of the seed tables and what the run reached within its
-/// time budget.
+/// What the race (`bench/experiments/seed_tables/race.rs`) asked, spent and
+/// left open once the interleaved rounds were done.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PrecisionRecord {
-    /// The half-width asked of every cell's interval, as a share of its estimate (0.05).
-    pub asked: f64,
-    /// Seconds left for more repetitions once every regime had run.
+pub struct RaceRecord {
+    /// The indifference zone (`--precision`, 0.05: 5%): a tier-1 model slower than the
+    /// leader by less than this is as good as the best, and not raced.
+    pub indifference: f64,
+    /// Seconds the time budget left once every regime had run.
     pub budget_s: f64,
-    /// Rows repeated once more, each a fresh server process.
-    pub extra_repetitions: usize,
-    /// Seconds those repetitions took.
+    /// Cells measured again, each in a fresh server process with the others of its row.
+    pub measurements: usize,
+    /// Seconds those measurements took.
     pub spent_s: f64,
-    /// Cells whose interval is within `asked`, of `cells`.
-    pub cells_within: usize,
-    pub cells: usize,
+    /// The questions: the head's rankings and the seed-table verdicts, per regime.
+    pub asked: usize,
+    /// How many were open when the race began.
+    pub open_before: usize,
+    /// Those still open at its end, in words.
+    pub open: Vec<String>,
+    /// The most samples a cell reached.
+    pub most_samples: usize,
 }
 
 fn one() -> usize {

@@ -99,12 +99,17 @@ pub struct Scenario {
     #[serde(deserialize_with = "crate::units::deserialize_duration")]
     pub warmup: Duration,
     pub repetitions: usize,
-    /// Repeat the seed tables' widest cells until every interval is within this share of
-    /// its estimate (`"5%"`), or the time budget runs out.
+    /// The race's indifference zone (`"5%"`): after the interleaved rounds, the seed
+    /// tables' cells that decide an open question (a ranking's contenders, an undecided
+    /// verdict's cells) are measured again, except a tier-1 model within this share of
+    /// its leader, which is as good as the best for the question
+    /// (the race: `bench/experiments/seed_tables/race.rs`).
     #[serde(default, deserialize_with = "crate::units::deserialize_percent")]
     pub precision: Option<f64>,
-    /// The whole run's wall-time budget (`"290s"`): repetitions for `precision` stop
-    /// where the next would end past it. Without one, twice the run's estimate.
+    /// The whole command's wall-time budget (`"290s"`), counted from its start
+    /// (calibration and every experiment included): the race stops where its next
+    /// measurement would end past it. Without one (and with `precision`), twice the
+    /// run's estimate.
     #[serde(
         default,
         deserialize_with = "crate::units::deserialize_optional_duration"
@@ -166,6 +171,19 @@ pub enum Regime {
     /// replies; the server on the other half: how the scale experiment gives both sides
     /// room to grow (on 2 CPUs, one each; on 16, eight each). Needs 2 CPUs.
     Halves,
+}
+
+/// Whether an experiment limited to the regimes `wanted` (none: every one) runs in
+/// `regime`, one of the run's `regimes`: in the ones it names, or, where the run has
+/// none of them (`--regimes` chose others), in the run's first, so that its questions
+/// are still answered once.
+pub fn runs_in(wanted: &[String], regimes: &[String], regime: &str) -> bool {
+    let named = |name: &str| wanted.iter().any(|w| w == name);
+    match (wanted.is_empty(), regimes.iter().any(|r| named(r))) {
+        (true, _) => true,
+        (false, true) => named(regime),
+        (false, false) => regimes.first().is_none_or(|first| first == regime),
+    }
 }
 
 impl Regime {
@@ -315,6 +333,23 @@ impl Scenario {
 
     fn check(&self) -> Result<(), ScenarioError> {
         let scenario = self;
+        // A probe's regimes are names (its section is plain data): each must be one.
+        let probes = [
+            ("waiting", scenario.waiting.as_ref().map(|w| &w.regimes)),
+            (
+                "connections",
+                scenario.connections.as_ref().map(|c| &c.regimes),
+            ),
+        ];
+        for (section, names) in probes {
+            for name in names.into_iter().flatten() {
+                if <Regime as clap::ValueEnum>::from_str(name, false).is_err() {
+                    return Err(ScenarioError(format!(
+                        "[{section}] regimes: `{name}` is not a regime (shared, pinned-spinning, pinned-sleeping, halves)"
+                    )));
+                }
+            }
+        }
         if (scenario.models.is_empty()
             && scenario.python.is_none()
             && scenario.connections.is_none()
@@ -468,7 +503,44 @@ impl Scenario {
             Some(_) => 1,
             None => self.regimes.len().max(1) as u32,
         };
+        // The probes limited to some regimes run in at most that many.
+        let runs = |wanted: &[String]| match wanted.len() {
+            0 => regimes,
+            n => (n as u32).min(regimes),
+        };
         self.estimate_one(extra_rows) * regimes
+            + self.connections_estimate()
+                * self.connections.as_ref().map_or(0, |c| runs(&c.regimes))
+            + self.waiting_estimate() * self.waiting.as_ref().map_or(0, |w| runs(&w.regimes))
+    }
+
+    /// The connections experiment's time in one regime.
+    fn connections_estimate(&self) -> Duration {
+        self.connections.as_ref().map_or(Duration::ZERO, |c| {
+            // Per row and idle count: a server start, the opening (about 150 µs per
+            // connection on a 2-core VM), a settle, and the active loads.
+            let rows = (c.models.len() + c.thread_stacks.len()) as u32;
+            let opening: Duration = c
+                .idle
+                .iter()
+                .map(|&n| Duration::from_micros(150) * n as u32)
+                .sum();
+            let fixed = (Duration::from_millis(900)
+                + (c.duration + c.warmup + Duration::from_millis(100)) * c.active.len() as u32)
+                * c.idle.len() as u32;
+            (opening + fixed) * rows
+        })
+    }
+
+    /// The waiting experiment's time in one regime.
+    fn waiting_estimate(&self) -> Duration {
+        self.waiting.as_ref().map_or(Duration::ZERO, |w| {
+            // Per cell: a downstream, a server, the load, and their teardown.
+            let rows = (w.models.len() + w.gil.len()) as u32;
+            (w.duration + w.warmup + Duration::from_millis(300))
+                * rows
+                * (w.delays.len() * w.clients.len()) as u32
+        })
     }
 
     fn estimate_one(&self, extra_rows: usize) -> Duration {
@@ -487,40 +559,17 @@ impl Scenario {
                 * self.repetitions as u32
                 + (p.length + Duration::from_millis(300)) * rows
         });
-        let connections = self.connections.as_ref().map_or(Duration::ZERO, |c| {
-            // Per row and idle count: a server start, the opening (about 150 µs per
-            // connection on a 2-core VM), a settle, and the active loads.
-            let rows = (c.models.len() + c.thread_stacks.len()) as u32;
-            let opening: Duration = c
-                .idle
-                .iter()
-                .map(|&n| Duration::from_micros(150) * n as u32)
-                .sum();
-            let fixed = (Duration::from_millis(900)
-                + (c.duration + c.warmup + Duration::from_millis(100)) * c.active.len() as u32)
-                * c.idle.len() as u32;
-            (opening + fixed) * rows
-        });
         let knee = self.knee.as_ref().map_or(Duration::ZERO, |k| {
             // About seven steps per sweep: a few doublings from the start, then refining.
             let rows = (k.models.len() + extra_rows) as u32;
             (k.step + k.warmup + Duration::from_millis(60)) * 7 * k.workloads.len() as u32 * rows
                 + Duration::from_millis(150) * rows
         });
-        let waiting = self.waiting.as_ref().map_or(Duration::ZERO, |w| {
-            // Per cell: a downstream, a server, the load, and their teardown.
-            let rows = (w.models.len() + w.gil.len()) as u32;
-            (w.duration + w.warmup + Duration::from_millis(300))
-                * rows
-                * (w.delays.len() * w.clients.len()) as u32
-        });
         per_cell * (self.cells(extra_rows) * self.repetitions) as u32
             + knee
-            + waiting
             + starts
             + starvation
             + python
-            + connections
     }
 }
 

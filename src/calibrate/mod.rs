@@ -98,6 +98,33 @@ pub struct MachineFacts {
     pub descriptor_limit: u64,
     /// The CPUs this process may run on, e.g. `0-1`.
     pub allowed_cpus: String,
+    /// The machine's online CPUs, of which `cpus` were allowed (0: not recorded).
+    #[serde(default)]
+    pub online_cpus: usize,
+}
+
+impl MachineFacts {
+    /// Its CPUs in words: `2 CPUs`, or where this process was allowed fewer than the
+    /// machine has (`taskset`, a cgroup), `1 CPU of its 2 (this run was allowed CPU 0)`.
+    pub fn cpus_in_words(&self) -> String {
+        let plural = |n: usize| match n {
+            1 => "1 CPU".to_string(),
+            n => format!("{n} CPUs"),
+        };
+        match self.online_cpus > self.cpus {
+            true => format!(
+                "{} of its {} (this run was allowed {} {})",
+                plural(self.cpus),
+                self.online_cpus,
+                match self.cpus {
+                    1 => "CPU",
+                    _ => "CPUs",
+                },
+                self.allowed_cpus
+            ),
+            false => plural(self.cpus),
+        }
+    }
 }
 
 /// Every primitive's cost; see the module docs. `None`: not measurable here (the
@@ -336,6 +363,10 @@ impl MachineFacts {
             kernel: host.kernel.clone(),
             descriptor_limit: crate::machine::descriptor_limit().map_or(0, |(soft, _)| soft),
             allowed_cpus: describe_cpus(allowed),
+            online_cpus: nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)
+                .ok()
+                .flatten()
+                .map_or(0, |n| n.max(0) as usize),
         }
     }
 }
@@ -347,6 +378,22 @@ fn round3(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_allowed_fewer_cpus_than_the_machine_has_says_both() {
+        let facts = |cpus, online, allowed: &str| MachineFacts {
+            cpus,
+            online_cpus: online,
+            allowed_cpus: allowed.into(),
+            ..MachineFacts::default()
+        };
+        assert_eq!(facts(2, 2, "0-1").cpus_in_words(), "2 CPUs");
+        assert_eq!(
+            facts(1, 2, "0").cpus_in_words(),
+            "1 CPU of its 2 (this run was allowed CPU 0)"
+        );
+        assert_eq!(facts(1, 0, "0").cpus_in_words(), "1 CPU", "not recorded");
+    }
 
     #[test]
     fn a_measure_is_the_median_and_its_spread() {

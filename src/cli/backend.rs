@@ -27,6 +27,10 @@ pub struct BackendArgs {
     /// Seed of the jitter's draws.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Close a connection that sends no whole line for this long (a line held open
+    /// without its newline, a silent client); 0: never.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    idle_timeout: Duration,
 }
 
 pub fn run(args: BackendArgs) -> Result<()> {
@@ -58,6 +62,7 @@ pub fn run(args: BackendArgs) -> Result<()> {
         delay: args.delay,
         jitter: args.jitter,
         seed: args.seed,
+        idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
     };
     backend::serve(listener, config, shutdown, stats.clone()).context("the backend failed")?;
     // Its own cost, so whoever used it can tell whether the downstream was a limit.

@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// an earlier run wrote (its command, date and machine are kept).
     #[arg(long, value_name = "REPORT_JSON", conflicts_with = "targets")]
     replot: Option<PathBuf>,
+    /// Measure nothing: print what the run would do (regimes, models, experiments,
+    /// steps) and about how long it would take, then exit.
+    #[arg(long, conflicts_with = "replot")]
+    dry_run: bool,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -54,6 +58,38 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     if outputs.stdout_count() > 1 {
         bail!("only one of --markdown, --json and --html can be - (standard output)");
+    }
+    if args.dry_run {
+        let (scenario, notes) = args
+            .overrides
+            .apply_noting(scenario::load(&args.scenario)?)?;
+        for note in notes {
+            eprintln!("note: {note}");
+        }
+        return super::print(&dry_run(&scenario, &args.targets));
+    }
+    // Before measuring: a report that cannot be written is known now, not after the run.
+    if let Some(dir) = &outputs.dir {
+        fiblab::output::check_dir(dir).with_context(|| {
+            format!(
+                "cannot write the report into --out {}; give a writable folder",
+                dir.display()
+            )
+        })?;
+    }
+    for (flag, path) in [
+        ("--markdown", &outputs.markdown),
+        ("--json", &outputs.json),
+        ("--html", &outputs.html),
+    ] {
+        if let Some(path) = path {
+            fiblab::output::check_file(path).with_context(|| {
+                format!(
+                    "cannot write {flag} {}; give a path in a writable folder",
+                    path.display()
+                )
+            })?;
+        }
     }
     let (report, interrupted) = match &args.replot {
         Some(path) => {
@@ -157,4 +193,89 @@ fn measure(args: &BenchArgs) -> Result<(BenchReport, bool)> {
     )?;
     bar.finish_and_clear();
     Ok((report, interrupt.load(std::sync::atomic::Ordering::SeqCst)))
+}
+
+/// What a run of `scenario` would do, in words: its regimes on this machine, its rows,
+/// each experiment's steps where it runs, the race, and the time it would take.
+fn dry_run(scenario: &fiblab::bench::scenario::Scenario, targets: &[Target]) -> String {
+    use fiblab::bench::experiments::{EXPERIMENTS, Row};
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let (plans, skipped) = scenario.plans(&fiblab::calibrate::allowed_cpus());
+    let rows = Row::all(scenario, targets);
+    let names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+    let _ = writeln!(
+        out,
+        "fiblab bench {} (dry run: nothing is measured)\n  {}",
+        scenario.name, scenario.about
+    );
+    let _ = writeln!(out, "regimes:");
+    for plan in &plans {
+        let _ = writeln!(out, "  {}", plan.describe());
+    }
+    for note in skipped {
+        let _ = writeln!(out, "  left out: {note}");
+    }
+    let _ = writeln!(
+        out,
+        "rows: {} (the floor, {} models{})",
+        rows.len(),
+        scenario.models.len(),
+        match targets.len() {
+            0 => String::new(),
+            n => format!(", {n} targets"),
+        }
+    );
+    let _ = writeln!(
+        out,
+        "seed tables: n = {:?} x clients {:?}, {} interleaved repetitions of {} s after {} s of warm-up, each a server process",
+        scenario.workloads,
+        scenario.clients,
+        scenario.repetitions,
+        scenario.duration.as_secs_f64(),
+        scenario.warmup.as_secs_f64()
+    );
+    let _ = writeln!(out, "steps, per experiment and regime:");
+    for e in EXPERIMENTS {
+        let steps = e.steps(scenario, &rows);
+        if steps == 0 {
+            continue;
+        }
+        let regimes: Vec<&str> = names
+            .iter()
+            .filter(|n| e.runs_in(scenario, n, &names))
+            .map(String::as_str)
+            .collect();
+        let _ = writeln!(out, "  {}: {steps} in {}", e.name(), regimes.join(", "));
+    }
+    let estimate = scenario.estimate(targets.len());
+    match (scenario.time_budget, scenario.precision) {
+        (Some(budget), precision) => {
+            let _ = writeln!(
+                out,
+                "then a race for the cells that decide the report's questions (indifference zone {:.0}%) until {:.0} s from the start",
+                precision.unwrap_or(0.0) * 100.0,
+                budget.as_secs_f64()
+            );
+            let _ = writeln!(
+                out,
+                "time: about {:.0} s before the race; the whole command within {:.0} s",
+                estimate.as_secs_f64(),
+                budget.as_secs_f64().max(estimate.as_secs_f64())
+            );
+        }
+        (None, Some(precision)) => {
+            let _ = writeln!(
+                out,
+                "then a race (indifference zone {:.0}%) for up to {:.0} s more\ntime: about {:.0} s before the race",
+                precision * 100.0,
+                estimate.as_secs_f64(),
+                estimate.as_secs_f64()
+            );
+        }
+        (None, None) => {
+            let _ = writeln!(out, "time: about {:.0} s", estimate.as_secs_f64());
+        }
+    }
+    out
 }

@@ -125,7 +125,7 @@ pub struct LoadArgs {
     segment: Option<Segment>,
     /// With --segment: start the warm-up at this wall-clock time, seconds since the Unix
     /// epoch (e.g. `$(( $(date +%s) + 3 ))`), so that all agents start together.
-    #[arg(long, value_name = "UNIX_SECONDS", requires = "segment")]
+    #[arg(long, value_name = "UNIX_SECONDS", requires = "segment", value_parser = parse_start_at)]
     start_at: Option<f64>,
     #[command(subcommand)]
     command: Option<LoadCommand>,
@@ -155,6 +155,29 @@ pub enum LoadCommand {
 
 fn parse_segment(text: &str) -> Result<Segment, String> {
     Segment::parse(text).map_err(|e| e.to_string())
+}
+
+/// `--start-at`: seconds since the Unix epoch, finite, and at most a day from now (an
+/// agent that waits longer was given a wrong time). A time past is allowed: the agent
+/// is late, and its report says so.
+pub(super) fn parse_start_at(text: &str) -> Result<f64, String> {
+    let at: f64 = text.parse().map_err(|_| {
+        format!(
+            "'{text}' is not a number of seconds since the Unix epoch (e.g. $(( $(date +%s) + 3 )))"
+        )
+    })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    match at {
+        at if !at.is_finite() || at < 0.0 => Err(format!(
+            "'{text}' is not a time: give seconds since the Unix epoch (e.g. $(( $(date +%s) + 3 )))"
+        )),
+        at if at > now + 86_400.0 => Err(format!(
+            "'{text}' is more than a day from now ({now:.0}): give the agents a start a few seconds ahead"
+        )),
+        at => Ok(at),
+    }
 }
 
 impl LoadArgs {
@@ -234,6 +257,17 @@ pub fn run(args: LoadArgs) -> Result<()> {
         bail!("--json - and --csv - both want standard output: send one of them to a file");
     }
     let spec = args.spec()?;
+    // Before measuring: a report that cannot be written is known now, not after the run.
+    for (flag, path) in [("--json", &args.json), ("--csv", &args.csv)] {
+        if let Some(path) = path {
+            fiblab::output::check_file(path).with_context(|| {
+                format!(
+                    "cannot write {flag} {}; give a path in a writable folder",
+                    path.display()
+                )
+            })?;
+        }
+    }
     let interrupt = fiblab::shutdown::interrupt_flag()?;
     // Held until the report is written: the idle clients stay connected throughout.
     let _idle = match args.idle {

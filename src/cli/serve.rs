@@ -98,6 +98,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         }
     };
     let local = listener.local_addr()?;
+    fiblab::downstream::check_not_itself(config.downstream, local)?;
     // Started before the model, so that the first request is counted; stopped (dropped)
     // after it returns.
     if let Some(path) = args.metrics_publish {

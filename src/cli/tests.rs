@@ -143,3 +143,20 @@ fn bench_help_names_every_shipped_scenario() {
         .collect();
     assert_eq!(named, shipped, "{help}");
 }
+
+#[test]
+fn a_start_time_is_a_finite_time_within_a_day() {
+    use super::load::parse_start_at;
+    for bad in ["inf", "nan", "-5", "1e20", "soon"] {
+        assert!(parse_start_at(bad).is_err(), "{bad}");
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(parse_start_at(&format!("{}", now + 3.0)).is_ok());
+    assert!(
+        parse_start_at("1").is_ok(),
+        "a time past: the agent is late"
+    );
+}

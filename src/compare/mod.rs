@@ -100,6 +100,12 @@ pub struct Row {
     pub higher_is_better: bool,
     /// Worse beyond `--fail-on-regression`, significantly.
     pub regression: bool,
+    /// The smallest change (a ratio, 1.12: 12% either way) this row's samples could
+    /// have shown with 80% power at the 95% level, before the correction over the
+    /// rows ([`crate::stats::smallest_detectable_ratio`]); `None` where the figure was
+    /// compared by its intervals. A `~` row says no more than that: a change smaller
+    /// than this may have happened unseen.
+    pub detectable: Option<f64>,
 }
 
 /// Everything `fiblab compare` found.
@@ -137,8 +143,8 @@ impl Comparison {
         for w in &self.warnings {
             let _ = writeln!(out, "warning: {w}");
         }
-        let header = ["", "figure", "old", "new", "new / old", "p"];
-        let rows: Vec<[String; 6]> = self
+        let header = ["", "figure", "old", "new", "new / old", "p", "detectable"];
+        let rows: Vec<[String; 7]> = self
             .rows
             .iter()
             .map(|r| {
@@ -153,6 +159,8 @@ impl Comparison {
                     r.new.text(figure),
                     r.change.text(|x| format!("{x:.3}")),
                     r.p.map_or("(intervals)".into(), |p| format!("{p:.3}")),
+                    r.detectable
+                        .map_or("–".into(), |d| format!("±{:.0}%", (d - 1.0) * 100.0)),
                 ]
             })
             .collect();
@@ -162,7 +170,7 @@ impl Comparison {
                 *w = (*w).max(cell.chars().count());
             }
         }
-        let line = |cells: [&str; 6]| {
+        let line = |cells: [&str; 7]| {
             let mut text = String::new();
             for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
                 let pad = w.saturating_sub(cell.chars().count());
@@ -180,7 +188,7 @@ impl Comparison {
         let count = |m: Mark| self.rows.iter().filter(|r| r.mark == m).count();
         let _ = writeln!(
             out,
-            "\n{} figures: {} better (+), {} worse (-), {} no change the data can show (~: p >= {:.2}, Benjamini-Hochberg-adjusted over the figures, or under the {:.0}% noise threshold). Intervals {:.0}%.",
+            "\n{} figures: {} better (+), {} worse (-), {} no change the data can show (~: p >= {:.2}, Benjamini-Hochberg-adjusted over the figures, or under the {:.0}% noise threshold). Intervals {:.0}%. \"detectable\": the smallest change each figure's samples could have shown (80% power, 95% level, before the correction): a ~ says nothing of changes smaller than that.",
             self.rows.len(),
             count(Mark::Better),
             count(Mark::Worse),
@@ -264,8 +272,12 @@ fn tested(what: String, old: &[f64], new: &[f64], options: Options) -> Option<Ro
         mark,
         higher_is_better: true,
         regression,
+        detectable: crate::stats::smallest_detectable_ratio(new, old, 0.0, 0.0, POWER),
     })
 }
+
+/// The power at which a row's smallest detectable change is computed.
+const POWER: f64 = 0.8;
 
 /// The rows' p-values adjusted together (Benjamini-Hochberg: many cells are compared
 /// at once), and their marks and regressions decided again on the adjusted values.
@@ -380,12 +392,9 @@ fn bench(
                 false => format!("{regime} "),
             };
             let what = format!("{regime}knee {workload} {row}{bound}");
-            let Some(d) = Difference::resolved(
-                &kn,
-                &ko,
-                KneeSweep::grid_variance(&n),
-                KneeSweep::grid_variance(&o),
-            ) else {
+            let (floor_new, floor_old) =
+                (KneeSweep::grid_variance(&n), KneeSweep::grid_variance(&o));
+            let Some(d) = Difference::resolved(&kn, &ko, floor_new, floor_old) else {
                 continue;
             };
             rows.push(Row {
@@ -398,6 +407,9 @@ fn bench(
                 mark: Mark::Same,
                 higher_is_better: true,
                 regression: false,
+                detectable: crate::stats::smallest_detectable_ratio(
+                    &kn, &ko, floor_new, floor_old, POWER,
+                ),
             });
             sizes.push((kn.len(), ko.len()));
         }
@@ -499,6 +511,7 @@ fn load(old: &LoadReport, new: &LoadReport, options: Options) -> Comparison {
                     && options
                         .fail_on_regression
                         .is_some_and(|limit| change > 1.0 + limit),
+                detectable: None,
             });
         }
     }

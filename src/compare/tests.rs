@@ -66,7 +66,7 @@ fn report(
         connections: None,
         knee: None,
         waiting: None,
-        precision: None,
+        race: None,
     }
 }
 
@@ -84,6 +84,13 @@ fn identical_distributions_flag_at_most_five_percent_of_cells() {
     assert_eq!(c.rows.len(), 400);
     let flagged = c.rows.iter().filter(|r| r.mark != Mark::Same).count();
     assert!(flagged <= 20, "{flagged} of 400 flagged");
+    // What a `~` could have missed: three repetitions with 10% noise a side detect
+    // about a 30% change (the spread 0.1 in logs, t on about 4 df); never under 10%.
+    let detectable: Vec<f64> = c.rows.iter().filter_map(|r| r.detectable).collect();
+    assert_eq!(detectable.len(), 400);
+    let typical = crate::stats::median(&detectable);
+    assert!(typical > 1.15 && typical < 1.6, "{typical}");
+    assert!(c.render_text().contains("detectable"));
 }
 
 #[test]

@@ -5,7 +5,9 @@ use std::io::{self, Read as _, Write as _};
 use std::net::TcpStream;
 use std::time::Instant;
 
-use super::{DownstreamConfig, Failure, Outcome, REPLY_CHUNK, ReplyLine};
+use std::os::fd::AsFd as _;
+
+use super::{DownstreamConfig, Echo, Failure, Idle, Outcome, REPLY_CHUNK, idle_state};
 
 /// A connection's downstream, called with blocking sockets: `connect`, `write`, `read`
 /// with `SO_SNDTIMEO`/`SO_RCVTIMEO` set to what is left of the timeout. While one thread
@@ -22,20 +24,28 @@ impl Blocking {
         Blocking { config, conn: None }
     }
 
-    /// Sends `line` (terminator included) and waits for the reply's line, at most the
-    /// timeout; connects first if there is no connection yet.
+    /// Sends `line` (terminator included) and waits for its echo, at most the
+    /// timeout; connects first if there is no connection yet, or if the one it has was
+    /// closed while idle. Stale bytes on the idle connection are a desync.
     pub fn call(&mut self, line: &[u8]) -> Outcome {
         let deadline = Instant::now() + self.config.timeout;
-        let outcome = self
-            .try_call(line, deadline)
-            .map_err(|e| Failure::from_io(&e));
+        let outcome = match self.conn.as_ref().map(|c| idle_state(c.as_fd())) {
+            Some(Idle::Stale) => Err(Failure::Desync),
+            idle => {
+                if idle == Some(Idle::Closed) {
+                    self.conn = None;
+                }
+                self.try_call(line, deadline)
+                    .unwrap_or_else(|e| Err(Failure::from_io(&e)))
+            }
+        };
         if outcome.is_err() {
             self.conn = None;
         }
         outcome
     }
 
-    fn try_call(&mut self, line: &[u8], deadline: Instant) -> io::Result<()> {
+    fn try_call(&mut self, line: &[u8], deadline: Instant) -> io::Result<Outcome> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => {
@@ -52,14 +62,18 @@ impl Blocking {
         };
         conn.set_write_timeout(Some(left()?))?;
         conn.write_all(line)?;
-        let mut reply = ReplyLine::default();
+        let mut reply = Echo::of(line);
         let mut buf = [0u8; REPLY_CHUNK];
         loop {
+            // The deadline bounds the whole reply, however it trickles in.
             conn.set_read_timeout(Some(left()?))?;
             match conn.read(&mut buf) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) if reply.saw(&buf[..n]) => return Ok(()),
-                Ok(_) => {}
+                Ok(n) => match reply.saw(&buf[..n]) {
+                    Ok(true) => return Ok(Ok(())),
+                    Ok(false) => {}
+                    Err(failure) => return Ok(Err(failure)),
+                },
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }

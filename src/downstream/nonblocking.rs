@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use socket2::{Domain, Socket, Type};
 
-use super::{DownstreamConfig, Failure, Outcome, REPLY_CHUNK, ReplyLine};
+use super::{DownstreamConfig, Echo, Failure, Idle, Outcome, REPLY_CHUNK, idle_state};
 
 /// What the downstream's socket waits for now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +39,7 @@ struct Call {
     state: State,
     deadline: Instant,
     sent: usize,
-    reply: ReplyLine,
+    reply: Echo,
 }
 
 /// A connection's downstream as a state machine; see the module docs.
@@ -75,10 +75,21 @@ impl Nonblocking {
     }
 
     /// Starts a call for `line` (terminator included); connects first, without
-    /// waiting, if there is no connection.
+    /// waiting, if there is no connection or the downstream closed it while idle. Stale
+    /// bytes on the idle connection fail the call (`Desync`), reported by the next
+    /// [`progress`](Self::progress).
     pub fn start(&mut self, line: &[u8], now: Instant) {
         self.line.clear();
         self.line.extend_from_slice(line);
+        match self.conn.as_ref().map(|c| idle_state(c.as_fd())) {
+            Some(Idle::Stale) => {
+                self.conn = None;
+                self.failed = Some(Failure::Desync);
+                return;
+            }
+            Some(Idle::Closed) => self.conn = None,
+            Some(Idle::Clean) | None => {}
+        }
         let state = match self.conn {
             Some(_) => State::Sending,
             None => match connect_nonblocking(self.config.addr) {
@@ -97,7 +108,7 @@ impl Nonblocking {
             state,
             deadline: now + self.config.timeout,
             sent: 0,
-            reply: ReplyLine::default(),
+            reply: Echo::of(line),
         });
     }
 
@@ -108,8 +119,8 @@ impl Nonblocking {
             return Some(Err(failure));
         }
         let outcome = match self.step() {
-            Ok(true) => Ok(()),
-            Ok(false) => match self.call.as_ref() {
+            Ok(Some(done)) => done,
+            Ok(None) => match self.call.as_ref() {
                 Some(call) if now >= call.deadline => Err(Failure::TimedOut),
                 _ => return None,
             },
@@ -124,10 +135,13 @@ impl Nonblocking {
         Some(outcome)
     }
 
-    /// Ok(true): the reply is in; Ok(false): would block.
-    fn step(&mut self) -> io::Result<bool> {
+    /// Ok(Some(outcome)): the call is over (the echo is in, or it was not the echo);
+    /// Ok(None): would block. Each read is bounded: a reply fails at its first byte that
+    /// is not the echo's, so an endless line ends the call at once instead of holding the
+    /// loop.
+    fn step(&mut self) -> io::Result<Option<Outcome>> {
         let (Some(call), Some(conn)) = (self.call.as_mut(), self.conn.as_ref()) else {
-            return Ok(false);
+            return Ok(None);
         };
         if call.state == State::Connecting {
             if let Some(e) = conn.take_error()? {
@@ -135,7 +149,7 @@ impl Nonblocking {
             }
             match conn.peer_addr() {
                 Ok(_) => call.state = State::Sending,
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(None),
                 Err(e) => return Err(e),
             }
         }
@@ -148,7 +162,7 @@ impl Nonblocking {
                         call.state = State::Receiving;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -157,9 +171,12 @@ impl Nonblocking {
         loop {
             match { conn }.read(&mut buf) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) if call.reply.saw(&buf[..n]) => return Ok(true),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Ok(n) => match call.reply.saw(&buf[..n]) {
+                    Ok(true) => return Ok(Some(Ok(()))),
+                    Ok(false) => {}
+                    Err(failure) => return Ok(Some(Err(failure))),
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }

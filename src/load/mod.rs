@@ -78,7 +78,17 @@ pub fn run(
     let mut lag = Duration::ZERO;
     if let Some(at) = spec.agent.and_then(|a| a.start_at) {
         match at.duration_since(SystemTime::now()) {
-            Ok(wait) => std::thread::sleep(wait),
+            // In short sleeps: Ctrl-C ends the wait too.
+            Ok(wait) => {
+                let until = Instant::now() + wait;
+                while !interrupt.load(std::sync::atomic::Ordering::Relaxed) {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    std::thread::sleep(left.min(Duration::from_millis(50)));
+                }
+            }
             Err(past) => late = Some(past.duration()),
         }
         // Within the warm-up, the schedule still starts at the agreed instant, so the

@@ -143,10 +143,25 @@ pub enum SpecError {
     #[error("--segment {0}: write agent I of N as I/N, with 1 <= I <= N")]
     BadSegment(String),
     #[error(
+        "--pipeline {0} is more than {MAX_PIPELINE} requests in flight per connection: no server holds that many, and each costs the client memory; pick a smaller one"
+    )]
+    PipelineTooDeep(usize),
+    #[error(
+        "--conns {0} is more than {MAX_CONNECTIONS} connections: more than any descriptor limit allows; pick a smaller one"
+    )]
+    TooManyConnections(usize),
+    #[error(
         "--segment {0} of {1} connections leaves this agent none: use at most as many agents as --conns"
     )]
     SegmentWithoutConnections(String, usize),
 }
+
+/// The most requests in flight per connection `--pipeline` takes: each is a slot in
+/// the connection's queue, sized before the run.
+pub const MAX_PIPELINE: usize = 4096;
+
+/// The most connections one load opens (`--conns`): past any descriptor limit.
+pub const MAX_CONNECTIONS: usize = 1 << 20;
 
 impl LoadSpec {
     /// A closed loop of `connections` on one thread, one request in flight on each,
@@ -181,6 +196,12 @@ impl LoadSpec {
     pub fn validate(&self) -> Result<(), SpecError> {
         if self.connections == 0 || self.pipeline == 0 {
             return Err(SpecError::NoConnections);
+        }
+        if self.pipeline > MAX_PIPELINE {
+            return Err(SpecError::PipelineTooDeep(self.pipeline));
+        }
+        if self.connections > MAX_CONNECTIONS {
+            return Err(SpecError::TooManyConnections(self.connections));
         }
         if self.pipeline > 1 && self.mix.classes.iter().any(|c| !c.terminated()) {
             return Err(SpecError::UnterminatedPipeline);

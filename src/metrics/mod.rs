@@ -45,7 +45,7 @@ pub const CLASSES: [&str; 6] = ["n 0-9", "n 10-19", "n 20-29", "n 30-39", "n 40+
 
 /// Reasons of the `errors` counter, one per [`crate::service::Rejection`]: the reason the wire says,
 /// without its figures.
-pub const REASONS: [&str; 14] = [
+pub const REASONS: [&str; 15] = [
     "not a number",
     "negative",
     "above max-n",
@@ -60,6 +60,7 @@ pub const REASONS: [&str; 14] = [
     "downstream timed out",
     "downstream unavailable",
     "downstream failed",
+    "downstream desync",
 ];
 
 /// Why a connection was turned away at once.

@@ -230,6 +230,7 @@ fn metrics_classes_and_reasons_name_every_request_and_rejection() {
         Rejection::Downstream(crate::downstream::Failure::TimedOut),
         Rejection::Downstream(crate::downstream::Failure::Unavailable),
         Rejection::Downstream(crate::downstream::Failure::Failed),
+        Rejection::Downstream(crate::downstream::Failure::Desync),
     ] {
         let reason = REASONS[rejection.metrics_reason()];
         assert!(

@@ -282,6 +282,19 @@ fn the_smallest_separable_ratio_matches_scipy() {
     assert_eq!(smallest_separable_ratio(0.12, 1, 13, 0.8), None);
 }
 
+/// Welch's minimum detectable ratio against scipy 1.17.1: with a = log([100, 110, 95,
+/// 105]), b = log([90, 97, 88]), se2 = var(a, ddof=1)/4 + var(b, ddof=1)/3 and Welch's
+/// df, `exp((t.ppf(0.975, df) + t.ppf(0.8, df)) * sqrt(se2))` = 1.16329.
+#[test]
+fn the_smallest_detectable_ratio_matches_scipy() {
+    let (a, b) = ([100.0, 110.0, 95.0, 105.0], [90.0, 97.0, 88.0]);
+    let r = smallest_detectable_ratio(&a, &b, 0.0, 0.0, 0.8).unwrap();
+    assert!((r - 1.16329).abs() < 0.0005, "{r}");
+    // A resolution besides the spread widens it; one sample a side gives none.
+    assert!(smallest_detectable_ratio(&a, &b, 0.01, 0.01, 0.8).unwrap() > r);
+    assert_eq!(smallest_detectable_ratio(&a, &[90.0], 0.0, 0.0, 0.8), None);
+}
+
 #[test]
 fn quantile_ranks_match_scipy_quantile_test() {
     // scipy.stats.quantile_test(arange(1, n + 1), q=..., p=q).confidence_interval(0.95):

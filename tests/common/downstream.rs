@@ -21,15 +21,19 @@ pub struct Backend {
 
 impl Backend {
     pub fn start(delay: Duration, jitter: Duration) -> Backend {
+        Backend::start_with(BackendConfig {
+            delay,
+            jitter,
+            seed: 3,
+            idle_timeout: None,
+        })
+    }
+
+    pub fn start_with(config: BackendConfig) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let stats = Arc::new(BackendStats::default());
         let shutdown = Shutdown::new().unwrap();
-        let config = BackendConfig {
-            delay,
-            jitter,
-            seed: 3,
-        };
         let (s, st) = (shutdown.clone(), stats.clone());
         let thread = std::thread::spawn(move || serve(listener, config, s, st));
         Backend {
@@ -64,6 +68,14 @@ pub enum Fault {
     Close,
     /// Resets the connection (RST: linger 0, then close).
     Reset,
+    /// Streams `x` without a newline, fast, until the server goes.
+    Endless,
+    /// Echoes each line, and 50 ms later echoes it again (a stale line).
+    Twice,
+    /// Sends a line of its own on accept, then echoes.
+    Greets,
+    /// Echoes the first line, then closes (the keep-alive race).
+    EchoThenClose,
 }
 
 /// A downstream that accepts, reads one line, then misbehaves; a thread per connection.
@@ -107,21 +119,70 @@ impl Faulty {
     }
 }
 
+/// The next line from `stream` (newline included), `None` once it closes or the test
+/// is over.
+fn next_line(stream: &mut TcpStream, stop: &AtomicBool) -> Option<Vec<u8>> {
+    let mut byte = [0u8; 1];
+    let mut line = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        match stream.read(&mut byte) {
+            Ok(0) => return None,
+            Ok(_) => {
+                line.push(byte[0]);
+                if byte[0] == b'\n' {
+                    return Some(line);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    None
+}
+
 fn misbehave(mut stream: TcpStream, fault: Fault, stop: &AtomicBool) {
+    use std::io::Write as _;
     stream.set_nonblocking(false).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
-    let mut byte = [0u8; 1];
-    // Up to the first newline, or until the test is over.
-    while !stop.load(Ordering::SeqCst) {
-        match stream.read(&mut byte) {
-            Ok(0) => return,
-            Ok(_) if byte[0] == b'\n' => break,
-            Ok(_) | Err(_) => {}
-        }
+    if fault == Fault::Greets {
+        let _ = stream.write_all(b"hello\n");
     }
+    // Up to the first newline, or until the test is over.
+    let Some(first) = next_line(&mut stream, stop) else {
+        return;
+    };
+    let mut byte = [0u8; 1];
     match fault {
+        Fault::Endless => {
+            let chunk = [b'x'; 16 * 1024];
+            while !stop.load(Ordering::SeqCst) && stream.write_all(&chunk).is_ok() {}
+        }
+        Fault::Twice => {
+            let mut line = Some(first);
+            while let Some(l) = line {
+                if stream.write_all(&l).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+                if stream.write_all(&l).is_err() {
+                    return;
+                }
+                line = next_line(&mut stream, stop);
+            }
+        }
+        Fault::Greets => {
+            let mut line = Some(first);
+            while let Some(l) = line {
+                if stream.write_all(&l).is_err() {
+                    return;
+                }
+                line = next_line(&mut stream, stop);
+            }
+        }
+        Fault::EchoThenClose => {
+            let _ = stream.write_all(&first);
+        }
         Fault::Silent => {
             while !stop.load(Ordering::SeqCst) {
                 if let Ok(0) = stream.read(&mut byte) {

@@ -32,8 +32,14 @@ use super::scenario::Scenario;
 pub trait Experiment: Sync {
     /// How progress lines and the docs name it.
     fn name(&self) -> &'static str;
-    /// How many progress steps [`measure`](Self::measure) will report for these rows.
+    /// How many progress steps [`measure`](Self::measure) will report for these rows,
+    /// in a regime it runs in.
     fn steps(&self, scenario: &Scenario, rows: &[Row]) -> usize;
+    /// Whether it measures in `regime`, one of the run's `regimes` (by name); every
+    /// regime unless its section limits it ([`super::scenario::runs_in`]).
+    fn runs_in(&self, _scenario: &Scenario, _regime: &str, _regimes: &[String]) -> bool {
+        true
+    }
     /// Measures, and keeps the records in `report`. Stops early, keeping what it has,
     /// once the run is interrupted.
     ///

@@ -113,8 +113,8 @@ fn summary(r: &BenchReport) -> Vec<String> {
             let kind = if c.machine.virtual_machine { "a virtual machine" } else { "a machine" };
             match (c.wake_up, c.rtt_same_cpu, c.rtt_two_cpus) {
                 (Some(wake), Some(one), Some(two)) => format!(
-                    "This machine: {kind} with {} CPUs; a blocking round trip costs {:.0} µs across two CPUs against {:.0} µs on one (waking a thread on another CPU: {:.0} µs){}, so a one-client figure measures the wake-up and the kernel's placement as much as the model.{predicted}",
-                    c.machine.cpus,
+                    "This machine: {kind} with {}; a blocking round trip costs {:.0} µs across two CPUs against {:.0} µs on one (waking a thread on another CPU: {:.0} µs){}, so a one-client figure measures the wake-up and the kernel's placement as much as the model.{predicted}",
+                    c.machine.cpus_in_words(),
                     two.median_us,
                     one.median_us,
                     wake.median_us,
@@ -123,7 +123,7 @@ fn summary(r: &BenchReport) -> Vec<String> {
                         u.median_us
                     ))
                 ),
-                _ => format!("This machine: {kind} with {} CPU: no cross-CPU wake-up to measure.{predicted}", c.machine.cpus),
+                _ => format!("This machine: {kind} with {}: no cross-CPU wake-up to measure.{predicted}", c.machine.cpus_in_words()),
             }
         }
         None => format!("This machine: {} ({} CPUs), not calibrated in this run.", m.cpu, m.cpus),
@@ -173,6 +173,7 @@ fn summary(r: &BenchReport) -> Vec<String> {
             fastest.join("; ")
         ));
         lines.extend(fastest::resolution(r, widest));
+        lines.extend(fastest::levels(r));
     }
     let sources = |verdict: Verdict| -> Vec<String> {
         r.findings
@@ -320,43 +321,25 @@ fn header_lines(r: &BenchReport) -> [String; 2] {
     ]
 }
 
-/// What `--precision` asked and reached, for the head of the report; empty without it.
+/// What the race after the interleaved rounds did, for the head of the report; empty
+/// without one.
 fn precision_line(r: &BenchReport) -> String {
-    let Some(p) = &r.precision else {
+    let Some(race) = &r.race else {
         return String::new();
     };
-    let widest = r
-        .cells
-        .iter()
-        .filter(|c| c.throughput.precision().is_finite())
-        .max_by(|a, b| {
-            a.throughput
-                .precision()
-                .total_cmp(&b.throughput.precision())
-        });
-    let more = match p.extra_repetitions {
-        1 => "repetition",
-        _ => "repetitions",
+    let open = match race.open.len() {
+        0 => "none".to_string(),
+        _ => race.open.join("; "),
     };
     format!(
-        " Precision asked: every interval within ±{:.0}% of its estimate; {} of {} cells reached it after {} more {more} of the row with the widest interval at the time ({:.0} s of the {:.0} s the time budget left){}.",
-        p.asked * 100.0,
-        p.cells_within,
-        p.cells,
-        p.extra_repetitions,
-        p.spent_s,
-        p.budget_s,
-        widest.map_or(String::new(), |c| format!(
-            "; the widest: `{}` n={} with {}{}, ±{:.0}%",
-            c.variant,
-            c.n,
-            plural(c.clients, "client"),
-            match c.regime.is_empty() {
-                true => String::new(),
-                false => format!(" in `{}`", c.regime),
-            },
-            c.throughput.precision() * 100.0
-        ))
+        " Then a race for the questions the report answers ({} in all: the fastest-model rankings and the verdicts that read these cells, per regime): {} of them were open after the interleaved rounds; {} more measurements of only the cells that decide them (the leader and the models not yet separated from it by more than the {:.0}% indifference zone, the cells of a verdict whose interval straddles its threshold) took {:.0} s of the {:.0} s the time budget left, up to {} samples a cell; still open: {open}.",
+        race.asked,
+        race.open_before,
+        race.measurements,
+        race.indifference * 100.0,
+        race.spent_s,
+        race.budget_s,
+        race.most_samples,
     )
 }
 
@@ -377,7 +360,7 @@ fn repetitions(r: &BenchReport) -> String {
     let most = counts.iter().map(|c| c.4).max().unwrap_or(r.repetitions);
     match (fewest, most) {
         (a, b) if a >= r.repetitions && b > r.repetitions => format!(
-            "{a} to {b} repetitions ({} interleaved across models, then more of the widest rows for the precision asked)",
+            "{a} to {b} repetitions ({} interleaved across models, then more of the cells the race needed)",
             r.repetitions
         ),
         (a, b) if a == r.repetitions && b == r.repetitions => {

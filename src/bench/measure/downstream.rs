@@ -46,6 +46,7 @@ impl Run<'_> {
             delay,
             jitter,
             seed: 1,
+            idle_timeout: None,
         };
         let cpu = self.client_cpus().and_then(|cpus| cpus.first().copied());
         let (s, st) = (shutdown.clone(), stats.clone());

@@ -120,6 +120,8 @@ pub struct Run<'a> {
     pub rows: &'a [Row],
     /// The regime being measured: where server and client run, and how the client waits.
     pub regime: RegimePlan,
+    /// Every regime of the run, by name, in order.
+    pub regimes: Vec<String>,
     exe: &'a Path,
     interrupt: Arc<AtomicBool>,
     progress: &'a mut dyn FnMut(Step<'_>),
@@ -146,6 +148,7 @@ impl<'a> Run<'a> {
                 client_cpus: Vec::new(),
                 spin: false,
             },
+            regimes: Vec::new(),
             exe,
             interrupt,
             progress,

@@ -31,6 +31,7 @@ pub(crate) fn calibration() -> Calibration {
             kernel: String::new(),
             descriptor_limit: 1024,
             allowed_cpus: "0-1".into(),
+            online_cpus: 2,
         },
         rtt_same_cpu: m(11.0),
         rtt_two_cpus: m(68.0),

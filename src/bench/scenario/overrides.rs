@@ -33,11 +33,13 @@ pub struct Overrides {
     /// Repetitions of every cell.
     #[arg(long)]
     pub repetitions: Option<usize>,
-    /// Repeat the widest cells until every 95% interval is within this share of its
-    /// estimate (e.g. 5%), or the time budget runs out.
+    /// After the interleaved rounds, race: measure again only the cells that decide an
+    /// open question (a ranking's contenders, an undecided verdict's cells), leaving
+    /// alone a model within this share of the leader (e.g. 5%: as good as the best).
     #[arg(long, value_parser = crate::units::parse_percent)]
     pub precision: Option<f64>,
-    /// The whole run's wall-time budget, e.g. 5m: --precision's repetitions stop there.
+    /// The whole command's wall-time budget, e.g. 5m, counted from its start: the race
+    /// after the interleaved rounds stops there.
     #[arg(long, value_parser = parse_duration)]
     pub time_budget: Option<Duration>,
     /// Open loop at this many requests per second per cell, instead of closed loops.

@@ -111,6 +111,17 @@ fn rejects_what_cannot_run() {
     );
     let open = Scenario::parse(&format!("{base}models=['epoll']\nrate=2000.0")).unwrap();
     assert_eq!(open.rate, Some(2000.0));
+    let probe = |regime: &str| {
+        Scenario::parse(&format!(
+            "{base}models=['epoll']\n[waiting]\nmodels=['threads']\ndelays=['1ms']\nclients=[1]\nn=1\nduration='1s'\nwarmup='0s'\nregimes=['{regime}']"
+        ))
+    };
+    assert!(probe("shared").is_ok());
+    let error = probe("nope").unwrap_err().to_string();
+    assert!(
+        error.contains("[waiting] regimes") && error.contains("nope"),
+        "{error}"
+    );
     let v = Scenario::parse(&format!("{base}models=['epoll+offload']")).unwrap();
     assert_eq!(
         v.models[0],

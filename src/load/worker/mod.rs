@@ -100,6 +100,9 @@ pub struct Worker {
     clock: WallToMonotonic,
     /// The control-message buffer of a stamped read, reused.
     cmsg: Vec<u8>,
+    /// Connections whose socket still held bytes when their read turn ended
+    /// ([`reply::MOST_READS_PER_TURN`]): read again on the next turn, before any wait.
+    reread: Vec<usize>,
     /// The system calls made so far on the steady path (the window's share is in
     /// `stats.window`).
     calls: Calls,
@@ -175,6 +178,7 @@ impl Worker {
             sweep_at: Instant::now(),
             clock: WallToMonotonic::now(),
             cmsg: reply::stamp_space(),
+            reread: Vec::new(),
             tick: spec.tick,
             calls: Calls::default(),
         }
@@ -282,6 +286,14 @@ impl Worker {
                         self.maintain(i, now, sending, &poll)?;
                     }
                 }
+            }
+            if !self.reread.is_empty() {
+                // A peer that sends faster than one turn reads: its next share now, and
+                // round again (so the clock and the interrupt are looked at between).
+                for i in std::mem::take(&mut self.reread) {
+                    self.read_replies(i, &mut scratch);
+                }
+                continue;
             }
             if self.spec.spin {
                 // Busy-poll: try every socket instead of sleeping in epoll.

@@ -13,10 +13,20 @@ use super::Worker;
 use crate::load::mix::Reply;
 use crate::load::stats::{Latency, Outcome};
 
+/// The longest reply line the load generator takes (64 KiB, far past any valid reply
+/// of fiblab or of a peer it is pointed at): a longer one is a wrong reply, and its
+/// connection is dropped, so an endless line cannot grow memory or hold a thread.
+pub const MAX_REPLY_LINE: usize = 64 * 1024;
+
+/// Full reads of one connection per turn of the event loop: past it, the connection is
+/// read again next turn (the clock, the interrupt and the other connections first), so
+/// a peer that floods cannot keep a thread from `--duration` or Ctrl-C.
+pub(super) const MOST_READS_PER_TURN: usize = 16;
+
 impl Worker {
     pub(super) fn read_replies(&mut self, i: usize, scratch: &mut [u8]) {
         let ticked = self.ticked();
-        loop {
+        for _ in 0..MOST_READS_PER_TURN {
             let Some(stream) = self.conns[i].stream.as_mut() else {
                 return;
             };
@@ -31,6 +41,9 @@ impl Worker {
                     self.conns[i].read_buf.extend_from_slice(&scratch[..n]);
                     let arrived = stamp.map_or_else(Instant::now, |s| self.clock.instant(s));
                     self.take_lines(i, arrived);
+                    if self.conns[i].read_buf.len() > MAX_REPLY_LINE {
+                        return self.reply_too_long(i, arrived);
+                    }
                     // A short read emptied the socket's queue: what arrives later is a
                     // new edge, so the read that would only say EAGAIN is saved (one
                     // system call per reply).
@@ -43,6 +56,25 @@ impl Worker {
                 Err(_) => return self.connection_failed(i),
             }
         }
+        // The turn's reads are spent and the socket may hold more: next turn.
+        if !self.reread.contains(&i) {
+            self.reread.push(i);
+        }
+    }
+
+    /// A reply line past [`MAX_REPLY_LINE`]: a wrong reply to the oldest request in
+    /// flight, and the connection dropped (the rest of it in flight is lost).
+    fn reply_too_long(&mut self, i: usize, now: Instant) {
+        self.conns[i].read_buf.clear();
+        if let Some(request) = self.conns[i].in_flight.pop_front()
+            && request.measured
+        {
+            let second = now.saturating_duration_since(self.measure_start).as_secs() as usize;
+            self.stats
+                .record(request.class, second, Outcome::Wrong, now);
+            self.shared.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.connection_failed(i);
     }
 
     /// Matches every complete reply line with the oldest request in flight.

@@ -348,6 +348,12 @@ impl AsyncNet for Net {
     }
 }
 
+impl std::os::fd::AsFd for Downstream {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.io.as_fd()
+    }
+}
+
 impl AsyncDownstream for Downstream {
     async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.0.io(Direction::Read, |mut s| s.read(buf)).await

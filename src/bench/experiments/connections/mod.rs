@@ -105,10 +105,20 @@ impl Experiment for Connections {
             .map_or(0, |c| subjects(c).len() * c.idle.len())
     }
 
+    fn runs_in(&self, scenario: &Scenario, regime: &str, regimes: &[String]) -> bool {
+        scenario
+            .connections
+            .as_ref()
+            .is_some_and(|x| crate::bench::scenario::runs_in(&x.regimes, regimes, regime))
+    }
+
     fn measure(&self, run: &mut Run<'_>, report: &mut BenchReport) -> io::Result<()> {
         let Some(c) = &run.scenario.connections else {
             return Ok(());
         };
+        if !self.runs_in(run.scenario, &run.regime.name, &run.regimes) {
+            return Ok(());
+        }
         crate::server::raise_descriptor_limit();
         let records = report.connections.get_or_insert_with(|| ConnectionRecords {
             n: c.n,

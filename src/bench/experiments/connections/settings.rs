@@ -28,4 +28,8 @@ pub struct Connections {
     /// Extra `threads` rows with these `--stack-size`s (`"128KiB"`), beside the default.
     #[serde(default, deserialize_with = "crate::server::deserialize_stack_sizes")]
     pub thread_stacks: Vec<usize>,
+    /// The regimes it runs in, by name (`["shared"]`); none: every regime of the run.
+    /// A probe in a short scenario runs once, where its questions are asked.
+    #[serde(default)]
+    pub regimes: Vec<String>,
 }

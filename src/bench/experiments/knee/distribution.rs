@@ -104,11 +104,14 @@ pub(super) fn ranked<'a>(
             false => knees,
         }
     };
+    // One sweep a row cannot rank: listed by their knees, unranked, not all in tier 1.
+    let one_each = rows.iter().all(|row| knees(k, row, &w.label).len() < 2);
     let mut ranked: Vec<(Option<usize>, &KneeSweep)> =
         crate::stats::tiers_resolved(rows, knees_of, |row| resolution(k, row, &w.label))
             .into_iter()
             .filter_map(|r| {
                 let tier = match (r.tier, bounded(k, &r.item, &w.label)) {
+                    _ if one_each => None,
                     (Some(_), true) => Some(1),
                     (tier, _) => tier,
                 };
@@ -132,7 +135,7 @@ pub(super) fn sweeps_intro(k: &KneeRecords) -> String {
         .max()
         .unwrap_or(0);
     match most {
-        0 | 1 => "One sweep per model: its knee has no interval (`sweeps = 3` or more in `[knee]` gives one).".into(),
+        0 | 1 => "One sweep per model: its knee has no interval, and one sweep cannot rank the models (`sweeps = 3` or more in `[knee]` gives both).".into(),
         n => format!(
             "{n} sweeps per model, interleaved across models, each against a server process of its own: the knee is their median with its order-statistic interval, or their range where {n} sweeps allow no 95% interval (three give a 75% range); the step figures are those of the median sweep."
         ),

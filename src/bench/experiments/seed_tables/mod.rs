@@ -16,6 +16,7 @@
 //! per (n, clients), all repetitions merged. Its findings: seed 000's 总结 1-4 and 6.
 
 mod findings;
+pub mod race;
 mod render;
 
 use render::*;
@@ -42,19 +43,24 @@ use crate::load::{Hooks, LoadSpec};
 use crate::server::Variant;
 
 /// One repetition of `row`'s cells in the run's regime: a fresh server process, every
-/// workload and client count, the samples added to `report`. False when the run was
-/// interrupted before the repetition ended (its samples so far are kept).
+/// workload and client count (`only` those (n, clients) where given: the race's), the
+/// samples added to `report`. False when the run was interrupted before the repetition
+/// ended (its samples so far are kept).
 fn repetition_of(
     run: &mut Run<'_>,
     report: &mut BenchReport,
     row: &Row,
     repetition: usize,
+    only: Option<&[(u32, usize)]>,
 ) -> io::Result<bool> {
     let scenario = run.scenario;
     let label = row.label();
     let served = run.serve(row)?;
     for &n in &scenario.workloads {
         for &clients in &scenario.clients {
+            if only.is_some_and(|cells| !cells.contains(&(n, clients))) {
+                continue;
+            }
             if run.interrupted() {
                 served.stop();
                 return Ok(false);
@@ -64,7 +70,7 @@ fn repetition_of(
                 repetition + 1,
                 match repetition < scenario.repetitions {
                     true => format!("/{}", scenario.repetitions),
-                    false => " (more precision)".to_string(),
+                    false => " (racing)".to_string(),
                 },
             ));
             let class = match served.ping {
@@ -121,81 +127,9 @@ fn repetition_of(
     Ok(true)
 }
 
-/// No row is repeated more often than this, whatever its precision: a cell that
+/// No cell is measured more often than this, whatever the race still asks: a cell that
 /// sometimes serves nothing never narrows.
-pub const MOST_REPETITIONS: usize = 20;
-
-/// `--precision`: after every regime ran, more repetitions of the rows whose widest cell
-/// interval is widest, one row at a time, until every cell's interval is within
-/// `precision` of its estimate (0.05: ±5%), a row has [`MOST_REPETITIONS`], or the next
-/// repetition would end past `deadline`. What it reached is kept in `report.precision`.
-pub fn top_up(
-    run: &mut Run<'_>,
-    report: &mut BenchReport,
-    plans: &[crate::bench::scenario::RegimePlan],
-    precision: f64,
-    deadline: std::time::Instant,
-) -> io::Result<()> {
-    let scenario = run.scenario;
-    let started = std::time::Instant::now();
-    let per_row = (scenario.duration + scenario.warmup + std::time::Duration::from_millis(40))
-        * (scenario.workloads.len() * scenario.clients.len()) as u32
-        + std::time::Duration::from_millis(200);
-    let mut extra = 0;
-    let regime_of = |name: &str| plans.iter().find(|p| p.name == name).cloned();
-    while !run.interrupted() && std::time::Instant::now() + per_row <= deadline {
-        // The (regime, row) whose widest cell is widest, among rows not yet at the cap.
-        let widest = report
-            .cells
-            .iter()
-            .filter(|c| report.samples_of(c).count() < MOST_REPETITIONS)
-            .map(|c| (c.throughput.precision(), c))
-            .filter(|(p, _)| *p > precision)
-            .max_by(|a, b| a.0.total_cmp(&b.0))
-            .map(|(_, c)| (c.regime.clone(), c.variant.clone()));
-        let Some((regime, variant)) = widest else {
-            break;
-        };
-        let (Some(plan), Some(row)) = (
-            regime_of(&regime).or_else(|| plans.first().cloned()),
-            run.rows.iter().find(|r| r.label() == variant),
-        ) else {
-            break;
-        };
-        let repetition = report
-            .samples
-            .iter()
-            .filter(|s| s.regime == regime && s.variant == variant)
-            .map(|s| s.repetition + 1)
-            .max()
-            .unwrap_or(0);
-        run.regime = plan;
-        run.add_steps(scenario.workloads.len() * scenario.clients.len());
-        let done = repetition_of(run, report, row, repetition)?;
-        report.cells = aggregate(&report.samples);
-        extra += 1;
-        if !done {
-            break;
-        }
-    }
-    let within = report
-        .cells
-        .iter()
-        .filter(|c| c.throughput.precision() <= precision)
-        .count();
-    report.precision = Some(crate::bench::results::PrecisionRecord {
-        asked: precision,
-        budget_s: deadline
-            .saturating_duration_since(started)
-            .as_secs_f64()
-            .max(0.0),
-        extra_repetitions: extra,
-        spent_s: started.elapsed().as_secs_f64(),
-        cells_within: within,
-        cells: report.cells.len(),
-    });
-    Ok(())
-}
+pub const MOST_REPETITIONS: usize = 30;
 
 /// True when `variant` serves clients concurrently from a pool: a starved client of
 /// such a model waited in its queue, it was not refused by design.
@@ -220,7 +154,7 @@ impl Experiment for SeedTables {
         let (scenario, rows) = (run.scenario, run.rows);
         for repetition in 0..scenario.repetitions {
             for row in rows {
-                let done = repetition_of(run, report, row, repetition)?;
+                let done = repetition_of(run, report, row, repetition, None)?;
                 report.cells = aggregate(&report.samples);
                 if !done {
                     return Ok(());

@@ -76,10 +76,20 @@ impl Experiment for Waiting {
             .map_or(0, |w| subjects(w).len() * w.delays.len() * w.clients.len())
     }
 
+    fn runs_in(&self, scenario: &Scenario, regime: &str, regimes: &[String]) -> bool {
+        scenario
+            .waiting
+            .as_ref()
+            .is_some_and(|x| crate::bench::scenario::runs_in(&x.regimes, regimes, regime))
+    }
+
     fn measure(&self, run: &mut Run<'_>, report: &mut BenchReport) -> io::Result<()> {
         let Some(w) = run.scenario.waiting.clone() else {
             return Ok(());
         };
+        if !self.runs_in(run.scenario, &run.regime.name, &run.regimes) {
+            return Ok(());
+        }
         crate::server::raise_descriptor_limit();
         let records = report.waiting.get_or_insert_with(|| WaitingRecords {
             n: w.n,

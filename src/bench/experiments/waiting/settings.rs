@@ -36,4 +36,8 @@ pub struct Waiting {
     /// Models measured again with `--gil` (CPython's lock, released while waiting).
     #[serde(default)]
     pub gil: Vec<String>,
+    /// The regimes it runs in, by name (`["shared"]`); none: every regime of the run.
+    /// A probe in a short scenario runs once, where its questions are asked.
+    #[serde(default)]
+    pub regimes: Vec<String>,
 }
