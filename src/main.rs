@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve fib(n) (or upper) on TCP with one concurrency model.
-    Serve(cli::serve::ServeArgs),
+    Serve(Box<cli::serve::ServeArgs>),
     /// A downstream to wait on (PROTOCOL.md, "Waiting on a downstream"): answers each
     /// line with itself after --delay (plus --jitter), in order per connection.
     Backend(cli::backend::BackendArgs),
@@ -95,7 +95,7 @@ fn main() {
 fn run(command: Command) -> anyhow::Result<()> {
     use anyhow::Context as _;
     match command {
-        Command::Serve(args) => cli::serve::run(args),
+        Command::Serve(args) => cli::serve::run(*args),
         Command::Backend(args) => cli::backend::run(args),
         Command::Lab(args) => cli::lab::run(args),
         Command::Models { markdown } => cli::print(&match markdown {

@@ -390,10 +390,16 @@ impl fmt::Display for Variant {
 }
 
 /// The line `fiblab serve` prints on standard output once it listens: the first line a
-/// parent reads, with [`parse_listening_line`].
-pub fn listening_line(variant: &Variant, config: &Config, local: SocketAddr) -> String {
+/// parent reads, with [`parse_listening_line`]. `pooled`: the model (or its
+/// `--offload` pool) runs `--workers`, which the line then names.
+pub fn listening_line(
+    variant: &Variant,
+    config: &Config,
+    local: SocketAddr,
+    pooled: bool,
+) -> String {
     format!(
-        "fiblab serve: model={}{}{} service={} max-n={} workers={} listening on {local}",
+        "fiblab serve: model={}{}{} service={} max-n={}{} listening on {local}",
         variant.model,
         if variant.offload { " (offload)" } else { "" },
         config
@@ -401,7 +407,10 @@ pub fn listening_line(variant: &Variant, config: &Config, local: SocketAddr) -> 
             .map_or(String::new(), |mode| format!(" (gil {mode})")),
         config.service.kind,
         config.service.max_n,
-        config.workers
+        match pooled {
+            true => format!(" workers={}", config.workers),
+            false => String::new(),
+        }
     )
 }
 
@@ -533,14 +542,23 @@ mod tests {
         let variant = Variant::split("epoll+offload");
         let config = Config::default();
         assert_eq!(
-            parse_listening_line(&listening_line(&variant, &config, addr)),
+            parse_listening_line(&listening_line(&variant, &config, addr, true)),
             Some(addr)
         );
         assert_eq!(
-            parse_listening_line(&listening_line(&Variant::plain("threads"), &config, v6)),
+            parse_listening_line(&listening_line(
+                &Variant::plain("threads"),
+                &config,
+                v6,
+                false
+            )),
             Some(v6)
         );
         assert_eq!(parse_listening_line("listening on 1.2.3.4:5"), None);
+        // Workers only where the model has a pool (issue 47: `threads` said workers=2).
+        let line = |pooled| listening_line(&Variant::plain("threads"), &config, addr, pooled);
+        assert!(!line(false).contains("workers="), "{}", line(false));
+        assert!(line(true).contains("workers="));
     }
 
     #[test]

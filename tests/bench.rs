@@ -349,6 +349,7 @@ fn knee_fixture() -> fiblab::bench::results::KneeRecords {
             "at {} req/s offered: p99 above the SLO (p99 4,000 µs)",
             knee * 2.0
         ),
+        set_aside: false,
     };
     KneeRecords {
         tick_us: 0.0,

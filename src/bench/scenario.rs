@@ -191,6 +191,24 @@ impl Regime {
         vec![Regime::Shared]
     }
 
+    /// What deployment its figures stand for, and which question to read them for.
+    pub fn stands_for(self) -> &'static str {
+        match self {
+            Regime::Shared => {
+                "a client on the server's own machine (a sidecar, a local proxy, the seeds' own runs): read it for what a caller next to the server sees, wake-ups included"
+            }
+            Regime::PinnedSpinning => {
+                "a server whose clients are elsewhere (behind a load balancer, on other machines), so none wakes on its CPUs: read it for the server's own cost per request"
+            }
+            Regime::PinnedSleeping => {
+                "client and server on CPUs of their own, the client sleeping between replies: read it for latency under an offered load without a shared CPU"
+            }
+            Regime::Halves => {
+                "both sides given half the machine to grow into: read it for how far a model scales with CPUs"
+            }
+        }
+    }
+
     /// Its name in scenarios, reports and file names.
     pub fn name(self) -> &'static str {
         match self {

@@ -3,6 +3,10 @@
 
 use super::{Calibration, Measure};
 
+/// A spread past this (largest - smallest over the median) marks a figure the runs
+/// disagree on too much to be used alone.
+pub const UNSTABLE_SPREAD: f64 = 0.5;
+
 impl Calibration {
     /// Every primitive as (what, measure, how it was measured), in table order.
     pub fn rows(&self) -> Vec<(String, Option<Measure>)> {
@@ -92,16 +96,39 @@ impl Calibration {
             "{:<46} {:>12} {:>8}\n",
             "primitive", "median µs", "spread"
         ));
+        let mut unstable = Vec::new();
         for (what, measure) in self.rows() {
             match measure {
-                Some(m) => out.push_str(&format!(
-                    "{what:<46} {:>12} {:>7.0}%\n",
-                    format_us(m.median_us),
-                    m.spread * 100.0
-                )),
+                Some(m) => {
+                    // Past half the median, the runs disagree too much for the figure
+                    // to predict anything on its own.
+                    let mark = match m.spread > UNSTABLE_SPREAD {
+                        true => {
+                            unstable.push(what.trim().to_string());
+                            " !"
+                        }
+                        false => "",
+                    };
+                    out.push_str(&format!(
+                        "{what:<46} {:>12} {:>7.0}%{mark}\n",
+                        format_us(m.median_us),
+                        m.spread * 100.0
+                    ));
+                }
                 None => out.push_str(&format!("{what:<46} {:>12}\n", "n/a")),
             }
         }
+        out.push_str(&format!(
+            "spread: (largest - smallest) / median of the runs, in % of the median.{}\n",
+            match unstable.is_empty() {
+                true => String::new(),
+                false => format!(
+                    " ! over {:.0}%: the runs disagree too much for the figure to be used alone ({}); the machine moved while it was measured: run `fiblab calibrate` again, or read it inside a bench, which measures the round trips again between regimes",
+                    UNSTABLE_SPREAD * 100.0,
+                    unstable.join(", ")
+                ),
+            }
+        ));
         out
     }
 
@@ -173,5 +200,28 @@ mod tests {
         assert_eq!(format_us(0.0123), "0.012");
         assert_eq!(format_us(95.4), "95");
         assert_eq!(format_us(1234.0), "1,234");
+    }
+
+    /// Issue 47: the spread column names what it is a share of, and a figure the runs
+    /// disagree on is marked.
+    #[test]
+    fn the_spread_is_named_and_an_unstable_figure_marked() {
+        let c = Calibration {
+            rtt_same_cpu: Measure::of(vec![10.0, 10.5, 11.0]),
+            rtt_unpinned: Measure::of(vec![20.0, 48.0, 90.0]),
+            ..Calibration::default()
+        };
+        let text = c.render_text();
+        assert!(
+            text.contains("spread: (largest - smallest) / median"),
+            "{text}"
+        );
+        assert!(text.contains(" !"), "{text}");
+        assert!(text.contains("unpinned"), "{text}");
+        let calm = Calibration {
+            rtt_same_cpu: Measure::of(vec![10.0, 10.5, 11.0]),
+            ..Calibration::default()
+        };
+        assert!(!calm.render_text().contains("disagree"));
     }
 }

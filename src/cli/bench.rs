@@ -155,12 +155,19 @@ fn measure(args: &BenchArgs) -> Result<(BenchReport, bool)> {
         )?;
     }
     let interrupt = fiblab::shutdown::interrupt_flag()?;
+    let estimate = scenario.estimate(args.targets.len()).as_secs_f64();
     eprintln!(
-        "fiblab bench {}: {} cells x {} repetitions, about {:.0} s",
+        "fiblab bench {}: {} cells x {} repetitions, about {estimate:.0} s{}",
         scenario.name,
         scenario.cells(args.targets.len()),
         scenario.repetitions,
-        scenario.estimate(args.targets.len()).as_secs_f64()
+        match scenario.time_budget {
+            Some(budget) => format!(
+                ", then a race for the open questions: the whole command within {:.0} s",
+                budget.as_secs_f64().max(estimate)
+            ),
+            None => String::new(),
+        }
     );
     let bar = indicatif::ProgressBar::new(0);
     let terminal = io::stderr().is_terminal();

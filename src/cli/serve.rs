@@ -21,6 +21,10 @@ pub struct ServeArgs {
     /// Port to listen on; 0 picks a free one (printed at start).
     #[arg(short, long, default_value_t = 25000)]
     port: u16,
+    /// Address and port together (HOST:PORT, as `load`, `perf1`, `perf2`, `backend`
+    /// and `lab` take them), instead of --bind and --port.
+    #[arg(long, value_name = "HOST:PORT", value_parser = fiblab::units::parse_addr, conflicts_with_all = ["bind", "port"])]
+    addr: Option<SocketAddr>,
     /// Serve on the listening socket passed as standard input (how prefork starts its
     /// processes) instead of binding one.
     #[arg(long, hide = true)]
@@ -43,7 +47,10 @@ pub struct ServeArgs {
     config: ConfigArgs,
 }
 
-pub fn run(args: ServeArgs) -> Result<()> {
+pub fn run(mut args: ServeArgs) -> Result<()> {
+    if let Some(addr) = args.addr {
+        (args.bind, args.port) = (addr.ip(), addr.port());
+    }
     let defaults = models::find(&args.model).map_or(1, |m| m.workers.default_here());
     let config = args.config.into_config(args.port == 0, defaults)?;
     let variant = Variant {
@@ -143,7 +150,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
     writeln!(
         io::stdout(),
         "{}",
-        server::listening_line(&variant, &config, local)
+        server::listening_line(
+            &variant,
+            &config,
+            local,
+            model.workers.used(variant.offload)
+        )
     )?;
     io::stdout().flush()?;
     (model.serve)(listener, &config, shutdown)

@@ -30,6 +30,7 @@ fn sample(id: &str) -> Option<&'static [&'static str]> {
         "stack_size" => &["256KiB"],
         "max_error_rate" | "fail_on_regression" | "precision" => &["1%"],
         "time_budget" => &["5m"],
+        "addr" => &["127.0.0.1:0"],
         "json" | "csv" | "markdown" | "html" => &["-"],
         "out" | "dir" => &["/tmp/fiblab-flags"],
         "replot" => &["/tmp/fiblab-flags/report.json"],

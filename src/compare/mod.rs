@@ -349,7 +349,7 @@ fn bench(
             false => format!("{} ", c.regime),
         };
         let what = format!(
-            "{regime}n={} {} {}",
+            "{regime}n={} {} {}, req/s",
             c.n,
             crate::bench::results::plural(c.clients, "client"),
             c.variant
@@ -391,7 +391,7 @@ fn bench(
                 true => String::new(),
                 false => format!("{regime} "),
             };
-            let what = format!("{regime}knee {workload} {row}{bound}");
+            let what = format!("{regime}knee {workload} {row}{bound}, req/s");
             let (floor_new, floor_old) =
                 (KneeSweep::grid_variance(&n), KneeSweep::grid_variance(&o));
             let Some(d) = Difference::resolved(&kn, &ko, floor_new, floor_old) else {
@@ -443,6 +443,7 @@ fn sweeps_in<'a>(
     k.sweeps
         .iter()
         .filter(|s| s.regime == regime && s.workload == workload && s.row == row)
+        .filter(|s| !s.set_aside)
         .collect()
 }
 

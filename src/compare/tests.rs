@@ -183,6 +183,7 @@ fn knee_records(knee: f64, scales: [f64; 3]) -> crate::bench::results::KneeRecor
                     step(knee * s * 1.19, StepVerdict::Tail),
                 ],
                 ended: String::new(),
+                set_aside: false,
             })
             .collect(),
     }

@@ -25,7 +25,7 @@ pub use cost::{CallsPerRequest, ClientCost, ServerCost};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Everything one `fiblab load` run measured.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// [`SCHEMA_VERSION`].
     pub schema: u32,
@@ -199,6 +199,14 @@ pub enum RunFailure {
     WrongReplies { wrong: u64 },
     #[error("{percent:.2}% of requests failed, above --max-error-rate {limit:.2}%")]
     ErrorRate { percent: f64, limit: f64 },
+    #[error(
+        "{starved} of {connections} connections got no reply at all, above --max-error-rate {limit:.2}%: the server served the others and left these waiting"
+    )]
+    Starved {
+        starved: usize,
+        connections: usize,
+        limit: f64,
+    },
 }
 
 impl Report {
@@ -247,8 +255,36 @@ impl Report {
                     limit: limit * 100.0,
                 });
             }
+            // A connection that got nothing failed as surely as a request did.
+            let (starved, _) = self.starved();
+            if self.connections > 0 && starved as f64 / self.connections as f64 > limit {
+                return Err(RunFailure::Starved {
+                    starved,
+                    connections: self.connections,
+                    limit: limit * 100.0,
+                });
+            }
         }
         Ok(())
+    }
+
+    /// Connections that got no correct reply in the measured time, and those that got
+    /// some but under a tenth of their fair share (the correct replies over the
+    /// connections): a server that serves some clients and leaves others waiting.
+    /// (0, 0) where the report has no per-connection counts.
+    pub fn starved(&self) -> (usize, usize) {
+        let n = self.per_connection.len();
+        if n == 0 || self.requests_ok == 0 {
+            return (0, 0);
+        }
+        let fair = self.requests_ok as f64 / n as f64;
+        let none = self.per_connection.iter().filter(|&&ok| ok == 0).count();
+        let thin = self
+            .per_connection
+            .iter()
+            .filter(|&&ok| ok > 0 && (ok as f64) < fair / 10.0)
+            .count();
+        (none, thin)
     }
 
     /// The report of a run: every thread's records merged (histograms added, counts
@@ -472,7 +508,21 @@ impl Report {
 /// only to its precision, and a "min" below every sample printed would be wrong.
 fn exact(p: Percentiles, range: Option<(u64, u64)>) -> Percentiles {
     match range {
-        Some((min, max)) => Percentiles { min, max, ..p },
+        // The percentiles held between the exact extremes: a bucket's highest
+        // equivalent value can be above the largest value recorded.
+        Some((min, max)) => {
+            let hold = |v: u64| v.clamp(min, max.max(min));
+            Percentiles {
+                min,
+                max,
+                p50: hold(p.p50),
+                p90: hold(p.p90),
+                p99: hold(p.p99),
+                p99_9: hold(p.p99_9),
+                p99_99: hold(p.p99_99),
+                ..p
+            }
+        }
         None => p,
     }
 }
@@ -486,15 +536,20 @@ fn percentiles(h: &Histogram<u64>) -> Percentiles {
     if h.is_empty() {
         return Percentiles::default();
     }
+    // A quantile is its bucket's highest equivalent value, which can lie above the
+    // largest value recorded (or below the smallest): held between the two, so no
+    // percentile is ever printed above the maximum.
+    let (min, max) = (h.min(), h.max());
+    let q = |quantile: f64| h.value_at_quantile(quantile).clamp(min, max.max(min));
     Percentiles {
-        min: h.min(),
+        min,
         mean: (h.mean() * 10.0).round() / 10.0,
-        p50: h.value_at_quantile(0.5),
-        p90: h.value_at_quantile(0.9),
-        p99: h.value_at_quantile(0.99),
-        p99_9: h.value_at_quantile(0.999),
-        p99_99: h.value_at_quantile(0.9999),
-        max: h.max(),
+        p50: q(0.5),
+        p90: q(0.9),
+        p99: q(0.99),
+        p99_9: q(0.999),
+        p99_99: q(0.9999),
+        max,
     }
 }
 

@@ -175,11 +175,18 @@ fn summary(r: &BenchReport) -> Vec<String> {
         lines.extend(fastest::resolution(r, widest));
         lines.extend(fastest::levels(r));
     }
+    // A source with several claims names each by its first words, so that two claims
+    // of one seed in two lists can be told apart.
     let sources = |verdict: Verdict| -> Vec<String> {
         r.findings
             .iter()
             .filter(|f| f.verdict == verdict)
-            .map(|f| f.source.to_string())
+            .map(
+                |f| match r.findings.iter().filter(|g| g.source == f.source).count() {
+                    1 => f.source.to_string(),
+                    _ => format!("{} “{}”", f.source, first_words(f.claim, 5)),
+                },
+            )
             .collect()
     };
     let listed = |v: Vec<String>| match v.is_empty() {
@@ -220,12 +227,28 @@ fn summary(r: &BenchReport) -> Vec<String> {
             r.regimes[0].describe()
         ),
         _ => format!(
-            "Every cell was measured in {} regimes, each with its own tables: {}. Compare figures within a regime, never across.",
+            "Every cell was measured in {} regimes, each with its own tables: {}. Compare figures within a regime, never across.{}",
             r.regimes.len(),
-            r.regimes.iter().map(|p| p.describe()).collect::<Vec<_>>().join("; ")
+            r.regimes.iter().map(|p| p.describe()).collect::<Vec<_>>().join("; "),
+            r.regimes
+                .iter()
+                .filter_map(|p| {
+                    let regime = <super::scenario::Regime as clap::ValueEnum>::from_str(&p.name, false).ok()?;
+                    Some(format!(" `{}` stands for {}.", p.name, regime.stands_for()))
+                })
+                .collect::<String>()
         ),
     });
     lines
+}
+
+/// The first `n` words of `text`, with an ellipsis where it goes on.
+fn first_words(text: &str, n: usize) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words.len() > n {
+        true => format!("{}…", words[..n].join(" ")),
+        false => words.join(" "),
+    }
 }
 
 /// `["seed 000, 总结 1", "seed 000, 总结 3", "seed 000, 总结 3", "seed 004", "seed 004"]`

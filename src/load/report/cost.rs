@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::ThreadCost;
 
 /// What the client itself cost.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClientCost {
     /// CPU time (user + system) of each client thread over its wall time, 0..1.
     pub thread_busy: Vec<f64>,

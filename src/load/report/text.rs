@@ -36,6 +36,18 @@ pub fn render_text(r: &Report) -> String {
         r.errors.failed_requests(),
         r.throughput_rps
     );
+    let (starved, thin) = r.starved();
+    if starved + thin > 0 {
+        let _ = writeln!(
+            out,
+            "  STARVED: {starved} of {} connections got no reply at all{}: the server served the others while these waited (a pool's queue, one client at a time); the figures below describe the ones it served",
+            r.connections,
+            match thin {
+                0 => String::new(),
+                n => format!(", and {n} got under a tenth of their fair share"),
+            }
+        );
+    }
     let e = &r.errors;
     if e.total() > 0 {
         let _ = writeln!(
@@ -44,11 +56,18 @@ pub fn render_text(r: &Report) -> String {
             e.connect, e.reset, e.timeout, e.err_reply, e.wrong
         );
     }
-    if r.missed > 0 || r.unfinished > 0 {
+    if r.rate.is_some() && r.missed > 0 {
         let _ = writeln!(
             out,
-            "  not sent though due (open loop): {}; in flight at the end: {}",
-            r.missed, r.unfinished
+            "  not sent though due (the open loop's schedule ran ahead of the connections): {}",
+            r.missed
+        );
+    }
+    if r.unfinished > 0 {
+        let _ = writeln!(
+            out,
+            "  in flight at the end: {} (sent, not yet answered when the measured time ended; neither ok nor failed)",
+            r.unfinished
         );
     }
     let _ = writeln!(
@@ -107,7 +126,7 @@ pub fn render_text(r: &Report) -> String {
     if let Some(server) = &r.server {
         let _ = writeln!(
             out,
-            "  server per request: {:.1} µs CPU, {:.2} sleeps, {:.2} preempted (process {}, its threads and children, over the measured window)",
+            "  server per request: {:.1} µs CPU, {:.2} sleeps, {:.2} preemptions (process {}, its threads and children, over the measured window)",
             server.cpu_us_per_request,
             server.sleeps_per_request,
             server.preempted_per_request,

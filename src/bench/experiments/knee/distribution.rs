@@ -4,11 +4,12 @@
 
 use super::*;
 
-/// Every sweep of `row` on `workload`, in the order they ran.
+/// Every sweep of `row` on `workload`, in the order they ran, but those of a round set
+/// aside as disturbed.
 pub(super) fn sweeps_of<'a>(k: &'a KneeRecords, row: &str, workload: &str) -> Vec<&'a KneeSweep> {
     k.sweeps
         .iter()
-        .filter(|s| s.row == row && s.workload == workload)
+        .filter(|s| s.row == row && s.workload == workload && !s.set_aside)
         .collect()
 }
 

@@ -43,6 +43,56 @@ pub struct KneeSweep {
     pub steps: Vec<KneeStep>,
     /// Why the sweep ended, in words.
     pub ended: String,
+    /// Its round was disturbed (every row's knee fell at once, [`disturbed_round`]) and
+    /// measured again: kept in the records, left out of the knees and the ranking.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub set_aside: bool,
+}
+
+/// How far every row's knee must fall at once, in one round against its other rounds
+/// (the median over rows of their ratio), for the round to count as disturbed: the
+/// machine moved, not the models (a host's burst of other work, a vCPU taken away).
+pub const DISTURBED: f64 = 0.5;
+
+/// The round of `sweeps` (one regime's, three rounds or more) in which the rows' knees
+/// fell together below [`DISTURBED`] of their other rounds' median: the median, over
+/// every (row, workload) with a knee in its other rounds, of this round's knee over
+/// theirs. Returns that round and its median ratio; `None` where no round is so far
+/// below the others. The round effect is the level of variance that interleaving
+/// spreads over every row alike; when it is this large it swamps the rows' own
+/// differences, so the round is measured again rather than averaged in.
+pub fn disturbed_round(sweeps: &[KneeSweep]) -> Option<(usize, f64)> {
+    let live: Vec<&KneeSweep> = sweeps.iter().filter(|s| !s.set_aside).collect();
+    let mut rounds: Vec<usize> = live.iter().map(|s| s.round).collect();
+    rounds.sort_unstable();
+    rounds.dedup();
+    if rounds.len() < 3 {
+        return None;
+    }
+    let mut worst: Option<(usize, f64)> = None;
+    for &round in &rounds {
+        let mut ratios = Vec::new();
+        for s in live.iter().filter(|s| s.round == round) {
+            let others: Vec<f64> = live
+                .iter()
+                .filter(|o| o.round != round && o.row == s.row && o.workload == s.workload)
+                .map(|o| o.knee_rps())
+                .collect();
+            let typical = crate::stats::median(&others);
+            if others.is_empty() || typical <= 0.0 {
+                continue;
+            }
+            ratios.push(s.knee_rps() / typical);
+        }
+        if ratios.len() < 3 {
+            continue;
+        }
+        let effect = crate::stats::median(&ratios);
+        if effect < DISTURBED && worst.is_none_or(|(_, w)| effect < w) {
+            worst = Some((round, effect));
+        }
+    }
+    worst
 }
 
 /// How a step of a sweep went.

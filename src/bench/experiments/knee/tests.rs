@@ -56,6 +56,7 @@ fn a_step_whose_client_spent_more_than_the_server_is_marked() {
         round: 0,
         steps: vec![heavy],
         ended: String::new(),
+        set_aside: false,
     };
     assert!(client_note(&[&sweep]).contains("¤ where it spent more CPU"));
     assert_eq!(client_note(&[]), "");
@@ -87,6 +88,7 @@ fn a_sweep_the_client_ended_says_what_each_side_spent_there() {
         round: 0,
         steps: vec![sustained, saturated],
         ended: String::new(),
+        set_aside: false,
     };
     assert_eq!(
         client_share(&sweep).unwrap(),
@@ -168,6 +170,7 @@ fn a_tail_while_the_server_idles_does_not_end_the_climb() {
         round: 0,
         steps,
         ended: ended.clone(),
+        set_aside: false,
     };
     let knee = swept.knee().unwrap().offered_rps;
     assert!((8000.0..=10_000.0).contains(&knee), "{knee}: {ended}");
@@ -212,6 +215,7 @@ fn a_sweep_doubles_until_a_step_fails_then_refines_between() {
         round: 0,
         steps,
         ended: ended.clone(),
+        set_aside: false,
     };
     let best = knee.knee().unwrap().offered_rps;
     assert!((8000.0..=10_000.0).contains(&best), "{best}");
@@ -316,6 +320,7 @@ pub(crate) fn records() -> KneeRecords {
             thousands(knee * 2.0),
             broke.label()
         ),
+        set_aside: false,
     };
     KneeRecords {
         tick_us: 0.0,
@@ -357,6 +362,7 @@ fn a_break_the_floor_shares_is_the_machines() {
             step(200_000.0, 200_000.0, 3_000, StepVerdict::Tail),
         ],
         ended: String::new(),
+        set_aside: false,
     };
     k.sweeps.push(floor);
     let threads = k
@@ -509,4 +515,29 @@ fn a_knee_at_the_client_limit_ties_with_every_row_above() {
         .unwrap();
     assert_eq!(threads[1], "1");
     assert!(threads[3].starts_with("≥ 64,000"), "{threads:?}");
+}
+
+/// A round in which every row's knee fell together (the machine moved) is found, and
+/// once set aside its sweeps leave the knees; a round within the noise is not.
+#[test]
+fn a_round_where_every_knee_fell_at_once_is_set_aside() {
+    use super::records::disturbed_round;
+    let calm = three_sweeps([1.0, 0.8, 1.1]);
+    assert_eq!(disturbed_round(&calm.sweeps), None);
+    let mut shaken = three_sweeps([1.0, 0.05, 1.02]);
+    let (round, effect) = disturbed_round(&shaken.sweeps).expect("round 2 fell");
+    assert_eq!(round, 1);
+    assert!(effect < 0.1, "{effect}");
+    let row = shaken.sweeps[0].row.clone();
+    let workload = shaken.sweeps[0].workload.clone();
+    assert_eq!(knees(&shaken, &row, &workload).len(), 3);
+    for s in shaken.sweeps.iter_mut().filter(|s| s.round == 1) {
+        s.set_aside = true;
+    }
+    assert_eq!(knees(&shaken, &row, &workload).len(), 2, "set aside");
+    assert_eq!(
+        disturbed_round(&shaken.sweeps),
+        None,
+        "two rounds left: no more"
+    );
 }
