@@ -109,6 +109,10 @@ pub struct Model {
     pub seed: &'static str,
     /// One line: how it schedules.
     pub summary: &'static str,
+    /// What it is good at, in a few words (its module doc says it at length).
+    pub good: &'static str,
+    /// What it is bad at, in a few words.
+    pub bad: &'static str,
     pub clients: Clients,
     /// What `--workers` defaults to for this model.
     pub workers: Workers,
@@ -172,6 +176,8 @@ pub const MODELS: &[Model] = &[
         source: "src/models/single.rs",
         seed: "one_server.py (000, 001, 004)",
         summary: "one thread: accept a client, serve it until it leaves, then the next",
+        good: "simplicity; one client at a time is as fast as anything",
+        bad: "a second client: it waits until the first leaves",
         clients: Clients::OneAtATime,
         workers: Workers::Unused,
         offload: false,
@@ -190,6 +196,8 @@ pub const MODELS: &[Model] = &[
         source: "src/models/threads.rs",
         seed: "thread_server.py (000, 001, 002, 004)",
         summary: "one OS thread per connection",
+        good: "being obviously correct; a blocked thread costs nothing while it waits",
+        bad: "very many connections (a stack and a kernel thread each) and unbounded thread floods",
         clients: Clients::Concurrent,
         workers: Workers::Unused,
         offload: false,
@@ -208,6 +216,8 @@ pub const MODELS: &[Model] = &[
         source: "src/models/threadpool.rs",
         seed: "thread pool / ThreadPoolExecutor (002, 003)",
         summary: "--workers threads take connections from a bounded queue; beyond it: ERR server busy",
+        good: "bounding threads and memory, shedding load explicitly",
+        bad: "long-lived connections: a worker is tied to one client, so idle clients starve the rest",
         clients: Clients::Concurrent,
         workers: Workers::ThreadPoolExecutor,
         offload: false,
@@ -226,6 +236,8 @@ pub const MODELS: &[Model] = &[
         source: "src/models/tokio/multi.rs",
         seed: "server.go (000, 001)",
         summary: "tokio multi-thread runtime, a task per connection (Go's goroutines)",
+        good: "many connections, and CPU-bound requests in parallel on every worker",
+        bad: "a long CPU-bound request blocks the tasks queued behind it on its worker",
         clients: Clients::Concurrent,
         workers: Workers::Cpus,
         offload: true,
@@ -244,6 +256,8 @@ pub const MODELS: &[Model] = &[
         source: "src/models/tokio/current.rs",
         seed: "gevent server (002, 003)",
         summary: "tokio current-thread runtime, a task per connection (green threads)",
+        good: "many mostly idle connections on one core, no locks or cross-CPU wake-ups",
+        bad: "CPU-bound work: one request stops every other client",
         clients: Clients::Concurrent,
         workers: Workers::OffloadPool,
         offload: true,
@@ -262,6 +276,8 @@ pub const MODELS: &[Model] = &[
         source: "src/models/nonblocking.rs",
         seed: "non-blocking server (003)",
         summary: "one thread busy-polls non-blocking sockets, no readiness API (burns a core)",
+        good: "one or two clients on a machine with a spare core: the lowest latency",
+        bad: "everything else: it spins a core and pays for every idle connection",
         clients: Clients::Concurrent,
         workers: Workers::Unused,
         offload: false,
@@ -280,6 +296,8 @@ pub const MODELS: &[Model] = &[
         seed: "select server (003)",
         source: "src/models/select.rs",
         summary: "one thread, select(2) readiness; past FD_SETSIZE: ERR server busy",
+        good: "a few hundred connections on one thread, portability",
+        bad: "many connections (O(n) per round, FD_SETSIZE) and CPU-bound requests",
         clients: Clients::Concurrent,
         workers: Workers::Unused,
         offload: false,
@@ -298,6 +316,8 @@ pub const MODELS: &[Model] = &[
         source: "src/models/epoll.rs",
         seed: "selectors server (003)",
         summary: "one thread, edge-triggered epoll (mio), a state machine per connection",
+        good: "thousands of connections on one thread (nginx's and redis's design)",
+        bad: "CPU-bound requests without --offload, and more than one core",
         clients: Clients::Concurrent,
         workers: Workers::OffloadPool,
         offload: true,
@@ -316,6 +336,8 @@ pub const MODELS: &[Model] = &[
         source: "src/models/coroutines/mod.rs",
         seed: "aserver.py (000, 001)",
         summary: "a hand-built executor and epoll reactor, a task per connection (no tokio)",
+        good: "showing what async is, and nothing spent per idle connection",
+        bad: "CPU-bound work without --offload: one fib stops every client",
         clients: Clients::Concurrent,
         workers: Workers::OffloadPool,
         offload: true,
@@ -334,6 +356,8 @@ pub const MODELS: &[Model] = &[
         source: "src/models/isolates.rs",
         seed: "subinterpreters_server.py (000, 001)",
         summary: "a thread per connection; fib runs in its own WebAssembly interpreter (wasmi), via channels",
+        good: "isolation: a connection's code cannot touch another's state",
+        bad: "speed: an interpreter per connection",
         clients: Clients::Concurrent,
         workers: Workers::Unused,
         offload: false,
@@ -352,6 +376,8 @@ pub const MODELS: &[Model] = &[
         source: "src/models/procpool.rs",
         seed: "multiprocess_server.py (000, 001, 004)",
         summary: "a thread per connection; fib runs in a pool of --workers worker processes, over pipes",
+        good: "CPU-bound work on every core despite a GIL, and crash isolation",
+        bad: "everything else in Rust: a pipe round trip per request",
         clients: Clients::Concurrent,
         workers: Workers::Cpus,
         offload: false,
@@ -370,6 +396,8 @@ pub const MODELS: &[Model] = &[
         source: "src/models/prefork.rs",
         seed: "many_server.py (000, 001)",
         summary: "--workers single-thread server processes on one SO_REUSEPORT port (--ports: a port each)",
+        good: "isolation and every core with no shared state",
+        bad: "balance (a copy serves one client at a time) and memory per process",
         clients: Clients::Sharded,
         workers: Workers::Cpus,
         offload: false,
@@ -388,6 +416,8 @@ pub const MODELS: &[Model] = &[
         source: "src/models/per_core.rs",
         seed: "none: thread-per-core (Seastar, glommio, monoio)",
         summary: "--workers epoll loops, each pinned to its own CPU with its own SO_REUSEPORT listener; nothing shared",
+        good: "many short requests spread evenly, per-core caches",
+        bad: "few connections and skewed load: a collision halves two clients",
         clients: Clients::Concurrent,
         workers: Workers::Cpus,
         offload: false,
@@ -406,6 +436,8 @@ pub const MODELS: &[Model] = &[
         source: "src/models/uring/mod.rs",
         seed: "none: completion-based I/O (io_uring; monoio, glommio, tokio-uring)",
         summary: "one thread submits accepts, receives and sends to io_uring and handles their completions: multishot accept and receive, kernel-provided buffers, one system call per turn",
+        good: "many connections and small requests per turn: fewer system calls per request",
+        bad: "one client at a time, CPU-bound requests without --offload, old kernels",
         clients: Clients::Concurrent,
         workers: Workers::OffloadPool,
         offload: true,
@@ -529,14 +561,16 @@ pub fn variants() -> Vec<Variant> {
 /// The registry as a markdown table: `fiblab models --markdown`, and the README's.
 pub fn markdown_table() -> String {
     let mut table = String::from(
-        "| model | seed program | how it schedules | `--offload` | source |\n|---|---|---|---|---|\n",
+        "| model | seed program | how it schedules | good at | bad at | `--offload` | source |\n|---|---|---|---|---|---|---|\n",
     );
     for m in MODELS {
         table.push_str(&format!(
-            "| `{}` | {} | {} | {} | [{}]({}) |\n",
+            "| `{}` | {} | {} | {} | {} | {} | [{}]({}) |\n",
             m.name,
             m.seed,
             m.summary,
+            m.good,
+            m.bad,
             if m.offload { "yes" } else { "" },
             m.source,
             m.source
@@ -564,10 +598,11 @@ pub fn text_table() -> String {
         "{:name_w$}  {:source_w$}  {:seed_w$}  SUMMARY\n",
         "MODEL", "SOURCE", "SEED"
     );
+    let indent = name_w + source_w + seed_w + 6;
     for m in MODELS {
         table.push_str(&format!(
-            "{:name_w$}  {:source_w$}  {:seed_w$}  {}\n",
-            m.name, m.source, m.seed, m.summary
+            "{:name_w$}  {:source_w$}  {:seed_w$}  {}\n{:indent$}good at: {}\n{:indent$}bad at: {}\n",
+            m.name, m.source, m.seed, m.summary, "", m.good, "", m.bad
         ));
     }
     table

@@ -60,5 +60,10 @@ fn tables_list_every_model() {
     for m in MODELS {
         assert!(md.contains(&format!("| `{}` |", m.name)));
         assert!(text.lines().any(|l| l.starts_with(m.name)));
+        // What each is good and bad at, in both (issue 47).
+        assert!(!m.good.is_empty() && !m.bad.is_empty(), "{}", m.name);
+        assert!(md.contains(m.good) && md.contains(m.bad), "{}", m.name);
+        assert!(text.contains(&format!("good at: {}", m.good)), "{}", m.name);
+        assert!(text.contains(&format!("bad at: {}", m.bad)), "{}", m.name);
     }
 }
