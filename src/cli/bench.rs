@@ -255,6 +255,13 @@ fn dry_run(scenario: &fiblab::bench::scenario::Scenario, targets: &[Target]) -> 
             .collect();
         let _ = writeln!(out, "  {}: {steps} in {}", e.name(), regimes.join(", "));
     }
+    if let Some(k) = scenario.knee.as_ref().filter(|k| k.race > 0) {
+        let _ = writeln!(
+            out,
+            "knee: {} sweeps of every row, then up to {} more of each row still in a tier 1 it might leave (a race)",
+            k.sweeps, k.race
+        );
+    }
     let estimate = scenario.estimate(targets.len());
     match (scenario.time_budget, scenario.precision) {
         (Some(budget), precision) => {

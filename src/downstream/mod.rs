@@ -29,7 +29,7 @@
 //! request), to be opened again by the next request. The reply must be the request
 //! line's echo: anything else, or a line on an idle connection, is `ERR downstream
 //! desync` (never pair a stale line with a later request), checked byte by byte so an
-//! endless line fails at once ([`Echo`]). An idle connection the downstream closed
+//! endless line fails at once (`Echo`). An idle connection the downstream closed
 //! (the keep-alive race) is replaced before the request is written ([`idle_state`]).
 //! With `--gil` the lock is not held while waiting, as CPython releases it around
 //! blocking socket calls.
@@ -54,7 +54,7 @@ pub use nonblocking::{Interest, Nonblocking, connect_nonblocking};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Bytes of one read of the downstream's reply. Replies are one short line, the
-/// request's echo; anything else fails at its first wrong byte ([`Echo`]).
+/// request's echo; anything else fails at its first wrong byte (`Echo`).
 pub const REPLY_CHUNK: usize = 256;
 
 /// Where the downstream is and how long a request may wait for it.

@@ -142,3 +142,35 @@ pub(super) fn sweeps_intro(k: &KneeRecords) -> String {
         ),
     }
 }
+
+/// The (row, workload) pairs whose knees a race would sweep again: in each workload's
+/// tier 1 ([`ranked`]'s rule), the rows slower than the leader by more than
+/// `indifference` (0.05: 5%) that are not lower bounds at the client's limit (more
+/// sweeps do not lift a bound), and that leader. Empty where every tier 1 is decided.
+pub(super) fn contenders(k: &KneeRecords, indifference: f64) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for w in &k.workloads {
+        let median_of = |row: &str| crate::stats::median(&knees(k, row, &w.label));
+        let first: Vec<String> = ranked(k, w)
+            .into_iter()
+            .filter(|(tier, _)| *tier == Some(1))
+            .map(|(_, s)| s.row.clone())
+            .collect();
+        let Some(leader) = first.first() else {
+            continue;
+        };
+        let top = median_of(leader);
+        let open: Vec<&String> = first[1..]
+            .iter()
+            .filter(|row| !bounded(k, row, &w.label))
+            .filter(|row| median_of(row) * (1.0 + indifference) < top)
+            .collect();
+        if open.is_empty() {
+            continue;
+        }
+        for row in std::iter::once(leader).chain(open) {
+            out.push((row.clone(), w.label.clone()));
+        }
+    }
+    out
+}

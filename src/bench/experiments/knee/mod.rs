@@ -100,11 +100,27 @@ fn measure_round(
     round: usize,
     rounds: usize,
     records: &mut KneeRecords,
+    only: Option<&[(String, String)]>,
 ) -> io::Result<bool> {
+    let wanted = |row: &str, workload: &str| {
+        only.is_none_or(|pairs| pairs.iter().any(|(r, w)| r == row && w == workload))
+    };
     for subject in subjects(k, run.rows) {
+        let label = subject.label();
+        if !k
+            .workloads
+            .iter()
+            .any(|w| wanted(&label, &workload_label(&w.mix)))
+        {
+            continue;
+        }
         let served = run.serve(&subject)?;
         let label = served.label.clone();
-        for w in k.workloads.iter().filter(|w| serves(&subject, &w.mix)) {
+        for w in k
+            .workloads
+            .iter()
+            .filter(|w| serves(&subject, &w.mix) && wanted(&label, &workload_label(&w.mix)))
+        {
             if run.interrupted() {
                 served.stop();
                 return Ok(false);
@@ -177,7 +193,7 @@ impl Experiment for Knee {
         // each sweep meets a server process of its own.
         let rounds = k.sweeps.max(1);
         for round in 0..rounds {
-            if !measure_round(run, k, round, rounds, records)? {
+            if !measure_round(run, k, round, rounds, records, None)? {
                 return Ok(());
             }
         }
@@ -208,7 +224,45 @@ impl Experiment for Knee {
             ));
             let records = report.knee.as_mut().unwrap_or_else(|| unreachable!());
             run.add_steps(self.steps(run.scenario, run.rows) / rounds);
-            measure_round(run, k, rounds, rounds + 1, records)?;
+            if !measure_round(run, k, rounds, rounds + 1, records, None)? {
+                return Ok(());
+            }
+        }
+        // The race: more sweeps only where a workload's tier 1 is still open.
+        let indifference = run.scenario.precision.unwrap_or(0.05);
+        let mut raced = 0;
+        for _ in 0..k.race {
+            let records = report.knee.as_mut().unwrap_or_else(|| unreachable!());
+            let view = KneeRecords {
+                sweeps: records
+                    .sweeps
+                    .iter()
+                    .filter(|s| s.regime == regime)
+                    .cloned()
+                    .collect(),
+                ..records.clone()
+            };
+            let open = contenders(&view, indifference);
+            if open.is_empty() {
+                break;
+            }
+            let round = view.sweeps.iter().map(|s| s.round + 1).max().unwrap_or(0);
+            run.add_steps(open.len());
+            raced += open.len();
+            if !measure_round(run, k, round, round + 1, records, Some(&open))? {
+                return Ok(());
+            }
+        }
+        if raced > 0 {
+            report.notes.push(format!(
+                "Knee race{}: {raced} more sweeps of the rows still in a tier 1 they might leave (slower than its leader by more than {:.0}%, not a lower bound) and of that leader, at most {} each.",
+                match regime.is_empty() {
+                    true => String::new(),
+                    false => format!(" (regime `{regime}`)"),
+                },
+                indifference * 100.0,
+                k.race
+            ));
         }
         Ok(())
     }

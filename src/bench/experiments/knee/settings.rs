@@ -44,6 +44,12 @@ pub struct Knee {
     /// at its due time.
     #[serde(default, deserialize_with = "crate::units::deserialize_duration")]
     pub tick: Duration,
+    /// After the rounds, at most this many more sweeps of each contender (a row in a
+    /// workload's tier 1, not a lower bound, slower than its leader by more than the
+    /// scenario's `precision`, 5% without one) and of that leader, a race as `quick`
+    /// runs one: the rows already ruled out get none. 0: no race.
+    #[serde(default)]
+    pub race: usize,
 }
 
 fn three() -> usize {

@@ -541,3 +541,21 @@ fn a_round_where_every_knee_fell_at_once_is_set_aside() {
         "two rounds left: no more"
     );
 }
+
+/// The knee's race: in tier 1, the rows the sweeps could not yet separate from the
+/// leader by more than the indifference zone are swept again, with the leader; a row
+/// already ruled out is not, nor a gap inside the zone.
+#[test]
+fn the_knee_races_only_an_open_tier_1() {
+    let k = three_sweeps([1.0, 0.97, 1.03]);
+    let open = contenders(&k, 0.05);
+    assert_eq!(
+        open,
+        vec![
+            ("epoll".to_string(), "n=1".to_string()),
+            ("redis".to_string(), "n=1".to_string())
+        ],
+        "threads is 2x below, in tier 2; the mix is decided"
+    );
+    assert!(contenders(&k, 0.5).is_empty(), "1.28x is inside a 50% zone");
+}
