@@ -77,20 +77,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
             )
         })?;
     }
-    for (flag, path) in [
+    super::check_outputs(&[
         ("--markdown", &outputs.markdown),
         ("--json", &outputs.json),
         ("--html", &outputs.html),
-    ] {
-        if let Some(path) = path {
-            fiblab::output::check_file(path).with_context(|| {
-                format!(
-                    "cannot write {flag} {}; give a path in a writable folder",
-                    path.display()
-                )
-            })?;
-        }
-    }
+    ])?;
     let (report, interrupted) = match &args.replot {
         Some(path) => {
             let text = std::fs::read_to_string(path)

@@ -258,16 +258,7 @@ pub fn run(args: LoadArgs) -> Result<()> {
     }
     let spec = args.spec()?;
     // Before measuring: a report that cannot be written is known now, not after the run.
-    for (flag, path) in [("--json", &args.json), ("--csv", &args.csv)] {
-        if let Some(path) = path {
-            fiblab::output::check_file(path).with_context(|| {
-                format!(
-                    "cannot write {flag} {}; give a path in a writable folder",
-                    path.display()
-                )
-            })?;
-        }
-    }
+    super::check_outputs(&[("--json", &args.json), ("--csv", &args.csv)])?;
     let interrupt = fiblab::shutdown::interrupt_flag()?;
     // Held until the report is written: the idle clients stay connected throughout.
     let _idle = match args.idle {

@@ -19,6 +19,26 @@ use std::net::SocketAddr;
 use anyhow::Result;
 
 /// Writes `text` to standard output.
+/// Checks, before anything is measured, that every output path given can be written
+/// (`fiblab::output::check_file`), naming the flag of the first that cannot.
+///
+/// # Errors
+/// A path in a missing or read-only folder, a folder, `/proc/...`.
+pub fn check_outputs(outputs: &[(&str, &Option<std::path::PathBuf>)]) -> Result<()> {
+    use anyhow::Context as _;
+    for (flag, path) in outputs {
+        if let Some(path) = path {
+            fiblab::output::check_file(path).with_context(|| {
+                format!(
+                    "cannot write {flag} {}; give a path in a writable folder",
+                    path.display()
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
 pub fn print(text: &str) -> Result<()> {
     io::stdout().write_all(text.as_bytes())?;
     Ok(())

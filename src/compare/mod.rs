@@ -149,6 +149,8 @@ impl Comparison {
             .iter()
             .map(|r| {
                 let figure = |x: f64| match r.higher_is_better {
+                    // A share (seed 004's light throughput kept) in hundredths.
+                    true if x.abs() < 10.0 => format!("{x:.2}"),
                     true => crate::units::thousands(x),
                     false => format!("{x:.0}"),
                 };
@@ -362,6 +364,55 @@ fn bench(
     }
 
     only_one += new.cells.len() - (old.cells.len() - only_one);
+    // Seed 004's light throughput kept during the heavy request: one run a model, so
+    // compared by their bootstrap intervals (within each run), as a percentile is.
+    for s in &old.starvation {
+        let Some(twin) = new
+            .starvation
+            .iter()
+            .find(|x| x.regime == s.regime && x.variant == s.variant)
+        else {
+            continue;
+        };
+        let (o, n) = (
+            crate::bench::rules::kept_of(s),
+            crate::bench::rules::kept_of(twin),
+        );
+        let change = match o.estimate > 0.0 {
+            true => n.estimate / o.estimate,
+            false => 1.0,
+        };
+        let apart = n.ci_low > o.ci_high || n.ci_high < o.ci_low;
+        let moved = (change - 1.0).abs() >= options.noise;
+        let mark = match (apart && moved, change >= 1.0) {
+            (false, _) => Mark::Same,
+            (true, true) => Mark::Better,
+            (true, false) => Mark::Worse,
+        };
+        let regime = match s.regime.is_empty() {
+            true => String::new(),
+            false => format!("{} ", s.regime),
+        };
+        rows.push(Row {
+            what: format!(
+                "{regime}seed 004 {}, light throughput kept (share)",
+                s.variant
+            ),
+            old: o,
+            new: n,
+            change: Interval::point(change),
+            p: None,
+            p_mann_whitney: 1.0,
+            mark,
+            higher_is_better: true,
+            regression: mark == Mark::Worse
+                && options
+                    .fail_on_regression
+                    .is_some_and(|limit| change < 1.0 - limit),
+            detectable: None,
+        });
+        sizes.push((1, 1));
+    }
     // The knees, where both ran the knee: each sweep's knee a sample, each known only to
     // its sweep's step.
     if let (Some(ok), Some(nk)) = (&old.knee, &new.knee) {

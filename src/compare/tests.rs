@@ -211,3 +211,48 @@ fn knees_compare_within_their_sweeps_resolution() {
     assert_eq!(row.mark, Mark::Worse, "{row:?}");
     assert!((row.change.estimate - 0.5).abs() < 1e-9);
 }
+
+/// Seed 004's light throughput kept is compared too (issue 47), by its intervals over
+/// each run's 100 ms buckets: a collapse is found, a wobble inside them is not.
+#[test]
+fn the_starvation_results_are_compared_by_their_intervals() {
+    let with = |kept: f64, wobble: u64| {
+        let mut r = report("quick", 2, 3, 0.1, |_| 1000.0, 9);
+        let mut s = crate::bench::results::tests::kept_by("epoll", kept);
+        // Ten buckets before the heavy request at 1 s, ten during it.
+        s.timeline = (0..20)
+            .map(|i| match i < 10 {
+                true => 100 + (i % 3) * wobble,
+                false => ((100.0 * kept) as u64) + (i % 3) * wobble,
+            })
+            .collect();
+        s.heavy_at_s = 1.0;
+        r.starvation = vec![s];
+        r
+    };
+    let c = Comparison::of_json(
+        &json(&with(1.0, 5)),
+        &json(&with(0.1, 5)),
+        Options::default(),
+    )
+    .unwrap();
+    let row = c
+        .rows
+        .iter()
+        .find(|r| r.what.contains("seed 004 epoll"))
+        .unwrap();
+    assert_eq!(row.mark, Mark::Worse, "{row:?}");
+    assert!(c.render_text().contains("light throughput kept"));
+    let same = Comparison::of_json(
+        &json(&with(1.0, 5)),
+        &json(&with(0.98, 5)),
+        Options::default(),
+    )
+    .unwrap();
+    let row = same
+        .rows
+        .iter()
+        .find(|r| r.what.contains("seed 004"))
+        .unwrap();
+    assert_eq!(row.mark, Mark::Same, "{row:?}");
+}
