@@ -43,6 +43,8 @@
 //!   calibrate`, and the head of every bench.
 //! - [`bench`](mod@bench) — `fiblab bench`: scenarios as data, experiments behind one
 //!   interface, results, one exporter per format.
+//! - [`advise`] — `fiblab advise`: which model for a service described in its own
+//!   terms, predicted for every model from a calibration.
 //! - [`demo`] — `fiblab demo`: the seeds' concurrency primitives (locks, deadlock,
 //!   semaphores, events, queues, pools, processes, scheduling), each shown running.
 //! - [`seeds`] — the seeds' own programs, extracted from the seed documents to run as
@@ -61,6 +63,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod accept;
+pub mod advise;
 pub mod backend;
 pub mod bench;
 pub mod calibrate;

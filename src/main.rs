@@ -42,6 +42,9 @@ enum Command {
     Bench(Box<cli::bench::BenchArgs>),
     /// What changed between two bench (or load) reports, with intervals; a CI gate.
     Compare(cli::compare::CompareArgs),
+    /// Which model for a service described in its own terms (--cpu 2ms --wait 20ms
+    /// --clients 500): every model predicted from the calibration, tiered, advised.
+    Advise(cli::advise::AdviseArgs),
     /// The machine's primitive costs: loopback round trips (one CPU, two, spinning),
     /// the cross-CPU wake-up, a pipe to a worker process, thread and process start,
     /// epoll and select, fib(n).
@@ -105,6 +108,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(args) => cli::bench::run(*args),
         Command::Load(args) => cli::load::run(*args),
         Command::Calibrate(args) => cli::calibrate::run(args),
+        Command::Advise(args) => cli::advise::run(args),
         Command::Compare(args) => cli::compare::run(args),
         Command::Perf1(args) => cli::clients::perf1(args),
         Command::Perf2(args) => cli::clients::perf2(args),

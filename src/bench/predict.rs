@@ -167,21 +167,44 @@ fn predict_with(
         cell.n,
         cell.clients,
     );
-    found.map(|(model, costs)| {
-        let per_wake = model.replies_per_wake(&costs);
-        let p = model
-            .predict(&costs)
-            .within_client(costs.client_capacity(per_wake));
-        match model.crowded_client_threads(&costs) {
-            Some(fewest) => p.crowded(
-                Costs {
-                    client_cpus: fewest,
-                    ..costs
-                }
-                .client_capacity(per_wake),
-            ),
-            None => p,
-        }
+    found.map(|(model, costs)| predict_costs(model, &costs))
+}
+
+/// `model`'s prediction from `costs`, held to the load generator's capacity (crowded
+/// where its threads outnumber its CPUs): what [`predict`] gives every cell.
+pub fn predict_costs(model: CostModel, costs: &Costs) -> Prediction {
+    let per_wake = model.replies_per_wake(costs);
+    let p = model
+        .predict(costs)
+        .within_client(costs.client_capacity(per_wake));
+    match model.crowded_client_threads(costs) {
+        Some(fewest) => p.crowded(
+            Costs {
+                client_cpus: fewest,
+                ..*costs
+            }
+            .client_capacity(per_wake),
+        ),
+        None => p,
+    }
+}
+
+/// The costs of `model` serving `clients` closed-loop clients of fib costing `fib_us`
+/// (`fib_interpreted_us` in the isolates' interpreter) on `calibration`'s machine, in
+/// the unpinned regime: server and clients share every CPU, nobody spins, as a service
+/// and its load generator on one machine do. `None`: the calibration lacks the round
+/// trip on one CPU. What `fiblab advise` predicts from.
+pub fn unpinned_costs(
+    calibration: &Calibration,
+    model: &crate::models::Model,
+    clients: usize,
+    fib_us: f64,
+    fib_interpreted_us: f64,
+) -> Option<Costs> {
+    let costs = regime_costs(calibration, None, clients, fib_us, fib_interpreted_us)?;
+    Some(Costs {
+        workers: model.workers.default_for(costs.cpus),
+        ..costs
     })
 }
 

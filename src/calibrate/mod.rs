@@ -31,6 +31,7 @@
 
 mod render;
 mod timing;
+pub mod work;
 
 use std::path::Path;
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 
+use fiblab::calibrate::work::parse_cpu;
 use fiblab::client::{perf1 as perf1_client, perf2 as perf2_client, soak as soak_client};
 use fiblab::load::Stop;
 use fiblab::load::mix::Class;
@@ -56,6 +57,10 @@ pub struct Perf1Args {
     /// fib(n) to ask for, 0 to 93.
     #[arg(short, long, default_value = "30", allow_negative_numbers = true, value_parser = parse_n)]
     n: u32,
+    /// CPU work per request instead of n, e.g. 300us or 2ms (at most 10s): the fib(n)
+    /// nearest that on one core here, timed at start (n steps are 1.62x apart).
+    #[arg(long, conflicts_with = "n", value_parser = parse_cpu)]
+    cpu: Option<Duration>,
     #[command(flatten)]
     target: Target,
 }
@@ -65,6 +70,10 @@ pub struct Perf2Args {
     /// fib(n) to ask for, 0 to 93.
     #[arg(short, long, default_value = "1", allow_negative_numbers = true, value_parser = parse_n)]
     n: u32,
+    /// CPU work per request instead of n, e.g. 300us or 2ms (at most 10s): the fib(n)
+    /// nearest that on one core here, timed at start (n steps are 1.62x apart).
+    #[arg(long, conflicts_with = "n", value_parser = parse_cpu)]
+    cpu: Option<Duration>,
     /// Connections, each on its own thread with one request in flight.
     #[arg(long, default_value_t = 1)]
     conns: usize,
@@ -92,7 +101,7 @@ pub struct SoakArgs {
 }
 
 pub fn perf1(args: Perf1Args) -> Result<()> {
-    let class = args.target.class(args.n)?;
+    let class = args.target.class(super::n_or_cpu(args.n, args.cpu))?;
     let stop = args.target.stop(Stop::Requests(10));
     let report = perf1_client::run(
         args.target.addr,
@@ -106,7 +115,7 @@ pub fn perf1(args: Perf1Args) -> Result<()> {
 }
 
 pub fn perf2(args: Perf2Args) -> Result<()> {
-    let class = args.target.class(args.n)?;
+    let class = args.target.class(super::n_or_cpu(args.n, args.cpu))?;
     let stop = args.target.stop(Stop::After(Duration::from_secs(5)));
     let report = perf2_client::run(
         args.target.addr,

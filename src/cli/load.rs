@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 
+use fiblab::calibrate::work::parse_cpu;
 use fiblab::load::mix::parse_n;
 use fiblab::load::mix::{Class, Expected, Mix, Protocol};
 use fiblab::load::report::{render_csv, render_json, render_text};
@@ -22,7 +23,12 @@ pub struct LoadArgs {
     /// Ask for fib(n), 0 to 93 (the default is n = 1).
     #[arg(short, long, conflicts_with_all = ["mix", "request"], allow_negative_numbers = true, value_parser = parse_n)]
     n: Option<u32>,
-    /// A weighted mix of fib requests, e.g. 1:99,36:1 (n:weight,...); statistics per n.
+    /// CPU work per request instead of n, e.g. 300us or 2ms (at most 10s): the fib(n)
+    /// nearest that on one core here, timed at start (n steps are 1.62x apart).
+    #[arg(long, conflicts_with_all = ["n", "mix", "request"], value_parser = parse_cpu)]
+    cpu: Option<Duration>,
+    /// A weighted mix of fib requests, e.g. 1:99,36:1 (n:weight,...), each n also as CPU
+    /// time (300us:99,5ms:1); statistics per n.
     #[arg(long, conflicts_with = "request")]
     mix: Option<String>,
     /// Send this line instead: any protocol with one reply line per request (PING for
@@ -193,8 +199,12 @@ impl LoadArgs {
                 };
                 Mix::new(vec![class])?
             }
-            (None, Some(mix), _) => Mix::parse_fib(mix, newline)?,
-            (None, None, n) => Mix::new(vec![Class::checked_fib(n.unwrap_or(1), 1, newline)?])?,
+            (None, Some(mix), _) => Mix::parse_fib(&super::mix_in_n(mix)?, newline)?,
+            (None, None, n) => Mix::new(vec![Class::checked_fib(
+                super::n_or_cpu(n.unwrap_or(1), self.cpu),
+                1,
+                newline,
+            )?])?,
         };
         let spec = LoadSpec {
             addr: self.addr,

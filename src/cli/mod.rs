@@ -2,6 +2,7 @@
 //! the library, with `anyhow` contexts that say what to do. Rules that check a value
 //! belong to the library type the value fills, not here.
 
+pub mod advise;
 pub mod backend;
 pub mod bench;
 pub mod calibrate;
@@ -37,6 +38,30 @@ pub fn check_outputs(outputs: &[(&str, &Option<std::path::PathBuf>)]) -> Result<
         }
     }
     Ok(())
+}
+
+/// `n`, or with `--cpu` the fib(n) that costs it here (timed now), the choice said on
+/// stderr so the run's output stays the seed client's.
+pub fn n_or_cpu(n: u32, cpu: Option<std::time::Duration>) -> u32 {
+    match cpu {
+        Some(cpu) => {
+            let choice = fiblab::calibrate::work::choose_n(cpu, fiblab::calibrate::fib_time);
+            eprintln!("{}", choice.describe("--cpu", "here"));
+            choice.n
+        }
+        None => n,
+    }
+}
+
+/// A `--mix` whose classes may be CPU times (`300us:99,5ms:1`), in n, each choice said
+/// on stderr.
+pub fn mix_in_n(text: &str) -> Result<String> {
+    let (mix, choices) =
+        fiblab::calibrate::work::resolve_mix("--mix", text, fiblab::calibrate::fib_time)?;
+    for choice in choices {
+        eprintln!("{}", choice.describe("--mix", "here"));
+    }
+    Ok(mix)
 }
 
 pub fn print(text: &str) -> Result<()> {

@@ -1,0 +1,179 @@
+//! The advice as text (the terminal) and markdown (a file): the same table and
+//! paragraphs in both.
+
+use super::{Advice, ModelAdvice};
+use crate::units::thousands;
+
+/// A time in µs as a person reads it: `850 µs`, `2.3 ms`, `1.50 s`.
+pub fn duration_us(us: f64) -> String {
+    match us {
+        u if u < 10.0 => format!("{u:.2} µs"),
+        u if u < 1_000.0 => format!("{u:.0} µs"),
+        u if u < 10_000.0 => format!("{:.1} ms", u / 1e3),
+        u if u < 1e6 => format!("{:.0} ms", u / 1e3),
+        u => format!("{:.2} s", u / 1e6),
+    }
+}
+
+/// A model's rate: the point, or the range where placement decides.
+pub fn rate(a: &ModelAdvice) -> String {
+    match a.rps {
+        _ if (a.high - a.low) / a.high.max(1e-9) < 0.005 => thousands(a.rps.unwrap_or(a.high)),
+        Some(x) => format!(
+            "{} [{}–{}]",
+            thousands(x),
+            thousands(a.low),
+            thousands(a.high)
+        ),
+        None => format!("{}–{}", thousands(a.low), thousands(a.high)),
+    }
+}
+
+/// The mean latency over the range.
+pub fn latency([fast, slow]: [f64; 2]) -> String {
+    match (slow - fast) / slow.max(1e-9) < 0.005 {
+        true => duration_us(fast),
+        false => format!("{}–{}", duration_us(fast), duration_us(slow)),
+    }
+}
+
+/// The service in one line.
+fn described(a: &Advice) -> String {
+    let s = &a.service;
+    let cpu = match s.asked_cpu_us {
+        Some(asked) => format!(
+            "fib({}) for the {} of CPU asked ({} on the calibrated machine)",
+            s.n,
+            duration_us(asked),
+            duration_us(a.cpu_us)
+        ),
+        None => format!("fib({}) ({} of CPU)", s.n, duration_us(a.cpu_us)),
+    };
+    let wait = match s.wait_us > 0.0 {
+        true => format!(", waiting {} on a downstream", duration_us(s.wait_us)),
+        false => String::new(),
+    };
+    let slo = s.slo_p99_us.map_or(String::new(), |slo| {
+        format!(", p99 under {}", duration_us(slo))
+    });
+    format!(
+        "{cpu}{wait}, {} client{} in a closed loop{slo}",
+        thousands(s.clients as f64),
+        if s.clients == 1 { "" } else { "s" }
+    )
+}
+
+fn row(a: &ModelAdvice) -> [String; 7] {
+    let tier = match a.tier {
+        0 => "—".to_string(),
+        t => t.to_string(),
+    };
+    let why = match (&a.cannot, a.misses_slo) {
+        (Some(why), _) => format!("cannot serve: {why}"),
+        (None, true) => format!(
+            "{}; its mean latency is already over the p99 objective",
+            a.limit
+        ),
+        (None, false) => a.limit.clone(),
+    };
+    [
+        tier,
+        a.model.to_string(),
+        rate(a),
+        latency(a.mean_latency_us),
+        match a.processes {
+            1 => thousands(a.threads as f64),
+            p => format!("{} ({p} processes)", thousands(a.threads as f64)),
+        },
+        thousands(a.descriptors as f64),
+        why,
+    ]
+}
+
+const HEADER: [&str; 7] = [
+    "tier",
+    "model",
+    "predicted req/s",
+    "mean latency",
+    "threads",
+    "descriptors",
+    "what limits it",
+];
+
+/// The advice for a terminal: aligned columns, the paragraph, what changes it.
+pub fn text(a: &Advice) -> String {
+    let rows: Vec<[String; 7]> = a.models.iter().map(row).collect();
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .chain([HEADER[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..6).map(width).collect();
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            match i < 6 {
+                true => {
+                    let pad = widths[i].saturating_sub(cell.chars().count());
+                    match i {
+                        0 | 1 | 6 => out.push_str(&format!("{cell}{}  ", " ".repeat(pad))),
+                        _ => out.push_str(&format!("{}{cell}  ", " ".repeat(pad))),
+                    }
+                }
+                false => out.push_str(cell),
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = format!(
+        "Advice for {}.\nPredicted, not measured: {} ({}).\n\n",
+        described(a),
+        a.calibration,
+        a.machine
+    );
+    out.push_str(&line(HEADER.to_vec()));
+    for r in &rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out.push_str(&format!("\n{}\n", a.recommendation));
+    if !a.changes.is_empty() {
+        out.push_str("\nWhat would change it:\n");
+        for c in &a.changes {
+            out.push_str(&format!("- {c}.\n"));
+        }
+    }
+    out.push_str(RULES);
+    out
+}
+
+/// How every figure was computed, printed under the table.
+const RULES: &str = "\nEach figure: the model's cost formula at this many clients (the bench's \
+predictions; docs/SCALE.md says how often they land within 30%), held to Little's law, \
+min(clients, the model's cap) / (wait + one request's path); mean latency = clients / \
+throughput. Tier 1: within 30% of the best that can serve. docs/ADVISE.md says more.\n";
+
+/// The advice as markdown: the same table and paragraphs.
+pub fn markdown(a: &Advice) -> String {
+    let mut out = format!(
+        "# Advice\n\nFor {}.\n\nPredicted, not measured: {} ({}).\n\n| {} |\n|{}|\n",
+        described(a),
+        a.calibration,
+        a.machine,
+        HEADER.join(" | "),
+        ["---"; 7].join("|")
+    );
+    for r in a.models.iter().map(row) {
+        out.push_str(&format!("| {} |\n", r.join(" | ").replace('`', "")));
+    }
+    out.push_str(&format!("\n{}\n", a.recommendation));
+    if !a.changes.is_empty() {
+        out.push_str("\n## What would change it\n\n");
+        for c in &a.changes {
+            out.push_str(&format!("- {c}.\n"));
+        }
+    }
+    out.push_str(RULES);
+    out
+}
