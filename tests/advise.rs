@@ -126,3 +126,42 @@ fn the_seeds_clients_and_load_take_cpu_time() {
         "{out:?}"
     );
 }
+
+#[test]
+fn an_advice_is_measured_within_its_budget() {
+    let dir = std::env::temp_dir().join(format!("fiblab-advise-m-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("advice.json");
+    let out = fiblab(&[
+        "advise",
+        "--n",
+        "15",
+        "--clients",
+        "2",
+        "--time-budget",
+        "20s",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Predicted, then measured here (below)"),
+        "{text}"
+    );
+    assert!(text.contains("\nMeasured here:\n"), "{text}");
+    let advice: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = advice["confirmation"]["rows"].as_array().unwrap();
+    assert!(rows.len() >= 2, "{advice}");
+    for row in rows {
+        assert!(row["rps"]["estimate"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["predicted"][1].as_f64().unwrap() > 0.0, "{row}");
+    }
+    let verdict = advice["confirmation"]["verdict"].as_str().unwrap();
+    assert!(
+        verdict.starts_with("Confirmed: ") || verdict.starts_with("Not confirmed: "),
+        "{verdict}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -30,10 +30,12 @@
 //! (threads, then descriptors), since a tier is a tie on throughput; [`what_changes`]
 //! says at which load, work or wait the advice would be another model.
 //!
-//! Not yet here: an open loop (`--rate`), mixes of request classes, resident memory per
-//! connection, and confirmation by measurement; the output says the figures are
-//! predicted.
+//! Unless asked for a prediction only, the advice is then measured here
+//! ([`confirm`]): the predicted tier 1 and a contrast, the described load, the bench's
+//! statistics. Not yet here: an open loop (`--rate`), mixes of request classes, and
+//! resident memory per connection.
 
+pub mod confirm;
 mod render;
 
 use std::time::Duration;
@@ -181,6 +183,8 @@ pub struct Advice {
     pub recommendation: String,
     /// At which load, work or wait the advice would change, one sentence each.
     pub changes: Vec<String>,
+    /// The advice measured here ([`confirm`]); `None`: predicted only.
+    pub confirmation: Option<confirm::Confirmation>,
 }
 
 /// The fib tables of `calibration` as timers (µs), extended by φ per step of n.
@@ -271,7 +275,8 @@ fn predict_model(
     );
     let limit = match little < cpu.high {
         true => format!(
-            "Little's law: {served} request{} in flight, each {} µs of wait and path",
+            "Little's law: {} request{} in flight, each {} µs of wait and path",
+            crate::units::thousands(served as f64),
             if served == 1 { "" } else { "s" },
             crate::units::thousands(service.wait_us + path_alone)
         ),
@@ -403,6 +408,7 @@ pub fn advise(calibration: &Calibration, service: &Service, source: &str) -> Adv
         changes: what_changes(calibration, service, choice.as_ref().map(|c| c.model)),
         models,
         recommendation,
+        confirmation: None,
     }
 }
 
@@ -465,19 +471,44 @@ pub fn what_changes(
     now: Option<&'static str>,
 ) -> Vec<String> {
     let mut out = Vec::new();
+    let advised_at = |s: &Service| {
+        let models = predict_all(calibration, s);
+        advised(&models).map(|a| a.model)
+    };
     let mut scan = |what: &str, steps: Vec<Service>, describe: &dyn Fn(&Service) -> String| {
+        let mut last = service.clone();
         for s in steps {
-            let models = predict_all(calibration, &s);
-            let other = advised(&models);
-            if other.map(|a| a.model) != now {
+            if advised_at(&s) != now {
+                // Doubling found the change between `last` and `s`: bisect the clients
+                // or the wait to where it happens (n moves one step at a time already).
+                let mut changed = s;
+                for _ in 0..40 {
+                    let mut mid = changed.clone();
+                    if changed.clients.abs_diff(last.clients) > 1 {
+                        mid.clients = (changed.clients + last.clients) / 2;
+                    } else if (changed.wait_us - last.wait_us).abs()
+                        > 0.01 * changed.wait_us.max(1.0)
+                    {
+                        mid.wait_us = (changed.wait_us + last.wait_us) / 2.0;
+                    } else {
+                        break;
+                    }
+                    match advised_at(&mid) == now {
+                        true => last = mid,
+                        false => changed = mid,
+                    }
+                }
+                let models = predict_all(calibration, &changed);
+                let other = advised(&models);
                 out.push(format!(
                     "{what} {}: {} ({})",
-                    describe(&s),
+                    describe(&changed),
                     other.map_or("no model".to_string(), |a| format!("`{}`", a.model)),
                     why_changed(&models, now, other)
                 ));
                 return;
             }
+            last = s;
         }
     };
     let with = |f: &dyn Fn(&mut Service)| {
@@ -524,12 +555,12 @@ pub fn what_changes(
                 format!(" ({} of CPU)", render::duration_us(us))
             })
     };
-    scan("From", clients_up, &|s: &Service| {
-        format!("{} clients", crate::units::thousands(s.clients as f64))
-    });
-    scan("Down at", clients_down, &|s: &Service| {
-        format!("{} clients", crate::units::thousands(s.clients as f64))
-    });
+    let clients = |s: &Service| match s.clients {
+        1 => "1 client".to_string(),
+        c => format!("{} clients", crate::units::thousands(c as f64)),
+    };
+    scan("From", clients_up, &clients);
+    scan("Down at", clients_down, &clients);
     scan("With more work, from", n_up, &|s: &Service| {
         format!("fib({}){}", s.n, cpu(s))
     });

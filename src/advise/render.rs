@@ -7,6 +7,7 @@ use crate::units::thousands;
 /// A time in µs as a person reads it: `850 µs`, `2.3 ms`, `1.50 s`.
 pub fn duration_us(us: f64) -> String {
     match us {
+        u if u < 0.1 => format!("{u:.3} µs"),
         u if u < 10.0 => format!("{u:.2} µs"),
         u if u < 1_000.0 => format!("{u:.0} µs"),
         u if u < 10_000.0 => format!("{:.1} ms", u / 1e3),
@@ -128,8 +129,9 @@ pub fn text(a: &Advice) -> String {
         out.trim_end().to_string() + "\n"
     };
     let mut out = format!(
-        "Advice for {}.\nPredicted, not measured: {} ({}).\n\n",
+        "Advice for {}.\n{}: {} ({}).\n\n",
         described(a),
+        measured_or_not(a),
         a.calibration,
         a.machine
     );
@@ -144,7 +146,96 @@ pub fn text(a: &Advice) -> String {
             out.push_str(&format!("- {c}.\n"));
         }
     }
+    if let Some(c) = &a.confirmation {
+        out.push_str("\nMeasured here:\n");
+        let rows: Vec<[String; 7]> = c.rows.iter().map(measured_row).collect();
+        out.push_str(&aligned(&MEASURED_HEADER, &rows));
+        for r in c.rows.iter().filter(|r| !r.within) {
+            out.push_str(&format!(
+                "- `{}` off its prediction: {}.\n",
+                r.model,
+                r.reason.as_deref().unwrap_or("")
+            ));
+        }
+        out.push_str(&format!("\n{}\n", c.verdict));
+    }
     out.push_str(RULES);
+    out
+}
+
+fn measured_or_not(a: &Advice) -> &'static str {
+    match a.confirmation {
+        Some(_) => "Predicted, then measured here (below)",
+        None => "Predicted, not measured",
+    }
+}
+
+const MEASURED_HEADER: [&str; 7] = [
+    "tier",
+    "model",
+    "measured req/s",
+    "p99",
+    "errors",
+    "predicted req/s",
+    "measured / predicted",
+];
+
+fn measured_row(m: &super::confirm::Measured) -> [String; 7] {
+    let predicted = match (m.predicted[1] - m.predicted[0]) / m.predicted[1].max(1e-9) < 0.005 {
+        true => thousands(m.predicted[1]),
+        false => format!(
+            "{}–{}",
+            thousands(m.predicted[0]),
+            thousands(m.predicted[1])
+        ),
+    };
+    [
+        m.tier.map_or("-".to_string(), |t| t.to_string()),
+        m.model.clone(),
+        format!(
+            "{} [{}–{}]",
+            thousands(m.rps.estimate),
+            thousands(m.rps.ci_low),
+            thousands(m.rps.ci_high)
+        ),
+        format!(
+            "{}{}",
+            duration_us(m.p99_us as f64),
+            if m.misses_slo { " (over)" } else { "" }
+        ),
+        thousands(m.errors as f64),
+        predicted,
+        format!(
+            "{:.2}{}",
+            m.ratio,
+            if m.within { "" } else { " (outside 30%)" }
+        ),
+    ]
+}
+
+/// Rows under a header, columns padded, the last left ragged.
+fn aligned(header: &[&str; 7], rows: &[[String; 7]]) -> String {
+    let widths: Vec<usize> = (0..7)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            out.push_str(&format!("{cell}{}  ", " ".repeat(pad)));
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
     out
 }
 
@@ -157,8 +248,9 @@ throughput. Tier 1: within 30% of the best that can serve. docs/ADVISE.md says m
 /// The advice as markdown: the same table and paragraphs.
 pub fn markdown(a: &Advice) -> String {
     let mut out = format!(
-        "# Advice\n\nFor {}.\n\nPredicted, not measured: {} ({}).\n\n| {} |\n|{}|\n",
+        "# Advice\n\nFor {}.\n\n{}: {} ({}).\n\n| {} |\n|{}|\n",
         described(a),
+        measured_or_not(a),
         a.calibration,
         a.machine,
         HEADER.join(" | "),
@@ -173,6 +265,25 @@ pub fn markdown(a: &Advice) -> String {
         for c in &a.changes {
             out.push_str(&format!("- {c}.\n"));
         }
+    }
+    if let Some(c) = &a.confirmation {
+        out.push_str(&format!(
+            "\n## Measured here\n\n| {} |\n|{}|\n",
+            MEASURED_HEADER.join(" | "),
+            ["---"; 7].join("|")
+        ));
+        for r in c.rows.iter().map(measured_row) {
+            out.push_str(&format!("| {} |\n", r.join(" | ")));
+        }
+        out.push('\n');
+        for r in c.rows.iter().filter(|r| !r.within) {
+            out.push_str(&format!(
+                "- {} off its prediction: {}.\n",
+                r.model,
+                r.reason.as_deref().unwrap_or("")
+            ));
+        }
+        out.push_str(&format!("\n{}\n", c.verdict.replace('`', "")));
     }
     out.push_str(RULES);
     out

@@ -42,6 +42,13 @@ pub struct AdviseArgs {
     /// (a few seconds).
     #[arg(long)]
     calibration: Option<PathBuf>,
+    /// Predict only: do not measure the advice here.
+    #[arg(long)]
+    predict_only: bool,
+    /// The time the measurement may take in all (calibration, servers, the race), e.g.
+    /// 90s; 10s to 1h.
+    #[arg(long, default_value = "90s", value_parser = parse_budget)]
+    time_budget: Duration,
     /// Also write the advice as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -56,6 +63,13 @@ fn parse_clients(text: &str) -> Result<usize, String> {
         .parse()
         .map_err(|_| format!("'{text}' is not a whole number of clients"))?;
     check_clients(clients).map_err(|e| e.to_string())
+}
+
+fn parse_budget(text: &str) -> Result<Duration, String> {
+    match fiblab::units::parse_duration(text).map_err(|e| e.0)? {
+        d if (Duration::from_secs(10)..=Duration::from_secs(3600)).contains(&d) => Ok(d),
+        _ => Err(format!("'{text}': give 10s to 1h")),
+    }
 }
 
 /// A calibration from `path`: a calibration's own JSON, or a report holding one.
@@ -129,7 +143,10 @@ pub fn run(args: AdviseArgs) -> Result<()> {
         clients: args.clients,
         slo_p99_us: args.slo,
     };
-    let advice = fiblab::advise::advise(&calibration, &service, &source);
+    let mut advice = fiblab::advise::advise(&calibration, &service, &source);
+    if !args.predict_only && args.calibration.is_none() {
+        advice.confirmation = Some(confirm(&advice, args.time_budget)?);
+    }
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&advice)? + "\n";
         std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
@@ -139,4 +156,39 @@ pub fn run(args: AdviseArgs) -> Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     super::print(&fiblab::advise::text(&advice))
+}
+
+/// Measures the advice here: the contenders and a contrast, through the bench.
+fn confirm(
+    advice: &fiblab::advise::Advice,
+    budget: Duration,
+) -> Result<fiblab::advise::confirm::Confirmation> {
+    use fiblab::advise::confirm;
+    let models = confirm::models_to_measure(advice);
+    if models.is_empty() {
+        bail!(
+            "no model can hold this load here, so there is nothing to measure; rerun with --predict-only"
+        );
+    }
+    let scenario = confirm::scenario(advice, &models, budget)?;
+    let exe =
+        std::env::current_exe().context("cannot find the fiblab binary to start servers with")?;
+    eprintln!(
+        "fiblab advise: measuring {} here, within about {:.0} s",
+        models
+            .iter()
+            .map(|m| format!("`{m}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        budget.as_secs_f64()
+    );
+    let interrupt = fiblab::shutdown::interrupt_flag()?;
+    let command = format!(
+        "fiblab {}",
+        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+    );
+    let report = super::bench::with_progress(|progress| {
+        fiblab::bench::measure(&scenario, &[], &exe, interrupt.clone(), progress, command)
+    })??;
+    Ok(confirm::read(advice, &report))
 }

@@ -160,6 +160,26 @@ fn measure(args: &BenchArgs) -> Result<(BenchReport, bool)> {
             None => String::new(),
         }
     );
+    let command = format!(
+        "fiblab {}",
+        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+    );
+    let report = with_progress(|progress| {
+        bench::measure(
+            &scenario,
+            &args.targets,
+            &exe,
+            interrupt.clone(),
+            progress,
+            command,
+        )
+    })??;
+    Ok((report, interrupt.load(std::sync::atomic::Ordering::SeqCst)))
+}
+
+/// Runs `f` with a progress callback: a bar on a terminal, a line per step elsewhere
+/// (a log, CI).
+pub fn with_progress<T>(f: impl FnOnce(&mut dyn FnMut(Step<'_>)) -> T) -> Result<T> {
     let bar = indicatif::ProgressBar::new(0);
     let terminal = io::stderr().is_terminal();
     if terminal {
@@ -177,20 +197,9 @@ fn measure(args: &BenchArgs) -> Result<(BenchReport, bool)> {
             eprintln!("[{:>3}/{}] {}", step.done + 1, step.total, step.label);
         }
     };
-    let command = format!(
-        "fiblab {}",
-        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
-    );
-    let report = bench::measure(
-        &scenario,
-        &args.targets,
-        &exe,
-        interrupt.clone(),
-        &mut progress,
-        command,
-    )?;
+    let out = f(&mut progress);
     bar.finish_and_clear();
-    Ok((report, interrupt.load(std::sync::atomic::Ordering::SeqCst)))
+    Ok(out)
 }
 
 /// What a run of `scenario` would do, in words: its regimes on this machine, its rows,
