@@ -425,7 +425,11 @@ impl CostModel {
                     "between c / (cross-CPU round trip + fib) and CPUs / (one-CPU round trip + fib): which worker runs a connection decides",
                 );
                 if c.paired() {
-                    low.high = per_cpu(cpus, &with(local(c), &[wait, (FIB, c.fib)]));
+                    // The paired bound may fall below the loop's (a cheap one-CPU round
+                    // trip but fib dominating): the range is between the two, whichever
+                    // is lower.
+                    let paired = per_cpu(cpus, &with(local(c), &[wait, (FIB, c.fib)]));
+                    (low.low, low.high) = (low.low.min(paired), low.low.max(paired));
                     if low.high > low.low * 1.3 {
                         low.rps = None;
                     }
@@ -467,7 +471,10 @@ impl CostModel {
                     "min(c / (cross-CPU round trip + pipe + fib), workers / (socket calls + pipe + fib)): three threads per request, none paired",
                 );
                 if c.shared {
-                    p.high = per_cpu(clients.min(cpus), &with(local(c), &[pipe, (FIB, c.fib)]));
+                    // Paired with its clients on one CPU each, or, where fib dominates,
+                    // below the unpaired point: the range spans the two.
+                    let paired = per_cpu(clients.min(cpus), &with(local(c), &[pipe, (FIB, c.fib)]));
+                    (p.low, p.high) = (p.low.min(paired), p.low.max(paired));
                 }
                 p
             }

@@ -323,3 +323,41 @@ fn apart_a_connection_pool_serves_its_workers_and_procpool_hops_wake_both_sides(
         "{procpool:?}"
     );
 }
+
+/// Every formula's range is ordered and holds its point, whatever the load and the
+/// work (tokio's paired bound once fell below its loop bound at 50 clients of 400 µs).
+#[test]
+fn every_range_is_ordered_and_holds_its_point() {
+    let models = [
+        CostModel::OneAtATime,
+        CostModel::ThreadPerConnection,
+        CostModel::ConnectionPool,
+        CostModel::Isolated,
+        CostModel::EventLoop(Readiness::Epoll),
+        CostModel::EventLoop(Readiness::Select),
+        CostModel::SpinLoop,
+        CostModel::WorkStealing,
+        CostModel::ProcessPool,
+        CostModel::PerCore,
+        CostModel::Prefork,
+    ];
+    for model in models {
+        for clients in [1, 2, 3, 16, 50, 1000] {
+            for fib in [0.01, 1.0, 22.0, 400.0, 2_000.0] {
+                for shared in [true, false] {
+                    let p = model.predict(&Costs {
+                        shared,
+                        ..vm(clients, fib)
+                    });
+                    assert!(p.low <= p.high, "{model:?} {clients} {fib} {shared}: {p:?}");
+                    if let Some(x) = p.rps {
+                        assert!(
+                            p.low <= x * (1.0 + 1e-9) && x <= p.high * (1.0 + 1e-9),
+                            "{model:?} {clients} {fib} {shared}: {p:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
