@@ -32,9 +32,10 @@ pub fn rate(a: &ModelAdvice) -> String {
 
 /// The mean latency over the range.
 pub fn latency([fast, slow]: [f64; 2]) -> String {
-    match (slow - fast) / slow.max(1e-9) < 0.005 {
-        true => duration_us(fast),
-        false => format!("{}–{}", duration_us(fast), duration_us(slow)),
+    let (fast, slow) = (duration_us(fast), duration_us(slow));
+    match fast == slow {
+        true => fast,
+        false => format!("{fast}–{slow}"),
     }
 }
 
