@@ -1,6 +1,6 @@
 //! The advice confirmed by measurement: the predicted tier 1 and one contrasting model
 //! served here, the described load driven through the bench's own measuring path
-//! ([`crate::bench::measure`]) from a scenario written for it, and each measured
+//! ([`crate::bench::measure()`]) from a scenario written for it, and each measured
 //! beside its prediction, in tiers by the bench's statistics.
 //!
 //! ```text
@@ -29,7 +29,7 @@ const MOST_CONTENDERS: usize = 4;
 const OVERHEAD_S: f64 = 8.0;
 
 /// The models to measure: the advised one, the fastest of tier 1 (at most
-/// [`MOST_CONTENDERS`] in all), and a contrast: the fastest model below tier 1 that can
+/// four in all), and a contrast: the fastest model below tier 1 that can
 /// hold the load, so the measurement can show the gap the prediction claims.
 pub fn models_to_measure(advice: &Advice) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = advice.advised.into_iter().collect();

@@ -91,7 +91,7 @@ pub fn parse_cpu(text: &str) -> Result<Duration, WorkError> {
 /// calibration's table for another machine.
 ///
 /// Starts from fib(20), steps by φ's rule to an estimate, then walks one n at a time
-/// while a neighbour is nearer (at most [`MOST_STEPS`] timings past the first two).
+/// while a neighbour is nearer (at most eight timings past the first two).
 pub fn choose_n(asked: Duration, mut time_us: impl FnMut(u32) -> f64) -> WorkChoice {
     let asked_us = asked.as_secs_f64() * 1e6;
     let most = MAX_N_FITS_U64.min(60);
