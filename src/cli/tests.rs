@@ -50,6 +50,9 @@ fn sample(id: &str) -> Option<&'static [&'static str]> {
         "metrics_publish" => &["/tmp/fiblab-flags/copy.prom"],
         "segment" => &["2/2", "--conns", "2"],
         "start_at" => &["1", "--segment", "1/1"],
+        "cpu" => &["2ms"],
+        "slo" => &["p99=50ms"],
+        "calibration" => &["/tmp/fiblab-flags/calibration.json"],
         _ => return None,
     })
 }
@@ -81,6 +84,13 @@ fn every_flag_of_every_subcommand_parses() {
                     .chain(value.iter().map(|v| v.to_string()))
             })
             .collect();
+        // A required group (`advise`'s `--cpu` or `--n`): one member beside every
+        // flag that is not in it.
+        let groups: Vec<Vec<String>> = command
+            .get_groups()
+            .filter(|g| g.is_required_set())
+            .map(|g| g.get_args().map(|id| id.as_str().to_string()).collect())
+            .collect();
         for arg in command.get_arguments() {
             let id = arg.get_id().as_str();
             let Some(long) = arg.get_long() else {
@@ -94,9 +104,25 @@ fn every_flag_of_every_subcommand_parses() {
             if !arg.is_required_set() {
                 argv.extend(required.iter().cloned());
             }
+            for members in groups.iter().filter(|m| !m.iter().any(|m| m == id)) {
+                let first = &members[0];
+                let member = command
+                    .get_arguments()
+                    .find(|a| a.get_id().as_str() == first)
+                    .and_then(|a| a.get_long());
+                if let (Some(long), Some(value)) = (member, sample(first)) {
+                    argv.push(format!("--{long}"));
+                    argv.extend(value.iter().map(|v| v.to_string()));
+                }
+            }
             argv.push(format!("--{long}"));
+            // `advise --clients` is one closed loop's count, not the bench's list.
+            let sampled = match (path.as_slice(), id) {
+                ([command], "clients") if command == "advise" => Some(&["100"][..]),
+                _ => sample(id),
+            };
             if arg.get_action().takes_values() {
-                match (sample(id), arg.get_default_values().first()) {
+                match (sampled, arg.get_default_values().first()) {
                     (Some(value), _) => argv.extend(value.iter().map(|v| v.to_string())),
                     (None, Some(default)) => argv.push(default.to_string_lossy().into()),
                     (None, None) => {
