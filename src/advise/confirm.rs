@@ -333,7 +333,7 @@ fn verdict(advice: &Advice, rows: &[Measured]) -> String {
             crate::units::thousands(r.rps.ci_low),
             crate::units::thousands(r.rps.ci_high),
             r.tier.map_or("-".to_string(), |t| t.to_string()),
-            super::render::duration_us(r.p99_us as f64),
+            super::words::duration_us(r.p99_us as f64),
             match (advice.service.slo_p99_us, r.misses_slo) {
                 (Some(_), true) => ", over the objective",
                 (Some(_), false) => ", within the objective",

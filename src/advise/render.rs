@@ -1,43 +1,9 @@
 //! The advice as text (the terminal) and markdown (a file): the same table and
 //! paragraphs in both.
 
+use super::words::{duration_us, latency, rate};
 use super::{Advice, ModelAdvice};
 use crate::units::thousands;
-
-/// A time in µs as a person reads it: `850 µs`, `2.3 ms`, `1.50 s`.
-pub fn duration_us(us: f64) -> String {
-    match us {
-        u if u < 0.1 => format!("{u:.3} µs"),
-        u if u < 10.0 => format!("{u:.2} µs"),
-        u if u < 1_000.0 => format!("{u:.0} µs"),
-        u if u < 10_000.0 => format!("{:.1} ms", u / 1e3),
-        u if u < 1e6 => format!("{:.0} ms", u / 1e3),
-        u => format!("{:.2} s", u / 1e6),
-    }
-}
-
-/// A model's rate: the point, or the range where placement decides.
-pub fn rate(a: &ModelAdvice) -> String {
-    match a.rps {
-        _ if (a.high - a.low) / a.high.max(1e-9) < 0.005 => thousands(a.rps.unwrap_or(a.high)),
-        Some(x) => format!(
-            "{} [{}–{}]",
-            thousands(x),
-            thousands(a.low),
-            thousands(a.high)
-        ),
-        None => format!("{}–{}", thousands(a.low), thousands(a.high)),
-    }
-}
-
-/// The mean latency over the range.
-pub fn latency([fast, slow]: [f64; 2]) -> String {
-    let (fast, slow) = (duration_us(fast), duration_us(slow));
-    match fast == slow {
-        true => fast,
-        false => format!("{fast}–{slow}"),
-    }
-}
 
 /// The service in one line.
 fn described(a: &Advice) -> String {
