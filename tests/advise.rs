@@ -16,12 +16,18 @@ fn fiblab(args: &[&str]) -> Output {
         .expect("run fiblab")
 }
 
+/// A folder of this test's own for the files a command writes.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("fiblab-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 const CALIBRATION: &str = "tests/golden/advise_calibration.json";
 
 #[test]
 fn a_recorded_calibration_gives_a_fixed_advice() {
-    let dir = std::env::temp_dir().join(format!("fiblab-advise-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("advise");
     let json = dir.join("advice.json");
     let markdown = dir.join("advice.md");
     let out = fiblab(&[
@@ -129,8 +135,7 @@ fn the_seeds_clients_and_load_take_cpu_time() {
 
 #[test]
 fn an_advice_is_measured_within_its_budget() {
-    let dir = std::env::temp_dir().join(format!("fiblab-advise-m-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("advise-measured");
     let json = dir.join("advice.json");
     let out = fiblab(&[
         "advise",

@@ -250,6 +250,49 @@ fn parse(text: &str, which: &'static str) -> Result<Parsed, CompareError> {
 }
 
 /// A higher-is-better figure's row from two sets of samples.
+/// A row for two figures known only by their intervals (no samples to test): changed
+/// where the intervals are apart and the change passes `--noise`; a regression where it
+/// is worse beyond `--fail-on-regression`.
+fn by_intervals(
+    what: String,
+    o: Interval,
+    n: Interval,
+    higher_is_better: bool,
+    options: Options,
+) -> Row {
+    let change = match o.estimate > 0.0 {
+        true => n.estimate / o.estimate,
+        false => 1.0,
+    };
+    let apart = n.ci_low > o.ci_high || n.ci_high < o.ci_low;
+    let moved = (change - 1.0).abs() >= options.noise;
+    let better = match higher_is_better {
+        true => change >= 1.0,
+        false => change <= 1.0,
+    };
+    let mark = match (apart && moved, better) {
+        (false, _) => Mark::Same,
+        (true, true) => Mark::Better,
+        (true, false) => Mark::Worse,
+    };
+    let beyond = |limit: f64| match higher_is_better {
+        true => change < 1.0 - limit,
+        false => change > 1.0 + limit,
+    };
+    Row {
+        what,
+        old: o,
+        new: n,
+        change: Interval::point(change),
+        p: None,
+        p_mann_whitney: 1.0,
+        mark,
+        higher_is_better,
+        regression: mark == Mark::Worse && options.fail_on_regression.is_some_and(beyond),
+        detectable: None,
+    }
+}
+
 fn tested(what: String, old: &[f64], new: &[f64], options: Options) -> Option<Row> {
     let d = Difference::of(new, old)?;
     // The p-value is adjusted over all the rows later ([`adjust`]); this mark is provisional.
@@ -378,39 +421,20 @@ fn bench(
             crate::bench::rules::kept_of(s),
             crate::bench::rules::kept_of(twin),
         );
-        let change = match o.estimate > 0.0 {
-            true => n.estimate / o.estimate,
-            false => 1.0,
-        };
-        let apart = n.ci_low > o.ci_high || n.ci_high < o.ci_low;
-        let moved = (change - 1.0).abs() >= options.noise;
-        let mark = match (apart && moved, change >= 1.0) {
-            (false, _) => Mark::Same,
-            (true, true) => Mark::Better,
-            (true, false) => Mark::Worse,
-        };
         let regime = match s.regime.is_empty() {
             true => String::new(),
             false => format!("{} ", s.regime),
         };
-        rows.push(Row {
-            what: format!(
+        rows.push(by_intervals(
+            format!(
                 "{regime}seed 004 {}, light throughput kept (share)",
                 s.variant
             ),
-            old: o,
-            new: n,
-            change: Interval::point(change),
-            p: None,
-            p_mann_whitney: 1.0,
-            mark,
-            higher_is_better: true,
-            regression: mark == Mark::Worse
-                && options
-                    .fail_on_regression
-                    .is_some_and(|limit| change < 1.0 - limit),
-            detectable: None,
-        });
+            o,
+            n,
+            true,
+            options,
+        ));
         sizes.push((1, 1));
     }
     // The knees, where both ran the knee: each sweep's knee a sample, each known only to
@@ -539,32 +563,13 @@ fn load(old: &LoadReport, new: &LoadReport, options: Options) -> Comparison {
             let (Some(o), Some(n)) = (quantile_interval(&ho, q), quantile_interval(&hn, q)) else {
                 continue;
             };
-            let change = match o.estimate > 0.0 {
-                true => n.estimate / o.estimate,
-                false => 1.0,
-            };
-            let apart = n.ci_low > o.ci_high || n.ci_high < o.ci_low;
-            let moved = (change - 1.0).abs() >= options.noise;
-            let mark = match (apart && moved, change <= 1.0) {
-                (false, _) => Mark::Same,
-                (true, true) => Mark::Better,
-                (true, false) => Mark::Worse,
-            };
-            rows.push(Row {
-                what: format!("{} {name} µs", class.label),
-                old: o,
-                new: n,
-                change: Interval::point(change),
-                p: None,
-                p_mann_whitney: 1.0,
-                mark,
-                higher_is_better: false,
-                regression: mark == Mark::Worse
-                    && options
-                        .fail_on_regression
-                        .is_some_and(|limit| change > 1.0 + limit),
-                detectable: None,
-            });
+            rows.push(by_intervals(
+                format!("{} {name} µs", class.label),
+                o,
+                n,
+                false,
+                options,
+            ));
         }
     }
     Comparison {
