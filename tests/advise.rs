@@ -61,6 +61,69 @@ fn a_recorded_calibration_gives_a_fixed_advice() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An open loop of a heavy-tailed mix, with the GIL's rows: a fixed advice too.
+#[test]
+fn an_open_loop_of_a_mix_gives_a_fixed_advice() {
+    let out = fiblab(&[
+        "advise",
+        "--mix",
+        "1:99,30:1",
+        "--rate",
+        "2000/s",
+        "--slo",
+        "p99=20ms",
+        "--gil",
+        "--calibration",
+        CALIBRATION,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    golden("advise_open.txt", &text);
+    assert!(text.contains("2,000 req/s in an open loop over 64 connections"));
+    assert!(text.contains("threads --gil"), "{text}");
+}
+
+/// The shared 16-core report's calibration, in its one regime (pinned 8 + 8).
+#[test]
+fn a_bench_report_predicts_in_its_regime() {
+    let report = "../shared/data/16-core/scale-report.json";
+    if !std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(report)
+        .exists()
+    {
+        eprintln!("SKIPPED: {report} is missing (CI has ../shared beside the clone)");
+        return;
+    }
+    let out = fiblab(&[
+        "advise",
+        "--n",
+        "20",
+        "--clients",
+        "64",
+        "--calibration",
+        report,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("regime `pinned`: server on CPUs 8-15, load on 0-7"),
+        "{text}"
+    );
+    let out = fiblab(&[
+        "advise",
+        "--n",
+        "20",
+        "--clients",
+        "64",
+        "--calibration",
+        report,
+        "--regime",
+        "shared",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("regime `pinned`"));
+}
+
 #[test]
 fn a_duration_becomes_fib_n_from_the_calibration() {
     let out = fiblab(&["advise", "--cpu", "2ms", "--calibration", CALIBRATION]);
@@ -88,6 +151,23 @@ fn bad_descriptions_are_refused_naming_the_flag() {
         (
             vec!["--n", "1", "--calibration", "Cargo.toml"],
             "Cargo.toml is not JSON",
+        ),
+        (vec!["--n", "1", "--rate", "0"], "--rate"),
+        (vec!["--n", "1", "--rate", "fast"], "--rate"),
+        (vec!["--mix", "1:x"], "--mix"),
+        (vec!["--mix", "1:1,46:1"], "--mix"),
+        (vec!["--n", "1", "--mix", "1:1"], "--mix"),
+        (vec!["--n", "1", "--regime", "pinned"], "--calibration"),
+        (
+            vec![
+                "--n",
+                "1",
+                "--calibration",
+                CALIBRATION,
+                "--regime",
+                "pinned",
+            ],
+            "--regime pinned",
         ),
     ] {
         let out = fiblab(&[&["advise"], args.as_slice()].concat());

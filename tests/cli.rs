@@ -282,6 +282,8 @@ fn calibrate_json_has_the_documented_shape() {
         "select_idle_1000",
         "read_idle",
         "handoff",
+        "downstream_cpu",
+        "thread_resident_kib",
     ] {
         let m = &c[field];
         // Two-CPU figures are null on a one-CPU machine; everything else is measured.

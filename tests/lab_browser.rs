@@ -1,7 +1,8 @@
 //! `fiblab lab` in a real browser: headless Chromium driven through chromedriver
 //! (WebDriver, the `fantoccini` crate) clicks the page as a teacher would: start
 //! `threads`, two clients, the chart's figures moving, the heavy request marked, a
-//! switch to `epoll`, one lesson to its computed conclusion, stop; no child left.
+//! switch to `epoll`, one lesson to its computed conclusion, stop, then the advice form
+//! (`fiblab advise`) predicted and measured live; no child left.
 //! Before that, a page of another site tries to drive the lab through the same
 //! browser (issue 41's cross-site requests): nothing starts.
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them); without
@@ -199,6 +200,28 @@ fn a_teacher_clicks_through_the_page() {
         assert!(text("#lesson-quote").await.contains("线程"));
         click("#stop").await;
         until("#running", 20, |t| t.contains("no server")).await;
+        // The advice form (issue 44): a service described in its own terms, the
+        // prediction as a table, then the measurement run live from the page.
+        let field = |css: &'static str, value: &'static str| {
+            let browser = &browser;
+            async move {
+                let input = browser.find(Locator::Css(css)).await.unwrap();
+                input.clear().await.unwrap();
+                input.send_keys(value).await.unwrap();
+            }
+        };
+        field("#a-cpu", "50us").await;
+        field("#a-clients", "2").await;
+        field("#a-budget", "10s").await;
+        click("#advise").await;
+        let advised = until("#advice-text", 60, |t| t.contains("predicted")).await;
+        assert!(advised.contains("calibrated here by the lab"), "{advised}");
+        let table = text("#advice-table").await;
+        assert!(table.contains("threads") && table.contains("epoll"), "{table}");
+        click("#advise-measure").await;
+        let verdict = until("#advice-verdict", 120, |t| t.contains("onfirmed")).await;
+        assert!(verdict.contains("measured within 30%"), "{verdict}");
+        assert!(text("#advice-measured").await.contains("measured req/s"));
         browser.close().await.unwrap();
     });
     let pid = lab.0.id();

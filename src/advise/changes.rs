@@ -1,21 +1,19 @@
 //! What would change the advice: the service's clients, work and wait moved one way
 //! and the other until another model is advised, and why.
 
-use super::{FibCosts, MOST_CLIENTS, MOST_WAIT, ModelAdvice, Service, advised, predict_all, words};
-use crate::calibrate::Calibration;
+use super::{
+    FibCosts, MOST_CLIENTS, MOST_RATE, MOST_WAIT, ModelAdvice, On, Service, advised, predict_all,
+    words,
+};
 
 /// The loads, works and waits at which the advice becomes another model: clients
 /// doubled (and halved) until it changes, n one step up and down (φ = 1.62x the CPU
 /// each), the wait doubled from 1 ms (and halved to none). One sentence per direction
 /// that changes it within reach. With no model advised now, where one would be.
-pub fn what_changes(
-    calibration: &Calibration,
-    service: &Service,
-    now: Option<&'static str>,
-) -> Vec<String> {
+pub fn what_changes(on: &On<'_>, service: &Service, now: Option<&'static str>) -> Vec<String> {
     let mut out = Vec::new();
     let advised_at = |s: &Service| {
-        let models = predict_all(calibration, s);
+        let models = predict_all(on, s);
         advised(&models).map(|a| a.model)
     };
     let mut scan = |what: &str, steps: Vec<Service>, describe: &dyn Fn(&Service) -> String| {
@@ -27,7 +25,10 @@ pub fn what_changes(
                 let mut changed = s;
                 for _ in 0..40 {
                     let mut mid = changed.clone();
-                    if changed.clients.abs_diff(last.clients) > 1 {
+                    let (r0, r1) = (last.rate.unwrap_or(0.0), changed.rate.unwrap_or(0.0));
+                    if (r1 - r0).abs() > 0.01 * r1.max(1.0) {
+                        mid.rate = Some((r0 + r1) / 2.0);
+                    } else if changed.clients.abs_diff(last.clients) > 1 {
                         mid.clients = (changed.clients + last.clients) / 2;
                     } else if (changed.wait_us - last.wait_us).abs()
                         > 0.01 * changed.wait_us.max(1.0)
@@ -41,7 +42,7 @@ pub fn what_changes(
                         false => changed = mid,
                     }
                 }
-                let models = predict_all(calibration, &changed);
+                let models = predict_all(on, &changed);
                 let other = advised(&models);
                 out.push(format!(
                     "{what} {}: {} ({})",
@@ -69,10 +70,24 @@ pub fn what_changes(
             .filter(|&c| c >= 1)
             .map(|c| with(&|s| s.clients = c))
             .collect();
-    let n_up: Vec<Service> = (service.n + 1..=(service.n + 12).min(45))
+    let rate_up: Vec<Service> = match service.rate {
+        Some(r) => std::iter::successors(Some(r * 2.0), |r| (*r < MOST_RATE).then_some(r * 2.0))
+            .map(|r| with(&|s| s.rate = Some(r.min(MOST_RATE))))
+            .collect(),
+        None => Vec::new(),
+    };
+    let rate_down: Vec<Service> = match service.rate {
+        Some(r) => std::iter::successors(Some(r / 2.0), |r| (*r > 2.0).then_some(r / 2.0))
+            .map(|r| with(&|s| s.rate = Some(r.max(1.0))))
+            .collect(),
+        None => Vec::new(),
+    };
+    // A mix moves as a whole: its classes' n are the user's, not one step of work.
+    let steps = if service.mix.is_empty() { 12 } else { 0 };
+    let n_up: Vec<Service> = (service.n + 1..=(service.n + steps).min(45))
         .map(|n| with(&|s| s.n = n))
         .collect();
-    let n_down: Vec<Service> = (service.n.saturating_sub(12)..service.n)
+    let n_down: Vec<Service> = (service.n.saturating_sub(steps)..service.n)
         .rev()
         .map(|n| with(&|s| s.n = n))
         .collect();
@@ -92,7 +107,7 @@ pub fn what_changes(
         false => Vec::new(),
     };
     let cpu = |s: &Service| {
-        FibCosts::of(calibration)
+        FibCosts::of(on.calibration)
             .native(s.n)
             .map_or(String::new(), |us| {
                 format!(" ({} of CPU)", words::duration_us(us))
@@ -102,8 +117,19 @@ pub fn what_changes(
         1 => "1 client".to_string(),
         c => format!("{} clients", crate::units::thousands(c as f64)),
     };
-    scan("From", clients_up, &clients);
-    scan("Down at", clients_down, &clients);
+    let rate = |s: &Service| format!("{} req/s", crate::units::thousands(s.rate.unwrap_or(0.0)));
+    scan("Offered more, from", rate_up, &rate);
+    scan("Offered less, at", rate_down, &rate);
+    let connections = |s: &Service| match s.clients {
+        1 => "1 connection".to_string(),
+        c => format!("{} connections", crate::units::thousands(c as f64)),
+    };
+    let clients: &dyn Fn(&Service) -> String = match service.rate {
+        Some(_) => &connections,
+        None => &clients,
+    };
+    scan("From", clients_up, clients);
+    scan("Down at", clients_down, clients);
     scan("With more work, from", n_up, &|s: &Service| {
         format!("fib({}){}", s.n, cpu(s))
     });
@@ -132,11 +158,18 @@ fn why_changed(models: &[ModelAdvice], now: Option<&str>, other: Option<&ModelAd
         (Some(w), _) if w.cannot.is_some() => {
             format!("`{}` {}", w.model, w.cannot.as_deref().unwrap_or(""))
         }
-        (Some(w), _) if w.misses_slo => format!(
-            "`{}`'s mean latency, {}, is over the objective",
-            w.model,
-            words::latency(w.mean_latency_us)
-        ),
+        (Some(w), _) if w.misses_slo => match w.p99_us {
+            Some(p99) => format!(
+                "`{}`'s predicted p99, {}, is over the objective",
+                w.model,
+                words::latency(p99)
+            ),
+            None => format!(
+                "`{}`'s mean latency, {}, is over the objective",
+                w.model,
+                words::latency(w.mean_latency_us)
+            ),
+        },
         (Some(w), Some(o)) if w.tier != 1 => format!(
             "`{}` falls out of tier 1: {} req/s against `{}`'s {}",
             w.model,
@@ -144,6 +177,27 @@ fn why_changed(models: &[ModelAdvice], now: Option<&str>, other: Option<&ModelAd
             o.model,
             words::rate(o)
         ),
+        (Some(w), Some(o))
+            if o.threads + o.processes == w.threads + w.processes
+                && o.descriptors == w.descriptors =>
+        {
+            match (o.capacity, w.capacity) {
+                (Some(oc), Some(wc)) => format!(
+                    "`{}` costs as little and has more headroom: capacity {} req/s against `{}`'s {}",
+                    o.model,
+                    words::capacity(oc),
+                    w.model,
+                    words::capacity(wc)
+                ),
+                _ => format!(
+                    "`{}` costs as little and is faster: {} req/s against `{}`'s {}",
+                    o.model,
+                    words::rate(o),
+                    w.model,
+                    words::rate(w)
+                ),
+            }
+        }
         (Some(w), Some(o)) => format!(
             "`{}` joins tier 1 at a lower cost: {} thread(s) and {} descriptors against {} and {}",
             o.model,

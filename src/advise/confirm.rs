@@ -33,7 +33,12 @@ const OVERHEAD_S: f64 = 8.0;
 /// hold the load, so the measurement can show the gap the prediction claims.
 pub fn models_to_measure(advice: &Advice) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = advice.advised.into_iter().collect();
-    for m in advice.models.iter().filter(|m| m.tier == 1) {
+    let gil_row = |m: &str| super::GIL_ROWS.iter().any(|(_, row)| *row == m);
+    for m in advice
+        .models
+        .iter()
+        .filter(|m| m.tier == 1 && !gil_row(m.model))
+    {
         if out.len() >= MOST_CONTENDERS {
             break;
         }
@@ -41,14 +46,30 @@ pub fn models_to_measure(advice: &Advice) -> Vec<&'static str> {
             out.push(m.model);
         }
     }
-    let contrast = advice.models.iter().find(|m| m.tier == 2).or_else(|| {
-        advice
-            .models
-            .iter()
-            .find(|m| m.tier == 0 && m.cannot.is_none())
-    });
+    let contrast = advice
+        .models
+        .iter()
+        .find(|m| m.tier == 2 && !gil_row(m.model))
+        .or_else(|| {
+            advice
+                .models
+                .iter()
+                .find(|m| m.tier == 0 && m.cannot.is_none() && !gil_row(m.model))
+        });
     if let Some(c) = contrast.filter(|c| !out.contains(&c.model)) {
         out.push(c.model);
+    }
+    // Asked for, the GIL's rows are measured where they can be (with a wait).
+    if advice.service.gil && advice.service.wait_us > 0.0 && advice.service.rate.is_none() {
+        for (_, row) in super::GIL_ROWS {
+            let serves = advice
+                .models
+                .iter()
+                .any(|m| m.model == row && m.cannot.is_none());
+            if serves && !out.contains(&row) {
+                out.push(row);
+            }
+        }
     }
     out
 }
@@ -64,15 +85,55 @@ pub fn scenario(
     budget: Duration,
 ) -> Result<Scenario, ScenarioError> {
     let s = &advice.service;
-    let cells = models.len().max(1) as f64;
-    let list = models
+    // The GIL's rows run only in the waiting experiment (its `gil` rows).
+    let gil_base = |m: &str| {
+        super::GIL_ROWS
+            .iter()
+            .find(|(_, row)| *row == m)
+            .map(|(base, _)| *base)
+    };
+    let plain: Vec<&str> = models
+        .iter()
+        .copied()
+        .filter(|m| gil_base(m).is_none())
+        .collect();
+    let gil: Vec<String> = models
+        .iter()
+        .filter_map(|m| gil_base(m))
+        .map(|b| format!("\"{b}\""))
+        .collect();
+    let cells = match s.wait_us > 0.0 && s.rate.is_none() {
+        true => models.len().max(1) as f64,
+        false => plain.len().max(1) as f64,
+    };
+    let list = plain
         .iter()
         .map(|m| format!("\"{m}\""))
         .collect::<Vec<_>>()
         .join(", ");
     let spend = (budget.as_secs_f64() - OVERHEAD_S).max(2.0);
-    let text = match s.wait_us > 0.0 {
-        false => {
+    let text = match (s.rate, s.wait_us > 0.0) {
+        (Some(rate), _) => {
+            // The knee's open loop held at the one rate offered: three sweeps of one
+            // step each, interleaved across models, each against a fresh server (a
+            // step the model does not sustain steps down twice: the budget allows it).
+            let step = (spend / (3.0 * cells) / 2.5 - 0.3).clamp(0.3, 5.0);
+            format!(
+                "name = \"advise\"\nabout = \"fiblab advise: the advice measured\"\n\
+                 models = []\nworkloads = [1]\nclients = [1]\nduration = \"100ms\"\n\
+                 warmup = \"50ms\"\nrepetitions = 1\nregimes = [\"shared\"]\n\n\
+                 [knee]\nmodels = [{list}]\nconnections = {c}\npipeline = 1\n\
+                 step = \"{d}ms\"\nwarmup = \"300ms\"\nstart_rate = {rate}\nfactor = 2.0\n\
+                 refine = 0\nmax_rate = {rate}\nsweeps = 3\nrace = 0\ntick = \"50us\"\n\n\
+                 [[knee.workloads]]\nmix = \"{mix}\"\nslo = \"{slo}us\"\n",
+                c = s.clients,
+                d = (step * 1e3).round(),
+                rate = rate.round().max(1.0),
+                mix = s.mix_text(),
+                slo = s.slo_p99_us.unwrap_or(10e6).round(),
+            )
+        }
+        (None, false) => {
             // Three rounds of every cell and the floor, each cell a warm-up and a
             // measured window; the race spends what the budget has left.
             let window = (spend / 2.0 / (3.0 * (cells + 1.0)) / 1.4).clamp(0.15, 3.0);
@@ -88,16 +149,18 @@ pub fn scenario(
                 b = budget.as_secs().max(10),
             )
         }
-        true => {
+        (None, true) => {
             // One cell per model, long enough for a few whole seconds to sample.
             let window = (spend / cells - 1.0).clamp(2.0, 10.0);
             format!(
                 "name = \"advise\"\nabout = \"fiblab advise: the advice measured\"\n\
                  models = []\nworkloads = [1]\nclients = [1]\nduration = \"100ms\"\n\
                  warmup = \"50ms\"\nrepetitions = 1\nregimes = [\"shared\"]\n\n\
-                 [waiting]\nmodels = [{list}]\ndelays = [\"{wait}us\"]\nclients = [{c}]\n\
-                 n = {n}\nduration = \"{d}ms\"\nwarmup = \"500ms\"\njitter = 0.2\n",
+                 [waiting]\nmodels = [{list}]\ngil = [{gil}]\ndelays = [\"{wait}us\"]\n\
+                 clients = [{c}]\nn = {n}\nduration = \"{d}ms\"\nwarmup = \"500ms\"\n\
+                 jitter = 0.2\n",
                 wait = s.wait_us.round(),
+                gil = gil.join(", "),
                 c = s.clients,
                 n = s.n,
                 d = (window * 1e3).round(),
@@ -107,6 +170,49 @@ pub fn scenario(
     Scenario::parse(&text)
 }
 
+/// Measures `advice` here within `budget`: [`models_to_measure`], the [`scenario`]
+/// for them through [`crate::bench::measure()`] (servers started from `exe`), read
+/// against the prediction ([`read`]). `progress` sees each cell; `interrupt` stops the
+/// run between cells. What the CLI's and the lab's confirmations run.
+///
+/// # Errors
+/// No model can hold the load (nothing to measure), or the bench could not run (no
+/// port, no server).
+pub fn run(
+    advice: &Advice,
+    budget: Duration,
+    exe: &std::path::Path,
+    interrupt: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    progress: &mut dyn FnMut(crate::bench::Step<'_>),
+    command: String,
+) -> std::io::Result<Confirmation> {
+    let models = models_to_measure(advice);
+    if models.is_empty() {
+        return Err(std::io::Error::other(
+            "no model can hold this load here, so there is nothing to measure",
+        ));
+    }
+    if let Some(why) = unmeasurable(&advice.service) {
+        return Err(std::io::Error::other(why));
+    }
+    let scenario = scenario(advice, &models, budget).map_err(std::io::Error::other)?;
+    let report = crate::bench::measure(&scenario, &[], exe, interrupt, progress, command)?;
+    Ok(read(advice, &report))
+}
+
+/// Why a description is predicted only; `None` where it can be measured here.
+pub fn unmeasurable(s: &super::Service) -> Option<&'static str> {
+    match (s.rate, s.mix.is_empty(), s.wait_us > 0.0) {
+        (Some(_), _, true) => Some(
+            "an open loop with a wait is predicted only: the bench's open loop (the knee) has no downstream",
+        ),
+        (None, false, _) => Some(
+            "a mix in a closed loop is predicted only: the bench's closed-loop cells send one n; give a rate to measure the mix in an open loop",
+        ),
+        _ => None,
+    }
+}
+
 /// One model measured beside its prediction.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Measured {
@@ -114,6 +220,8 @@ pub struct Measured {
     /// Requests per second: the median of the samples, with its interval.
     pub rps: Interval,
     pub p99_us: u64,
+    /// In an open loop, the p99 predicted at the best placement, µs.
+    pub predicted_p99_us: Option<f64>,
     /// Requests that failed or timed out (a client the model never served shows here).
     pub errors: u64,
     /// The measured tier (the bench's comparison with the best); `None`: no samples.
@@ -143,11 +251,14 @@ pub struct Confirmation {
 pub fn read(advice: &Advice, report: &BenchReport) -> Confirmation {
     let s = &advice.service;
     let samples_of = |model: &str| -> (Vec<f64>, u64, u64) {
+        if s.rate.is_some() {
+            return open_loop_samples(report, model);
+        }
         match (s.wait_us > 0.0, &report.waiting) {
             (true, Some(w)) => w
                 .records
                 .iter()
-                .find(|r| r.model == model && r.row == model)
+                .find(|r| r.row == model)
                 .map(|r| (r.per_second.clone(), r.p99_us, r.errors))
                 .unwrap_or_default(),
             (true, None) => Default::default(),
@@ -164,7 +275,7 @@ pub fn read(advice: &Advice, report: &BenchReport) -> Confirmation {
             }
         }
     };
-    let measured: Vec<(String, Vec<f64>, u64, u64)> = models_measured(report, s.wait_us > 0.0)
+    let measured: Vec<(String, Vec<f64>, u64, u64)> = models_measured(report, s)
         .into_iter()
         .map(|m| {
             let (samples, p99, errors) = samples_of(&m);
@@ -187,6 +298,7 @@ pub fn read(advice: &Advice, report: &BenchReport) -> Confirmation {
                 model,
                 rps,
                 p99_us,
+                predicted_p99_us: predicted.p99_us.map(|p| p[0]),
                 errors,
                 tier: r.tier,
                 predicted: [predicted.low, predicted.high],
@@ -199,10 +311,43 @@ pub fn read(advice: &Advice, report: &BenchReport) -> Confirmation {
     Confirmation { rows, verdict }
 }
 
+/// What an open loop measured of `model`: the throughput each sweep achieved at the
+/// rate offered (its first step), the median of their p99s, and the requests that
+/// failed or timed out.
+fn open_loop_samples(report: &BenchReport, model: &str) -> (Vec<f64>, u64, u64) {
+    let Some(knee) = &report.knee else {
+        return Default::default();
+    };
+    let steps: Vec<&crate::bench::experiments::knee::records::KneeStep> = knee
+        .sweeps
+        .iter()
+        .filter(|sweep| sweep.row == model)
+        .filter_map(|sweep| sweep.steps.first())
+        .collect();
+    let mut p99: Vec<u64> = steps.iter().map(|s| s.p99_us).collect();
+    p99.sort_unstable();
+    (
+        steps.iter().map(|s| s.achieved_rps).collect(),
+        p99.get(p99.len() / 2).copied().unwrap_or(0),
+        steps.iter().map(|s| s.failed + s.timeouts).sum(),
+    )
+}
+
 /// The models a run measured, in the order it lists them.
-fn models_measured(report: &BenchReport, waits: bool) -> Vec<String> {
+fn models_measured(report: &BenchReport, s: &super::Service) -> Vec<String> {
+    if s.rate.is_some() {
+        let mut out: Vec<String> = report
+            .knee
+            .iter()
+            .flat_map(|k| k.sweeps.iter().map(|sweep| sweep.row.clone()))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|m| seen.insert(m.clone()));
+        return out;
+    }
+    let waits = s.wait_us > 0.0;
     let mut out: Vec<String> = match (waits, &report.waiting) {
-        (true, Some(w)) => w.records.iter().map(|r| r.model.clone()).collect(),
+        (true, Some(w)) => w.records.iter().map(|r| r.row.clone()).collect(),
         (true, None) => Vec::new(),
         (false, _) => report
             .cells
@@ -222,11 +367,28 @@ fn models_measured(report: &BenchReport, waits: bool) -> Vec<String> {
 /// calibration.
 fn why_off(report: &BenchReport, s: &super::Service, model: &str, rps: f64) -> String {
     use crate::bench::experiments::waiting::{Limit, bound};
-    let record = report.waiting.as_ref().and_then(|w| {
-        w.records
+    if let Some(rate) = s.rate {
+        let steps: Vec<_> = report
+            .knee
             .iter()
-            .find(|r| r.model == model && r.row == model)
-    });
+            .flat_map(|k| k.sweeps.iter())
+            .filter(|sweep| sweep.row == model)
+            .filter_map(|sweep| sweep.steps.first())
+            .collect();
+        let verdicts: Vec<&str> = steps.iter().map(|s| s.verdict.label()).collect();
+        let busy = steps.iter().map(|s| s.client_busy).fold(0.0, f64::max);
+        return format!(
+            "{} req/s of the {} offered, its sweeps' verdicts {}; the load generator's busiest thread at {:.0}%",
+            crate::units::thousands(rps),
+            crate::units::thousands(rate),
+            verdicts.join(", "),
+            busy * 100.0
+        );
+    }
+    let record = report
+        .waiting
+        .as_ref()
+        .and_then(|w| w.records.iter().find(|r| r.row == model));
     if let Some(r) = record {
         let (x, limit) = bound(r);
         let cpu = |us: Option<f64>| us.map_or("?".to_string(), |us| format!("{us:.0}"));
@@ -271,7 +433,7 @@ fn why_off(report: &BenchReport, s: &super::Service, model: &str, rps: f64) -> S
 }
 
 /// Measured over predicted, and whether that is within the formulas' accuracy.
-fn against(measured: f64, p: &ModelAdvice) -> (f64, bool) {
+pub(crate) fn against(measured: f64, p: &ModelAdvice) -> (f64, bool) {
     let ratio = match p.rps {
         Some(point) => measured / point.max(1e-9),
         None if measured < p.low => measured / p.low.max(1e-9),

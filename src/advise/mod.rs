@@ -19,7 +19,7 @@
 //! ```
 //!
 //! `cap` is how many requests a model lets wait at once by its design (`single` 1, a
-//! pool its workers: [`concurrency_cap`]). A model whose design cannot hold the load —
+//! pool its workers: [`concurrency_cap`](crate::bench::experiments::waiting::concurrency_cap)). A model whose design cannot hold the load —
 //! fewer connections served at once than clients (the rest are never answered in a
 //! closed loop), more descriptors than `select`'s `FD_SETSIZE` or the process's limit —
 //! cannot serve it, and says why in one computed sentence.
@@ -32,105 +32,33 @@
 //!
 //! Unless asked for a prediction only, the advice is then measured here
 //! ([`confirm`]): the predicted tier 1 and a contrast, the described load, the bench's
-//! statistics. Not yet here: an open loop (`--rate`), mixes of request classes, and
-//! resident memory per connection.
+//! statistics.
+//!
+//! Also: an open loop (`--rate`, latency by M/G/c, [`queue`]), request classes
+//! (`--mix`, their weighted mean and spread), resident memory at the load, the GIL's
+//! rows (`--gil`), and a bench report's regime (`--regime`, [`On`]).
 
 mod changes;
 pub mod confirm;
+mod predict;
+pub mod queue;
 mod render;
+mod service;
 mod words;
-
-use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::bench::experiments::waiting::concurrency_cap;
-use crate::bench::predict::{THRESHOLD, predict_costs, unpinned_costs};
+use crate::bench::predict::THRESHOLD;
 use crate::calibrate::Calibration;
-use crate::calibrate::work::from_table;
-use crate::models::{CostModel, MODELS, Model};
 
 pub use changes::what_changes;
+pub use predict::{FD_SETSIZE, GIL_ROWS, On, predict_all};
+use predict::{FibCosts, advised};
 pub use render::{markdown, text};
-
-/// `select`'s limit on the descriptors one call may watch (glibc's `FD_SETSIZE`).
-pub const FD_SETSIZE: usize = 1024;
-
-/// Descriptors every server holds besides its connections: the listener, stdin,
-/// stdout, stderr, and a few a runtime opens (epoll, eventfd, timerfd).
-const BASE_DESCRIPTORS: usize = 8;
-
-/// The most clients a description may name.
-pub const MOST_CLIENTS: usize = 1 << 20;
-
-/// The longest wait a description may name.
-pub const MOST_WAIT: Duration = Duration::from_secs(60);
-
-/// A service, described in its own terms.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Service {
-    /// Its CPU work per request: fib(n).
-    pub n: u32,
-    /// What the user asked for in CPU time, µs, when they gave a duration.
-    pub asked_cpu_us: Option<f64>,
-    /// Its wait per request on a downstream, µs (0: none).
-    pub wait_us: f64,
-    /// Clients in a closed loop.
-    pub clients: usize,
-    /// The latency objective: the 99th percentile under this, µs.
-    pub slo_p99_us: Option<f64>,
-}
-
-/// A description that cannot be advised on; each says the range (the CLI's and the
-/// lab's messages name the flag or field).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum DescriptionError {
-    #[error("{0} clients: give 1 to {MOST_CLIENTS}")]
-    Clients(usize),
-    #[error("'{0}': give a wait from 0 to 60s, e.g. 20ms")]
-    Wait(String),
-    #[error("'{0}': write it as p99=50ms (the 99th percentile's objective, more than 0)")]
-    Slo(String),
-}
-
-/// Parses `--slo p99=50ms`, µs.
-///
-/// # Errors
-/// Another percentile, no duration, or zero.
-pub fn parse_slo(text: &str) -> Result<f64, DescriptionError> {
-    let bad = || DescriptionError::Slo(text.to_string());
-    let (key, value) = text.split_once('=').ok_or_else(bad)?;
-    if key.trim() != "p99" {
-        return Err(bad());
-    }
-    let d = crate::units::parse_duration(value).map_err(|_| bad())?;
-    match d.is_zero() {
-        true => Err(bad()),
-        false => Ok(d.as_secs_f64() * 1e6),
-    }
-}
-
-/// Parses `--wait 20ms` (0 to [`MOST_WAIT`]).
-///
-/// # Errors
-/// Not a duration, or over a minute.
-pub fn parse_wait(text: &str) -> Result<Duration, DescriptionError> {
-    match crate::units::parse_duration(text) {
-        Ok(d) if d <= MOST_WAIT => Ok(d),
-        _ => Err(DescriptionError::Wait(text.to_string())),
-    }
-}
-
-/// Checks `--clients`.
-///
-/// # Errors
-/// 0, or more than [`MOST_CLIENTS`].
-pub fn check_clients(clients: usize) -> Result<usize, DescriptionError> {
-    match (1..=MOST_CLIENTS).contains(&clients) {
-        true => Ok(clients),
-        false => Err(DescriptionError::Clients(clients)),
-    }
-}
+pub use service::{
+    DescriptionError, MOST_CLIENTS, MOST_RATE, MOST_WAIT, Service, check_clients, parse_rate,
+    parse_slo, parse_wait,
+};
 
 /// One model's predicted fate under the service.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -141,8 +69,13 @@ pub struct ModelAdvice {
     /// Every placement the formula allows, req/s.
     pub low: f64,
     pub high: f64,
-    /// The mean latency (N / X) over the range, µs: `[at high, at low]`.
+    /// The mean latency over the range, µs: `[at high, at low]`; in a closed loop
+    /// N / X, in an open loop the path, the wait and the queue ([`queue`]).
     pub mean_latency_us: [f64; 2],
+    /// In an open loop, the 99th percentile over the range, µs ([`queue`]).
+    pub p99_us: Option<[f64; 2]>,
+    /// In an open loop, the most it can serve, req/s: `[high, low]`.
+    pub capacity: Option<[f64; 2]>,
     /// What limits it, in words.
     pub limit: String,
     /// Threads the server runs at this load, and processes.
@@ -150,6 +83,12 @@ pub struct ModelAdvice {
     pub processes: usize,
     /// Descriptors the server holds at this load.
     pub descriptors: usize,
+    /// Resident memory its connections cost the server at this load, KiB: each thread
+    /// beyond the first at the calibrated `thread_resident_kib` (what the `threads`
+    /// model's resident memory grows by per idle connection), and each connection's state at
+    /// the model's C10K target (`Model::idle_target_kib`, what the connections
+    /// experiment holds event loops to). `None`: the calibration lacks the thread's.
+    pub memory_kib: Option<f64>,
     /// Why it cannot serve this load, if it cannot.
     pub cannot: Option<String>,
     /// Its mean latency already exceeds the p99 objective (no placement meets it).
@@ -190,225 +129,41 @@ pub struct Advice {
     pub confirmation: Option<confirm::Confirmation>,
 }
 
-/// The fib tables of `calibration` as timers (µs), extended by φ per step of n.
-struct FibCosts {
-    native: Vec<(u32, f64)>,
-    interpreted: Vec<(u32, f64)>,
-}
-
-impl FibCosts {
-    fn of(calibration: &Calibration) -> FibCosts {
-        let table = |t: &[crate::calibrate::FibCost]| {
-            t.iter()
-                .map(|f| (f.n, f.cost.median_us))
-                .collect::<Vec<_>>()
-        };
-        FibCosts {
-            native: table(&calibration.fib),
-            interpreted: table(&calibration.fib_interpreted),
-        }
-    }
-
-    fn native(&self, n: u32) -> Option<f64> {
-        (!self.native.is_empty()).then(|| from_table(&self.native)(n))
-    }
-
-    fn interpreted(&self, n: u32) -> Option<f64> {
-        (!self.interpreted.is_empty()).then(|| from_table(&self.interpreted)(n))
-    }
-}
-
-/// Threads and processes a model runs with `clients` connections and `workers`.
-fn threads_of(model: &Model, clients: usize, workers: usize) -> (usize, usize) {
-    match model.cost {
-        CostModel::OneAtATime | CostModel::EventLoop(_) | CostModel::SpinLoop => (1, 1),
-        // An acceptor and a thread per connection.
-        CostModel::ThreadPerConnection => (clients + 1, 1),
-        CostModel::ConnectionPool => (workers + 1, 1),
-        // A connection thread and its interpreter's thread per connection.
-        CostModel::Isolated => (2 * clients + 1, 1),
-        CostModel::WorkStealing | CostModel::PerCore => (workers, 1),
-        // Connection threads, and a process per worker.
-        CostModel::ProcessPool => (clients + 1 + workers, workers + 1),
-        CostModel::Prefork => (workers, workers),
-    }
-}
-
-/// Predicts `model` for `service` on `calibration`'s machine; `None` where the
-/// calibration cannot (no round trip, or no interpreter timing for `isolates`).
-fn predict_model(
-    calibration: &Calibration,
-    fib: &FibCosts,
-    model: &'static Model,
-    service: &Service,
-) -> Option<ModelAdvice> {
-    let native = fib.native(service.n)?;
-    let interpreted = match model.cost {
-        CostModel::Isolated => fib.interpreted(service.n)?,
-        _ => fib.interpreted(service.n).unwrap_or(0.0),
-    };
-    let waits = service.wait_us > 0.0;
-    let at = |clients: usize| {
-        unpinned_costs(calibration, model, clients, native, interpreted).map(|mut c| {
-            // The downstream's send and receive, on the server's CPU.
-            if waits {
-                c.fib += c.rtt_spin / 2.0;
-                c.fib_interpreted += c.rtt_spin / 2.0;
-            }
-            c
-        })
-    };
-    let costs = at(service.clients)?;
-    let cpu = predict_costs(model.cost, &costs);
-    let alone = predict_costs(model.cost, &at(1)?);
-    let path_alone: f64 = alone.terms.iter().map(|t| t.us).sum::<f64>().max(1e-3);
-    let workers = costs.workers;
-    let cap = concurrency_cap(model, workers);
-    let served = cap.map_or(service.clients, |cap| cap.min(service.clients));
-    // Without a wait the formula at N clients is the whole model (it knows how N
-    // clients pair with the server's threads); a wait holds each request longer.
-    let little = match waits {
-        true => served as f64 * 1e6 / (service.wait_us + path_alone),
-        false => f64::INFINITY,
-    };
-    let (low, high, rps) = (
-        cpu.low.min(little),
-        cpu.high.min(little),
-        cpu.rps.map(|x| x.min(little)),
-    );
-    let limit = match little < cpu.high {
-        true => format!(
-            "Little's law: {} request{} in flight, each {} µs of wait and path",
-            crate::units::thousands(served as f64),
-            if served == 1 { "" } else { "s" },
-            crate::units::thousands(service.wait_us + path_alone)
-        ),
-        false => cpu.limit.describe().to_string(),
-    };
-    let (threads, processes) = threads_of(model, service.clients, workers);
-    let per_connection = if waits { 2 } else { 1 };
-    let descriptors = BASE_DESCRIPTORS
-        + service.clients * per_connection
-        + match model.cost {
-            // Each worker's two pipes, both ends held by the parent.
-            CostModel::ProcessPool => 4 * workers,
-            _ => 0,
-        };
-    let limit_fds = calibration.machine.descriptor_limit as usize;
-    let cannot = match cap {
-        Some(cap) if cap < service.clients => Some(format!(
-            "serves {cap} connection{} at once ({}); in a closed loop the other {} clients \
-             are never answered",
-            if cap == 1 { "" } else { "s" },
-            match model.clients {
-                crate::models::Clients::OneAtATime => "one at a time".to_string(),
-                crate::models::Clients::Sharded => format!("{workers} one-at-a-time copies"),
-                crate::models::Clients::Concurrent =>
-                    format!("{workers} workers, each holding a connection"),
-            },
-            crate::units::thousands((service.clients - cap) as f64)
-        )),
-        _ if matches!(
-            model.cost,
-            CostModel::EventLoop(crate::models::Readiness::Select)
-        ) && descriptors > FD_SETSIZE =>
-        {
-            Some(format!(
-                "would watch {} descriptors, past select's FD_SETSIZE of {FD_SETSIZE}",
-                crate::units::thousands(descriptors as f64)
-            ))
-        }
-        _ if limit_fds > 0 && descriptors > limit_fds => Some(format!(
-            "needs {} descriptors, past the process's limit of {} (raise `ulimit -n`)",
-            crate::units::thousands(descriptors as f64),
-            crate::units::thousands(limit_fds as f64)
-        )),
-        _ => None,
-    };
-    let clients = service.clients as f64;
-    let mean_latency_us = [
-        clients * 1e6 / high.max(1e-9),
-        clients * 1e6 / low.max(1e-9),
-    ];
-    let misses_slo = service
-        .slo_p99_us
-        .is_some_and(|slo| mean_latency_us[0] > slo);
-    Some(ModelAdvice {
-        model: model.name,
-        rps,
-        low,
-        high,
-        mean_latency_us,
-        limit,
-        threads,
-        processes,
-        descriptors,
-        cannot,
-        misses_slo,
-        tier: 0,
-    })
-}
-
-/// Every model's prediction for `service`, tiered (best first), and the advised one.
-fn predict_all(calibration: &Calibration, service: &Service) -> Vec<ModelAdvice> {
-    let fib = FibCosts::of(calibration);
-    let mut all: Vec<ModelAdvice> = MODELS
-        .iter()
-        .filter_map(|m| predict_model(calibration, &fib, m, service))
-        .collect();
-    let best_low = all
-        .iter()
-        .filter(|a| a.serves())
-        .map(|a| a.low)
-        .fold(0.0, f64::max);
-    for a in &mut all {
-        a.tier = match a.serves() {
-            false => 0,
-            true if a.high >= best_low * (1.0 - THRESHOLD) => 1,
-            true => 2,
-        };
-    }
-    // Tier 1, then 2, then those that cannot serve; within a tier, fastest first.
-    all.sort_by(|a, b| {
-        let rank = |t: usize| if t == 0 { 3 } else { t };
-        rank(a.tier)
-            .cmp(&rank(b.tier))
-            .then(b.middle().total_cmp(&a.middle()))
-    });
-    all
-}
-
-/// The tier-1 model that costs least: fewest threads, then descriptors, then the
-/// fastest.
-fn advised(models: &[ModelAdvice]) -> Option<&ModelAdvice> {
-    models.iter().filter(|a| a.tier == 1).min_by(|a, b| {
-        (a.threads + a.processes)
-            .cmp(&(b.threads + b.processes))
-            .then(a.descriptors.cmp(&b.descriptors))
-            .then(b.middle().total_cmp(&a.middle()))
-    })
-}
-
 /// The advice for `service` on `calibration`'s machine; `source` says where the
 /// calibration comes from.
 pub fn advise(calibration: &Calibration, service: &Service, source: &str) -> Advice {
-    let models = predict_all(calibration, service);
+    advise_on(&On::unpinned(calibration), service, source)
+}
+
+/// [`advise`] on a placement of server and load ([`On`]).
+pub fn advise_on(on: &On<'_>, service: &Service, source: &str) -> Advice {
+    let calibration = on.calibration;
+    let models = predict_all(on, service);
     let choice = advised(&models).cloned();
-    let cpu_us = FibCosts::of(calibration)
-        .native(service.n)
-        .unwrap_or(f64::NAN);
+    let fib = FibCosts::of(calibration);
+    let cpu_us = FibCosts::mean(service, |n| fib.native(n)).unwrap_or(f64::NAN);
     let recommendation = recommend(&models, choice.as_ref(), service);
     Advice {
         service: service.clone(),
         cpu_us,
         calibration: source.to_string(),
         machine: format!(
-            "{}, {}",
+            "{}, {}{}",
             calibration.machine.cpu,
-            calibration.machine.cpus_in_words()
+            calibration.machine.cpus_in_words(),
+            on.regime.map_or(String::new(), |r| match r.shared_cpus() {
+                true => format!("; regime `{}`, unpinned", r.name),
+                false => format!(
+                    "; regime `{}`: server on CPUs {}, load on {}{}",
+                    r.name,
+                    crate::calibrate::describe_cpus(&r.server_cpus),
+                    crate::calibrate::describe_cpus(&r.client_cpus),
+                    if r.spin { ", spinning" } else { "" }
+                ),
+            })
         ),
         advised: choice.as_ref().map(|c| c.model),
-        changes: what_changes(calibration, service, choice.as_ref().map(|c| c.model)),
+        changes: what_changes(on, service, choice.as_ref().map(|c| c.model)),
         models,
         recommendation,
         confirmation: None,
@@ -419,6 +174,9 @@ pub fn advise(calibration: &Calibration, service: &Service, source: &str) -> Adv
 fn recommend(models: &[ModelAdvice], choice: Option<&ModelAdvice>, service: &Service) -> String {
     let Some(c) = choice else {
         let why = match service.slo_p99_us {
+            Some(_) if models.iter().any(|a| a.cannot.is_none()) && service.rate.is_some() => {
+                "every model that can hold the load has a predicted p99 over the objective"
+            }
             Some(_) if models.iter().any(|a| a.cannot.is_none()) => {
                 "every model that can hold the load has a mean latency over the objective"
             }
@@ -428,13 +186,17 @@ fn recommend(models: &[ModelAdvice], choice: Option<&ModelAdvice>, service: &Ser
             "No model serves this load here: {why}. Fewer clients per server (more servers), less CPU or less wait per request would."
         );
     };
+    let is_gil = |a: &ModelAdvice| GIL_ROWS.iter().any(|(_, row)| *row == a.model);
     let tier: Vec<&str> = models
         .iter()
-        .filter(|a| a.tier == 1)
+        .filter(|a| a.tier == 1 && !is_gil(a))
         .map(|a| a.model)
         .collect();
-    let others = tier.len() - 1;
-    let fastest = models.first().map(|a| a.model).unwrap_or(c.model);
+    let others = tier.len().saturating_sub(1);
+    let fastest = models
+        .iter()
+        .find(|a| !is_gil(a))
+        .map_or(c.model, |a| a.model);
     let mut text = format!(
         "`{}`: predicted {} req/s ({}), mean latency {}, with {} thread{}{} and {} descriptors.",
         c.model,
@@ -458,6 +220,18 @@ fn recommend(models: &[ModelAdvice], choice: Option<&ModelAdvice>, service: &Ser
             match fastest == c.model {
                 true => String::new(),
                 false => format!(", `{fastest}`"),
+            }
+        ));
+    }
+    for g in models.iter().filter(|a| is_gil(a)) {
+        text.push_str(&format!(
+            " Under CPython's GIL, `{}`: {} req/s ({}), tier {}.",
+            g.model,
+            words::rate(g),
+            g.limit,
+            match g.tier {
+                0 => "— (cannot serve)".to_string(),
+                t => t.to_string(),
             }
         ));
     }

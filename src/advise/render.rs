@@ -15,6 +15,11 @@ fn described(a: &Advice) -> String {
             duration_us(asked),
             duration_us(a.cpu_us)
         ),
+        None if !s.mix.is_empty() => format!(
+            "the mix {} ({} of CPU per request on average)",
+            s.mix_text(),
+            duration_us(a.cpu_us)
+        ),
         None => format!("fib({}) ({} of CPU)", s.n, duration_us(a.cpu_us)),
     };
     let wait = match s.wait_us > 0.0 {
@@ -24,14 +29,22 @@ fn described(a: &Advice) -> String {
     let slo = s.slo_p99_us.map_or(String::new(), |slo| {
         format!(", p99 under {}", duration_us(slo))
     });
-    format!(
-        "{cpu}{wait}, {} client{} in a closed loop{slo}",
-        thousands(s.clients as f64),
-        if s.clients == 1 { "" } else { "s" }
-    )
+    match s.rate {
+        Some(r) => format!(
+            "{cpu}{wait}, {} req/s in an open loop over {} connection{}{slo}",
+            thousands(r),
+            thousands(s.clients as f64),
+            if s.clients == 1 { "" } else { "s" }
+        ),
+        None => format!(
+            "{cpu}{wait}, {} client{} in a closed loop{slo}",
+            thousands(s.clients as f64),
+            if s.clients == 1 { "" } else { "s" }
+        ),
+    }
 }
 
-fn row(a: &ModelAdvice) -> [String; 7] {
+fn row(a: &ModelAdvice) -> [String; 8] {
     let tier = match a.tier {
         0 => "—".to_string(),
         t => t.to_string(),
@@ -39,8 +52,12 @@ fn row(a: &ModelAdvice) -> [String; 7] {
     let why = match (&a.cannot, a.misses_slo) {
         (Some(why), _) => format!("cannot serve: {why}"),
         (None, true) => format!(
-            "{}; its mean latency is already over the p99 objective",
-            a.limit
+            "{}; its {} is already over the p99 objective",
+            a.limit,
+            match a.p99_us {
+                Some(_) => "predicted p99",
+                None => "mean latency",
+            }
         ),
         (None, false) => a.limit.clone(),
     };
@@ -48,29 +65,34 @@ fn row(a: &ModelAdvice) -> [String; 7] {
         tier,
         a.model.to_string(),
         rate(a),
-        latency(a.mean_latency_us),
+        match a.p99_us {
+            Some(p99) => format!("{} (p99 {})", latency(a.mean_latency_us), latency(p99)),
+            None => latency(a.mean_latency_us),
+        },
         match a.processes {
             1 => thousands(a.threads as f64),
             p => format!("{} ({p} processes)", thousands(a.threads as f64)),
         },
         thousands(a.descriptors as f64),
+        super::words::memory_kib(a.memory_kib),
         why,
     ]
 }
 
-const HEADER: [&str; 7] = [
+const HEADER: [&str; 8] = [
     "tier",
     "model",
     "predicted req/s",
     "mean latency",
     "threads",
     "descriptors",
+    "memory",
     "what limits it",
 ];
 
 /// The advice for a terminal: aligned columns, the paragraph, what changes it.
 pub fn text(a: &Advice) -> String {
-    let rows: Vec<[String; 7]> = a.models.iter().map(row).collect();
+    let rows: Vec<[String; 8]> = a.models.iter().map(row).collect();
     let width = |i: usize| {
         rows.iter()
             .map(|r| r[i].chars().count())
@@ -78,15 +100,15 @@ pub fn text(a: &Advice) -> String {
             .max()
             .unwrap_or(0)
     };
-    let widths: Vec<usize> = (0..6).map(width).collect();
+    let widths: Vec<usize> = (0..7).map(width).collect();
     let line = |cells: Vec<&str>| {
         let mut out = String::new();
         for (i, cell) in cells.iter().enumerate() {
-            match i < 6 {
+            match i < 7 {
                 true => {
                     let pad = widths[i].saturating_sub(cell.chars().count());
                     match i {
-                        0 | 1 | 6 => out.push_str(&format!("{cell}{}  ", " ".repeat(pad))),
+                        0 | 1 => out.push_str(&format!("{cell}{}  ", " ".repeat(pad))),
                         _ => out.push_str(&format!("{}{cell}  ", " ".repeat(pad))),
                     }
                 }
@@ -126,7 +148,7 @@ pub fn text(a: &Advice) -> String {
         }
         out.push_str(&format!("\n{}\n", c.verdict));
     }
-    out.push_str(RULES);
+    out.push_str(&rules(a));
     out
 }
 
@@ -166,8 +188,12 @@ fn measured_row(m: &super::confirm::Measured) -> [String; 7] {
             thousands(m.rps.ci_high)
         ),
         format!(
-            "{}{}",
+            "{}{}{}",
             duration_us(m.p99_us as f64),
+            m.predicted_p99_us.map_or(String::new(), |p| format!(
+                " ({} predicted)",
+                duration_us(p)
+            )),
             if m.misses_slo { " (over)" } else { "" }
         ),
         thousands(m.errors as f64),
@@ -207,10 +233,32 @@ fn aligned(header: &[&str; 7], rows: &[[String; 7]]) -> String {
 }
 
 /// How every figure was computed, printed under the table.
-const RULES: &str = "\nEach figure: the model's cost formula at this many clients (the bench's \
+fn rules(a: &Advice) -> String {
+    let mut out = "\nEach figure: the model's cost formula at this many clients (the bench's \
 predictions; docs/SCALE.md says how often they land within 30%), held to Little's law, \
-min(clients, the model's cap) / (wait + one request's path); mean latency = clients / \
-throughput. Tier 1: within 30% of the best that can serve. docs/ADVISE.md says more.\n";
+min(clients, the model's cap) / (wait + one request's path), and to the machine's CPUs \
+shared by server, load generator and downstream"
+        .to_string();
+    match a.service.rate {
+        Some(_) => out.push_str(
+            ": the capacity. In an open loop a model serves the rate offered if it is under \
+its capacity; latency = one request's path + wait + the queue (M/G/c, Allen-Cunneen, Poisson \
+arrivals; `fiblab load --rate` sends evenly and queues less). Tier 1: every model that serves the rate \
+(within its objective).",
+        ),
+        None => out.push_str(
+            "; mean latency = clients / throughput. Tier 1: within 30% of the best that can \
+serve.",
+        ),
+    }
+    out.push_str(
+        " Memory: each thread beyond the first at the calibrated resident memory a thread \
+per connection costs, and each connection at the model's per-connection target \
+(the C10K experiment's).",
+    );
+    out.push_str(" docs/ADVISE.md says more.\n");
+    out
+}
 
 /// The advice as markdown: the same table and paragraphs.
 pub fn markdown(a: &Advice) -> String {
@@ -221,7 +269,7 @@ pub fn markdown(a: &Advice) -> String {
         a.calibration,
         a.machine,
         HEADER.join(" | "),
-        ["---"; 7].join("|")
+        ["---"; 8].join("|")
     );
     for r in a.models.iter().map(row) {
         out.push_str(&format!("| {} |\n", r.join(" | ").replace('`', "")));
@@ -252,6 +300,6 @@ pub fn markdown(a: &Advice) -> String {
         }
         out.push_str(&format!("\n{}\n", c.verdict.replace('`', "")));
     }
-    out.push_str(RULES);
+    out.push_str(&rules(a));
     out
 }

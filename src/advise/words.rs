@@ -37,3 +37,23 @@ pub fn latency([fast, slow]: [f64; 2]) -> String {
         false => format!("{fast}–{slow}"),
     }
 }
+
+/// A capacity range `[high, low]`, req/s.
+pub fn capacity([high, low]: [f64; 2]) -> String {
+    match (high - low) / high.max(1e-9) < 0.005 {
+        true => thousands(high),
+        false => format!("{}–{}", thousands(low), thousands(high)),
+    }
+}
+
+/// Resident memory in KiB as a person reads it: `840 KiB`, `18 MiB`, `1.2 GiB`; `–`
+/// where unknown.
+pub fn memory_kib(kib: Option<f64>) -> String {
+    match kib {
+        None => "–".to_string(),
+        Some(k) if k < 1024.0 => format!("{k:.0} KiB"),
+        Some(k) if k < 10.0 * 1024.0 => format!("{:.1} MiB", k / 1024.0),
+        Some(k) if k < 1024.0 * 1024.0 => format!("{:.0} MiB", k / 1024.0),
+        Some(k) => format!("{:.1} GiB", k / 1024.0 / 1024.0),
+    }
+}

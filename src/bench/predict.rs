@@ -201,7 +201,29 @@ pub fn unpinned_costs(
     fib_us: f64,
     fib_interpreted_us: f64,
 ) -> Option<Costs> {
-    let costs = regime_costs(calibration, None, clients, fib_us, fib_interpreted_us)?;
+    regime_model_costs(
+        calibration,
+        None,
+        model,
+        clients,
+        fib_us,
+        fib_interpreted_us,
+    )
+}
+
+/// As [`unpinned_costs`], in regime `plan` (a bench report's: which CPUs serve, which
+/// load, who spins); `None`: unpinned. The costs [`predict`] gives a cell of that
+/// regime, so `fiblab advise --calibration REPORT --regime NAME` predicts the report's
+/// own cells as `--replot` does.
+pub fn regime_model_costs(
+    calibration: &Calibration,
+    plan: Option<&RegimePlan>,
+    model: &crate::models::Model,
+    clients: usize,
+    fib_us: f64,
+    fib_interpreted_us: f64,
+) -> Option<Costs> {
+    let costs = regime_costs(calibration, plan, clients, fib_us, fib_interpreted_us)?;
     Some(Costs {
         workers: model.workers.default_for(costs.cpus),
         ..costs

@@ -24,6 +24,8 @@
 //! | `select_idle_1000` | a ping-pong through a blocking `select` loop watching 1000 idle descriptors besides the active one, minus the same loop watching none, both threads on one CPU: what 1000 idle connections add to each request of the `select` model (the kernel registers on every descriptor's wait queue, sleeps, scans them all again and unregisters) |
 //! | `read_idle` | one non-blocking `read` on an idle TCP socket (`EAGAIN`), taken in turn over 256 of them: what the `nonblocking` model pays for every idle connection on every round |
 //! | `handoff` | a value sent to another thread over a channel and one sent back (the isolates' and `--offload`'s hop), both threads on one CPU |
+//! | `downstream_cpu` | the CPU `fiblab backend` spends per line it answers (a thread, unpinned, 1 ms delay, 8 connections of fiblab's load generator for 200 ms): what each waiting request costs the machine on the downstream's side |
+//! | `thread_resident_kib` | KiB of resident memory a thread per connection costs: `fiblab serve --model threads` holding 200 idle connections, its VmRSS after less before, over 200, as the C10K experiment measures it (not µs: memory) |
 //! | `fib` | fib(n) on one core, for each n asked |
 //! | `fib_interpreted` | fib(n) in the `isolates` model's WebAssembly interpreter (wasmi), for each n asked |
 //!
@@ -41,8 +43,9 @@ pub use crate::cpu::allowed_cpus;
 pub use render::describe_cpus;
 pub use timing::fib_time;
 use timing::{
-    Spin, epoll_wait, fib_interpreted_time, handoff, loadgen_round_trip, per_call, pipe_round_trip,
-    process_start, read_idle, repeat, round_trip, select_call, select_idle, thread_start,
+    Spin, downstream_cpu, epoll_wait, fib_interpreted_time, handoff, loadgen_round_trip, per_call,
+    pipe_round_trip, process_start, read_idle, repeat, round_trip, select_call, select_idle,
+    thread_resident_kib, thread_start,
 };
 
 /// Runs of each primitive; the median is reported.
@@ -159,6 +162,13 @@ pub struct Calibration {
     pub read_idle: Option<Measure>,
     #[serde(default)]
     pub handoff: Option<Measure>,
+    /// The downstream's CPU per answered request, µs (older calibrations: `None`).
+    #[serde(default)]
+    pub downstream_cpu: Option<Measure>,
+    /// Resident memory per thread blocked on a connection, KiB (its `median_us` holds
+    /// KiB; older calibrations: `None`).
+    #[serde(default)]
+    pub thread_resident_kib: Option<Measure>,
     pub fib: Vec<FibCost>,
     #[serde(default)]
     pub fib_interpreted: Vec<FibCost>,
@@ -241,6 +251,8 @@ impl Calibration {
             select_idle_1000: Measure::of(repeat(|| select_idle(1000, first).ok())),
             read_idle: Measure::of(repeat(|| read_idle().ok())),
             handoff: Measure::of(repeat(|| handoff(first).ok())),
+            downstream_cpu: Measure::of(repeat(|| downstream_cpu().ok().map(round3))),
+            thread_resident_kib: Measure::of(repeat(|| thread_resident_kib(exe).ok().map(round3))),
             fib: ns
                 .iter()
                 .copied()

@@ -61,6 +61,14 @@ impl Calibration {
                 "hand-off to a thread on the same CPU and back".into(),
                 self.handoff,
             ),
+            (
+                "downstream's CPU per request (fiblab backend)".into(),
+                self.downstream_cpu,
+            ),
+            (
+                "threads: resident KiB per idle connection".into(),
+                self.thread_resident_kib,
+            ),
         ];
         rows.extend(
             self.fib

@@ -422,6 +422,102 @@ fn batch_time(mut f: impl FnMut()) -> f64 {
     }
 }
 
+/// The CPU a downstream spends per request it answers, µs: `fiblab backend` (in a
+/// thread, unpinned, as the bench and `fiblab advise` run it) answering each line after
+/// 1 ms, driven by fiblab's load generator over 8 connections for 200 ms. What a
+/// waiting request costs the machine's CPUs on the downstream's side (reading the line,
+/// arming and firing its timer, writing the answer, the wake-ups between), which a
+/// machine shared by server, load generator and downstream pays besides the server's.
+pub(super) fn downstream_cpu() -> io::Result<f64> {
+    use crate::backend::{BackendConfig, BackendStats, serve};
+    use crate::load::mix::{Class, Mix, Protocol};
+    use crate::load::{Hooks, LoadSpec, Stop};
+    use std::sync::atomic::Ordering;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let stats = std::sync::Arc::new(BackendStats::default());
+    let shutdown = crate::shutdown::Shutdown::new()?;
+    let config = BackendConfig {
+        delay: Duration::from_millis(1),
+        jitter: Duration::ZERO,
+        seed: 1,
+        idle_timeout: None,
+    };
+    let (s, st) = (shutdown.clone(), stats.clone());
+    let backend = std::thread::spawn(move || -> io::Result<Option<Duration>> {
+        serve(listener, config, s, st)?;
+        Ok(cpu::thread_time())
+    });
+    let spec = LoadSpec {
+        addr,
+        // The backend echoes any line; a fib line is one.
+        mix: Mix::new(vec![Class::fib(1, 1, true)]).map_err(io::Error::other)?,
+        connections: 8,
+        pipeline: 1,
+        rate: None,
+        stop: Stop::After(Duration::from_millis(200)),
+        warmup: Duration::ZERO,
+        timeout: Duration::from_secs(5),
+        threads: 1,
+        spin: false,
+        tick: Duration::ZERO,
+        cpus: None,
+        seed: 1,
+        agent: None,
+        protocol: Protocol::Fiblab,
+    };
+    let report = crate::load::run(
+        &spec,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        Hooks::default(),
+    );
+    shutdown.trigger();
+    let used = backend
+        .join()
+        .map_err(|_| io::Error::other("the backend's thread panicked"))??;
+    report?;
+    let answered = stats.answered.load(Ordering::SeqCst);
+    match (used, answered) {
+        (Some(cpu), answered) if answered > 0 => Ok(cpu.as_secs_f64() * 1e6 / answered as f64),
+        _ => Err(io::Error::other("the backend answered nothing")),
+    }
+}
+
+/// Resident memory a thread per connection costs, KiB: `fiblab serve --model threads`
+/// (from `exe`) holding 200 idle connections that each had one reply, its VmRSS after
+/// less before, over 200: the connection thread's stack pages and buffers and its share
+/// of the allocator, as the C10K experiment measures each model (kernel memory, the
+/// socket buffers and the thread's kernel stack, is not in it).
+pub(super) fn thread_resident_kib(exe: &Path) -> io::Result<f64> {
+    use crate::load::hold::{HoldSpec, hold};
+    const IDLE: usize = 200;
+    let config = crate::server::Config {
+        max_conns: IDLE + 64,
+        ..crate::server::Config::default()
+    };
+    let server = crate::process::ServerProcess::start(
+        exe,
+        &crate::server::Variant::split("threads"),
+        &config,
+        &[],
+    )?;
+    let rss = || crate::process::Usage::of_tree(server.pid()).map(|u| u.rss_kib as f64);
+    // One connection first: whatever the server starts lazily is in the baseline.
+    drop(hold(&HoldSpec::fib1(server.addr, 1))?);
+    std::thread::sleep(Duration::from_millis(50));
+    let before = rss()?;
+    let held = hold(&HoldSpec::fib1(server.addr, IDLE))?;
+    std::thread::sleep(Duration::from_millis(100));
+    let after = rss()?;
+    let open = held.open();
+    drop(held);
+    server.stop();
+    match open {
+        0 => Err(io::Error::other("no connection held")),
+        open => Ok(((after - before) / open as f64).max(0.0)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,6 +53,7 @@ fn sample(id: &str) -> Option<&'static [&'static str]> {
         "cpu" => &["2ms"],
         "slo" => &["p99=50ms"],
         "calibration" => &["/tmp/fiblab-flags/calibration.json"],
+        "regime" => &["shared", "--calibration", "/tmp/fiblab-flags/report.json"],
         _ => return None,
     })
 }

@@ -148,6 +148,7 @@ impl Api {
             (&Method::GET | &Method::HEAD, "/") => page(),
             (&Method::GET, "/events") => self.events(&streams),
             (&Method::GET, "/api/state") => json(StatusCode::OK, &self.state()),
+            (&Method::GET, "/api/advise") => json(StatusCode::OK, &self.lab.desk.state_json()),
             (&Method::POST, p) if p.starts_with("/api/") => {
                 if let Err(why) = guard::same_origin(head) {
                     return self.denied(head, &why);
@@ -168,6 +169,10 @@ impl Api {
     /// A `POST /api/...` from the lab's own page: run on a blocking thread (starting a
     /// server waits for it to listen), one change at a time.
     async fn change(self: Arc<Self>, path: String, bytes: Bytes) -> Response {
+        if path == "/api/advise" || path == "/api/advise/measure" {
+            let api = self.clone();
+            return blocking(move || api.advise(&path, &bytes)).await;
+        }
         if path == "/api/ask" {
             let Ok(_permit) = self.asks.try_acquire() else {
                 return text(
@@ -199,6 +204,14 @@ impl Api {
 
     fn apply(&self, path: &str, bytes: &Bytes) -> Response {
         let lab = &self.lab;
+        if matches!(lab.desk.state(), super::advice::Measuring::Measuring { .. })
+            && path != "/api/server/stop"
+        {
+            return text(
+                StatusCode::CONFLICT,
+                "the advice is being measured (its servers and load use the machine's CPUs); try again when it ends",
+            );
+        }
         let after = |outcome: Result<(), Refusal>| match outcome {
             Ok(()) => json(StatusCode::OK, &self.state()),
             Err(e) => refused(&e),
@@ -233,8 +246,30 @@ impl Api {
             }
             _ => text(
                 StatusCode::NOT_FOUND,
-                "no such call: /api/state, /api/server, /api/server/stop, /api/load, /api/heavy, /api/ask, /api/lesson",
+                "no such call: /api/state, /api/server, /api/server/stop, /api/load, /api/heavy, /api/ask, /api/lesson, /api/advise, /api/advise/measure",
             ),
+        }
+    }
+
+    /// The advice form: predicted (`/api/advise`), or its measurement started
+    /// (`/api/advise/measure`, 202; `GET /api/advise` follows it).
+    fn advise(&self, path: &str, bytes: &Bytes) -> Response {
+        let form = match body::<super::advice::AdviceForm>(bytes) {
+            Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
+            Ok(form) => form,
+        };
+        let (advice, budget) = match self.lab.desk.predict(&form) {
+            Err(e) => return text(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+            Ok(predicted) => predicted,
+        };
+        if path == "/api/advise" {
+            let text = crate::advise::text(&advice);
+            return json(StatusCode::OK, &json!({ "advice": advice, "text": text }));
+        }
+        let lab_busy = self.lab.server().is_some() || self.lab.load().is_some();
+        match self.lab.desk.measure(advice, budget, lab_busy) {
+            Ok(()) => json(StatusCode::ACCEPTED, &self.lab.desk.state_json()),
+            Err(e) => text(StatusCode::CONFLICT, &e.to_string()),
         }
     }
 

@@ -8,6 +8,8 @@
 //!                           server's own /metrics figures
 //!         ── POST /api/...  start / stop / switch the server, set the load, send the
 //!                           heavy request, send one line as nc would
+//!         ── /api/advise    the advice form: `fiblab advise` predicted, and measured
+//!                           live (advice.rs)
 //!
 //! lab ── a `fiblab serve --metrics` child (process::ServerProcess: the bench's process
 //!        boundary; only registry models with validated flags)
@@ -23,6 +25,7 @@
 //! malformed request with a 4xx that says what is wrong, and its children die with it,
 //! even on SIGKILL ([`crate::process`]).
 
+pub mod advice;
 mod asked;
 mod figures;
 mod http;

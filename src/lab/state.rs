@@ -59,6 +59,8 @@ pub struct Lab {
     /// A heavy request is out: the next waits for its reply (one fib of a second at a
     /// time, whoever asks).
     heavy_out: Arc<AtomicBool>,
+    /// The advice form's desk: `fiblab advise` on the page.
+    pub(super) desk: super::advice::Desk,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -72,6 +74,7 @@ impl Lab {
     /// The sampler thread cannot start.
     pub fn start(exe: PathBuf) -> std::io::Result<Arc<Lab>> {
         let lab = Arc::new(Lab {
+            desk: super::advice::Desk::new(exe.clone()),
             exe,
             started: Instant::now(),
             heavy_n: about_a_second(),
@@ -452,6 +455,7 @@ impl Lab {
 
     /// Stops the load, the server and the sampler.
     pub fn shut_down(&self) {
+        self.desk.stop();
         self.stop_server();
         self.stopping.store(true, Ordering::Relaxed);
         self.changed.notify_all();

@@ -47,6 +47,8 @@ pub(crate) fn calibration() -> Calibration {
         select_idle_1000: m(150.0),
         read_idle: m(0.5),
         handoff: m(3.4),
+        downstream_cpu: None,
+        thread_resident_kib: None,
         rtt_client_spinning: m(38.0),
         rtt_unpinned: m(68.0),
         loadgen_same_cpu: m(11.0),

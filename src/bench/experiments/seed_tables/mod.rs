@@ -55,7 +55,12 @@ fn repetition_of(
 ) -> io::Result<bool> {
     let scenario = run.scenario;
     let label = row.label();
-    let served = run.serve(row)?;
+    // Room for the most clients a cell brings (an advice of 10,000 clients), so a
+    // model's own limits show, not the server's default cap on connections.
+    let most = scenario.clients.iter().max().copied().unwrap_or(1);
+    let served = run.serve_with(row, |config| {
+        config.max_conns = config.max_conns.max(most + 64);
+    })?;
     for &n in &scenario.workloads {
         for &clients in &scenario.clients {
             if only.is_some_and(|cells| !cells.contains(&(n, clients))) {
