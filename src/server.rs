@@ -38,6 +38,9 @@ pub struct Config {
     pub grace: Duration,
     /// `prefork`: one port per process (the seed's form) instead of one shared port.
     pub ports: bool,
+    /// `prefork`: one listening socket, one accept queue shared by the copies, instead
+    /// of a `SO_REUSEPORT` socket each (see `models/prefork.rs`).
+    pub one_queue: bool,
     /// The server was asked for `--port 0`: extra listeners (`prefork --ports`) take
     /// free ports too, instead of the ports after the first.
     pub free_ports: bool,
@@ -81,6 +84,7 @@ impl Default for Config {
             grace: DEFAULT_GRACE,
             offload: false,
             ports: false,
+            one_queue: false,
             free_ports: false,
             gil: None,
             switch_interval: crate::gil::DEFAULT_SWITCH_INTERVAL,
@@ -189,6 +193,10 @@ pub struct ConfigArgs {
     /// shared SO_REUSEPORT port.
     #[arg(long)]
     pub ports: bool,
+    /// prefork: one listening socket, one accept queue for all processes (an idle one
+    /// takes the next client, as Apache's prefork does) instead of a SO_REUSEPORT each.
+    #[arg(long, conflicts_with = "ports")]
+    pub one_queue: bool,
     /// On SIGINT/SIGTERM, how long open connections get to finish (e.g. 5s, 500ms). 5s:
     /// room for a request up to --max-n to finish.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
@@ -264,6 +272,7 @@ impl ConfigArgs {
             grace: self.grace,
             offload: self.offload,
             ports: self.ports,
+            one_queue: self.one_queue,
             free_ports,
             gil: self.gil,
             switch_interval: self.switch_interval,
@@ -290,6 +299,7 @@ impl Config {
             queue,
             grace,
             ports,
+            one_queue,
             free_ports: _,
             max_conns,
             idle_timeout,
@@ -316,6 +326,9 @@ impl Config {
         ];
         if ports {
             args.push("--ports".into());
+        }
+        if one_queue {
+            args.push("--one-queue".into());
         }
         if offload {
             args.push("--offload".into());
@@ -482,6 +495,7 @@ mod tests {
             queue: 3,
             grace: Duration::from_millis(1234),
             ports: true,
+            one_queue: false,
             free_ports: false,
             max_conns: 5,
             idle_timeout: Some(Duration::from_micros(2_500_001)),
@@ -513,6 +527,13 @@ mod tests {
             ..defaults.clone()
         };
         assert_eq!(parse(&never_idle.to_args()), never_idle);
+        // `--one-queue` excludes `--ports`: a config of its own.
+        let one_queue = Config {
+            one_queue: true,
+            ..defaults.clone()
+        };
+        assert_ne!(one_queue.one_queue, defaults.one_queue);
+        assert_eq!(parse(&one_queue.to_args()), one_queue);
         assert_eq!(parse(&defaults.to_args()), defaults);
     }
 

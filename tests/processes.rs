@@ -266,6 +266,43 @@ fn prefork_serves_clients_on_several_children_at_once() {
     );
 }
 
+/// prefork --one-queue: the children share one accept queue, so each idle child takes
+/// the next client: four children serve exactly four of eight clients at once, and a
+/// heavy request on one child never holds a new client while another child idles (the
+/// `SO_REUSEPORT` hash of the default can put both on one child).
+#[test]
+fn prefork_one_queue_gives_each_idle_child_the_next_client() {
+    let server = Server::start("prefork", &["--workers", "4", "--one-queue"]);
+    wait_for_children(&server, 4);
+    let mut clients: Vec<Client> = (0..8).map(|_| server.connect()).collect();
+    for c in &mut clients {
+        c.send(b"1\n");
+    }
+    let answered = clients
+        .iter_mut()
+        .filter_map(|c| c.line_within(Duration::from_millis(500)).ok())
+        .count();
+    assert_eq!(
+        answered, 4,
+        "four children, one queue: four clients served at once"
+    );
+    drop(clients);
+    let server = Server::start("prefork", &["--workers", "2", "--one-queue"]);
+    wait_for_children(&server, 2);
+    let mut heavy = server.connect();
+    heavy.send(b"32\n");
+    std::thread::sleep(Duration::from_millis(100));
+    for attempt in 0..6 {
+        let mut light = server.connect();
+        light.send(b"10\n");
+        assert_eq!(
+            light.line_within(Duration::from_secs(2)).as_deref().ok(),
+            Some("55"),
+            "try {attempt}: a new client waited behind the heavy request"
+        );
+    }
+}
+
 /// prefork --ports: start it by hand to read the children's ports from its log.
 #[test]
 fn prefork_one_port_per_child_and_replaced_child_keeps_its_port() {

@@ -189,12 +189,20 @@ fn why_changed(models: &[ModelAdvice], now: Option<&str>, other: Option<&ModelAd
                     w.model,
                     words::capacity(wc)
                 ),
-                _ => format!(
+                _ if o.middle() > w.middle() * 1.005 => format!(
                     "`{}` costs as little and is faster: {} req/s against `{}`'s {}",
                     o.model,
                     words::rate(o),
                     w.model,
                     words::rate(w)
+                ),
+                _ => format!(
+                    "`{}` joins tier 1 as fast and as cheap as `{}` ({} req/s, {} thread(s), {} descriptors): a tie, and the advice takes the first of the tied in the registry's order",
+                    o.model,
+                    w.model,
+                    words::rate(o),
+                    crate::units::thousands((o.threads) as f64),
+                    crate::units::thousands(o.descriptors as f64)
                 ),
             }
         }

@@ -40,6 +40,7 @@
 
 mod changes;
 pub mod confirm;
+mod machine;
 mod predict;
 pub mod queue;
 mod render;

@@ -2,6 +2,7 @@
 //! law, the machine's shared CPUs and the model's own caps; an open loop's queue; the
 //! GIL's rows; the tiers and the model advised (see the module docs of `advise`).
 
+use super::machine::machine_bound;
 use super::{ModelAdvice, Service, queue, words};
 use crate::bench::experiments::waiting::concurrency_cap;
 use crate::bench::predict::{THRESHOLD, predict_costs, regime_model_costs};
@@ -303,69 +304,6 @@ fn predict_model(
     })
 }
 
-/// The machine's CPUs shared by the server, the load generator and the downstream, as
-/// `fiblab advise` runs them (and a service, its clients and its database on one host
-/// do): `X <= CPUs / (server + load generator + downstream CPU per request)`, the
-/// waiting experiment's machine limit ([`crate::bench::experiments::waiting::bound`])
-/// predicted from the calibration rather than read from the run.
-struct MachineBound {
-    rps: f64,
-    cpus: usize,
-    server_us: f64,
-    client_us: f64,
-    downstream_us: f64,
-}
-
-impl MachineBound {
-    fn describe(&self) -> String {
-        match self.downstream_us > 0.0 {
-            true => format!(
-                "the machine's {} CPUs, shared by the server ({:.0} µs), the load generator ({:.0} µs) and the downstream ({:.0} µs of CPU per request)",
-                self.cpus, self.server_us, self.client_us, self.downstream_us
-            ),
-            false => format!(
-                "the machine's {} CPUs, shared by the server ({:.0} µs) and the load generator ({:.0} µs of CPU per request)",
-                self.cpus, self.server_us, self.client_us
-            ),
-        }
-    }
-}
-
-/// The machine bound where server and load share every CPU: the server's CPU is fib(n)
-/// (the model's own interpreter for `isolates`) and its socket calls (the request and
-/// the reply; with a wait also the downstream's send and receive, which `costs.fib`
-/// already holds); the load generator's is its calibrated work and its own two calls;
-/// with a wait, the downstream's is calibrated (`downstream_cpu`), or, where an older
-/// calibration lacks it, taken as the load generator's (one thread in epoll reading and
-/// writing a line).
-fn machine_bound(
-    calibration: &Calibration,
-    costs: &crate::models::cost::Costs,
-    model: &Model,
-    waits: bool,
-) -> Option<MachineBound> {
-    let fib = match model.cost {
-        CostModel::Isolated => costs.fib_interpreted,
-        _ => costs.fib,
-    };
-    let server_us = fib + costs.rtt_spin / 2.0;
-    let client_us = costs.client_work + costs.rtt_spin / 2.0;
-    let downstream_us = match waits {
-        true => calibration
-            .downstream_cpu
-            .map_or(client_us, |m| m.median_us),
-        false => 0.0,
-    };
-    let all = server_us + client_us + downstream_us;
-    (all > 0.0).then(|| MachineBound {
-        rps: costs.cpus as f64 * 1e6 / all,
-        cpus: costs.cpus,
-        server_us,
-        client_us,
-        downstream_us,
-    })
-}
-
 /// An open loop's latency at the two ends of a capacity range.
 struct OpenLatency {
     mean_us: [f64; 2],
@@ -537,18 +475,27 @@ pub fn predict_all(on: &On<'_>, service: &Service) -> Vec<ModelAdvice> {
         let rank = |t: usize| if t == 0 { 3 } else { t };
         rank(a.tier)
             .cmp(&rank(b.tier))
-            .then(b.middle().total_cmp(&a.middle()))
+            .then(unlike(b.middle(), a.middle()))
             // An open loop: the shorter tail first, then the more headroom.
             .then(match (a.p99_us, b.p99_us) {
-                (Some(x), Some(y)) => x[0].total_cmp(&y[0]),
+                (Some(x), Some(y)) => unlike(x[0], y[0]),
                 _ => std::cmp::Ordering::Equal,
             })
             .then(match (a.capacity, b.capacity) {
-                (Some(x), Some(y)) => y[0].total_cmp(&x[0]),
+                (Some(x), Some(y)) => unlike(y[0], x[0]),
                 _ => std::cmp::Ordering::Equal,
             })
     });
     all
+}
+
+/// `a` against `b`, equal within half a percent: figures the table prints alike must
+/// not decide the advice (the first of the tied, in the table's order, is advised).
+fn unlike(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a - b).abs() <= 0.005 * a.abs().max(b.abs()) {
+        true => std::cmp::Ordering::Equal,
+        false => a.total_cmp(&b),
+    }
 }
 
 /// The tier-1 model that costs least: fewest threads, then descriptors, then the
@@ -563,11 +510,11 @@ pub(super) fn advised(models: &[ModelAdvice]) -> Option<&ModelAdvice> {
             (a.threads + a.processes)
                 .cmp(&(b.threads + b.processes))
                 .then(a.descriptors.cmp(&b.descriptors))
-                .then(b.middle().total_cmp(&a.middle()))
+                .then(unlike(b.middle(), a.middle()))
                 // An open loop: all serve the rate; the most headroom (the shorter
                 // tail follows from it).
                 .then(match (a.capacity, b.capacity) {
-                    (Some(x), Some(y)) => y[1].total_cmp(&x[1]),
+                    (Some(x), Some(y)) => unlike(y[1], x[1]),
                     _ => std::cmp::Ordering::Equal,
                 })
         })

@@ -397,7 +397,7 @@ pub const MODELS: &[Model] = &[
         name: "prefork",
         source: "src/models/prefork.rs",
         seed: "many_server.py (000, 001)",
-        summary: "--workers single-thread server processes on one SO_REUSEPORT port (--ports: a port each)",
+        summary: "--workers single-thread server processes on one SO_REUSEPORT port (--one-queue: one shared accept queue; --ports: a port each)",
         good: "isolation and every core with no shared state",
         bad: "balance (a copy serves one client at a time) and memory per process",
         clients: Clients::Sharded,
@@ -478,7 +478,7 @@ pub enum VariantError {
         "model {0} cannot --offload: it has no event loop to keep free (its connections already run on their own threads). Models that can: {1}"
     )]
     NoOffload(String, String),
-    #[error("model {0} has no --ports: only prefork runs one process per port")]
+    #[error("model {0} has no --ports or --one-queue: only prefork runs one process per copy")]
     NoPorts(String),
     #[error(
         "model {0} has no --max-inflight: a pool or an event loop is capped by --workers, not by a semaphore. Models that can: {1}"
@@ -501,14 +501,14 @@ pub fn check(variant: &Variant) -> Result<&'static Model, VariantError> {
     Ok(model)
 }
 
-/// The registry entry for `variant` run with `config`: [`check`], and `--ports` only
-/// where the model has it.
+/// The registry entry for `variant` run with `config`: [`check`], and `--ports` and
+/// `--one-queue` only where the model has them.
 ///
 /// # Errors
 /// As [`check`], and `--ports` on a model with one process.
 pub fn check_config(variant: &Variant, config: &Config) -> Result<&'static Model, VariantError> {
     let model = check(variant)?;
-    if config.ports && !model.ports {
+    if (config.ports || config.one_queue) && !model.ports {
         return Err(VariantError::NoPorts(model.name.to_string()));
     }
     if config.max_inflight.is_some() && !model.max_inflight {

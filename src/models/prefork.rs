@@ -10,13 +10,25 @@
 //! child i: fiblab serve --model single, on the socket it inherited
 //! ```
 //!
-//! Two ways to share the clients:
-//! - default: one port. All N sockets are bound to it with `SO_REUSEPORT` and the
-//!   kernel spreads new connections over them by a hash of the client's address and
-//!   port. It balances *connections*, not load: a new client may land on a child that
-//!   is busy with another client and wait for it, even while other children are idle.
+//! Three ways to share the clients:
+//! - default: one port, a socket per child. All N sockets are bound to it with
+//!   `SO_REUSEPORT` and the kernel spreads new connections over them by a hash of the
+//!   client's address and port. It balances *connections*, not load: a new client may
+//!   land on a child that is busy with another client and wait for it, even while
+//!   other children are idle (Cloudflare's "Why does one NGINX worker take all the
+//!   load?" is the same trade from the other side).
+//! - `--one-queue`: one port, one socket, one accept queue shared by every child (the
+//!   classic prefork of Apache and gunicorn): only a child waiting in `accept` takes a
+//!   connection, so an idle child takes the next client and a busy one is never handed
+//!   one. The children wake on the one queue (the kernel wakes one waiter per
+//!   connection, `accept`'s exclusive wait).
 //! - `--ports`: the seed's form, one port per child (the given port, then the next
 //!   ones; with `--port 0`, free ports), logged at start. Clients choose the port.
+//!
+//! `SO_REUSEPORT` stays the default: it is what `per-core` and nginx's `reuseport` do,
+//! what the seeds' tables and the recorded reports measured, and what the cost formula
+//! predicts (a range from `single` to `threads`, by the hash); `--one-queue` is the
+//! fairer way for a server whose copies serve one client at a time.
 //!
 //! The parent keeps every socket open, so a child that dies loses no queued
 //! connection: its replacement accepts them from the same socket. Children die with
@@ -112,9 +124,18 @@ pub fn serve(listener: TcpListener, config: &Config, shutdown: Shutdown) -> io::
 }
 
 /// The given listener and N-1 more: on the same port with `SO_REUSEPORT` (the given
-/// one was bound with it too; see the registry), or on the following ports.
+/// one was bound with it too; see the registry), or on the following ports; with
+/// `--one-queue`, N handles of the given one (one socket, one accept queue).
 fn bind_sockets(listener: TcpListener, config: &Config) -> io::Result<Vec<TcpListener>> {
     let addr = listener.local_addr()?;
+    if config.one_queue {
+        let mut sockets = Vec::with_capacity(config.workers.max(1));
+        for _ in 1..config.workers.max(1) {
+            sockets.push(listener.try_clone()?);
+        }
+        sockets.insert(0, listener);
+        return Ok(sockets);
+    }
     let mut sockets = vec![listener];
     for i in 1..config.workers.max(1) {
         let socket = if config.ports {
@@ -144,6 +165,7 @@ fn start_child(socket: &TcpListener, config: &Config) -> io::Result<Child> {
     let child_config = Config {
         offload: false,
         ports: false,
+        one_queue: false,
         workers: 1,
         // Each child has its own lock, with one thread it never waits for: only the
         // parent (no lock) writes the counters.
