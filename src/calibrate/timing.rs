@@ -99,12 +99,45 @@ pub(super) fn round_trip(
     result
 }
 
+/// fiblab's load generator in one thread sleeping in epoll, on `cpus` (`None`:
+/// unpinned): `connections` closed loops of fib(1) (a line any echo answers) against
+/// `addr`, for a `(warm-up, measured)` time.
+fn one_thread_load(
+    addr: std::net::SocketAddr,
+    connections: usize,
+    (warmup, measured): (Duration, Duration),
+    cpus: Option<Vec<usize>>,
+) -> io::Result<crate::load::report::Report> {
+    use crate::load::mix::{Class, Mix, Protocol};
+    use crate::load::{Hooks, LoadSpec, Stop};
+    let spec = LoadSpec {
+        addr,
+        mix: Mix::new(vec![Class::fib(1, 1, true)]).map_err(io::Error::other)?,
+        connections,
+        pipeline: 1,
+        rate: None,
+        stop: Stop::After(measured),
+        warmup,
+        timeout: Duration::from_secs(5),
+        threads: 1,
+        spin: false,
+        tick: Duration::ZERO,
+        cpus,
+        seed: 1,
+        agent: None,
+        protocol: Protocol::Fiblab,
+    };
+    crate::load::run(
+        &spec,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        Hooks::default(),
+    )
+}
+
 /// The mean round trip, µs, of fiblab's load generator (one connection, one thread,
 /// sleeping in epoll between replies) against a blocking server that answers every
 /// line with `1`, both pinned to `cpu`.
 pub(super) fn loadgen_round_trip(cpu: usize) -> io::Result<f64> {
-    use crate::load::mix::{Class, Mix, Protocol};
-    use crate::load::{Hooks, LoadSpec, Stop};
     use std::io::BufRead as _;
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
@@ -123,27 +156,11 @@ pub(super) fn loadgen_round_trip(cpu: usize) -> io::Result<f64> {
             writer.write_all(b"1\n")?;
         }
     });
-    let spec = LoadSpec {
+    let report = one_thread_load(
         addr,
-        mix: Mix::new(vec![Class::fib(1, 1, true)]).map_err(io::Error::other)?,
-        connections: 1,
-        pipeline: 1,
-        rate: None,
-        stop: Stop::After(Duration::from_millis(150)),
-        warmup: Duration::from_millis(30),
-        timeout: Duration::from_secs(5),
-        threads: 1,
-        spin: false,
-        tick: Duration::ZERO,
-        cpus: Some(vec![cpu]),
-        seed: 1,
-        agent: None,
-        protocol: Protocol::Fiblab,
-    };
-    let report = crate::load::run(
-        &spec,
-        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        Hooks::default(),
+        1,
+        (Duration::from_millis(30), Duration::from_millis(150)),
+        Some(vec![cpu]),
     );
     let _ = server.join();
     let report = report?;
@@ -430,8 +447,6 @@ fn batch_time(mut f: impl FnMut()) -> f64 {
 /// machine shared by server, load generator and downstream pays besides the server's.
 pub(super) fn downstream_cpu() -> io::Result<f64> {
     use crate::backend::{BackendConfig, BackendStats, serve};
-    use crate::load::mix::{Class, Mix, Protocol};
-    use crate::load::{Hooks, LoadSpec, Stop};
     use std::sync::atomic::Ordering;
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
@@ -448,29 +463,8 @@ pub(super) fn downstream_cpu() -> io::Result<f64> {
         serve(listener, config, s, st)?;
         Ok(cpu::thread_time())
     });
-    let spec = LoadSpec {
-        addr,
-        // The backend echoes any line; a fib line is one.
-        mix: Mix::new(vec![Class::fib(1, 1, true)]).map_err(io::Error::other)?,
-        connections: 8,
-        pipeline: 1,
-        rate: None,
-        stop: Stop::After(Duration::from_millis(200)),
-        warmup: Duration::ZERO,
-        timeout: Duration::from_secs(5),
-        threads: 1,
-        spin: false,
-        tick: Duration::ZERO,
-        cpus: None,
-        seed: 1,
-        agent: None,
-        protocol: Protocol::Fiblab,
-    };
-    let report = crate::load::run(
-        &spec,
-        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        Hooks::default(),
-    );
+    // The backend echoes any line; a fib line is one.
+    let report = one_thread_load(addr, 8, (Duration::ZERO, Duration::from_millis(200)), None);
     shutdown.trigger();
     let used = backend
         .join()
