@@ -30,6 +30,7 @@ fn a_recorded_calibration_gives_a_fixed_advice() {
     let dir = scratch("advise");
     let json = dir.join("advice.json");
     let markdown = dir.join("advice.md");
+    let html = dir.join("advice.html");
     let out = fiblab(&[
         "advise",
         "--n",
@@ -46,10 +47,19 @@ fn a_recorded_calibration_gives_a_fixed_advice() {
         json.to_str().unwrap(),
         "--markdown",
         markdown.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{out:?}");
     golden("advise.txt", &String::from_utf8_lossy(&out.stdout));
     golden("advise.md", &std::fs::read_to_string(&markdown).unwrap());
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!doctype html>"), "{page}");
+    assert!(page.contains("<th>what limits it</th>") && page.contains("</body></html>"));
+    assert_eq!(
+        page.matches("<tr>").count(),
+        fiblab::models::MODELS.len() + 1
+    );
     let advice: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(advice["service"]["clients"], 100);

@@ -55,7 +55,7 @@ use crate::calibrate::Calibration;
 pub use changes::what_changes;
 pub use predict::{FD_SETSIZE, GIL_ROWS, On, predict_all};
 use predict::{FibCosts, advised};
-pub use render::{markdown, text};
+pub use render::{html, markdown, text};
 pub use service::{
     DescriptionError, MOST_CLIENTS, MOST_RATE, MOST_WAIT, Service, check_clients, parse_rate,
     parse_slo, parse_wait,

@@ -303,3 +303,87 @@ pub fn markdown(a: &Advice) -> String {
     out.push_str(&rules(a));
     out
 }
+
+/// `&`, `<`, `>` and `"` escaped; `` `code` `` as `<code>`.
+fn html_text(text: &str) -> String {
+    let escaped = text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;");
+    escaped
+        .split('`')
+        .enumerate()
+        .map(|(i, part)| match i % 2 {
+            1 => format!("<code>{part}</code>"),
+            _ => part.to_string(),
+        })
+        .collect()
+}
+
+/// A table of `header` and `rows`, escaped.
+fn html_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut out = String::from("<table><tr>");
+    for h in header {
+        out.push_str(&format!("<th>{}</th>", html_text(h)));
+    }
+    out.push_str("</tr>\n");
+    for r in rows {
+        out.push_str("<tr>");
+        for cell in r {
+            out.push_str(&format!("<td>{}</td>", html_text(cell)));
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</table>\n");
+    out
+}
+
+/// The advice as one self-contained HTML page: the same table and paragraphs as
+/// [`markdown`].
+pub fn html(a: &Advice) -> String {
+    let mut out = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>fiblab advise</title>\n\
+         <style>body{{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1d232b}}\
+         table{{border-collapse:collapse;margin:8px 0}}td,th{{border-bottom:1px solid #dde2e8;\
+         padding:3px 8px;text-align:left;font-variant-numeric:tabular-nums}}\
+         code{{background:#f1f3f5;padding:0 3px}}</style></head><body>\n\
+         <h1>Advice</h1>\n<p>For {}.</p>\n<p>{}: {} ({}).</p>\n",
+        html_text(&described(a)),
+        measured_or_not(a),
+        html_text(&a.calibration),
+        html_text(&a.machine)
+    );
+    let rows: Vec<[String; 8]> = a.models.iter().map(row).collect();
+    out.push_str(&html_table(&HEADER, &rows));
+    out.push_str(&format!("<p>{}</p>\n", html_text(&a.recommendation)));
+    if !a.changes.is_empty() {
+        out.push_str("<h2>What would change it</h2>\n<ul>\n");
+        for c in &a.changes {
+            out.push_str(&format!("<li>{}.</li>\n", html_text(c)));
+        }
+        out.push_str("</ul>\n");
+    }
+    if let Some(c) = &a.confirmation {
+        out.push_str("<h2>Measured here</h2>\n");
+        let rows: Vec<[String; 7]> = c.rows.iter().map(measured_row).collect();
+        out.push_str(&html_table(&MEASURED_HEADER, &rows));
+        out.push_str("<ul>\n");
+        for r in c.rows.iter().filter(|r| !r.within) {
+            out.push_str(&format!(
+                "<li><code>{}</code> off its prediction: {}.</li>\n",
+                html_text(&r.model),
+                html_text(r.reason.as_deref().unwrap_or(""))
+            ));
+        }
+        out.push_str(&format!(
+            "</ul>\n<p><strong>{}</strong></p>\n",
+            html_text(&c.verdict)
+        ));
+    }
+    out.push_str(&format!(
+        "<p>{}</p>\n</body></html>\n",
+        html_text(rules(a).trim())
+    ));
+    out
+}

@@ -74,6 +74,9 @@ pub struct AdviseArgs {
     /// Also write the advice as markdown to this file.
     #[arg(long)]
     markdown: Option<PathBuf>,
+    /// Also write the advice as one self-contained HTML page to this file.
+    #[arg(long)]
+    html: Option<PathBuf>,
 }
 
 fn parse_clients(text: &str) -> Result<usize, String> {
@@ -210,7 +213,11 @@ fn pick_regime(
 }
 
 pub fn run(args: AdviseArgs) -> Result<()> {
-    super::check_outputs(&[("--json", &args.json), ("--markdown", &args.markdown)])?;
+    super::check_outputs(&[
+        ("--json", &args.json),
+        ("--markdown", &args.markdown),
+        ("--html", &args.html),
+    ])?;
     if let Some(n) = args.n.filter(|&n| n > 45) {
         bail!("--n {n}: fib(n) past 45 holds a core for minutes per request; give 0 to 45");
     }
@@ -281,6 +288,10 @@ pub fn run(args: AdviseArgs) -> Result<()> {
     }
     if let Some(path) = &args.markdown {
         std::fs::write(path, fiblab::advise::markdown(&advice))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &args.html {
+        std::fs::write(path, fiblab::advise::html(&advice))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     super::print(&fiblab::advise::text(&advice))
