@@ -49,6 +49,15 @@ pub fn check_dir(dir: &Path) -> io::Result<()> {
     std::fs::remove_file(&probe)
 }
 
+/// `text` with `&`, `<`, `>` and `"` escaped, for an HTML page's text or attribute
+/// values (every HTML report: the bench's, the advice's).
+pub fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -306,12 +306,7 @@ pub fn markdown(a: &Advice) -> String {
 
 /// `&`, `<`, `>` and `"` escaped; `` `code` `` as `<code>`.
 fn html_text(text: &str) -> String {
-    let escaped = text
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;");
-    escaped
+    crate::output::escape_html(text)
         .split('`')
         .enumerate()
         .map(|(i, part)| match i % 2 {

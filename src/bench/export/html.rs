@@ -7,20 +7,12 @@ use crate::bench::results::{BenchReport, Plot};
 
 /// `&`, `<`, `>` and `"` escaped, for an attribute's value.
 fn attribute(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('`', "")
+    crate::output::escape_html(text).replace('`', "")
 }
 
 /// `&`, `<`, `>` and `"` escaped, then `` `code` `` and `**bold**` as HTML.
 fn inline_html(text: &str) -> String {
-    let escaped = text
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;");
+    let escaped = crate::output::escape_html(text);
     let mut out = String::new();
     for (i, part) in escaped.split('`').enumerate() {
         if i % 2 == 1 {
