@@ -65,6 +65,7 @@
 pub mod accept;
 pub mod advise;
 pub mod backend;
+pub mod balancer;
 pub mod bench;
 pub mod calibrate;
 pub mod client;

@@ -58,6 +58,30 @@ pub fn escape_html(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// A new folder `PREFIX` + `PID-RANDOM` in `base`, mode 0700, that did not exist before
+/// (as `mkdtemp` makes one): never a folder found there, which another user could have
+/// planted with links to follow.
+///
+/// # Errors
+/// `base` is not writable, or sixteen random names were all taken.
+pub fn private_dir(base: &Path, prefix: &str) -> io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let mut last = None;
+    for _ in 0..16 {
+        let dir = base.join(format!(
+            "{prefix}{}-{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no free name")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

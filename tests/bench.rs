@@ -259,6 +259,7 @@ fn fixture() -> BenchReport {
         connections: Some(connections_fixture()),
         knee: Some(knee_fixture()),
         waiting: None,
+        scaleout: None,
         race: None,
     }
 }

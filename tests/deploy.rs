@@ -46,7 +46,7 @@ fn manifests_decode_client_side() {
         return;
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/k8s");
-    for name in ["reports.yaml", "agents.yaml", "merge.yaml"] {
+    for name in ["reports.yaml", "agents.yaml", "merge.yaml", "server.yaml"] {
         let file = dir.join(name);
         // Every object: apiVersion, kind, metadata, as the API reads them.
         let label = Command::new("kubectl")
@@ -61,6 +61,39 @@ fn manifests_decode_client_side() {
             String::from_utf8_lossy(&label.stderr)
         );
         if name == "reports.yaml" {
+            continue;
+        }
+        if name == "server.yaml" {
+            // The Deployment and the Service decoded into their typed Go structs.
+            let text = manifest(name);
+            let docs: Vec<&str> = text.split("\n---\n").collect();
+            assert_eq!(docs.len(), 2, "a Deployment and a Service");
+            let dir = std::env::temp_dir().join(format!("fiblab-k8s-typed-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            for (doc, args) in [
+                (
+                    docs[0],
+                    vec!["set", "env", "--local", "-o", "name", "CHECK=1", "-f"],
+                ),
+                (
+                    docs[1],
+                    vec!["set", "selector", "--local", "-o", "name", "check=ok", "-f"],
+                ),
+            ] {
+                let part = dir.join("part.yaml");
+                std::fs::write(&part, doc).unwrap();
+                let typed = Command::new("kubectl")
+                    .args(&args)
+                    .arg(&part)
+                    .output()
+                    .unwrap();
+                assert!(
+                    typed.status.success(),
+                    "{name}: {}",
+                    String::from_utf8_lossy(&typed.stderr)
+                );
+            }
+            let _ = std::fs::remove_dir_all(&dir);
             continue;
         }
         // Jobs decoded into their typed Go structs: a wrong field type or name fails.
@@ -147,4 +180,87 @@ fn the_pods_commands_split_a_load_and_merge_it() {
     assert_eq!(report["merged_from"], 2);
     assert_eq!(report["rate"], 400.0);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The server Deployment's command, run here as its pod would (loopback instead of
+/// 0.0.0.0, free ports instead of 25000 and 9100): its readiness probe's path and port
+/// answer once it serves, and it answers the protocol.
+#[test]
+fn the_server_pods_command_serves_and_its_readiness_probe_answers() {
+    use std::io::{Read as _, Write as _};
+    let yaml = manifest("server.yaml");
+    let script = container_script(&yaml);
+    let probe = yaml
+        .split("readinessProbe:")
+        .nth(1)
+        .expect("a readiness probe");
+    assert!(
+        probe.contains("path: /metrics") && probe.contains("port: 9100"),
+        "{probe}"
+    );
+    assert!(
+        script.contains("--port 25000") && script.contains("--metrics 0.0.0.0:9100"),
+        "{script}"
+    );
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, metrics) = (free(), free());
+    let script = script
+        .replace("0.0.0.0", "127.0.0.1")
+        .replace("25000", &port.to_string())
+        .replace("9100", &metrics.to_string());
+    let bin = Path::new(common::fiblab_bin())
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut pod = Command::new("sh")
+        .args(["-c", &script])
+        .env("PATH", &path)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The kubelet's probe: GET /metrics with the pod's IP as Host.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let ready = loop {
+        let answer = std::net::TcpStream::connect(("127.0.0.1", metrics))
+            .ok()
+            .and_then(|mut s| {
+                s.write_all(
+                    b"GET /metrics HTTP/1.1\r\nHost: 10.0.0.7:9100\r\nConnection: close\r\n\r\n",
+                )
+                .ok()?;
+                let mut text = String::new();
+                s.read_to_string(&mut text).ok()?;
+                Some(common::http_response(&text))
+            });
+        match answer {
+            Some((200, body)) => break body,
+            _ if std::time::Instant::now() > deadline => {
+                panic!("the readiness probe never answered")
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    };
+    assert!(ready.contains("fiblab_requests_total"), "{ready}");
+    let mut client = common::Client::connect(([127, 0, 0, 1], port).into());
+    assert_eq!(client.ask("10"), "55");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pod.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let status = pod.wait().unwrap();
+    assert!(
+        status.success(),
+        "the server exits cleanly on SIGTERM: {status}"
+    );
 }

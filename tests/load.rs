@@ -406,6 +406,7 @@ fn fixture() -> Report {
             wrong: 0,
         },
         unfinished: 0,
+        sent: 2000,
         missed: 3,
         classes: vec![
             ClassReport {

@@ -40,7 +40,6 @@
 
 mod changes;
 pub mod confirm;
-mod machine;
 mod predict;
 pub mod queue;
 mod render;

@@ -2,9 +2,9 @@
 //! law, the machine's shared CPUs and the model's own caps; an open loop's queue; the
 //! GIL's rows; the tiers and the model advised (see the module docs of `advise`).
 
-use super::machine::machine_bound;
 use super::{ModelAdvice, Service, queue, words};
 use crate::bench::experiments::waiting::concurrency_cap;
+use crate::bench::predict::machine::machine_bound;
 use crate::bench::predict::{THRESHOLD, predict_costs, regime_model_costs};
 use crate::bench::scenario::RegimePlan;
 use crate::calibrate::Calibration;

@@ -206,6 +206,7 @@ pub fn measure(
         connections: None,
         knee: None,
         waiting: None,
+        scaleout: None,
         race: None,
     };
     let started = std::time::Instant::now();
@@ -214,10 +215,17 @@ pub fn measure(
         total: 1,
         label: "calibrating the machine (round trips, wake-ups, pipes, fib)",
     });
-    report.calibration = Some(crate::calibrate::Calibration::measure(
-        exe,
-        &scenario.workloads,
-    ));
+    // Every n a cell computes: the seed tables' and the scale-out's.
+    let mut timed = scenario.workloads.clone();
+    timed.extend(
+        scenario
+            .scaleout
+            .iter()
+            .flat_map(|s| s.workloads.iter().copied()),
+    );
+    timed.sort_unstable();
+    timed.dedup();
+    report.calibration = Some(crate::calibrate::Calibration::measure(exe, &timed));
     let names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
     let steps: usize = names
         .iter()

@@ -20,6 +20,8 @@ use crate::models::cost::{CostModel, Costs, Kept, Prediction};
 use crate::server::Variant;
 use crate::units::thousands;
 
+pub mod machine;
+
 /// A prediction within this fraction of the measurement (either way) counts as
 /// predicting it.
 pub const THRESHOLD: f64 = 0.30;

@@ -16,6 +16,7 @@ pub use super::experiments::knee::records::{
     KneeRecords, KneeStep, KneeSweep, KneeWorkloadRecord, RequestCost, StepVerdict,
 };
 pub use super::experiments::python::records::{PythonRecords, PythonSample, PythonStarvation};
+pub use super::experiments::scaleout::records::{KillRecord, ScaleOutRecord, ScaleOutRecords};
 pub use super::experiments::waiting::records::{WaitingRecord, WaitingRecords};
 pub use super::records::StarvationResult;
 
@@ -252,6 +253,9 @@ pub struct BenchReport {
     /// The waiting experiment's records (`[waiting]` in the scenario).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<WaitingRecords>,
+    /// The scale-out experiment's records (`[scaleout]` in the scenario).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaleout: Option<ScaleOutRecords>,
     /// What the race after the interleaved rounds asked, spent and left open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub race: Option<RaceRecord>,
@@ -348,6 +352,21 @@ impl BenchReport {
                     .cloned()
                     .collect(),
                 ..w.clone()
+            }),
+            scaleout: self.scaleout.as_ref().map(|s| ScaleOutRecords {
+                records: s
+                    .records
+                    .iter()
+                    .filter(|r| r.regime == regime)
+                    .cloned()
+                    .collect(),
+                kills: s
+                    .kills
+                    .iter()
+                    .filter(|k| k.regime == regime)
+                    .cloned()
+                    .collect(),
+                ..s.clone()
             }),
             connections: self.connections.as_ref().map(|c| ConnectionRecords {
                 records: c

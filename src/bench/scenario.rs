@@ -30,6 +30,7 @@ use crate::server::Variant;
 pub use super::experiments::connections::settings::Connections;
 pub use super::experiments::knee::settings::{Knee, KneeWorkload};
 pub use super::experiments::python::settings::Python;
+pub use super::experiments::scaleout::settings::ScaleOut;
 pub use super::experiments::starvation::settings::Starvation;
 pub use super::experiments::waiting::settings::Waiting;
 
@@ -55,6 +56,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("cores", include_str!("../../scenarios/cores.toml")),
     ("waiting", include_str!("../../scenarios/waiting.toml")),
     ("scale", include_str!("../../scenarios/scale.toml")),
+    ("scaleout", include_str!("../../scenarios/scaleout.toml")),
 ];
 
 fn one_agent() -> usize {
@@ -140,6 +142,9 @@ pub struct Scenario {
     /// Requests that wait on a downstream (I/O-bound work): see [`Waiting`].
     #[serde(default)]
     pub waiting: Option<Waiting>,
+    /// One process against copies behind SO_REUSEPORT, one queue, HAProxy: [`ScaleOut`].
+    #[serde(default)]
+    pub scaleout: Option<ScaleOut>,
     /// How server and load generator share the machine; every cell is measured in
     /// each. Default: `["shared"]`.
     #[serde(default = "Regime::default_list")]
@@ -354,6 +359,7 @@ impl Scenario {
         // A probe's regimes are names (its section is plain data): each must be one.
         let probes = [
             ("waiting", scenario.waiting.as_ref().map(|w| &w.regimes)),
+            ("scaleout", scenario.scaleout.as_ref().map(|s| &s.regimes)),
             (
                 "connections",
                 scenario.connections.as_ref().map(|c| &c.regimes),
@@ -372,7 +378,8 @@ impl Scenario {
             && scenario.python.is_none()
             && scenario.connections.is_none()
             && scenario.knee.is_none()
-            && scenario.waiting.is_none())
+            && scenario.waiting.is_none()
+            && scenario.scaleout.is_none())
             || scenario.workloads.is_empty()
             || scenario.clients.is_empty()
         {
@@ -430,6 +437,9 @@ impl Scenario {
             return Err(ScenarioError(
                 "[waiting] needs models (or gil models from the registry), delays above zero, client counts of at least 1, and n up to the servers' --max-n".into(),
             ));
+        }
+        if let Some(s) = &scenario.scaleout {
+            s.check().map_err(|e| ScenarioError(e.to_string()))?;
         }
         if let Some(k) = &scenario.knee {
             let bad = |why: &str| Err(ScenarioError(format!("[knee]: {why}")));
@@ -526,39 +536,19 @@ impl Scenario {
             0 => regimes,
             n => (n as u32).min(regimes),
         };
+        let server_cpus = crate::cpu::allowed_cpus().len().max(1);
         self.estimate_one(extra_rows) * regimes
-            + self.connections_estimate()
-                * self.connections.as_ref().map_or(0, |c| runs(&c.regimes))
-            + self.waiting_estimate() * self.waiting.as_ref().map_or(0, |w| runs(&w.regimes))
-    }
-
-    /// The connections experiment's time in one regime.
-    fn connections_estimate(&self) -> Duration {
-        self.connections.as_ref().map_or(Duration::ZERO, |c| {
-            // Per row and idle count: a server start, the opening (about 150 µs per
-            // connection on a 2-core VM), a settle, and the active loads.
-            let rows = (c.models.len() + c.thread_stacks.len()) as u32;
-            let opening: Duration = c
-                .idle
-                .iter()
-                .map(|&n| Duration::from_micros(150) * n as u32)
-                .sum();
-            let fixed = (Duration::from_millis(900)
-                + (c.duration + c.warmup + Duration::from_millis(100)) * c.active.len() as u32)
-                * c.idle.len() as u32;
-            (opening + fixed) * rows
-        })
-    }
-
-    /// The waiting experiment's time in one regime.
-    fn waiting_estimate(&self) -> Duration {
-        self.waiting.as_ref().map_or(Duration::ZERO, |w| {
-            // Per cell: a downstream, a server, the load, and their teardown.
-            let rows = (w.models.len() + w.gil.len()) as u32;
-            (w.duration + w.warmup + Duration::from_millis(300))
-                * rows
-                * (w.delays.len() * w.clients.len()) as u32
-        })
+            + self
+                .connections
+                .as_ref()
+                .map_or(Duration::ZERO, |c| c.estimate() * runs(&c.regimes))
+            + self
+                .waiting
+                .as_ref()
+                .map_or(Duration::ZERO, |w| w.estimate() * runs(&w.regimes))
+            + self.scaleout.as_ref().map_or(Duration::ZERO, |s| {
+                s.estimate(server_cpus) * runs(&s.regimes)
+            })
     }
 
     fn estimate_one(&self, extra_rows: usize) -> Duration {

@@ -25,6 +25,7 @@
 //! | `read_idle` | one non-blocking `read` on an idle TCP socket (`EAGAIN`), taken in turn over 256 of them: what the `nonblocking` model pays for every idle connection on every round |
 //! | `handoff` | a value sent to another thread over a channel and one sent back (the isolates' and `--offload`'s hop), both threads on one CPU |
 //! | `downstream_cpu` | the CPU `fiblab backend` spends per line it answers (a thread, unpinned, 1 ms delay, 8 connections of fiblab's load generator for 200 ms): what each waiting request costs the machine on the downstream's side |
+//! | `balancer_cpu` | the CPU HAProxy (`mode tcp`, one thread, unpinned) spends per request it forwards to a `fiblab serve --model epoll` answering from a table, driven by fiblab's load generator over 8 connections for 200 ms: what the balancer's hop costs the machine (the scale-out experiment); only where `haproxy` is installed |
 //! | `thread_resident_kib` | KiB of resident memory a thread per connection costs: `fiblab serve --model threads` holding 200 idle connections, its VmRSS after less before, over 200, as the C10K experiment measures it (not µs: memory) |
 //! | `fib` | fib(n) on one core, for each n asked |
 //! | `fib_interpreted` | fib(n) in the `isolates` model's WebAssembly interpreter (wasmi), for each n asked |
@@ -43,9 +44,9 @@ pub use crate::cpu::allowed_cpus;
 pub use render::describe_cpus;
 pub use timing::fib_time;
 use timing::{
-    Spin, downstream_cpu, epoll_wait, fib_interpreted_time, handoff, loadgen_round_trip, per_call,
-    pipe_round_trip, process_start, read_idle, repeat, round_trip, select_call, select_idle,
-    thread_resident_kib, thread_start,
+    Spin, balancer_cpu, downstream_cpu, epoll_wait, fib_interpreted_time, handoff,
+    loadgen_round_trip, per_call, pipe_round_trip, process_start, read_idle, repeat, round_trip,
+    select_call, select_idle, thread_resident_kib, thread_start,
 };
 
 /// Runs of each primitive; the median is reported.
@@ -165,6 +166,10 @@ pub struct Calibration {
     /// The downstream's CPU per answered request, µs (older calibrations: `None`).
     #[serde(default)]
     pub downstream_cpu: Option<Measure>,
+    /// HAProxy's CPU per request it forwards, µs (`None`: no `haproxy` here, or an older
+    /// calibration).
+    #[serde(default)]
+    pub balancer_cpu: Option<Measure>,
     /// Resident memory per thread blocked on a connection, KiB (its `median_us` holds
     /// KiB; older calibrations: `None`).
     #[serde(default)]
@@ -252,6 +257,10 @@ impl Calibration {
             read_idle: Measure::of(repeat(|| read_idle().ok())),
             handoff: Measure::of(repeat(|| handoff(first).ok())),
             downstream_cpu: Measure::of(repeat(|| downstream_cpu().ok().map(round3))),
+            balancer_cpu: match crate::balancer::available() {
+                Ok(_) => Measure::of(repeat(|| balancer_cpu(exe).ok().map(round3))),
+                Err(_) => None,
+            },
             thread_resident_kib: Measure::of(repeat(|| thread_resident_kib(exe).ok().map(round3))),
             fib: ns
                 .iter()

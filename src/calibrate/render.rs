@@ -66,6 +66,10 @@ impl Calibration {
                 self.downstream_cpu,
             ),
             (
+                "balancer's CPU per request (HAProxy, mode tcp)".into(),
+                self.balancer_cpu,
+            ),
+            (
                 "threads: resident KiB per idle connection".into(),
                 self.thread_resident_kib,
             ),

@@ -477,6 +477,55 @@ pub(super) fn downstream_cpu() -> io::Result<f64> {
     }
 }
 
+/// The CPU HAProxy spends per request it forwards, µs: `mode tcp`, one thread, in front
+/// of `fiblab serve --model epoll` answering from a table (from `exe`), driven by one
+/// load thread over 8 connections for 200 ms; its process's CPU (every thread's, from
+/// `/proc`) over the replies.
+pub(super) fn balancer_cpu(exe: &Path) -> io::Result<f64> {
+    use crate::service::{Service, ServiceKind};
+    let config = crate::server::Config {
+        service: Service {
+            kind: ServiceKind::Lookup,
+            ..Service::default()
+        },
+        ..crate::server::Config::default()
+    };
+    let server = crate::process::ServerProcess::start(
+        exe,
+        &crate::server::Variant::plain("epoll"),
+        &config,
+        &[],
+    )?;
+    let frontend = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let haproxy = crate::balancer::Haproxy::start(
+        crate::balancer::Config {
+            frontend,
+            copies: vec![server.addr],
+            balance: crate::balancer::Balance::LeastConn,
+            threads: 1,
+            max_conns: 64,
+            check_every: Duration::from_secs(2),
+            stats_socket: std::path::PathBuf::new(),
+        },
+        &[],
+    )?;
+    let before = crate::process::WorkReading::of_tree(haproxy.pid())?.total();
+    let report = one_thread_load(
+        frontend,
+        8,
+        (Duration::ZERO, Duration::from_millis(200)),
+        None,
+    );
+    let after = crate::process::WorkReading::of_tree(haproxy.pid())?.total();
+    haproxy.stop();
+    server.stop();
+    let report = report?;
+    match report.requests_ok {
+        0 => Err(io::Error::other("nothing came back through HAProxy")),
+        ok => Ok(after.cpu_ns.saturating_sub(before.cpu_ns) as f64 / 1e3 / ok as f64),
+    }
+}
+
 /// Resident memory a thread per connection costs, KiB: `fiblab serve --model threads`
 /// (from `exe`) holding 200 idle connections that each had one reply, its VmRSS after
 /// less before, over 200: the connection thread's stack pages and buffers and its share

@@ -66,6 +66,7 @@ fn report(
         connections: None,
         knee: None,
         waiting: None,
+        scaleout: None,
         race: None,
     }
 }

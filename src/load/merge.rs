@@ -320,6 +320,7 @@ fn merge_unchecked(reports: &[Report]) -> Result<Report, MergeError> {
         requests_ok,
         errors,
         unfinished: reports.iter().map(|r| r.unfinished).sum(),
+        sent: reports.iter().map(|r| r.sent).sum(),
         missed: reports.iter().map(|r| r.missed).sum(),
         classes,
         per_connection,

@@ -59,6 +59,11 @@ pub struct Report {
     pub errors: Errors,
     /// Requests still in flight when a timed run ended: neither answered nor failed.
     pub unfinished: u64,
+    /// Measured requests sent, counted as each was made (not derived from the others):
+    /// in a closed loop every one is exactly one of ok, an error reply, a wrong reply,
+    /// lost to a reset, a timeout or unfinished ([`Report::unaccounted`]).
+    #[serde(default)]
+    pub sent: u64,
     /// Open loop: requests that fell due but were never sent, because their connection
     /// was down (refused, reset, reconnecting) or, at the end, still full with less
     /// than `--timeout` gone. A request due while its connection was up but stalled
@@ -210,6 +215,15 @@ pub enum RunFailure {
 }
 
 impl Report {
+    /// Closed loop: measured requests sent that are none of ok, an error reply, a wrong
+    /// reply, lost to a reset, a timeout or unfinished (0 when every request is
+    /// accounted for; negative: counted twice). An open loop also counts as timeouts
+    /// requests that were due and never sent, so this is for closed loops.
+    pub fn unaccounted(&self) -> i64 {
+        self.sent as i64
+            - (self.requests_ok + self.errors.failed_requests() + self.unfinished) as i64
+    }
+
     /// Whether the run succeeded: some request succeeded, no reply was wrong, and the
     /// share of failed requests is at most `max_error_rate` (a fraction, 0.01 = 1%).
     ///
@@ -308,6 +322,7 @@ impl Report {
             .map(|_| (0..classes).map(|_| (0, 0, histogram(2))).collect())
             .collect();
         let mut unfinished = 0;
+        let mut sent_count = 0;
         let mut missed = 0;
         let mut last_reply = None::<Instant>;
         let mut stopped = None::<Instant>;
@@ -329,6 +344,7 @@ impl Report {
             }
             errors.add(&s.errors);
             unfinished += s.unfinished;
+            sent_count += s.sent;
             missed += s.missed;
             for &(index, ok) in &s.per_connection {
                 per_connection[index] += ok;
@@ -439,6 +455,7 @@ impl Report {
             requests_ok,
             errors,
             unfinished,
+            sent: sent_count,
             missed,
             classes: spec
                 .mix

@@ -97,6 +97,9 @@ pub struct ThreadStats {
     /// Every connection of this thread was given up (refused, or down for `--timeout`):
     /// it stopped before the run's end.
     pub gave_up: bool,
+    /// Measured requests queued to be written, counted as each is made: every one ends
+    /// as exactly one reply, error, timeout or unfinished request (closed loop).
+    pub sent: u64,
     /// Requests still in flight when a timed run ended (not errors).
     pub unfinished: u64,
     /// Open loop: requests that fell due but were never sent.
@@ -287,6 +290,7 @@ impl ThreadStats {
             last_reply: None,
             stopped_sending: None,
             gave_up: false,
+            sent: 0,
             unfinished: 0,
             window: None,
             missed: 0,

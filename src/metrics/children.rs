@@ -22,7 +22,7 @@ const EVERY: Duration = Duration::from_millis(100);
 pub fn children_dir() -> Option<PathBuf> {
     super::get()?;
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
-    DIR.get_or_init(|| match make_private_dir(&base_dir()) {
+    DIR.get_or_init(|| match crate::output::private_dir(&base_dir(), PREFIX) {
         Ok(dir) => Some(dir),
         Err(e) => {
             tracing::warn!(error = %e, "no folder for the copies' counts; /metrics counts this process alone");
@@ -39,26 +39,6 @@ fn base_dir() -> PathBuf {
         .map(PathBuf::from)
         .filter(|dir| dir.is_absolute() && dir.is_dir())
         .unwrap_or_else(std::env::temp_dir)
-}
-
-/// A new folder `fiblab-metrics-PID-RANDOM` in `base`, mode 0700, that did not exist
-/// before (as `mkdtemp` makes one).
-fn make_private_dir(base: &Path) -> io::Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    let mut last = None;
-    for _ in 0..16 {
-        let dir = base.join(format!(
-            "{PREFIX}{}-{:016x}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| io::Error::other("no free name")))
 }
 
 const PREFIX: &str = "fiblab-metrics-";
@@ -221,7 +201,7 @@ mod tests {
         std::fs::create_dir(&planted).unwrap();
         std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o777)).unwrap();
         std::os::unix::fs::symlink(&victim, planted.join("copy-5.partial")).unwrap();
-        let dir = make_private_dir(&base).unwrap();
+        let dir = crate::output::private_dir(&base, PREFIX).unwrap();
         assert_ne!(dir, planted);
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);

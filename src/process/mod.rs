@@ -196,6 +196,24 @@ impl ServerProcess {
         cpus: &[usize],
         extra: &[String],
     ) -> io::Result<ServerProcess> {
+        ServerProcess::start_on(exe, variant, config, cpus, extra, None)
+    }
+
+    /// As [`start_with`](Self::start_with), serving on `listener` (a listening socket
+    /// this process bound, handed over as the child's standard input, `fiblab serve
+    /// --inherited-listener`) instead of binding a port of its own: how copies of a
+    /// server share one socket or one `SO_REUSEPORT` port (`fiblab bench scaleout`).
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub fn start_on(
+        exe: &Path,
+        variant: &Variant,
+        config: &Config,
+        cpus: &[usize],
+        extra: &[String],
+        listener: Option<std::os::fd::OwnedFd>,
+    ) -> io::Result<ServerProcess> {
         let mut command = Command::new(exe);
         if !cpus.is_empty() {
             pin_before_exec(&mut command, cpus)?;
@@ -208,9 +226,16 @@ impl ServerProcess {
             .args(["serve", "--model", &variant.model, "--port", "0"])
             .args(config.to_args())
             .args(extra);
+        let stdin = match listener {
+            Some(fd) => {
+                command.arg("--inherited-listener");
+                Stdio::from(fd)
+            }
+            None => Stdio::null(),
+        };
         command
             .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = spawn_tied(command)?;
@@ -272,7 +297,7 @@ impl Drop for ServerProcess {
 
 /// Pins the child to `cpus` between fork and exec, so the server and every thread and
 /// process it starts inherit the mask from their first instruction.
-fn pin_before_exec(command: &mut Command, cpus: &[usize]) -> io::Result<()> {
+pub fn pin_before_exec(command: &mut Command, cpus: &[usize]) -> io::Result<()> {
     use std::os::unix::process::CommandExt as _;
     let set = crate::cpu::set_of(cpus)?;
     // SAFETY: the closure runs in the forked child before exec, where only

@@ -17,6 +17,7 @@ pub mod connections;
 pub mod knee;
 pub mod python;
 pub mod scale;
+pub mod scaleout;
 pub mod seed_tables;
 pub mod starvation;
 pub mod waiting;
@@ -66,6 +67,7 @@ pub const EXPERIMENTS: &[&dyn Experiment] = &[
     &connections::Connections,
     &knee::Knee,
     &waiting::Waiting,
+    &scaleout::ScaleOut,
 ];
 
 /// Every experiment's findings, in the order the seeds state the claims (by source;

@@ -17,6 +17,7 @@
 //! Nothing else in the bench calls [`crate::load::run`] (`tests/architecture.rs`), so a
 //! setting of the load (agents, pinning, spinning) reaches every experiment at once.
 
+pub mod copies;
 pub mod downstream;
 pub mod heavy;
 

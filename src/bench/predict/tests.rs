@@ -48,6 +48,7 @@ pub(crate) fn calibration() -> Calibration {
         read_idle: m(0.5),
         handoff: m(3.4),
         downstream_cpu: None,
+        balancer_cpu: None,
         thread_resident_kib: None,
         rtt_client_spinning: m(38.0),
         rtt_unpinned: m(68.0),

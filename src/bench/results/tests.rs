@@ -33,6 +33,7 @@ pub(crate) fn report_of(samples: Vec<Sample>) -> BenchReport {
         connections: None,
         knee: None,
         waiting: None,
+        scaleout: None,
         race: None,
     }
 }

@@ -30,6 +30,7 @@ fn report(samples: &[u64], segment: &str, started: f64) -> Report {
             ..Default::default()
         },
         unfinished: 2,
+        sent: 0,
         missed: 3,
         classes: vec![ClassReport {
             label: "n=1".into(),

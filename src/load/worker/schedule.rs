@@ -73,6 +73,9 @@ impl Worker {
                 .spec
                 .mix
                 .pick(self.rng.u64(0..self.spec.mix.total_weight()));
+            if measured {
+                self.stats.sent += 1;
+            }
             let conn = &mut self.conns[i];
             conn.write_buf
                 .extend_from_slice(&self.spec.mix.classes[class].request);

@@ -33,3 +33,22 @@ pub struct Connections {
     #[serde(default)]
     pub regimes: Vec<String>,
 }
+
+impl Connections {
+    /// Rough wall time in one regime: per row and idle count a server start, the
+    /// opening (about 150 µs per connection on a 2-core VM), a settle, and the active
+    /// loads.
+    pub fn estimate(&self) -> Duration {
+        let rows = (self.models.len() + self.thread_stacks.len()) as u32;
+        let opening: Duration = self
+            .idle
+            .iter()
+            .map(|&n| Duration::from_micros(150) * n as u32)
+            .sum();
+        let fixed = (Duration::from_millis(900)
+            + (self.duration + self.warmup + Duration::from_millis(100))
+                * self.active.len() as u32)
+            * self.idle.len() as u32;
+        (opening + fixed) * rows
+    }
+}

@@ -41,3 +41,14 @@ pub struct Waiting {
     #[serde(default)]
     pub regimes: Vec<String>,
 }
+
+impl Waiting {
+    /// Rough wall time in one regime: per cell a downstream, a server, the load, and
+    /// their teardown.
+    pub fn estimate(&self) -> Duration {
+        let rows = (self.models.len() + self.gil.len()) as u32;
+        (self.duration + self.warmup + Duration::from_millis(300))
+            * rows
+            * (self.delays.len() * self.clients.len()) as u32
+    }
+}

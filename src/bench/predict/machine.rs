@@ -1,24 +1,25 @@
-//! The machine's CPUs as a bound: where server, load generator and downstream share
-//! them, no model serves more than the CPUs over their CPU per request together.
+//! The machine's CPUs as a bound: where server, load generator and downstream (or a
+//! balancer) share them, no model serves more than the CPUs over their CPU per request
+//! together. `fiblab advise` and the scale-out experiment predict with it.
 
 use crate::calibrate::Calibration;
 use crate::models::{CostModel, Model};
 
 /// The machine's CPUs shared by the server, the load generator and the downstream, as
-/// `fiblab advise` runs them (and a service, its clients and its database on one host
+/// `fiblab advise` and the bench's unpinned cells run them (and a service, its clients and its database on one host
 /// do): `X <= CPUs / (server + load generator + downstream CPU per request)`, the
 /// waiting experiment's machine limit ([`crate::bench::experiments::waiting::bound`])
 /// predicted from the calibration rather than read from the run.
-pub(super) struct MachineBound {
-    pub(super) rps: f64,
-    cpus: usize,
-    server_us: f64,
-    client_us: f64,
-    downstream_us: f64,
+pub struct MachineBound {
+    pub rps: f64,
+    pub cpus: usize,
+    pub server_us: f64,
+    pub client_us: f64,
+    pub downstream_us: f64,
 }
 
 impl MachineBound {
-    pub(super) fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match self.downstream_us > 0.0 {
             true => format!(
                 "the machine's {} CPUs, shared by the server ({:.0} µs), the load generator ({:.0} µs) and the downstream ({:.0} µs of CPU per request)",
@@ -40,7 +41,7 @@ impl MachineBound {
 /// with a wait, the downstream's is calibrated (`downstream_cpu`), or, where an older
 /// calibration lacks it, taken as the load generator's (one thread in epoll reading and
 /// writing a line).
-pub(super) fn machine_bound(
+pub fn machine_bound(
     calibration: &Calibration,
     costs: &crate::models::cost::Costs,
     model: &Model,
