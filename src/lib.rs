@@ -85,6 +85,7 @@ pub mod load;
 pub mod machine;
 pub mod metrics;
 pub mod models;
+pub mod netns;
 pub mod offload;
 pub mod output;
 pub mod pool;

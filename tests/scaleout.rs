@@ -221,3 +221,80 @@ fn a_killed_copys_requests_in_flight_are_counted_lost_exactly() {
     assert_eq!(report.sent, 8 + in_flight);
     assert_eq!(report.unaccounted(), 0);
 }
+
+/// `--netns`: two copies, each in a network namespace of its own, behind HAProxy on
+/// this side: both serve, at their hosts' addresses over the veth pairs, and the
+/// namespaces are gone afterwards. Needs root and iproute2; skips loudly elsewhere.
+#[test]
+fn copies_in_network_namespaces_serve_behind_haproxy() {
+    if !haproxy_here("copies_in_network_namespaces_serve_behind_haproxy") {
+        return;
+    }
+    if let Err(e) = fiblab::netns::Hosts::create(1) {
+        eprintln!(
+            "SKIPPED copies_in_network_namespaces_serve_behind_haproxy: this machine refuses network namespaces ({e}); run as root with iproute2"
+        );
+        return;
+    }
+    let scenario = Scenario::parse(
+        "name = 't'\nmodels = []\nworkloads = [1]\nclients = [1]\nduration = '1s'\nwarmup = '0s'\nrepetitions = 1\n\
+         [scaleout]\nmodels = ['epoll']\nworkloads = [1]\nclients_per_server_cpu = [2]\nduration = '300ms'\nwarmup = '0ms'\nrepetitions = 1\nnetns = true\n",
+    )
+    .unwrap();
+    let mut progress = |_: Step<'_>| {};
+    let exe = Path::new(common::fiblab_bin());
+    let run = Run::new(
+        &scenario,
+        &[],
+        exe,
+        Arc::new(AtomicBool::new(false)),
+        &mut progress,
+        0,
+    );
+    let deployment = run
+        .deploy(
+            &Variant::plain("epoll"),
+            Way::Haproxy(Balance::RoundRobin),
+            2,
+            4,
+        )
+        .unwrap();
+    let hosts: Vec<String> = deployment
+        .copy_addrs
+        .iter()
+        .map(|a| a.ip().to_string())
+        .collect();
+    assert_eq!(
+        hosts,
+        ["10.79.0.2", "10.79.1.2"],
+        "each copy on its own host"
+    );
+    let spec = LoadSpec {
+        stop: Stop::After(Duration::from_millis(400)),
+        warmup: Duration::ZERO,
+        ..run.spec(
+            deployment.addr,
+            Mix::new(vec![Class::fib(1, 1, true)]).unwrap(),
+            4,
+        )
+    };
+    let report = run.load(&spec, Hooks::default()).unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    let served = deployment.requests();
+    deployment.stop();
+    assert!(
+        report.requests_ok > 0 && report.errors.total() == 0,
+        "{report:?}"
+    );
+    assert!(
+        served.iter().all(|&n| n > 0),
+        "both copies served: {served:?}"
+    );
+    let left = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    // This process's sets of hosts are named fhs{pid % 1000}00{set}x{i}.
+    let tag = format!("fhs{}", (std::process::id() % 1000) * 100);
+    assert!(
+        !String::from_utf8_lossy(&left.stdout).contains(&tag),
+        "the veth pairs are removed with the hosts"
+    );
+}

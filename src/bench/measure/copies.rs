@@ -35,6 +35,8 @@ pub struct Deployment {
     pub addr: SocketAddr,
     copies: Vec<Option<ServerProcess>>,
     pids: Vec<u32>,
+    /// Where each copy listens, in order.
+    pub copy_addrs: Vec<SocketAddr>,
     pub balancer: Option<Haproxy>,
     /// CPUs each copy was given (pinned), or may use (unpinned: the machine's / N).
     pub cpus_per_copy: usize,
@@ -44,6 +46,8 @@ pub struct Deployment {
     /// HAProxy shares the copies' CPUs (or every CPU, unpinned).
     pub balancer_shares: bool,
     dir: PathBuf,
+    /// The copies' network namespaces (`--netns`), deleted after the copies stop.
+    _hosts: Option<crate::netns::Hosts>,
 }
 
 impl Run<'_> {
@@ -88,7 +92,14 @@ impl Run<'_> {
             0 => (machine_cpus / copies).max(1),
             n => (n / copies).max(1),
         };
-        let sockets = listeners(way, copies)?;
+        let hosts = match self.scenario.scaleout.as_ref().is_some_and(|s| s.netns) {
+            true => Some(crate::netns::Hosts::create(match way {
+                Way::Haproxy(_) => copies,
+                _ => 1,
+            })?),
+            false => None,
+        };
+        let sockets = listeners(way, copies, hosts.as_ref())?;
         let dir = crate::output::private_dir(&std::env::temp_dir(), "fiblab-copies-")?;
         let mut started = Vec::with_capacity(copies);
         for (i, (socket, cpus)) in sockets.into_iter().zip(&slices).enumerate() {
@@ -122,7 +133,7 @@ impl Run<'_> {
                 let haproxy = Haproxy::start(
                     balancer::Config {
                         frontend,
-                        copies: copy_addrs,
+                        copies: copy_addrs.clone(),
                         balance,
                         threads: match balancer_shares {
                             true => 1,
@@ -141,11 +152,13 @@ impl Run<'_> {
             addr,
             copies: started.into_iter().map(Some).collect(),
             pids,
+            copy_addrs,
             balancer,
             cpus_per_copy,
             balancer_cpus,
             balancer_shares,
             dir,
+            _hosts: hosts,
         })
     }
 
@@ -183,8 +196,37 @@ fn split(cpus: &[usize], n: usize) -> Vec<Vec<usize>> {
         .collect()
 }
 
-/// The listening sockets of `copies` copies shared `way`'s way, on loopback.
-fn listeners(way: Way, copies: usize) -> io::Result<Vec<TcpListener>> {
+/// The listening sockets of `copies` copies shared `way`'s way: on loopback, or in
+/// `hosts` (behind HAProxy, copy `i` in host `i`; otherwise every copy in host 0).
+fn listeners(
+    way: Way,
+    copies: usize,
+    hosts: Option<&crate::netns::Hosts>,
+) -> io::Result<Vec<TcpListener>> {
+    if let Some(hosts) = hosts {
+        return match way {
+            Way::Process => Ok(vec![hosts.bind_in(0, 0, false)?]),
+            Way::OneQueue => {
+                let one = hosts.bind_in(0, 0, false)?;
+                let mut all = Vec::with_capacity(copies);
+                for _ in 1..copies {
+                    all.push(one.try_clone()?);
+                }
+                all.push(one);
+                Ok(all)
+            }
+            Way::ReusePort => {
+                let first = hosts.bind_in(0, 0, true)?;
+                let port = first.local_addr()?.port();
+                let mut all = vec![first];
+                for _ in 1..copies {
+                    all.push(hosts.bind_in(0, port, true)?);
+                }
+                Ok(all)
+            }
+            Way::Haproxy(_) => (0..copies).map(|i| hosts.bind_in(i, 0, false)).collect(),
+        };
+    }
     let any: SocketAddr = ([127, 0, 0, 1], 0).into();
     match way {
         Way::Process => Ok(vec![bind(any)?]),

@@ -69,6 +69,10 @@ pub struct Overrides {
     /// Leave out the knee (latency against offered load) experiment.
     #[arg(long)]
     pub no_knee: bool,
+    /// Scale-out: each copy in a network namespace of its own, reached over a veth pair
+    /// (a real interface, not loopback; needs root and iproute2's `ip`).
+    #[arg(long)]
+    pub netns: bool,
 }
 
 impl Overrides {
@@ -227,6 +231,12 @@ impl Overrides {
         }
         if self.no_knee {
             scenario.knee = None;
+        }
+        if self.netns {
+            match &mut scenario.scaleout {
+                Some(s) => s.netns = true,
+                None => notes.push("--netns reaches only the scale-out experiment (`[scaleout]`), which this scenario does not run".into()),
+            }
         }
         scenario.check()?;
         Ok((scenario, notes))

@@ -81,6 +81,7 @@ impl Experiment for ScaleOut {
             duration_s: s.duration.as_secs_f64(),
             balancer: haproxy.clone().unwrap_or_else(|why| why.to_string()),
             balancer_ran: haproxy.is_ok(),
+            netns: s.netns,
             ..ScaleOutRecords::default()
         });
         if let Err(why) = &haproxy {

@@ -133,7 +133,7 @@ pub fn predict(report: &BenchReport, r: &ScaleOutRecord) -> Option<Predicted> {
 
 /// A cell's measured median against its prediction: the ratio (against the nearest end
 /// of a range, 1 inside it) and, where it is more than [`THRESHOLD`] off, the reason.
-pub fn check(report: &BenchReport, r: &ScaleOutRecord) -> Option<(Predicted, f64, Option<String>)> {
+pub fn check(report: &BenchReport, r: &ScaleOutRecord) -> Option<Checked> {
     let p = predict(report, r)?;
     let measured = median(&r.throughput_rps);
     let ratio = match p.range {
@@ -180,8 +180,25 @@ pub fn spread(r: &ScaleOutRecord) -> f64 {
     }
 }
 
+/// A cell's prediction, measured / predicted, and where off, why (which, and words).
+pub type Checked = (Predicted, f64, Option<(Why, String)>);
+
+/// Which reason a cell off its prediction has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// The machine's CPUs, at the CPU per request the run measured.
+    Machine,
+    /// The copies served unevenly.
+    Uneven,
+    /// HAProxy spent more than its calibrated cost.
+    Balancer,
+    /// The repetitions disagree.
+    Noisy,
+    Unexplained,
+}
+
 /// Why a cell is off its prediction: the first of these that the record shows.
-fn reason(r: &ScaleOutRecord, p: &Predicted, measured: f64, ratio: f64) -> String {
+fn reason(r: &ScaleOutRecord, p: &Predicted, measured: f64, ratio: f64) -> (Why, String) {
     let server = (!r.server_cpu_us.is_empty()).then(|| median(&r.server_cpu_us));
     let client = (!r.client_cpu_us.is_empty()).then(|| median(&r.client_cpu_us));
     let balancer = (!r.balancer_cpu_us.is_empty()).then(|| median(&r.balancer_cpu_us));
@@ -190,37 +207,52 @@ fn reason(r: &ScaleOutRecord, p: &Predicted, measured: f64, ratio: f64) -> Strin
         let bound = cpus as f64 * 1e6 / all.max(1e-3);
         if measured >= 0.85 * bound && p.low > bound {
             let hop = balancer.map_or(String::new(), |b| format!(", HAProxy ({b:.0} µs)"));
-            return format!(
-                "held by the machine's {cpus} CPUs, shared by the copies ({server:.0} µs), the load generator ({:.0} µs){hop} of CPU per request: at most {} req/s, which the formulas leave out",
-                client.unwrap_or(0.0),
-                crate::units::thousands(bound)
+            return (
+                Why::Machine,
+                format!(
+                    "held by the machine's {cpus} CPUs, shared by the copies ({server:.0} µs), the load generator ({:.0} µs){hop} of CPU per request: at most {} req/s, which the formulas leave out",
+                    client.unwrap_or(0.0),
+                    crate::units::thousands(bound)
+                ),
             );
         }
     }
     let uneven = imbalance(r);
     if r.copies > 1 && uneven > 1.0 + THRESHOLD {
-        return format!(
-            "uneven: the busiest copy served {:.0}% of the requests (an even share is {:.0}%), and a closed loop waits on it",
-            uneven / r.copies as f64 * 100.0,
-            100.0 / r.copies as f64
+        return (
+            Why::Uneven,
+            format!(
+                "uneven: the busiest copy served {:.0}% of the requests (an even share is {:.0}%), and a closed loop waits on it",
+                uneven / r.copies as f64 * 100.0,
+                100.0 / r.copies as f64
+            ),
         );
     }
     if let (Some(hop), Some(b)) = (p.hop, balancer)
         && b > hop.cpu_us * (1.0 + THRESHOLD)
     {
-        return format!(
-            "HAProxy spent {b:.0} µs of CPU per request, {:.1}x the {:.0} µs its socket calls and wake-ups are priced at",
-            b / hop.cpu_us.max(1e-3),
-            hop.cpu_us
+        return (
+            Why::Balancer,
+            format!(
+                "HAProxy spent {b:.0} µs of CPU per request, {:.1}x the {:.0} µs it was priced at (its calibrated or computed cost)",
+                b / hop.cpu_us.max(1e-3),
+                hop.cpu_us
+            ),
         );
     }
     if spread(r) > 0.15 {
-        return format!(
-            "noisy: its repetitions spread over {:.0}% of the median, so one median cannot be held to the prediction",
-            spread(r) * 100.0
+        return (
+            Why::Noisy,
+            format!(
+                "noisy: its repetitions spread over {:.0}% of the median, so one median cannot be held to the prediction",
+                spread(r) * 100.0
+            ),
         );
     }
-    format!("unexplained: {ratio:.2}x the prediction")
+    (
+        Why::Unexplained,
+        format!("unexplained: {ratio:.2}x the prediction"),
+    )
 }
 
 /// Where the way's rows differ from `process` by design, for the tables' intro.

@@ -13,6 +13,10 @@ pub struct ScaleOutRecords {
     pub balancer: String,
     /// Whether HAProxy ran here (its rows exist).
     pub balancer_ran: bool,
+    /// The copies served from network namespaces over veth pairs (`--netns`), not
+    /// loopback.
+    #[serde(default)]
+    pub netns: bool,
     pub records: Vec<ScaleOutRecord>,
     #[serde(default)]
     pub kills: Vec<KillRecord>,

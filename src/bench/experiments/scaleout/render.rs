@@ -40,12 +40,19 @@ fn sharing(s: &ScaleOutRecords) -> String {
     let Some(r) = s.records.first() else {
         return String::new();
     };
-    match r.shared_cpus {
+    let hosts = match s.netns {
+        true => {
+            " Each copy (copies sharing a port or a queue: all of them) sits in a network namespace of its own, reached over a veth pair: requests cross a real interface, not loopback."
+        }
+        false => "",
+    };
+    let cpus = match r.shared_cpus {
         Some(cpus) => format!(
             "Nothing is pinned: the copies, HAProxy and the load generator share this machine's {cpus} CPUs, so N copies share the CPUs one process has (each copy may use {cpus}/N), and a copy's gain can only come from how the work is spread, not from more CPUs."
         ),
         None => "Each copy is pinned to its own slice of the server's CPUs; HAProxy runs on CPUs of its own where the machine has CPUs neither side was given, else on the server's (said per row).".to_string(),
-    }
+    };
+    cpus + hosts
 }
 
 pub(super) fn tables(report: &BenchReport, s: &ScaleOutRecords) -> (Vec<Table>, Vec<String>) {
@@ -88,7 +95,7 @@ pub(super) fn tables(report: &BenchReport, s: &ScaleOutRecords) -> (Vec<Table>, 
                     .map_or("–".to_string(), |(_, q, _)| ratio(*q));
                 let why = checked
                     .as_ref()
-                    .and_then(|(_, _, why)| why.clone())
+                    .and_then(|(_, _, why)| why.as_ref().map(|w| w.1.clone()))
                     .unwrap_or_default();
                 let hop = match (
                     r.balancer_cpu_us.is_empty(),
@@ -183,10 +190,38 @@ fn summary(report: &BenchReport, s: &ScaleOutRecords) -> Vec<String> {
     if let Some(words) = hop_words(report, s) {
         out.push(words);
     }
+    if let Some(words) = score_words(report, s) {
+        out.push(words);
+    }
     for k in &s.kills {
         out.push(format!("Killed copy, {}.", kill_words(k)));
     }
     out
+}
+
+/// How the predictions held, with the reasons of those off.
+fn score_words(report: &BenchReport, s: &ScaleOutRecords) -> Option<String> {
+    use super::predict::Why;
+    let checks: Vec<Option<Why>> = s
+        .records
+        .iter()
+        .filter_map(|r| check(report, r))
+        .map(|(_, _, why)| why.map(|w| w.0))
+        .collect();
+    if checks.is_empty() {
+        return None;
+    }
+    let count = |w: Option<Why>| checks.iter().filter(|&&c| c == w).count();
+    Some(format!(
+        "Predictions: {} of {} cells within 30%; of the rest, {} held by the machine's CPUs at the CPU per request this run measured (copies, load generator and HAProxy together: more than the calibrated costs add up to), {} uneven copies, {} HAProxy over its calibrated CPU, {} noisy, {} unexplained.",
+        count(None),
+        checks.len(),
+        count(Some(Why::Machine)),
+        count(Some(Why::Uneven)),
+        count(Some(Why::Balancer)),
+        count(Some(Why::Noisy)),
+        count(Some(Why::Unexplained)),
+    ))
 }
 
 /// The hop measured: HAProxy in front of one copy against the one process, at each

@@ -33,6 +33,11 @@ pub struct ScaleOut {
     pub warmup: Duration,
     /// Repetitions of each cell, interleaved (every way once, then again).
     pub repetitions: usize,
+    /// Each copy in a network namespace of its own (`crate::netns`), reached over a
+    /// veth pair instead of loopback (copies sharing a port or a queue: one namespace
+    /// for them all). Needs root and iproute2.
+    #[serde(default)]
+    pub netns: bool,
     /// A copy killed under load: see [`Kill`].
     #[serde(default)]
     pub kill: Option<Kill>,
