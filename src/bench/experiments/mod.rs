@@ -56,6 +56,12 @@ pub trait Experiment: Sync {
     fn plots(&self, report: &BenchReport) -> Result<Vec<Plot>, PlotError>;
     /// The seeds' claims its records decide.
     fn findings(&self, report: &BenchReport) -> Vec<Finding>;
+    /// Sentences for the report's opening lines, each computed from its records: the
+    /// answers to the question the experiment asks (none by default: the seed tables'
+    /// lines answer for most).
+    fn summary(&self, _report: &BenchReport) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Every experiment, in the order they run and appear in a report.

@@ -129,6 +129,9 @@ fn summary(r: &BenchReport) -> Vec<String> {
         None => format!("This machine: {} ({} CPUs), not calibrated in this run.", m.cpu, m.cpus),
     });
     lines.extend(client::client_line(r));
+    for experiment in super::experiments::EXPERIMENTS {
+        lines.extend(experiment.summary(r));
+    }
     let mut workloads: Vec<u32> = r.cells.iter().map(|c| c.n).collect();
     workloads.sort_unstable();
     workloads.dedup();

@@ -155,6 +155,13 @@ impl Experiment for ScaleOut {
     fn findings(&self, r: &BenchReport) -> Vec<Finding> {
         render::findings(r)
     }
+
+    fn summary(&self, r: &BenchReport) -> Vec<String> {
+        match &r.scaleout {
+            Some(s) => render::summary(r, s),
+            None => Vec::new(),
+        }
+    }
 }
 
 /// How long after the load every copy has published its last count.

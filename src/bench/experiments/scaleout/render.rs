@@ -35,6 +35,12 @@ fn ms(us: f64) -> String {
     format!("{:.2}", us / 1e3)
 }
 
+/// A percentile over the repetitions, ms: their median with its interval.
+fn latency(per_repetition: &[u64]) -> String {
+    let values: Vec<f64> = per_repetition.iter().map(|&x| x as f64).collect();
+    Interval::of(&values).text(ms)
+}
+
 /// What the machine shares, in words, for the tables' intro.
 fn sharing(s: &ScaleOutRecords) -> String {
     let Some(r) = s.records.first() else {
@@ -69,8 +75,8 @@ pub(super) fn tables(report: &BenchReport, s: &ScaleOutRecords) -> (Vec<Table>, 
             "req/s [95% CI]",
             "predicted",
             "measured / predicted",
-            "p50 (ms)",
-            "p99 (ms)",
+            "p50 (ms) [95% CI]",
+            "p99 (ms) [95% CI]",
             "share per copy",
             "busiest / even",
             "copies µs/req",
@@ -124,12 +130,8 @@ pub(super) fn tables(report: &BenchReport, s: &ScaleOutRecords) -> (Vec<Table>, 
                     Interval::of(&r.throughput_rps).text(thousands),
                     predicted,
                     vs,
-                    ms(median(
-                        &r.p50_us.iter().map(|&x| x as f64).collect::<Vec<_>>(),
-                    )),
-                    ms(median(
-                        &r.p99_us.iter().map(|&x| x as f64).collect::<Vec<_>>(),
-                    )),
+                    latency(&r.p50_us),
+                    latency(&r.p99_us),
                     per_copy,
                     match r.copies {
                         1 => "–".to_string(),
@@ -165,26 +167,33 @@ pub(super) fn tables(report: &BenchReport, s: &ScaleOutRecords) -> (Vec<Table>, 
     if !s.kills.is_empty() {
         tables.push(kill_table(s));
     }
-    (tables, summary(report, s))
+    (tables, Vec::new())
 }
 
 /// The run's answers in sentences, each computed from the records: which way spreads
 /// load most evenly, what the hop costs, what a dead copy costs each way.
-fn summary(report: &BenchReport, s: &ScaleOutRecords) -> Vec<String> {
+pub(super) fn summary(report: &BenchReport, s: &ScaleOutRecords) -> Vec<String> {
     let mut out = Vec::new();
     let spreads: Vec<(Way, f64, usize)> = Way::ALL
         .into_iter()
         .filter_map(|w| way_imbalance(s, w).map(|(x, n)| (w, x, n)))
         .collect();
-    if let Some(best) = spreads.iter().min_by(|a, b| a.1.total_cmp(&b.1)) {
+    if let Some(best) = spreads.iter().map(|s| s.1).min_by(f64::total_cmp) {
         let each: Vec<String> = spreads
             .iter()
             .map(|(w, x, n)| format!("`{w}` {x:.2} ({n} cells)"))
             .collect();
+        // Ways within 0.02 of the most even one are as even (a copy's count moves by
+        // about that between repetitions).
+        let evenest: Vec<String> = spreads
+            .iter()
+            .filter(|s| s.1 <= best + 0.02)
+            .map(|s| format!("`{}`", s.0))
+            .collect();
         out.push(format!(
-            "Spread over the copies (the busiest copy's share of requests over an even share, median over the cells of 2 or more copies; 1.00 is even): {}. `{}` spreads load most evenly here.",
+            "Spread over the copies (the busiest copy's share of requests over an even share, median over the cells of 2 or more copies; 1.00 is even): {}. Most even here: {}.",
             each.join(", "),
-            best.0
+            evenest.join(" and ")
         ));
     }
     if let Some(words) = hop_words(report, s) {
@@ -257,8 +266,10 @@ fn hop_words(report: &BenchReport, s: &ScaleOutRecords) -> Option<String> {
             |r: &ScaleOutRecord| median(&r.p50_us.iter().map(|&x| x as f64).collect::<Vec<_>>());
         added_us.push(p50(hopped) - p50(direct));
         kept.push(median(&hopped.throughput_rps) / median(&direct.throughput_rps).max(1e-9));
-        if let Some(hop) = check(report, hopped).and_then(|c| c.0.hop) {
-            predicted.push(hop.latency_us);
+        // Little's law on both predictions: a closed loop's mean latency is N / X.
+        if let (Some(h), Some(d)) = (check(report, hopped), check(report, direct)) {
+            let n = fewest as f64 * 1e6;
+            predicted.push(n / h.0.rps.max(1e-9) - n / d.0.rps.max(1e-9));
         }
     }
     if added_us.is_empty() {
@@ -278,7 +289,7 @@ fn hop_words(report: &BenchReport, s: &ScaleOutRecords) -> Option<String> {
             format!("{:.1} µs calibrated", m.median_us)
         });
     Some(format!(
-        "The hop: HAProxy in front of one copy adds {:.0} µs to the median latency at the fewest clients ({} groups; predicted {:.0} µs, a round trip across CPUs) and keeps {:.2}x of the one process's throughput; it spends {:.1} µs of CPU per request (median over its {} cells; {calibrated}).",
+        "The hop: HAProxy in front of one copy adds {:.0} µs to the median latency at the fewest clients ({} groups; predicted {:.0} µs, the clients over each predicted throughput, Little's law: a closed loop waits out whatever slows its throughput) and keeps {:.2}x of the one process's throughput; it spends {:.1} µs of CPU per request (median over its {} cells; {calibrated}).",
         median(&added_us),
         added_us.len(),
         match predicted.is_empty() {
@@ -308,6 +319,7 @@ fn kill_table(s: &ScaleOutRecords) -> Table {
         "longest gap (ms)",
         "recovered after (ms)",
         "taken out after (ms)",
+        "redispatched by HAProxy",
     ];
     let first = &s.kills[0];
     Table {
@@ -315,7 +327,7 @@ fn kill_table(s: &ScaleOutRecords) -> Table {
             "A copy killed under load: `{}` ×{}, fib({}), {} clients",
             first.model, first.copies, first.n, first.clients
         ),
-        intro: "SIGKILL to copy 0 mid-cell. Predicted lost: the connections it held (each has one request outstanding at every moment of a closed loop). Every request sent is one of: answered, an ERR or wrong reply, lost with its connection (in flight on the dead copy, or waiting in its accept queue), timed out, or unfinished at the end; `unaccounted` is sent minus all of them, counted apart (0: every request accounted for). Recovered: from the kill to the first 100 ms whose replies reach 90% of the last second's rate. Taken out: until HAProxy's health checks marked the copy down.".into(),
+        intro: "SIGKILL to copy 0 mid-cell. Predicted lost: the connections it held (each has one request outstanding at every moment of a closed loop). Every request sent is one of: answered, an ERR or wrong reply, lost with its connection (in flight on the dead copy, or waiting in its accept queue), timed out, or unfinished at the end; `unaccounted` is sent minus all of them, counted apart (0: every request accounted for). Recovered: from the kill to the first 100 ms whose replies reach 90% of the last second's rate. Taken out: until HAProxy's health checks marked the copy down; redispatched: connects to the dead copy HAProxy sent to another instead (its `retries` and `option redispatch`), so the client never saw them fail.".into(),
         header: header.iter().map(|h| h.to_string()).collect(),
         left: 1,
         text_last: false,
@@ -340,6 +352,7 @@ fn kill_table(s: &ScaleOutRecords) -> Table {
                     format!("{:.0}", k.gap_ms),
                     opt(k.recovered_ms).replace('–', "not within the cell"),
                     opt(k.taken_out_ms),
+                    k.redispatched.map_or("–".to_string(), |r| r.to_string()),
                 ]
             })
             .collect(),
