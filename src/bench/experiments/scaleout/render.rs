@@ -386,6 +386,7 @@ pub(super) fn plots(s: &ScaleOutRecords) -> Result<Vec<Plot>, PlotError> {
             .x_desc("seconds into the measured window")
             .y_desc("replies per 10 ms")
             .label_style(("sans-serif", 11))
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()
             .map_err(err)?;
         for (i, k) in s.kills.iter().enumerate() {
