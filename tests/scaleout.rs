@@ -34,6 +34,19 @@ fn haproxy_here(test: &str) -> bool {
     }
 }
 
+/// A bench run of `scenario` with this test build's fiblab, reporting no progress.
+fn run_of<'a>(scenario: &'a Scenario, progress: &'a mut dyn FnMut(Step<'_>)) -> Run<'a> {
+    let exe = Path::new(common::fiblab_bin());
+    Run::new(
+        scenario,
+        &[],
+        exe,
+        Arc::new(AtomicBool::new(false)),
+        progress,
+        0,
+    )
+}
+
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("fiblab-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -152,15 +165,7 @@ fn a_killed_copys_requests_in_flight_are_counted_lost_exactly() {
     )
     .unwrap();
     let mut progress = |_: Step<'_>| {};
-    let exe = Path::new(common::fiblab_bin());
-    let run = Run::new(
-        &scenario,
-        &[],
-        exe,
-        Arc::new(AtomicBool::new(false)),
-        &mut progress,
-        0,
-    );
+    let run = run_of(&scenario, &mut progress);
     let mut deployment = run
         .deploy_with(&Variant::plain("threads"), Way::ReusePort, 2, 8, |config| {
             config.downstream = Some(DownstreamConfig {
@@ -242,15 +247,7 @@ fn copies_in_network_namespaces_serve_behind_haproxy() {
     )
     .unwrap();
     let mut progress = |_: Step<'_>| {};
-    let exe = Path::new(common::fiblab_bin());
-    let run = Run::new(
-        &scenario,
-        &[],
-        exe,
-        Arc::new(AtomicBool::new(false)),
-        &mut progress,
-        0,
-    );
+    let run = run_of(&scenario, &mut progress);
     let deployment = run
         .deploy(
             &Variant::plain("epoll"),

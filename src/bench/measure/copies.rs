@@ -26,7 +26,7 @@ use nix::unistd::Pid;
 use super::Run;
 use crate::balancer::{self, Haproxy, Way};
 use crate::process::ServerProcess;
-use crate::server::{Variant, bind, bind_with};
+use crate::server::{Variant, bind_with};
 use crate::service::ServiceKind;
 
 /// Copies of a server serving one address, and what stands in front of them.
@@ -203,35 +203,23 @@ fn listeners(
     copies: usize,
     hosts: Option<&crate::netns::Hosts>,
 ) -> io::Result<Vec<TcpListener>> {
-    if let Some(hosts) = hosts {
-        return match way {
-            Way::Process => Ok(vec![hosts.bind_in(0, 0, false)?]),
-            Way::OneQueue => {
-                let one = hosts.bind_in(0, 0, false)?;
-                let mut all = Vec::with_capacity(copies);
-                for _ in 1..copies {
-                    all.push(one.try_clone()?);
-                }
-                all.push(one);
-                Ok(all)
-            }
-            Way::ReusePort => {
-                let first = hosts.bind_in(0, 0, true)?;
-                let port = first.local_addr()?.port();
-                let mut all = vec![first];
-                for _ in 1..copies {
-                    all.push(hosts.bind_in(0, port, true)?);
-                }
-                Ok(all)
-            }
-            Way::Haproxy(_) => (0..copies).map(|i| hosts.bind_in(i, 0, false)).collect(),
-        };
-    }
-    let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    // Host `h`'s socket on `port` (0: a free one), with SO_REUSEPORT where asked.
+    let bind_at = |h: usize, port: u16, reuse: bool| match hosts {
+        Some(hosts) => hosts.bind_in(h, port, reuse),
+        // A free port for copies to share: one no other listener holds.
+        None if reuse && port == 0 => {
+            crate::server::bind_model(loopback(0), true, false).map_err(|e| match e {
+                crate::server::BindError::Io(e) => e,
+                other => io::Error::other(other.to_string()),
+            })
+        }
+        None => bind_with(loopback(port), reuse),
+    };
     match way {
-        Way::Process => Ok(vec![bind(any)?]),
+        Way::Process => Ok(vec![bind_at(0, 0, false)?]),
         Way::OneQueue => {
-            let one = bind(any)?;
+            let one = bind_at(0, 0, false)?;
             let mut all = Vec::with_capacity(copies);
             for _ in 1..copies {
                 all.push(one.try_clone()?);
@@ -240,18 +228,15 @@ fn listeners(
             Ok(all)
         }
         Way::ReusePort => {
-            let first = crate::server::bind_model(any, true, false).map_err(|e| match e {
-                crate::server::BindError::Io(e) => e,
-                other => io::Error::other(other.to_string()),
-            })?;
-            let addr = first.local_addr()?;
+            let first = bind_at(0, 0, true)?;
+            let port = first.local_addr()?.port();
             let mut all = vec![first];
             for _ in 1..copies {
-                all.push(bind_with(addr, true)?);
+                all.push(bind_at(0, port, true)?);
             }
             Ok(all)
         }
-        Way::Haproxy(_) => (0..copies).map(|_| bind(any)).collect(),
+        Way::Haproxy(_) => (0..copies).map(|i| bind_at(i, 0, false)).collect(),
     }
 }
 
