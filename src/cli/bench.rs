@@ -13,7 +13,7 @@ use fiblab::bench::{self, BenchReport, Step, Target};
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// A shipped scenario (quick, seeds, full, python, c10k, knee, cores, waiting, scale)
+    /// A shipped scenario (quick, seeds, full, python, c10k, knee, cores, waiting, scale, scaleout)
     /// or a scenario TOML file.
     #[arg(default_value = "quick")]
     scenario: String,
