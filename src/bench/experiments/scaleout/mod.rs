@@ -76,6 +76,14 @@ impl Experiment for ScaleOut {
             return Ok(());
         }
         crate::server::raise_descriptor_limit();
+        if s.netns {
+            // Said once, before any cell: not after minutes of measuring.
+            crate::netns::Hosts::create(1).map_err(|e| {
+                io::Error::other(format!(
+                    "--netns needs root (CAP_NET_ADMIN) and iproute2's `ip`, and this machine refused a network namespace: {e}"
+                ))
+            })?;
+        }
         let haproxy = crate::balancer::available();
         let records = report.scaleout.get_or_insert_with(|| ScaleOutRecords {
             duration_s: s.duration.as_secs_f64(),

@@ -217,6 +217,22 @@ fn reason(r: &ScaleOutRecord, p: &Predicted, measured: f64, ratio: f64) -> (Why,
             );
         }
     }
+    // Pinned, HAProxy on the server's CPUs: the copies and the balancer share them.
+    if let (None, Some((_, true)), Some(server), Some(b)) =
+        (r.shared_cpus, r.balancer, server, balancer)
+    {
+        let cpus = r.cpus_per_copy * r.copies;
+        let bound = cpus as f64 * 1e6 / (server + b).max(1e-3);
+        if measured >= 0.85 * bound && p.low > bound {
+            return (
+                Why::Machine,
+                format!(
+                    "held by the server's {cpus} CPUs, shared by the copies ({server:.0} µs) and HAProxy ({b:.0} µs of CPU per request): at most {} req/s, which the formulas leave out",
+                    crate::units::thousands(bound)
+                ),
+            );
+        }
+    }
     let uneven = imbalance(r);
     if r.copies > 1 && uneven > 1.0 + THRESHOLD {
         return (
